@@ -1,0 +1,106 @@
+// Package lease holds the domain of cc-gateway: a person's lease on a
+// machine, the policies that bound it, and the Manager that creates, resumes,
+// extends, stops and destroys machines through a Provider while recording
+// every change in a Store.
+//
+// The package knows nothing about SSH wire details or HTTP: the front door
+// and the cloud adapters depend on it, never the other way round.
+package lease
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// State is where a lease's machine is in its life.
+type State string
+
+// The states of a lease. Transitional states (creating, starting, stopping,
+// destroying) are written before the provider call they name, so a crash
+// leaves a record of what was in flight.
+const (
+	StateCreating   State = "creating"
+	StateRunning    State = "running"
+	StateStarting   State = "starting"
+	StateStopping   State = "stopping"
+	StateStopped    State = "stopped"
+	StateDestroying State = "destroying"
+)
+
+// Lease is one person's claim on one machine. People are known by the
+// SHA256 fingerprint of their public key, so that is the lease's key.
+type Lease struct {
+	Fingerprint  string    `json:"fingerprint"`   // SHA256:… of PublicKey
+	PublicKey    string    `json:"public_key"`    // authorized_keys form, no comment
+	ID           string    `json:"id"`            // random, names the server and labels it
+	State        State     `json:"state"`         //
+	ServerID     int64     `json:"server_id"`     // provider's id; 0 before creation returns
+	ServerName   string    `json:"server_name"`   // derived from ID, so retries find it
+	Address      string    `json:"address"`       // host:port of the machine's sshd
+	HostKey      string    `json:"host_key"`      // pinned machine host key, authorized_keys form
+	HostKeyPEM   []byte    `json:"host_key_pem"`  // its private half, sent again on re-create
+	ServerType   string    `json:"server_type"`   //
+	Location     string    `json:"location"`      //
+	Created      time.Time `json:"created"`       //
+	Expires      time.Time `json:"expires"`       //
+	LastActivity time.Time `json:"last_activity"` //
+}
+
+// ErrNotFound is returned by a Store for a fingerprint without a lease.
+var ErrNotFound = errors.New("no lease")
+
+// ErrServerNotFound is returned by a Provider for a server that does not exist.
+var ErrServerNotFound = errors.New("server not found")
+
+// Store keeps leases. Implementations must make Put durable before returning.
+type Store interface {
+	Get(fingerprint string) (Lease, error)
+	Put(l Lease) error
+	Delete(fingerprint string) error
+	List() ([]Lease, error)
+}
+
+// Server is what a provider knows about one machine.
+type Server struct {
+	ID         int64
+	Name       string
+	Status     string // provider's word: "running", "off", "initializing", …
+	IPv4       string
+	ServerType string
+	Location   string
+	Labels     map[string]string
+	Created    time.Time
+}
+
+// CreateSpec asks a provider for a new server.
+type CreateSpec struct {
+	Name     string
+	LeaseID  string
+	UserData string // rendered bootstrap document
+	// PublicKey is the person's key; providers that need SSH keys registered
+	// (Hetzner) register it so the server also carries it natively.
+	PublicKey string
+}
+
+// Provider creates and drives servers. Each call waits until the provider
+// reports its action finished, bounded by ctx.
+type Provider interface {
+	Create(ctx context.Context, spec CreateSpec) (Server, error)
+	Get(ctx context.Context, id int64) (Server, error)
+	PowerOn(ctx context.Context, id int64) error
+	PowerOff(ctx context.Context, id int64) error
+	Delete(ctx context.Context, id int64) error
+	// WaitSSH returns once sshd at addr answers with hostKey (authorized_keys
+	// form); any other key is an error at once, never trusted.
+	WaitSSH(ctx context.Context, addr, hostKey string) error
+}
+
+// Clock is injected so policies and tests never depend on wall time.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+// Now returns the current time.
+func (SystemClock) Now() time.Time { return time.Now() }
