@@ -1,0 +1,80 @@
+package lease
+
+import (
+	"fmt"
+	"time"
+)
+
+// Policy bounds how long machines live.
+type Policy struct {
+	DefaultTTL  time.Duration // expiry of a new lease, from creation
+	MaxTTL      time.Duration // the furthest ahead of now an expiry may be
+	MaxLifetime time.Duration // the furthest after creation an expiry may be
+	IdleTimeout time.Duration // no activity for this long stops the machine
+}
+
+// ExtendError is a refused extension. Its message names the cap and the
+// latest expiry allowed, so the person knows what they can ask for instead.
+type ExtendError struct{ msg string }
+
+func (e *ExtendError) Error() string { return e.msg }
+
+// NewExpiry returns the expiry after extending l by d at now:
+// max(now, expiry) + d, refused when it passes a cap.
+func (p Policy) NewExpiry(l Lease, d time.Duration, now time.Time) (time.Time, error) {
+	if d <= 0 {
+		return time.Time{}, &ExtendError{fmt.Sprintf("extend needs a positive duration such as 2h or 90m, not %s", d)}
+	}
+	base := l.Expires
+	if base.Before(now) {
+		base = now
+	}
+	next := base.Add(d)
+	if limit := now.Add(p.MaxTTL); next.After(limit) {
+		return time.Time{}, &ExtendError{fmt.Sprintf(
+			"extend by %s would put the expiry %s from now, beyond the %s cap; the latest expiry allowed is %s (extend by at most %s)",
+			FormatDuration(d), FormatDuration(next.Sub(now)), FormatDuration(p.MaxTTL),
+			limit.UTC().Format(time.RFC3339), FormatDuration(maxDuration(limit.Sub(base), 0)))}
+	}
+	if limit := l.Created.Add(p.MaxLifetime); next.After(limit) {
+		return time.Time{}, &ExtendError{fmt.Sprintf(
+			"extend by %s would keep the machine beyond its %s maximum lifetime; the latest expiry allowed is %s (extend by at most %s)",
+			FormatDuration(d), FormatDuration(p.MaxLifetime),
+			limit.UTC().Format(time.RFC3339), FormatDuration(maxDuration(limit.Sub(base), 0)))}
+	}
+	return next, nil
+}
+
+func maxDuration(a, b time.Duration) time.Duration {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// FormatDuration prints a duration the way people write it: 2h, 1h30m, 45m,
+// 30s; sub-second parts are dropped.
+func FormatDuration(d time.Duration) string {
+	if d < 0 {
+		return "-" + FormatDuration(-d)
+	}
+	d = d.Truncate(time.Second)
+	if d == 0 {
+		return "0s"
+	}
+	h, m, s := int(d/time.Hour), int(d%time.Hour/time.Minute), int(d%time.Minute/time.Second)
+	out := ""
+	if h > 0 {
+		out += fmt.Sprintf("%dh", h)
+	}
+	if m > 0 {
+		out += fmt.Sprintf("%dm", m)
+	}
+	if s > 0 && h == 0 {
+		out += fmt.Sprintf("%ds", s)
+	}
+	if out == "" {
+		out = fmt.Sprintf("%ds", s)
+	}
+	return out
+}
