@@ -1,0 +1,322 @@
+// Package bolt is the lease.Store kept in one bbolt file.
+//
+// The file holds this bucket tree:
+//
+//	root
+//	├── meta                      bucket
+//	│   └── schema_version        uint64, 8 bytes big-endian (currently 1)
+//	└── leases                    bucket
+//	    └── <fingerprint>         JSON of lease.Lease, key "SHA256:…"
+//
+// Schema history:
+//
+//	v0  only the leases bucket, no meta bucket (early development builds)
+//	v1  meta bucket with schema_version added
+//
+// Open checks schema_version. A file written by a newer gateway is refused
+// untouched; an older file is first copied to <path>.v<N>.bak and then
+// migrated in a single transaction, so a failed migration leaves it as it was.
+//
+// Adding a bucket (an "events" audit log is the next one planned) means:
+// name it below, create it in initialise, append a migration that creates it
+// in existing files, and bump schemaVersion.
+package bolt
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+// Bucket and key names of the tree drawn in the package comment.
+var (
+	metaBucket       = []byte("meta")
+	schemaVersionKey = []byte("schema_version")
+	leasesBucket     = []byte("leases")
+)
+
+// schemaVersion is the layout this binary writes and understands.
+const schemaVersion = 1
+
+// migrations[n] turns a version n file into a version n+1 file, so
+// len(migrations) must equal schemaVersion.
+var migrations = []func(tx *bbolt.Tx) error{
+	migrateV0ToV1,
+}
+
+// lockTimeout bounds the wait for the file lock; bbolt otherwise waits forever
+// when another process holds the file.
+const lockTimeout = time.Second
+
+// ErrInUse means another process holds the database file open.
+var ErrInUse = errors.New("in use by another gateway process")
+
+// ErrNewerSchema means the file was written by a newer gateway than this one.
+var ErrNewerSchema = errors.New("written by a newer gateway")
+
+// Store is a lease.Store on a bbolt file. It is safe for concurrent use.
+type Store struct {
+	db   *bbolt.DB
+	path string
+}
+
+var _ lease.Store = (*Store)(nil)
+
+// Open opens or creates the database at path (mode 0600, its directory 0700)
+// and brings its schema up to date.
+func Open(path string) (*Store, error) {
+	return open(path, lockTimeout)
+}
+
+func open(path string, timeout time.Duration) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create directory for store %s: %w", path, err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("open store: %s is %w; stop the other gateway or choose another --data-dir", path, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	if err := s.prepare(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepare tightens the file mode and brings the schema to schemaVersion.
+func (s *Store) prepare() error {
+	// Leases hold machine host private keys: nobody but us may read them.
+	info, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("stat store %s: %w", s.path, err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(s.path, 0o600); err != nil {
+			return fmt.Errorf("store %s is readable by others (mode %v) and cannot be restricted: %w", s.path, perm, err)
+		}
+		slog.Warn("store: restricted database file mode to 0600", "path", s.path, "was", perm.String())
+	}
+
+	version, fresh, err := s.version()
+	if err != nil {
+		return err
+	}
+	switch {
+	case fresh:
+		if err := s.db.Update(initialise); err != nil {
+			return fmt.Errorf("initialise store %s: %w", s.path, err)
+		}
+		return nil
+	case version > schemaVersion:
+		return fmt.Errorf("open store: %s was %w (schema version %d; this gateway knows up to %d); run the newer gateway or restore a backup",
+			s.path, ErrNewerSchema, version, schemaVersion)
+	case version < schemaVersion:
+		return s.migrate(version)
+	}
+	return nil
+}
+
+// version reads the schema version. A file without any bucket is fresh; one
+// with buckets but no meta bucket predates schema versions, so it is v0.
+func (s *Store) version() (version uint64, fresh bool, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(metaBucket)
+		if meta == nil {
+			empty := true
+			_ = tx.ForEach(func([]byte, *bbolt.Bucket) error {
+				empty = false
+				return nil
+			})
+			fresh = empty
+			return nil
+		}
+		raw := meta.Get(schemaVersionKey)
+		if len(raw) != 8 {
+			return fmt.Errorf("%s/%s holds %d bytes, want 8", metaBucket, schemaVersionKey, len(raw))
+		}
+		version = binary.BigEndian.Uint64(raw)
+		return nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("read schema version of store %s: %w", s.path, err)
+	}
+	return version, fresh, nil
+}
+
+func initialise(tx *bbolt.Tx) error {
+	for _, name := range [][]byte{metaBucket, leasesBucket} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return putVersion(tx, schemaVersion)
+}
+
+func putVersion(tx *bbolt.Tx, version uint64) error {
+	meta, err := tx.CreateBucketIfNotExists(metaBucket)
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", metaBucket, err)
+	}
+	raw := make([]byte, 8)
+	binary.BigEndian.PutUint64(raw, version)
+	if err := meta.Put(schemaVersionKey, raw); err != nil {
+		return fmt.Errorf("write schema version: %w", err)
+	}
+	return nil
+}
+
+// migrate backs the file up as it is, then runs every migration from `from`
+// to schemaVersion in one transaction.
+func (s *Store) migrate(from uint64) error {
+	backup := fmt.Sprintf("%s.v%d.bak", s.path, from)
+	if err := s.backup(backup); err != nil {
+		return fmt.Errorf("back up store %s before migrating: %w", s.path, err)
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		for v := from; v < schemaVersion; v++ {
+			if err := migrations[v](tx); err != nil {
+				return fmt.Errorf("migrate from schema version %d: %w", v, err)
+			}
+		}
+		return putVersion(tx, schemaVersion)
+	})
+	if err != nil {
+		return fmt.Errorf("migrate store %s (a copy of the original is at %s): %w", s.path, backup, err)
+	}
+	slog.Info("store: migrated database", "path", s.path, "from", from, "to", schemaVersion, "backup", backup)
+	return nil
+}
+
+// backup writes a consistent copy of the database to path, replacing any
+// earlier copy only once the new one is complete.
+func (s *Store) backup(path string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		_, err := tx.WriteTo(f)
+		return err
+	})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// migrateV0ToV1 adds the meta bucket (its version is written by migrate) and
+// makes sure the leases bucket exists.
+func migrateV0ToV1(tx *bbolt.Tx) error {
+	for _, name := range [][]byte{metaBucket, leasesBucket} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Close releases the file.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Get returns the lease of fingerprint, or an error wrapping lease.ErrNotFound.
+func (s *Store) Get(fingerprint string) (lease.Lease, error) {
+	var l lease.Lease
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(leasesBucket).Get([]byte(fingerprint))
+		if raw == nil {
+			return lease.ErrNotFound
+		}
+		return decode(fingerprint, raw, &l)
+	})
+	if err != nil {
+		return lease.Lease{}, fmt.Errorf("get lease %s: %w", fingerprint, err)
+	}
+	return l, nil
+}
+
+// Put writes l under its fingerprint; it is on disk when Put returns.
+func (s *Store) Put(l lease.Lease) error {
+	if l.Fingerprint == "" {
+		return errors.New("put lease: lease has no fingerprint")
+	}
+	raw, err := json.Marshal(l)
+	if err != nil {
+		return fmt.Errorf("put lease %s: encode: %w", l.Fingerprint, err)
+	}
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(leasesBucket).Put([]byte(l.Fingerprint), raw)
+	})
+	if err != nil {
+		return fmt.Errorf("put lease %s: %w", l.Fingerprint, err)
+	}
+	return nil
+}
+
+// Delete removes the lease of fingerprint. Deleting a lease that is not
+// there is not an error, so a retried delete succeeds.
+func (s *Store) Delete(fingerprint string) error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(leasesBucket).Delete([]byte(fingerprint))
+	})
+	if err != nil {
+		return fmt.Errorf("delete lease %s: %w", fingerprint, err)
+	}
+	return nil
+}
+
+// List returns every lease, sorted by fingerprint (bbolt keeps keys in
+// byte order, which is Go's string order).
+func (s *Store) List() ([]lease.Lease, error) {
+	var all []lease.Lease
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(leasesBucket).ForEach(func(k, v []byte) error {
+			var l lease.Lease
+			if err := decode(string(k), v, &l); err != nil {
+				return err
+			}
+			all = append(all, l)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	return all, nil
+}
+
+func decode(fingerprint string, raw []byte, l *lease.Lease) error {
+	if err := json.Unmarshal(raw, l); err != nil {
+		return fmt.Errorf("record %s in bucket %s is damaged: %w", fingerprint, leasesBucket, err)
+	}
+	return nil
+}
+
