@@ -319,4 +319,3 @@ func decode(fingerprint string, raw []byte, l *lease.Lease) error {
 	}
 	return nil
 }
-
