@@ -1,0 +1,563 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func usersFile(t *testing.T) string {
+	return writeFile(t, "users", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample alice\n")
+}
+
+func mustLoad(t *testing.T, args []string, env map[string]string) Config {
+	t.Helper()
+	c, err := Load(args, envOf(env), io.Discard)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", args, err)
+	}
+	return c
+}
+
+func loadErr(t *testing.T, args []string, env map[string]string) error {
+	t.Helper()
+	_, err := Load(args, envOf(env), io.Discard)
+	if err == nil {
+		t.Fatalf("Load(%q, %v) succeeded, want an error", args, env)
+	}
+	return err
+}
+
+func TestDefaultsLocalMode(t *testing.T) {
+	got := mustLoad(t, nil, nil)
+	got.origin = nil
+	want := Config{
+		Listen:         "127.0.0.1:2222",
+		DataDir:        "./data",
+		HostKeyDir:     "./hostkeys",
+		Cloud:          "local",
+		DefaultTTL:     4 * time.Hour,
+		MaxTTL:         24 * time.Hour,
+		MaxLifetime:    168 * time.Hour,
+		IdleTimeout:    30 * time.Minute,
+		InstanceUser:   "claude",
+		ServerType:     "cx23",
+		Location:       "fsn1",
+		Image:          "debian-12",
+		ImageSelector:  "cc-gateway=image",
+		MachineSSHPort: 2022,
+		GatewayName:    "default",
+		LocalMachines:  "builtin",
+		LogLevel:       "info",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("defaults\n got %#v\nwant %#v", got, want)
+	}
+	if !got.Local() {
+		t.Fatal("Local() = false without a token")
+	}
+}
+
+func TestHCloudModeFromToken(t *testing.T) {
+	users := usersFile(t)
+	got := mustLoad(t, []string{"--users", users}, map[string]string{"HCLOUD_TOKEN": "  tok123\n"})
+	if got.Cloud != "hcloud" || got.Local() {
+		t.Fatalf("Cloud = %q with HCLOUD_TOKEN set, want hcloud", got.Cloud)
+	}
+	if got.HCloudToken != "tok123" {
+		t.Fatalf("HCloudToken = %q, want it trimmed to tok123", got.HCloudToken)
+	}
+	if got.Listen != ":22" || got.MachineSSHPort != 22 {
+		t.Fatalf("hcloud defaults: Listen %q, MachineSSHPort %d; want :22 and 22", got.Listen, got.MachineSSHPort)
+	}
+}
+
+func TestTokenFile(t *testing.T) {
+	users := usersFile(t)
+	tokFile := writeFile(t, "token", "from-file\n")
+	got := mustLoad(t, []string{"--users", users, "--hcloud-token-file", tokFile},
+		map[string]string{"HCLOUD_TOKEN": "from-env"})
+	if got.HCloudToken != "from-file" {
+		t.Fatalf("HCloudToken = %q, want the file's token to win over HCLOUD_TOKEN", got.HCloudToken)
+	}
+	if got.Cloud != "hcloud" {
+		t.Fatalf("Cloud = %q with a token file, want hcloud", got.Cloud)
+	}
+
+	// An explicit local mode keeps the token but does not use the hcloud defaults.
+	got = mustLoad(t, []string{"--cloud", "local"}, map[string]string{"HCLOUD_TOKEN": "t"})
+	if !got.Local() || got.Listen != "127.0.0.1:2222" {
+		t.Fatalf("--cloud local with a token: Cloud %q Listen %q", got.Cloud, got.Listen)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "gw.conf", "idle-timeout = 11m\ninstance-user = fromfile\nlisten = 127.0.0.1:1111\n")
+	fileEnv := map[string]string{"CC_GATEWAY_CONFIG": file}
+	envLayer := map[string]string{
+		"CC_GATEWAY_IDLE_TIMEOUT":  "12m",
+		"CC_GATEWAY_INSTANCE_USER": "fromenv",
+		"CC_GATEWAY_LISTEN":        "127.0.0.1:1212",
+	}
+	flagLayer := []string{"--idle-timeout", "13m", "--instance-user=fromflag", "--listen=127.0.0.1:1313"}
+
+	type want struct {
+		idle   time.Duration
+		user   string
+		listen string
+	}
+	cases := []struct {
+		name             string
+		file, env, flags bool
+		want             want
+	}{
+		{"defaults only", false, false, false, want{30 * time.Minute, "claude", "127.0.0.1:2222"}},
+		{"file over defaults", true, false, false, want{11 * time.Minute, "fromfile", "127.0.0.1:1111"}},
+		{"env over file", true, true, false, want{12 * time.Minute, "fromenv", "127.0.0.1:1212"}},
+		{"env over defaults", false, true, false, want{12 * time.Minute, "fromenv", "127.0.0.1:1212"}},
+		{"flags over everything", true, true, true, want{13 * time.Minute, "fromflag", "127.0.0.1:1313"}},
+		{"flags over file", true, false, true, want{13 * time.Minute, "fromflag", "127.0.0.1:1313"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{}
+			if tc.file {
+				for k, v := range fileEnv {
+					env[k] = v
+				}
+			}
+			if tc.env {
+				for k, v := range envLayer {
+					env[k] = v
+				}
+			}
+			var args []string
+			if tc.flags {
+				args = flagLayer
+			}
+			c := mustLoad(t, args, env)
+			got := want{c.IdleTimeout, c.InstanceUser, c.Listen}
+			if got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigFlagWinsOverConfigEnv(t *testing.T) {
+	envFile := writeFile(t, "env.conf", "location = hel1\n")
+	flagFile := writeFile(t, "flag.conf", "location = nbg1\n")
+	c := mustLoad(t, []string{"--config", flagFile}, map[string]string{"CC_GATEWAY_CONFIG": envFile})
+	if c.Location != "nbg1" || c.ConfigFile != flagFile {
+		t.Fatalf("Location %q from %q, want nbg1 from the --config file", c.Location, c.ConfigFile)
+	}
+}
+
+func TestEmptyFlagOverridesLowerLayer(t *testing.T) {
+	c := mustLoad(t, []string{"--image-selector="}, map[string]string{"CC_GATEWAY_IMAGE_SELECTOR": "x=y"})
+	if c.ImageSelector != "" {
+		t.Fatalf("ImageSelector = %q, want an explicitly empty flag to clear it", c.ImageSelector)
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	users := usersFile(t)
+	tokFile := writeFile(t, "token", "tok\n")
+	emptyConf := writeFile(t, "empty.conf", "# nothing\n")
+	cases := []struct {
+		env   string
+		value string
+		extra map[string]string
+		get   func(Config) any
+		want  any
+	}{
+		{"CC_GATEWAY_CONFIG", emptyConf, nil, func(c Config) any { return c.ConfigFile }, emptyConf},
+		{"CC_GATEWAY_LISTEN", "127.0.0.2:2200", nil, func(c Config) any { return c.Listen }, "127.0.0.2:2200"},
+		{"CC_GATEWAY_DATA_DIR", "/var/lib/gw", nil, func(c Config) any { return c.DataDir }, "/var/lib/gw"},
+		{"CC_GATEWAY_HOST_KEY_DIR", "/etc/gw/keys", nil, func(c Config) any { return c.HostKeyDir }, "/etc/gw/keys"},
+		{"CC_GATEWAY_USERS", users, nil, func(c Config) any { return c.Users }, users},
+		{"CC_GATEWAY_ADMINS", users, nil, func(c Config) any { return c.Admins }, users},
+		{"CC_GATEWAY_CLOUD", "local", map[string]string{"HCLOUD_TOKEN": "t"}, func(c Config) any { return c.Cloud }, "local"},
+		{"CC_GATEWAY_HCLOUD_TOKEN_FILE", tokFile, map[string]string{"CC_GATEWAY_USERS": users}, func(c Config) any { return c.HCloudToken }, "tok"},
+		{"CC_GATEWAY_DEFAULT_TTL", "1h", nil, func(c Config) any { return c.DefaultTTL }, time.Hour},
+		{"CC_GATEWAY_MAX_TTL", "48h", nil, func(c Config) any { return c.MaxTTL }, 48 * time.Hour},
+		{"CC_GATEWAY_MAX_LIFETIME", "200h", nil, func(c Config) any { return c.MaxLifetime }, 200 * time.Hour},
+		{"CC_GATEWAY_IDLE_TIMEOUT", "5m", nil, func(c Config) any { return c.IdleTimeout }, 5 * time.Minute},
+		{"CC_GATEWAY_INSTANCE_USER", "dev", nil, func(c Config) any { return c.InstanceUser }, "dev"},
+		{"CC_GATEWAY_SERVER_TYPE", "cx33", nil, func(c Config) any { return c.ServerType }, "cx33"},
+		{"CC_GATEWAY_LOCATION", "nbg1", nil, func(c Config) any { return c.Location }, "nbg1"},
+		{"CC_GATEWAY_IMAGE", "debian-13", nil, func(c Config) any { return c.Image }, "debian-13"},
+		{"CC_GATEWAY_IMAGE_SELECTOR", "role=img", nil, func(c Config) any { return c.ImageSelector }, "role=img"},
+		{"CC_GATEWAY_MACHINE_SSH_PORT", "2200", nil, func(c Config) any { return c.MachineSSHPort }, 2200},
+		{"CC_GATEWAY_GATEWAY_NAME", "prod", nil, func(c Config) any { return c.GatewayName }, "prod"},
+		{"CC_GATEWAY_LOCAL_MACHINES", "openssh", nil, func(c Config) any { return c.LocalMachines }, "openssh"},
+		{"CC_GATEWAY_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
+	}
+	covered := map[string]bool{}
+	for _, tc := range cases {
+		covered[tc.env] = true
+		t.Run(tc.env, func(t *testing.T) {
+			env := map[string]string{tc.env: tc.value}
+			for k, v := range tc.extra {
+				env[k] = v
+			}
+			c := mustLoad(t, nil, env)
+			if got := tc.get(c); got != tc.want {
+				t.Fatalf("with %s=%s: got %v, want %v", tc.env, tc.value, got, tc.want)
+			}
+		})
+	}
+	for _, o := range options {
+		if !covered[o.env()] {
+			t.Errorf("option --%s (env %s) has no case here", o.name, o.env())
+		}
+	}
+}
+
+func TestConfigFileFormat(t *testing.T) {
+	file := writeFile(t, "gw.conf", "# comment\r\n\r\n   idle-timeout=45m   \r\n\t# indented comment\nimage-selector = a=b\nusers =\n")
+	c := mustLoad(t, []string{"--config", file}, nil)
+	if c.IdleTimeout != 45*time.Minute || c.ImageSelector != "a=b" || c.Users != "" {
+		t.Fatalf("parsed IdleTimeout %v ImageSelector %q Users %q", c.IdleTimeout, c.ImageSelector, c.Users)
+	}
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	file := writeFile(t, "gw.conf", strings.Join([]string{
+		"# comment",
+		"",
+		"idle-timeout = 45m",
+		"this line is wrong",
+		"colour = blue",
+		"idle-timeout = 50m",
+		"max-ttl = 2x",
+		"config = other.conf",
+		"hcloud-token = very-secret",
+		"--location = nbg1",
+	}, "\n"))
+	err := loadErr(t, []string{"--config", file}, nil)
+	var p Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("err is %T, want Problems", err)
+	}
+	want := []string{
+		file + `:4: not a "name = value" line`,
+		file + `:5: unknown option "colour"`,
+		file + `:6: idle-timeout is already set on line 3`,
+		`--max-ttl (from ` + file + `:7): "2x" is not a duration like 90m or 4h`,
+		file + `:8: config cannot be set inside a config file`,
+		file + `:9: the Hetzner token does not belong in the config file`,
+		file + `:10: unknown option "--location"`,
+	}
+	if len(p) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%v", len(p), len(want), err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), "very-secret") {
+		t.Errorf("error repeats a value from the file that looks like a token:\n%v", err)
+	}
+}
+
+func TestMissingConfigFile(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.conf")
+	err := loadErr(t, nil, map[string]string{"CC_GATEWAY_CONFIG": missing})
+	if !strings.Contains(err.Error(), "--config (from CC_GATEWAY_CONFIG): cannot read the config file") ||
+		!strings.Contains(err.Error(), missing) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestValidationRules(t *testing.T) {
+	users := usersFile(t)
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	emptyTok := writeFile(t, "empty-token", "\n\n")
+	twoWordTok := writeFile(t, "two-word-token", "abc def\n")
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"zero duration", []string{"--default-ttl=0"}, nil,
+			"--default-ttl (from the command line): 0s is not positive"},
+		{"negative duration", nil, map[string]string{"CC_GATEWAY_IDLE_TIMEOUT": "-5m"},
+			"--idle-timeout (from CC_GATEWAY_IDLE_TIMEOUT): -5m is not positive"},
+		{"bad duration", nil, map[string]string{"CC_GATEWAY_MAX_TTL": "2x"},
+			`--max-ttl (from CC_GATEWAY_MAX_TTL): "2x" is not a duration like 90m or 4h`},
+		{"default over max ttl", []string{"--default-ttl=30h"}, nil,
+			"--default-ttl (from the command line): 30h is longer than --max-ttl (default), 24h"},
+		{"max ttl over lifetime", []string{"--max-ttl=200h"}, nil,
+			"--max-ttl (from the command line): 200h is longer than --max-lifetime (default), 168h"},
+		{"default over lifetime when max ttl is bad", []string{"--max-ttl=x", "--default-ttl=200h"}, nil,
+			"--default-ttl (from the command line): 200h is longer than --max-lifetime (default), 168h"},
+		{"listen without port", []string{"--listen=localhost"}, nil,
+			`--listen (from the command line): "localhost" is not host:port`},
+		{"listen port out of range", []string{"--listen=127.0.0.1:70000"}, nil,
+			`"127.0.0.1:70000" does not end in a port number from 0 to 65535`},
+		{"unknown cloud", []string{"--cloud=aws"}, nil,
+			`--cloud (from the command line): "aws" is not local or hcloud`},
+		{"hcloud without token", []string{"--cloud=hcloud", "--users", users}, nil,
+			"--cloud (from the command line): hcloud mode needs a Hetzner Cloud API token: set HCLOUD_TOKEN or --hcloud-token-file"},
+		{"hcloud without users", nil, map[string]string{"HCLOUD_TOKEN": "t"},
+			"--cloud (default, as HCLOUD_TOKEN is set): hcloud mode needs an allow list: set --users to an authorized_keys file"},
+		{"hcloud with missing users file", []string{"--users", missing}, map[string]string{"HCLOUD_TOKEN": "t"},
+			"--users (from the command line): " + missing + " does not exist"},
+		{"users is a directory", []string{"--users", dir}, nil,
+			dir + " is a directory, not an authorized_keys file"},
+		{"missing admins file", nil, map[string]string{"CC_GATEWAY_ADMINS": missing},
+			"--admins (from CC_GATEWAY_ADMINS): " + missing + " does not exist"},
+		{"empty token file", []string{"--hcloud-token-file", emptyTok, "--users", users}, nil,
+			"--hcloud-token-file (from the command line): " + emptyTok + " is empty"},
+		{"token file with two words", []string{"--hcloud-token-file", twoWordTok, "--users", users}, nil,
+			twoWordTok + " holds more than one word"},
+		{"missing token file", []string{"--hcloud-token-file", missing, "--users", users}, nil,
+			"--hcloud-token-file (from the command line): cannot read the token"},
+		{"local open to all interfaces", []string{"--listen=:2222"}, nil,
+			"local mode without --users accepts any key, so it only listens on loopback"},
+		{"local on a public address", []string{"--listen=192.0.2.1:2222"}, nil,
+			"local mode without --users accepts any key, so it only listens on loopback"},
+		{"upper case user", []string{"--instance-user=Bob"}, nil,
+			`--instance-user (from the command line): "Bob" is not a valid Unix user name`},
+		{"user starting with digit", []string{"--instance-user=1dev"}, nil, `"1dev" is not a valid Unix user name`},
+		{"user with space", []string{"--instance-user=a b"}, nil, `"a b" is not a valid Unix user name`},
+		{"user too long", []string{"--instance-user=" + strings.Repeat("a", 33)}, nil, "is not a valid Unix user name"},
+		{"empty user", []string{"--instance-user="}, nil, `"" is not a valid Unix user name`},
+		{"port zero", []string{"--machine-ssh-port=0"}, nil,
+			"--machine-ssh-port (from the command line): 0 is not a port from 1 to 65535"},
+		{"port too high", nil, map[string]string{"CC_GATEWAY_MACHINE_SSH_PORT": "65536"},
+			"--machine-ssh-port (from CC_GATEWAY_MACHINE_SSH_PORT): 65536 is not a port from 1 to 65535"},
+		{"port not a number", []string{"--machine-ssh-port=ssh"}, nil, `"ssh" is not a whole number`},
+		{"unknown local machines", []string{"--local-machines=docker"}, nil,
+			`--local-machines (from the command line): "docker" is not builtin or openssh`},
+		{"unknown log level", []string{"--log-level=verbose"}, nil, `"verbose" is not debug, info, warn or error`},
+		{"bad gateway name", []string{"--gateway-name=-prod"}, nil, `"-prod" cannot be a Hetzner label value`},
+		{"empty server type", []string{"--server-type="}, nil, "--server-type (from the command line): is empty"},
+		{"empty location", []string{"--location="}, nil, "--location (from the command line): is empty"},
+		{"no image at all", []string{"--image=", "--image-selector="}, nil, "--image-selector are both empty"},
+		{"empty data dir", []string{"--data-dir="}, nil, "--data-dir (from the command line): is empty"},
+		{"empty host key dir", []string{"--host-key-dir="}, nil, "--host-key-dir (from the command line): is empty"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := loadErr(t, tc.args, tc.env)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error lacks %q:\n%v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestValidConfigsPass(t *testing.T) {
+	users := usersFile(t)
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"ipv6 loopback", []string{"--listen=[::1]:2222"}, nil},
+		{"localhost", []string{"--listen=localhost:2222"}, nil},
+		{"any port on loopback", []string{"--listen=127.0.0.1:0"}, nil},
+		{"local on all interfaces with an allow list", []string{"--listen=:2222", "--users", users}, nil},
+		{"hcloud complete", []string{"--users", users, "--admins", users}, map[string]string{"HCLOUD_TOKEN": "t"}},
+		{"user with underscore and dash", []string{"--instance-user=_dev-1"}, nil},
+		{"image selector only", []string{"--image="}, nil},
+		{"ttl equal to caps", []string{"--default-ttl=24h", "--max-ttl=24h", "--max-lifetime=24h"}, nil},
+		{"durations with minutes", []string{"--default-ttl=1h30m", "--idle-timeout=90s"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mustLoad(t, tc.args, tc.env)
+		})
+	}
+}
+
+func TestEveryProblemListed(t *testing.T) {
+	err := loadErr(t, []string{"--cloud=hcloud", "--max-ttl=2x", "--instance-user=Root", "--log-level=loud"},
+		map[string]string{"CC_GATEWAY_IDLE_TIMEOUT": "0"})
+	var p Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("err is %T, want Problems", err)
+	}
+	want := []string{
+		`--max-ttl (from the command line): "2x"`,
+		"--idle-timeout (from CC_GATEWAY_IDLE_TIMEOUT): 0s is not positive",
+		"needs a Hetzner Cloud API token",
+		"needs an allow list",
+		`"Root" is not a valid Unix user name`,
+		`"loud" is not debug`,
+	}
+	if len(p) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%v", len(p), len(want), err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+	if !strings.HasPrefix(err.Error(), fmt.Sprintf("%d configuration problems:\n", len(p))) {
+		t.Errorf("error does not start with a count:\n%v", err)
+	}
+}
+
+func TestValidateHandBuilt(t *testing.T) {
+	c := mustLoad(t, nil, nil)
+	c.origin = nil
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate of loaded config: %v", err)
+	}
+	c.IdleTimeout = 0
+	err := c.Validate()
+	if err == nil || err.Error() != "--idle-timeout: 0s is not positive; give a duration like 90m or 4h" {
+		t.Fatalf("Validate = %v", err)
+	}
+	if err := (Config{}).Validate(); err == nil {
+		t.Fatal("Validate of the zero Config passed")
+	}
+}
+
+func TestCommandLineMisuse(t *testing.T) {
+	err := loadErr(t, []string{"--no-such-flag"}, nil)
+	if !strings.Contains(err.Error(), "no-such-flag") || !strings.Contains(err.Error(), "gateway --help") {
+		t.Fatalf("unknown flag error = %v", err)
+	}
+	err = loadErr(t, []string{"--listen=127.0.0.1:2222", "serve"}, nil)
+	if !strings.Contains(err.Error(), `unexpected argument "serve"`) {
+		t.Fatalf("positional argument error = %v", err)
+	}
+	if errors.Is(err, ErrHelp) {
+		t.Fatal("misuse reported as a help request")
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "-help"} {
+		var out bytes.Buffer
+		_, err := Load([]string{"--listen=:1", arg}, envOf(nil), &out)
+		if !errors.Is(err, ErrHelp) {
+			t.Fatalf("Load(%s) err = %v, want ErrHelp", arg, err)
+		}
+		help := out.String()
+		for _, o := range options {
+			def := o.def
+			if o.defHelp != "" {
+				def = o.defHelp
+			}
+			if def == "" {
+				def = "none"
+			}
+			for _, w := range []string{"--" + o.name + " ", "default: " + def + "\n", "environment: " + o.env() + "\n"} {
+				if !strings.Contains(help, w) {
+					t.Errorf("help for %s lacks %q", arg, w)
+				}
+			}
+		}
+		for _, w := range []string{"HCLOUD_TOKEN", `"name = value"`, "Precedence"} {
+			if !strings.Contains(help, w) {
+				t.Errorf("help lacks %q", w)
+			}
+		}
+	}
+}
+
+// TestEveryFieldHasAnOption guards the help text: a Config field added
+// without an option would be neither settable nor documented.
+func TestEveryFieldHasAnOption(t *testing.T) {
+	var c Config
+	filled := map[uintptr]string{}
+	for _, o := range options {
+		addr := reflect.ValueOf(o.field(&c)).Pointer()
+		if prev, dup := filled[addr]; dup {
+			t.Errorf("--%s and --%s fill the same field", prev, o.name)
+		}
+		filled[addr] = o.name
+	}
+	v := reflect.ValueOf(&c).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if !f.IsExported() || f.Name == "HCloudToken" {
+			continue
+		}
+		if _, ok := filled[v.Field(i).Addr().Pointer()]; !ok {
+			t.Errorf("Config.%s has no option", f.Name)
+		}
+	}
+}
+
+func TestTokenNeverPrinted(t *testing.T) {
+	const secret = "hcloud-S3CRET-5f3a9e"
+	users := usersFile(t)
+
+	var printed []string
+	c := mustLoad(t, []string{"--users", users}, map[string]string{"HCLOUD_TOKEN": secret})
+	var logs bytes.Buffer
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("config", "config", c)
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("config", "config", c)
+	printed = append(printed, c.String(), fmt.Sprint(c), fmt.Sprintf("%v %+v %#v %s", c, c, c, c), logs.String())
+	if !strings.Contains(c.String(), "hcloud-token=redacted") {
+		t.Errorf("String() does not say a token is set: %s", c)
+	}
+	if !strings.Contains(logs.String(), "config.listen=:22") {
+		t.Errorf("LogValue does not log the options: %s", logs.String())
+	}
+
+	errCases := []struct {
+		args []string
+		env  map[string]string
+	}{
+		// Many problems at once, with the token in the environment.
+		{[]string{"--cloud=hcloud", "--max-ttl=x", "--listen=nope", "--users", filepath.Join(t.TempDir(), "missing")},
+			map[string]string{"HCLOUD_TOKEN": secret}},
+		// Token file with extra words around the token.
+		{[]string{"--hcloud-token-file", writeFile(t, "tok", secret+"\n"+secret+"\n"), "--users", users}, nil},
+		// The token pasted into the config file, on its own and by name.
+		{[]string{"--config", writeFile(t, "gw.conf", secret+"\nhcloud-token = "+secret+"\nHCLOUD_TOKEN = "+secret+"\n")}, nil},
+		// The token on the command line, which is not accepted.
+		{[]string{"--hcloud-token=" + secret}, nil},
+		{[]string{"--hcloud-token", secret}, nil},
+	}
+	for _, tc := range errCases {
+		printed = append(printed, loadErr(t, tc.args, tc.env).Error())
+	}
+	for _, s := range printed {
+		if strings.Contains(s, secret) {
+			t.Errorf("token printed in:\n%s", s)
+		}
+	}
+}
+
+func TestLevel(t *testing.T) {
+	for name, want := range map[string]slog.Level{
+		"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
+	} {
+		c := mustLoad(t, []string{"--log-level", name}, nil)
+		if c.Level() != want {
+			t.Errorf("Level() for %s = %v, want %v", name, c.Level(), want)
+		}
+	}
+}

@@ -1,0 +1,55 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteHelp writes the gateway's usage: every option with its default and
+// environment variable, then the precedence rules and config file format.
+func WriteHelp(w io.Writer) {
+	var b strings.Builder
+	b.WriteString(`Usage: gateway [options]
+
+cc-gateway is an SSH gateway: each person who connects gets a machine of
+their own, created or resumed on demand and proxied to. Without a Hetzner
+token it runs in local mode, with machines on a built-in local cloud.
+
+Options:
+`)
+	for _, o := range options {
+		fmt.Fprintf(&b, "\n  --%s %s\n", o.name, o.arg)
+		fmt.Fprintf(&b, "        %s\n", o.usage)
+		def := o.def
+		switch {
+		case o.defHelp != "":
+			def = o.defHelp
+		case def == "":
+			def = "none"
+		}
+		fmt.Fprintf(&b, "        default: %s\n", def)
+		fmt.Fprintf(&b, "        environment: %s\n", o.env())
+	}
+	fmt.Fprintf(&b, `
+Precedence, lowest first: defaults, config file, environment, command line.
+Each option NAME is also the environment variable %sNAME (upper case,
+dashes as underscores; an empty variable counts as unset).
+
+The Hetzner Cloud API token is read from $%s, or from the file
+named by --hcloud-token-file, which wins. It is never taken from the
+command line or the config file, and never printed.
+
+Durations are written like 90m, 4h or 1h30m.
+
+Config file (--config): one "name = value" per line, names as the options
+above without the dashes. Blank lines and lines starting with # are ignored;
+values run to the end of the line, with no quoting. Relative paths are
+relative to the working directory. For example:
+
+    # /etc/cc-gateway/gateway.conf
+    users        = /etc/cc-gateway/users
+    idle-timeout = 45m
+`, envPrefix, tokenEnv)
+	_, _ = io.WriteString(w, b.String())
+}
