@@ -46,6 +46,7 @@ type Config struct {
 	Cloud           string        // "local" or "hcloud"
 	HCloudTokenFile string        // file holding the Hetzner token
 	HCloudToken     string        // the Hetzner token itself; never printed
+	HCloudEndpoint  string        // Hetzner Cloud API base URL; empty for Hetzner's own
 	DefaultTTL      time.Duration // lifetime a new lease starts with
 	MaxTTL          time.Duration // the furthest ahead of now an expiry may be
 	MaxLifetime     time.Duration // the longest a machine may live in total
@@ -115,6 +116,8 @@ var options = []*option{
 		field:   func(c *Config) any { return &c.Cloud }},
 	{name: "hcloud-token-file", arg: "PATH", usage: "file holding the Hetzner Cloud API token (else $" + tokenEnv + " is used)",
 		field: func(c *Config) any { return &c.HCloudTokenFile }},
+	{name: "hcloud-endpoint", arg: "URL", usage: "Hetzner Cloud API base URL; empty: Hetzner's own",
+		field: func(c *Config) any { return &c.HCloudEndpoint }},
 	{name: "default-ttl", arg: "DURATION", usage: "how long a new lease lasts before it expires", def: "4h",
 		field: func(c *Config) any { return &c.DefaultTTL }},
 	{name: "max-ttl", arg: "DURATION", usage: "the furthest ahead of now an expiry may be extended", def: "24h",

@@ -200,6 +200,7 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_ADMINS", users, nil, func(c Config) any { return c.Admins }, users},
 		{"CC_GATEWAY_CLOUD", "local", map[string]string{"HCLOUD_TOKEN": "t"}, func(c Config) any { return c.Cloud }, "local"},
 		{"CC_GATEWAY_HCLOUD_TOKEN_FILE", tokFile, map[string]string{"CC_GATEWAY_USERS": users}, func(c Config) any { return c.HCloudToken }, "tok"},
+		{"CC_GATEWAY_HCLOUD_ENDPOINT", "http://127.0.0.1:8080/v1", nil, func(c Config) any { return c.HCloudEndpoint }, "http://127.0.0.1:8080/v1"},
 		{"CC_GATEWAY_DEFAULT_TTL", "1h", nil, func(c Config) any { return c.DefaultTTL }, time.Hour},
 		{"CC_GATEWAY_MAX_TTL", "48h", nil, func(c Config) any { return c.MaxTTL }, 48 * time.Hour},
 		{"CC_GATEWAY_MAX_LIFETIME", "200h", nil, func(c Config) any { return c.MaxLifetime }, 200 * time.Hour},

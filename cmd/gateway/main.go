@@ -1,0 +1,208 @@
+// Command gateway runs cc-gateway: an SSH front door that gives every person
+// their own cloud machine. See README.md and `gateway --help`.
+//
+// main only wires packages together; each decision lives in internal/.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/config"
+	"github.com/cc-gateway/cc-gateway/internal/gateway"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+)
+
+// shutdownGrace is how long sessions get to end after SIGINT or SIGTERM.
+const shutdownGrace = 10 * time.Second
+
+func main() {
+	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stdout)
+	if errors.Is(err, config.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gateway: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "gateway: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run starts every part, serves until ctx ends, then shuts down in order.
+func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: cfg.Level()}))
+	log.Info("starting", "config", cfg)
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	hostKey, err := gateway.LoadOrCreateKey(filepath.Join(cfg.HostKeyDir, "ssh_host_ed25519_key"))
+	if err != nil {
+		return fmt.Errorf("host key: %w", err)
+	}
+	upstreamKey, err := gateway.LoadOrCreateKey(filepath.Join(cfg.DataDir, "upstream_ed25519_key"))
+	if err != nil {
+		return fmt.Errorf("upstream key: %w", err)
+	}
+	users, err := gateway.LoadKeyList(cfg.Users, log)
+	if err != nil {
+		return err
+	}
+	admins, err := gateway.LoadKeyList(cfg.Admins, log)
+	if err != nil {
+		return err
+	}
+
+	store, err := bolt.Open(filepath.Join(cfg.DataDir, "gateway.db"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	provider, closeCloud, err := newProvider(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeCloud()
+
+	manager := lease.NewManager(lease.Config{
+		Store:    store,
+		Provider: provider,
+		Policy: lease.Policy{
+			DefaultTTL: cfg.DefaultTTL, MaxTTL: cfg.MaxTTL,
+			MaxLifetime: cfg.MaxLifetime, IdleTimeout: cfg.IdleTimeout,
+		},
+		Machine: lease.MachineSpec{
+			User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),
+			ServerType: cfg.ServerType, Location: cfg.Location,
+		},
+		Logger: log,
+	})
+
+	gw, err := gateway.New(gateway.Options{
+		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.Users == "",
+		Leases: manager, UpstreamKey: upstreamKey, InstanceUser: cfg.InstanceUser,
+		Invocation: invocation(cfg.Listen), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if cfg.Users == "" {
+		log.Warn("no --users allow list: any SSH key gets in; listening on loopback only", "listen", ln.Addr().String())
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "host_key", gossh.FingerprintSHA256(hostKey.PublicKey()), "cloud", cfg.Cloud)
+
+	go reloadOnHangup(ctx, log, users, admins)
+	served := make(chan error, 1)
+	go func() { served <- gw.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", shutdownGrace)
+	gw.Shutdown(shutdownGrace)
+	return nil
+}
+
+// newProvider returns the Hetzner provider, pointed at Hetzner itself or at
+// the local cloud it starts; the returned func stops what it started.
+func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(), error) {
+	pc := hcloud.Config{
+		Token: cfg.HCloudToken, Endpoint: cfg.HCloudEndpoint, Gateway: cfg.GatewayName,
+		ServerType: cfg.ServerType, Location: cfg.Location,
+		Image: cfg.Image, ImageSelector: cfg.ImageSelector, SSHPort: cfg.MachineSSHPort,
+		Logger: log,
+	}
+	closeCloud := func() {}
+	if cfg.Local() {
+		cloud, err := localcloud.Start(localcloud.Options{
+			DataDir: filepath.Join(cfg.DataDir, "localcloud"),
+			SSHPort: cfg.MachineSSHPort,
+			Kind:    cfg.LocalMachines,
+			Logger:  log,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("start local cloud: %w", err)
+		}
+		pc.Token, pc.Endpoint = cloud.Token(), cloud.Endpoint()
+		closeCloud = func() { cloud.Close() }
+		// Written for people and tests who want to look inside the local
+		// cloud with Hetzner's own tools (hcloud reads these variables).
+		credentials := fmt.Sprintf("HCLOUD_ENDPOINT=%s\nHCLOUD_TOKEN=%s\n", cloud.Endpoint(), cloud.Token())
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, "localcloud", "api.env"), []byte(credentials), 0o600); err != nil {
+			closeCloud()
+			return nil, nil, fmt.Errorf("write local cloud credentials: %w", err)
+		}
+		log.Info("local cloud started", "endpoint", cloud.Endpoint(), "machines", cfg.LocalMachines)
+	}
+	p, err := hcloud.New(pc)
+	if err != nil {
+		closeCloud()
+		return nil, nil, fmt.Errorf("hetzner provider: %w", err)
+	}
+	return p, closeCloud, nil
+}
+
+// reloadOnHangup re-reads the allow lists on SIGHUP (they also reload
+// themselves when their files change).
+func reloadOnHangup(ctx context.Context, log *slog.Logger, lists ...*gateway.KeyList) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			for _, l := range lists {
+				if err := l.Reload(); err != nil {
+					log.Error("reload allow list", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// invocation is how people reach the gateway, shown in hints.
+func invocation(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "ssh GATEWAY"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	} else if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		host = "localhost"
+	}
+	if port == "22" {
+		return "ssh " + host
+	}
+	return "ssh -p " + port + " " + strings.TrimSpace(host)
+}

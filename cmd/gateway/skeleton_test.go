@@ -1,0 +1,129 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWalkingSkeleton follows one person through the whole product: first
+// connection creates the machine, commands run on it, the gateway's own
+// commands answer, a restart loses nothing, stop and resume keep files, and
+// destroy removes the machine.
+func TestWalkingSkeleton(t *testing.T) {
+	lg := newLocalGateway(t)
+	g := lg.start(t)
+	alice := newPerson(t, filepath.Join(lg.dir, "alice"))
+
+	// First connection: progress on stderr only, stdout stays clean.
+	r := alice.ssh(g, lg.hostKeys, "", "echo hi; exit 3")
+	if r.code != 3 || r.stdout != "hi\n" {
+		t.Fatalf("exec: code %d stdout %q stderr %q; want 3 and \"hi\\n\"", r.code, r.stdout, r.stderr)
+	}
+	for _, step := range []string{"Creating your machine", "Waiting for SSH", "is ready"} {
+		if !strings.Contains(r.stderr, step) {
+			t.Errorf("progress on stderr lacks %q:\n%s", step, r.stderr)
+		}
+	}
+	if !regexpMatch(`\[\s*\d+s\] Creating your machine`, r.stderr) {
+		t.Errorf("progress steps carry no elapsed seconds:\n%s", r.stderr)
+	}
+
+	st := alice.status(g, lg)
+	if st.State != "running" || st.Name == "" || st.LeaseID == "" {
+		t.Fatalf("status after create: %+v", st)
+	}
+	if st.ExpiresIn < int64((4*time.Hour - time.Minute).Seconds()) || st.ExpiresIn > int64((4 * time.Hour).Seconds()) {
+		t.Errorf("a new lease expires in %ds, want the 4h default", st.ExpiresIn)
+	}
+	text := alice.ssh(g, lg.hostKeys, "", "status")
+	for _, want := range []string{st.Name, "running", "Expires", "Idle for"} {
+		if !strings.Contains(text.stdout, want) {
+			t.Errorf("status text lacks %q:\n%s", want, text.stdout)
+		}
+	}
+
+	// A PTY session: the shell runs what is typed and its output comes back.
+	r = alice.ssh(g, lg.hostKeys, "echo $((6*7))x\nexit\n", "-tt")
+	if !strings.Contains(r.stdout, "42x") {
+		t.Errorf("pty shell output lacks 42x: %q (stderr %q)", r.stdout, r.stderr)
+	}
+
+	// extend moves the expiry by exactly the duration.
+	r = alice.ssh(g, lg.hostKeys, "", "extend", "2h")
+	if r.code != 0 || !strings.Contains(r.stdout, "now expires at") {
+		t.Fatalf("extend 2h: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if got := alice.status(g, lg).Expires.Sub(st.Expires); got != 2*time.Hour {
+		t.Errorf("extend 2h moved the expiry by %s", got)
+	}
+
+	// Refusals: exit 1 and one line on stderr that says what to do.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"extend", "banana"}, "not a duration"},
+		{[]string{"extend", "-5h"}, "positive duration"},
+		{[]string{"extend", "99999h"}, "24h cap"},
+		{[]string{"extend"}, "usage"},
+		{[]string{"destroy"}, "destroy --yes"},
+		{[]string{"status", "--yaml"}, "unknown option"},
+	} {
+		r := alice.ssh(g, lg.hostKeys, "", c.args...)
+		if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, c.want) || r.stdout != "" {
+			t.Errorf("%q: code %d stdout %q stderr %q; want exit 1 and one line naming %q", c.args, r.code, r.stdout, r.stderr, c.want)
+		}
+	}
+
+	r = alice.ssh(g, lg.hostKeys, "", "help")
+	for _, want := range []string{"status [--json]", "extend DURATION", "stop", "destroy --yes", "extend 2h"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("help lacks %q (code %d):\n%s", want, r.code, r.stdout)
+		}
+	}
+
+	// Files in the home folder survive a gateway restart.
+	if r := alice.ssh(g, lg.hostKeys, "", "echo kept > notes.txt"); r.code != 0 {
+		t.Fatalf("write file: %+v", r)
+	}
+	g.stop()
+	g = lg.start(t)
+	if r := alice.ssh(g, lg.hostKeys, "", "cat notes.txt"); r.code != 0 || r.stdout != "kept\n" {
+		t.Fatalf("after restart: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if again := alice.status(g, lg); again.LeaseID != st.LeaseID {
+		t.Errorf("restart changed the lease: %s, then %s", st.LeaseID, again.LeaseID)
+	}
+
+	// stop powers off; the next connection resumes the same machine.
+	if r := alice.ssh(g, lg.hostKeys, "", "stop"); r.code != 0 || !strings.Contains(r.stdout, "is stopped") {
+		t.Fatalf("stop: %+v", r)
+	}
+	if s := alice.status(g, lg); s.State != "stopped" {
+		t.Fatalf("state after stop = %q", s.State)
+	}
+	r = alice.ssh(g, lg.hostKeys, "", "cat notes.txt")
+	if r.code != 0 || r.stdout != "kept\n" || !strings.Contains(r.stderr, "Starting your machine") {
+		t.Fatalf("resume: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+
+	// destroy removes the machine and its files.
+	if r := alice.ssh(g, lg.hostKeys, "", "destroy", "--yes"); r.code != 0 || !strings.Contains(r.stdout, "is destroyed") {
+		t.Fatalf("destroy --yes: %+v", r)
+	}
+	if s := alice.status(g, lg); s.State != "none" {
+		t.Errorf("status after destroy: %+v", s)
+	}
+	if r := alice.ssh(g, lg.hostKeys, "", "extend", "1h"); r.code != 1 || !strings.Contains(r.stderr, "no machine") {
+		t.Errorf("extend without a machine: %+v", r)
+	}
+	if n := countServers(t, lg); n != 0 {
+		t.Errorf("%d servers left after destroy", n)
+	}
+	if _, err := os.Stat(filepath.Join(lg.dir, "data", "localcloud", "machines", st.Name)); !os.IsNotExist(err) {
+		t.Errorf("machine folder survived destroy: %v", err)
+	}
+}

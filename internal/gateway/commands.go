@@ -1,0 +1,73 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+// call is one gateway command as a person ran it.
+type call struct {
+	args        []string // args[0] is the command's name
+	key         gossh.PublicKey
+	fingerprint string
+	stdout      io.Writer
+	stderr      io.Writer
+}
+
+// command is one of the gateway's own commands, each in a file of its own.
+type command struct {
+	name    string
+	usage   string
+	summary string
+	example string
+	run     func(g *Gateway, ctx context.Context, c call) int
+}
+
+// The gateway's commands, each defined in its own file; commandOrder is the
+// order help lists them in.
+var (
+	commandOrder []command
+	commands     = map[string]command{}
+)
+
+// Filled in init, not in the declaration: help reads the list, which would
+// make the declaration refer to itself.
+func init() {
+	commandOrder = []command{statusCommand, extendCommand, stopCommand, destroyCommand, helpCommand}
+	for _, cmd := range commandOrder {
+		commands[cmd.name] = cmd
+	}
+}
+
+// runCommand runs a gateway command and returns its exit code: 0 on
+// success, 1 on a refusal or failure, which it explains on stderr.
+func (g *Gateway) runCommand(ctx context.Context, c call) int {
+	cmd := commands[c.args[0]]
+	return cmd.run(g, ctx, c)
+}
+
+// refuse prints one line on stderr and returns the refusal's exit code.
+func refuse(c call, format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "%s: %s\n", c.args[0], fmt.Sprintf(format, args...))
+	return 1
+}
+
+// leaseError turns a lease manager error into what the person can act on.
+func (g *Gateway) leaseError(c call, err error) int {
+	var ee *lease.ExtendError
+	switch {
+	case errors.Is(err, lease.ErrNotFound):
+		return refuse(c, "you have no machine; `%s` creates one", g.opts.Invocation)
+	case errors.As(err, &ee):
+		return refuse(c, "%s", ee.Error())
+	default:
+		g.log.Error("command failed", "command", c.args[0], "fingerprint", c.fingerprint, "err", err)
+		return refuse(c, "%v", err)
+	}
+}

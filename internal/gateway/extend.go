@@ -1,0 +1,35 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+var extendCommand = command{
+	name:    "extend",
+	usage:   "extend DURATION",
+	summary: "push your machine's expiry by DURATION (2h, 90m, 1h30m)",
+	example: "extend 2h",
+	run:     (*Gateway).extend,
+}
+
+func (g *Gateway) extend(_ context.Context, c call) int {
+	if len(c.args) != 2 {
+		return refuse(c, "usage: extend DURATION, for example: extend 2h")
+	}
+	d, err := time.ParseDuration(c.args[1])
+	if err != nil {
+		return refuse(c, "%q is not a duration; write it like 2h, 90m or 1h30m", c.args[1])
+	}
+	l, err := g.opts.Leases.Extend(c.fingerprint, d)
+	if err != nil {
+		return g.leaseError(c, err)
+	}
+	now := g.opts.Clock.Now()
+	fmt.Fprintf(c.stdout, "%s now expires at %s (in %s).\n",
+		l.ServerName, l.Expires.UTC().Format(timeLayout), lease.FormatDuration(l.Expires.Sub(now)))
+	return 0
+}

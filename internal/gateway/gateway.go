@@ -1,0 +1,191 @@
+// Package gateway is the SSH front door: it authenticates people by their
+// public key, answers the gateway's own commands (status, extend, stop,
+// destroy, help) and hands every other session to the proxy once the
+// person's machine is running.
+//
+// It builds on wish and charm.land/ssh for the server, but owns the raw
+// "session" channel itself: the proxy must see every request exactly as
+// the client sent it (see internal/proxy).
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"charm.land/ssh"
+	"charm.land/wish/v2"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+// Leases is what the front door needs of the lease manager.
+type Leases interface {
+	Ensure(ctx context.Context, key gossh.PublicKey, progress func(lease.Step)) (lease.Lease, error)
+	Status(fingerprint string) (lease.Lease, error)
+	Extend(fingerprint string, d time.Duration) (lease.Lease, error)
+	Stop(ctx context.Context, fingerprint string) (lease.Lease, error)
+	Destroy(ctx context.Context, fingerprint string) (lease.Lease, error)
+	Touch(fingerprint string)
+}
+
+// Options configure a Gateway.
+type Options struct {
+	HostKey gossh.Signer
+	// Users and Admins are allow lists. When OpenAccess is set (local mode
+	// without a users file) any key gets in; config only allows that on
+	// loopback.
+	Users, Admins *KeyList
+	OpenAccess    bool
+
+	Leases Leases
+	Clock  lease.Clock
+
+	// UpstreamKey is the gateway's client key on machines; InstanceUser the
+	// account people land in.
+	UpstreamKey  gossh.Signer
+	InstanceUser string
+
+	// Invocation is how people reach this gateway, used in help and hints,
+	// e.g. "ssh cc.example.com" or "ssh -p 2222 localhost".
+	Invocation string
+
+	HandshakeTimeout time.Duration // default 20s
+	MaxAuthTries     int           // default 6
+	StartTimeout     time.Duration // a session must start a program within this; default 1m
+	Logger           *slog.Logger
+}
+
+// Gateway is the SSH front door.
+type Gateway struct {
+	opts   Options
+	log    *slog.Logger
+	server *ssh.Server
+
+	mu       sync.Mutex
+	sessions map[*liveSession]struct{}
+}
+
+// New builds a Gateway; Serve starts it.
+func New(opts Options) (*Gateway, error) {
+	if opts.HostKey == nil || opts.Leases == nil || opts.UpstreamKey == nil {
+		return nil, errors.New("gateway needs a host key, an upstream key and a lease manager")
+	}
+	if opts.Users == nil || opts.Admins == nil {
+		return nil, errors.New("gateway needs user and admin lists (they may be empty)")
+	}
+	if opts.Clock == nil {
+		opts.Clock = lease.SystemClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.HandshakeTimeout == 0 {
+		opts.HandshakeTimeout = 20 * time.Second
+	}
+	if opts.MaxAuthTries == 0 {
+		opts.MaxAuthTries = 6
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = time.Minute
+	}
+	if opts.Invocation == "" {
+		opts.Invocation = "ssh GATEWAY"
+	}
+	g := &Gateway{
+		opts:     opts,
+		log:      opts.Logger.With("component", "gateway"),
+		sessions: map[*liveSession]struct{}{},
+	}
+	srv, err := wish.NewServer(
+		wish.WithPublicKeyAuth(g.authorize),
+		func(s *ssh.Server) error {
+			s.AddHostKey(opts.HostKey)
+			s.HandshakeTimeout = opts.HandshakeTimeout
+			s.Version = "cc-gateway"
+			s.ServerConfigCallback = func(ssh.Context) *gossh.ServerConfig {
+				return &gossh.ServerConfig{MaxAuthTries: opts.MaxAuthTries}
+			}
+			// The session handler is ours; every other channel type is
+			// refused until the proxy learns it.
+			s.ChannelHandlers = map[string]ssh.ChannelHandler{"session": g.handleSession}
+			s.ConnectionFailedCallback = func(c net.Conn, err error) {
+				g.log.Debug("connection failed", "remote", c.RemoteAddr(), "err", err)
+			}
+			return nil
+		},
+	)
+	if err != nil {
+		return nil, fmt.Errorf("set up ssh server: %w", err)
+	}
+	g.server = srv
+	return g, nil
+}
+
+// authorize admits keys on the users or admins list, or any key in open
+// access mode. Only the fingerprint is logged: comments are not sent by
+// clients and keys are identities, not secrets.
+func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
+	if g.opts.OpenAccess || g.opts.Users.Contains(key) || g.opts.Admins.Contains(key) {
+		return true
+	}
+	g.log.Info("key refused", "fingerprint", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr(), "user", ctx.User())
+	return false
+}
+
+func (g *Gateway) isAdmin(key gossh.PublicKey) bool { return g.opts.Admins.Contains(key) }
+
+// Serve accepts connections on l until Shutdown.
+func (g *Gateway) Serve(l net.Listener) error {
+	err := g.server.Serve(l)
+	if errors.Is(err, ssh.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, tells every live session that the
+// gateway is going away, waits up to grace for them to end, then closes
+// what is left.
+func (g *Gateway) Shutdown(grace time.Duration) {
+	g.mu.Lock()
+	for s := range g.sessions {
+		s.notify("cc-gateway is shutting down; your machine keeps running. Reconnect in a moment.")
+	}
+	g.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := g.server.Shutdown(ctx); err != nil {
+		g.log.Info("closing sessions still open after the grace period", "grace", grace)
+	}
+	g.server.Close()
+}
+
+// Sessions counts the live proxied sessions of one person.
+func (g *Gateway) Sessions(fingerprint string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for s := range g.sessions {
+		if s.fingerprint == fingerprint {
+			n++
+		}
+	}
+	return n
+}
+
+func (g *Gateway) track(s *liveSession) (untrack func()) {
+	g.mu.Lock()
+	g.sessions[s] = struct{}{}
+	g.mu.Unlock()
+	return func() {
+		g.mu.Lock()
+		delete(g.sessions, s)
+		g.mu.Unlock()
+	}
+}

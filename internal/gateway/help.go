@@ -1,0 +1,34 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+)
+
+var helpCommand = command{
+	name:    "help",
+	usage:   "help",
+	summary: "show the commands, with examples",
+	run:     (*Gateway).help,
+}
+
+func (g *Gateway) help(_ context.Context, c call) int {
+	inv := g.opts.Invocation
+	fmt.Fprintf(c.stdout, "cc-gateway gives you your own cloud machine.\n\n")
+	fmt.Fprintf(c.stdout, "  %s                 a shell on your machine (created or started as needed)\n", inv)
+	fmt.Fprintf(c.stdout, "  %s COMMAND         runs COMMAND on your machine\n\n", inv)
+	fmt.Fprintf(c.stdout, "Gateway commands:\n")
+	w := tabwriter.NewWriter(c.stdout, 0, 0, 3, ' ', 0)
+	for _, cmd := range commandOrder {
+		fmt.Fprintf(w, "  %s\t%s\n", cmd.usage, cmd.summary)
+	}
+	w.Flush()
+	fmt.Fprintf(c.stdout, "\nExamples:\n")
+	for _, cmd := range commandOrder {
+		if ex := cmd.example; ex != "" {
+			fmt.Fprintf(c.stdout, "  %s %s\n", inv, ex)
+		}
+	}
+	return 0
+}

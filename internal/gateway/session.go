@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"charm.land/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
+)
+
+// exitGatewayFailure is what a session exits with when the gateway could not
+// reach the person's machine; OpenSSH uses 255 for its own failures too.
+const exitGatewayFailure = 255
+
+// liveSession is a session channel the gateway is serving, kept so that
+// shutdown (and later the reaper) can speak to the person on it.
+type liveSession struct {
+	fingerprint string
+	mu          sync.Mutex
+	out         io.Writer // the terminal with a PTY, stderr without
+	newline     string
+}
+
+// notify writes one line where the person sees it.
+func (s *liveSession) notify(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.out, "\r\ncc-gateway: %s%s", msg, s.newline)
+}
+
+// handleSession serves one "session" channel: it answers the requests
+// that set the session up, and on the request that starts a program either
+// runs a gateway command or proxies the session to the person's machine.
+func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.NewChannel, ctx ssh.Context) {
+	key, ok := ctx.Value(ssh.ContextKeyPublicKey).(ssh.PublicKey)
+	if !ok {
+		nc.Reject(gossh.Prohibited, "no public key on this connection")
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+
+	s := proxy.Session{Channel: ch, Requests: reqs}
+	if !g.collect(ctx, &s) {
+		return
+	}
+	fp := lease.Fingerprint(key)
+	hasPTY := false
+	for _, r := range s.Early {
+		hasPTY = hasPTY || r.Type == "pty-req"
+	}
+
+	if s.Start.Type == "exec" {
+		if args, ok := gatewayCommand(execCommand(s.Start.Payload)); ok {
+			s.Start.Reply(true, nil)
+			go discardRequests(s.Requests)
+			code := g.runCommand(ctx, call{args: args, key: key, fingerprint: fp, stdout: ch, stderr: ch.Stderr()})
+			sendExit(ch, code)
+			return
+		}
+	}
+
+	live := &liveSession{fingerprint: fp, out: ch.Stderr(), newline: "\n"}
+	if hasPTY {
+		// The client's terminal is raw: it needs carriage returns.
+		live.out, live.newline = ch, "\r\n"
+	}
+	defer g.track(live)()
+
+	l, err := g.opts.Leases.Ensure(ctx, key, func(st lease.Step) {
+		live.mu.Lock()
+		fmt.Fprintf(live.out, "[%3ds] %s%s", int(st.Elapsed.Seconds()), st.Text, live.newline)
+		live.mu.Unlock()
+	})
+	if err != nil {
+		g.fail(ch, s.Start, live, "could not prepare your machine: %v", err)
+		return
+	}
+	up, err := g.upstream(ctx, l)
+	if err != nil {
+		g.fail(ch, s.Start, live, "could not connect to your machine %s: %v", l.ServerName, err)
+		return
+	}
+	if err := proxy.Bridge(ctx, up, s, func() { g.opts.Leases.Touch(fp) }); err != nil {
+		g.log.Debug("session ended", "fingerprint", fp, "err", err)
+	}
+}
+
+// collect answers the requests that set up a session until the one that
+// starts a program, which it leaves unanswered in s.Start. It reports false
+// when the client went away or took too long.
+func (g *Gateway) collect(ctx context.Context, s *proxy.Session) bool {
+	timeout := time.NewTimer(g.opts.StartTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case req, ok := <-s.Requests:
+			if !ok {
+				return false
+			}
+			switch req.Type {
+			case "shell", "exec", "subsystem":
+				s.Start = req
+				return true
+			case "pty-req", "env", "window-change":
+				s.Early = append(s.Early, req)
+				req.Reply(true, nil)
+			default:
+				req.Reply(false, nil)
+			}
+		case <-timeout.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// fail tells the person why their session cannot go on, then ends it.
+func (g *Gateway) fail(ch gossh.Channel, start *gossh.Request, live *liveSession, format string, args ...any) {
+	g.log.Warn("session failed", "fingerprint", live.fingerprint, "err", fmt.Sprintf(format, args...))
+	start.Reply(true, nil)
+	live.notify(fmt.Sprintf(format, args...))
+	sendExit(ch, exitGatewayFailure)
+}
+
+func sendExit(ch gossh.Channel, code int) {
+	ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{uint32(code)}))
+	ch.CloseWrite()
+}
+
+func discardRequests(reqs <-chan *gossh.Request) {
+	for req := range reqs {
+		if req.WantReply {
+			req.Reply(false, nil)
+		}
+	}
+}
+
+// execCommand decodes an exec request's payload: one SSH string.
+func execCommand(payload []byte) string {
+	var msg struct{ Command string }
+	if err := gossh.Unmarshal(payload, &msg); err != nil {
+		return ""
+	}
+	return msg.Command
+}
+
+// gatewayCommand splits cmd and reports whether its first word names a
+// gateway command; anything else runs on the person's machine.
+func gatewayCommand(cmd string) ([]string, bool) {
+	args := strings.Fields(cmd)
+	if len(args) == 0 {
+		return nil, false
+	}
+	_, ok := commands[args[0]]
+	return args, ok
+}

@@ -1,0 +1,97 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+const timeLayout = "2006-01-02 15:04 MST"
+
+var statusCommand = command{
+	name:    "status",
+	usage:   "status [--json]",
+	summary: "show your machine and its lease",
+	example: "status --json",
+	run:     (*Gateway).status,
+}
+
+// statusJSON is the stable, scriptable form of status. It never carries
+// the machine's private host key.
+type statusJSON struct {
+	State        string    `json:"state"` // "none" without a lease
+	Name         string    `json:"name,omitempty"`
+	LeaseID      string    `json:"lease_id,omitempty"`
+	ServerID     int64     `json:"server_id,omitempty"`
+	Address      string    `json:"address,omitempty"`
+	HostKey      string    `json:"host_key,omitempty"`
+	ServerType   string    `json:"server_type,omitempty"`
+	Location     string    `json:"location,omitempty"`
+	Created      time.Time `json:"created,omitzero"`
+	Expires      time.Time `json:"expires,omitzero"`
+	ExpiresIn    int64     `json:"expires_in_seconds"`
+	LastActivity time.Time `json:"last_activity,omitzero"`
+	IdleSeconds  int64     `json:"idle_seconds"`
+	Sessions     int       `json:"sessions"`
+}
+
+func (g *Gateway) status(_ context.Context, c call) int {
+	asJSON := false
+	for _, a := range c.args[1:] {
+		if a != "--json" {
+			return refuse(c, "unknown option %q; usage: status [--json]", a)
+		}
+		asJSON = true
+	}
+	l, err := g.opts.Leases.Status(c.fingerprint)
+	if errors.Is(err, lease.ErrNotFound) {
+		if asJSON {
+			return writeJSON(c, statusJSON{State: "none"})
+		}
+		fmt.Fprintf(c.stdout, "You have no machine. `%s` creates one.\n", g.opts.Invocation)
+		return 0
+	}
+	if err != nil {
+		return g.leaseError(c, err)
+	}
+	now := g.opts.Clock.Now()
+	st := statusJSON{
+		State: string(l.State), Name: l.ServerName, LeaseID: l.ID, ServerID: l.ServerID,
+		Address: l.Address, HostKey: l.HostKey, ServerType: l.ServerType, Location: l.Location,
+		Created: l.Created.UTC(), Expires: l.Expires.UTC(), LastActivity: l.LastActivity.UTC(),
+		ExpiresIn:   int64(l.Expires.Sub(now).Seconds()),
+		IdleSeconds: int64(now.Sub(l.LastActivity).Seconds()),
+		Sessions:    g.Sessions(c.fingerprint),
+	}
+	if asJSON {
+		return writeJSON(c, st)
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "Machine\t%s (%s)\n", st.Name, st.State)
+	fmt.Fprintf(w, "Address\t%s\n", st.Address)
+	fmt.Fprintf(w, "Type\t%s in %s\n", st.ServerType, st.Location)
+	fmt.Fprintf(w, "Created\t%s (%s ago)\n", st.Created.Format(timeLayout), lease.FormatDuration(now.Sub(l.Created)))
+	if l.Expires.After(now) {
+		fmt.Fprintf(w, "Expires\t%s (in %s)\n", st.Expires.Format(timeLayout), lease.FormatDuration(l.Expires.Sub(now)))
+	} else {
+		fmt.Fprintf(w, "Expires\t%s (expired)\n", st.Expires.Format(timeLayout))
+	}
+	fmt.Fprintf(w, "Idle for\t%s\n", lease.FormatDuration(now.Sub(l.LastActivity)))
+	fmt.Fprintf(w, "Sessions\t%d\n", st.Sessions)
+	w.Flush()
+	return 0
+}
+
+func writeJSON(c call, v any) int {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return refuse(c, "encode: %v", err)
+	}
+	return 0
+}
