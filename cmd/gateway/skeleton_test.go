@@ -35,7 +35,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	if st.State != "running" || st.Name == "" || st.LeaseID == "" {
 		t.Fatalf("status after create: %+v", st)
 	}
-	if st.ExpiresIn < int64((4*time.Hour - time.Minute).Seconds()) || st.ExpiresIn > int64((4 * time.Hour).Seconds()) {
+	if st.ExpiresIn < int64((4*time.Hour-time.Minute).Seconds()) || st.ExpiresIn > int64((4*time.Hour).Seconds()) {
 		t.Errorf("a new lease expires in %ds, want the 4h default", st.ExpiresIn)
 	}
 	text := alice.ssh(g, lg.hostKeys, "", "status")
