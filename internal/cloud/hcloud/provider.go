@@ -1,0 +1,510 @@
+// Package hcloud is cc-gateway's Hetzner Cloud provider: it creates, powers
+// and deletes people's machines through hcloud-go and waits until their
+// sshd answers with the pinned host key. It implements lease.Provider.
+//
+// Everything it creates carries the labels cc-gateway=<gateway> and
+// cc-gateway-lease=<lease id>, and it never touches a server without its
+// gateway's label.
+package hcloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+// The labels the gateway puts on servers and SSH keys it creates.
+const (
+	LabelGateway = "cc-gateway"
+	LabelLease   = "cc-gateway-lease"
+)
+
+// Defaults for Config fields left empty.
+const (
+	DefaultServerType      = "cx23"
+	DefaultLocation        = "fsn1"
+	DefaultPollInterval    = 500 * time.Millisecond
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// Config configures the provider.
+type Config struct {
+	Token    string // Hetzner API token; never logged
+	Endpoint string // API base URL; empty means Hetzner's
+	Gateway  string // value of the cc-gateway label; default "default"
+
+	ServerType string // default DefaultServerType
+	Location   string // default DefaultLocation
+	// Image is an image name or id ("debian-12"), used when ImageSelector
+	// is empty. ImageSelector is a label selector ("cc-gateway=image")
+	// naming snapshots; the newest available one is used.
+	Image         string
+	ImageSelector string
+	// SSHPort is the machines' sshd port; callers build addresses from
+	// Server.IPv4 and it.
+	SSHPort int
+
+	// PollInterval paces the polling of actions (growing up to ten times
+	// it) and the first retry of a failed request.
+	PollInterval time.Duration
+	// ShutdownTimeout bounds how long PowerOff waits for a graceful
+	// shutdown before it cuts the power.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Provider drives servers on Hetzner Cloud (or on the local cloud's fake
+// of its API).
+type Provider struct {
+	cfg    Config
+	client *hc.Client
+	log    *slog.Logger
+}
+
+var _ lease.Provider = (*Provider)(nil)
+
+// labelValuePattern is Hetzner's rule for label values.
+var labelValuePattern = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?)?$`)
+
+// New checks cfg and builds a provider. It makes no API call.
+func New(cfg Config) (*Provider, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("no Hetzner API token: set HCLOUD_TOKEN")
+	}
+	for _, b := range []byte(cfg.Token) {
+		if b <= ' ' || b >= 0x7f {
+			return nil, errors.New("the Hetzner API token contains spaces or control characters: copy HCLOUD_TOKEN again")
+		}
+	}
+	if cfg.Gateway == "" {
+		cfg.Gateway = "default"
+	}
+	if !labelValuePattern.MatchString(cfg.Gateway) {
+		return nil, fmt.Errorf("gateway name %q cannot be a Hetzner label value: use up to 63 letters, digits, '-', '_' or '.'", cfg.Gateway)
+	}
+	if cfg.ServerType == "" {
+		cfg.ServerType = DefaultServerType
+	}
+	if cfg.Location == "" {
+		cfg.Location = DefaultLocation
+	}
+	if cfg.Image == "" && cfg.ImageSelector == "" {
+		return nil, errors.New("no machine image: set an image name or id, or a label selector for the gateway's snapshots")
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	opts := []hc.ClientOption{
+		hc.WithToken(cfg.Token),
+		hc.WithApplication("cc-gateway", ""),
+		hc.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}),
+		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ExponentialBackoffWithOpts(hc.ExponentialBackoffOpts{
+			Base: cfg.PollInterval, Multiplier: 1.5, Cap: 10 * cfg.PollInterval,
+		})}),
+		hc.WithRetryOpts(hc.RetryOpts{MaxRetries: 5, BackoffFunc: hc.ExponentialBackoffWithOpts(hc.ExponentialBackoffOpts{
+			Base: 2 * cfg.PollInterval, Multiplier: 2, Cap: time.Minute, Jitter: true,
+		})}),
+	}
+	if cfg.Endpoint != "" {
+		opts = append(opts, hc.WithEndpoint(strings.TrimSuffix(cfg.Endpoint, "/")))
+	}
+	return &Provider{
+		cfg:    cfg,
+		client: hc.NewClient(opts...),
+		log:    cfg.Logger.With("component", "hcloud"),
+	}, nil
+}
+
+// Create makes the server spec describes and waits until it runs. It is
+// safe to repeat after a crash: a server that already carries spec's name
+// (or lease label) is resumed and returned instead of a second one.
+func (p *Provider) Create(ctx context.Context, spec lease.CreateSpec) (lease.Server, error) {
+	if spec.Name == "" || !labelValuePattern.MatchString(spec.LeaseID) || spec.LeaseID == "" {
+		return lease.Server{}, fmt.Errorf("create server: name %q or lease id %q is not usable", spec.Name, spec.LeaseID)
+	}
+	existing, err := p.findExisting(ctx, spec)
+	if err != nil {
+		return lease.Server{}, err
+	}
+	if existing != nil {
+		return p.adopt(ctx, existing, spec)
+	}
+
+	key, err := p.ensureSSHKey(ctx, spec)
+	if err != nil {
+		return lease.Server{}, err
+	}
+	image, err := p.image(ctx)
+	if err != nil {
+		return lease.Server{}, err
+	}
+	start := true
+	res, _, err := p.client.Server.Create(ctx, hc.ServerCreateOpts{
+		Name:             spec.Name,
+		ServerType:       &hc.ServerType{Name: p.cfg.ServerType},
+		Image:            image,
+		Location:         &hc.Location{Name: p.cfg.Location},
+		SSHKeys:          []*hc.SSHKey{key},
+		UserData:         spec.UserData,
+		StartAfterCreate: &start,
+		Labels:           p.labels(spec.LeaseID),
+	})
+	if hc.IsError(err, hc.ErrorCodeUniquenessError) {
+		// Someone (a previous attempt whose answer we lost) made it already.
+		if existing, ferr := p.findExisting(ctx, spec); ferr == nil && existing != nil {
+			return p.adopt(ctx, existing, spec)
+		}
+	}
+	if err != nil {
+		return lease.Server{}, explain("create server", err)
+	}
+	p.log.Info("server created", "server", spec.Name, "id", res.Server.ID, "lease", spec.LeaseID)
+	if err := p.wait(ctx, "create server", append([]*hc.Action{res.Action}, res.NextActions...)...); err != nil {
+		return lease.Server{}, err
+	}
+	return p.Get(ctx, res.Server.ID)
+}
+
+// findExisting looks for a server from an earlier attempt at spec.
+func (p *Provider) findExisting(ctx context.Context, spec lease.CreateSpec) (*hc.Server, error) {
+	srv, _, err := p.client.Server.GetByName(ctx, spec.Name)
+	if err != nil {
+		return nil, explain("look for an existing server", err)
+	}
+	if srv != nil {
+		return srv, nil
+	}
+	list, err := p.client.Server.AllWithOpts(ctx, hc.ServerListOpts{ListOpts: hc.ListOpts{
+		LabelSelector: p.selector(spec.LeaseID),
+	}})
+	if err != nil {
+		return nil, explain("look for an existing server", err)
+	}
+	if len(list) > 0 {
+		return list[0], nil
+	}
+	return nil, nil
+}
+
+// adopt resumes a server found by findExisting, refusing one that is not
+// this gateway's or belongs to another lease.
+func (p *Provider) adopt(ctx context.Context, srv *hc.Server, spec lease.CreateSpec) (lease.Server, error) {
+	if srv.Labels[LabelGateway] != p.cfg.Gateway {
+		return lease.Server{}, fmt.Errorf("create server: a server named %s already exists but is not labelled %s=%s; rename or delete it, the gateway will not take it over",
+			srv.Name, LabelGateway, p.cfg.Gateway)
+	}
+	if owner := srv.Labels[LabelLease]; owner != spec.LeaseID {
+		return lease.Server{}, fmt.Errorf("create server: server %s belongs to lease %q, not %q; delete it with the admin commands", srv.Name, owner, spec.LeaseID)
+	}
+	p.log.Info("server exists already, resuming it", "server", srv.Name, "id", srv.ID, "status", srv.Status)
+	if err := p.waitIdle(ctx, srv.ID); err != nil {
+		return lease.Server{}, err
+	}
+	if err := p.PowerOn(ctx, srv.ID); err != nil {
+		return lease.Server{}, err
+	}
+	return p.Get(ctx, srv.ID)
+}
+
+// ensureSSHKey registers the person's key, so Hetzner does not mail a root
+// password, or finds it if the project has it already.
+func (p *Provider) ensureSSHKey(ctx context.Context, spec lease.CreateSpec) (*hc.SSHKey, error) {
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(spec.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("register ssh key: the person's public key is not valid: %w", err)
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+	name := "cc-" + spec.LeaseID
+	for attempt := 0; attempt < 2; attempt++ {
+		key, _, err := p.client.SSHKey.Create(ctx, hc.SSHKeyCreateOpts{Name: name, PublicKey: line, Labels: p.labels(spec.LeaseID)})
+		if err == nil {
+			p.log.Info("ssh key registered", "key", name, "id", key.ID)
+			return key, nil
+		}
+		if !hc.IsError(err, hc.ErrorCodeUniquenessError) {
+			return nil, explain("register ssh key", err)
+		}
+		// Hetzner holds each key once per project; use the one it has.
+		key, _, err = p.client.SSHKey.GetByFingerprint(ctx, ssh.FingerprintLegacyMD5(pub))
+		if err != nil {
+			return nil, explain("look up ssh key", err)
+		}
+		if key != nil {
+			return key, nil
+		}
+		// The name is taken by a different key. If it is this lease's own
+		// leftover, replace it; anything else is not ours to touch.
+		key, _, err = p.client.SSHKey.GetByName(ctx, name)
+		if err != nil {
+			return nil, explain("look up ssh key", err)
+		}
+		if key == nil || key.Labels[LabelGateway] != p.cfg.Gateway || key.Labels[LabelLease] != spec.LeaseID {
+			return nil, fmt.Errorf("register ssh key: the project has an SSH key named %s that the gateway did not make; rename or delete it", name)
+		}
+		if _, err := p.client.SSHKey.Delete(ctx, key); err != nil {
+			return nil, explain("replace stale ssh key", err)
+		}
+	}
+	return nil, fmt.Errorf("register ssh key: %s keeps clashing with another key in the project", name)
+}
+
+// image picks what servers boot from: the newest snapshot matching
+// ImageSelector, or Image by name or id.
+func (p *Provider) image(ctx context.Context) (*hc.Image, error) {
+	if p.cfg.ImageSelector == "" {
+		if id, err := strconv.ParseInt(p.cfg.Image, 10, 64); err == nil {
+			return &hc.Image{ID: id}, nil
+		}
+		return &hc.Image{Name: p.cfg.Image}, nil
+	}
+	list, err := p.client.Image.AllWithOpts(ctx, hc.ImageListOpts{
+		ListOpts: hc.ListOpts{LabelSelector: p.cfg.ImageSelector},
+		Type:     []hc.ImageType{hc.ImageTypeSnapshot},
+		Status:   []hc.ImageStatus{hc.ImageStatusAvailable},
+	})
+	if err != nil {
+		return nil, explain("find machine image", err)
+	}
+	var newest *hc.Image
+	for _, im := range list {
+		if newest == nil || im.Created.After(newest.Created) {
+			newest = im
+		}
+	}
+	if newest == nil {
+		return nil, fmt.Errorf("find machine image: no available snapshot matches %q: build and upload the machine image first", p.cfg.ImageSelector)
+	}
+	return &hc.Image{ID: newest.ID}, nil
+}
+
+// Get returns the server, or an error wrapping lease.ErrServerNotFound.
+func (p *Provider) Get(ctx context.Context, id int64) (lease.Server, error) {
+	srv, err := p.get(ctx, id)
+	if err != nil {
+		return lease.Server{}, err
+	}
+	return toServer(srv), nil
+}
+
+func (p *Provider) get(ctx context.Context, id int64) (*hc.Server, error) {
+	srv, _, err := p.client.Server.GetByID(ctx, id)
+	if err != nil {
+		return nil, explain(fmt.Sprintf("get server %d", id), err)
+	}
+	if srv == nil {
+		return nil, fmt.Errorf("get server %d: %w", id, lease.ErrServerNotFound)
+	}
+	return srv, nil
+}
+
+// List returns the servers carrying this gateway's label.
+func (p *Provider) List(ctx context.Context) ([]lease.Server, error) {
+	list, err := p.client.Server.AllWithOpts(ctx, hc.ServerListOpts{ListOpts: hc.ListOpts{
+		LabelSelector: LabelGateway + "=" + p.cfg.Gateway,
+	}})
+	if err != nil {
+		return nil, explain("list servers", err)
+	}
+	out := make([]lease.Server, 0, len(list))
+	for _, s := range list {
+		out = append(out, toServer(s))
+	}
+	return out, nil
+}
+
+// PowerOn starts the server and waits until Hetzner reports it running.
+func (p *Provider) PowerOn(ctx context.Context, id int64) error {
+	srv, err := p.owned(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := p.waitIdle(ctx, id); err != nil {
+		return err
+	}
+	if srv, err = p.get(ctx, id); err != nil {
+		return err
+	}
+	if srv.Status == hc.ServerStatusRunning {
+		return nil
+	}
+	a, _, err := p.client.Server.Poweron(ctx, srv)
+	if err != nil {
+		return serverErr(fmt.Sprintf("power on server %s", srv.Name), err)
+	}
+	return p.wait(ctx, "power on server "+srv.Name, a)
+}
+
+// PowerOff asks the server to shut down, waits up to ShutdownTimeout for
+// it, then cuts the power if it is still on.
+func (p *Provider) PowerOff(ctx context.Context, id int64) error {
+	srv, err := p.owned(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := p.waitIdle(ctx, id); err != nil {
+		return err
+	}
+	if srv, err = p.get(ctx, id); err != nil {
+		return err
+	}
+	if srv.Status == hc.ServerStatusOff {
+		return nil
+	}
+	off, err := p.shutdown(ctx, srv)
+	switch {
+	case off:
+		return nil
+	case ctx.Err() != nil:
+		return err
+	case err != nil:
+		p.log.Warn("graceful shutdown failed, cutting power", "server", srv.Name, "err", err)
+	default:
+		p.log.Warn("server did not shut down in time, cutting power", "server", srv.Name, "timeout", p.cfg.ShutdownTimeout)
+	}
+	a, _, err := p.client.Server.Poweroff(ctx, srv)
+	if err != nil {
+		return serverErr(fmt.Sprintf("power off server %s", srv.Name), err)
+	}
+	return p.wait(ctx, "power off server "+srv.Name, a)
+}
+
+// shutdown asks the server to shut down and waits up to ShutdownTimeout
+// for it to be off; false without an error means it is still on.
+func (p *Provider) shutdown(ctx context.Context, srv *hc.Server) (bool, error) {
+	a, _, err := p.client.Server.Shutdown(ctx, srv)
+	if err != nil {
+		return false, serverErr("shut down server "+srv.Name, err)
+	}
+	if err := p.wait(ctx, "shut down server "+srv.Name, a); err != nil {
+		return false, err
+	}
+	deadline := time.NewTimer(p.cfg.ShutdownTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(p.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		cur, err := p.get(ctx, srv.ID)
+		if err != nil {
+			return false, err
+		}
+		if cur.Status == hc.ServerStatusOff {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("wait for server %s to shut down: %w", srv.Name, ctx.Err())
+		case <-deadline.C:
+			return false, nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Delete deletes the server and the SSH key registered for its lease.
+func (p *Provider) Delete(ctx context.Context, id int64) error {
+	srv, err := p.owned(ctx, id)
+	if err != nil {
+		return err
+	}
+	res, _, err := p.client.Server.DeleteWithResult(ctx, srv)
+	if err != nil {
+		return serverErr(fmt.Sprintf("delete server %s", srv.Name), err)
+	}
+	if err := p.wait(ctx, "delete server "+srv.Name, res.Action); err != nil {
+		return err
+	}
+	p.log.Info("server deleted", "server", srv.Name, "id", id)
+	if leaseID := srv.Labels[LabelLease]; leaseID != "" {
+		keys, err := p.client.SSHKey.AllWithOpts(ctx, hc.SSHKeyListOpts{ListOpts: hc.ListOpts{LabelSelector: p.selector(leaseID)}})
+		if err != nil {
+			return explain("find the server's ssh key", err)
+		}
+		for _, k := range keys {
+			if _, err := p.client.SSHKey.Delete(ctx, k); err != nil && !hc.IsError(err, hc.ErrorCodeNotFound) {
+				return explain("delete ssh key "+k.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// owned fetches a server and refuses to act on one without this gateway's
+// label: nothing unlabelled is ever touched.
+func (p *Provider) owned(ctx context.Context, id int64) (*hc.Server, error) {
+	srv, err := p.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if srv.Labels[LabelGateway] != p.cfg.Gateway {
+		return nil, fmt.Errorf("server %s (%d) is not labelled %s=%s; the gateway leaves it alone", srv.Name, id, LabelGateway, p.cfg.Gateway)
+	}
+	return srv, nil
+}
+
+// wait waits for actions to finish; a failed action is an error naming it.
+func (p *Provider) wait(ctx context.Context, op string, actions ...*hc.Action) error {
+	err := p.client.Action.WaitForFunc(ctx, func(a *hc.Action) error {
+		if a.Status == hc.ActionStatusError {
+			return a.Error()
+		}
+		return nil
+	}, actions...)
+	return explain(op, err)
+}
+
+// waitIdle waits until no action runs on the server, whatever their
+// outcome, so the next action is not refused as "locked".
+func (p *Provider) waitIdle(ctx context.Context, id int64) error {
+	running, err := p.client.Server.Action.AllFor(ctx, &hc.Server{ID: id}, hc.ActionListOpts{
+		Status: []hc.ActionStatus{hc.ActionStatusRunning},
+	})
+	if err != nil {
+		return explain(fmt.Sprintf("list actions of server %d", id), err)
+	}
+	return explain(fmt.Sprintf("wait for running actions of server %d", id), p.client.Action.WaitForFunc(ctx, nil, running...))
+}
+
+func (p *Provider) labels(leaseID string) map[string]string {
+	return map[string]string{LabelGateway: p.cfg.Gateway, LabelLease: leaseID}
+}
+
+func (p *Provider) selector(leaseID string) string {
+	return LabelGateway + "=" + p.cfg.Gateway + "," + LabelLease + "=" + leaseID
+}
+
+func toServer(s *hc.Server) lease.Server {
+	out := lease.Server{
+		ID:      s.ID,
+		Name:    s.Name,
+		Status:  string(s.Status),
+		Created: s.Created,
+		Labels:  s.Labels,
+	}
+	if ip := s.PublicNet.IPv4.IP; ip != nil && !ip.IsUnspecified() {
+		out.IPv4 = ip.String()
+	}
+	if s.ServerType != nil {
+		out.ServerType = s.ServerType.Name
+	}
+	if s.Location != nil {
+		out.Location = s.Location.Name
+	}
+	return out
+}

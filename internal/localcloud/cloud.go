@@ -1,0 +1,276 @@
+// Package localcloud is cc-gateway's local cloud: a fake of the Hetzner
+// Cloud API, served on loopback inside the gateway process, whose servers
+// boot as local machines (see package machine). The gateway's real Hetzner
+// provider talks to it through hcloud-go exactly as it talks to Hetzner, so
+// local mode and the tests exercise the production code path.
+//
+// The fake keeps its project (servers, SSH keys, id counters) in
+// DataDir/state.json and each machine's folder under DataDir/machines/, so a
+// person's machine survives a restart of the gateway.
+package localcloud
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
+)
+
+// Machine kinds for Options.Kind.
+const (
+	KindBuiltin = "builtin" // in-process SSH servers
+	KindOpenSSH = "openssh" // real sshd processes
+)
+
+// DefaultActionDuration is how long an action stays "running" unless
+// Options.ActionDuration says otherwise.
+const DefaultActionDuration = 500 * time.Millisecond
+
+// Options configures a local cloud.
+type Options struct {
+	// DataDir holds state.json and machines/<server name>/. Required.
+	DataDir string
+	// SSHPort is the port every machine listens on; each machine has its
+	// own loopback address. Zero means the port named in the server's
+	// bootstrap document.
+	SSHPort int
+	// Kind is KindBuiltin (the default) or KindOpenSSH.
+	Kind string
+	// ActionDuration is how long async actions stay "running".
+	ActionDuration time.Duration
+	// Faults, when set, injects API and action failures.
+	Faults Faults
+	Logger *slog.Logger
+}
+
+// Cloud is a running local cloud.
+type Cloud struct {
+	opts      Options
+	log       *slog.Logger
+	token     string
+	statePath string
+	handler   http.Handler
+	ln        net.Listener
+	srv       *http.Server
+	served    chan struct{}
+	now       func() time.Time
+
+	mu       sync.Mutex
+	closed   bool
+	st       *state
+	actions  map[int64]*action
+	machines map[int64]machine.Machine
+	timers   map[int64]*time.Timer // running actions' completions, by action id
+	pending  sync.WaitGroup        // completions scheduled or running
+}
+
+// Start loads (or creates) the project in opts.DataDir, boots the servers
+// that were running when the cloud last stopped, and serves the API on
+// 127.0.0.1 at a free port.
+func Start(opts Options) (*Cloud, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("local cloud: no data directory given")
+	}
+	switch opts.Kind {
+	case "":
+		opts.Kind = KindBuiltin
+	case KindBuiltin, KindOpenSSH:
+	default:
+		return nil, fmt.Errorf("local cloud: machine kind %q is neither %q nor %q", opts.Kind, KindBuiltin, KindOpenSSH)
+	}
+	if opts.SSHPort < 0 || opts.SSHPort > 65535 {
+		return nil, fmt.Errorf("local cloud: ssh port %d is out of range", opts.SSHPort)
+	}
+	if opts.ActionDuration <= 0 {
+		opts.ActionDuration = DefaultActionDuration
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(filepath.Join(opts.DataDir, "machines"), 0o700); err != nil {
+		return nil, fmt.Errorf("local cloud: create data directory: %w", err)
+	}
+	token, err := randomHex(32)
+	if err != nil {
+		return nil, fmt.Errorf("local cloud: make api token: %w", err)
+	}
+	c := &Cloud{
+		opts:      opts,
+		log:       opts.Logger.With("component", "localcloud"),
+		token:     token,
+		statePath: filepath.Join(opts.DataDir, "state.json"),
+		served:    make(chan struct{}),
+		now:       time.Now,
+		actions:   map[int64]*action{},
+		machines:  map[int64]machine.Machine{},
+		timers:    map[int64]*time.Timer{},
+	}
+	if c.st, err = loadState(c.statePath); err != nil {
+		return nil, err
+	}
+	if err := c.restore(); err != nil {
+		c.stopMachines()
+		return nil, err
+	}
+	c.handler = c.routes()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.stopMachines()
+		return nil, fmt.Errorf("local cloud: listen: %w", err)
+	}
+	c.ln = ln
+	c.srv = &http.Server{Handler: c.handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		defer close(c.served)
+		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("api server stopped", "err", err)
+		}
+	}()
+	c.log.Info("local cloud started", "endpoint", c.Endpoint(), "data_dir", opts.DataDir,
+		"kind", opts.Kind, "servers", len(c.st.Servers))
+	return c, nil
+}
+
+// Endpoint is the API's base URL, for hcloud.WithEndpoint.
+func (c *Cloud) Endpoint() string { return "http://" + c.ln.Addr().String() + "/v1" }
+
+// Token is the bearer token the API demands; it changes on every Start.
+func (c *Cloud) Token() string { return c.token }
+
+// Handler is the API with authentication, for tests that wrap it.
+func (c *Cloud) Handler() http.Handler { return c.handler }
+
+// Close stops the API and every machine. State and machine folders stay,
+// so a later Start resumes the same project.
+func (c *Cloud) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.srv.Shutdown(ctx)
+	if err != nil {
+		err = c.srv.Close()
+	}
+	<-c.served
+
+	c.mu.Lock()
+	c.closed = true
+	for id, t := range c.timers {
+		if t.Stop() {
+			c.pending.Done()
+		}
+		delete(c.timers, id)
+	}
+	c.mu.Unlock()
+	c.pending.Wait()
+
+	c.stopMachines()
+	return err
+}
+
+// restore brings the project back after a restart: servers that were up (or
+// on their way up) boot again, interrupted stops and deletes finish.
+func (c *Cloud) restore() error {
+	for _, s := range append([]*serverRecord(nil), c.st.Servers...) {
+		switch s.Status {
+		case "running", "starting", "initializing":
+			cfg, err := c.machineConfig(s)
+			if err == nil {
+				var m machine.Machine
+				if m, err = c.startMachine(cfg); err == nil {
+					c.machines[s.ID] = m
+					s.Status = "running"
+					continue
+				}
+			}
+			c.log.Error("machine did not boot after restart; it stays off", "server", s.Name, "err", err)
+			s.Status = "off"
+		case "stopping":
+			s.Status = "off"
+		case "deleting":
+			if err := os.RemoveAll(c.machineDir(s.Name)); err != nil {
+				c.log.Error("remove folder of deleted machine", "server", s.Name, "err", err)
+			}
+			c.st.removeServer(s.ID)
+		}
+	}
+	return c.st.save(c.statePath)
+}
+
+func (c *Cloud) stopMachines() {
+	c.mu.Lock()
+	ms := c.machines
+	c.machines = map[int64]machine.Machine{}
+	c.mu.Unlock()
+	for id, m := range ms {
+		if err := m.Close(); err != nil {
+			c.log.Warn("stop machine", "server_id", id, "err", err)
+		}
+	}
+}
+
+func (c *Cloud) machineDir(name string) string {
+	return filepath.Join(c.opts.DataDir, "machines", name)
+}
+
+func (c *Cloud) machineConfig(s *serverRecord) (machine.Config, error) {
+	doc, err := bootstrap.Parse([]byte(s.UserData))
+	if err != nil {
+		return machine.Config{}, fmt.Errorf("read user_data of %s: %w", s.Name, err)
+	}
+	port := c.opts.SSHPort
+	if port == 0 {
+		port = doc.SSHPort
+	}
+	return machine.Config{
+		Addr:   net.JoinHostPort(s.IPv4, strconv.Itoa(port)),
+		Doc:    doc,
+		Dir:    c.machineDir(s.Name),
+		Logger: c.opts.Logger.With("component", "machine", "server", s.Name),
+	}, nil
+}
+
+func (c *Cloud) startMachine(cfg machine.Config) (machine.Machine, error) {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create machine folder: %w", err)
+	}
+	start := machine.StartBuiltin
+	if c.opts.Kind == KindOpenSSH {
+		start = machine.StartOpenSSH
+	}
+	m, err := start(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start machine on %s: %w", cfg.Addr, err)
+	}
+	return m, nil
+}
+
+// persist saves the state; callers hold c.mu.
+func (c *Cloud) persist() error {
+	if err := c.st.save(c.statePath); err != nil {
+		c.log.Error("save state", "err", err)
+		return err
+	}
+	return nil
+}
+
+var errClosed = errors.New("the local cloud is shutting down")
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}

@@ -1,0 +1,499 @@
+package localcloud
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
+)
+
+// serverNamePattern is an RFC 1123 hostname, as Hetzner demands; it also
+// keeps names safe as folder names under DataDir/machines.
+var serverNamePattern = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
+
+// serverView renders a server as the API shows it. Callers hold c.mu.
+func (c *Cloud) serverView(s *serverRecord) serverJSON {
+	t, _ := findServerType(s.ServerType)
+	l, _ := findLocation(s.Location)
+	im, _ := findImage(strconv.FormatInt(s.ImageID, 10))
+	image := im.json()
+	labels := map[string]string{}
+	for k, v := range s.Labels {
+		labels[k] = v
+	}
+	traffic := int64(20 << 40)
+	zero := int64(0)
+	return serverJSON{
+		ID:      s.ID,
+		Name:    s.Name,
+		Status:  s.Status,
+		Created: s.Created,
+		PublicNet: publicNetJSON{
+			IPv4:        &ipv4JSON{ID: s.ID, IP: s.IPv4, DNSPtr: "static." + s.IPv4 + ".clients.local"},
+			FloatingIPs: []int64{},
+			Firewalls:   []any{},
+		},
+		PrivateNet:      []any{},
+		ServerType:      t.json(),
+		Datacenter:      l.datacenterJSON(),
+		Location:        l.loc,
+		Image:           &image,
+		Locked:          c.serverBusy(s.ID),
+		OutgoingTraffic: &zero,
+		IngoingTraffic:  &zero,
+		IncludedTraffic: &traffic,
+		Labels:          labels,
+		Volumes:         []int64{},
+		LoadBalancers:   []int64{},
+		PrimaryDiskSize: int(t.disk),
+	}
+}
+
+// GET /servers with name, label_selector and status filters.
+func (c *Cloud) listServers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	sel, ok := labelFilter(w, r)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	var list []serverJSON
+	for _, s := range c.st.Servers {
+		switch {
+		case q.Has("name") && q.Get("name") != s.Name:
+		case len(q["status"]) > 0 && !slices.Contains(q["status"], s.Status):
+		case !sel.matches(s.Labels):
+		default:
+			list = append(list, c.serverView(s))
+		}
+	}
+	c.mu.Unlock()
+	err := sortList(list, q["sort"], map[string]func(a, b serverJSON) int{
+		"id":      func(a, b serverJSON) int { return cmp.Compare(a.ID, b.ID) },
+		"name":    func(a, b serverJSON) int { return cmp.Compare(a.Name, b.Name) },
+		"created": func(a, b serverJSON) int { return a.Created.Compare(b.Created) },
+	})
+	if err != nil {
+		writeInvalid(w, "sort", err.Error())
+		return
+	}
+	page, m, ok := paginate(w, r, list)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Servers []serverJSON `json:"servers"`
+		Meta    meta         `json:"meta"`
+	}{orEmpty(page), m})
+}
+
+func (c *Cloud) getServer(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "id")
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	s := c.st.server(id)
+	var view serverJSON
+	if s != nil {
+		view = c.serverView(s)
+	}
+	c.mu.Unlock()
+	if s == nil {
+		writeNotFound(w, "server", id)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Server serverJSON `json:"server"`
+	}{view})
+}
+
+type createServerRequest struct {
+	Name             string            `json:"name"`
+	ServerType       json.RawMessage   `json:"server_type"`
+	Image            json.RawMessage   `json:"image"`
+	Location         string            `json:"location"`
+	Datacenter       string            `json:"datacenter"`
+	SSHKeys          []json.RawMessage `json:"ssh_keys"`
+	UserData         string            `json:"user_data"`
+	StartAfterCreate *bool             `json:"start_after_create"`
+	Labels           map[string]string `json:"labels"`
+}
+
+// POST /servers. The server starts "initializing" with two actions:
+// create_server, then start_server (unless start_after_create is false),
+// which boots the machine.
+func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
+	var req createServerRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if !serverNamePattern.MatchString(req.Name) || len(req.Name) > 63 {
+		writeInvalid(w, "name", "name must be a valid hostname (RFC 1123) of at most 63 characters")
+		return
+	}
+	typeRef, err := idOrName(req.ServerType)
+	if err != nil {
+		writeInvalid(w, "server_type", "server_type is required: "+err.Error())
+		return
+	}
+	st, ok := findServerType(typeRef)
+	if !ok {
+		writeInvalid(w, "server_type", fmt.Sprintf("server type %q not found", typeRef))
+		return
+	}
+	imageRef, err := idOrName(req.Image)
+	if err != nil {
+		writeInvalid(w, "image", "image is required: "+err.Error())
+		return
+	}
+	im, ok := findImage(imageRef)
+	if !ok {
+		writeInvalid(w, "image", fmt.Sprintf("image %q not found", imageRef))
+		return
+	}
+	locRef := req.Location
+	if locRef == "" && req.Datacenter != "" {
+		locRef, _, _ = strings.Cut(req.Datacenter, "-")
+	}
+	if locRef == "" {
+		locRef = locations[0].loc.Name
+	}
+	loc, ok := findLocation(locRef)
+	if !ok {
+		writeInvalid(w, "location", fmt.Sprintf("location %q not found", locRef))
+		return
+	}
+	if err := validateLabels(req.Labels); err != nil {
+		writeInvalid(w, "labels", err.Error())
+		return
+	}
+	// The machine is personalised by the bootstrap document alone; a server
+	// without one could never be reached.
+	if req.UserData == "" {
+		writeInvalid(w, "user_data", "the local cloud boots machines from a bootstrap document in user_data; none was given")
+		return
+	}
+	if _, err := bootstrap.Parse([]byte(req.UserData)); err != nil {
+		writeInvalid(w, "user_data", err.Error())
+		return
+	}
+	start := req.StartAfterCreate == nil || *req.StartAfterCreate
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		writeStateError(w, errClosed)
+		return
+	}
+	var keyIDs []int64
+	for _, raw := range req.SSHKeys {
+		ref, err := idOrName(raw)
+		if err != nil {
+			writeInvalid(w, "ssh_keys", "ssh key "+err.Error())
+			return
+		}
+		k := c.findSSHKey(ref)
+		if k == nil {
+			writeInvalid(w, "ssh_keys", fmt.Sprintf("ssh key %q not found", ref))
+			return
+		}
+		keyIDs = append(keyIDs, k.ID)
+	}
+	for _, s := range c.st.Servers {
+		if s.Name == req.Name {
+			writeError(w, http.StatusConflict, "uniqueness_error", "server name is already used",
+				fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
+			return
+		}
+	}
+	s := &serverRecord{
+		ID:         c.st.NextServerID,
+		Name:       req.Name,
+		Status:     "initializing",
+		ServerType: st.name,
+		Location:   loc.loc.Name,
+		ImageID:    im.id,
+		Labels:     req.Labels,
+		UserData:   req.UserData,
+		SSHKeys:    keyIDs,
+		Created:    c.now().UTC().Truncate(time.Second),
+	}
+	c.st.NextServerID++
+	s.IPv4 = c.st.addressFor(s.ID)
+	c.st.Servers = append(c.st.Servers, s)
+
+	d := c.opts.ActionDuration
+	afterCreate := "off"
+	if start {
+		afterCreate = "starting"
+	}
+	create := c.startAction("create_server", s.ID, d, "off", func() error { return c.setStatus(s.ID, "initializing", afterCreate) })
+	next := []actionJSON{}
+	if start {
+		boot := c.startAction("start_server", s.ID, 2*d, "off", func() error { return c.boot(s.ID) })
+		next = append(next, c.actionJSON(boot))
+	}
+	if err := c.persist(); err != nil {
+		writeStateError(w, err)
+		return
+	}
+	c.log.Info("server created", "server", s.Name, "id", s.ID, "ip", s.IPv4)
+
+	// Hetzner mails a root password only when no SSH key was given.
+	var rootPassword *string
+	if len(keyIDs) == 0 {
+		if pw, err := randomHex(10); err == nil {
+			rootPassword = &pw
+		}
+	}
+	writeJSON(w, http.StatusCreated, struct {
+		Server       serverJSON   `json:"server"`
+		Action       actionJSON   `json:"action"`
+		NextActions  []actionJSON `json:"next_actions"`
+		RootPassword *string      `json:"root_password"`
+	}{c.serverView(s), c.actionJSON(create), next, rootPassword})
+}
+
+// findSSHKey looks a key up by id or name. Callers hold c.mu.
+func (c *Cloud) findSSHKey(ref string) *sshKeyRecord {
+	for _, k := range c.st.SSHKeys {
+		if strconv.FormatInt(k.ID, 10) == ref || k.Name == ref {
+			return k
+		}
+	}
+	return nil
+}
+
+// DELETE /servers/{id}. Allowed even while other actions run, as on
+// Hetzner: a machine must always be stoppable for good.
+func (c *Cloud) deleteServer(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "id")
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.st.server(id)
+	if s == nil {
+		writeNotFound(w, "server", id)
+		return
+	}
+	if c.closed {
+		writeStateError(w, errClosed)
+		return
+	}
+	prev := s.Status
+	s.Status = "deleting"
+	a := c.startAction("delete_server", id, c.opts.ActionDuration, prev, func() error { return c.destroy(id) })
+	if err := c.persist(); err != nil {
+		writeStateError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Action actionJSON `json:"action"`
+	}{c.actionJSON(a)})
+}
+
+// POST /servers/{id}/actions/{command}: the power actions.
+func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "id")
+	if !ok {
+		return
+	}
+	command := r.PathValue("command")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.st.server(id)
+	if s == nil {
+		writeNotFound(w, "server", id)
+		return
+	}
+	if c.closed {
+		writeStateError(w, errClosed)
+		return
+	}
+	if c.serverBusy(id) || s.Status == "deleting" {
+		writeLocked(w)
+		return
+	}
+	d := c.opts.ActionDuration
+	prev := s.Status
+	var a *action
+	switch command {
+	case "poweron":
+		if s.Status == "off" {
+			s.Status = "starting"
+		}
+		a = c.startAction("start_server", id, d, prev, func() error { return c.boot(id) })
+	case "poweroff", "shutdown":
+		// A shutdown is an ACPI request on Hetzner; the local machines have
+		// no guest to ask, so both end the machine, keeping its folder.
+		if s.Status != "off" {
+			s.Status = "stopping"
+		}
+		name := map[string]string{"poweroff": "stop_server", "shutdown": "shutdown_server"}[command]
+		a = c.startAction(name, id, d, prev, func() error { return c.stop(id) })
+	case "reboot", "reset":
+		if s.Status != "running" {
+			writeError(w, http.StatusConflict, "server_not_running", "the server is not running", nil)
+			return
+		}
+		name := map[string]string{"reboot": "reboot_server", "reset": "reset_server"}[command]
+		a = c.startAction(name, id, d, prev, func() error {
+			if err := c.stopMachine(id); err != nil {
+				return err
+			}
+			return c.boot(id)
+		})
+	default:
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("server action %q is not part of the local cloud's API", command), nil)
+		return
+	}
+	if err := c.persist(); err != nil {
+		writeStateError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, struct {
+		Action actionJSON `json:"action"`
+	}{c.actionJSON(a)})
+}
+
+// setStatus moves a server from one status to the next, if it is still in
+// the first (a delete may have overtaken the action).
+func (c *Cloud) setStatus(id int64, from, to string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errClosed
+	}
+	s := c.st.server(id)
+	if s == nil {
+		return fmt.Errorf("server %d was deleted", id)
+	}
+	if s.Status == from {
+		s.Status = to
+		return c.persist()
+	}
+	return nil
+}
+
+// boot starts a server's machine unless it is running already. The machine
+// starts outside the lock (an sshd takes a moment); if the server was
+// deleted or the cloud closed meanwhile, the new machine is stopped again.
+func (c *Cloud) boot(id int64) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errClosed
+	}
+	s := c.st.server(id)
+	if s == nil {
+		c.mu.Unlock()
+		return fmt.Errorf("server %d was deleted", id)
+	}
+	if c.machines[id] != nil {
+		s.Status = "running"
+		err := c.persist()
+		c.mu.Unlock()
+		return err
+	}
+	cfg, err := c.machineConfig(s)
+	c.mu.Unlock()
+
+	var m machine.Machine
+	if err == nil {
+		m, err = c.startMachine(cfg)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s = c.st.server(id)
+	switch {
+	case err != nil:
+		if s != nil && s.Status != "deleting" && !c.closed {
+			s.Status = "off"
+			_ = c.persist()
+		}
+		return fmt.Errorf("boot machine: %w", err)
+	case c.closed || s == nil || s.Status == "deleting":
+		if cerr := m.Close(); cerr != nil {
+			c.log.Warn("stop machine of deleted server", "server_id", id, "err", cerr)
+		}
+		if s == nil {
+			_ = os.RemoveAll(cfg.Dir)
+		}
+		if c.closed {
+			return errClosed
+		}
+		return fmt.Errorf("server %d was deleted while it booted", id)
+	}
+	c.machines[id] = m
+	s.Status = "running"
+	c.log.Info("machine running", "server", s.Name, "addr", cfg.Addr)
+	return c.persist()
+}
+
+// stopMachine ends a server's machine, if it has one, keeping its folder.
+func (c *Cloud) stopMachine(id int64) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errClosed
+	}
+	m := c.machines[id]
+	delete(c.machines, id)
+	c.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	if err := m.Close(); err != nil {
+		c.log.Warn("machine did not stop cleanly", "server_id", id, "err", err)
+	}
+	return nil
+}
+
+// stop powers a server off.
+func (c *Cloud) stop(id int64) error {
+	if err := c.stopMachine(id); err != nil {
+		return err
+	}
+	return c.setStatus(id, "stopping", "off")
+}
+
+// destroy ends a server's machine, removes its folder and forgets it.
+func (c *Cloud) destroy(id int64) error {
+	c.mu.Lock()
+	s := c.st.server(id)
+	if c.closed || s == nil {
+		c.mu.Unlock()
+		if s == nil {
+			return nil
+		}
+		return errClosed
+	}
+	dir := c.machineDir(s.Name)
+	c.mu.Unlock()
+
+	if err := c.stopMachine(id); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove machine folder: %w", err)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st.removeServer(id)
+	c.log.Info("server deleted", "server", s.Name, "id", id)
+	return c.persist()
+}
