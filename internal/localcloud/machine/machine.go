@@ -1,11 +1,33 @@
 // Package machine runs the local cloud's machines: SSH servers on loopback
 // addresses that a bootstrap document personalises, standing in for the
 // NixOS machines the gateway creates on Hetzner.
+//
+// There are two kinds:
+//
+//   - Builtin is an in-process SSH server. It serves the document's host key,
+//     lets in exactly the document's user with exactly the document's keys,
+//     and runs shells, commands and the sftp subsystem as the OS user running
+//     the gateway, with HOME set to Dir/home. It forwards direct-tcpip
+//     channels (ssh -L).
+//   - OpenSSH runs a real sshd process configured from the document. sshd
+//     logs in real OS users only, so the user that logs in is the OS user
+//     running the gateway (root in CI): when this kind is used, the gateway's
+//     instance user must be that user (see OpenSSHUser). sshd sets HOME to
+//     Dir/home (SetEnv overrides it), but it starts sessions in the OS user's
+//     home directory from the password database, as it always does.
+//
+// Both kinds keep their folder across Close and a later Start, so files in
+// HOME survive a power cycle, and both write Dir/instance-id and Dir/expires
+// from the document, where the NixOS image keeps /etc/cloud-instance/{id,expires}.
 package machine
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
 
 	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 )
@@ -23,8 +45,81 @@ type Machine interface {
 	Close() error
 }
 
-// StartBuiltin starts an in-process SSH server.
-func StartBuiltin(cfg Config) (Machine, error) { return nil, errors.New("not implemented") }
+// Names of the files a machine keeps in its folder.
+const (
+	HomeDir        = "home"        // the user's HOME
+	InstanceIDFile = "instance-id" // the document's instance id and a newline
+	ExpiresFile    = "expires"     // the document's expires_at and a newline
+)
 
-// StartOpenSSH starts a real OpenSSH sshd process.
-func StartOpenSSH(cfg Config) (Machine, error) { return nil, errors.New("not implemented") }
+// OpenSSHUser returns the user name that logs in to an OpenSSH machine: the
+// OS user running this process.
+func OpenSSHUser() (string, error) {
+	u, err := user.Current()
+	if err != nil {
+		return "", fmt.Errorf("look up the current OS user: %w", err)
+	}
+	return u.Username, nil
+}
+
+// prepare validates cfg and readies the machine's folder: Dir and Dir/home
+// with mode 0700, and the metadata files. It returns the absolute Dir.
+func prepare(cfg *Config) (string, error) {
+	if cfg.Addr == "" {
+		return "", errors.New("no listen address")
+	}
+	if cfg.Dir == "" {
+		return "", errors.New("no machine folder")
+	}
+	if err := cfg.Doc.Validate(); err != nil {
+		return "", err
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return "", fmt.Errorf("machine folder: %w", err)
+	}
+	home := filepath.Join(dir, HomeDir)
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return "", fmt.Errorf("create home: %w", err)
+	}
+	// MkdirAll leaves existing folders alone and obeys the umask; HOME must
+	// be private either way.
+	for _, d := range []string{dir, home} {
+		if err := os.Chmod(d, 0o700); err != nil {
+			return "", fmt.Errorf("make %s private: %w", d, err)
+		}
+	}
+	if err := writeFile(filepath.Join(dir, InstanceIDFile), []byte(cfg.Doc.InstanceID+"\n")); err != nil {
+		return "", err
+	}
+	if err := writeFile(filepath.Join(dir, ExpiresFile), []byte(cfg.Doc.ExpiresAt+"\n")); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// writeFile replaces path atomically with a private file holding data.
+func writeFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func logger(cfg Config) *slog.Logger {
+	if cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return cfg.Logger
+}

@@ -1,0 +1,277 @@
+package machine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+const (
+	// handshakeTimeout bounds how long a connection may take to authenticate.
+	handshakeTimeout = 30 * time.Second
+	// closeTimeout bounds how long Close waits for sessions to end.
+	closeTimeout = 10 * time.Second
+	// dialTimeout bounds a direct-tcpip dial.
+	dialTimeout = 10 * time.Second
+)
+
+// builtin is the in-process SSH server.
+type builtin struct {
+	addr   string
+	user   string
+	home   string
+	keys   [][]byte // authorized keys in wire form
+	config *ssh.ServerConfig
+	log    *slog.Logger
+	ln     net.Listener
+
+	ctx    context.Context // cancelled by Close; ends dials and sessions
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the machine starts
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// StartBuiltin starts an in-process SSH server on cfg.Addr and returns once
+// it listens.
+func StartBuiltin(cfg Config) (Machine, error) {
+	dir, err := prepare(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start builtin machine: %w", err)
+	}
+	m := &builtin{
+		addr:  cfg.Addr,
+		user:  cfg.Doc.User,
+		home:  filepath.Join(dir, HomeDir),
+		log:   logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "builtin"),
+		conns: make(map[net.Conn]struct{}),
+	}
+	for i, line := range cfg.Doc.AuthorizedKeys {
+		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+		if err != nil {
+			return nil, fmt.Errorf("start builtin machine: authorized key %d: %w", i+1, err)
+		}
+		m.keys = append(m.keys, k.Marshal())
+	}
+	hostKey, err := ssh.ParsePrivateKey([]byte(cfg.Doc.HostKey.Private))
+	if err != nil {
+		return nil, fmt.Errorf("start builtin machine: host key: %w", err)
+	}
+	m.config = &ssh.ServerConfig{
+		PublicKeyCallback: m.authorize,
+		ServerVersion:     "SSH-2.0-cc-gateway-machine",
+	}
+	m.config.AddHostKey(hostKey)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("start builtin machine: %w", err)
+	}
+	m.ln = ln
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.wg.Add(1)
+	go m.accept()
+	m.log.Debug("machine listening", "addr", ln.Addr().String())
+	return m, nil
+}
+
+// authorize lets in exactly the document's user with exactly its keys.
+func (m *builtin) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	if meta.User() != m.user {
+		return nil, fmt.Errorf("user %q is not %q", meta.User(), m.user)
+	}
+	wire := key.Marshal()
+	for _, k := range m.keys {
+		if bytes.Equal(k, wire) {
+			return &ssh.Permissions{Extensions: map[string]string{"fingerprint": ssh.FingerprintSHA256(key)}}, nil
+		}
+	}
+	return nil, errors.New("key not authorized")
+}
+
+// Close stops listening, closes every connection, ends their processes and
+// waits (bounded) until all of it has finished. It keeps the folder.
+func (m *builtin) Close() error {
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		m.closed = true
+		conns := make([]net.Conn, 0, len(m.conns))
+		for c := range m.conns {
+			conns = append(conns, c)
+		}
+		m.mu.Unlock()
+
+		m.cancel()
+		err := m.ln.Close()
+		for _, c := range conns {
+			c.Close()
+		}
+		done := make(chan struct{})
+		go func() { m.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(closeTimeout):
+			err = errors.Join(err, fmt.Errorf("sessions still running %s after close", closeTimeout))
+		}
+		if err != nil {
+			m.closeErr = fmt.Errorf("close builtin machine %s: %w", m.addr, err)
+		}
+		m.log.Debug("machine closed")
+	})
+	return m.closeErr
+}
+
+func (m *builtin) accept() {
+	defer m.wg.Done()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				m.log.Warn("accept failed; machine stops listening", "err", err)
+			}
+			return
+		}
+		if !m.track(c) {
+			c.Close()
+			return
+		}
+		m.wg.Add(1)
+		go m.serveConn(c)
+	}
+}
+
+// track records a connection so Close can end it; it refuses once closed.
+func (m *builtin) track(c net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.conns[c] = struct{}{}
+	return true
+}
+
+func (m *builtin) untrack(c net.Conn) {
+	m.mu.Lock()
+	delete(m.conns, c)
+	m.mu.Unlock()
+}
+
+func (m *builtin) serveConn(c net.Conn) {
+	defer m.wg.Done()
+	defer m.untrack(c)
+	defer c.Close()
+
+	c.SetDeadline(time.Now().Add(handshakeTimeout))
+	sc, chans, reqs, err := ssh.NewServerConn(c, m.config)
+	if err != nil {
+		m.log.Debug("handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	c.SetDeadline(time.Time{})
+	log := m.log.With("remote", c.RemoteAddr().String())
+	log.Debug("connection authenticated", "user", sc.User(), "key", sc.Permissions.Extensions["fingerprint"])
+
+	// Global requests (keepalive@openssh.com, tcpip-forward, …) get the
+	// answer sshd gives to what it does not serve: no.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ssh.DiscardRequests(reqs)
+	}()
+
+	for nc := range chans {
+		switch nc.ChannelType() {
+		case "session":
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				m.serveSession(sc, nc, log)
+			}()
+		case "direct-tcpip":
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				m.forward(nc, log)
+			}()
+		default:
+			nc.Reject(ssh.UnknownChannelType, "unsupported channel type "+nc.ChannelType())
+		}
+	}
+	log.Debug("connection closed")
+}
+
+// forward serves a direct-tcpip channel (ssh -L): it dials the requested
+// address from the machine and bridges the two streams, half-closes included.
+func (m *builtin) forward(nc ssh.NewChannel, log *slog.Logger) {
+	var req struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
+		nc.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
+		return
+	}
+	if req.Port > 65535 {
+		nc.Reject(ssh.ConnectionFailed, "port out of range")
+		return
+	}
+	target := net.JoinHostPort(req.Host, strconv.Itoa(int(req.Port)))
+	ctx, cancel := context.WithTimeout(m.ctx, dialTimeout)
+	d := net.Dialer{}
+	conn, err := d.DialContext(ctx, "tcp", target)
+	cancel()
+	if err != nil {
+		nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		conn.Close()
+		return
+	}
+	log.Debug("forwarding", "target", target)
+
+	// The requests channel closes with the SSH channel; closing the TCP
+	// side then unblocks whichever copy still waits on it.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ssh.DiscardRequests(reqs)
+		conn.Close()
+	}()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		io.Copy(ch, conn)
+		ch.CloseWrite()
+	}()
+	go func() {
+		defer wg.Done()
+		io.Copy(conn, ch)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}()
+	wg.Wait()
+	ch.Close()
+	conn.Close()
+}
