@@ -1,0 +1,605 @@
+package hcloud_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+)
+
+// testEnv is a local cloud with a provider and a plain hcloud-go client
+// (for looking behind the provider's back).
+type testEnv struct {
+	cloud   *localcloud.Cloud
+	dir     string
+	port    int
+	faults  *faults
+	p       *hcloud.Provider
+	raw     *hc.Client
+	timeout time.Duration
+}
+
+func newEnv(t *testing.T) *testEnv {
+	t.Helper()
+	e := &testEnv{dir: t.TempDir(), port: freePort(t), faults: &faults{}}
+	e.start(t)
+	return e
+}
+
+// start (re)starts the local cloud on e.dir and makes fresh clients, as a
+// restarted gateway would.
+func (e *testEnv) start(t *testing.T) {
+	t.Helper()
+	c, err := localcloud.Start(localcloud.Options{
+		DataDir:        e.dir,
+		SSHPort:        e.port,
+		ActionDuration: 20 * time.Millisecond,
+		Faults:         e.faults,
+		Logger:         testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("start local cloud: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	e.cloud = c
+	e.p = newProvider(t, c.Endpoint(), c.Token())
+	e.raw = hc.NewClient(hc.WithEndpoint(c.Endpoint()), hc.WithToken(c.Token()),
+		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ConstantBackoff(10 * time.Millisecond)}))
+}
+
+func newProvider(t *testing.T, endpoint, token string) *hcloud.Provider {
+	t.Helper()
+	p, err := hcloud.New(hcloud.Config{
+		Token:           token,
+		Endpoint:        endpoint,
+		Gateway:         "test",
+		ImageSelector:   localcloud.LocalImageLabel,
+		PollInterval:    10 * time.Millisecond,
+		ShutdownTimeout: 2 * time.Second,
+		Logger:          testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("new provider: %v", err)
+	}
+	return p
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// person is one lease's worth of keys and its create spec.
+type person struct {
+	spec    lease.CreateSpec
+	hostKey string // pinned host key, authorized_keys form
+	signer  ssh.Signer
+}
+
+func newPerson(t *testing.T, leaseID string, port int) person {
+	t.Helper()
+	_, personPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(personPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(hostPriv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "cc-" + leaseID
+	doc, err := bootstrap.New(name, name, "claude", time.Now().Add(time.Hour), port,
+		[]ssh.PublicKey{signer.PublicKey()}, pem.EncodeToMemory(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	userData, err := doc.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return person{
+		spec: lease.CreateSpec{
+			Name: name, LeaseID: leaseID, UserData: userData,
+			PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
+		},
+		hostKey: doc.HostKey.Public,
+		signer:  signer,
+	}
+}
+
+func (e *testEnv) addr(srv lease.Server) string {
+	return net.JoinHostPort(srv.IPv4, strconv.Itoa(e.port))
+}
+
+// runOnMachine logs in as the person and runs cmd, proving the machine is
+// theirs and up.
+func runOnMachine(t *testing.T, addr string, p person, cmd string) string {
+	t.Helper()
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p.hostKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
+		User:            "claude",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(p.signer)},
+		HostKeyCallback: ssh.FixedHostKey(pub),
+		Timeout:         5 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("ssh to %s: %v", addr, err)
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, err := s.Output(cmd)
+	if err != nil {
+		t.Fatalf("run %q on %s: %v", cmd, addr, err)
+	}
+	return string(out)
+}
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "a1b2c3", e.port)
+
+	srv, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if srv.Status != "running" || srv.Name != alice.spec.Name || srv.ID == 0 {
+		t.Fatalf("created server = %+v, want running %s", srv, alice.spec.Name)
+	}
+	if ip := net.ParseIP(srv.IPv4); ip == nil || !ip.IsLoopback() {
+		t.Fatalf("server IPv4 %q is not a loopback address", srv.IPv4)
+	}
+	if srv.Labels[hcloud.LabelGateway] != "test" || srv.Labels[hcloud.LabelLease] != "a1b2c3" {
+		t.Errorf("server labels = %v", srv.Labels)
+	}
+	if srv.ServerType != hcloud.DefaultServerType || srv.Location != hcloud.DefaultLocation {
+		t.Errorf("server type/location = %s/%s", srv.ServerType, srv.Location)
+	}
+
+	// The person's key was registered, labelled for the lease.
+	keys, err := e.raw.SSHKey.All(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0].Name != "cc-a1b2c3" || keys[0].Labels[hcloud.LabelLease] != "a1b2c3" {
+		t.Fatalf("ssh keys after create = %+v", keys)
+	}
+
+	addr := e.addr(srv)
+	if err := e.p.WaitSSH(ctx, addr, alice.hostKey); err != nil {
+		t.Fatalf("wait ssh: %v", err)
+	}
+	if out := runOnMachine(t, addr, alice, "echo hello > note && cat note"); out != "hello\n" {
+		t.Fatalf("command output %q", out)
+	}
+
+	// Another key at that address is a mismatch at once, not a timeout.
+	bob := newPerson(t, "b0b", e.port)
+	start := time.Now()
+	err = e.p.WaitSSH(ctxFor(t, 20*time.Second), addr, bob.hostKey)
+	if !errors.Is(err, hcloud.ErrHostKeyMismatch) {
+		t.Fatalf("wait ssh with the wrong pinned key: %v, want ErrHostKeyMismatch", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("mismatch took %v; it must not be retried", time.Since(start))
+	}
+
+	list, err := e.p.List(ctx)
+	if err != nil || len(list) != 1 || list[0].ID != srv.ID {
+		t.Fatalf("list = %+v, %v", list, err)
+	}
+
+	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
+		t.Fatalf("power off: %v", err)
+	}
+	if got, err := e.p.Get(ctx, srv.ID); err != nil || got.Status != "off" {
+		t.Fatalf("after power off: %+v, %v", got, err)
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("machine still listens on %s after power off", addr)
+	}
+	// Powering off what is off is fine.
+	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
+		t.Fatalf("second power off: %v", err)
+	}
+
+	if err := e.p.PowerOn(ctx, srv.ID); err != nil {
+		t.Fatalf("power on: %v", err)
+	}
+	if got, err := e.p.Get(ctx, srv.ID); err != nil || got.Status != "running" || got.IPv4 != srv.IPv4 {
+		t.Fatalf("after power on: %+v, %v", got, err)
+	}
+	if err := e.p.WaitSSH(ctx, addr, alice.hostKey); err != nil {
+		t.Fatalf("wait ssh after power on: %v", err)
+	}
+	if out := runOnMachine(t, addr, alice, "cat note"); out != "hello\n" {
+		t.Fatalf("the machine's files did not survive a power cycle: %q", out)
+	}
+	// Powering on what runs is fine.
+	if err := e.p.PowerOn(ctx, srv.ID); err != nil {
+		t.Fatalf("second power on: %v", err)
+	}
+
+	machineDir := filepath.Join(e.dir, "machines", srv.Name)
+	if _, err := os.Stat(machineDir); err != nil {
+		t.Fatalf("machine folder: %v", err)
+	}
+	if err := e.p.Delete(ctx, srv.ID); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := e.p.Get(ctx, srv.ID); !errors.Is(err, lease.ErrServerNotFound) {
+		t.Fatalf("get after delete: %v, want ErrServerNotFound", err)
+	}
+	if _, err := os.Stat(machineDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("machine folder after delete: %v", err)
+	}
+	if keys, err := e.raw.SSHKey.All(ctx); err != nil || len(keys) != 0 {
+		t.Fatalf("ssh keys after delete = %+v, %v", keys, err)
+	}
+	if err := e.p.Delete(ctx, srv.ID); !errors.Is(err, lease.ErrServerNotFound) {
+		t.Fatalf("second delete: %v, want ErrServerNotFound", err)
+	}
+	if err := e.p.PowerOn(ctx, srv.ID); !errors.Is(err, lease.ErrServerNotFound) {
+		t.Fatalf("power on deleted server: %v, want ErrServerNotFound", err)
+	}
+}
+
+func TestCreateIsIdempotent(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "idem1", e.port)
+
+	first, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A crash after the server was made but before the lease recorded it:
+	// the retry must find it, even powered off.
+	if err := e.p.PowerOff(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatalf("repeated create: %v", err)
+	}
+	if second.ID != first.ID || second.Status != "running" {
+		t.Fatalf("repeated create gave %+v, want server %d running", second, first.ID)
+	}
+	servers, err := e.raw.Server.All(ctx)
+	if err != nil || len(servers) != 1 {
+		t.Fatalf("the project has %d servers (%v), want 1", len(servers), err)
+	}
+	if err := e.p.WaitSSH(ctx, e.addr(second), alice.hostKey); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateRetriesWhileTheFirstIsStillBooting(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "early1", e.port)
+
+	// The first attempt's answer was lost: the server exists, its actions
+	// still run.
+	res, _, err := e.raw.Server.Create(ctx, hc.ServerCreateOpts{
+		Name: alice.spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"},
+		UserData: alice.spec.UserData,
+		Labels:   map[string]string{hcloud.LabelGateway: "test", hcloud.LabelLease: "early1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if srv.ID != res.Server.ID || srv.Status != "running" {
+		t.Fatalf("create gave %+v, want the existing server %d running", srv, res.Server.ID)
+	}
+}
+
+func TestCreateRefusesForeignServerOfTheSameName(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "foreign1", e.port)
+	res, _, err := e.raw.Server.Create(ctx, hc.ServerCreateOpts{
+		Name: alice.spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"},
+		UserData: alice.spec.UserData,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.raw.Action.WaitFor(ctx, append(res.NextActions, res.Action)...); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.p.Create(ctx, alice.spec)
+	if err == nil || !strings.Contains(err.Error(), "not labelled cc-gateway=test") {
+		t.Fatalf("create over an unlabelled server: %v", err)
+	}
+	// Nor may the gateway delete or stop it.
+	if err := e.p.Delete(ctx, res.Server.ID); err == nil {
+		t.Fatal("deleted a server without the gateway's label")
+	}
+	if err := e.p.PowerOff(ctx, res.Server.ID); err == nil {
+		t.Fatal("powered off a server without the gateway's label")
+	}
+	if got, _, err := e.raw.Server.GetByID(ctx, res.Server.ID); err != nil || got == nil || got.Status != hc.ServerStatusRunning {
+		t.Fatalf("the foreign server: %+v, %v", got, err)
+	}
+	if list, err := e.p.List(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("list shows foreign servers: %+v, %v", list, err)
+	}
+}
+
+func TestSSHKeyAlreadyInProject(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "dupkey", e.port)
+
+	// Someone registered alice's key by hand, under another name.
+	manual, _, err := e.raw.SSHKey.Create(ctx, hc.SSHKeyCreateOpts{Name: "alice laptop", PublicKey: alice.spec.PublicKey + " alice@laptop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second registration is refused the way Hetzner refuses it.
+	_, _, err = e.raw.SSHKey.Create(ctx, hc.SSHKeyCreateOpts{Name: "again", PublicKey: alice.spec.PublicKey})
+	if !hc.IsError(err, hc.ErrorCodeUniquenessError) {
+		t.Fatalf("second registration of a key: %v, want uniqueness_error", err)
+	}
+
+	srv, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatalf("create with the key already registered: %v", err)
+	}
+	keys, err := e.raw.SSHKey.All(ctx)
+	if err != nil || len(keys) != 1 || keys[0].ID != manual.ID {
+		t.Fatalf("keys = %+v, %v; want only the manual one", keys, err)
+	}
+	if err := e.p.Delete(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The manual key is not the gateway's to delete.
+	if k, _, err := e.raw.SSHKey.GetByID(ctx, manual.ID); err != nil || k == nil {
+		t.Fatalf("the manually registered key was deleted: %v", err)
+	}
+}
+
+func TestSSHKeyNameTakenByLeftover(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "stale1", e.port)
+	other := newPerson(t, "stale1", e.port)
+	// A leftover of this lease with a different key (say, an aborted earlier
+	// attempt) holds the name.
+	_, _, err := e.raw.SSHKey.Create(ctx, hc.SSHKeyCreateOpts{
+		Name: "cc-stale1", PublicKey: other.spec.PublicKey,
+		Labels: map[string]string{hcloud.LabelGateway: "test", hcloud.LabelLease: "stale1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Create(ctx, alice.spec); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	keys, err := e.raw.SSHKey.All(ctx)
+	if err != nil || len(keys) != 1 || keys[0].PublicKey != alice.spec.PublicKey {
+		t.Fatalf("keys = %+v, %v; want only alice's", keys, err)
+	}
+}
+
+func TestRefusedToken(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 10*time.Second)
+	p := newProvider(t, e.cloud.Endpoint(), "not-the-token")
+	_, err := p.Get(ctx, 1)
+	if err == nil || !strings.Contains(err.Error(), "the Hetzner API refused the token (401): check HCLOUD_TOKEN") {
+		t.Fatalf("get with a wrong token: %v", err)
+	}
+	if strings.Contains(err.Error(), "not-the-token") {
+		t.Fatal("the error shows the token")
+	}
+	_, err = p.Create(ctx, newPerson(t, "tok", e.port).spec)
+	if !hc.IsError(err, hc.ErrorCodeUnauthorized) {
+		t.Fatalf("create with a wrong token: %v, want an unauthorized API error underneath", err)
+	}
+
+	// Without any token the API answers like Hetzner's.
+	resp, err := http.Get(e.cloud.Endpoint() + "/servers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusUnauthorized || body.Error.Code != "unauthorized" {
+		t.Fatalf("no token: %d %+v", resp.StatusCode, body)
+	}
+
+	if _, err := hcloud.New(hcloud.Config{Image: "debian-12"}); err == nil || !strings.Contains(err.Error(), "HCLOUD_TOKEN") {
+		t.Fatalf("new without token: %v", err)
+	}
+}
+
+func TestCreateRejectsInvalidUserData(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 10*time.Second)
+	spec := newPerson(t, "bad1", e.port).spec
+	spec.UserData = `{"version":1}`
+	_, err := e.p.Create(ctx, spec)
+	if !hc.IsError(err, hc.ErrorCodeInvalidInput) || !strings.Contains(err.Error(), "user_data") {
+		t.Fatalf("create with invalid user_data: %v", err)
+	}
+	if servers, err := e.raw.Server.All(ctx); err != nil || len(servers) != 0 {
+		t.Fatalf("servers after a refused create: %d, %v", len(servers), err)
+	}
+}
+
+func TestFailedActionIsAnError(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	e.faults.set("start_server", localcloud.ActionFault{Code: "action_failed", Message: "no host available"})
+	_, err := e.p.Create(ctx, newPerson(t, "fail1", e.port).spec)
+	if err == nil || !strings.Contains(err.Error(), "action start_server failed: no host available") {
+		t.Fatalf("create with a failing start: %v", err)
+	}
+	var actErr hc.ActionError
+	if !errors.As(err, &actErr) {
+		t.Fatalf("error %v does not carry the action error", err)
+	}
+}
+
+func TestPowerOffCutsPowerWhenShutdownFails(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "acpi1", e.port)
+	srv, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.faults.set("shutdown_server", localcloud.ActionFault{Code: "action_failed", Message: "guest ignored ACPI"})
+	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
+		t.Fatalf("power off: %v", err)
+	}
+	if got, err := e.p.Get(ctx, srv.ID); err != nil || got.Status != "off" {
+		t.Fatalf("after power off: %+v, %v", got, err)
+	}
+}
+
+func TestServerSurvivesRestart(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "restart1", e.port)
+	bob := newPerson(t, "restart2", e.port)
+	srv, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped, err := e.p.Create(ctx, bob.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.PowerOff(ctx, stopped.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cloud.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", e.addr(srv), time.Second); err == nil {
+		c.Close()
+		t.Fatal("machine still listens after the cloud closed")
+	}
+
+	e.start(t)
+	got, err := e.p.Get(ctx, srv.ID)
+	if err != nil || got.Status != "running" || got.IPv4 != srv.IPv4 || got.Name != srv.Name {
+		t.Fatalf("after restart: %+v, %v; want %+v", got, err, srv)
+	}
+	if err := e.p.WaitSSH(ctx, e.addr(got), alice.hostKey); err != nil {
+		t.Fatalf("wait ssh after restart: %v", err)
+	}
+	if got, err := e.p.Get(ctx, stopped.ID); err != nil || got.Status != "off" {
+		t.Fatalf("stopped server after restart: %+v, %v", got, err)
+	}
+	// New ids do not collide with old ones.
+	carol := newPerson(t, "restart3", e.port)
+	third, err := e.p.Create(ctx, carol.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.ID == srv.ID || third.ID == stopped.ID || third.IPv4 == srv.IPv4 {
+		t.Fatalf("new server %+v collides with old ones", third)
+	}
+}
+
+func TestWaitSSHGivesUpWithContext(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 300*time.Millisecond)
+	err := e.p.WaitSSH(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), newPerson(t, "x", e.port).hostKey)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait ssh on a closed port: %v, want deadline exceeded", err)
+	}
+	if err := e.p.WaitSSH(context.Background(), "127.0.0.1:22", "not a key"); err == nil {
+		t.Fatal("wait ssh accepted an invalid pinned key")
+	}
+}
+
+// faults fails chosen actions of the local cloud.
+type faults struct {
+	mu      sync.Mutex
+	actions map[string]localcloud.ActionFault
+}
+
+func (f *faults) set(command string, af localcloud.ActionFault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.actions == nil {
+		f.actions = map[string]localcloud.ActionFault{}
+	}
+	f.actions[command] = af
+}
+
+func (f *faults) Request(http.ResponseWriter, *http.Request) bool { return false }
+
+func (f *faults) Action(command string) localcloud.ActionFault {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.actions[command]
+}
