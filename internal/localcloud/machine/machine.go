@@ -8,13 +8,17 @@
 //     lets in exactly the document's user with exactly the document's keys,
 //     and runs shells, commands and the sftp subsystem as the OS user running
 //     the gateway, with HOME set to Dir/home. It forwards direct-tcpip
-//     channels (ssh -L).
+//     channels (ssh -L); it refuses agent forwarding and remote forwards
+//     (ssh -R). Unlike sshd, it does not wait for background jobs that keep
+//     a command's output open: two seconds after the command exits it sends
+//     what is buffered and ends the session.
 //   - OpenSSH runs a real sshd process configured from the document. sshd
 //     logs in real OS users only, so the user that logs in is the OS user
 //     running the gateway (root in CI): when this kind is used, the gateway's
 //     instance user must be that user (see OpenSSHUser). sshd sets HOME to
 //     Dir/home (SetEnv overrides it), but it starts sessions in the OS user's
-//     home directory from the password database, as it always does.
+//     home directory from the password database, as it always does. sshd
+//     serves no signal requests for root logins.
 //
 // Both kinds keep their folder across Close and a later Start, so files in
 // HOME survive a power cycle, and both write Dir/instance-id and Dir/expires
@@ -37,7 +41,7 @@ type Config struct {
 	Addr   string             // host:port to listen on, e.g. 127.1.0.5:2022
 	Doc    bootstrap.Document // host key, authorized keys, user, instance id
 	Dir    string             // the machine's own folder; HOME lives under it
-	Logger *slog.Logger
+	Logger *slog.Logger       // nil discards; sessions and sshd's lines log at debug level
 }
 
 // Machine is a running machine. Close stops it and keeps its folder.

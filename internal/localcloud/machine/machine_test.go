@@ -180,12 +180,16 @@ func (f *fixture) sshArgs(k key) []string {
 		"-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"}
 }
 
-// ssh runs the real ssh client against the machine.
+// ssh runs the real ssh client against the machine. The last of extra is
+// the command, "" for a shell; the others are options.
 func (f *fixture) ssh(t *testing.T, k key, user string, stdin io.Reader, extra ...string) result {
 	t.Helper()
 	args := append(f.sshArgs(k), "-p", f.port)
 	args = append(args, extra[:len(extra)-1]...)
-	args = append(args, user+"@"+f.host, extra[len(extra)-1])
+	args = append(args, user+"@"+f.host)
+	if command := extra[len(extra)-1]; command != "" {
+		args = append(args, command)
+	}
 	return run(t, stdin, "ssh", args...)
 }
 

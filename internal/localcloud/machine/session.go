@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,9 +24,9 @@ import (
 )
 
 const (
-	// outputGrace is how long output may keep flowing after the process
-	// exited: a background job that inherited stdout must not hold the
-	// session open forever.
+	// outputGrace is how long the session waits for the end of the output
+	// after the process exited: a background job that inherited stdout
+	// must not hold the session open forever.
 	outputGrace = 2 * time.Second
 	// hangupGrace is how long a process has to exit after SIGHUP before it
 	// is killed.
@@ -314,12 +315,11 @@ func (s *session) startPTY(cmd *exec.Cmd) (func(), error) {
 	s.tty = nil
 
 	return func() {
-		copied := make(chan struct{})
-		s.m.wg.Add(2)
+		out := newOutputCopy(s.ptmx)
+		s.m.wg.Add(3)
 		go func() {
 			defer s.m.wg.Done()
-			defer close(copied)
-			io.Copy(s.ch, s.ptmx)
+			out.run(s.ch)
 		}()
 		go func() {
 			// A terminal cannot be half-closed, so the client's EOF
@@ -327,10 +327,9 @@ func (s *session) startPTY(cmd *exec.Cmd) (func(), error) {
 			defer s.m.wg.Done()
 			io.Copy(s.ptmx, s.ch)
 		}()
-		s.m.wg.Add(1)
 		go func() {
 			defer s.m.wg.Done()
-			s.wait(copied, s.ptmx)
+			s.wait([]*outputCopy{out}, s.ptmx)
 		}()
 	}, nil
 }
@@ -365,18 +364,15 @@ func (s *session) startPipes(cmd *exec.Cmd) (func(), error) {
 	errW.Close()
 
 	return func() {
-		var copies sync.WaitGroup
-		copies.Add(2)
-		s.m.wg.Add(3)
+		outputs := []*outputCopy{newOutputCopy(outR), newOutputCopy(errR)}
+		s.m.wg.Add(4)
 		go func() {
 			defer s.m.wg.Done()
-			defer copies.Done()
-			io.Copy(s.ch, outR)
+			outputs[0].run(s.ch)
 		}()
 		go func() {
 			defer s.m.wg.Done()
-			defer copies.Done()
-			io.Copy(s.ch.Stderr(), errR)
+			outputs[1].run(s.ch.Stderr())
 		}()
 		go func() {
 			// The client's EOF is the process's EOF.
@@ -384,16 +380,9 @@ func (s *session) startPipes(cmd *exec.Cmd) (func(), error) {
 			io.Copy(inW, s.ch)
 			inW.Close()
 		}()
-		copied := make(chan struct{})
-		s.m.wg.Add(2)
 		go func() {
 			defer s.m.wg.Done()
-			copies.Wait()
-			close(copied)
-		}()
-		go func() {
-			defer s.m.wg.Done()
-			s.wait(copied, outR, errR, inW)
+			s.wait(outputs, outR, errR, inW)
 		}()
 	}, nil
 }
@@ -410,28 +399,34 @@ func (s *session) setCmd(cmd *exec.Cmd) error {
 	return nil
 }
 
-// wait reaps the process, lets its output drain (bounded), and reports its
-// exit the way sshd does: EOF, exit-status or exit-signal, close.
-func (s *session) wait(copied <-chan struct{}, files ...*os.File) {
+// wait reaps the process, lets its output drain, closes files, and reports
+// the exit the way sshd does: EOF, exit-status or exit-signal, close.
+func (s *session) wait(outputs []*outputCopy, files ...*os.File) {
 	defer close(s.done)
 	s.cmd.Wait()
 	s.mu.Lock()
 	s.exited = true
 	s.mu.Unlock()
 
+	// A background job that inherited the output may keep it open: after
+	// a grace period, take what is buffered and stop waiting for more.
 	timer := time.NewTimer(outputGrace)
-	select {
-	case <-copied:
-		timer.Stop()
-	case <-timer.C:
-		s.log.Debug("output still open after exit; closing it")
+	defer timer.Stop()
+	for _, o := range outputs {
+		select {
+		case <-o.done:
+		case <-timer.C:
+			s.log.Debug("output still open after exit; draining it")
+			for _, o := range outputs {
+				o.stop()
+			}
+		}
+		<-o.done
 	}
-	// Closing interrupts a copy that still waits for output, and a copy
-	// that still feeds input.
+	// Closing also ends a copy that still feeds the process's input.
 	for _, f := range files {
 		f.Close()
 	}
-	<-copied
 
 	s.ch.CloseWrite()
 	state := s.cmd.ProcessState
@@ -455,6 +450,74 @@ func (s *session) wait(copied <-chan struct{}, files ...*os.File) {
 		s.log.Debug("session ended", "status", ws.ExitStatus())
 	}
 	s.ch.Close()
+}
+
+// maxDrain bounds what is still read from an output after its process
+// exited, should a background job keep writing.
+const maxDrain = 1 << 20
+
+// outputCopy copies a process's output to the channel until EOF, or, once
+// stopped, until the output holds nothing more right now. Unlike closing the
+// file, stopping never drops what the process wrote before it exited.
+type outputCopy struct {
+	f        *os.File // pollable, so a deadline interrupts a pending Read
+	stopping atomic.Bool
+	done     chan struct{}
+}
+
+func newOutputCopy(f *os.File) *outputCopy {
+	return &outputCopy{f: f, done: make(chan struct{})}
+}
+
+func (c *outputCopy) run(w io.Writer) {
+	defer close(c.done)
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := c.f.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err == nil {
+			continue
+		}
+		// EOF, or EIO from a PTY master whose terminal is gone: done.
+		if errors.Is(err, os.ErrDeadlineExceeded) && c.stopping.Load() {
+			c.drain(w, buf)
+		}
+		return
+	}
+}
+
+// stop makes run finish once it has read what is buffered.
+func (c *outputCopy) stop() {
+	c.stopping.Store(true)
+	c.f.SetReadDeadline(time.Now())
+}
+
+// drain reads without waiting until the output is empty.
+func (c *outputCopy) drain(w io.Writer, buf []byte) {
+	c.f.SetReadDeadline(time.Time{})
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	for total := 0; total < maxDrain; {
+		var n int
+		var rerr error
+		// Returning true reads once and never parks for more data.
+		if err := rc.Read(func(fd uintptr) bool { n, rerr = unix.Read(int(fd), buf); return true }); err != nil {
+			return
+		}
+		if rerr != nil || n <= 0 {
+			return
+		}
+		total += n
+		if _, err := w.Write(buf[:n]); err != nil {
+			return
+		}
+	}
 }
 
 // signal delivers a client's signal request to the process.

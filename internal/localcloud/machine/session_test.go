@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -288,6 +290,42 @@ func TestSFTP(t *testing.T) {
 			if err != nil || !bytes.Equal(got, data) {
 				t.Errorf("%s: does not hold the uploaded bytes (%v)", p, err)
 			}
+		}
+	})
+}
+
+// A background job that keeps stdout open does not hold the session open on
+// the builtin machine, and nothing the command wrote is lost. (sshd waits
+// for the job, so this is builtin only.)
+func TestBackgroundJobDoesNotHoldSession(t *testing.T) {
+	f := newFixture(t, kinds(t)[0])
+	s := f.session(t, f.client(t))
+	var stdout bytes.Buffer
+	s.Stdout = &stdout
+	err := s.Run(`sleep 60 & echo $!; head -c 300000 /dev/zero | tr '\0' x; exit 4`)
+	first, rest, _ := strings.Cut(stdout.String(), "\n")
+	if pid, perr := strconv.Atoi(first); perr == nil {
+		defer syscall.Kill(pid, syscall.SIGKILL)
+	}
+	var exit *ssh.ExitError
+	if !errors.As(err, &exit) || exit.ExitStatus() != 4 {
+		t.Errorf("got %v, want exit status 4", err)
+	}
+	if rest != strings.Repeat("x", 300000) {
+		t.Errorf("got %d bytes of output after the pid, want 300000 x", len(rest))
+	}
+}
+
+func TestShell(t *testing.T) {
+	forKinds(t, func(t *testing.T, f *fixture) {
+		script := "echo $((6*7))\nexit 7\n"
+		r := f.ssh(t, f.user, f.kind.user, strings.NewReader(script), "-T", "")
+		if r.stdout != "42\n" || r.code != 7 {
+			t.Errorf("shell without a terminal: got %+v, want 42 and exit 7", r)
+		}
+		r = f.ssh(t, f.user, f.kind.user, strings.NewReader(script), "-tt", "")
+		if !strings.Contains(r.stdout, "42\r\n") || r.code != 7 {
+			t.Errorf("shell on a terminal: got %+v, want 42 and exit 7", r)
 		}
 	})
 }
