@@ -46,9 +46,10 @@ type Config struct {
 
 	ServerType string // default DefaultServerType
 	Location   string // default DefaultLocation
-	// Image is an image name or id ("debian-12"), used when ImageSelector
-	// is empty. ImageSelector is a label selector ("cc-gateway=image")
-	// naming snapshots; the newest available one is used.
+	// ImageSelector is a label selector ("cc-gateway=image") naming
+	// snapshots; the newest available one is used. Image is an image name
+	// or id ("debian-12"), used when ImageSelector is empty or matches no
+	// snapshot. At least one must be set.
 	Image         string
 	ImageSelector string
 	// SSHPort is the machines' sshd port; callers build addresses from
@@ -265,33 +266,39 @@ func (p *Provider) ensureSSHKey(ctx context.Context, spec lease.CreateSpec) (*hc
 	return nil, fmt.Errorf("register ssh key: %s keeps clashing with another key in the project", name)
 }
 
-// image picks what servers boot from: the newest snapshot matching
-// ImageSelector, or Image by name or id.
+// image picks what servers boot from: the newest available snapshot
+// matching ImageSelector, else Image by name or id.
 func (p *Provider) image(ctx context.Context) (*hc.Image, error) {
-	if p.cfg.ImageSelector == "" {
-		if id, err := strconv.ParseInt(p.cfg.Image, 10, 64); err == nil {
-			return &hc.Image{ID: id}, nil
+	if p.cfg.ImageSelector != "" {
+		list, err := p.client.Image.AllWithOpts(ctx, hc.ImageListOpts{
+			ListOpts: hc.ListOpts{LabelSelector: p.cfg.ImageSelector},
+			Type:     []hc.ImageType{hc.ImageTypeSnapshot},
+			Status:   []hc.ImageStatus{hc.ImageStatusAvailable},
+		})
+		if err != nil {
+			return nil, explain("find machine image", err)
 		}
-		return &hc.Image{Name: p.cfg.Image}, nil
-	}
-	list, err := p.client.Image.AllWithOpts(ctx, hc.ImageListOpts{
-		ListOpts: hc.ListOpts{LabelSelector: p.cfg.ImageSelector},
-		Type:     []hc.ImageType{hc.ImageTypeSnapshot},
-		Status:   []hc.ImageStatus{hc.ImageStatusAvailable},
-	})
-	if err != nil {
-		return nil, explain("find machine image", err)
-	}
-	var newest *hc.Image
-	for _, im := range list {
-		if newest == nil || im.Created.After(newest.Created) {
-			newest = im
+		var newest *hc.Image
+		for _, im := range list {
+			if newest == nil || im.Created.After(newest.Created) {
+				newest = im
+			}
 		}
+		if newest != nil {
+			return &hc.Image{ID: newest.ID}, nil
+		}
+		if p.cfg.Image == "" {
+			return nil, fmt.Errorf("find machine image: no available snapshot matches %q: build and upload the machine image first", p.cfg.ImageSelector)
+		}
+		// An image without the gateway's bootstrap unit will not present
+		// the pinned host key; say so where an operator will look.
+		p.log.Warn("no snapshot matches the image selector, falling back to the configured image",
+			"selector", p.cfg.ImageSelector, "image", p.cfg.Image)
 	}
-	if newest == nil {
-		return nil, fmt.Errorf("find machine image: no available snapshot matches %q: build and upload the machine image first", p.cfg.ImageSelector)
+	if id, err := strconv.ParseInt(p.cfg.Image, 10, 64); err == nil {
+		return &hc.Image{ID: id}, nil
 	}
-	return &hc.Image{ID: newest.ID}, nil
+	return &hc.Image{Name: p.cfg.Image}, nil
 }
 
 // Get returns the server, or an error wrapping lease.ErrServerNotFound.

@@ -25,23 +25,29 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 )
 
 // testEnv is a local cloud with a provider and a plain hcloud-go client
 // (for looking behind the provider's back).
 type testEnv struct {
-	cloud   *localcloud.Cloud
-	dir     string
-	port    int
-	faults  *faults
-	p       *hcloud.Provider
-	raw     *hc.Client
-	timeout time.Duration
+	cloud  *localcloud.Cloud
+	dir    string
+	port   int
+	faults *faults
+	p      *hcloud.Provider
+	raw    *hc.Client
+	kind   string
 }
 
 func newEnv(t *testing.T) *testEnv {
 	t.Helper()
-	e := &testEnv{dir: t.TempDir(), port: freePort(t), faults: &faults{}}
+	return newEnvKind(t, localcloud.KindBuiltin)
+}
+
+func newEnvKind(t *testing.T, kind string) *testEnv {
+	t.Helper()
+	e := &testEnv{dir: t.TempDir(), port: freePort(t), faults: &faults{}, kind: kind}
 	e.start(t)
 	return e
 }
@@ -53,6 +59,7 @@ func (e *testEnv) start(t *testing.T) {
 	c, err := localcloud.Start(localcloud.Options{
 		DataDir:        e.dir,
 		SSHPort:        e.port,
+		Kind:           e.kind,
 		ActionDuration: 20 * time.Millisecond,
 		Faults:         e.faults,
 		Logger:         testLogger(t),
@@ -113,9 +120,15 @@ type person struct {
 	spec    lease.CreateSpec
 	hostKey string // pinned host key, authorized_keys form
 	signer  ssh.Signer
+	user    string
 }
 
 func newPerson(t *testing.T, leaseID string, port int) person {
+	t.Helper()
+	return newPersonAs(t, leaseID, "claude", port)
+}
+
+func newPersonAs(t *testing.T, leaseID, user string, port int) person {
 	t.Helper()
 	_, personPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -134,7 +147,7 @@ func newPerson(t *testing.T, leaseID string, port int) person {
 		t.Fatal(err)
 	}
 	name := "cc-" + leaseID
-	doc, err := bootstrap.New(name, name, "claude", time.Now().Add(time.Hour), port,
+	doc, err := bootstrap.New(name, name, user, time.Now().Add(time.Hour), port,
 		[]ssh.PublicKey{signer.PublicKey()}, pem.EncodeToMemory(block))
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +163,7 @@ func newPerson(t *testing.T, leaseID string, port int) person {
 		},
 		hostKey: doc.HostKey.Public,
 		signer:  signer,
+		user:    user,
 	}
 }
 
@@ -166,7 +180,7 @@ func runOnMachine(t *testing.T, addr string, p person, cmd string) string {
 		t.Fatal(err)
 	}
 	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
-		User:            "claude",
+		User:            p.user,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(p.signer)},
 		HostKeyCallback: ssh.FixedHostKey(pub),
 		Timeout:         5 * time.Second,
@@ -566,6 +580,92 @@ func TestServerSurvivesRestart(t *testing.T) {
 	}
 	if third.ID == srv.ID || third.ID == stopped.ID || third.IPv4 == srv.IPv4 {
 		t.Fatalf("new server %+v collides with old ones", third)
+	}
+}
+
+// TestOpenSSHMachine drives a real sshd through the provider: WaitSSH must
+// recognise OpenSSH answering with the pinned key.
+func TestOpenSSHMachine(t *testing.T) {
+	osUser, err := machine.OpenSSHUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvKind(t, localcloud.KindOpenSSH)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPersonAs(t, "real1", osUser, e.port)
+	srv, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	addr := e.addr(srv)
+	if err := e.p.WaitSSH(ctx, addr, alice.hostKey); err != nil {
+		t.Fatalf("wait ssh: %v", err)
+	}
+	if err := e.p.WaitSSH(ctx, addr, newPerson(t, "other", e.port).hostKey); !errors.Is(err, hcloud.ErrHostKeyMismatch) {
+		t.Fatalf("wait ssh with the wrong pinned key: %v, want ErrHostKeyMismatch", err)
+	}
+	if out := runOnMachine(t, addr, alice, "echo real"); out != "real\n" {
+		t.Fatalf("command output %q", out)
+	}
+	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
+		t.Fatalf("power off: %v", err)
+	}
+	if err := e.p.PowerOn(ctx, srv.ID); err != nil {
+		t.Fatalf("power on: %v", err)
+	}
+	if err := e.p.WaitSSH(ctx, addr, alice.hostKey); err != nil {
+		t.Fatalf("wait ssh after power on: %v", err)
+	}
+	if err := e.p.Delete(ctx, srv.ID); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+}
+
+func TestImageChoice(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	imageOf := func(id int64) *hc.Image {
+		t.Helper()
+		s, _, err := e.raw.Server.GetByID(ctx, id)
+		if err != nil || s == nil || s.Image == nil {
+			t.Fatalf("server %d: %+v, %v", id, s, err)
+		}
+		return s.Image
+	}
+	provider := func(image, selector string) *hcloud.Provider {
+		p, err := hcloud.New(hcloud.Config{
+			Token: e.cloud.Token(), Endpoint: e.cloud.Endpoint(), Gateway: "test",
+			Image: image, ImageSelector: selector, PollInterval: 10 * time.Millisecond, Logger: testLogger(t),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	// The selector wins when a snapshot matches.
+	srv, err := provider("debian-12", localcloud.LocalImageLabel).Create(ctx, newPerson(t, "img1", e.port).spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im := imageOf(srv.ID); im.Type != hc.ImageTypeSnapshot || im.Labels["cc-gateway"] != "image" {
+		t.Errorf("with a matching selector the server runs %+v", im)
+	}
+	// The image is the fallback when none does.
+	srv, err = provider("debian-12", "cc-gateway=nothing").Create(ctx, newPerson(t, "img2", e.port).spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im := imageOf(srv.ID); im.Name != "debian-12" {
+		t.Errorf("with no matching snapshot the server runs %+v, want debian-12", im)
+	}
+	// Without a fallback, nothing is created.
+	_, err = provider("", "cc-gateway=nothing").Create(ctx, newPerson(t, "img3", e.port).spec)
+	if err == nil || !strings.Contains(err.Error(), "no available snapshot matches") {
+		t.Fatalf("create without any image: %v", err)
+	}
+	if _, err := hcloud.New(hcloud.Config{Token: "t"}); err == nil {
+		t.Fatal("a provider without image settings was accepted")
 	}
 }
 
