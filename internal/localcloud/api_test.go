@@ -376,3 +376,61 @@ func TestUnknownPathAnswersNotFound(t *testing.T) {
 		t.Fatalf("unknown path: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }
+
+// TestRestartFinishesInterruptedWork closes the cloud while actions are in
+// flight: a server still booting boots on the next start, a server being
+// deleted is gone, with its folder.
+func TestRestartFinishesInterruptedWork(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	// Actions that outlast the test: Close interrupts them.
+	opts := localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: time.Hour, Logger: testLogger()}
+	cloud, err := localcloud.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := rawClient(cloud.Endpoint(), cloud.Token())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	create := func(leaseID string) *hc.Server {
+		t.Helper()
+		spec, _ := newSpec(t, leaseID, port)
+		res, _, err := raw.Server.Create(ctx, hc.ServerCreateOpts{
+			Name: spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"}, UserData: spec.UserData,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Server
+	}
+	booting := create("boot1")
+	doomed := create("doom1")
+	if _, _, err := raw.Server.DeleteWithResult(ctx, doomed); err != nil {
+		t.Fatal(err)
+	}
+	doomedDir := filepath.Join(dir, "machines", doomed.Name)
+	if err := os.MkdirAll(doomedDir, 0o700); err != nil { // as if it had booted once
+		t.Fatal(err)
+	}
+	if err := cloud.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cloud = startCloud(t, dir, port)
+	raw = rawClient(cloud.Endpoint(), cloud.Token())
+	s, _, err := raw.Server.GetByID(ctx, booting.ID)
+	if err != nil || s == nil || s.Status != hc.ServerStatusRunning {
+		t.Fatalf("server that was booting: %+v, %v", s, err)
+	}
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(s.PublicNet.IPv4.IP.String(), strconv.Itoa(port)), 5*time.Second)
+	if err != nil {
+		t.Fatalf("its machine does not listen: %v", err)
+	}
+	conn.Close()
+	if s, _, err := raw.Server.GetByID(ctx, doomed.ID); err != nil || s != nil {
+		t.Fatalf("server that was being deleted: %+v, %v", s, err)
+	}
+	if _, err := os.Stat(doomedDir); !os.IsNotExist(err) {
+		t.Fatalf("folder of the deleted server: %v", err)
+	}
+}
