@@ -200,8 +200,15 @@ func (p *person) ssh(g *gatewayProc, hostKeyDir string, stdin string, args ...st
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	known := filepath.Join(p.dir, "known_hosts")
-	if err := os.WriteFile(known, []byte(fmt.Sprintf("[%s]:%s %s", host, port, gatewayHostKey(p.t, hostKeyDir))), 0o600); err != nil {
+	// One known_hosts file per run: runs happen at once, and the gateway
+	// (and so its port) may change between them.
+	known, err := os.CreateTemp(p.dir, "known_hosts")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer os.Remove(known.Name())
+	fmt.Fprintf(known, "[%s]:%s %s", host, port, gatewayHostKey(p.t, hostKeyDir))
+	if err := known.Close(); err != nil {
 		p.t.Fatal(err)
 	}
 	// Leading arguments that start with a dash are options for ssh; the
@@ -209,7 +216,7 @@ func (p *person) ssh(g *gatewayProc, hostKeyDir string, stdin string, args ...st
 	opts := []string{
 		"-F", "none", "-i", p.keyPath, "-p", port,
 		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-		"-o", "UserKnownHostsFile=" + known, "-o", "StrictHostKeyChecking=yes",
+		"-o", "UserKnownHostsFile=" + known.Name(), "-o", "StrictHostKeyChecking=yes",
 		"-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
 	}
 	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
