@@ -28,9 +28,9 @@ type action struct {
 const actionRetention = 15 * time.Minute
 
 // startAction records a running action and schedules its completion after
-// delays (summed with the action duration and any injected delay); effect
-// runs then, outside the lock. fallback, when set, is the status the server
-// returns to if the action fails by injection. Callers hold c.mu.
+// the given time (plus any injected delay); effect runs then, outside the
+// lock. fallback, when set, is the status the server returns to if the
+// action fails by injection. Callers hold c.mu.
 func (c *Cloud) startAction(command string, serverID int64, after time.Duration, fallback string, effect func() error) *action {
 	now := c.now()
 	c.pruneActions(now)

@@ -109,7 +109,7 @@ func writeLocked(w http.ResponseWriter) {
 
 func writeStateError(w http.ResponseWriter, err error) {
 	if errors.Is(err, errClosed) {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error(), nil)
+		writeError(w, http.StatusServiceUnavailable, "service_error", err.Error(), nil)
 		return
 	}
 	writeError(w, http.StatusInternalServerError, "server_error", "the local cloud could not save its state", nil)
