@@ -1,0 +1,285 @@
+package lease_test
+
+// The manager on real parts: a bbolt file, the local cloud's Hetzner API
+// fake, machines that answer SSH, and the Hetzner provider between them.
+// Time comes from an injected clock.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+type world struct {
+	m        *lease.Manager
+	clock    *clock
+	store    *bolt.Store
+	provider *hcloud.Provider
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	port := freePort(t)
+	cloud, err := localcloud.Start(localcloud.Options{
+		DataDir: filepath.Join(dir, "cloud"), SSHPort: port, ActionDuration: 10 * time.Millisecond, Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cloud.Close() })
+	provider, err := hcloud.New(hcloud.Config{
+		Token: cloud.Token(), Endpoint: cloud.Endpoint(), ImageSelector: localcloud.LocalImageLabel,
+		PollInterval: 10 * time.Millisecond, Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := bolt.Open(filepath.Join(dir, "gateway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	c := &clock{now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
+	m := lease.NewManager(lease.Config{
+		Store: store, Provider: provider, Clock: c, Logger: log,
+		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 72 * time.Hour, IdleTimeout: 30 * time.Minute},
+		Machine: lease.MachineSpec{User: "claude", SSHPort: port, ServerType: "cx23", Location: "fsn1"},
+	})
+	return &world{m: m, clock: c, store: store, provider: provider}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func personKey(t *testing.T) ssh.PublicKey {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// steps collects progress texts safely from the manager's goroutine.
+type steps struct {
+	mu    sync.Mutex
+	texts []string
+}
+
+func (s *steps) add(st lease.Step) {
+	s.mu.Lock()
+	s.texts = append(s.texts, st.Text)
+	s.mu.Unlock()
+}
+
+func (s *steps) get() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.texts)
+}
+
+func TestEnsureSharesOneFlight(t *testing.T) {
+	w := newWorld(t)
+	key := personKey(t)
+
+	const n = 8
+	leases := make([]lease.Lease, n)
+	seen := make([]*steps, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		seen[i] = &steps{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := w.m.Ensure(ctx(t), key, seen[i].add)
+			if err != nil {
+				t.Error(err)
+			}
+			leases[i] = l
+		}()
+	}
+	wg.Wait()
+
+	servers, err := w.provider.List(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(servers) != 1 {
+		t.Fatalf("%d concurrent Ensure calls made %d servers", n, len(servers))
+	}
+	want := seen[0].get()
+	if len(want) < 3 {
+		t.Fatalf("progress steps: %q", want)
+	}
+	for i := range n {
+		if leases[i].ServerID != servers[0].ID || leases[i].State != lease.StateRunning {
+			t.Errorf("caller %d got %+v", i, leases[i])
+		}
+		// Late joiners get the steps they missed, in order.
+		if got := seen[i].get(); !slices.Equal(got, want) {
+			t.Errorf("caller %d saw %q, caller 0 saw %q", i, got, want)
+		}
+	}
+	stored, err := w.store.Get(lease.Fingerprint(key))
+	if err != nil || stored.State != lease.StateRunning || stored.Address == "" {
+		t.Errorf("stored lease %+v, %v", stored, err)
+	}
+	if want := w.clock.Now().Add(4 * time.Hour); !stored.Expires.Equal(want) {
+		t.Errorf("expiry %s, want the default TTL from the clock: %s", stored.Expires, want)
+	}
+
+	// A running machine is returned without any work or progress.
+	again := &steps{}
+	if _, err := w.m.Ensure(ctx(t), key, again.add); err != nil || len(again.get()) != 0 {
+		t.Errorf("Ensure of a running machine: err %v, steps %q", err, again.get())
+	}
+}
+
+func TestStopResumeDestroy(t *testing.T) {
+	w := newWorld(t)
+	key := personKey(t)
+	fp := lease.Fingerprint(key)
+	first, err := w.m.Ensure(ctx(t), key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stopped, err := w.m.Stop(ctx(t), fp)
+	if err != nil || stopped.State != lease.StateStopped {
+		t.Fatalf("Stop: %+v, %v", stopped, err)
+	}
+	if srv, err := w.provider.Get(ctx(t), first.ServerID); err != nil || srv.Status != "off" {
+		t.Fatalf("server after Stop: %+v, %v", srv, err)
+	}
+
+	seen := &steps{}
+	resumed, err := w.m.Ensure(ctx(t), key, seen.add)
+	if err != nil || resumed.State != lease.StateRunning || resumed.ServerID != first.ServerID {
+		t.Fatalf("resume: %+v, %v", resumed, err)
+	}
+	if got := seen.get(); len(got) == 0 || got[0] != "Starting your machine "+first.ServerName {
+		t.Errorf("resume progress: %q", got)
+	}
+
+	if _, err := w.m.Destroy(ctx(t), fp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.Get(fp); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("lease after Destroy: %v", err)
+	}
+	if _, err := w.provider.Get(ctx(t), first.ServerID); !errors.Is(err, lease.ErrServerNotFound) {
+		t.Errorf("server after Destroy: %v", err)
+	}
+	if _, err := w.m.Stop(ctx(t), fp); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("Stop without a lease: %v", err)
+	}
+}
+
+func TestVanishedServerIsReplaced(t *testing.T) {
+	w := newWorld(t)
+	key := personKey(t)
+	first, err := w.m.Ensure(ctx(t), key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone deletes the server behind the gateway's back.
+	if err := w.provider.Delete(ctx(t), first.ServerID); err != nil {
+		t.Fatal(err)
+	}
+	second, err := w.m.Ensure(ctx(t), key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ServerID == first.ServerID || second.State != lease.StateRunning || second.ID != first.ID {
+		t.Errorf("after the server vanished: %+v (before: server %d)", second, first.ServerID)
+	}
+}
+
+func TestExtendAndActivityUseTheClock(t *testing.T) {
+	w := newWorld(t)
+	key := personKey(t)
+	fp := lease.Fingerprint(key)
+	l, err := w.m.Ensure(ctx(t), key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	w.clock.Advance(3 * time.Hour)
+	w.m.Touch(fp)
+	touched := w.clock.Now()
+	if st, _ := w.m.Status(fp); !st.LastActivity.Equal(touched) {
+		t.Errorf("Status last activity %s, want the touch at %s", st.LastActivity, touched)
+	}
+
+	// Expired leases extend from now, not from their old expiry.
+	w.clock.Advance(2 * time.Hour)
+	extended, err := w.m.Extend(fp, 90*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := w.clock.Now().Add(90 * time.Minute); !extended.Expires.Equal(want) || !l.Expires.Before(want) {
+		t.Errorf("extend of an expired lease: %s, want %s", extended.Expires, want)
+	}
+	stored, err := w.store.Get(fp)
+	if err != nil || !stored.LastActivity.Equal(touched) || !stored.Expires.Equal(extended.Expires) {
+		t.Errorf("stored lease: expires %s, last activity %s (%v); want %s and %s",
+			stored.Expires, stored.LastActivity, err, extended.Expires, touched)
+	}
+
+	var ee *lease.ExtendError
+	if _, err := w.m.Extend(fp, 30*time.Hour); !errors.As(err, &ee) {
+		t.Errorf("extend past the cap: %v", err)
+	}
+}
