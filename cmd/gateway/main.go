@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -27,9 +26,6 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
-
-// shutdownGrace is how long sessions get to end after SIGINT or SIGTERM.
-const shutdownGrace = 10 * time.Second
 
 func main() {
 	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stdout)
@@ -124,8 +120,8 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "grace", shutdownGrace)
-	gw.Shutdown(shutdownGrace)
+	log.Info("shutting down", "grace", cfg.ShutdownGrace)
+	gw.Shutdown(cfg.ShutdownGrace)
 	return nil
 }
 

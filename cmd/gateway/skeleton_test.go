@@ -127,3 +127,53 @@ func TestWalkingSkeleton(t *testing.T) {
 		t.Errorf("machine folder survived destroy: %v", err)
 	}
 }
+
+// TestInteractiveFirstConnection: a PTY session that creates the machine
+// shows the progress on the terminal, then the shell, which gets the
+// client's LANG.
+func TestInteractiveFirstConnection(t *testing.T) {
+	lg := newLocalGateway(t)
+	g := lg.start(t)
+	frank := newPerson(t, filepath.Join(lg.dir, "frank"))
+	t.Setenv("LANG", "C.UTF-8")
+	t.Setenv("LC_TIME", "C")
+	r := frank.ssh(g, lg.hostKeys, "echo lang=$LANG time=$LC_TIME\nexit 7\n", "-tt", "-oSendEnv=LANG LC_*")
+	if r.code != 7 {
+		t.Errorf("exit code %d, want 7 (stdout %q)", r.code, r.stdout)
+	}
+	for _, want := range []string{"Creating your machine", "is ready\r\n", "lang=C.UTF-8 time=C"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("terminal output lacks %q:\n%q", want, r.stdout)
+		}
+	}
+}
+
+// TestShutdownTellsSessions: SIGTERM tells open sessions why they end,
+// ends them within the grace period, and exits cleanly.
+func TestShutdownTellsSessions(t *testing.T) {
+	lg := newLocalGateway(t, "--shutdown-grace", "1s")
+	g := lg.start(t)
+	grace := newPerson(t, filepath.Join(lg.dir, "grace"))
+	if r := grace.ssh(g, lg.hostKeys, "", "true"); r.code != 0 {
+		t.Fatalf("create: %+v", r)
+	}
+
+	done := make(chan result, 1)
+	go func() { done <- grace.ssh(g, lg.hostKeys, "", "echo started; exec sleep 120") }()
+	// Wait until the session runs on the machine.
+	deadline := time.Now().Add(30 * time.Second)
+	for grace.status(g, lg).Sessions != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the long session never showed up in status")
+		}
+	}
+	g.stop()
+	select {
+	case r := <-done:
+		if r.code == 0 || !strings.Contains(r.stderr, "shutting down") {
+			t.Errorf("session at shutdown: code %d stderr %q; want non-zero and the reason", r.code, r.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("session still open 30s after the gateway stopped")
+	}
+}

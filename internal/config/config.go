@@ -59,6 +59,7 @@ type Config struct {
 	MachineSSHPort  int           // port of the machines' sshd
 	GatewayName     string        // value of the label that marks this gateway's resources
 	LocalMachines   string        // "builtin" or "openssh": how local mode boots machines
+	ShutdownGrace   time.Duration // how long sessions get to end on shutdown
 	LogLevel        string        // debug, info, warn or error
 	ConfigFile      string        // the config file read, if any
 
@@ -144,6 +145,8 @@ var options = []*option{
 		field: func(c *Config) any { return &c.GatewayName }},
 	{name: "local-machines", arg: "builtin|openssh", usage: "local mode only: machines as in-process SSH servers, or as real sshd processes", def: "builtin",
 		field: func(c *Config) any { return &c.LocalMachines }},
+	{name: "shutdown-grace", arg: "DURATION", usage: "on SIGINT or SIGTERM, how long open sessions get to end before they are closed", def: "10s",
+		field: func(c *Config) any { return &c.ShutdownGrace }},
 	{name: "log-level", arg: "LEVEL", usage: "debug, info, warn or error", def: "info",
 		field: func(c *Config) any { return &c.LogLevel }},
 }
@@ -441,6 +444,7 @@ func (c Config) validate(failed map[string]bool) Problems {
 	}{
 		{"default-ttl", c.DefaultTTL}, {"max-ttl", c.MaxTTL},
 		{"max-lifetime", c.MaxLifetime}, {"idle-timeout", c.IdleTimeout},
+		{"shutdown-grace", c.ShutdownGrace},
 	}
 	positive := map[string]bool{}
 	for _, d := range durations {

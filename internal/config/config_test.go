@@ -69,6 +69,7 @@ func TestDefaultsLocalMode(t *testing.T) {
 		MachineSSHPort: 2022,
 		GatewayName:    "default",
 		LocalMachines:  "builtin",
+		ShutdownGrace:  10 * time.Second,
 		LogLevel:       "info",
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -213,6 +214,7 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_MACHINE_SSH_PORT", "2200", nil, func(c Config) any { return c.MachineSSHPort }, 2200},
 		{"CC_GATEWAY_GATEWAY_NAME", "prod", nil, func(c Config) any { return c.GatewayName }, "prod"},
 		{"CC_GATEWAY_LOCAL_MACHINES", "openssh", nil, func(c Config) any { return c.LocalMachines }, "openssh"},
+		{"CC_GATEWAY_SHUTDOWN_GRACE", "3s", nil, func(c Config) any { return c.ShutdownGrace }, 3 * time.Second},
 		{"CC_GATEWAY_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
 	}
 	covered := map[string]bool{}
