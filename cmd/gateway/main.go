@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -95,17 +94,18 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Logger: log,
 	})
 
-	gw, err := gateway.New(gateway.Options{
-		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.Users == "",
-		Leases: manager, UpstreamKey: upstreamKey, InstanceUser: cfg.InstanceUser,
-		Invocation: invocation(cfg.Listen), Logger: log,
-	})
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	gw, err := gateway.New(gateway.Options{
+		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.Users == "",
+		Leases: manager, UpstreamKey: upstreamKey, InstanceUser: cfg.InstanceUser,
+		Invocation: invocation(cfg.PublicName, ln.Addr().String()), Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	if cfg.Users == "" {
 		log.Warn("no --users allow list: any SSH key gets in; listening on loopback only", "listen", ln.Addr().String())
@@ -184,8 +184,12 @@ func reloadOnHangup(ctx context.Context, log *slog.Logger, lists ...*gateway.Key
 	}
 }
 
-// invocation is how people reach the gateway, shown in hints.
-func invocation(listen string) string {
+// invocation is how people reach the gateway, shown in hints: the public
+// name if one is configured, else a guess from the listen address.
+func invocation(publicName, listen string) string {
+	if publicName != "" {
+		return "ssh " + publicName
+	}
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return "ssh GATEWAY"
@@ -200,5 +204,5 @@ func invocation(listen string) string {
 	if port == "22" {
 		return "ssh " + host
 	}
-	return "ssh -p " + port + " " + strings.TrimSpace(host)
+	return "ssh -p " + port + " " + host
 }

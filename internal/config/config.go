@@ -39,6 +39,7 @@ import (
 // Config is the gateway's configuration. Build it with Load.
 type Config struct {
 	Listen          string        // address of the SSH front door
+	PublicName      string        // how people reach the gateway, for hints
 	DataDir         string        // holds the lease database
 	HostKeyDir      string        // holds the gateway's host keys
 	Users           string        // authorized_keys allow list; empty: anyone (local mode, loopback only)
@@ -104,6 +105,9 @@ var options = []*option{
 		modeDef: func(local bool) string { return pick(local, "127.0.0.1:2222", ":22") },
 		defHelp: "127.0.0.1:2222 in local mode, :22 in hcloud mode",
 		field:   func(c *Config) any { return &c.Listen }},
+	{name: "public-name", arg: "NAME", usage: "how people reach the gateway, shown in hints, e.g. cc.example.com or \"-p 2222 localhost\"",
+		defHelp: "derived from --listen",
+		field:   func(c *Config) any { return &c.PublicName }},
 	{name: "data-dir", arg: "DIR", usage: "directory of the lease database", def: "./data",
 		field: func(c *Config) any { return &c.DataDir }},
 	{name: "host-key-dir", arg: "DIR", usage: "directory of the gateway's host keys (created on first start)", def: "./hostkeys",

@@ -195,6 +195,7 @@ func TestEnvNames(t *testing.T) {
 	}{
 		{"CC_GATEWAY_CONFIG", emptyConf, nil, func(c Config) any { return c.ConfigFile }, emptyConf},
 		{"CC_GATEWAY_LISTEN", "127.0.0.2:2200", nil, func(c Config) any { return c.Listen }, "127.0.0.2:2200"},
+		{"CC_GATEWAY_PUBLIC_NAME", "cc.example.com", nil, func(c Config) any { return c.PublicName }, "cc.example.com"},
 		{"CC_GATEWAY_DATA_DIR", "/var/lib/gw", nil, func(c Config) any { return c.DataDir }, "/var/lib/gw"},
 		{"CC_GATEWAY_HOST_KEY_DIR", "/etc/gw/keys", nil, func(c Config) any { return c.HostKeyDir }, "/etc/gw/keys"},
 		{"CC_GATEWAY_USERS", users, nil, func(c Config) any { return c.Users }, users},
