@@ -1,0 +1,320 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// Session is a downstream session channel the front door accepted, with the
+// requests it already answered (Early: pty-req, env, window-change, in order)
+// and the request that starts the program (Start: shell, exec or subsystem;
+// not yet replied to).
+type Session struct {
+	Channel  gossh.Channel
+	Requests <-chan *gossh.Request // the rest of the downstream requests
+	Early    []*gossh.Request
+	Start    *gossh.Request
+}
+
+// ErrUpstreamLost is returned by Bridge when the connection to the machine
+// went away before the program on it exited.
+var ErrUpstreamLost = errors.New("connection to machine lost")
+
+// LostMessage is what the person reads on stderr when the connection to their
+// machine breaks mid-session.
+const LostMessage = "cc-gateway: connection to your machine was lost"
+
+const (
+	// copyBufferSize is larger than one SSH packet (32 KiB) so a read can
+	// take everything the channel has buffered in one go.
+	copyBufferSize = 64 << 10
+	// exitLost is the status OpenSSH's client uses for its own failures.
+	exitLost = 255
+	// probeTimeout bounds the check whether the machine still answers.
+	probeTimeout = 5 * time.Second
+)
+
+// Bridge opens a session channel on up, replays s.Early, sends s.Start and
+// answers it downstream with upstream's reply, then copies data and requests
+// both ways until both sides are done. It returns when the session has ended
+// and both channels are closed.
+//
+// activity, if not nil, is called when bytes flow in either direction, at
+// most once per buffer read; it should be cheap (an atomic store).
+//
+// If ctx ends, the session is ended with exit status 255 and a line on
+// stderr: the text of context.Cause(ctx) if the caller gave one (for example
+// "the gateway is shutting down"), a generic sentence otherwise.
+//
+// Bridge returns nil when the session ran and ended normally, whatever the
+// program's exit status; ErrUpstreamLost when the machine went away; another
+// error when the machine refused the session or ctx ended it.
+func Bridge(ctx context.Context, up *gossh.Client, s Session, activity func()) error {
+	if s.Channel == nil || s.Requests == nil || s.Start == nil {
+		return errors.New("bridge session: channel, requests and start request are required")
+	}
+	if activity == nil {
+		activity = func() {}
+	}
+	b := &bridge{
+		up:       up,
+		down:     s.Channel,
+		downReqs: s.Requests,
+		activity: activity,
+		newline:  "\n",
+		log:      slog.Default().With("component", "proxy"),
+	}
+	for _, r := range s.Early {
+		if r.Type == "pty-req" {
+			// The person's terminal is in raw mode: a bare \n would not
+			// return the cursor.
+			b.newline = "\r\n"
+		}
+	}
+
+	uch, ureqs, err := up.OpenChannel("session", nil)
+	if err != nil {
+		var openErr *gossh.OpenChannelError
+		if errors.As(err, &openErr) {
+			b.refuse(s.Start, "cc-gateway: your machine refused the session: "+openErr.Message)
+			return fmt.Errorf("open session on machine: %w", err)
+		}
+		b.refuse(s.Start, LostMessage)
+		return fmt.Errorf("open session on machine: %w: %w", ErrUpstreamLost, err)
+	}
+
+	// The front door already said yes to these; replaying them gives the
+	// machine the same terminal, size and environment.
+	for _, r := range s.Early {
+		ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload)
+		if err != nil {
+			uch.Close()
+			b.refuse(s.Start, LostMessage)
+			return fmt.Errorf("replay %s request: %w: %w", r.Type, ErrUpstreamLost, err)
+		}
+		if r.WantReply && !ok {
+			b.log.Debug("machine refused early request", "type", r.Type)
+		}
+	}
+
+	// Always ask for a reply: without it we cannot tell the person whether
+	// their program started.
+	ok, err := uch.SendRequest(s.Start.Type, true, s.Start.Payload)
+	if err != nil {
+		uch.Close()
+		b.refuse(s.Start, LostMessage)
+		return fmt.Errorf("send %s request: %w: %w", s.Start.Type, ErrUpstreamLost, err)
+	}
+	if !ok {
+		uch.Close()
+		b.refuse(s.Start, "")
+		return fmt.Errorf("machine refused %s request", s.Start.Type)
+	}
+	if err := s.Start.Reply(true, nil); err != nil {
+		b.log.Debug("reply to start request", "err", err)
+	}
+	return b.pump(ctx, uch, ureqs)
+}
+
+type bridge struct {
+	up       *gossh.Client
+	down     gossh.Channel
+	downReqs <-chan *gossh.Request
+	activity func()
+	newline  string
+	log      *slog.Logger
+}
+
+// refuse answers the start request with false, after an optional message on
+// stderr, and closes the downstream channel.
+func (b *bridge) refuse(start *gossh.Request, msg string) {
+	if msg != "" {
+		fmt.Fprint(b.down.Stderr(), msg+b.newline)
+	}
+	start.Reply(false, nil)
+	b.down.Close()
+	// The requests stream ends once the person's side acknowledges the close.
+	for r := range b.downReqs {
+		r.Reply(false, nil)
+	}
+}
+
+// pump runs a started session until both sides are done.
+func (b *bridge) pump(ctx context.Context, uch gossh.Channel, ureqs <-chan *gossh.Request) error {
+	// Goroutines reading from the person's side end when that channel closes.
+	var downWG sync.WaitGroup
+	downGone := make(chan struct{})
+	downWG.Go(func() {
+		b.copy(uch, b.down)
+		// The person's EOF goes on independently: the machine may still
+		// be writing (cat big | ssh gw sha256sum).
+		uch.CloseWrite()
+	})
+	downWG.Go(func() {
+		defer close(downGone)
+		for req := range b.downReqs {
+			ok, err := uch.SendRequest(req.Type, req.WantReply, req.Payload)
+			req.Reply(ok && err == nil, nil)
+		}
+	})
+
+	// Output from the machine; once both streams reach EOF every byte has
+	// been written downstream.
+	var outWG sync.WaitGroup
+	outWG.Go(func() { b.copy(b.down, uch) })
+	outWG.Go(func() { b.copy(b.down.Stderr(), uch.Stderr()) })
+	outDone := make(chan struct{})
+	go func() {
+		outWG.Wait()
+		close(outDone)
+	}()
+
+	// The machine's EOF is passed on together with its exit report, not on
+	// its own: when the connection dies, x/crypto ends the output streams
+	// just as an EOF would, and the person must still be able to read why
+	// on stderr. Only a program that closes its output long before it exits
+	// sees its EOF delayed.
+	var (
+		held    []*gossh.Request // exit requests waiting for the output to drain
+		drained bool             // every byte of output was written downstream
+		exited  bool             // the machine reported how the program ended
+		eofSent bool
+		gone    bool  // the person's channel closed
+		cause   error // why ctx ended the session
+		outWait = outDone
+		goneC   = downGone
+		ctxDone = ctx.Done()
+	)
+	sendEOF := func() {
+		if !eofSent {
+			eofSent = true
+			b.down.CloseWrite()
+		}
+	}
+loop:
+	for ureqs != nil || outWait != nil {
+		select {
+		case req, ok := <-ureqs:
+			if !ok {
+				ureqs = nil
+				continue
+			}
+			if req.Type == "exit-status" || req.Type == "exit-signal" {
+				exited = true
+				// sshd may send these before the last output; sending
+				// them first could let the client drop the tail.
+				if !drained {
+					held = append(held, req)
+					continue
+				}
+				sendEOF()
+			}
+			b.forward(req)
+		case <-outWait:
+			outWait = nil
+			drained = true
+			if exited {
+				sendEOF()
+				for _, r := range held {
+					b.forward(r)
+				}
+				held = nil
+			}
+		case <-goneC:
+			goneC = nil
+			gone = true
+			// Hang up on the machine so its side of the session ends too.
+			uch.Close()
+		case <-ctxDone:
+			cause = context.Cause(ctx)
+			break loop
+		}
+	}
+
+	var err error
+	switch {
+	case cause != nil:
+		err = fmt.Errorf("session ended by gateway: %w", cause)
+		if !eofSent { // otherwise the program's exit was already reported
+			b.end(endMessage(cause))
+		}
+	case !exited && !gone && !b.upstreamAlive():
+		b.end(LostMessage)
+		err = ErrUpstreamLost
+	default:
+		sendEOF()
+	}
+	b.down.Close()
+	uch.Close()
+	downWG.Wait()
+	<-outDone
+	return err
+}
+
+// forward passes a request from the machine to the person and the answer back.
+func (b *bridge) forward(req *gossh.Request) {
+	ok, err := b.down.SendRequest(req.Type, req.WantReply, req.Payload)
+	req.Reply(ok && err == nil, nil)
+}
+
+// end tells the person why their session stops and gives it exit status 255.
+func (b *bridge) end(msg string) {
+	fmt.Fprint(b.down.Stderr(), msg+b.newline)
+	status := struct{ Status uint32 }{exitLost}
+	b.down.SendRequest("exit-status", false, gossh.Marshal(&status))
+}
+
+// endMessage turns the cause of a cancelled context into a line for the person.
+func endMessage(cause error) string {
+	if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) {
+		return "cc-gateway: the gateway ended this session"
+	}
+	return "cc-gateway: " + cause.Error()
+}
+
+// upstreamAlive reports whether the machine's connection still answers. A
+// session channel that closes without an exit status most often means the
+// connection died; a global request tells the two apart. If the machine
+// neither answers nor hangs up, the probe goroutine ends with the connection.
+func (b *bridge) upstreamAlive() bool {
+	res := make(chan error, 1)
+	go func() {
+		_, _, err := b.up.SendRequest("keepalive@openssh.com", true, nil)
+		res <- err
+	}()
+	t := time.NewTimer(probeTimeout)
+	defer t.Stop()
+	select {
+	case err := <-res:
+		return err == nil
+	case <-t.C:
+		return false
+	}
+}
+
+// copy moves bytes from src to dst until EOF or an error on either side.
+func (b *bridge) copy(dst io.Writer, src io.Reader) {
+	buf := make([]byte, copyBufferSize)
+	io.CopyBuffer(dst, activityReader{r: src, touch: b.activity}, buf)
+}
+
+// activityReader reports each read that returned data.
+type activityReader struct {
+	r     io.Reader
+	touch func()
+}
+
+func (a activityReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.touch()
+	}
+	return n, err
+}

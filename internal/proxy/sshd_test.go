@@ -1,0 +1,242 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// sshd is a real OpenSSH server started for one test: the machine the
+// gateway proxies to.
+type sshd struct {
+	addr    string
+	user    string
+	hostKey gossh.PublicKey
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	log     *syncBuffer
+}
+
+// syncBuffer collects sshd's log; the process writes while tests read.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newSigner(t *testing.T) (gossh.Signer, ed25519.PrivateKey) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, priv
+}
+
+// startSSHD starts /usr/sbin/sshd on a free loopback port, authorizing
+// clientKey for the user running the test. extra lines go into sshd_config.
+func startSSHD(t *testing.T, clientKey gossh.PublicKey, extra ...string) *sshd {
+	t.Helper()
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		t.Skip("OpenSSH server not installed")
+	}
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatalf("create privilege separation dir: %v", err)
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+
+	hostSigner, hostPriv := newSigner(t)
+	block, err := gossh.MarshalPrivateKey(hostPriv, "test host key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKeyPath := filepath.Join(dir, "host_ed25519_key")
+	writeFile(t, hostKeyPath, pem.EncodeToMemory(block), 0o600)
+	authPath := filepath.Join(dir, "authorized_keys")
+	writeFile(t, authPath, gossh.MarshalAuthorizedKey(clientKey), 0o600)
+
+	port := freePort(t)
+	cfg := []string{
+		"Port " + strconv.Itoa(port),
+		"ListenAddress 127.0.0.1",
+		"HostKey " + hostKeyPath,
+		"PidFile " + filepath.Join(dir, "sshd.pid"),
+		"AuthorizedKeysFile " + authPath,
+		"UsePAM no",
+		"StrictModes no",
+		"PubkeyAuthentication yes",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"PermitRootLogin prohibit-password",
+		"AcceptEnv CCGW_*",
+		"LogLevel VERBOSE",
+	}
+	cfg = append(cfg, extra...)
+	cfgPath := filepath.Join(dir, "sshd_config")
+	writeFile(t, cfgPath, []byte(strings.Join(cfg, "\n")+"\n"), 0o600)
+
+	s := &sshd{
+		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		user:    u.Username,
+		hostKey: hostSigner.PublicKey(),
+		exited:  make(chan struct{}),
+		log:     &syncBuffer{},
+	}
+	s.cmd = exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfgPath)
+	s.cmd.Stdout = s.log
+	s.cmd.Stderr = s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start sshd: %v", err)
+	}
+	go func() {
+		s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		s.cmd.Process.Kill()
+		<-s.exited
+		if t.Failed() {
+			t.Logf("sshd log:\n%s", s.log.String())
+		}
+	})
+	s.waitReady(t)
+	return s
+}
+
+// waitReady polls until sshd answers with its banner, or fails the test.
+func (s *sshd) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			t.Fatalf("sshd exited early:\n%s", s.log.String())
+		default:
+		}
+		conn, err := net.DialTimeout("tcp", s.addr, time.Second)
+		if err == nil {
+			conn.SetDeadline(time.Now().Add(2 * time.Second))
+			line, _ := bufio.NewReader(conn).ReadString('\n')
+			conn.Close()
+			if strings.HasPrefix(line, "SSH-2.0-") {
+				return
+			}
+		}
+		select {
+		case <-s.exited:
+		case <-time.After(20 * time.Millisecond): // poll interval, not synchronisation
+		}
+	}
+	t.Fatalf("sshd did not come up on %s:\n%s", s.addr, s.log.String())
+}
+
+// killAll kills the listening sshd and every sshd process serving a
+// connection, as if the machine vanished. Programs they started survive.
+func (s *sshd) killAll(t *testing.T) {
+	t.Helper()
+	pids := sshdDescendants(t, s.cmd.Process.Pid)
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// sshdDescendants lists the descendants of root whose command name starts
+// with "sshd", read from /proc.
+func sshdDescendants(t *testing.T, root int) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := map[int]int{}
+	name := map[int]string{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Format: pid (comm) state ppid ...; comm may contain spaces.
+		open, close := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		fields := strings.Fields(string(stat[close+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		parent[pid] = ppid
+		name[pid] = string(stat[open+1 : close])
+	}
+	var out []int
+	for pid := range parent {
+		if !strings.HasPrefix(name[pid], "sshd") {
+			continue
+		}
+		// Walk up a bounded number of generations.
+		for p, i := parent[pid], 0; p > 1 && i < 16; p, i = parent[p], i+1 {
+			if p == root {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func writeFile(t *testing.T, path string, data []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, data, mode); err != nil {
+		t.Fatal(fmt.Errorf("write %s: %w", path, err))
+	}
+}
