@@ -413,6 +413,19 @@ func TestUpstreamKilledMidSession(t *testing.T) {
 	}
 }
 
+// TestPersonHangsUp closes the session from the person's side while the
+// program still runs: the bridge must hang up on the machine and return.
+func TestPersonHangsUp(t *testing.T) {
+	_, fd := setup(t.Context(), t)
+	s, _, _ := startReady(t, fd.dial(t), "echo ready; exec cat")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fd.result(t); err != nil {
+		t.Errorf("bridge returned %v after the person hung up", err)
+	}
+}
+
 func TestContextEndsSession(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(t.Context())
 	defer cancel(nil)

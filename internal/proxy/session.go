@@ -57,8 +57,8 @@ const (
 // program's exit status; ErrUpstreamLost when the machine went away; another
 // error when the machine refused the session or ctx ended it.
 func Bridge(ctx context.Context, up *gossh.Client, s Session, activity func()) error {
-	if s.Channel == nil || s.Requests == nil || s.Start == nil {
-		return errors.New("bridge session: channel, requests and start request are required")
+	if up == nil || s.Channel == nil || s.Requests == nil || s.Start == nil {
+		return errors.New("bridge session: upstream, channel, requests and start request are required")
 	}
 	if activity == nil {
 		activity = func() {}
@@ -74,8 +74,8 @@ func Bridge(ctx context.Context, up *gossh.Client, s Session, activity func()) e
 	for _, r := range s.Early {
 		if r.Type == "pty-req" {
 			// The person's terminal is in raw mode: a bare \n would not
-			// return the cursor.
-			b.newline = "\r\n"
+			// return the cursor, and a prompt may have left it mid-line.
+			b.lead, b.newline = "\r\n", "\r\n"
 		}
 	}
 
@@ -128,6 +128,7 @@ type bridge struct {
 	down     gossh.Channel
 	downReqs <-chan *gossh.Request
 	activity func()
+	lead     string // written before a message of ours
 	newline  string
 	log      *slog.Logger
 }
@@ -136,7 +137,7 @@ type bridge struct {
 // stderr, and closes the downstream channel.
 func (b *bridge) refuse(start *gossh.Request, msg string) {
 	if msg != "" {
-		fmt.Fprint(b.down.Stderr(), msg+b.newline)
+		fmt.Fprint(b.down.Stderr(), b.lead+msg+b.newline)
 	}
 	start.Reply(false, nil)
 	b.down.Close()
@@ -266,7 +267,7 @@ func (b *bridge) forward(req *gossh.Request) {
 
 // end tells the person why their session stops and gives it exit status 255.
 func (b *bridge) end(msg string) {
-	fmt.Fprint(b.down.Stderr(), msg+b.newline)
+	fmt.Fprint(b.down.Stderr(), b.lead+msg+b.newline)
 	status := struct{ Status uint32 }{exitLost}
 	b.down.SendRequest("exit-status", false, gossh.Marshal(&status))
 }
