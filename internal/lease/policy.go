@@ -32,13 +32,13 @@ func (p Policy) NewExpiry(l Lease, d time.Duration, now time.Time) (time.Time, e
 	next := base.Add(d)
 	if limit := now.Add(p.MaxTTL); next.After(limit) {
 		return time.Time{}, &ExtendError{fmt.Sprintf(
-			"extend by %s would put the expiry %s from now, beyond the %s cap; the latest expiry allowed is %s (extend by at most %s)",
+			"%s more would put the expiry %s from now, beyond the %s cap; the latest expiry allowed is %s (extend by at most %s)",
 			FormatDuration(d), FormatDuration(next.Sub(now)), FormatDuration(p.MaxTTL),
 			limit.UTC().Format(time.RFC3339), FormatDuration(maxDuration(limit.Sub(base), 0)))}
 	}
 	if limit := l.Created.Add(p.MaxLifetime); next.After(limit) {
 		return time.Time{}, &ExtendError{fmt.Sprintf(
-			"extend by %s would keep the machine beyond its %s maximum lifetime; the latest expiry allowed is %s (extend by at most %s)",
+			"%s more would keep the machine beyond its %s maximum lifetime; the latest expiry allowed is %s (extend by at most %s)",
 			FormatDuration(d), FormatDuration(p.MaxLifetime),
 			limit.UTC().Format(time.RFC3339), FormatDuration(maxDuration(limit.Sub(base), 0)))}
 	}
