@@ -81,19 +81,57 @@ type CreateSpec struct {
 	// PublicKey is the person's key; providers that need SSH keys registered
 	// (Hetzner) register it so the server also carries it natively.
 	PublicKey string
+	// ImageID restores a hibernated machine from its snapshot; zero means
+	// the provider's configured image.
+	ImageID int64
 }
 
+// Image is a snapshot the gateway took of a hibernated machine.
+type Image struct {
+	ID      int64
+	LeaseID string
+	SizeGB  float64 // what the provider bills
+	Created time.Time
+}
+
+// Prices are what the provider charges, gross, in Currency.
+type Prices struct {
+	Currency           string
+	ServerHourly       float64 // per started hour, on or off
+	ServerMonthly      float64 // the cap on a month of hourly charges
+	SnapshotPerGBMonth float64
+}
+
+// ErrImageNotFound is returned by a Provider for an image that does not exist.
+var ErrImageNotFound = errors.New("image not found")
+
 // Provider creates and drives servers. Each call waits until the provider
-// reports its action finished, bounded by ctx.
+// reports its action finished, bounded by ctx, retrying transient faults a
+// bounded number of times. Nothing without this gateway's labels is touched.
 type Provider interface {
 	Create(ctx context.Context, spec CreateSpec) (Server, error)
 	Get(ctx context.Context, id int64) (Server, error)
+	// List returns every server labelled as this gateway's.
+	List(ctx context.Context) ([]Server, error)
 	PowerOn(ctx context.Context, id int64) error
 	PowerOff(ctx context.Context, id int64) error
 	Delete(ctx context.Context, id int64) error
 	// WaitSSH returns once sshd at addr answers with hostKey (authorized_keys
 	// form); any other key is an error at once, never trusted.
 	WaitSSH(ctx context.Context, addr, hostKey string) error
+
+	// Snapshot images the server's disk, labelled with leaseID. Taking a
+	// second snapshot for the same lease returns the existing one.
+	Snapshot(ctx context.Context, serverID int64, leaseID string) (Image, error)
+	// Images returns this gateway's snapshots.
+	Images(ctx context.Context) ([]Image, error)
+	DeleteImage(ctx context.Context, id int64) error
+
+	// CPUUsage is the server's average CPU use over the last window, in
+	// percent of one core times cores (Hetzner's "cpu" metric).
+	CPUUsage(ctx context.Context, id int64, window time.Duration) (float64, error)
+	// Prices of a server type in a location, and of snapshots.
+	Prices(ctx context.Context, serverType, location string) (Prices, error)
 }
 
 // Clock is injected so policies and tests never depend on wall time.
