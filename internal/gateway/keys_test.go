@@ -71,6 +71,13 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}
 }
 
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestKeyList(t *testing.T) {
 	alice, bob, carol := newKey(t), newKey(t), newKey(t)
 	path := filepath.Join(t.TempDir(), "users")

@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+func newSigner(t *testing.T) gossh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startFrontDoor serves a gateway whose allow list holds only allowed. Its
+// lease manager has no store or provider: these tests never get past
+// authentication.
+func startFrontDoor(t *testing.T, allowed gossh.PublicKey, handshake time.Duration) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "users")
+	writeFile(t, path, line(allowed, "allowed"))
+	users, err := LoadKeyList(path, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admins, _ := LoadKeyList("", quiet)
+	g, err := New(Options{
+		HostKey: newSigner(t), UpstreamKey: newSigner(t), Users: users, Admins: admins,
+		Leases: lease.NewManager(lease.Config{Logger: quiet}), Logger: quiet,
+		HandshakeTimeout: handshake,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(ln)
+	t.Cleanup(func() { g.Shutdown(time.Second) })
+	return ln.Addr().String()
+}
+
+func TestAuthAttemptsAreBounded(t *testing.T) {
+	allowed := newSigner(t)
+	addr := startFrontDoor(t, allowed.PublicKey(), 20*time.Second)
+
+	// x/crypto forgives the first six offers of unknown keys (people hold
+	// several), then counts six failures: twenty wrong keys exhaust it
+	// before the right one comes.
+	var signers []gossh.Signer
+	for range 20 {
+		signers = append(signers, newSigner(t))
+	}
+	signers = append(signers, allowed)
+	_, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
+		User: "anyone", Auth: []gossh.AuthMethod{gossh.PublicKeys(signers...)},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
+	if err == nil {
+		t.Fatal("the twenty-first key got in; attempts are not bounded")
+	}
+
+	// The right key alone gets in.
+	c, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
+		User: "anyone", Auth: []gossh.AuthMethod{gossh.PublicKeys(allowed)},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("allowed key: %v", err)
+	}
+	c.Close()
+
+	// Passwords are not offered at all.
+	_, err = gossh.Dial("tcp", addr, &gossh.ClientConfig{
+		User: "anyone", Auth: []gossh.AuthMethod{gossh.Password("hunter2")},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
+	if err == nil || !strings.Contains(err.Error(), "[none]") && !strings.Contains(err.Error(), "publickey") {
+		t.Errorf("password auth: %v; want refused with only publickey offered", err)
+	}
+}
+
+func TestHandshakeTimeout(t *testing.T) {
+	addr := startFrontDoor(t, newSigner(t).PublicKey(), 200*time.Millisecond)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Say nothing; the gateway must hang up on its own. The deadline only
+	// bounds the test.
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, err = io.Copy(io.Discard, conn)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("a silent client kept its connection for 30s")
+	}
+}
