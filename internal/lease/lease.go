@@ -53,12 +53,27 @@ var ErrNotFound = errors.New("no lease")
 // ErrServerNotFound is returned by a Provider for a server that does not exist.
 var ErrServerNotFound = errors.New("server not found")
 
-// Store keeps leases. Implementations must make Put durable before returning.
+// Store keeps leases and the audit log. Implementations must make writes
+// durable before returning.
 type Store interface {
 	Get(fingerprint string) (Lease, error)
 	Put(l Lease) error
 	Delete(fingerprint string) error
 	List() ([]Lease, error)
+	// AppendEvent adds to the audit log, which keeps a bounded number of
+	// the newest events.
+	AppendEvent(e Event) error
+	// Events returns the newest n events (all when n <= 0), oldest first.
+	Events(n int) ([]Event, error)
+}
+
+// Event is one entry of the audit log.
+type Event struct {
+	Time        time.Time `json:"time"`
+	Kind        string    `json:"kind"` // connect, auth-refused, create, resume, stop, …
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	LeaseID     string    `json:"lease_id,omitempty"`
+	Detail      string    `json:"detail,omitempty"`
 }
 
 // Server is what a provider knows about one machine.

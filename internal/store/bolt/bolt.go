@@ -4,22 +4,28 @@
 //
 //	root
 //	├── meta                      bucket
-//	│   └── schema_version        uint64, 8 bytes big-endian (currently 1)
-//	└── leases                    bucket
-//	    └── <fingerprint>         JSON of lease.Lease, key "SHA256:…"
+//	│   └── schema_version        uint64, 8 bytes big-endian (currently 2)
+//	├── leases                    bucket
+//	│   └── <fingerprint>         JSON of lease.Lease, key "SHA256:…"
+//	└── events                    bucket, the audit log
+//	    └── <sequence>            JSON of lease.Event, key uint64 big-endian,
+//	                              so byte order is time order
 //
 // Schema history:
 //
 //	v0  only the leases bucket, no meta bucket (early development builds)
 //	v1  meta bucket with schema_version added
+//	v2  events bucket added
 //
 // Open checks schema_version. A file written by a newer gateway is refused
 // untouched; an older file is first copied to <path>.v<N>.bak and then
 // migrated in a single transaction, so a failed migration leaves it as it was.
 //
-// Adding a bucket (an "events" audit log is the next one planned) means:
-// name it below, create it in initialise, append a migration that creates it
-// in existing files, and bump schemaVersion.
+// Adding a bucket means: name it below, create it in initialise, append a
+// migration that creates it in existing files, and bump schemaVersion.
+//
+// The events bucket keeps at most EventLimit events: appending one more
+// drops the oldest.
 package bolt
 
 import (
@@ -30,6 +36,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -42,16 +49,21 @@ var (
 	metaBucket       = []byte("meta")
 	schemaVersionKey = []byte("schema_version")
 	leasesBucket     = []byte("leases")
+	eventsBucket     = []byte("events")
 )
 
 // schemaVersion is the layout this binary writes and understands.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // migrations[n] turns a version n file into a version n+1 file, so
 // len(migrations) must equal schemaVersion.
 var migrations = []func(tx *bbolt.Tx) error{
 	migrateV0ToV1,
+	migrateV1ToV2,
 }
+
+// EventLimit is how many audit events the store keeps.
+const EventLimit = 10000
 
 // lockTimeout bounds the wait for the file lock; bbolt otherwise waits forever
 // when another process holds the file.
@@ -65,8 +77,9 @@ var ErrNewerSchema = errors.New("written by a newer gateway")
 
 // Store is a lease.Store on a bbolt file. It is safe for concurrent use.
 type Store struct {
-	db   *bbolt.DB
-	path string
+	db         *bbolt.DB
+	path       string
+	eventLimit int
 }
 
 var _ lease.Store = (*Store)(nil)
@@ -88,7 +101,7 @@ func open(path string, timeout time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, eventLimit: EventLimit}
 	if err := s.prepare(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -157,7 +170,7 @@ func (s *Store) version() (version uint64, fresh bool, err error) {
 }
 
 func initialise(tx *bbolt.Tx) error {
-	for _, name := range [][]byte{metaBucket, leasesBucket} {
+	for _, name := range [][]byte{metaBucket, leasesBucket, eventsBucket} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -235,6 +248,14 @@ func migrateV0ToV1(tx *bbolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// migrateV1ToV2 adds the events bucket.
+func migrateV1ToV2(tx *bbolt.Tx) error {
+	if _, err := tx.CreateBucketIfNotExists(eventsBucket); err != nil {
+		return fmt.Errorf("create bucket %s: %w", eventsBucket, err)
 	}
 	return nil
 }
@@ -318,4 +339,64 @@ func decode(fingerprint string, raw []byte, l *lease.Lease) error {
 		return fmt.Errorf("record %s in bucket %s is damaged: %w", fingerprint, leasesBucket, err)
 	}
 	return nil
+}
+
+// AppendEvent adds e to the audit log, dropping the oldest events beyond
+// the store's limit.
+func (s *Store) AppendEvent(e lease.Event) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("append event: encode: %w", err)
+	}
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(eventsBucket)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := b.Put(sequenceKey(seq), raw); err != nil {
+			return err
+		}
+		// Keys are consecutive and only the oldest are ever deleted, so
+		// the first key tells how many there are.
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && seq-binary.BigEndian.Uint64(k) >= uint64(s.eventLimit); k, _ = c.Next() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	return nil
+}
+
+// Events returns the newest n events (all of them when n <= 0), oldest
+// first.
+func (s *Store) Events(n int) ([]lease.Event, error) {
+	var events []lease.Event
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(eventsBucket).Cursor()
+		for k, v := c.Last(); k != nil && (n <= 0 || len(events) < n); k, v = c.Prev() {
+			var e lease.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("event %d in bucket %s is damaged: %w", binary.BigEndian.Uint64(k), eventsBucket, err)
+			}
+			events = append(events, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	slices.Reverse(events)
+	return events, nil
+}
+
+func sequenceKey(seq uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, seq)
+	return k
 }

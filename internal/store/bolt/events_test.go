@@ -1,0 +1,97 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+func event(i int) lease.Event {
+	return lease.Event{
+		Time: time.Date(2026, 11, 25, 9, 0, i, 0, time.UTC), Kind: "extend",
+		Fingerprint: "SHA256:x", LeaseID: "abc", Detail: fmt.Sprintf("event %d", i),
+	}
+}
+
+func TestEventsKeepOrderAndLimit(t *testing.T) {
+	s, path := openTemp(t)
+	s.eventLimit = 5
+	for i := range 12 {
+		if err := s.AppendEvent(event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.Events(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 5 || all[0].Detail != "event 7" || all[4].Detail != "event 11" {
+		t.Fatalf("events after 12 appends with a limit of 5: %+v", all)
+	}
+	newest, err := s.Events(2)
+	if err != nil || len(newest) != 2 || newest[0].Detail != "event 10" || newest[1].Detail != "event 11" {
+		t.Fatalf("newest 2: %+v, %v", newest, err)
+	}
+
+	// The log survives a reopen and keeps counting from where it was.
+	s.Close()
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.eventLimit = 5
+	if err := s.AppendEvent(event(12)); err != nil {
+		t.Fatal(err)
+	}
+	all, _ = s.Events(0)
+	if len(all) != 5 || all[0].Detail != "event 8" || all[4].Detail != "event 12" {
+		t.Fatalf("after reopen: %+v", all)
+	}
+}
+
+// TestMigrateFromV1 opens a version 1 file (no events bucket) and finds its
+// leases kept and the audit log ready.
+func TestMigrateFromV1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateway.db")
+	old := sampleLease("SHA256:v1")
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		meta, _ := tx.CreateBucket([]byte("meta"))
+		raw := make([]byte, 8)
+		binary.BigEndian.PutUint64(raw, 1)
+		meta.Put([]byte("schema_version"), raw)
+		leases, _ := tx.CreateBucket([]byte("leases"))
+		data, _ := json.Marshal(old)
+		return leases.Put([]byte(old.Fingerprint), data)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("open v1 file: %v", err)
+	}
+	defer s.Close()
+	if got, err := s.Get(old.Fingerprint); err != nil || got.ID != old.ID {
+		t.Fatalf("lease after migration: %+v, %v", got, err)
+	}
+	if err := s.AppendEvent(event(1)); err != nil {
+		t.Fatalf("append after migration: %v", err)
+	}
+	if v := rawVersion(t, path+".v1.bak"); v != 1 {
+		t.Errorf("backup holds schema version %d, want 1", v)
+	}
+}
