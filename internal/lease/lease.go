@@ -20,12 +20,14 @@ type State string
 // destroying) are written before the provider call they name, so a crash
 // leaves a record of what was in flight.
 const (
-	StateCreating   State = "creating"
-	StateRunning    State = "running"
-	StateStarting   State = "starting"
-	StateStopping   State = "stopping"
-	StateStopped    State = "stopped"
-	StateDestroying State = "destroying"
+	StateCreating    State = "creating"
+	StateRunning     State = "running"
+	StateStarting    State = "starting"
+	StateStopping    State = "stopping"
+	StateStopped     State = "stopped"
+	StateHibernating State = "hibernating"
+	StateHibernated  State = "hibernated" // no server; its disk kept as a snapshot
+	StateDestroying  State = "destroying"
 )
 
 // Lease is one person's claim on one machine. People are known by the
@@ -45,6 +47,14 @@ type Lease struct {
 	Created      time.Time `json:"created"`       //
 	Expires      time.Time `json:"expires"`       //
 	LastActivity time.Time `json:"last_activity"` //
+
+	// Billing: the current server's creation, the hibernation snapshot, and
+	// what closed periods (deleted servers and snapshots) cost.
+	ServerCreated time.Time `json:"server_created,omitzero"`
+	ImageID       int64     `json:"image_id,omitempty"`
+	ImageSizeGB   float64   `json:"image_size_gb,omitempty"`
+	ImageCreated  time.Time `json:"image_created,omitzero"`
+	Spent         float64   `json:"spent,omitempty"`
 }
 
 // ErrNotFound is returned by a Store for a fingerprint without a lease.

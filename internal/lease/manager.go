@@ -6,18 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 )
 
 // MachineSpec is what every machine gets, whoever it belongs to.
@@ -39,6 +34,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// OperationTimeout bounds one create or resume, including waiting for SSH.
 	OperationTimeout time.Duration
+	// Fault, if set, is called at each named step of every operation (see
+	// faultPoints). Tests use it to crash the gateway between two steps.
+	Fault func(point string)
 }
 
 // Manager creates, resumes, extends, stops and destroys machines. All
@@ -52,6 +50,7 @@ type Manager struct {
 	flights  map[string]*flight
 	locks    map[string]*keyLock
 	activity map[string]time.Time // in memory; written to the store with the next change
+	prices   map[string]cachedPrices
 }
 
 // Step is one line of progress while a machine is prepared.
@@ -77,6 +76,7 @@ func NewManager(cfg Config) *Manager {
 		flights:  map[string]*flight{},
 		locks:    map[string]*keyLock{},
 		activity: map[string]time.Time{},
+		prices:   map[string]cachedPrices{},
 	}
 }
 
@@ -128,234 +128,39 @@ func (m *Manager) fly(fp string, key ssh.PublicKey, f *flight) {
 	close(f.done)
 }
 
-func (m *Manager) ensure(ctx context.Context, fp string, key ssh.PublicKey, report func(string, ...any)) (Lease, error) {
-	l, err := m.cfg.Store.Get(fp)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		if l, err = m.newLease(fp, key); err != nil {
-			return Lease{}, err
-		}
-	case err != nil:
-		return Lease{}, fmt.Errorf("read lease: %w", err)
-	}
-
-	if l.State == StateDestroying {
-		// A destroy was interrupted: finish it, then start afresh.
-		if err := m.destroy(ctx, l); err != nil {
-			return Lease{}, err
-		}
-		if l, err = m.newLease(fp, key); err != nil {
-			return Lease{}, err
-		}
-	}
-
-	if l.State != StateCreating && l.ServerID != 0 {
-		srv, err := m.cfg.Provider.Get(ctx, l.ServerID)
-		switch {
-		case errors.Is(err, ErrServerNotFound):
-			// The server vanished behind our back; the person gets a fresh one.
-			m.log.Warn("lease server vanished, creating a new one", "lease", l.ID, "server", l.ServerID)
-			l.State, l.ServerID, l.Address = StateCreating, 0, ""
-		case err != nil:
-			return l, fmt.Errorf("look up server %s: %w", l.ServerName, err)
-		case srv.Status == "running" && l.State == StateRunning:
-			return l, nil
-		default:
-			l.State = StateStarting
-		}
-	}
-
-	switch l.State {
-	case StateCreating:
-		return m.create(ctx, l, report)
-	default:
-		return m.resume(ctx, l, report)
-	}
-}
-
-func (m *Manager) newLease(fp string, key ssh.PublicKey) (Lease, error) {
-	id, err := newID()
-	if err != nil {
-		return Lease{}, err
-	}
-	hostPEM, hostPub, err := newHostKey()
-	if err != nil {
-		return Lease{}, err
-	}
-	now := m.cfg.Clock.Now()
-	l := Lease{
-		Fingerprint:  fp,
-		PublicKey:    strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))),
-		ID:           id,
-		State:        StateCreating,
-		ServerName:   "cc-" + id,
-		HostKey:      hostPub,
-		HostKeyPEM:   hostPEM,
-		ServerType:   m.cfg.Machine.ServerType,
-		Location:     m.cfg.Machine.Location,
-		Created:      now,
-		Expires:      now.Add(m.cfg.Policy.DefaultTTL),
-		LastActivity: now,
-	}
-	// Record the intent before asking the provider for anything.
-	return l, m.put(l)
-}
-
-func (m *Manager) create(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
-	userData, err := m.bootstrap(l)
-	if err != nil {
-		return l, err
-	}
-	report("Creating your machine %s (%s in %s)", l.ServerName, l.ServerType, l.Location)
-	srv, err := m.cfg.Provider.Create(ctx, CreateSpec{
-		Name: l.ServerName, LeaseID: l.ID, UserData: userData, PublicKey: l.PublicKey,
-	})
-	if err != nil {
-		return l, fmt.Errorf("create server %s: %w", l.ServerName, err)
-	}
-	l.ServerID = srv.ID
-	l.Address = net.JoinHostPort(srv.IPv4, strconv.Itoa(m.cfg.Machine.SSHPort))
-	if err := m.put(l); err != nil {
-		return l, err
-	}
-	return m.waitReady(ctx, l, report)
-}
-
-func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
-	l.State = StateStarting
-	if err := m.put(l); err != nil {
-		return l, err
-	}
-	report("Starting your machine %s", l.ServerName)
-	if err := m.cfg.Provider.PowerOn(ctx, l.ServerID); err != nil {
-		return l, fmt.Errorf("start server %s: %w", l.ServerName, err)
-	}
-	return m.waitReady(ctx, l, report)
-}
-
-func (m *Manager) waitReady(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
-	report("Waiting for SSH on %s", l.Address)
-	if err := m.cfg.Provider.WaitSSH(ctx, l.Address, l.HostKey); err != nil {
-		return l, fmt.Errorf("wait for ssh on %s: %w", l.Address, err)
-	}
-	l.State = StateRunning
-	if err := m.put(l); err != nil {
-		return l, err
-	}
-	report("Machine %s is ready", l.ServerName)
-	return l, nil
-}
-
-func (m *Manager) bootstrap(l Lease) (string, error) {
-	person, _, _, _, err := ssh.ParseAuthorizedKey([]byte(l.PublicKey))
-	if err != nil {
-		return "", fmt.Errorf("parse lease key: %w", err)
-	}
-	keys := []ssh.PublicKey{person}
-	if m.cfg.Machine.GatewayKey != nil {
-		keys = append(keys, m.cfg.Machine.GatewayKey)
-	}
-	doc, err := bootstrap.New(l.ID, l.ServerName, m.cfg.Machine.User, l.Expires, m.cfg.Machine.SSHPort, keys, l.HostKeyPEM)
-	if err != nil {
-		return "", err
-	}
-	return doc.Render()
-}
-
-// Status returns the person's lease, with activity seen since it was last
-// written.
-func (m *Manager) Status(fp string) (Lease, error) {
-	l, err := m.cfg.Store.Get(fp)
-	if err != nil {
-		return Lease{}, err
-	}
-	return m.withActivity(l), nil
-}
-
-// List returns every lease.
-func (m *Manager) List() ([]Lease, error) {
-	ls, err := m.cfg.Store.List()
-	for i := range ls {
-		ls[i] = m.withActivity(ls[i])
-	}
-	return ls, err
-}
-
-// Extend pushes the expiry of the person's lease by d, within policy.
-func (m *Manager) Extend(fp string, d time.Duration) (Lease, error) {
-	defer m.lock(fp)()
-	l, err := m.cfg.Store.Get(fp)
-	if err != nil {
-		return Lease{}, err
-	}
-	next, err := m.cfg.Policy.NewExpiry(l, d, m.cfg.Clock.Now())
-	if err != nil {
-		return l, err
-	}
-	l.Expires = next
-	return l, m.put(l)
-}
-
-// Stop powers the person's machine off, keeping its disk.
-func (m *Manager) Stop(ctx context.Context, fp string) (Lease, error) {
-	defer m.lock(fp)()
-	l, err := m.cfg.Store.Get(fp)
-	if err != nil {
-		return Lease{}, err
-	}
-	if l.State == StateStopped {
-		return l, nil
-	}
-	if l.ServerID == 0 {
-		return l, fmt.Errorf("machine %s is still being created; try again in a minute", l.ServerName)
-	}
-	l.State = StateStopping
-	if err := m.put(l); err != nil {
-		return l, err
-	}
-	if err := m.cfg.Provider.PowerOff(ctx, l.ServerID); err != nil && !errors.Is(err, ErrServerNotFound) {
-		return l, fmt.Errorf("stop server %s: %w", l.ServerName, err)
-	}
-	l.State = StateStopped
-	return l, m.put(l)
-}
-
-// Destroy deletes the person's machine and its lease.
-func (m *Manager) Destroy(ctx context.Context, fp string) (Lease, error) {
-	defer m.lock(fp)()
-	l, err := m.cfg.Store.Get(fp)
-	if err != nil {
-		return Lease{}, err
-	}
-	return l, m.destroy(ctx, l)
-}
-
-func (m *Manager) destroy(ctx context.Context, l Lease) error {
-	l.State = StateDestroying
-	if err := m.put(l); err != nil {
-		return err
-	}
-	if l.ServerID != 0 {
-		if err := m.cfg.Provider.Delete(ctx, l.ServerID); err != nil && !errors.Is(err, ErrServerNotFound) {
-			return fmt.Errorf("delete server %s: %w", l.ServerName, err)
-		}
-	}
-	if err := m.cfg.Store.Delete(l.Fingerprint); err != nil {
-		return fmt.Errorf("delete lease: %w", err)
-	}
-	m.mu.Lock()
-	delete(m.activity, l.Fingerprint)
-	m.mu.Unlock()
-	return nil
-}
-
 // Touch records activity on the person's machine. It is cheap: the time is
-// kept in memory and reaches the store with the lease's next write.
-func (m *Manager) Touch(fp string) {
-	now := m.cfg.Clock.Now()
+// kept in memory and reaches the store with the lease's next write, or the
+// reaper's next pass (activityFlush).
+func (m *Manager) Touch(fp string) { m.touchAt(fp, m.cfg.Clock.Now()) }
+
+func (m *Manager) touchAt(fp string, t time.Time) {
 	m.mu.Lock()
-	m.activity[fp] = now
+	if t.After(m.activity[fp]) {
+		m.activity[fp] = t
+	}
 	m.mu.Unlock()
+}
+
+// activityFlush is how stale the stored last activity may be before the
+// reaper writes it: coarse, so traffic never means a write per packet.
+const activityFlush = time.Minute
+
+// flushActivity merges in-memory activity into l and stores it when the
+// stored time is more than activityFlush behind.
+func (m *Manager) flushActivity(l Lease) (Lease, error) {
+	merged := m.withActivity(l)
+	if merged.LastActivity.Sub(l.LastActivity) < activityFlush {
+		return merged, nil
+	}
+	return merged, m.put(merged)
+}
+
+// busy reports whether an Ensure is working on the person's lease.
+func (m *Manager) busy(fp string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.flights[fp]
+	return ok
 }
 
 func (m *Manager) withActivity(l Lease) Lease {

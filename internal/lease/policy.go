@@ -10,8 +10,26 @@ type Policy struct {
 	DefaultTTL  time.Duration // expiry of a new lease, from creation
 	MaxTTL      time.Duration // the furthest ahead of now an expiry may be
 	MaxLifetime time.Duration // the furthest after creation an expiry may be
-	IdleTimeout time.Duration // no activity for this long stops the machine
+	IdleTimeout time.Duration // no activity for this long triggers IdleAction; 0 never
+	IdleAction  IdleAction    // what happens to an idle machine
+	// BusyCPU is the CPU use, in percent, at or above which an idle machine
+	// is left alone: an agent or build may be running without a connection.
+	// Zero disables the check.
+	BusyCPU float64
+	// WarnBefore are the lead times at which connected people are warned
+	// before their machine is stopped for idleness or destroyed at expiry.
+	WarnBefore []time.Duration
 }
+
+// IdleAction is what the reaper does to an idle machine.
+type IdleAction string
+
+// The idle actions.
+const (
+	IdleStop      IdleAction = "stop"      // power off, keep the disk
+	IdleHibernate IdleAction = "hibernate" // snapshot, then delete the server
+	IdleDestroy   IdleAction = "destroy"   // delete everything
+)
 
 // ExtendError is a refused extension. Its message names the cap and the
 // latest expiry allowed, so the person knows what they can ask for instead.

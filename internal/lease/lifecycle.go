@@ -1,0 +1,455 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+)
+
+// Every operation records its intent in the store before each provider call
+// and its outcome after, so that a crash between any two steps leaves a
+// lease that reconcile can finish. The fault points name those gaps; tests
+// crash the gateway at each of them.
+const (
+	FaultCreateIntent      = "create.intent"      // lease says creating; nothing asked yet
+	FaultCreateRequested   = "create.requested"   // server exists; lease does not know its id
+	FaultCreateRecorded    = "create.recorded"    // lease has the server; not yet ready
+	FaultResumeIntent      = "resume.intent"      // lease says starting; power on not asked
+	FaultResumePoweredOn   = "resume.poweredon"   // server on; lease still says starting
+	FaultStopIntent        = "stop.intent"        // lease says stopping; power off not asked
+	FaultStopPoweredOff    = "stop.poweredoff"    // server off; lease still says stopping
+	FaultHibernateIntent   = "hibernate.intent"   // lease says hibernating
+	FaultHibernateSnapshot = "hibernate.snapshot" // snapshot taken; lease does not know it
+	FaultHibernateRecorded = "hibernate.recorded" // lease has the snapshot; server not deleted
+	FaultHibernateDeleted  = "hibernate.deleted"  // server deleted; lease still says hibernating
+	FaultDestroyIntent     = "destroy.intent"     // lease says destroying
+	FaultDestroyDeleted    = "destroy.deleted"    // server deleted; lease still there
+)
+
+// FaultPoints lists every fault point, for tests that visit them all.
+var FaultPoints = []string{
+	FaultCreateIntent, FaultCreateRequested, FaultCreateRecorded,
+	FaultResumeIntent, FaultResumePoweredOn,
+	FaultStopIntent, FaultStopPoweredOff,
+	FaultHibernateIntent, FaultHibernateSnapshot, FaultHibernateRecorded, FaultHibernateDeleted,
+	FaultDestroyIntent, FaultDestroyDeleted,
+}
+
+func (m *Manager) fault(point string) {
+	if m.cfg.Fault != nil {
+		m.cfg.Fault(point)
+	}
+}
+
+// ExpiredError refuses to start a machine whose lease has run out; the
+// reaper deletes it soon, and extend can still save it.
+type ExpiredError struct {
+	Name    string
+	Expired time.Time
+}
+
+func (e *ExpiredError) Error() string {
+	return fmt.Sprintf("your machine %s expired at %s and is about to be deleted; extend it to keep it",
+		e.Name, e.Expired.UTC().Format(time.RFC3339))
+}
+
+func (m *Manager) ensure(ctx context.Context, fp string, key ssh.PublicKey, report func(string, ...any)) (Lease, error) {
+	l, err := m.cfg.Store.Get(fp)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return m.create(ctx, Lease{}, fp, key, report)
+	case err != nil:
+		return Lease{}, fmt.Errorf("read lease: %w", err)
+	}
+	if now := m.cfg.Clock.Now(); !l.Expires.After(now) {
+		return l, &ExpiredError{Name: l.ServerName, Expired: l.Expires}
+	}
+
+	switch l.State {
+	case StateDestroying:
+		// A destroy was interrupted: finish it, then start afresh.
+		if err := m.destroy(ctx, l, "interrupted destroy finished"); err != nil {
+			return Lease{}, err
+		}
+		return m.create(ctx, Lease{}, fp, key, report)
+	case StateHibernating:
+		report("Finishing the hibernation of %s", l.ServerName)
+		if l, err = m.hibernate(ctx, l); err != nil {
+			return l, err
+		}
+		return m.create(ctx, l, fp, key, report)
+	case StateHibernated, StateCreating:
+		return m.create(ctx, l, fp, key, report)
+	}
+
+	srv, err := m.cfg.Provider.Get(ctx, l.ServerID)
+	switch {
+	case errors.Is(err, ErrServerNotFound):
+		// The server vanished behind our back; the person gets a fresh one.
+		m.event(l, "vanished", "server %d is gone; creating a new one", l.ServerID)
+		l = m.closeServer(l)
+		return m.create(ctx, l, fp, key, report)
+	case err != nil:
+		return l, fmt.Errorf("look up server %s: %w", l.ServerName, err)
+	case srv.Status == "running" && l.State == StateRunning:
+		return l, nil
+	}
+	return m.resume(ctx, l, report)
+}
+
+// create makes the person's server: a new lease when l is empty, a fresh
+// server for an existing lease otherwise (restored from its snapshot when
+// hibernated). The lease id names the server, so a retry after a crash
+// finds the server it already asked for.
+func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any)) (Lease, error) {
+	if l.ID == "" {
+		var err error
+		if l, err = m.newLease(fp, key); err != nil {
+			return l, err
+		}
+	}
+	restoring := l.ImageID != 0
+	l.State = StateCreating
+	if err := m.put(l); err != nil {
+		return l, err
+	}
+	m.fault(FaultCreateIntent)
+
+	userData, err := m.bootstrap(l)
+	if err != nil {
+		return l, err
+	}
+	if restoring {
+		report("Restoring your machine %s from its snapshot (%s in %s)", l.ServerName, l.ServerType, l.Location)
+	} else {
+		report("Creating your machine %s (%s in %s)", l.ServerName, l.ServerType, l.Location)
+	}
+	srv, err := m.cfg.Provider.Create(ctx, CreateSpec{
+		Name: l.ServerName, LeaseID: l.ID, UserData: userData, PublicKey: l.PublicKey, ImageID: l.ImageID,
+	})
+	if err != nil {
+		return l, fmt.Errorf("create server %s: %w", l.ServerName, err)
+	}
+	m.fault(FaultCreateRequested)
+	l = m.adopt(l, srv)
+	if err := m.put(l); err != nil {
+		return l, err
+	}
+	m.fault(FaultCreateRecorded)
+	if restoring {
+		m.event(l, "resume", "restored server %d from snapshot %d", srv.ID, l.ImageID)
+	} else {
+		m.event(l, "create", "server %d at %s", srv.ID, l.Address)
+	}
+	if l, err = m.waitReady(ctx, l, report); err != nil {
+		return l, err
+	}
+	if restoring {
+		// The snapshot costs money for as long as it exists.
+		return m.dropImage(ctx, l)
+	}
+	return l, nil
+}
+
+// adopt records srv as l's server.
+func (m *Manager) adopt(l Lease, srv Server) Lease {
+	l.ServerID = srv.ID
+	l.Address = net.JoinHostPort(srv.IPv4, strconv.Itoa(m.cfg.Machine.SSHPort))
+	l.ServerCreated = srv.Created
+	if l.ServerCreated.IsZero() {
+		l.ServerCreated = m.cfg.Clock.Now()
+	}
+	return l
+}
+
+func (m *Manager) newLease(fp string, key ssh.PublicKey) (Lease, error) {
+	id, err := newID()
+	if err != nil {
+		return Lease{}, err
+	}
+	hostPEM, hostPub, err := newHostKey()
+	if err != nil {
+		return Lease{}, err
+	}
+	now := m.cfg.Clock.Now()
+	return Lease{
+		Fingerprint:  fp,
+		PublicKey:    strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))),
+		ID:           id,
+		State:        StateCreating,
+		ServerName:   "cc-" + id,
+		HostKey:      hostPub,
+		HostKeyPEM:   hostPEM,
+		ServerType:   m.cfg.Machine.ServerType,
+		Location:     m.cfg.Machine.Location,
+		Created:      now,
+		Expires:      now.Add(m.cfg.Policy.DefaultTTL),
+		LastActivity: now,
+	}, nil
+}
+
+func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
+	l.State = StateStarting
+	if err := m.put(l); err != nil {
+		return l, err
+	}
+	m.fault(FaultResumeIntent)
+	report("Starting your machine %s", l.ServerName)
+	if err := m.cfg.Provider.PowerOn(ctx, l.ServerID); err != nil {
+		return l, fmt.Errorf("start server %s: %w", l.ServerName, err)
+	}
+	m.fault(FaultResumePoweredOn)
+	m.event(l, "resume", "server %d powered on", l.ServerID)
+	return m.waitReady(ctx, l, report)
+}
+
+func (m *Manager) waitReady(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
+	report("Waiting for SSH on %s", l.Address)
+	if err := m.cfg.Provider.WaitSSH(ctx, l.Address, l.HostKey); err != nil {
+		return l, fmt.Errorf("wait for ssh on %s: %w", l.Address, err)
+	}
+	l.State = StateRunning
+	// Starting a machine is activity: the idle clock starts now.
+	l.LastActivity = m.cfg.Clock.Now()
+	if err := m.put(l); err != nil {
+		return l, err
+	}
+	report("Machine %s is ready", l.ServerName)
+	return l, nil
+}
+
+func (m *Manager) bootstrap(l Lease) (string, error) {
+	person, _, _, _, err := ssh.ParseAuthorizedKey([]byte(l.PublicKey))
+	if err != nil {
+		return "", fmt.Errorf("parse lease key: %w", err)
+	}
+	keys := []ssh.PublicKey{person}
+	if m.cfg.Machine.GatewayKey != nil {
+		keys = append(keys, m.cfg.Machine.GatewayKey)
+	}
+	doc, err := bootstrap.New(l.ID, l.ServerName, m.cfg.Machine.User, l.Expires, m.cfg.Machine.SSHPort, keys, l.HostKeyPEM)
+	if err != nil {
+		return "", err
+	}
+	return doc.Render()
+}
+
+// Status returns the person's lease, with activity seen since it was last
+// written.
+func (m *Manager) Status(fp string) (Lease, error) {
+	l, err := m.cfg.Store.Get(fp)
+	if err != nil {
+		return Lease{}, err
+	}
+	return m.withActivity(l), nil
+}
+
+// List returns every lease.
+func (m *Manager) List() ([]Lease, error) {
+	ls, err := m.cfg.Store.List()
+	for i := range ls {
+		ls[i] = m.withActivity(ls[i])
+	}
+	return ls, err
+}
+
+// Extend pushes the expiry of the person's lease by d, within policy. It
+// works in any state: a stopped or hibernated machine can be kept too.
+func (m *Manager) Extend(fp string, d time.Duration) (Lease, error) {
+	defer m.lock(fp)()
+	l, err := m.cfg.Store.Get(fp)
+	if err != nil {
+		return Lease{}, err
+	}
+	next, err := m.cfg.Policy.NewExpiry(l, d, m.cfg.Clock.Now())
+	if err != nil {
+		return l, err
+	}
+	l.Expires = next
+	if err := m.put(l); err != nil {
+		return l, err
+	}
+	m.event(l, "extend", "by %s to %s", FormatDuration(d), next.UTC().Format(time.RFC3339))
+	return l, nil
+}
+
+// Stop powers the person's machine off, keeping its disk.
+func (m *Manager) Stop(ctx context.Context, fp string) (Lease, error) {
+	defer m.lock(fp)()
+	l, err := m.cfg.Store.Get(fp)
+	if err != nil {
+		return Lease{}, err
+	}
+	return m.stop(ctx, l, "on request")
+}
+
+func (m *Manager) stop(ctx context.Context, l Lease, why string) (Lease, error) {
+	switch {
+	case l.State == StateStopped || l.State == StateHibernated:
+		return l, nil
+	case l.ServerID == 0:
+		return l, fmt.Errorf("machine %s is still being created; try again in a minute", l.ServerName)
+	}
+	l.State = StateStopping
+	if err := m.put(l); err != nil {
+		return l, err
+	}
+	m.fault(FaultStopIntent)
+	if err := m.cfg.Provider.PowerOff(ctx, l.ServerID); err != nil && !errors.Is(err, ErrServerNotFound) {
+		return l, fmt.Errorf("stop server %s: %w", l.ServerName, err)
+	}
+	m.fault(FaultStopPoweredOff)
+	l.State = StateStopped
+	if err := m.put(l); err != nil {
+		return l, err
+	}
+	m.event(l, "stop", "%s", why)
+	return l, nil
+}
+
+// Hibernate snapshots the person's machine and deletes its server: the
+// disk is kept for less than a stopped server costs, and the next
+// connection restores it.
+func (m *Manager) Hibernate(ctx context.Context, fp string) (Lease, error) {
+	defer m.lock(fp)()
+	l, err := m.cfg.Store.Get(fp)
+	if err != nil {
+		return Lease{}, err
+	}
+	return m.hibernate(ctx, l)
+}
+
+func (m *Manager) hibernate(ctx context.Context, l Lease) (Lease, error) {
+	switch {
+	case l.State == StateHibernated:
+		return l, nil
+	case l.ServerID == 0 && l.ImageID == 0:
+		return l, fmt.Errorf("machine %s is still being created; try again in a minute", l.ServerName)
+	}
+	l.State = StateHibernating
+	if err := m.put(l); err != nil {
+		return l, err
+	}
+	m.fault(FaultHibernateIntent)
+	if l.ServerID != 0 && l.ImageID == 0 {
+		// A snapshot of a stopped disk is consistent.
+		if err := m.cfg.Provider.PowerOff(ctx, l.ServerID); err != nil && !errors.Is(err, ErrServerNotFound) {
+			return l, fmt.Errorf("stop server %s: %w", l.ServerName, err)
+		}
+		img, err := m.cfg.Provider.Snapshot(ctx, l.ServerID, l.ID)
+		if err != nil {
+			return l, fmt.Errorf("snapshot server %s: %w", l.ServerName, err)
+		}
+		m.fault(FaultHibernateSnapshot)
+		l.ImageID, l.ImageSizeGB, l.ImageCreated = img.ID, img.SizeGB, img.Created
+		if l.ImageCreated.IsZero() {
+			l.ImageCreated = m.cfg.Clock.Now()
+		}
+		if err := m.put(l); err != nil {
+			return l, err
+		}
+		m.fault(FaultHibernateRecorded)
+	}
+	if l.ServerID != 0 {
+		if err := m.cfg.Provider.Delete(ctx, l.ServerID); err != nil && !errors.Is(err, ErrServerNotFound) {
+			return l, fmt.Errorf("delete server %s: %w", l.ServerName, err)
+		}
+		m.fault(FaultHibernateDeleted)
+		l = m.closeServer(l)
+	}
+	l.State = StateHibernated
+	if err := m.put(l); err != nil {
+		return l, err
+	}
+	m.event(l, "hibernate", "snapshot %d (%.1f GB)", l.ImageID, l.ImageSizeGB)
+	return l, nil
+}
+
+// closeServer forgets l's deleted server, booking what it cost.
+func (m *Manager) closeServer(l Lease) Lease {
+	if l.ServerID != 0 || !l.ServerCreated.IsZero() {
+		if p, ok := m.cachedPrices(l); ok {
+			l.Spent += serverCost(p, l.ServerCreated, m.cfg.Clock.Now())
+		}
+	}
+	l.ServerID, l.Address, l.ServerCreated = 0, "", time.Time{}
+	return l
+}
+
+// dropImage deletes l's snapshot once it is no longer needed.
+func (m *Manager) dropImage(ctx context.Context, l Lease) (Lease, error) {
+	if err := m.cfg.Provider.DeleteImage(ctx, l.ImageID); err != nil && !errors.Is(err, ErrImageNotFound) {
+		return l, fmt.Errorf("delete snapshot %d of %s: %w", l.ImageID, l.ServerName, err)
+	}
+	if p, ok := m.cachedPrices(l); ok {
+		l.Spent += imageCost(p, l.ImageSizeGB, l.ImageCreated, m.cfg.Clock.Now())
+	}
+	l.ImageID, l.ImageSizeGB, l.ImageCreated = 0, 0, time.Time{}
+	return l, m.put(l)
+}
+
+// Destroy deletes the person's machine, its snapshot and its lease.
+func (m *Manager) Destroy(ctx context.Context, fp string) (Lease, error) {
+	defer m.lock(fp)()
+	l, err := m.cfg.Store.Get(fp)
+	if err != nil {
+		return Lease{}, err
+	}
+	return l, m.destroy(ctx, l, "on request")
+}
+
+func (m *Manager) destroy(ctx context.Context, l Lease, why string) error {
+	l.State = StateDestroying
+	if err := m.put(l); err != nil {
+		return err
+	}
+	m.fault(FaultDestroyIntent)
+	if l.ServerID != 0 {
+		if err := m.cfg.Provider.Delete(ctx, l.ServerID); err != nil && !errors.Is(err, ErrServerNotFound) {
+			return fmt.Errorf("delete server %s: %w", l.ServerName, err)
+		}
+	}
+	if l.ImageID != 0 {
+		if err := m.cfg.Provider.DeleteImage(ctx, l.ImageID); err != nil && !errors.Is(err, ErrImageNotFound) {
+			return fmt.Errorf("delete snapshot %d of %s: %w", l.ImageID, l.ServerName, err)
+		}
+	}
+	m.fault(FaultDestroyDeleted)
+	cost, currency := m.Cost(m.withActivity(l))
+	if err := m.cfg.Store.Delete(l.Fingerprint); err != nil {
+		return fmt.Errorf("delete lease: %w", err)
+	}
+	m.mu.Lock()
+	delete(m.activity, l.Fingerprint)
+	m.mu.Unlock()
+	m.event(l, "destroy", "%s; it cost %.4f %s", why, cost, currency)
+	return nil
+}
+
+// Record adds an event to the audit log; a failure to write it is logged,
+// never allowed to fail what it records.
+func (m *Manager) Record(e Event) {
+	if e.Time.IsZero() {
+		e.Time = m.cfg.Clock.Now()
+	}
+	if err := m.cfg.Store.AppendEvent(e); err != nil {
+		m.log.Error("write audit event", "kind", e.Kind, "err", err)
+	}
+}
+
+// Events returns the newest n audit events, oldest first.
+func (m *Manager) Events(n int) ([]Event, error) { return m.cfg.Store.Events(n) }
+
+func (m *Manager) event(l Lease, kind, format string, args ...any) {
+	detail := fmt.Sprintf(format, args...)
+	m.log.Info(kind, "lease", l.ID, "server", l.ServerName, "detail", detail)
+	m.Record(Event{Kind: kind, Fingerprint: l.Fingerprint, LeaseID: l.ID, Detail: detail})
+}
