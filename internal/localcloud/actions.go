@@ -22,6 +22,10 @@ type action struct {
 	errMsg    string
 	serverID  int64 // the server it acts on, 0 for none
 	resources []actionResource
+	// onFault, when set, undoes what the request began if an injected
+	// fault fails the action (a half-made snapshot disappears). It runs
+	// with c.mu held.
+	onFault func()
 }
 
 // actionRetention bounds the memory kept for finished actions.
@@ -69,8 +73,13 @@ func (c *Cloud) completeAction(a *action, fault ActionFault, fallback string, ef
 	switch {
 	case fault.Code != "":
 		a.status, a.errCode, a.errMsg = "error", fault.Code, fault.Message
-		if s := c.st.server(a.serverID); s != nil && fallback != "" && !c.closed {
-			s.Status = fallback
+		if !c.closed {
+			if s := c.st.server(a.serverID); s != nil && fallback != "" {
+				s.Status = fallback
+			}
+			if a.onFault != nil {
+				a.onFault()
+			}
 			_ = c.persist()
 		}
 	case err != nil:

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -221,61 +220,6 @@ func pricing() pricingJSON {
 		p.ServerTypes = append(p.ServerTypes, typePricing{ID: t.id, Name: t.name, Prices: t.prices()})
 	}
 	return p
-}
-
-func listImages(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	sel, ok := labelFilter(w, r)
-	if !ok {
-		return
-	}
-	var list []imageJSON
-	for _, im := range images {
-		j := im.json()
-		switch {
-		case q.Has("name") && (j.Name == nil || *j.Name != q.Get("name")):
-		case len(q["type"]) > 0 && !slices.Contains(q["type"], j.Type):
-		case len(q["status"]) > 0 && !slices.Contains(q["status"], j.Status):
-		case q.Has("architecture") && q.Get("architecture") != j.Architecture:
-		case len(q["bound_to"]) > 0:
-			// Only backups are bound to servers, and the catalog has none.
-		case !sel.matches(j.Labels):
-		default:
-			list = append(list, j)
-		}
-	}
-	err := sortList(list, q["sort"], map[string]func(a, b imageJSON) int{
-		"id":      func(a, b imageJSON) int { return cmp.Compare(a.ID, b.ID) },
-		"name":    func(a, b imageJSON) int { return cmp.Compare(deref(a.Name), deref(b.Name)) },
-		"created": func(a, b imageJSON) int { return a.Created.Compare(b.Created) },
-	})
-	if err != nil {
-		writeInvalid(w, "sort", err.Error())
-		return
-	}
-	page, m, ok := paginate(w, r, list)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Images []imageJSON `json:"images"`
-		Meta   meta        `json:"meta"`
-	}{orEmpty(page), m})
-}
-
-func getImage(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "id")
-	if !ok {
-		return
-	}
-	im, found := findImage(strconv.FormatInt(id, 10))
-	if !found {
-		writeNotFound(w, "image", id)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Image imageJSON `json:"image"`
-	}{im.json()})
 }
 
 func listServerTypes(w http.ResponseWriter, r *http.Request) {

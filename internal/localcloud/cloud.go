@@ -4,9 +4,23 @@
 // provider talks to it through hcloud-go exactly as it talks to Hetzner, so
 // local mode and the tests exercise the production code path.
 //
-// The fake keeps its project (servers, SSH keys, id counters) in
+// The fake keeps its project (servers, SSH keys, snapshots, id counters) in
 // DataDir/state.json and each machine's folder under DataDir/machines/, so a
 // person's machine survives a restart of the gateway.
+//
+// Snapshots (create_image) copy the machine's home folder to
+// DataDir/images/<image id>/home; a server created from a snapshot starts
+// with a copy of it, so a machine hibernated (snapshot, delete) and resumed
+// (create from the snapshot) has its files back.
+//
+// Metrics (GET /servers/{id}/metrics) report as CPU use the number in the
+// machine's file DataDir/machines/<server name>/cpu (see CPUFile), in
+// percent, or 0 without it: tests write the file to make a machine look
+// busy. Disk and network series are all zero.
+//
+// Options.Faults makes the API misbehave; RandomFaults (or ParseFaults
+// with "rate=0.2,seed=7") injects 5xx, 429 with RateLimit-* headers, 423
+// locked, 409 conflict, failed and slow actions at a given rate.
 package localcloud
 
 import (
@@ -99,8 +113,10 @@ func Start(opts Options) (*Cloud, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(filepath.Join(opts.DataDir, "machines"), 0o700); err != nil {
-		return nil, fmt.Errorf("local cloud: create data directory: %w", err)
+	for _, sub := range []string{"machines", "images"} {
+		if err := os.MkdirAll(filepath.Join(opts.DataDir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("local cloud: create data directory: %w", err)
+		}
 	}
 	token, err := randomHex(32)
 	if err != nil {
@@ -180,8 +196,16 @@ func (c *Cloud) Close() error {
 }
 
 // restore brings the project back after a restart: servers that were up (or
-// on their way up) boot again, interrupted stops and deletes finish.
+// on their way up) boot again, interrupted stops and deletes finish,
+// interrupted snapshots are settled.
 func (c *Cloud) restore() error {
+	c.restoreImages()
+	// Copies of snapshots a crash left half-made.
+	if staged, err := filepath.Glob(filepath.Join(c.opts.DataDir, "machines", ".restore-*")); err == nil {
+		for _, dir := range staged {
+			_ = os.RemoveAll(dir)
+		}
+	}
 	for _, s := range append([]*serverRecord(nil), c.st.Servers...) {
 		switch s.Status {
 		case "running", "starting", "initializing":

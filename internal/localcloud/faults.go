@@ -1,7 +1,15 @@
 package localcloud
 
 import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -26,4 +34,164 @@ type ActionFault struct {
 	// and Message instead of taking effect.
 	Code    string
 	Message string
+}
+
+// Kinds of faults RandomFaults injects, as its Counts names them.
+const (
+	FaultUnavailable  = "503"           // 503 service_error
+	FaultServerError  = "500"           // 500 server_error
+	FaultRateLimited  = "429"           // 429 rate_limit_exceeded with RateLimit-* headers
+	FaultLocked       = "423"           // 423 locked, on server actions only
+	FaultConflict     = "409"           // 409 conflict, on server actions only
+	FaultActionFailed = "action_failed" // the action ends in status "error"
+	FaultSlowAction   = "slow_action"   // the action runs SlowAction longer
+)
+
+// Defaults for RandomFaults fields left zero.
+const (
+	DefaultSlowAction     = time.Second
+	DefaultRateLimitReset = time.Second
+)
+
+// RandomFaults injects faults at random: each request is answered by a
+// fault with probability Rate (503, 500 or 429, and on server actions also
+// 423 locked or 409 conflict), and each action goes wrong with probability
+// Rate (it fails, or runs SlowAction longer). An injected error answer is
+// given before the request takes effect. The same Seed and the same
+// sequence of requests and actions give the same faults.
+type RandomFaults struct {
+	Rate float64 // 0 (never) to 1 (always)
+	Seed int64
+	// SlowAction is how much longer a slowed action runs.
+	SlowAction time.Duration
+	// RateLimitReset is how far ahead a 429's RateLimit-Reset lies
+	// (rounded up to whole seconds, as the header counts seconds).
+	RateLimitReset time.Duration
+
+	mu     sync.Mutex
+	rng    *rand.Rand
+	counts map[string]int
+}
+
+var _ Faults = (*RandomFaults)(nil)
+
+// draw decides whether to inject and which of kinds; callers hold f.mu.
+func (f *RandomFaults) draw(kinds []string) string {
+	if f.rng == nil {
+		f.rng = rand.New(rand.NewPCG(uint64(f.Seed), 0x6363676174657779))
+		f.counts = map[string]int{}
+	}
+	if f.rng.Float64() >= f.Rate {
+		return ""
+	}
+	kind := kinds[f.rng.IntN(len(kinds))]
+	f.counts[kind]++
+	return kind
+}
+
+// Request answers r with a fault, or returns false to let the API answer.
+func (f *RandomFaults) Request(w http.ResponseWriter, r *http.Request) bool {
+	kinds := []string{FaultUnavailable, FaultServerError, FaultRateLimited}
+	if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/actions/") {
+		kinds = append(kinds, FaultLocked, FaultConflict)
+	}
+	f.mu.Lock()
+	kind := f.draw(kinds)
+	reset := cmp.Or(f.RateLimitReset, DefaultRateLimitReset)
+	f.mu.Unlock()
+
+	switch kind {
+	case FaultUnavailable:
+		writeError(w, http.StatusServiceUnavailable, "service_error", "injected fault: service temporarily unavailable", nil)
+	case FaultServerError:
+		writeError(w, http.StatusInternalServerError, "server_error", "injected fault: internal server error", nil)
+	case FaultRateLimited:
+		h := w.Header()
+		h.Set("RateLimit-Limit", "3600")
+		h.Set("RateLimit-Remaining", "0")
+		at := time.Now().Add(reset)
+		h.Set("RateLimit-Reset", strconv.FormatInt(at.Add(time.Second-1).Unix(), 10))
+		writeError(w, http.StatusTooManyRequests, "rate_limit_exceeded", "injected fault: rate limit exceeded", nil)
+	case FaultLocked:
+		writeError(w, http.StatusLocked, "locked", "injected fault: server is locked", nil)
+	case FaultConflict:
+		writeError(w, http.StatusConflict, "conflict", "injected fault: the resource has changed during the request, please retry", nil)
+	default:
+		return false
+	}
+	return true
+}
+
+// Action fails or slows an action at random.
+func (f *RandomFaults) Action(command string) ActionFault {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch f.draw([]string{FaultActionFailed, FaultSlowAction}) {
+	case FaultActionFailed:
+		return ActionFault{Code: "action_failed", Message: "injected fault: " + command + " failed"}
+	case FaultSlowAction:
+		return ActionFault{Delay: cmp.Or(f.SlowAction, DefaultSlowAction)}
+	}
+	return ActionFault{}
+}
+
+// Counts says how many faults of each kind were injected so far.
+func (f *RandomFaults) Counts() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range f.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// ParseFaults reads a fault setting such as "rate=0.2,seed=7" (also
+// "slow=2s" and "reset=1s", see RandomFaults) for Options.Faults. An empty
+// setting or "off" means no faults (nil).
+func ParseFaults(spec string) (Faults, error) {
+	spec = strings.TrimSpace(spec)
+	if spec == "" || spec == "off" {
+		return nil, nil
+	}
+	f := &RandomFaults{}
+	var hasRate bool
+	for _, part := range strings.Split(spec, ",") {
+		key, value, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return nil, fmt.Errorf("fault setting %q: %q is not key=value; write e.g. rate=0.2,seed=7", spec, part)
+		}
+		var err error
+		switch key {
+		case "rate":
+			f.Rate, err = strconv.ParseFloat(value, 64)
+			if err == nil && (f.Rate < 0 || f.Rate > 1 || math.IsNaN(f.Rate)) {
+				err = errors.New("must be between 0 and 1")
+			}
+			hasRate = true
+		case "seed":
+			f.Seed, err = strconv.ParseInt(value, 10, 64)
+		case "slow":
+			f.SlowAction, err = parsePositiveDuration(value)
+		case "reset":
+			f.RateLimitReset, err = parsePositiveDuration(value)
+		default:
+			return nil, fmt.Errorf("fault setting %q: unknown key %q; use rate, seed, slow or reset", spec, key)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fault setting %q: %s=%s: %v", spec, key, value, err)
+		}
+	}
+	if !hasRate {
+		return nil, fmt.Errorf("fault setting %q names no rate; write e.g. rate=0.2,seed=7", spec)
+	}
+	return f, nil
+}
+
+func parsePositiveDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err == nil && d <= 0 {
+		err = errors.New("must be positive")
+	}
+	return d, err
 }

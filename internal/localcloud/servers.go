@@ -24,8 +24,6 @@ var serverNamePattern = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA
 func (c *Cloud) serverView(s *serverRecord) serverJSON {
 	t, _ := findServerType(s.ServerType)
 	l, _ := findLocation(s.Location)
-	im, _ := findImage(strconv.FormatInt(s.ImageID, 10))
-	image := im.json()
 	labels := map[string]string{}
 	for k, v := range s.Labels {
 		labels[k] = v
@@ -46,7 +44,7 @@ func (c *Cloud) serverView(s *serverRecord) serverJSON {
 		ServerType:      t.json(),
 		Datacenter:      l.datacenterJSON(),
 		Location:        l.loc,
-		Image:           &image,
+		Image:           c.imageView(s.ImageID),
 		Locked:          c.serverBusy(s.ID),
 		OutgoingTraffic: &zero,
 		IngoingTraffic:  &zero,
@@ -156,9 +154,15 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, "image", "image is required: "+err.Error())
 		return
 	}
-	im, ok := findImage(imageRef)
+	c.mu.Lock()
+	im, snapshot, ok := c.lookupImage(imageRef)
+	c.mu.Unlock()
 	if !ok {
 		writeInvalid(w, "image", fmt.Sprintf("image %q not found", imageRef))
+		return
+	}
+	if im.Status != "available" {
+		writeInvalid(w, "image", fmt.Sprintf("image %d is not available yet (%s)", im.ID, im.Status))
 		return
 	}
 	locRef := req.Location
@@ -188,6 +192,23 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := req.StartAfterCreate == nil || *req.StartAfterCreate
+
+	// A server made from a snapshot starts with the snapshot's home. The
+	// copy is made outside the lock and moved into place under it.
+	var staged string
+	if snapshot != nil {
+		var err error
+		if staged, err = c.stageRestore(snapshot.ID); err != nil {
+			c.log.Warn("restore snapshot", "image", snapshot.ID, "err", err)
+			writeInvalid(w, "image", fmt.Sprintf("image %d cannot be read (deleted meanwhile?)", snapshot.ID))
+			return
+		}
+		defer func() {
+			if staged != "" {
+				_ = os.RemoveAll(staged)
+			}
+		}()
+	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -222,11 +243,24 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		Status:     "initializing",
 		ServerType: st.name,
 		Location:   loc.loc.Name,
-		ImageID:    im.id,
+		ImageID:    im.ID,
 		Labels:     req.Labels,
 		UserData:   req.UserData,
 		SSHKeys:    keyIDs,
 		Created:    c.now().UTC().Truncate(time.Second),
+	}
+	if staged != "" {
+		dir := c.machineDir(s.Name)
+		err := os.RemoveAll(dir) // a leftover of an earlier server of that name
+		if err == nil {
+			err = os.Rename(staged, dir)
+		}
+		if err != nil {
+			c.log.Error("move restored home into place", "server", s.Name, "err", err)
+			writeError(w, http.StatusInternalServerError, "server_error", "the local cloud could not restore the snapshot", nil)
+			return
+		}
+		staged = ""
 	}
 	c.st.NextServerID++
 	s.IPv4 = c.st.addressFor(s.ID)

@@ -18,17 +18,24 @@ import (
 const stateVersion = 1
 
 // state is what survives a restart of the gateway process: the project's
-// servers and SSH keys and the counters that hand out ids. Actions are kept
-// in memory only; after a restart nobody is waiting on the old ones.
+// servers, SSH keys and snapshots and the counters that hand out ids.
+// Actions are kept in memory only; after a restart nobody is waiting on the
+// old ones. Images and NextImageID came later without a version bump: a
+// file without them reads as a project without snapshots.
 type state struct {
 	Version      int             `json:"version"`
 	Subnet       int             `json:"subnet"` // second octet of the machines' loopback addresses
 	NextServerID int64           `json:"next_server_id"`
 	NextKeyID    int64           `json:"next_ssh_key_id"`
 	NextActionID int64           `json:"next_action_id"`
+	NextImageID  int64           `json:"next_image_id,omitempty"`
 	Servers      []*serverRecord `json:"servers"`
 	SSHKeys      []*sshKeyRecord `json:"ssh_keys"`
+	Images       []*imageRecord  `json:"images,omitempty"`
 }
+
+// firstImageID keeps snapshot ids clear of the catalog's images.
+const firstImageID = 1000
 
 type serverRecord struct {
 	ID         int64             `json:"id"`
@@ -37,11 +44,26 @@ type serverRecord struct {
 	IPv4       string            `json:"ipv4"`
 	ServerType string            `json:"server_type"`
 	Location   string            `json:"location"`
-	ImageID    int64             `json:"image_id"`
+	ImageID    int64             `json:"image_id"` // a catalog image or a snapshot
 	Labels     map[string]string `json:"labels"`
 	UserData   string            `json:"user_data"`
 	SSHKeys    []int64           `json:"ssh_keys"`
 	Created    time.Time         `json:"created"`
+}
+
+// imageRecord is a snapshot taken with create_image. Its files (the
+// machine's home) live in DataDir/images/<id>/home.
+type imageRecord struct {
+	ID          int64             `json:"id"`
+	Status      string            `json:"status"` // creating, available
+	Description string            `json:"description"`
+	Labels      map[string]string `json:"labels"`
+	ImageSize   float64           `json:"image_size"` // GB, known once available
+	DiskSize    float64           `json:"disk_size"`  // GB, the source server's disk
+	Arch        string            `json:"architecture"`
+	FromID      int64             `json:"created_from_id"`
+	FromName    string            `json:"created_from_name"`
+	Created     time.Time         `json:"created"`
 }
 
 type sshKeyRecord struct {
@@ -67,6 +89,7 @@ func newState() (*state, error) {
 		NextServerID: 1,
 		NextKeyID:    1,
 		NextActionID: 1,
+		NextImageID:  firstImageID,
 	}, nil
 }
 
@@ -85,6 +108,9 @@ func loadState(path string) (*state, error) {
 	if st.Version != stateVersion {
 		return nil, fmt.Errorf("local cloud state %s has version %d, this gateway reads version %d", path, st.Version, stateVersion)
 	}
+	if st.NextImageID < firstImageID {
+		st.NextImageID = firstImageID
+	}
 	if st.Subnet < 1 || st.Subnet > 254 {
 		return nil, fmt.Errorf("local cloud state %s names subnet 127.%d, which is not usable", path, st.Subnet)
 	}
@@ -96,6 +122,7 @@ func loadState(path string) (*state, error) {
 func (st *state) save(path string) error {
 	slices.SortFunc(st.Servers, func(a, b *serverRecord) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(st.SSHKeys, func(a, b *sshKeyRecord) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(st.Images, func(a, b *imageRecord) int { return cmp.Compare(a.ID, b.ID) })
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode local cloud state: %w", err)
@@ -133,6 +160,19 @@ func (st *state) server(id int64) *serverRecord {
 
 func (st *state) removeServer(id int64) {
 	st.Servers = slices.DeleteFunc(st.Servers, func(s *serverRecord) bool { return s.ID == id })
+}
+
+func (st *state) image(id int64) *imageRecord {
+	for _, im := range st.Images {
+		if im.ID == id {
+			return im
+		}
+	}
+	return nil
+}
+
+func (st *state) removeImage(id int64) {
+	st.Images = slices.DeleteFunc(st.Images, func(im *imageRecord) bool { return im.ID == id })
 }
 
 func (st *state) sshKey(id int64) *sshKeyRecord {

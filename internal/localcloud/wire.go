@@ -116,6 +116,11 @@ type protectionJSON struct {
 	Delete bool `json:"delete"`
 }
 
+type createdFromJSON struct {
+	ID   int64  `json:"id"`
+	Name string `json:"name"`
+}
+
 type imageJSON struct {
 	ID           int64             `json:"id"`
 	Type         string            `json:"type"`
