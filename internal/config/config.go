@@ -38,31 +38,38 @@ import (
 
 // Config is the gateway's configuration. Build it with Load.
 type Config struct {
-	Listen          string        // address of the SSH front door
-	PublicName      string        // how people reach the gateway, for hints
-	DataDir         string        // holds the lease database
-	HostKeyDir      string        // holds the gateway's host keys
-	Users           string        // authorized_keys allow list; empty: anyone (local mode, loopback only)
-	Admins          string        // authorized_keys file of admin keys
-	Cloud           string        // "local" or "hcloud"
-	HCloudTokenFile string        // file holding the Hetzner token
-	HCloudToken     string        // the Hetzner token itself; never printed
-	HCloudEndpoint  string        // Hetzner Cloud API base URL; empty for Hetzner's own
-	DefaultTTL      time.Duration // lifetime a new lease starts with
-	MaxTTL          time.Duration // the furthest ahead of now an expiry may be
-	MaxLifetime     time.Duration // the longest a machine may live in total
-	IdleTimeout     time.Duration // a machine without activity this long is stopped
-	InstanceUser    string        // Unix user people land as on their machine
-	ServerType      string        // Hetzner server type of new machines
-	Location        string        // Hetzner location of new machines
-	Image           string        // image name used when no image matches ImageSelector
-	ImageSelector   string        // label selector of the preferred image
-	MachineSSHPort  int           // port of the machines' sshd
-	GatewayName     string        // value of the label that marks this gateway's resources
-	LocalMachines   string        // "builtin" or "openssh": how local mode boots machines
-	ShutdownGrace   time.Duration // how long sessions get to end on shutdown
-	LogLevel        string        // debug, info, warn or error
-	ConfigFile      string        // the config file read, if any
+	Listen            string        // address of the SSH front door
+	PublicName        string        // how people reach the gateway, for hints
+	DataDir           string        // holds the lease database
+	HostKeyDir        string        // holds the gateway's host keys
+	Users             string        // authorized_keys allow list; empty: anyone (local mode, loopback only)
+	Admins            string        // authorized_keys file of admin keys
+	Cloud             string        // "local" or "hcloud"
+	HCloudTokenFile   string        // file holding the Hetzner token
+	HCloudToken       string        // the Hetzner token itself; never printed
+	HCloudEndpoint    string        // Hetzner Cloud API base URL; empty for Hetzner's own
+	DefaultTTL        time.Duration // lifetime a new lease starts with
+	MaxTTL            time.Duration // the furthest ahead of now an expiry may be
+	MaxLifetime       time.Duration // the longest a machine may live in total
+	IdleTimeout       time.Duration // a machine without activity this long is stopped
+	IdleAction        string        // stop, hibernate or destroy
+	BusyCPU           int           // percent of CPU that exempts an idle machine; 0 never checks
+	WarnBefore        string        // comma-separated warning lead times
+	ReaperInterval    time.Duration // between reaper passes
+	ReconcileInterval time.Duration // between reconciles
+	OrphanGrace       time.Duration // age before an unclaimed server is deleted
+	LocalFaults       string        // fault injection spec for the local cloud
+	InstanceUser      string        // Unix user people land as on their machine
+	ServerType        string        // Hetzner server type of new machines
+	Location          string        // Hetzner location of new machines
+	Image             string        // image name used when no image matches ImageSelector
+	ImageSelector     string        // label selector of the preferred image
+	MachineSSHPort    int           // port of the machines' sshd
+	GatewayName       string        // value of the label that marks this gateway's resources
+	LocalMachines     string        // "builtin" or "openssh": how local mode boots machines
+	ShutdownGrace     time.Duration // how long sessions get to end on shutdown
+	LogLevel          string        // debug, info, warn or error
+	ConfigFile        string        // the config file read, if any
 
 	// origin names where each option's value came from, for error messages.
 	// It is nil for a Config built by hand.
@@ -131,6 +138,18 @@ var options = []*option{
 		field: func(c *Config) any { return &c.MaxLifetime }},
 	{name: "idle-timeout", arg: "DURATION", usage: "a machine without sessions or traffic this long is stopped", def: "30m",
 		field: func(c *Config) any { return &c.IdleTimeout }},
+	{name: "idle-action", arg: "stop|hibernate|destroy", usage: "what happens to an idle machine: power off keeping the disk, snapshot then delete the server, or delete everything", def: "stop",
+		field: func(c *Config) any { return &c.IdleAction }},
+	{name: "busy-cpu", arg: "PERCENT", usage: "an idle machine using at least this much CPU is left running (0: never checked)", def: "10",
+		field: func(c *Config) any { return &c.BusyCPU }},
+	{name: "warn-before", arg: "DURATIONS", usage: "comma-separated lead times at which connected people are warned before an idle stop or an expiry", def: "15m,5m,1m",
+		field: func(c *Config) any { return &c.WarnBefore }},
+	{name: "reaper-interval", arg: "DURATION", usage: "how often the reaper looks at every lease", def: "30s",
+		field: func(c *Config) any { return &c.ReaperInterval }},
+	{name: "reconcile-interval", arg: "DURATION", usage: "how often leases are reconciled with the cloud's servers (also at start-up)", def: "5m",
+		field: func(c *Config) any { return &c.ReconcileInterval }},
+	{name: "orphan-grace", arg: "DURATION", usage: "how old a labelled server without a lease must be before reconcile deletes it", def: "10m",
+		field: func(c *Config) any { return &c.OrphanGrace }},
 	{name: "instance-user", arg: "NAME", usage: "Unix user people land as on their machine", def: "claude",
 		field: func(c *Config) any { return &c.InstanceUser }},
 	{name: "server-type", arg: "TYPE", usage: "Hetzner server type of new machines", def: "cx23",
@@ -151,6 +170,8 @@ var options = []*option{
 		field: func(c *Config) any { return &c.LocalMachines }},
 	{name: "shutdown-grace", arg: "DURATION", usage: "on SIGINT or SIGTERM, how long open sessions get to end before they are closed", def: "10s",
 		field: func(c *Config) any { return &c.ShutdownGrace }},
+	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7",
+		field: func(c *Config) any { return &c.LocalFaults }},
 	{name: "log-level", arg: "LEVEL", usage: "debug, info, warn or error", def: "info",
 		field: func(c *Config) any { return &c.LogLevel }},
 }
@@ -449,6 +470,8 @@ func (c Config) validate(failed map[string]bool) Problems {
 		{"default-ttl", c.DefaultTTL}, {"max-ttl", c.MaxTTL},
 		{"max-lifetime", c.MaxLifetime}, {"idle-timeout", c.IdleTimeout},
 		{"shutdown-grace", c.ShutdownGrace},
+		{"reaper-interval", c.ReaperInterval}, {"reconcile-interval", c.ReconcileInterval},
+		{"orphan-grace", c.OrphanGrace},
 	}
 	positive := map[string]bool{}
 	for _, d := range durations {
@@ -507,6 +530,20 @@ func (c Config) validate(failed map[string]bool) Problems {
 	}
 	if ok("machine-ssh-port") && (c.MachineSSHPort < 1 || c.MachineSSHPort > 65535) {
 		add("machine-ssh-port", "%d is not a port from 1 to 65535", c.MachineSSHPort)
+	}
+	if ok("idle-action") && c.IdleAction != "stop" && c.IdleAction != "hibernate" && c.IdleAction != "destroy" {
+		add("idle-action", "%q is not stop, hibernate or destroy", c.IdleAction)
+	}
+	if ok("busy-cpu") && (c.BusyCPU < 0 || c.BusyCPU > 100) {
+		add("busy-cpu", "%d is not a percentage from 0 to 100", c.BusyCPU)
+	}
+	if ok("warn-before") {
+		if _, err := parseLeads(c.WarnBefore); err != nil {
+			add("warn-before", "%v", err)
+		}
+	}
+	if ok("local-faults") && c.LocalFaults != "" && !c.Local() {
+		add("local-faults", "fault injection is for the local cloud only")
 	}
 	if ok("local-machines") && c.LocalMachines != "builtin" && c.LocalMachines != "openssh" {
 		add("local-machines", "%q is not builtin or openssh", c.LocalMachines)
@@ -660,4 +697,28 @@ func (c Config) LogValue() slog.Value {
 		attrs[i] = slog.String(kv[0], kv[1])
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// WarnLeads returns the warning lead times; Load has validated them.
+func (c Config) WarnLeads() []time.Duration {
+	leads, _ := parseLeads(c.WarnBefore)
+	return leads
+}
+
+// parseLeads reads a comma-separated list of positive durations; an empty
+// list means no warnings.
+func parseLeads(s string) ([]time.Duration, error) {
+	var leads []time.Duration
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		d, err := time.ParseDuration(part)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%q is not a positive duration like 15m; give a comma-separated list such as 15m,5m,1m", part)
+		}
+		leads = append(leads, d)
+	}
+	return leads, nil
 }

@@ -53,24 +53,30 @@ func TestDefaultsLocalMode(t *testing.T) {
 	got := mustLoad(t, nil, nil)
 	got.origin = nil
 	want := Config{
-		Listen:         "127.0.0.1:2222",
-		DataDir:        "./data",
-		HostKeyDir:     "./hostkeys",
-		Cloud:          "local",
-		DefaultTTL:     4 * time.Hour,
-		MaxTTL:         24 * time.Hour,
-		MaxLifetime:    168 * time.Hour,
-		IdleTimeout:    30 * time.Minute,
-		InstanceUser:   "claude",
-		ServerType:     "cx23",
-		Location:       "fsn1",
-		Image:          "debian-12",
-		ImageSelector:  "cc-gateway=image",
-		MachineSSHPort: 2022,
-		GatewayName:    "default",
-		LocalMachines:  "builtin",
-		ShutdownGrace:  10 * time.Second,
-		LogLevel:       "info",
+		Listen:            "127.0.0.1:2222",
+		DataDir:           "./data",
+		HostKeyDir:        "./hostkeys",
+		Cloud:             "local",
+		DefaultTTL:        4 * time.Hour,
+		MaxTTL:            24 * time.Hour,
+		MaxLifetime:       168 * time.Hour,
+		IdleTimeout:       30 * time.Minute,
+		InstanceUser:      "claude",
+		ServerType:        "cx23",
+		Location:          "fsn1",
+		Image:             "debian-12",
+		ImageSelector:     "cc-gateway=image",
+		MachineSSHPort:    2022,
+		GatewayName:       "default",
+		LocalMachines:     "builtin",
+		ShutdownGrace:     10 * time.Second,
+		IdleAction:        "stop",
+		BusyCPU:           10,
+		WarnBefore:        "15m,5m,1m",
+		ReaperInterval:    30 * time.Second,
+		ReconcileInterval: 5 * time.Minute,
+		OrphanGrace:       10 * time.Minute,
+		LogLevel:          "info",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults\n got %#v\nwant %#v", got, want)
@@ -216,6 +222,13 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_GATEWAY_NAME", "prod", nil, func(c Config) any { return c.GatewayName }, "prod"},
 		{"CC_GATEWAY_LOCAL_MACHINES", "openssh", nil, func(c Config) any { return c.LocalMachines }, "openssh"},
 		{"CC_GATEWAY_SHUTDOWN_GRACE", "3s", nil, func(c Config) any { return c.ShutdownGrace }, 3 * time.Second},
+		{"CC_GATEWAY_IDLE_ACTION", "hibernate", nil, func(c Config) any { return c.IdleAction }, "hibernate"},
+		{"CC_GATEWAY_BUSY_CPU", "40", nil, func(c Config) any { return c.BusyCPU }, 40},
+		{"CC_GATEWAY_WARN_BEFORE", "10m,2m", nil, func(c Config) any { return c.WarnBefore }, "10m,2m"},
+		{"CC_GATEWAY_REAPER_INTERVAL", "10s", nil, func(c Config) any { return c.ReaperInterval }, 10 * time.Second},
+		{"CC_GATEWAY_RECONCILE_INTERVAL", "1m", nil, func(c Config) any { return c.ReconcileInterval }, time.Minute},
+		{"CC_GATEWAY_ORPHAN_GRACE", "20m", nil, func(c Config) any { return c.OrphanGrace }, 20 * time.Minute},
+		{"CC_GATEWAY_LOCAL_FAULTS", "rate=0.1", nil, func(c Config) any { return c.LocalFaults }, "rate=0.1"},
 		{"CC_GATEWAY_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
 	}
 	covered := map[string]bool{}
@@ -357,6 +370,14 @@ func TestValidationRules(t *testing.T) {
 		{"port too high", nil, map[string]string{"CC_GATEWAY_MACHINE_SSH_PORT": "65536"},
 			"--machine-ssh-port (from CC_GATEWAY_MACHINE_SSH_PORT): 65536 is not a port from 1 to 65535"},
 		{"port not a number", []string{"--machine-ssh-port=ssh"}, nil, `"ssh" is not a whole number`},
+		{"unknown idle action", []string{"--idle-action=sleep"}, nil,
+			`--idle-action (from the command line): "sleep" is not stop, hibernate or destroy`},
+		{"busy cpu over 100", []string{"--busy-cpu=150"}, nil,
+			`--busy-cpu (from the command line): 150 is not a percentage from 0 to 100`},
+		{"warning lead that is not a duration", []string{"--warn-before=15m,soon"}, nil,
+			`--warn-before (from the command line): "soon" is not a positive duration like 15m`},
+		{"faults outside local mode", []string{"--local-faults=rate=0.5", "--cloud=hcloud", "--users", users}, map[string]string{"HCLOUD_TOKEN": "t"},
+			`--local-faults (from the command line): fault injection is for the local cloud only`},
 		{"unknown local machines", []string{"--local-machines=docker"}, nil,
 			`--local-machines (from the command line): "docker" is not builtin or openssh`},
 		{"unknown log level", []string{"--log-level=verbose"}, nil, `"verbose" is not debug, info, warn or error`},
@@ -563,5 +584,15 @@ func TestLevel(t *testing.T) {
 		if c.Level() != want {
 			t.Errorf("Level() for %s = %v, want %v", name, c.Level(), want)
 		}
+	}
+}
+
+func TestWarnLeads(t *testing.T) {
+	c := mustLoad(t, []string{"--warn-before", " 15m, 5m,,1m30s "}, nil)
+	if got, want := c.WarnLeads(), []time.Duration{15 * time.Minute, 5 * time.Minute, 90 * time.Second}; !reflect.DeepEqual(got, want) {
+		t.Errorf("WarnLeads = %v, want %v", got, want)
+	}
+	if got := mustLoad(t, []string{"--warn-before="}, nil).WarnLeads(); len(got) != 0 {
+		t.Errorf("an empty list warns at %v", got)
 	}
 }
