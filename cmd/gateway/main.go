@@ -86,12 +86,15 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Policy: lease.Policy{
 			DefaultTTL: cfg.DefaultTTL, MaxTTL: cfg.MaxTTL,
 			MaxLifetime: cfg.MaxLifetime, IdleTimeout: cfg.IdleTimeout,
+			IdleAction: lease.IdleAction(cfg.IdleAction), BusyCPU: float64(cfg.BusyCPU),
+			WarnBefore: cfg.WarnLeads(),
 		},
 		Machine: lease.MachineSpec{
 			User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),
 			ServerType: cfg.ServerType, Location: cfg.Location,
 		},
 		Logger: log,
+		Fault:  crashAt(os.Getenv(crashEnv), log),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -113,6 +116,20 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	log.Info("listening", "addr", ln.Addr().String(), "host_key", gossh.FingerprintSHA256(hostKey.PublicKey()), "cloud", cfg.Cloud)
 
 	go reloadOnHangup(ctx, log, users, admins)
+	reaper := lease.NewReaper(manager, gw, lease.ReaperConfig{
+		Interval: cfg.ReaperInterval, ReconcileEvery: cfg.ReconcileInterval,
+		OrphanGrace: cfg.OrphanGrace, Invocation: invocation(cfg.PublicName, ln.Addr().String()),
+	})
+	reaped := make(chan struct{})
+	reaperCtx, stopReaper := context.WithCancel(ctx)
+	go func() {
+		reaper.Run(reaperCtx)
+		close(reaped)
+	}()
+	defer func() {
+		stopReaper()
+		<-reaped
+	}()
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve(ln) }()
 	select {
@@ -162,6 +179,24 @@ func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(),
 		return nil, nil, fmt.Errorf("hetzner provider: %w", err)
 	}
 	return p, closeCloud, nil
+}
+
+// crashEnv names a fault point (lease.FaultPoints) at which the gateway
+// kills itself with SIGKILL. It exists for the crash-safety tests, which
+// prove that every step of every operation can be interrupted and finished
+// after a restart; never set it in production.
+const crashEnv = "CC_GATEWAY_CRASH_AT"
+
+func crashAt(point string, log *slog.Logger) func(string) {
+	if point == "" {
+		return nil
+	}
+	log.Warn("crash test hook armed: the gateway will kill itself", "at", point)
+	return func(p string) {
+		if p == point {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+	}
 }
 
 // reloadOnHangup re-reads the allow lists on SIGHUP (they also reload

@@ -26,6 +26,7 @@ type command struct {
 	usage   string
 	summary string
 	example string
+	admin   bool // listed in help for admins only
 	run     func(g *Gateway, ctx context.Context, c call) int
 }
 
@@ -39,7 +40,7 @@ var (
 // Filled in init, not in the declaration: help reads the list, which would
 // make the declaration refer to itself.
 func init() {
-	commandOrder = []command{statusCommand, extendCommand, stopCommand, destroyCommand, helpCommand}
+	commandOrder = []command{statusCommand, extendCommand, stopCommand, destroyCommand, helpCommand, adminCommand}
 	for _, cmd := range commandOrder {
 		commands[cmd.name] = cmd
 	}

@@ -32,6 +32,13 @@ type Leases interface {
 	Stop(ctx context.Context, fingerprint string) (lease.Lease, error)
 	Destroy(ctx context.Context, fingerprint string) (lease.Lease, error)
 	Touch(fingerprint string)
+
+	// For admins, status and the audit log.
+	List() ([]lease.Lease, error)
+	Hibernate(ctx context.Context, fingerprint string) (lease.Lease, error)
+	Cost(l lease.Lease) (amount float64, currency string)
+	Record(e lease.Event)
+	Events(n int) ([]lease.Event, error)
 }
 
 // Options configure a Gateway.
@@ -128,13 +135,18 @@ func New(opts Options) (*Gateway, error) {
 }
 
 // authorize admits keys on the users or admins list, or any key in open
-// access mode. Only the fingerprint is logged: comments are not sent by
-// clients and keys are identities, not secrets.
+// access mode, and records the outcome in the audit log. Only fingerprints
+// are kept: clients send no comments, and keys are identities, not secrets.
+// (x/crypto asks once per key and connection, so a client offering several
+// keys leaves one refusal per key it tried before the one that fit.)
 func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 	if g.opts.OpenAccess || g.opts.Users.Contains(key) || g.opts.Admins.Contains(key) {
+		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: gossh.FingerprintSHA256(key), Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
 		return true
 	}
-	g.log.Info("key refused", "fingerprint", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr(), "user", ctx.User())
+	fp := gossh.FingerprintSHA256(key)
+	g.log.Info("key refused", "fingerprint", fp, "remote", ctx.RemoteAddr(), "user", ctx.User())
+	g.opts.Leases.Record(lease.Event{Kind: "auth-refused", Fingerprint: fp, Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
 	return false
 }
 
@@ -167,17 +179,7 @@ func (g *Gateway) Shutdown(grace time.Duration) {
 }
 
 // Sessions counts the live proxied sessions of one person.
-func (g *Gateway) Sessions(fingerprint string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := 0
-	for s := range g.sessions {
-		if s.fingerprint == fingerprint {
-			n++
-		}
-	}
-	return n
-}
+func (g *Gateway) Sessions(fingerprint string) int { return len(g.sessionsOf(fingerprint)) }
 
 func (g *Gateway) track(s *liveSession) (untrack func()) {
 	g.mu.Lock()

@@ -3,9 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"charm.land/ssh"
@@ -18,22 +16,6 @@ import (
 // exitGatewayFailure is what a session exits with when the gateway could not
 // reach the person's machine; OpenSSH uses 255 for its own failures too.
 const exitGatewayFailure = 255
-
-// liveSession is a session channel the gateway is serving, kept so that
-// shutdown (and later the reaper) can speak to the person on it.
-type liveSession struct {
-	fingerprint string
-	mu          sync.Mutex
-	out         io.Writer // the terminal with a PTY, stderr without
-	newline     string
-}
-
-// notify writes one line where the person sees it.
-func (s *liveSession) notify(msg string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fmt.Fprintf(s.out, "\r\ncc-gateway: %s%s", msg, s.newline)
-}
 
 // handleSession serves one "session" channel: it answers the requests
 // that set the session up, and on the request that starts a program either
@@ -70,11 +52,7 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		}
 	}
 
-	live := &liveSession{fingerprint: fp, out: ch.Stderr(), newline: "\n"}
-	if hasPTY {
-		// The client's terminal is raw: it needs carriage returns.
-		live.out, live.newline = ch, "\r\n"
-	}
+	live := newLiveSession(fp, ch, hasPTY)
 	defer g.track(live)()
 
 	l, err := g.opts.Leases.Ensure(ctx, key, func(st lease.Step) {
@@ -86,6 +64,7 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		g.fail(ch, s.Start, live, "could not prepare your machine: %v", err)
 		return
 	}
+	g.remindExpiry(live, l)
 	up, err := g.upstream(ctx, l)
 	if err != nil {
 		g.fail(ch, s.Start, live, "could not connect to your machine %s: %v", l.ServerName, err)

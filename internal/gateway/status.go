@@ -38,6 +38,8 @@ type statusJSON struct {
 	LastActivity time.Time `json:"last_activity,omitzero"`
 	IdleSeconds  int64     `json:"idle_seconds"`
 	Sessions     int       `json:"sessions"`
+	Cost         float64   `json:"cost"`               // billed so far, gross
+	Currency     string    `json:"currency,omitempty"` // empty when prices are unknown
 }
 
 func (g *Gateway) status(_ context.Context, c call) int {
@@ -68,6 +70,7 @@ func (g *Gateway) status(_ context.Context, c call) int {
 		IdleSeconds: int64(now.Sub(l.LastActivity).Seconds()),
 		Sessions:    g.Sessions(c.fingerprint),
 	}
+	st.Cost, st.Currency = g.opts.Leases.Cost(l)
 	if asJSON {
 		return writeJSON(c, st)
 	}
@@ -83,6 +86,7 @@ func (g *Gateway) status(_ context.Context, c call) int {
 	}
 	fmt.Fprintf(w, "Idle for\t%s\n", lease.FormatDuration(now.Sub(l.LastActivity)))
 	fmt.Fprintf(w, "Sessions\t%d\n", st.Sessions)
+	fmt.Fprintf(w, "Cost so far\t%s\n", money(st.Cost, st.Currency))
 	w.Flush()
 	return 0
 }

@@ -1,0 +1,140 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+var adminCommand = command{
+	name:    "admin",
+	usage:   "admin SUBCOMMAND",
+	summary: "for admins: list, events [N], stop|hibernate|destroy LEASE, extend LEASE DURATION",
+	run:     (*Gateway).admin,
+	admin:   true,
+}
+
+const adminUsage = "usage: admin list | admin events [N] | admin stop|hibernate|destroy LEASE | admin extend LEASE DURATION (LEASE is a lease id or machine name)"
+
+func (g *Gateway) admin(ctx context.Context, c call) int {
+	if !g.isAdmin(c.key) {
+		return refuse(c, "admin commands are for the keys on the gateway's admin list, and yours is not on it")
+	}
+	if len(c.args) < 2 {
+		return refuse(c, adminUsage)
+	}
+	sub, rest := c.args[1], c.args[2:]
+	switch {
+	case sub == "list" && len(rest) == 0:
+		return g.adminList(c)
+	case sub == "events" && len(rest) <= 1:
+		n := 50
+		if len(rest) == 1 {
+			var err error
+			if n, err = strconv.Atoi(rest[0]); err != nil || n < 1 {
+				return refuse(c, "%q is not a positive number of events", rest[0])
+			}
+		}
+		return g.adminEvents(c, n)
+	case (sub == "stop" || sub == "hibernate" || sub == "destroy") && len(rest) == 1,
+		sub == "extend" && len(rest) == 2:
+		return g.adminAct(ctx, c, sub, rest)
+	}
+	return refuse(c, adminUsage)
+}
+
+func (g *Gateway) adminList(c call) int {
+	leases, err := g.opts.Leases.List()
+	if err != nil {
+		return g.leaseError(c, err)
+	}
+	now := g.opts.Clock.Now()
+	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "LEASE\tMACHINE\tSTATE\tEXPIRES IN\tIDLE\tSESSIONS\tCOST\tOWNER")
+	total, currency := 0.0, ""
+	for _, l := range leases {
+		cost, cur := g.opts.Leases.Cost(l)
+		total, currency = total+cost, cur
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", l.ID, l.ServerName, l.State,
+			lease.FormatDuration(l.Expires.Sub(now)), lease.FormatDuration(now.Sub(l.LastActivity)),
+			g.Sessions(l.Fingerprint), money(cost, cur), l.Fingerprint)
+	}
+	w.Flush()
+	fmt.Fprintf(c.stdout, "%d leases, %s so far\n", len(leases), money(total, currency))
+	return 0
+}
+
+func (g *Gateway) adminEvents(c call, n int) int {
+	events, err := g.opts.Leases.Events(n)
+	if err != nil {
+		return g.leaseError(c, err)
+	}
+	for _, e := range events {
+		fmt.Fprintf(c.stdout, "%s  %-12s  %-10s  %s  %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind,
+			orDash(e.LeaseID), orDash(e.Fingerprint), e.Detail)
+	}
+	return 0
+}
+
+// adminAct runs a lease command on someone else's lease.
+func (g *Gateway) adminAct(ctx context.Context, c call, sub string, rest []string) int {
+	l, ok := g.findLease(rest[0])
+	if !ok {
+		return refuse(c, "no lease has the id or machine name %q; `admin list` shows them", rest[0])
+	}
+	var err error
+	switch sub {
+	case "stop":
+		l, err = g.opts.Leases.Stop(ctx, l.Fingerprint)
+	case "hibernate":
+		l, err = g.opts.Leases.Hibernate(ctx, l.Fingerprint)
+	case "destroy":
+		l, err = g.opts.Leases.Destroy(ctx, l.Fingerprint)
+	case "extend":
+		d, perr := time.ParseDuration(rest[1])
+		if perr != nil {
+			return refuse(c, "%q is not a duration; write it like 2h, 90m or 1h30m", rest[1])
+		}
+		l, err = g.opts.Leases.Extend(l.Fingerprint, d)
+	}
+	if err != nil {
+		return g.leaseError(c, err)
+	}
+	g.opts.Leases.Record(lease.Event{Kind: "admin", Fingerprint: l.Fingerprint, LeaseID: l.ID,
+		Detail: fmt.Sprintf("%s by %s", strings.Join(c.args[1:], " "), c.fingerprint)})
+	fmt.Fprintf(c.stdout, "%s: %s done; state %s, expires %s.\n", l.ServerName, sub, l.State, l.Expires.UTC().Format(timeLayout))
+	return 0
+}
+
+func (g *Gateway) findLease(idOrName string) (lease.Lease, bool) {
+	leases, err := g.opts.Leases.List()
+	if err != nil {
+		return lease.Lease{}, false
+	}
+	for _, l := range leases {
+		if l.ID == idOrName || l.ServerName == idOrName {
+			return l, true
+		}
+	}
+	return lease.Lease{}, false
+}
+
+// money prints an amount with its currency, or "unknown" without prices.
+func money(amount float64, currency string) string {
+	if currency == "" {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.4f %s", amount, currency)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

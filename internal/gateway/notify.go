@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+// expiryReminder is how close to expiry a login is reminded of it.
+const expiryReminder = 30 * time.Minute
+
+// liveSession is a session channel the gateway is serving, kept so that
+// shutdown and the reaper can speak to the person on it.
+type liveSession struct {
+	fingerprint string
+	ch          gossh.Channel
+
+	mu      sync.Mutex
+	out     io.Writer // the terminal with a PTY, stderr without
+	newline string
+}
+
+func newLiveSession(fingerprint string, ch gossh.Channel, hasPTY bool) *liveSession {
+	s := &liveSession{fingerprint: fingerprint, ch: ch, out: ch.Stderr(), newline: "\n"}
+	if hasPTY {
+		// The client's terminal is raw: it needs carriage returns.
+		s.out, s.newline = ch, "\r\n"
+	}
+	return s
+}
+
+// notify writes one line where the person sees it.
+func (s *liveSession) notify(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.out, "\r\ncc-gateway: %s%s", msg, s.newline)
+}
+
+// end tells the person why their session stops, then stops it with the
+// status OpenSSH gives its own failures.
+func (s *liveSession) end(msg string) {
+	s.notify(msg)
+	sendExit(s.ch, exitGatewayFailure)
+	s.ch.Close()
+}
+
+// sessionsOf returns the live sessions of one person.
+func (g *Gateway) sessionsOf(fingerprint string) []*liveSession {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*liveSession
+	for s := range g.sessions {
+		if s.fingerprint == fingerprint {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Warn writes message on every live session of the person (the reaper's
+// warnings) and reports on how many.
+func (g *Gateway) Warn(fingerprint, message string) int {
+	sessions := g.sessionsOf(fingerprint)
+	for _, s := range sessions {
+		s.notify(message)
+	}
+	return len(sessions)
+}
+
+// End ends every live session of the person, saying why.
+func (g *Gateway) End(fingerprint, message string) {
+	for _, s := range g.sessionsOf(fingerprint) {
+		s.end(message)
+	}
+}
+
+var _ lease.Notifier = (*Gateway)(nil)
+
+// remindExpiry tells a person who logs in shortly before their machine
+// expires how to keep it.
+func (g *Gateway) remindExpiry(s *liveSession, l lease.Lease) {
+	left := l.Expires.Sub(g.opts.Clock.Now())
+	if left > expiryReminder {
+		return
+	}
+	s.notify(fmt.Sprintf("your machine %s expires in %s and will then be deleted with its files; run `%s extend 2h` to keep it.",
+		l.ServerName, lease.FormatDuration(left.Round(time.Minute)), g.opts.Invocation))
+}
