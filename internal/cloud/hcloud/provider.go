@@ -2,9 +2,12 @@
 // and deletes people's machines through hcloud-go and waits until their
 // sshd answers with the pinned host key. It implements lease.Provider.
 //
-// Everything it creates carries the labels cc-gateway=<gateway> and
-// cc-gateway-lease=<lease id>, and it never touches a server without its
-// gateway's label.
+// Everything it creates (servers, SSH keys, snapshots) carries the labels
+// cc-gateway=<gateway> and cc-gateway-lease=<lease id>, and it never touches
+// a server or image without its gateway's label.
+//
+// Hetzner's transient faults (429, 423 locked, 5xx, failed actions, no
+// answer) are retried within bounds; see retry.go for which and how.
 package hcloud
 
 import (
@@ -36,6 +39,9 @@ const (
 	DefaultLocation        = "fsn1"
 	DefaultPollInterval    = 500 * time.Millisecond
 	DefaultShutdownTimeout = 30 * time.Second
+	// maxActionWait bounds the wait for one action (a snapshot of a large
+	// disk is the slowest) when the caller's context has no deadline.
+	maxActionWait = time.Hour
 )
 
 // Config configures the provider.
@@ -62,15 +68,21 @@ type Config struct {
 	// ShutdownTimeout bounds how long PowerOff waits for a graceful
 	// shutdown before it cuts the power.
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// Retry bounds retries of requests and operations.
+	Retry Retry
+	// Clock tells the time for metric windows and rate-limit resets;
+	// nil means the system clock.
+	Clock  lease.Clock
+	Logger *slog.Logger
 }
 
 // Provider drives servers on Hetzner Cloud (or on the local cloud's fake
 // of its API).
 type Provider struct {
-	cfg    Config
-	client *hc.Client
-	log    *slog.Logger
+	cfg     Config
+	client  *hc.Client
+	backoff hc.BackoffFunc // pauses between retries
+	log     *slog.Logger
 }
 
 var _ lease.Provider = (*Provider)(nil)
@@ -112,34 +124,50 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = lease.SystemClock{}
+	}
+	cfg.Retry = cfg.Retry.withDefaults()
+	log := cfg.Logger.With("component", "hcloud")
+	backoff := hc.ExponentialBackoffWithOpts(hc.ExponentialBackoffOpts{
+		Base: 2 * cfg.PollInterval, Multiplier: 2, Cap: 30 * time.Second, Jitter: true,
+	})
+	transport := &retryTransport{next: http.DefaultTransport, retry: cfg.Retry, backoff: backoff, clock: cfg.Clock, log: log}
 	opts := []hc.ClientOption{
 		hc.WithToken(cfg.Token),
 		hc.WithApplication("cc-gateway", ""),
-		hc.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}),
+		// No client timeout: it would cover all retries of a request;
+		// the transport bounds each attempt and the whole instead.
+		hc.WithHTTPClient(&http.Client{Transport: transport}),
 		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ExponentialBackoffWithOpts(hc.ExponentialBackoffOpts{
 			Base: cfg.PollInterval, Multiplier: 1.5, Cap: 10 * cfg.PollInterval,
 		})}),
-		hc.WithRetryOpts(hc.RetryOpts{MaxRetries: 5, BackoffFunc: hc.ExponentialBackoffWithOpts(hc.ExponentialBackoffOpts{
-			Base: 2 * cfg.PollInterval, Multiplier: 2, Cap: time.Minute, Jitter: true,
-		})}),
+		// The transport retries; see retry.go for why not hcloud-go.
+		hc.WithRetryOpts(hc.RetryOpts{MaxRetries: 0}),
 	}
 	if cfg.Endpoint != "" {
 		opts = append(opts, hc.WithEndpoint(strings.TrimSuffix(cfg.Endpoint, "/")))
 	}
 	return &Provider{
-		cfg:    cfg,
-		client: hc.NewClient(opts...),
-		log:    cfg.Logger.With("component", "hcloud"),
+		cfg:     cfg,
+		client:  hc.NewClient(opts...),
+		backoff: backoff,
+		log:     log,
 	}, nil
 }
 
-// Create makes the server spec describes and waits until it runs. It is
-// safe to repeat after a crash: a server that already carries spec's name
-// (or lease label) is resumed and returned instead of a second one.
+// Create makes the server spec describes and waits until it runs; with
+// spec.ImageID it boots from that snapshot of the lease. It is safe to
+// repeat after a crash: a server that already carries spec's name (or lease
+// label) is resumed and returned instead of a second one.
 func (p *Provider) Create(ctx context.Context, spec lease.CreateSpec) (lease.Server, error) {
 	if spec.Name == "" || !labelValuePattern.MatchString(spec.LeaseID) || spec.LeaseID == "" {
 		return lease.Server{}, fmt.Errorf("create server: name %q or lease id %q is not usable", spec.Name, spec.LeaseID)
 	}
+	return retryOp(ctx, p, "create server", func() (lease.Server, error) { return p.create(ctx, spec) })
+}
+
+func (p *Provider) create(ctx context.Context, spec lease.CreateSpec) (lease.Server, error) {
 	existing, err := p.findExisting(ctx, spec)
 	if err != nil {
 		return lease.Server{}, err
@@ -152,7 +180,7 @@ func (p *Provider) Create(ctx context.Context, spec lease.CreateSpec) (lease.Ser
 	if err != nil {
 		return lease.Server{}, err
 	}
-	image, err := p.image(ctx)
+	image, err := p.bootImage(ctx, spec)
 	if err != nil {
 		return lease.Server{}, err
 	}
@@ -215,10 +243,7 @@ func (p *Provider) adopt(ctx context.Context, srv *hc.Server, spec lease.CreateS
 		return lease.Server{}, fmt.Errorf("create server: server %s belongs to lease %q, not %q; delete it with the admin commands", srv.Name, owner, spec.LeaseID)
 	}
 	p.log.Info("server exists already, resuming it", "server", srv.Name, "id", srv.ID, "status", srv.Status)
-	if err := p.waitIdle(ctx, srv.ID); err != nil {
-		return lease.Server{}, err
-	}
-	if err := p.PowerOn(ctx, srv.ID); err != nil {
+	if err := p.powerOn(ctx, srv.ID); err != nil {
 		return lease.Server{}, err
 	}
 	return p.Get(ctx, srv.ID)
@@ -264,6 +289,30 @@ func (p *Provider) ensureSSHKey(ctx context.Context, spec lease.CreateSpec) (*hc
 		}
 	}
 	return nil, fmt.Errorf("register ssh key: %s keeps clashing with another key in the project", name)
+}
+
+// bootImage picks what a new server boots from: the lease's snapshot when
+// spec names one, else the configured image.
+func (p *Provider) bootImage(ctx context.Context, spec lease.CreateSpec) (*hc.Image, error) {
+	if spec.ImageID == 0 {
+		return p.image(ctx)
+	}
+	im, _, err := p.client.Image.GetByID(ctx, spec.ImageID)
+	if err != nil {
+		return nil, explain(fmt.Sprintf("find snapshot %d", spec.ImageID), err)
+	}
+	if im == nil {
+		return nil, fmt.Errorf("create server from snapshot %d: %w", spec.ImageID, lease.ErrImageNotFound)
+	}
+	// A snapshot holds a person's files: boot it only for its own lease.
+	if im.Labels[LabelGateway] != p.cfg.Gateway || im.Labels[LabelLease] != spec.LeaseID {
+		return nil, fmt.Errorf("create server: image %d is not a snapshot of lease %s (labels %v); the gateway will not boot it",
+			spec.ImageID, spec.LeaseID, im.Labels)
+	}
+	if im.Status != hc.ImageStatusAvailable {
+		return nil, fmt.Errorf("create server: snapshot %d is %s, not available yet; try again once it is", spec.ImageID, im.Status)
+	}
+	return &hc.Image{ID: im.ID}, nil
 }
 
 // image picks what servers boot from: the newest available snapshot
@@ -338,6 +387,10 @@ func (p *Provider) List(ctx context.Context) ([]lease.Server, error) {
 
 // PowerOn starts the server and waits until Hetzner reports it running.
 func (p *Provider) PowerOn(ctx context.Context, id int64) error {
+	return retryOpErr(ctx, p, "power on", func() error { return p.powerOn(ctx, id) })
+}
+
+func (p *Provider) powerOn(ctx context.Context, id int64) error {
 	srv, err := p.owned(ctx, id)
 	if err != nil {
 		return err
@@ -361,6 +414,10 @@ func (p *Provider) PowerOn(ctx context.Context, id int64) error {
 // PowerOff asks the server to shut down, waits up to ShutdownTimeout for
 // it, then cuts the power if it is still on.
 func (p *Provider) PowerOff(ctx context.Context, id int64) error {
+	return retryOpErr(ctx, p, "power off", func() error { return p.powerOff(ctx, id) })
+}
+
+func (p *Provider) powerOff(ctx context.Context, id int64) error {
 	srv, err := p.owned(ctx, id)
 	if err != nil {
 		return err
@@ -424,28 +481,34 @@ func (p *Provider) shutdown(ctx context.Context, srv *hc.Server) (bool, error) {
 	}
 }
 
-// Delete deletes the server and the SSH key registered for its lease.
+// Delete deletes the server, then the SSH key registered for its lease. A
+// server that is already gone is lease.ErrServerNotFound.
 func (p *Provider) Delete(ctx context.Context, id int64) error {
-	srv, err := p.owned(ctx, id)
+	srv, err := retryOp(ctx, p, "delete server", func() (*hc.Server, error) {
+		srv, err := p.owned(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		res, _, err := p.client.Server.DeleteWithResult(ctx, srv)
+		if err != nil {
+			return nil, serverErr(fmt.Sprintf("delete server %s", srv.Name), err)
+		}
+		return srv, p.wait(ctx, "delete server "+srv.Name, res.Action)
+	})
 	if err != nil {
-		return err
-	}
-	res, _, err := p.client.Server.DeleteWithResult(ctx, srv)
-	if err != nil {
-		return serverErr(fmt.Sprintf("delete server %s", srv.Name), err)
-	}
-	if err := p.wait(ctx, "delete server "+srv.Name, res.Action); err != nil {
 		return err
 	}
 	p.log.Info("server deleted", "server", srv.Name, "id", id)
+	// The key costs nothing and a later create of the lease replaces it,
+	// so failing to delete it does not fail the delete.
 	if leaseID := srv.Labels[LabelLease]; leaseID != "" {
 		keys, err := p.client.SSHKey.AllWithOpts(ctx, hc.SSHKeyListOpts{ListOpts: hc.ListOpts{LabelSelector: p.selector(leaseID)}})
 		if err != nil {
-			return explain("find the server's ssh key", err)
+			p.log.Warn("could not list the deleted server's ssh keys; they stay", "server", srv.Name, "err", explain("list ssh keys", err))
 		}
 		for _, k := range keys {
 			if _, err := p.client.SSHKey.Delete(ctx, k); err != nil && !hc.IsError(err, hc.ErrorCodeNotFound) {
-				return explain("delete ssh key "+k.Name, err)
+				p.log.Warn("could not delete the deleted server's ssh key; it stays", "key", k.Name, "err", explain("delete ssh key", err))
 			}
 		}
 	}
@@ -467,12 +530,17 @@ func (p *Provider) owned(ctx context.Context, id int64) (*hc.Server, error) {
 
 // wait waits for actions to finish; a failed action is an error naming it.
 func (p *Provider) wait(ctx context.Context, op string, actions ...*hc.Action) error {
-	err := p.client.Action.WaitForFunc(ctx, func(a *hc.Action) error {
+	wctx, cancel := context.WithTimeout(ctx, maxActionWait)
+	defer cancel()
+	err := p.client.Action.WaitForFunc(wctx, func(a *hc.Action) error {
 		if a.Status == hc.ActionStatusError {
 			return a.Error()
 		}
 		return nil
 	}, actions...)
+	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s: Hetzner did not finish the action within %s; look at the server in the Hetzner console", op, maxActionWait)
+	}
 	return explain(op, err)
 }
 
@@ -485,7 +553,9 @@ func (p *Provider) waitIdle(ctx context.Context, id int64) error {
 	if err != nil {
 		return explain(fmt.Sprintf("list actions of server %d", id), err)
 	}
-	return explain(fmt.Sprintf("wait for running actions of server %d", id), p.client.Action.WaitForFunc(ctx, nil, running...))
+	wctx, cancel := context.WithTimeout(ctx, maxActionWait)
+	defer cancel()
+	return explain(fmt.Sprintf("wait for running actions of server %d", id), p.client.Action.WaitForFunc(wctx, nil, running...))
 }
 
 func (p *Provider) labels(leaseID string) map[string]string {

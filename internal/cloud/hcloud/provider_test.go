@@ -74,9 +74,10 @@ func (e *testEnv) start(t *testing.T) {
 		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ConstantBackoff(10 * time.Millisecond)}))
 }
 
-func newProvider(t *testing.T, endpoint, token string) *hcloud.Provider {
+// newProvider makes the provider the tests use; tweaks change its config.
+func newProvider(t *testing.T, endpoint, token string, tweaks ...func(*hcloud.Config)) *hcloud.Provider {
 	t.Helper()
-	p, err := hcloud.New(hcloud.Config{
+	cfg := hcloud.Config{
 		Token:           token,
 		Endpoint:        endpoint,
 		Gateway:         "test",
@@ -84,7 +85,11 @@ func newProvider(t *testing.T, endpoint, token string) *hcloud.Provider {
 		PollInterval:    10 * time.Millisecond,
 		ShutdownTimeout: 2 * time.Second,
 		Logger:          testLogger(t),
-	})
+	}
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
+	p, err := hcloud.New(cfg)
 	if err != nil {
 		t.Fatalf("new provider: %v", err)
 	}
@@ -681,10 +686,13 @@ func TestWaitSSHGivesUpWithContext(t *testing.T) {
 	}
 }
 
-// faults fails chosen actions of the local cloud.
+// faults fails chosen actions of the local cloud, counts the actions
+// started, and lets a test answer requests itself.
 type faults struct {
 	mu      sync.Mutex
 	actions map[string]localcloud.ActionFault
+	started map[string]int
+	request func(w http.ResponseWriter, r *http.Request) bool
 }
 
 func (f *faults) set(command string, af localcloud.ActionFault) {
@@ -696,10 +704,34 @@ func (f *faults) set(command string, af localcloud.ActionFault) {
 	f.actions[command] = af
 }
 
-func (f *faults) Request(http.ResponseWriter, *http.Request) bool { return false }
+// onRequest makes fn see every authenticated request first; true means fn
+// answered it.
+func (f *faults) onRequest(fn func(w http.ResponseWriter, r *http.Request) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.request = fn
+}
+
+func (f *faults) Request(w http.ResponseWriter, r *http.Request) bool {
+	f.mu.Lock()
+	fn := f.request
+	f.mu.Unlock()
+	return fn != nil && fn(w, r)
+}
 
 func (f *faults) Action(command string) localcloud.ActionFault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.started == nil {
+		f.started = map[string]int{}
+	}
+	f.started[command]++
 	return f.actions[command]
+}
+
+// count is how many command actions started.
+func (f *faults) count(command string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.started[command]
 }

@@ -1,0 +1,300 @@
+package hcloud_test
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+
+	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+)
+
+// TestHibernateAndResume takes the path of an idle machine that is
+// hibernated: snapshot, delete the server, later create it again from the
+// snapshot, and the person's files are back.
+func TestHibernateAndResume(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "hib1", e.port)
+
+	srv, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.WaitSSH(ctx, e.addr(srv), alice.hostKey); err != nil {
+		t.Fatal(err)
+	}
+	runOnMachine(t, e.addr(srv), alice, "mkdir -p work && echo 'kept across hibernation' > work/note")
+	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	im, err := e.p.Snapshot(ctx, srv.ID, "hib1")
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if im.ID == 0 || im.LeaseID != "hib1" || im.SizeGB <= 0 || im.Created.IsZero() {
+		t.Fatalf("snapshot = %+v", im)
+	}
+	raw, _, err := e.raw.Image.GetByID(ctx, im.ID)
+	if err != nil || raw == nil {
+		t.Fatalf("the snapshot at the API: %v", err)
+	}
+	if raw.Type != hc.ImageTypeSnapshot || raw.Status != hc.ImageStatusAvailable ||
+		raw.Labels[hcloud.LabelGateway] != "test" || raw.Labels[hcloud.LabelLease] != "hib1" ||
+		!strings.Contains(raw.Description, "hib1") || raw.CreatedFrom == nil || raw.CreatedFrom.ID != srv.ID {
+		t.Fatalf("the snapshot at the API: %+v", raw)
+	}
+	// Repeating the snapshot (a retry after a crash) returns the same one.
+	again, err := e.p.Snapshot(ctx, srv.ID, "hib1")
+	if err != nil || again.ID != im.ID {
+		t.Fatalf("repeated snapshot: %+v, %v; want image %d", again, err, im.ID)
+	}
+	if n := e.faults.count("create_image"); n != 1 {
+		t.Fatalf("%d snapshots were taken, want 1", n)
+	}
+
+	if err := e.p.Delete(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Even with the server gone, the lease's snapshot is found again.
+	if again, err := e.p.Snapshot(ctx, srv.ID, "hib1"); err != nil || again.ID != im.ID {
+		t.Fatalf("snapshot after the server was deleted: %+v, %v", again, err)
+	}
+	images, err := e.p.Images(ctx)
+	if err != nil || len(images) != 1 || images[0].ID != im.ID || images[0].LeaseID != "hib1" {
+		t.Fatalf("images = %+v, %v", images, err)
+	}
+
+	resume := alice.spec
+	resume.ImageID = im.ID
+	back, err := e.p.Create(ctx, resume)
+	if err != nil {
+		t.Fatalf("create from the snapshot: %v", err)
+	}
+	if back.ID == srv.ID || back.Status != "running" {
+		t.Fatalf("resumed server = %+v", back)
+	}
+	if got, _, err := e.raw.Server.GetByID(ctx, back.ID); err != nil || got.Image == nil || got.Image.ID != im.ID {
+		t.Fatalf("the resumed server does not run the snapshot: %+v, %v", got, err)
+	}
+	if err := e.p.WaitSSH(ctx, e.addr(back), alice.hostKey); err != nil {
+		t.Fatal(err)
+	}
+	if out := runOnMachine(t, e.addr(back), alice, "cat work/note"); out != "kept across hibernation\n" {
+		t.Fatalf("the file after resuming from the snapshot: %q", out)
+	}
+
+	// Expiry: the snapshot goes, once.
+	if err := e.p.DeleteImage(ctx, im.ID); err != nil {
+		t.Fatalf("delete image: %v", err)
+	}
+	if err := e.p.DeleteImage(ctx, im.ID); !errors.Is(err, lease.ErrImageNotFound) {
+		t.Fatalf("second delete image: %v, want ErrImageNotFound", err)
+	}
+	if images, err := e.p.Images(ctx); err != nil || len(images) != 0 {
+		t.Fatalf("images after delete = %+v, %v", images, err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "images", strconv.FormatInt(im.ID, 10))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the snapshot's folder after delete: %v", err)
+	}
+	// A resume from a deleted snapshot names the problem.
+	other := newPerson(t, "hib2", e.port)
+	other.spec.ImageID = im.ID
+	if _, err := e.p.Create(ctx, other.spec); !errors.Is(err, lease.ErrImageNotFound) {
+		t.Fatalf("create from a deleted snapshot: %v, want ErrImageNotFound", err)
+	}
+}
+
+// TestSnapshotsStayWithTheirLease: a snapshot holds a person's files, so it
+// boots only for its own lease, and the gateway deletes only its own.
+func TestSnapshotsStayWithTheirLease(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "own1", e.port)
+	srv, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := e.p.Snapshot(ctx, srv.ID, "own1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server is alice's: no snapshot of it under another lease.
+	if _, err := e.p.Snapshot(ctx, srv.ID, "own2"); err == nil || !strings.Contains(err.Error(), `belongs to lease "own1"`) {
+		t.Fatalf("snapshot under another lease: %v", err)
+	}
+
+	bob := newPerson(t, "own2", e.port)
+	bob.spec.ImageID = im.ID
+	_, err = e.p.Create(ctx, bob.spec)
+	if err == nil || !strings.Contains(err.Error(), "is not a snapshot of lease own2") {
+		t.Fatalf("create bob's server from alice's snapshot: %v", err)
+	}
+	if s, _, _ := e.raw.Server.GetByName(ctx, bob.spec.Name); s != nil {
+		t.Fatal("a server was created from another lease's snapshot")
+	}
+
+	// A snapshot someone else took (another gateway's) and a system image
+	// are left alone.
+	res, _, err := e.raw.Server.CreateImage(ctx, &hc.Server{ID: srv.ID}, &hc.ServerCreateImageOpts{
+		Type: hc.ImageTypeSnapshot, Labels: map[string]string{hcloud.LabelGateway: "elsewhere"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.raw.Action.WaitFor(ctx, res.Action); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{res.Image.ID, 1} {
+		if err := e.p.DeleteImage(ctx, id); err == nil || !strings.Contains(err.Error(), "leaves it alone") {
+			t.Fatalf("delete image %d that is not the gateway's: %v", id, err)
+		}
+		if got, _, err := e.raw.Image.GetByID(ctx, id); err != nil || got == nil {
+			t.Fatalf("image %d after the refused delete: %v, %v", id, got, err)
+		}
+	}
+	images, err := e.p.Images(ctx)
+	if err != nil || len(images) != 1 || images[0].ID != im.ID {
+		t.Fatalf("images = %+v, %v; want only the gateway's", images, err)
+	}
+	if err := e.p.DeleteImage(ctx, 987654); !errors.Is(err, lease.ErrImageNotFound) {
+		t.Fatalf("delete a missing image: %v, want ErrImageNotFound", err)
+	}
+}
+
+// TestSnapshotAfterCrashWaitsForTheFirst: the gateway asked for a snapshot
+// and crashed; the retry finds the one being made and waits for it.
+func TestSnapshotAfterCrashWaitsForTheFirst(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	alice := newPerson(t, "crash1", e.port)
+	srv, err := e.p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.faults.set("create_image", localcloud.ActionFault{Delay: 300 * time.Millisecond})
+	res, _, err := e.raw.Server.CreateImage(ctx, &hc.Server{ID: srv.ID}, &hc.ServerCreateImageOpts{
+		Type:   hc.ImageTypeSnapshot,
+		Labels: map[string]string{hcloud.LabelGateway: "test", hcloud.LabelLease: "crash1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Image.Status != hc.ImageStatusCreating {
+		t.Fatalf("a fresh snapshot is %s, want creating", res.Image.Status)
+	}
+	im, err := e.p.Snapshot(ctx, srv.ID, "crash1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.ID != res.Image.ID || e.faults.count("create_image") != 1 {
+		t.Fatalf("snapshot %d after %d create_image actions; want the first one, %d", im.ID, e.faults.count("create_image"), res.Image.ID)
+	}
+	if got, _, err := e.raw.Image.GetByID(ctx, im.ID); err != nil || got.Status != hc.ImageStatusAvailable {
+		t.Fatalf("the snapshot is not available: %+v, %v", got, err)
+	}
+}
+
+// fixedClock is a clock that always says the same time.
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time { return c.t }
+
+func TestCPUUsage(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 30*time.Second)
+	now := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+
+	// Look at the metrics requests on their way to the fake.
+	var mu sync.Mutex
+	var queries []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/metrics") {
+			mu.Lock()
+			queries = append(queries, r.URL.RawQuery)
+			mu.Unlock()
+		}
+		e.cloud.Handler().ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	p := newProvider(t, ts.URL+"/v1", e.cloud.Token(), func(c *hcloud.Config) { c.Clock = fixedClock{now} })
+
+	alice := newPerson(t, "cpu1", e.port)
+	srv, err := p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.CPUUsage(ctx, srv.ID, 5*time.Minute); err != nil || got != 0 {
+		t.Fatalf("cpu of an idle machine: %v, %v; want 0", got, err)
+	}
+	// A busy machine, as the lease manager's tests will simulate it.
+	cpuFile := filepath.Join(e.dir, "machines", srv.Name, localcloud.CPUFile)
+	if err := os.WriteFile(cpuFile, []byte("87.5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.CPUUsage(ctx, srv.ID, 10*time.Minute); err != nil || math.Abs(got-87.5) > 1e-9 {
+		t.Fatalf("cpu of a busy machine: %v, %v; want 87.5", got, err)
+	}
+
+	mu.Lock()
+	last := queries[len(queries)-1]
+	mu.Unlock()
+	for _, want := range []string{"type=cpu", "start=2030-05-06T06%3A58%3A09Z", "end=2030-05-06T07%3A08%3A09Z", "step=10"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("metrics query %q lacks %q: the window must end at the injected clock's now", last, want)
+		}
+	}
+
+	if _, err := p.CPUUsage(ctx, 987654, time.Minute); !errors.Is(err, lease.ErrServerNotFound) {
+		t.Fatalf("cpu of a missing server: %v, want ErrServerNotFound", err)
+	}
+	if _, err := p.CPUUsage(ctx, srv.ID, 0); err == nil {
+		t.Fatal("cpu over an empty window was accepted")
+	}
+}
+
+func TestPrices(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxFor(t, 10*time.Second)
+	got, err := e.p.Prices(ctx, "cx23", "fsn1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The local cloud's catalog: cx23 at 3.49 EUR a month net, 19% VAT,
+	// snapshots 0.011 EUR per GB-month net; hourly is a 730th of monthly.
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
+	if got.Currency != "EUR" || !near(got.ServerMonthly, 3.49*1.19) || !near(got.ServerHourly, 3.49*1.19/730) ||
+		!near(got.SnapshotPerGBMonth, 0.011*1.19) {
+		t.Fatalf("prices of cx23 in fsn1 = %+v", got)
+	}
+	// Cross-check with what the API itself reports.
+	pr, _, err := e.raw.Pricing.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.Image.PerGBMonth.Gross != strconv.FormatFloat(got.SnapshotPerGBMonth, 'f', 10, 64) {
+		t.Errorf("snapshot price %v, the API says %s", got.SnapshotPerGBMonth, pr.Image.PerGBMonth.Gross)
+	}
+	if big, err := e.p.Prices(ctx, "cx43", "hel1"); err != nil || big.ServerHourly <= got.ServerHourly {
+		t.Errorf("prices of cx43 in hel1 = %+v, %v; want dearer than cx23", big, err)
+	}
+
+	if _, err := e.p.Prices(ctx, "cx999", "fsn1"); err == nil || !strings.Contains(err.Error(), `no server type "cx999"`) {
+		t.Errorf("prices of an unknown type: %v", err)
+	}
+	if _, err := e.p.Prices(ctx, "cx23", "mars1"); err == nil || !strings.Contains(err.Error(), "does not offer cx23 in mars1") {
+		t.Errorf("prices in an unknown location: %v", err)
+	}
+}
