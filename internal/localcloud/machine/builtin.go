@@ -29,6 +29,7 @@ const (
 type builtin struct {
 	addr   string
 	user   string
+	dir    string // the machine's folder, where its expires file is
 	home   string
 	keys   [][]byte // authorized keys in wire form
 	config *ssh.ServerConfig
@@ -57,6 +58,7 @@ func StartBuiltin(cfg Config) (Machine, error) {
 	m := &builtin{
 		addr:  cfg.Addr,
 		user:  cfg.Doc.User,
+		dir:   dir,
 		home:  filepath.Join(dir, HomeDir),
 		log:   logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "builtin"),
 		conns: make(map[net.Conn]struct{}),

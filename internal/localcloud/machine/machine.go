@@ -23,6 +23,8 @@
 // Both kinds keep their folder across Close and a later Start, so files in
 // HOME survive a power cycle, and both write Dir/instance-id and Dir/expires
 // from the document, where the NixOS image keeps /etc/cloud-instance/{id,expires}.
+// Sessions of both kinds get CLOUD_INSTANCE_DIR=Dir, so the gateway's
+// expiry update (bootstrap.ExpiresScript) replaces Dir/expires.
 package machine
 
 import (

@@ -358,8 +358,10 @@ Subsystem sftp internal-sftp
 AcceptEnv LANG LANGUAGE LC_* COLORTERM NO_COLOR TZ
 LogLevel INFO
 `)
-	// SetEnv overrides the HOME sshd derives from the password database.
-	fmt.Fprintf(&b, "SetEnv HOME=%s\n", home)
+	// SetEnv overrides the HOME sshd derives from the password database,
+	// and tells the gateway's expiry update where this machine keeps its
+	// expires file. sshd reads only the first SetEnv line.
+	fmt.Fprintf(&b, "SetEnv HOME=%s CLOUD_INSTANCE_DIR=%s\n", home, path(""))
 	if version >= 908 {
 		// Every local connection comes from loopback, often through the
 		// gateway: penalising the source for a failed login would lock

@@ -272,6 +272,8 @@ func (s *session) environ(shell string) []string {
 		"LOGNAME": s.m.user,
 		"SHELL":   shell,
 		"PATH":    defaultPath(),
+		// Where the gateway's expiry update finds the expires file.
+		"CLOUD_INSTANCE_DIR": s.m.dir,
 	}
 	if client, server, ok := hostPorts(s.conn.RemoteAddr(), s.conn.LocalAddr()); ok {
 		vars["SSH_CONNECTION"] = client[0] + " " + client[1] + " " + server[0] + " " + server[1]

@@ -1,0 +1,30 @@
+package bootstrap
+
+import (
+	"strings"
+	"time"
+)
+
+// ExpiresScript is what the gateway runs on a machine, as the instance user,
+// to tell programs there a new expiry after an extend. It replaces the
+// expires file atomically: a new file beside it, then a rename, which the
+// instance user may do because the NixOS bootstrap unit hands it the folder.
+// The local cloud's machines name their own folder in CLOUD_INSTANCE_DIR.
+// Its one argument is the expiry as the document writes it: RFC 3339 in UTC,
+// or "never".
+const ExpiresScript = `d="${CLOUD_INSTANCE_DIR:-/etc/cloud-instance}"; printf '%s\n' "$1" > "$d/expires.new" && mv -f "$d/expires.new" "$d/expires"`
+
+// ExpiresCommand returns the command line of an SSH exec request that runs
+// ExpiresScript for expires; the zero time means "never".
+func ExpiresCommand(expires time.Time) string {
+	value := "never"
+	if !expires.IsZero() {
+		value = expires.UTC().Format(time.RFC3339)
+	}
+	return "sh -c " + shellQuote(ExpiresScript) + " sh " + shellQuote(value)
+}
+
+// shellQuote makes s one word for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

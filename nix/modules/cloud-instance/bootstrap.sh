@@ -1,0 +1,345 @@
+#!/bin/sh
+# cloud-instance-bootstrap: personalise a cc-gateway machine at boot from the
+# gateway's bootstrap document (format version 1, rendered by the gateway's
+# internal/bootstrap package). The NixOS unit cloud-instance-bootstrap runs it
+# before sshd starts; internal/bootstrap/script_test.go runs it in CI.
+#
+# It fetches the server's user_data from the Hetzner metadata service: either
+# the document itself, or the infect path's installer script with the
+# document on the line after the marker line below. It checks every field
+# against strict patterns, the keys with ssh-keygen as well, and only then
+# writes, under the root $CLOUD_INSTANCE_ROOT:
+#
+#   etc/ssh/ssh_host_ed25519_key          0600 root  the host key the gateway pins
+#   etc/ssh/ssh_host_ed25519_key.pub      0644 root
+#   etc/ssh/authorized_keys.bootstrap/USER 0644 root the person's and the gateway's keys
+#   etc/cloud-instance/                   0755 USER  so that the gateway, logged in as
+#                                                    USER, can replace expires
+#   etc/cloud-instance/id                 0644 root  the instance id
+#   etc/cloud-instance/expires            0644 root  RFC 3339 time, or "never"
+#   var/lib/cloud-instance/expires.applied 0600 root the expiry last applied
+#   proc/sys/kernel/hostname                         if it exists: the hostname
+#
+# The expiry is written only when the source's value differs from the one
+# last applied: after an extend the gateway updates etc/cloud-instance/expires
+# itself, and a reboot must not bring back the older time in the user_data.
+#
+# Without a document (no user_data, metadata service unreachable, or a
+# user_data that is not for us) it writes the static instance id and expiry
+# of the NixOS configuration, if it has them, and succeeds. An invalid
+# document is refused whole: nothing is written and the script fails.
+#
+# Document content is data only: it is matched against patterns, passed as
+# arguments and written with printf and cat; it is never evaluated.
+#
+# Environment (the NixOS module sets the first four):
+#   CLOUD_INSTANCE_USER            instance user; the document must name it (claude)
+#   CLOUD_INSTANCE_SSH_PORT        sshd's port, compared with the document's (22)
+#   CLOUD_INSTANCE_STATIC_ID       instance id to write without a document (none)
+#   CLOUD_INSTANCE_STATIC_EXPIRES  expiry to write along with it (never)
+#   CLOUD_INSTANCE_METADATA_URL    where the user_data is fetched from
+#   CLOUD_INSTANCE_FETCH_ATTEMPTS  tries at fetching it, 2 s apart (10)
+#   CLOUD_INSTANCE_ROOT            root the files are written under (/)
+
+set -eu
+umask 077
+# Byte-wise patterns and messages, whatever the locale.
+export LC_ALL=C
+
+# Hetzner's user_data limit, and bootstrap.MaxSize.
+max_size=32768
+# The line after this one holds the document in an infect installer script
+# (see internal/bootstrap/infect.go).
+marker=": <<'CC_GATEWAY_BOOTSTRAP_DOCUMENT'"
+
+user=${CLOUD_INSTANCE_USER:-claude}
+port=${CLOUD_INSTANCE_SSH_PORT:-22}
+static_id=${CLOUD_INSTANCE_STATIC_ID:-}
+static_expires=${CLOUD_INSTANCE_STATIC_EXPIRES:-never}
+url=${CLOUD_INSTANCE_METADATA_URL:-http://169.254.169.254/hetzner/v1/userdata}
+attempts=${CLOUD_INSTANCE_FETCH_ATTEMPTS:-10}
+root=${CLOUD_INSTANCE_ROOT:-/}
+root=${root%/}
+
+# The patterns of internal/bootstrap, in jq's regular expression syntax;
+# each must match a whole value.
+id_re='[a-z0-9][a-z0-9-]{0,62}'
+user_re='[a-z_][a-z0-9_-]{0,31}'
+time_re='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})'
+# A bare authorized key: type and base64, no options, no comment.
+key_re='(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}'
+host_re='ssh-ed25519 [A-Za-z0-9+/]+={0,2}'
+pem_re='-----BEGIN OPENSSH PRIVATE KEY-----\n([A-Za-z0-9+/=]{1,76}\n){1,100}-----END OPENSSH PRIVATE KEY-----\n?'
+
+log() {
+	printf 'cloud-instance-bootstrap: %s\n' "$*" >&2
+}
+
+fail() {
+	log "$*"
+	exit 1
+}
+
+# matches VALUE PATTERN: whether PATTERN matches all of VALUE.
+matches() {
+	jq -en --arg v "$1" --arg re "$2" '$v | test("\\A(?:" + $re + ")\\z")' >/dev/null
+}
+
+# is_name VALUE MAX FIRST REST: whether VALUE has at most MAX characters, the
+# first one of FIRST and the others of REST (glob bracket contents).
+is_name() {
+	case $1 in
+	[$3]*) ;;
+	*) return 1 ;;
+	esac
+	case ${1#?} in
+	*[!$4]*) return 1 ;;
+	esac
+	[ "${#1}" -le "$2" ]
+}
+
+# number_in VALUE MIN MAX: whether VALUE is a decimal number from MIN to MAX.
+number_in() {
+	case $1 in
+	'' | *[!0-9]*) return 1 ;;
+	esac
+	[ "${#1}" -le 5 ] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]
+}
+
+# The same patterns as user_re and id_re, without starting jq.
+is_name "$user" 32 'a-z_' 'a-z0-9_-' || fail "CLOUD_INSTANCE_USER is not a valid user name"
+number_in "$port" 1 65535 || fail "CLOUD_INSTANCE_SSH_PORT is not a port number"
+number_in "$attempts" 1 100 || fail "CLOUD_INSTANCE_FETCH_ATTEMPTS is not a number from 1 to 100"
+[ -z "$static_id" ] || is_name "$static_id" 63 'a-z0-9' 'a-z0-9-' ||
+	fail "CLOUD_INSTANCE_STATIC_ID is not a valid instance id"
+[ "$static_expires" = never ] || matches "$static_expires" "$time_re" ||
+	fail "CLOUD_INSTANCE_STATIC_EXPIRES is neither an RFC 3339 time nor \"never\""
+
+# Private scratch space: the user_data holds the machine's private host key.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+trap 'exit 1' HUP INT TERM
+
+# fetch writes the user_data to $work/user-data, or fails with curl's status.
+fetch() {
+	# --max-filesize refuses a body announced as too large; the size check
+	# after the download catches one that is not announced.
+	curl --silent --show-error --fail --noproxy '*' \
+		--connect-timeout 5 --max-time 20 \
+		--retry "$((attempts - 1))" --retry-delay 2 --retry-connrefused --retry-max-time 120 \
+		--max-filesize "$max_size" \
+		--output "$work/user-data" "$url"
+}
+
+# extract_document prints the line after the marker line of an installer
+# script on stdin, and fails if there is none.
+extract_document() {
+	found=
+	while IFS= read -r line || [ -n "$line" ]; do
+		if [ -n "$found" ]; then
+			printf '%s\n' "$line"
+			return 0
+		fi
+		if [ "$line" = "$marker" ]; then
+			found=1
+		fi
+	done
+	return 1
+}
+
+doc=
+status=0
+fetch || status=$?
+if [ "$status" -eq 63 ]; then
+	fail "the user_data is over the $max_size byte limit; refusing it"
+elif [ "$status" -ne 0 ]; then
+	log "no user_data from $url (curl exit status $status)"
+elif [ ! -s "$work/user-data" ]; then
+	log "the server has no user_data"
+else
+	size=$(($(wc -c <"$work/user-data")))
+	if [ "$size" -gt "$max_size" ]; then
+		fail "the user_data is $size bytes, over the $max_size byte limit; refusing it"
+	fi
+	if [ "$(head -c 2 "$work/user-data")" = '#!' ]; then
+		if extract_document <"$work/user-data" >"$work/document"; then
+			doc=$work/document
+		else
+			log "the user_data is a script without a bootstrap document; it is not for this machine"
+		fi
+	else
+		doc=$work/user-data
+	fi
+fi
+
+# check_document prints one line per problem of the document in $doc, and
+# fails if it is not JSON at all. The lines name fields, never their content.
+check_document() {
+	jq -rs \
+		--arg id_re "$id_re" --arg user_re "$user_re" --arg time_re "$time_re" \
+		--arg key_re "$key_re" --arg host_re "$host_re" --arg pem_re "$pem_re" '
+		def full($re): if type == "string" then test("\\A(?:" + $re + ")\\z") else false end;
+		def problem($cond; $text): if $cond then $text else empty end;
+		if length != 1 or (.[0] | type) != "object" then
+			"it is not one JSON object"
+		else
+			.[0]
+			| problem(keys - ["version", "instance_id", "hostname", "user", "expires_at",
+				"authorized_keys", "host_key", "ssh_port"] != []; "it has unknown fields"),
+			problem(.version != 1; "its version is not 1"),
+			problem(.instance_id | full($id_re) | not; "instance_id is not a valid instance id"),
+			problem(.hostname | full($id_re) | not; "hostname is not a valid hostname"),
+			problem(.user | full($user_re) | not; "user is not a valid user name"),
+			problem(.expires_at | (. == "never" or full($time_re)) | not;
+				"expires_at is neither an RFC 3339 time nor \"never\""),
+			(if (.authorized_keys | type) != "array" or (.authorized_keys | length) == 0 then
+				"authorized_keys is not a list of keys"
+			else
+				problem(any(.authorized_keys[]; full($key_re) | not);
+					"an authorized key is not a bare key of a known type")
+			end),
+			(if (.host_key | type) != "object" or (.host_key | keys) != ["private", "public"] then
+				"host_key does not have exactly a public and a private half"
+			else
+				problem(.host_key.public | full($host_re) | not; "host_key.public is not an ed25519 key"),
+				problem(.host_key.private | full($pem_re) | not; "host_key.private is not an OpenSSH private key")
+			end),
+			problem(.ssh_port | (type == "number" and . == floor and . >= 1 and . <= 65535) | not;
+				"ssh_port is not a port number")
+		end
+	' "$doc"
+}
+
+if [ -n "$doc" ]; then
+	problems=$(check_document) || fail "the user_data is neither a bootstrap document nor a script holding one; refusing it"
+	if [ -n "$problems" ]; then
+		printf '%s\n' "$problems" | while IFS= read -r p; do log "bootstrap document: $p"; done
+		fail "refusing the bootstrap document"
+	fi
+	# Every field now matches its pattern: one line each, safe to put in a
+	# variable and in a log line.
+	jq -r '.instance_id, .hostname, .user, .expires_at, .ssh_port, .host_key.public,
+		.authorized_keys[]' "$doc" >"$work/fields"
+	{
+		read -r instance_id
+		read -r hostname
+		read -r doc_user
+		read -r expires
+		read -r doc_port
+		read -r host_public
+		cat >"$work/authorized_keys"
+	} <"$work/fields"
+	printf '%s\n' "$host_public" >"$work/host_key.pub"
+	jq -j .host_key.private "$doc" >"$work/host_key"
+	if [ "$doc_user" != "$user" ]; then
+		fail "the document is for user $doc_user, but this machine's instance user is $user; refusing it"
+	fi
+	if [ "$doc_port" != "$port" ]; then
+		log "warning: the document says sshd listens on port $doc_port, but here it listens on $port; the gateway's --machine-ssh-port must match"
+	fi
+
+	# sshd reads what ssh-keygen reads: each key must parse, with a blob of
+	# the type its line names.
+	n=0
+	while IFS= read -r key; do
+		n=$((n + 1))
+		printf '%s\n' "$key" >"$work/key.pub"
+		ssh-keygen -l -f "$work/key.pub" >/dev/null 2>&1 ||
+			fail "authorized key $n is not a key ssh-keygen reads; refusing the document"
+	done <"$work/authorized_keys"
+	derived=$(ssh-keygen -y -P '' -f "$work/host_key" 2>/dev/null) ||
+		fail "host_key.private is not a key ssh-keygen reads; refusing the document"
+	# ssh-keygen -y appends the key's comment, if it has one.
+	derived_type=${derived%% *}
+	derived_blob=${derived#* }
+	derived_blob=${derived_blob%% *}
+	if [ "$derived_type $derived_blob" != "$host_public" ]; then
+		fail "the host key's halves do not match; refusing the document"
+	fi
+elif [ -n "$static_id" ]; then
+	log "applying the static instance id $static_id of this machine's configuration"
+	instance_id=$static_id
+	expires=$static_expires
+else
+	log "no bootstrap document and no static instance id: nothing to apply"
+	exit 0
+fi
+
+# The instance user's numeric ids, from the passwd file under the root (on
+# NixOS with immutable users every user is there).
+[ -r "$root/etc/passwd" ] || fail "cannot read $root/etc/passwd"
+owner=
+while IFS=: read -r name _ uid gid _; do
+	if [ "$name" = "$user" ]; then
+		owner=$uid:$gid
+		break
+	fi
+done <"$root/etc/passwd"
+case $owner in
+[0-9]*:[0-9]*) ;;
+*) fail "the instance user $user is not in $root/etc/passwd" ;;
+esac
+
+# ensure_dir PATH MODE OWNER: create PATH if needed and set its mode and owner.
+ensure_dir() {
+	if [ ! -d "$1" ]; then
+		(umask 022 && mkdir -p "$1")
+	fi
+	chmod "$2" "$1"
+	set_owner "$3" "$1"
+}
+
+# set_owner OWNER PATH: only root can give files away; a test run as another
+# user leaves ownership alone.
+set_owner() {
+	if [ "$(id -u)" -eq 0 ]; then
+		chown "$1" "$2"
+	fi
+}
+
+# put SOURCE DEST MODE: replace DEST with SOURCE's content, atomically.
+put() {
+	tmp=$(mktemp "${2%/*}/.bootstrap.XXXXXX")
+	cat "$1" >"$tmp"
+	chmod "$3" "$tmp"
+	mv -f "$tmp" "$2"
+}
+
+etc_dir=$root/etc/cloud-instance
+state_dir=$root/var/lib/cloud-instance
+
+if [ -n "$doc" ]; then
+	ensure_dir "$root/etc/ssh" 0755 0:0
+	put "$work/host_key" "$root/etc/ssh/ssh_host_ed25519_key" 0600
+	put "$work/host_key.pub" "$root/etc/ssh/ssh_host_ed25519_key.pub" 0644
+	ensure_dir "$root/etc/ssh/authorized_keys.bootstrap" 0755 0:0
+	put "$work/authorized_keys" "$root/etc/ssh/authorized_keys.bootstrap/$user" 0644
+	if [ -f "$root/proc/sys/kernel/hostname" ]; then
+		printf '%s' "$hostname" >"$root/proc/sys/kernel/hostname"
+	fi
+fi
+
+# The folder is root's while its files are written, so that nobody can swap
+# them underneath, and the instance user's afterwards.
+ensure_dir "$etc_dir" 0755 0:0
+ensure_dir "$state_dir" 0700 0:0
+printf '%s\n' "$instance_id" >"$work/id"
+put "$work/id" "$etc_dir/id" 0644
+applied=
+if [ -f "$state_dir/expires.applied" ]; then
+	applied=$(cat "$state_dir/expires.applied")
+fi
+if [ "$expires" != "$applied" ] || [ ! -f "$etc_dir/expires" ]; then
+	printf '%s\n' "$expires" >"$work/expires"
+	put "$work/expires" "$etc_dir/expires" 0644
+	put "$work/expires" "$state_dir/expires.applied" 0600
+else
+	log "keeping $etc_dir/expires: the expiry $expires was applied before, and the gateway updates the file since"
+fi
+set_owner "$owner" "$etc_dir"
+
+if [ -n "$doc" ]; then
+	log "applied the bootstrap document of instance $instance_id ($n authorized keys, expires $expires)"
+else
+	log "applied instance id $instance_id (expires $expires)"
+fi

@@ -1,0 +1,15 @@
+// Package nix holds the NixOS side of cc-gateway: the flake with the machine
+// image and the gateway's NixOS module (see docs/nixos.md). As Go, it carries
+// only the files of that side that the gateway itself ships in its binary.
+package nix
+
+import _ "embed"
+
+// InfectScript is the body of the infect path's user_data: a POSIX shell
+// script that installs NixOS over a stock Hetzner image. It expects the
+// variables CC_GATEWAY_FLAKE, CC_GATEWAY_CONFIGURATION and
+// CC_GATEWAY_NIX_INSTALLER to be set in front of it; see
+// bootstrap.Document.RenderInfect.
+//
+//go:embed infect/user-data.sh
+var InfectScript string
