@@ -15,9 +15,9 @@ import (
 
 func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
 
-// countServers lists the local cloud's servers through its Hetzner API,
-// with the real hcloud-go client and the credentials the gateway writes.
-func countServers(t *testing.T, lg *localGateway) int {
+// cloudClient is the real hcloud-go client on the local cloud's API, with
+// the credentials the gateway writes for it.
+func cloudClient(t *testing.T, lg *localGateway) *hcloud.Client {
 	t.Helper()
 	f, err := os.Open(filepath.Join(lg.dir, "data", "localcloud", "api.env"))
 	if err != nil {
@@ -31,22 +31,27 @@ func countServers(t *testing.T, lg *localGateway) int {
 			env[k] = v
 		}
 	}
-	client := hcloud.NewClient(hcloud.WithEndpoint(env["HCLOUD_ENDPOINT"]), hcloud.WithToken(env["HCLOUD_TOKEN"]))
-	servers, err := client.Server.All(context.Background())
+	return hcloud.NewClient(hcloud.WithEndpoint(env["HCLOUD_ENDPOINT"]), hcloud.WithToken(env["HCLOUD_TOKEN"]))
+}
+
+// countServers lists the local cloud's servers through its Hetzner API.
+func countServers(t *testing.T, lg *localGateway) int {
+	t.Helper()
+	servers, err := cloudClient(t, lg).Server.All(context.Background())
 	if err != nil {
 		t.Fatalf("list servers through the local cloud's API: %v", err)
 	}
 	return len(servers)
 }
 
-// TestConcurrentFirstConnections: twenty connections with one new key at
+// TestConcurrentFirstConnections: fifty connections with one new key at
 // once make one server, and every one of them lands on it.
 func TestConcurrentFirstConnections(t *testing.T) {
 	lg := newLocalGateway(t)
 	g := lg.start(t)
 	bob := newPerson(t, filepath.Join(lg.dir, "bob"))
 
-	const n = 20
+	const n = 50
 	results := make([]result, n)
 	var wg sync.WaitGroup
 	for i := range n {

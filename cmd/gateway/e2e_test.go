@@ -277,7 +277,10 @@ type localGateway struct {
 }
 
 func newLocalGateway(t *testing.T, extra ...string) *localGateway {
-	dir := t.TempDir()
+	return newLocalGatewayIn(t, t.TempDir(), extra...)
+}
+
+func newLocalGatewayIn(t *testing.T, dir string, extra ...string) *localGateway {
 	lg := &localGateway{dir: dir, hostKeys: filepath.Join(dir, "hostkeys")}
 	lg.args = append([]string{
 		"--listen", "127.0.0.1:0",

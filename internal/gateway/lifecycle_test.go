@@ -1,0 +1,503 @@
+package gateway
+
+// The lease lifecycle on real parts: the front door serving real SSH
+// sessions, the lease manager and reaper on a bbolt file, the Hetzner
+// provider, and the local cloud's API fake with machines that answer SSH.
+// Time is an injected clock the test moves; the reaper's passes are called
+// by the test.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+)
+
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+type world struct {
+	t        *testing.T
+	clock    *testClock
+	start    time.Time
+	manager  *lease.Manager
+	reaper   *lease.Reaper
+	provider *hcloud.Provider
+	store    *bolt.Store
+	addr     string
+	cloudDir string
+}
+
+func newWorld(t *testing.T, policy lease.Policy) *world {
+	t.Helper()
+	dir := t.TempDir()
+	start := time.Now().Truncate(time.Second)
+	w := &world{t: t, clock: &testClock{now: start}, start: start, cloudDir: filepath.Join(dir, "cloud")}
+	port := freePort(t)
+	cloud, err := localcloud.Start(localcloud.Options{
+		DataDir: w.cloudDir, SSHPort: port, ActionDuration: 10 * time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cloud.Close() })
+	w.provider, err = hcloud.New(hcloud.Config{
+		Token: cloud.Token(), Endpoint: cloud.Endpoint(), ImageSelector: localcloud.LocalImageLabel,
+		PollInterval: 10 * time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.store, err = bolt.Open(filepath.Join(dir, "gateway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.store.Close() })
+	upstream := newSigner(t)
+	w.manager = lease.NewManager(lease.Config{
+		Store: w.store, Provider: w.provider, Clock: w.clock, Policy: policy, Logger: quiet,
+		Machine: lease.MachineSpec{User: "claude", SSHPort: port, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
+	})
+	users, _ := LoadKeyList("", quiet)
+	g, err := New(Options{
+		HostKey: newSigner(t), UpstreamKey: upstream, InstanceUser: "claude", Users: users, Admins: users,
+		OpenAccess: true, Leases: w.manager, Clock: w.clock, Logger: quiet, Invocation: "ssh gw",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(ln)
+	t.Cleanup(func() { g.Shutdown(time.Second) })
+	w.addr = ln.Addr().String()
+	w.reaper = lease.NewReaper(w.manager, g, lease.ReaperConfig{Invocation: "ssh gw", OrphanGrace: 10 * time.Minute})
+	return w
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// at moves the clock to start+d and makes one reaper pass.
+func (w *world) at(d time.Duration) {
+	w.clock.Set(w.start.Add(d))
+	w.reaper.Tick(context.Background())
+}
+
+// openSession is a person's open session through the gateway, its stderr
+// collected as it arrives.
+type openSession struct {
+	session *gossh.Session
+	stderr  *syncBuffer
+	done    chan error
+}
+
+// syncBuffer collects output and signals each write.
+type syncBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{}, 1)} }
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case b.changed <- struct{}{}:
+	default:
+	}
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (w *world) dial(person gossh.Signer) *gossh.Client {
+	w.t.Helper()
+	c, err := gossh.Dial("tcp", w.addr, &gossh.ClientConfig{
+		User: "person", Auth: []gossh.AuthMethod{gossh.PublicKeys(person)},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// run runs cmd through the gateway and returns its output.
+func (w *world) run(person gossh.Signer, cmd string) (string, error) {
+	s, err := w.dial(person).NewSession()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	out, err := s.Output(cmd)
+	return string(out), err
+}
+
+// open starts a long, silent command and keeps the session open.
+func (w *world) open(person gossh.Signer) *openSession {
+	w.t.Helper()
+	s, err := w.dial(person).NewSession()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	o := &openSession{session: s, stderr: newSyncBuffer(), done: make(chan error, 1)}
+	s.Stderr = o.stderr
+	if err := s.Start("echo started >&2; exec sleep 3600"); err != nil {
+		w.t.Fatal(err)
+	}
+	go func() { o.done <- s.Wait() }()
+	o.waitFor(w.t, "started")
+	return o
+}
+
+// waitFor waits, bounded, until the session's stderr holds want.
+func (o *openSession) waitFor(t *testing.T, want string) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for !strings.Contains(o.stderr.String(), want) {
+		select {
+		case <-o.stderr.changed:
+		case <-timeout:
+			t.Fatalf("session never showed %q; it showed:\n%s", want, o.stderr.String())
+		}
+	}
+}
+
+// ended waits, bounded, for the session to end and returns its exit status.
+func (o *openSession) ended(t *testing.T) int {
+	t.Helper()
+	select {
+	case err := <-o.done:
+		var ee *gossh.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitStatus()
+		}
+		if err != nil {
+			t.Fatalf("session ended with %v", err)
+		}
+		return 0
+	case <-time.After(20 * time.Second):
+		t.Fatalf("session still open; it showed:\n%s", o.stderr.String())
+		return 0
+	}
+}
+
+func (w *world) lease(person gossh.Signer) lease.Lease {
+	w.t.Helper()
+	l, err := w.store.Get(lease.Fingerprint(person.PublicKey()))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return l
+}
+
+func (w *world) serverStatus(id int64) string {
+	w.t.Helper()
+	srv, err := w.provider.Get(context.Background(), id)
+	if errors.Is(err, lease.ErrServerNotFound) {
+		return "gone"
+	}
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return srv.Status
+}
+
+func (w *world) events(kind string) []lease.Event {
+	all, err := w.store.Events(0)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var out []lease.Event
+	for _, e := range all {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+var basePolicy = lease.Policy{
+	DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 72 * time.Hour,
+	IdleTimeout: 30 * time.Minute, IdleAction: lease.IdleStop,
+	WarnBefore: []time.Duration{15 * time.Minute, 5 * time.Minute, time.Minute},
+}
+
+func TestIdleMachineIsWarnedThenStopped(t *testing.T) {
+	w := newWorld(t, basePolicy)
+	alice := newSigner(t)
+	s := w.open(alice)
+
+	w.at(14 * time.Minute)
+	if strings.Contains(s.stderr.String(), "will be stopped") {
+		t.Fatalf("warned 16m before the idle stop:\n%s", s.stderr.String())
+	}
+	w.at(15 * time.Minute)
+	s.waitFor(t, "will be stopped in 15m")
+	w.at(25*time.Minute + 30*time.Second)
+	s.waitFor(t, "will be stopped in 5m")
+	w.at(29*time.Minute + 10*time.Second)
+	s.waitFor(t, "will be stopped in 50s")
+	if n := strings.Count(s.stderr.String(), "will be stopped"); n != 3 {
+		t.Errorf("%d warnings, want 3 (one per lead time):\n%s", n, s.stderr.String())
+	}
+
+	w.at(30 * time.Minute)
+	s.waitFor(t, "is being stopped: it had no activity for 30m")
+	if code := s.ended(t); code == 0 {
+		t.Error("the session ended with status 0; want non-zero")
+	}
+	l := w.lease(alice)
+	if l.State != lease.StateStopped || w.serverStatus(l.ServerID) != "off" {
+		t.Errorf("after the idle stop: lease %s, server %s", l.State, w.serverStatus(l.ServerID))
+	}
+	if len(w.events("warning")) != 3 || len(w.events("stop")) != 1 {
+		t.Errorf("events: %d warnings, %d stops", len(w.events("warning")), len(w.events("stop")))
+	}
+}
+
+func TestActivityPostponesIdleStop(t *testing.T) {
+	w := newWorld(t, basePolicy)
+	bob := newSigner(t)
+	if _, err := w.run(bob, "true"); err != nil {
+		t.Fatal(err)
+	}
+	w.at(20 * time.Minute)
+	if out, err := w.run(bob, "echo busy"); err != nil || out != "busy\n" {
+		t.Fatalf("run: %q, %v", out, err)
+	}
+	w.at(35 * time.Minute) // 35m after start, 15m after the last traffic
+	l := w.lease(bob)
+	if l.State != lease.StateRunning {
+		t.Fatalf("stopped although active 15m ago: %s", l.State)
+	}
+	if want := w.start.Add(20 * time.Minute); !l.LastActivity.Equal(want) {
+		t.Errorf("stored last activity %s, want %s (flushed by the reaper)", l.LastActivity, want)
+	}
+	w.at(50 * time.Minute)
+	if l := w.lease(bob); l.State != lease.StateStopped {
+		t.Errorf("30m after the last traffic: %s, want stopped", l.State)
+	}
+}
+
+func TestBusyCPUKeepsIdleMachineRunning(t *testing.T) {
+	policy := basePolicy
+	policy.BusyCPU = 50
+	w := newWorld(t, policy)
+	carol := newSigner(t)
+	if _, err := w.run(carol, "true"); err != nil {
+		t.Fatal(err)
+	}
+	l := w.lease(carol)
+	cpu := filepath.Join(w.cloudDir, "machines", l.ServerName, localcloud.CPUFile)
+	if err := os.WriteFile(cpu, []byte("80\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.at(31 * time.Minute)
+	if l := w.lease(carol); l.State != lease.StateRunning || len(w.events("busy")) != 1 {
+		t.Fatalf("a busy machine: %s, %d busy events; want running and one", l.State, len(w.events("busy")))
+	}
+	// Busy counts as activity: the next idle stop is 30m after this pass.
+	if err := os.WriteFile(cpu, []byte("3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.at(60 * time.Minute)
+	if l := w.lease(carol); l.State != lease.StateRunning {
+		t.Fatalf("stopped 29m after the busy pass: %s", l.State)
+	}
+	w.at(61 * time.Minute)
+	if l := w.lease(carol); l.State != lease.StateStopped {
+		t.Fatalf("an idle machine with 3%% CPU: %s, want stopped", l.State)
+	}
+}
+
+func TestHibernateAndResumeKeepsFiles(t *testing.T) {
+	policy := basePolicy
+	policy.IdleAction = lease.IdleHibernate
+	w := newWorld(t, policy)
+	dave := newSigner(t)
+	if _, err := w.run(dave, "echo precious > notes.txt"); err != nil {
+		t.Fatal(err)
+	}
+	first := w.lease(dave)
+	w.at(31 * time.Minute)
+	l := w.lease(dave)
+	if l.State != lease.StateHibernated || l.ImageID == 0 || l.ServerID != 0 || w.serverStatus(first.ServerID) != "gone" {
+		t.Fatalf("after idle hibernate: %+v, old server %s", l, w.serverStatus(first.ServerID))
+	}
+	images, err := w.provider.Images(context.Background())
+	if err != nil || len(images) != 1 {
+		t.Fatalf("snapshots while hibernated: %v, %v", images, err)
+	}
+
+	out, err := w.run(dave, "cat notes.txt")
+	if err != nil || out != "precious\n" {
+		t.Fatalf("after resume: %q, %v", out, err)
+	}
+	l = w.lease(dave)
+	if l.State != lease.StateRunning || l.ImageID != 0 || l.ID != first.ID {
+		t.Errorf("after resume: %+v", l)
+	}
+	if images, _ := w.provider.Images(context.Background()); len(images) != 0 {
+		t.Errorf("the snapshot outlived the resume: %v", images)
+	}
+}
+
+func TestExpiryWarnsThenDestroys(t *testing.T) {
+	policy := basePolicy
+	policy.IdleTimeout = 0 // only expiry here
+	w := newWorld(t, policy)
+	erin := newSigner(t)
+	s := w.open(erin)
+	l := w.lease(erin)
+
+	w.at(3*time.Hour + 45*time.Minute)
+	s.waitFor(t, "expires in 15m and will then be deleted with its files; run `ssh gw extend 2h` to keep it")
+
+	// A login this close to expiry is reminded too.
+	login := w.open(erin)
+	login.waitFor(t, "expires in 15m")
+
+	w.at(4 * time.Hour)
+	s.waitFor(t, "expired at")
+	if code := s.ended(t); code == 0 {
+		t.Error("the session ended with status 0")
+	}
+	if _, err := w.store.Get(l.Fingerprint); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("lease after expiry: %v", err)
+	}
+	if st := w.serverStatus(l.ServerID); st != "gone" {
+		t.Errorf("server after expiry: %s", st)
+	}
+}
+
+func TestExtendedLeaseIsNotReaped(t *testing.T) {
+	policy := basePolicy
+	policy.IdleTimeout = 0
+	w := newWorld(t, policy)
+	frank := newSigner(t)
+	if _, err := w.run(frank, "true"); err != nil {
+		t.Fatal(err)
+	}
+	w.at(3 * time.Hour)
+	if out, err := w.run(frank, "extend 2h"); err != nil || !strings.Contains(out, "now expires") {
+		t.Fatalf("extend: %q, %v", out, err)
+	}
+	w.at(4*time.Hour + time.Minute)
+	if l := w.lease(frank); l.State != lease.StateRunning {
+		t.Errorf("an extended lease was reaped: %s", l.State)
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	w := newWorld(t, basePolicy)
+	ctx := context.Background()
+	gina := newSigner(t)
+	if _, err := w.run(gina, "true"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A labelled server no lease claims: an orphan, deleted after the grace.
+	orphan, err := w.provider.Create(ctx, lease.CreateSpec{
+		Name: "cc-orphan", LeaseID: "orphan", UserData: mustUserData(t, w), PublicKey: w.lease(gina).PublicKey,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Set(orphan.Created.Add(5 * time.Minute))
+	if err := w.reaper.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.serverStatus(orphan.ID); st == "gone" {
+		t.Fatal("an orphan was deleted within its grace period")
+	}
+	w.clock.Set(orphan.Created.Add(11 * time.Minute))
+	if err := w.reaper.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.serverStatus(orphan.ID); st != "gone" {
+		t.Errorf("orphan after its grace: %s", st)
+	}
+
+	// A lease whose server vanished is closed.
+	l := w.lease(gina)
+	if err := w.provider.Delete(ctx, l.ServerID); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.reaper.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.Get(l.Fingerprint); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("lease of a vanished server: %v", err)
+	}
+	if len(w.events("reconcile")) < 2 {
+		t.Errorf("reconcile findings were not recorded: %+v", w.events("reconcile"))
+	}
+}
+
+// mustUserData renders a valid bootstrap document for a server made behind
+// the gateway's back.
+func mustUserData(t *testing.T, w *world) string {
+	t.Helper()
+	l, err := w.store.List()
+	if err != nil || len(l) == 0 {
+		t.Fatal("no lease to borrow a document from")
+	}
+	key, _, _, _, err := gossh.ParseAuthorizedKey([]byte(l[0].PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := bootstrap.New("orphan", "cc-orphan", "claude", time.Time{}, 22, []gossh.PublicKey{key}, l[0].HostKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := doc.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
