@@ -16,7 +16,7 @@ var extendCommand = command{
 	run:     (*Gateway).extend,
 }
 
-func (g *Gateway) extend(_ context.Context, c call) int {
+func (g *Gateway) extend(ctx context.Context, c call) int {
 	if len(c.args) != 2 {
 		return refuse(c, "usage: extend DURATION, for example: extend 2h")
 	}
@@ -28,6 +28,7 @@ func (g *Gateway) extend(_ context.Context, c call) int {
 	if err != nil {
 		return g.leaseError(c, err)
 	}
+	g.pushExpiry(ctx, l)
 	now := g.opts.Clock.Now()
 	fmt.Fprintf(c.stdout, "%s now expires at %s (in %s).\n",
 		l.ServerName, l.Expires.UTC().Format(timeLayout), lease.FormatDuration(l.Expires.Sub(now)))

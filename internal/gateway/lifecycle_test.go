@@ -501,3 +501,24 @@ func mustUserData(t *testing.T, w *world) string {
 	}
 	return out
 }
+
+// TestExtendTellsTheMachine: after extend the machine's expires file holds
+// the new expiry, so programs there know the time left.
+func TestExtendTellsTheMachine(t *testing.T) {
+	w := newWorld(t, basePolicy)
+	ivan := newSigner(t)
+	if _, err := w.run(ivan, "true"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := w.run(ivan, "extend 90m"); err != nil {
+		t.Fatalf("extend: %q, %v", out, err)
+	}
+	l := w.lease(ivan)
+	data, err := os.ReadFile(filepath.Join(w.cloudDir, "machines", l.ServerName, "expires"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := l.Expires.UTC().Format(time.RFC3339) + "\n"; string(data) != want {
+		t.Errorf("machine's expires file holds %q, want %q", data, want)
+	}
+}
