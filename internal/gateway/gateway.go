@@ -22,6 +22,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
 )
 
 // Leases is what the front door needs of the lease manager.
@@ -73,6 +74,7 @@ type Gateway struct {
 	opts   Options
 	log    *slog.Logger
 	server *ssh.Server
+	pool   *proxy.Pool // connections to machines, shared by a person's connections
 
 	mu       sync.Mutex
 	sessions map[*liveSession]struct{}
@@ -108,6 +110,7 @@ func New(opts Options) (*Gateway, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
 		sessions: map[*liveSession]struct{}{},
+		pool:     proxy.NewPool(proxy.PoolOptions{Key: opts.UpstreamKey, Logger: opts.Logger}),
 	}
 	srv, err := wish.NewServer(
 		wish.WithPublicKeyAuth(g.authorize),
@@ -118,9 +121,16 @@ func New(opts Options) (*Gateway, error) {
 			s.ServerConfigCallback = func(ssh.Context) *gossh.ServerConfig {
 				return &gossh.ServerConfig{MaxAuthTries: opts.MaxAuthTries}
 			}
-			// The session handler is ours; every other channel type is
-			// refused until the proxy learns it.
-			s.ChannelHandlers = map[string]ssh.ChannelHandler{"session": g.handleSession}
+			// The session and forwarding handlers are ours (see
+			// session.go, forward.go); other channel types are refused.
+			s.ChannelHandlers = map[string]ssh.ChannelHandler{
+				"session":      g.handleSession,
+				"direct-tcpip": g.handleDirectTCPIP,
+			}
+			s.RequestHandlers = map[string]ssh.RequestHandler{
+				"tcpip-forward":        g.handleTCPIPForward,
+				"cancel-tcpip-forward": g.handleCancelTCPIPForward,
+			}
 			s.ConnectionFailedCallback = func(c net.Conn, err error) {
 				g.log.Debug("connection failed", "remote", c.RemoteAddr(), "err", err)
 			}
@@ -176,6 +186,7 @@ func (g *Gateway) Shutdown(grace time.Duration) {
 		g.log.Info("closing sessions still open after the grace period", "grace", grace)
 	}
 	g.server.Close()
+	g.pool.Close()
 }
 
 // Sessions counts the live proxied sessions of one person.

@@ -55,25 +55,44 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	live := newLiveSession(fp, ch, hasPTY)
 	defer g.track(live)()
 
-	l, err := g.opts.Leases.Ensure(ctx, key, func(st lease.Step) {
+	c := g.clientConn(ctx)
+	c.addSession(1)
+	defer c.addSession(-1)
+	l, t, err := g.machine(ctx, key, func(st lease.Step) {
 		live.mu.Lock()
 		fmt.Fprintf(live.out, "[%3ds] %s%s", int(st.Elapsed.Seconds()), st.Text, live.newline)
 		live.mu.Unlock()
 	})
 	if err != nil {
-		g.fail(ch, s.Start, live, "could not prepare your machine: %v", err)
+		g.fail(ch, s.Start, live, "%v", err)
 		return
 	}
 	g.remindExpiry(live, l)
-	up, err := g.upstream(ctx, l)
+	activity := g.activity(fp)
+	seat, err := g.sessionSeat(ctx, c, t, wantsAgent(s.Early), activity)
 	if err != nil {
 		g.fail(ch, s.Start, live, "could not connect to your machine %s: %v", l.ServerName, err)
 		return
 	}
-	if err := proxy.Bridge(ctx, up, s, func() { g.opts.Leases.Touch(fp) }); err != nil {
+	defer seat.Close()
+	hooks := proxy.Hooks{Activity: activity, Lost: func() string { return g.lostMessage(fp) }}
+	if err := proxy.Bridge(ctx, seat, s, hooks); err != nil {
 		g.log.Debug("session ended", "fingerprint", fp, "err", err)
 	}
 }
+
+// wantsAgent reports whether the client asked for agent forwarding.
+func wantsAgent(early []*gossh.Request) bool {
+	for _, r := range early {
+		if r.Type == agentRequest {
+			return true
+		}
+	}
+	return false
+}
+
+// agentRequest asks for agent forwarding (ssh -A) on a session.
+const agentRequest = "auth-agent-req@openssh.com"
 
 // collect answers the requests that set up a session until the one that
 // starts a program, which it leaves unanswered in s.Start. It reports false
@@ -91,7 +110,7 @@ func (g *Gateway) collect(ctx context.Context, s *proxy.Session) bool {
 			case "shell", "exec", "subsystem":
 				s.Start = req
 				return true
-			case "pty-req", "env", "window-change":
+			case "pty-req", "env", "window-change", agentRequest:
 				s.Early = append(s.Early, req)
 				req.Reply(true, nil)
 			default:

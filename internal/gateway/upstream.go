@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"charm.land/ssh"
@@ -12,51 +15,154 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 )
 
-type upstreamKey struct{}
+// activityEvery is how often a busy channel reports activity to the lease
+// manager: often enough for idle timeouts counted in minutes, rarely enough
+// that a bulk transfer costs one atomic load per buffer.
+const activityEvery = time.Second
 
-// upstreamConn is the one connection to a machine that all channels of one
-// client connection share (ControlMaster clients open many).
-type upstreamConn struct {
-	client  *gossh.Client
-	address string
-	dead    chan struct{}
-}
-
-// upstream returns the client connection's upstream, dialling it on first
-// use or when the previous one died (the machine was stopped and resumed).
-func (g *Gateway) upstream(ctx ssh.Context, l lease.Lease) (*gossh.Client, error) {
-	ctx.Lock()
-	defer ctx.Unlock()
-	if u, ok := ctx.Value(upstreamKey{}).(*upstreamConn); ok && u.address == l.Address {
-		select {
-		case <-u.dead:
-		default:
-			return u.client, nil
+// machine returns the person's running machine and how to reach it. A live
+// pooled connection to the machine the lease names proves that it runs, so
+// then the lease manager, which asks the cloud, is skipped: that keeps
+// `ssh gateway true` close to ssh to the machine itself.
+func (g *Gateway) machine(ctx context.Context, key gossh.PublicKey, progress func(lease.Step)) (lease.Lease, proxy.Target, error) {
+	if l, err := g.opts.Leases.Status(lease.Fingerprint(key)); err == nil && l.State == lease.StateRunning {
+		if t, err := g.target(l); err == nil && g.pool.Has(t) {
+			return l, t, nil
 		}
 	}
+	l, err := g.opts.Leases.Ensure(ctx, key, progress)
+	if err != nil {
+		return l, proxy.Target{}, fmt.Errorf("could not prepare your machine: %w", err)
+	}
+	t, err := g.target(l)
+	if err != nil {
+		return l, proxy.Target{}, fmt.Errorf("could not connect to your machine %s: %w", l.ServerName, err)
+	}
+	return l, t, nil
+}
+
+func (g *Gateway) target(l lease.Lease) (proxy.Target, error) {
 	hostKey, _, _, _, err := gossh.ParseAuthorizedKey([]byte(l.HostKey))
 	if err != nil {
-		return nil, fmt.Errorf("pinned host key of %s is unreadable: %w", l.ServerName, err)
+		return proxy.Target{}, fmt.Errorf("its pinned host key is unreadable: %w", err)
 	}
-	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	client, err := proxy.Dial(dialCtx, l.Address, g.opts.InstanceUser, g.opts.UpstreamKey, hostKey)
+	return proxy.Target{Addr: l.Address, User: g.opts.InstanceUser, HostKey: hostKey}, nil
+}
+
+// activity returns the callback that counts a channel's traffic as activity
+// on the person's lease, at most once per activityEvery.
+func (g *Gateway) activity(fingerprint string) func() {
+	var next atomic.Int64
+	return func() {
+		now := time.Now().UnixNano()
+		if now < next.Load() {
+			return
+		}
+		next.Store(now + int64(activityEvery))
+		g.opts.Leases.Touch(fingerprint)
+	}
+}
+
+// lostMessage explains why a session's machine went away, as well as the
+// lease tells: stopped (by the person, an admin or the reaper), destroyed,
+// or just gone.
+func (g *Gateway) lostMessage(fingerprint string) string {
+	l, err := g.opts.Leases.Status(fingerprint)
+	switch {
+	case errors.Is(err, lease.ErrNotFound) || err == nil && l.State == lease.StateDestroying:
+		return "cc-gateway: your machine was destroyed, which ended this session"
+	case err == nil && (l.State == lease.StateStopping || l.State == lease.StateStopped ||
+		l.State == lease.StateHibernating || l.State == lease.StateHibernated):
+		return fmt.Sprintf("cc-gateway: your machine %s was stopped, which ended this session; `%s` starts it again", l.ServerName, g.opts.Invocation)
+	}
+	return proxy.LostMessage
+}
+
+// clientConn is what the gateway keeps for one client connection beyond
+// its channels: the private machine connection that sessions with agent
+// forwarding use, the remote forwards it asked for, and how many sessions
+// it has open.
+type clientConn struct {
+	conn *gossh.ServerConn
+
+	mu       sync.Mutex
+	private  *proxy.Conn
+	forwards map[forwardAddr]*proxy.Forward
+	sessions int
+	closed   bool
+}
+
+type forwardAddr struct {
+	addr string
+	port uint32
+}
+
+type clientConnKey struct{}
+
+// clientConn returns the state of ctx's client connection, created on first
+// use and cleaned up when the connection ends.
+func (g *Gateway) clientConn(ctx ssh.Context) *clientConn {
+	ctx.Lock()
+	defer ctx.Unlock()
+	if c, ok := ctx.Value(clientConnKey{}).(*clientConn); ok {
+		return c
+	}
+	conn, _ := ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn)
+	c := &clientConn{conn: conn, forwards: map[forwardAddr]*proxy.Forward{}}
+	ctx.SetValue(clientConnKey{}, c)
+	context.AfterFunc(ctx, c.close)
+	return c
+}
+
+// close cancels the connection's remote forwards on the machine, so their
+// ports are free for the next connection, and lets its private machine
+// connection go.
+func (c *clientConn) close() {
+	c.mu.Lock()
+	c.closed = true
+	forwards, private := c.forwards, c.private
+	c.forwards, c.private = nil, nil
+	c.mu.Unlock()
+	for _, f := range forwards {
+		f.Cancel()
+	}
+	if private != nil {
+		private.Release()
+	}
+}
+
+func (c *clientConn) addSession(d int) {
+	c.mu.Lock()
+	c.sessions += d
+	c.mu.Unlock()
+}
+
+// sessionSeat finds room for a session on the machine: on a shared pooled
+// connection, or, with agent forwarding, on the client connection's private
+// one, where the machine's requests for the agent can only mean this client.
+func (g *Gateway) sessionSeat(ctx ssh.Context, c *clientConn, t proxy.Target, agent bool, activity func()) (*proxy.Seat, error) {
+	if !agent {
+		return g.pool.Session(ctx, t)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errors.New("the client connection is closing")
+	}
+	if c.private != nil {
+		if seat, err := c.private.Session(); err == nil && c.private.Target().Equal(t) {
+			return seat, nil
+		} else if err == nil {
+			seat.Close()
+		}
+		// Dead, or a machine that was since re-created elsewhere.
+		c.private.Release()
+		c.private = nil
+	}
+	private, err := g.pool.Private(ctx, t, c.conn, activity)
 	if err != nil {
 		return nil, err
 	}
-	u := &upstreamConn{client: client, address: l.Address, dead: make(chan struct{})}
-	go func() {
-		client.Wait()
-		close(u.dead)
-	}()
-	go func() {
-		// The client connection's context ends when it closes.
-		select {
-		case <-ctx.Done():
-			client.Close()
-		case <-u.dead:
-		}
-	}()
-	ctx.SetValue(upstreamKey{}, u)
-	return client, nil
+	c.private = private
+	return private.Session()
 }

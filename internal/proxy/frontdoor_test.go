@@ -116,7 +116,7 @@ func (fd *frontDoor) session(ctx context.Context, nc gossh.NewChannel, up *gossh
 			early = append(early, req)
 		case "shell", "exec", "subsystem":
 			s := Session{Channel: ch, Requests: reqs, Early: early, Start: req}
-			fd.results <- Bridge(ctx, up, s, func() { fd.activity.Add(1) })
+			fd.results <- Bridge(ctx, up, s, Hooks{Activity: func() { fd.activity.Add(1) }})
 			return
 		default:
 			req.Reply(false, nil)

@@ -32,22 +32,33 @@ var ErrUpstreamLost = errors.New("connection to machine lost")
 const LostMessage = "cc-gateway: connection to your machine was lost"
 
 const (
-	// copyBufferSize is larger than one SSH packet (32 KiB) so a read can
-	// take everything the channel has buffered in one go.
-	copyBufferSize = 64 << 10
 	// exitLost is the status OpenSSH's client uses for its own failures.
 	exitLost = 255
 	// probeTimeout bounds the check whether the machine still answers.
 	probeTimeout = 5 * time.Second
 )
 
+// Machine is the upstream side of a bridge: a connection to the person's
+// machine (a *gossh.Client, or a seat on a pooled connection).
+type Machine interface {
+	OpenChannel(name string, data []byte) (gossh.Channel, <-chan *gossh.Request, error)
+	SendRequest(name string, wantReply bool, payload []byte) (bool, []byte, error)
+}
+
+// Hooks are the optional callbacks of a bridge.
+type Hooks struct {
+	// Activity is called when bytes flow in either direction, at most once
+	// per buffer read; it should be cheap (an atomic store).
+	Activity func()
+	// Lost returns the line the person reads when the machine went away
+	// mid-session, for example that it was stopped; LostMessage if nil.
+	Lost func() string
+}
+
 // Bridge opens a session channel on up, replays s.Early, sends s.Start and
 // answers it downstream with upstream's reply, then copies data and requests
 // both ways until both sides are done. It returns when the session has ended
 // and both channels are closed.
-//
-// activity, if not nil, is called when bytes flow in either direction, at
-// most once per buffer read; it should be cheap (an atomic store).
 //
 // If ctx ends, the session is ended with exit status 255 and a line on
 // stderr: the text of context.Cause(ctx) if the caller gave one (for example
@@ -56,18 +67,22 @@ const (
 // Bridge returns nil when the session ran and ended normally, whatever the
 // program's exit status; ErrUpstreamLost when the machine went away; another
 // error when the machine refused the session or ctx ended it.
-func Bridge(ctx context.Context, up *gossh.Client, s Session, activity func()) error {
+func Bridge(ctx context.Context, up Machine, s Session, h Hooks) error {
 	if up == nil || s.Channel == nil || s.Requests == nil || s.Start == nil {
 		return errors.New("bridge session: upstream, channel, requests and start request are required")
 	}
-	if activity == nil {
-		activity = func() {}
+	if h.Activity == nil {
+		h.Activity = func() {}
+	}
+	if h.Lost == nil {
+		h.Lost = func() string { return LostMessage }
 	}
 	b := &bridge{
 		up:       up,
 		down:     s.Channel,
 		downReqs: s.Requests,
-		activity: activity,
+		activity: h.Activity,
+		lost:     h.Lost,
 		newline:  "\n",
 		log:      slog.Default().With("component", "proxy"),
 	}
@@ -86,7 +101,7 @@ func Bridge(ctx context.Context, up *gossh.Client, s Session, activity func()) e
 			b.refuse(s.Start, "cc-gateway: your machine refused the session: "+openErr.Message)
 			return fmt.Errorf("open session on machine: %w", err)
 		}
-		b.refuse(s.Start, LostMessage)
+		b.refuse(s.Start, b.lost())
 		return fmt.Errorf("open session on machine: %w: %w", ErrUpstreamLost, err)
 	}
 
@@ -96,7 +111,7 @@ func Bridge(ctx context.Context, up *gossh.Client, s Session, activity func()) e
 		ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload)
 		if err != nil {
 			uch.Close()
-			b.refuse(s.Start, LostMessage)
+			b.refuse(s.Start, b.lost())
 			return fmt.Errorf("replay %s request: %w: %w", r.Type, ErrUpstreamLost, err)
 		}
 		if r.WantReply && !ok {
@@ -109,7 +124,7 @@ func Bridge(ctx context.Context, up *gossh.Client, s Session, activity func()) e
 	ok, err := uch.SendRequest(s.Start.Type, true, s.Start.Payload)
 	if err != nil {
 		uch.Close()
-		b.refuse(s.Start, LostMessage)
+		b.refuse(s.Start, b.lost())
 		return fmt.Errorf("send %s request: %w: %w", s.Start.Type, ErrUpstreamLost, err)
 	}
 	if !ok {
@@ -124,10 +139,11 @@ func Bridge(ctx context.Context, up *gossh.Client, s Session, activity func()) e
 }
 
 type bridge struct {
-	up       *gossh.Client
+	up       Machine
 	down     gossh.Channel
 	downReqs <-chan *gossh.Request
 	activity func()
+	lost     func() string
 	lead     string // written before a message of ours
 	newline  string
 	log      *slog.Logger
@@ -247,7 +263,7 @@ loop:
 			b.end(endMessage(cause))
 		}
 	case !exited && !gone && !b.upstreamAlive():
-		b.end(LostMessage)
+		b.end(b.lost())
 		err = ErrUpstreamLost
 	default:
 		sendEOF()
@@ -302,20 +318,5 @@ func (b *bridge) upstreamAlive() bool {
 
 // copy moves bytes from src to dst until EOF or an error on either side.
 func (b *bridge) copy(dst io.Writer, src io.Reader) {
-	buf := make([]byte, copyBufferSize)
-	io.CopyBuffer(dst, activityReader{r: src, touch: b.activity}, buf)
-}
-
-// activityReader reports each read that returned data.
-type activityReader struct {
-	r     io.Reader
-	touch func()
-}
-
-func (a activityReader) Read(p []byte) (int, error) {
-	n, err := a.r.Read(p)
-	if n > 0 {
-		a.touch()
-	}
-	return n, err
+	copyStream(dst, src, b.activity)
 }
