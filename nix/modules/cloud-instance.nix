@@ -1,0 +1,227 @@
+# services.cloudInstance: what makes a NixOS machine one of cc-gateway's
+# machines. One image serves everyone: at boot the bootstrap unit reads the
+# gateway's bootstrap document from the Hetzner metadata service and applies
+# it (host key, authorized keys, instance id, expiry; see
+# cloud-instance/bootstrap.sh). Values set here are the fallback for a machine
+# that boots without a document.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    mkEnableOption
+    mkIf
+    mkOption
+    mkPackageOption
+    types
+    ;
+
+  cfg = config.services.cloudInstance;
+
+  # The same patterns as internal/bootstrap and the bootstrap script.
+  idPattern = "[a-z0-9][a-z0-9-]{0,62}";
+  userPattern = "[a-z_][a-z0-9_-]{0,31}";
+  timePattern = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})";
+
+  # The seed wrote `cfg.expiresAt or "never"`, which keeps a null: `or` only
+  # applies to a missing attribute. A null expiry means "never".
+  expires = if cfg.expiresAt == null then "never" else cfg.expiresAt;
+
+  # Where the bootstrap unit puts the document's keys; see
+  # services.openssh.authorizedKeysFiles below.
+  bootstrapKeysDir = "/etc/ssh/authorized_keys.bootstrap";
+
+  sshPort = builtins.head config.services.openssh.ports;
+
+  claudeMd =
+    builtins.replaceStrings
+      [ "@gateway@" "@user@" ]
+      [ cfg.gatewayHost cfg.user ]
+      (builtins.readFile ../CLAUDE.cloud-instance.md);
+in
+{
+  options.services.cloudInstance = {
+    enable = mkEnableOption "this machine as a cc-gateway cloud instance";
+
+    user = mkOption {
+      type = types.strMatching userPattern;
+      default = "claude";
+      description = ''
+        The instance user people land as. The gateway's `--instance-user`
+        must name the same user: the bootstrap unit refuses a document for
+        another one.
+      '';
+    };
+
+    userSshKey = mkOption {
+      type = types.nullOr (types.strMatching "[^\n\r]+");
+      default = null;
+      example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... alice@laptop";
+      description = ''
+        A public key authorized for the instance user in the configuration
+        itself, beside the keys of the bootstrap document. Leave it unset in
+        the image the gateway boots: the document brings the person's key.
+      '';
+    };
+
+    instanceId = mkOption {
+      type = types.nullOr (types.strMatching idPattern);
+      default = null;
+      description = ''
+        Instance id written to /etc/cloud-instance/id when the machine boots
+        without a bootstrap document. A document's id takes precedence.
+      '';
+    };
+
+    expiresAt = mkOption {
+      type = types.nullOr (types.strMatching timePattern);
+      default = null;
+      example = "2026-01-31T18:00:00Z";
+      description = ''
+        RFC 3339 expiry written to /etc/cloud-instance/expires along with
+        {option}`instanceId` when there is no bootstrap document; null means
+        "never".
+      '';
+    };
+
+    gatewayHost = mkOption {
+      type = types.strMatching "[^\n\r]+";
+      default = "cc.example.com";
+      description = ''
+        How people reach the gateway (its `--public-name`), as written in the
+        notes for Claude Code and the login message, e.g. in
+        `ssh cc.example.com extend 2h`.
+      '';
+    };
+
+    metadataUrl = mkOption {
+      type = types.str;
+      default = "http://169.254.169.254/hetzner/v1/userdata";
+      description = "Where the bootstrap unit fetches the server's user_data.";
+    };
+
+    claudeCode = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Whether to install Claude Code (unfree) for everyone.";
+      };
+      package = mkPackageOption pkgs "claude-code" { };
+    };
+
+    packages = mkOption {
+      type = types.listOf types.package;
+      default = with pkgs; [
+        curl
+        direnv
+        fd
+        file
+        gcc
+        gh
+        git
+        gnumake
+        htop
+        jq
+        neovim
+        nix-direnv
+        nodejs
+        python3
+        ripgrep
+        rsync
+        tmux
+        tree
+        unzip
+        wget
+        zip
+      ];
+      defaultText = lib.literalMD "a developer tool set: git, gh, ripgrep, fd, jq, tmux, neovim, gcc, make, Python, Node.js and the like";
+      description = "Packages installed for everyone besides Claude Code.";
+    };
+  };
+
+  config = mkIf cfg.enable {
+    users.users.${cfg.user} = {
+      isNormalUser = true;
+      extraGroups = [ "wheel" ];
+      shell = pkgs.zsh;
+      openssh.authorizedKeys.keys = lib.optional (cfg.userSshKey != null) cfg.userSshKey;
+    };
+    programs.zsh.enable = true;
+    nix.settings.trusted-users = [ cfg.user ];
+
+    services.openssh = {
+      enable = true;
+      # Only the key the gateway pins; sshd would otherwise make an RSA one too.
+      hostKeys = [
+        {
+          type = "ed25519";
+          path = "/etc/ssh/ssh_host_ed25519_key";
+        }
+      ];
+      authorizedKeysFiles = [ "${bootstrapKeysDir}/%u" ];
+    };
+
+    systemd.services.cloud-instance-bootstrap = {
+      description = "Apply the cc-gateway bootstrap document";
+      wantedBy = [
+        "multi-user.target"
+        "sshd.service"
+      ];
+      # sshd must start with the pinned host key and the document's keys.
+      before = [ "sshd.service" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      path = with pkgs; [
+        coreutils
+        curl
+        jq
+        openssh
+      ];
+      environment = {
+        CLOUD_INSTANCE_USER = cfg.user;
+        CLOUD_INSTANCE_SSH_PORT = toString sshPort;
+        CLOUD_INSTANCE_METADATA_URL = cfg.metadataUrl;
+      }
+      // lib.optionalAttrs (cfg.instanceId != null) {
+        CLOUD_INSTANCE_STATIC_ID = cfg.instanceId;
+        CLOUD_INSTANCE_STATIC_EXPIRES = expires;
+      };
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = "${pkgs.dash}/bin/dash ${./cloud-instance/bootstrap.sh}";
+        # Bounds the metadata service's retries, and so the boot.
+        TimeoutStartSec = "3min";
+      };
+    };
+
+    # The bootstrap unit makes the folder too; this keeps its owner right if
+    # the instance user changes. Owned by the instance user, so that the
+    # gateway, logged in as that user, can replace the expires file in it.
+    # The old root of an infected system (see ../infect) goes at boot.
+    systemd.tmpfiles.rules = [
+      "d /etc/cloud-instance 0755 ${cfg.user} ${config.users.users.${cfg.user}.group} -"
+      "R! /old-root - - - - -"
+    ];
+
+    # Claude Code reads this file on Linux for every user and project.
+    environment.etc."claude-code/CLAUDE.md".text = claudeMd;
+
+    environment.loginShellInit = ''
+      if [ -r /etc/cloud-instance/expires ]; then
+        printf 'This machine expires at %s (UTC). Extend it from your computer: ssh %s extend 2h\n' \
+          "$(cat /etc/cloud-instance/expires)" ${lib.escapeShellArg cfg.gatewayHost}
+      fi
+    '';
+
+    environment.systemPackages = cfg.packages ++ lib.optional cfg.claudeCode.enable cfg.claudeCode.package;
+
+    nixpkgs.config.allowUnfreePredicate = mkIf cfg.claudeCode.enable (
+      pkg: builtins.elem (lib.getName pkg) [ "claude-code" ]
+    );
+  };
+}

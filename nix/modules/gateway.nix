@@ -1,0 +1,275 @@
+# services.cc-gateway: the gateway as a hardened systemd service.
+#
+# services.cc-gateway.settings mirrors the gateway's options (`cc-gateway
+# --help`) by name and goes to its config file; options this module does not
+# know yet pass through as they are. The Hetzner token never enters the Nix
+# store: systemd hands the file named by hcloudTokenFile to the service as a
+# credential, and the gateway reads it with --hcloud-token-file.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    mkEnableOption
+    mkIf
+    mkOption
+    mkPackageOption
+    types
+    ;
+
+  cfg = config.services.cc-gateway;
+
+  stateDir = "/var/lib/cc-gateway";
+
+  duration = types.strMatching "([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+";
+  line = types.strMatching "[^\n\r]*";
+  # A file for the gateway to read: a Nix path is copied to the store, a
+  # string names a file on the machine, which the gateway re-reads on change.
+  file = types.either types.path (types.strMatching "/[^\n\r]*");
+
+  # An option of the gateway; null leaves the gateway's default.
+  setting =
+    type: description:
+    mkOption {
+      type = types.nullOr type;
+      default = null;
+      inherit description;
+    };
+
+  keysFile = name: keys: pkgs.writeText "cc-gateway-${name}" (lib.concatMapStrings (k: k + "\n") keys);
+
+  configFile = pkgs.writeText "cc-gateway.conf" (import ./gateway/config-file.nix cfg.settings);
+
+  listenPort = lib.toInt (lib.last (lib.splitString ":" cfg.settings.listen));
+in
+{
+  options.services.cc-gateway = {
+    enable = mkEnableOption "cc-gateway, the SSH gateway to per-person cloud machines";
+
+    package = mkPackageOption pkgs "cc-gateway" { };
+
+    hcloudTokenFile = mkOption {
+      type = types.nullOr (types.strMatching "/[^\n\r]*");
+      default = null;
+      example = "/run/secrets/hcloud-token";
+      description = ''
+        File holding the Hetzner Cloud API token, readable by root. It is
+        passed to the service as a systemd credential (LoadCredential=) and
+        never copied to the Nix store; give a path as a string, not a Nix
+        path.
+      '';
+    };
+
+    allowedKeys = mkOption {
+      type = types.listOf (types.strMatching "[^\n\r]+");
+      default = [ ];
+      example = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... alice@laptop" ];
+      description = ''
+        Public keys of the people allowed in, written to the store as the
+        `users` allow list. To edit the list without a rebuild, set
+        `settings.users` to a file on the machine instead.
+      '';
+    };
+
+    adminKeys = mkOption {
+      type = types.listOf (types.strMatching "[^\n\r]+");
+      default = [ ];
+      description = "Public keys allowed to run admin commands, written to the store as the `admins` list.";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Whether to open the port of `settings.listen` in the firewall.";
+    };
+
+    settings = mkOption {
+      default = { };
+      description = ''
+        The gateway's options, named as its flags without the dashes in
+        front; see `cc-gateway --help`. Null leaves the gateway's default.
+        `config` and `hcloud-token-file` are set by this module.
+      '';
+      type = types.submodule {
+        freeformType = types.attrsOf (
+          types.nullOr (
+            types.oneOf [
+              line
+              types.int
+              types.path
+            ]
+          )
+        );
+        options = {
+          listen = mkOption {
+            type = types.strMatching ".*:[0-9]+";
+            default = ":22";
+            description = "host:port the SSH front door listens on.";
+          };
+          "public-name" = setting line "How people reach the gateway, shown in hints, e.g. cc.example.com.";
+          "data-dir" = mkOption {
+            type = types.str;
+            default = stateDir;
+            description = "Directory of the lease database; within ${stateDir}, the service's state directory.";
+          };
+          "host-key-dir" = mkOption {
+            type = types.str;
+            default = "${stateDir}/hostkeys";
+            description = "Directory of the gateway's host keys; within ${stateDir}.";
+          };
+          users = setting file "authorized_keys file of the people allowed in; required in hcloud mode.";
+          admins = setting file "authorized_keys file of the keys allowed to run admin commands.";
+          cloud = mkOption {
+            type = types.enum [
+              "local"
+              "hcloud"
+            ];
+            default = "hcloud";
+            description = "Where machines run: Hetzner Cloud, or the built-in local cloud (for trying it out).";
+          };
+          "hcloud-endpoint" = setting line "Hetzner Cloud API base URL; null for Hetzner's own.";
+          "default-ttl" = setting duration "How long a new lease lasts before it expires (gateway default 4h).";
+          "max-ttl" = setting duration "The furthest ahead of now an expiry may be extended (24h).";
+          "max-lifetime" = setting duration "The longest a machine may live from its creation (168h).";
+          "idle-timeout" = setting duration "A machine without sessions or traffic this long is idle (30m).";
+          "idle-action" = setting (types.enum [
+            "stop"
+            "hibernate"
+            "destroy"
+          ]) "What happens to an idle machine: power off keeping the disk, snapshot then delete the server, or delete everything (stop).";
+          "busy-cpu" = setting (types.ints.between 0 100) "An idle machine using at least this much CPU, in percent, is left running; 0 never checks (10).";
+          "warn-before" = setting (types.strMatching "([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+(,([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+)*") "Comma-separated lead times of the warnings before an idle stop or an expiry (15m,5m,1m).";
+          "reaper-interval" = setting duration "How often the reaper looks at every lease (30s).";
+          "reconcile-interval" = setting duration "How often leases are reconciled with the cloud's servers (5m).";
+          "orphan-grace" = setting duration "How old a labelled server without a lease must be before reconcile deletes it (10m).";
+          "instance-user" = setting (types.strMatching "[a-z_][a-z0-9_-]{0,31}") ''
+            Unix user people land as on their machine (claude); the image's
+            services.cloudInstance.user must be the same.
+          '';
+          "server-type" = setting line "Hetzner server type of new machines (cx23).";
+          location = setting line "Hetzner location of new machines (fsn1).";
+          image = setting line "Image of new machines when no image matches image-selector (debian-12).";
+          "image-selector" = setting line "Label selector of the machine image; the newest match wins (cc-gateway=image).";
+          "machine-ssh-port" = setting types.port "Port the machines' sshd listens on (22).";
+          "gateway-name" = setting line "Name in the labels of everything this gateway creates; one per gateway sharing a project.";
+          "local-machines" = setting (types.enum [
+            "builtin"
+            "openssh"
+          ]) "Local mode only: machines as in-process SSH servers, or as real sshd processes.";
+          "shutdown-grace" = setting duration "On stop, how long open sessions get to end (10s).";
+          "local-faults" = setting line "Local mode only, for testing: faults the fake Hetzner API injects, e.g. rate=0.2,seed=7.";
+          "log-level" = setting (types.enum [
+            "debug"
+            "info"
+            "warn"
+            "error"
+          ]) "debug, info, warn or error (info).";
+        };
+      };
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = !(cfg.settings ? config) && !(cfg.settings ? "hcloud-token-file");
+        message = "services.cc-gateway.settings: config and hcloud-token-file are set by the module; use hcloudTokenFile for the token.";
+      }
+      {
+        assertion = cfg.settings.cloud == "hcloud" -> cfg.hcloudTokenFile != null;
+        message = "services.cc-gateway: hcloud mode needs hcloudTokenFile.";
+      }
+      {
+        assertion = cfg.settings.cloud == "hcloud" -> cfg.settings.users != null;
+        message = "services.cc-gateway: hcloud mode needs an allow list: allowedKeys or settings.users.";
+      }
+      {
+        assertion = lib.all (d: lib.hasPrefix stateDir d) [
+          cfg.settings."data-dir"
+          cfg.settings."host-key-dir"
+        ];
+        message = "services.cc-gateway: data-dir and host-key-dir must be within ${stateDir}, the only place the service may write.";
+      }
+    ];
+
+    services.cc-gateway.settings = {
+      users = lib.mkIf (cfg.allowedKeys != [ ]) (lib.mkDefault "${keysFile "users" cfg.allowedKeys}");
+      admins = lib.mkIf (cfg.adminKeys != [ ]) (lib.mkDefault "${keysFile "admins" cfg.adminKeys}");
+    };
+
+    systemd.services.cc-gateway = {
+      description = "cc-gateway, the SSH gateway to per-person cloud machines";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+
+      serviceConfig = {
+        ExecStart = lib.concatStringsSep " " (
+          [
+            (lib.getExe cfg.package)
+            "--config"
+            "${configFile}"
+          ]
+          # %d is the service's credentials directory.
+          ++ lib.optionals (cfg.hcloudTokenFile != null) [
+            "--hcloud-token-file"
+            "%d/hcloud-token"
+          ]
+        );
+        LoadCredential = lib.optional (cfg.hcloudTokenFile != null) "hcloud-token:${cfg.hcloudTokenFile}";
+        # The gateway re-reads its allow lists on SIGHUP.
+        ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+        Restart = "on-failure";
+        RestartSec = "5s";
+
+        DynamicUser = true;
+        StateDirectory = "cc-gateway";
+        StateDirectoryMode = "0700";
+        WorkingDirectory = stateDir;
+        UMask = "0077";
+        LimitNOFILE = 65536;
+
+        # Port 22 and nothing else of root's.
+        AmbientCapabilities = [ "CAP_NET_BIND_SERVICE" ];
+        CapabilityBoundingSet = [ "CAP_NET_BIND_SERVICE" ];
+        NoNewPrivileges = true;
+
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        DevicePolicy = "closed";
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectProc = "invisible";
+        RestrictAddressFamilies = [
+          "AF_INET"
+          "AF_INET6"
+          "AF_UNIX"
+        ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged"
+        ];
+        # Refuse a filtered call rather than kill the gateway for it.
+        SystemCallErrorNumber = "EPERM";
+      };
+    };
+
+    networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall listenPort;
+  };
+}

@@ -1,0 +1,51 @@
+# The gateway, built from this repository.
+{
+  lib,
+  buildGoModule,
+}:
+
+buildGoModule {
+  pname = "cc-gateway";
+  version = "0.1.0-unstable";
+
+  # Only what the build reads, so that edits to docs or tests elsewhere do
+  # not rebuild it.
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      ../go.mod
+      ../go.sum
+      ../cmd
+      ../internal
+      ./nix.go
+      ./infect
+    ];
+  };
+
+  # The hash of the Go module dependencies. It changes whenever go.sum does.
+  # To update it: build once (nix build ./nix#cc-gateway), and put here the
+  # "got: sha256-..." that the failing build prints. See docs/nixos.md.
+  vendorHash = lib.fakeHash;
+
+  subPackages = [ "cmd/gateway" ];
+  env.CGO_ENABLED = 0;
+  ldflags = [
+    "-s"
+    "-w"
+  ];
+
+  # The tests need OpenSSH servers, loopback networking and more time than a
+  # package build should take; .ci/run runs them.
+  doCheck = false;
+
+  postInstall = ''
+    mv $out/bin/gateway $out/bin/cc-gateway
+  '';
+
+  meta = {
+    description = "SSH gateway that gives every person their own cloud machine on demand";
+    homepage = "https://github.com/cc-gateway/cc-gateway";
+    mainProgram = "cc-gateway";
+    platforms = lib.platforms.linux;
+  };
+}
