@@ -57,8 +57,10 @@ const (
 // fault with probability Rate (503, 500 or 429, and on server actions also
 // 423 locked or 409 conflict), and each action goes wrong with probability
 // Rate (it fails, or runs SlowAction longer). An injected error answer is
-// given before the request takes effect. The same Seed and the same
-// sequence of requests and actions give the same faults.
+// given before the request takes effect. Requests and actions draw from
+// separate streams, so for one Seed the n-th action meets the same fault
+// however often clients polled meanwhile, and the n-th request the same
+// fault however many actions ran.
 type RandomFaults struct {
 	Rate float64 // 0 (never) to 1 (always)
 	Seed int64
@@ -68,23 +70,32 @@ type RandomFaults struct {
 	// (rounded up to whole seconds, as the header counts seconds).
 	RateLimitReset time.Duration
 
-	mu     sync.Mutex
-	rng    *rand.Rand
-	counts map[string]int
+	mu       sync.Mutex
+	requests *rand.Rand // nil until first used
+	actions  *rand.Rand
+	counts   map[string]int
 }
 
 var _ Faults = (*RandomFaults)(nil)
 
-// draw decides whether to inject and which of kinds; callers hold f.mu.
-func (f *RandomFaults) draw(kinds []string) string {
-	if f.rng == nil {
-		f.rng = rand.New(rand.NewPCG(uint64(f.Seed), 0x6363676174657779))
+// draw decides whether to inject and which of kinds, from the request or
+// the action stream; callers hold f.mu.
+func (f *RandomFaults) draw(action bool, kinds []string) string {
+	if f.counts == nil {
+		f.requests = rand.New(rand.NewPCG(uint64(f.Seed), 1))
+		f.actions = rand.New(rand.NewPCG(uint64(f.Seed), 2))
 		f.counts = map[string]int{}
 	}
-	if f.rng.Float64() >= f.Rate {
+	rng := f.requests
+	if action {
+		rng = f.actions
+	}
+	// Two draws every time, so the stream does not shift with the outcome.
+	hit, pick := rng.Float64(), rng.IntN(len(kinds))
+	if hit >= f.Rate {
 		return ""
 	}
-	kind := kinds[f.rng.IntN(len(kinds))]
+	kind := kinds[pick]
 	f.counts[kind]++
 	return kind
 }
@@ -96,7 +107,7 @@ func (f *RandomFaults) Request(w http.ResponseWriter, r *http.Request) bool {
 		kinds = append(kinds, FaultLocked, FaultConflict)
 	}
 	f.mu.Lock()
-	kind := f.draw(kinds)
+	kind := f.draw(false, kinds)
 	reset := cmp.Or(f.RateLimitReset, DefaultRateLimitReset)
 	f.mu.Unlock()
 
@@ -126,7 +137,7 @@ func (f *RandomFaults) Request(w http.ResponseWriter, r *http.Request) bool {
 func (f *RandomFaults) Action(command string) ActionFault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch f.draw([]string{FaultActionFailed, FaultSlowAction}) {
+	switch f.draw(true, []string{FaultActionFailed, FaultSlowAction}) {
 	case FaultActionFailed:
 		return ActionFault{Code: "action_failed", Message: "injected fault: " + command + " failed"}
 	case FaultSlowAction:

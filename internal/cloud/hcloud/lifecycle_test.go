@@ -24,6 +24,7 @@ import (
 // hibernated: snapshot, delete the server, later create it again from the
 // snapshot, and the person's files are back.
 func TestHibernateAndResume(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "hib1", e.port)
@@ -120,6 +121,7 @@ func TestHibernateAndResume(t *testing.T) {
 // TestSnapshotsStayWithTheirLease: a snapshot holds a person's files, so it
 // boots only for its own lease, and the gateway deletes only its own.
 func TestSnapshotsStayWithTheirLease(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "own1", e.port)
@@ -177,6 +179,7 @@ func TestSnapshotsStayWithTheirLease(t *testing.T) {
 // TestSnapshotAfterCrashWaitsForTheFirst: the gateway asked for a snapshot
 // and crashed; the retry finds the one being made and waits for it.
 func TestSnapshotAfterCrashWaitsForTheFirst(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "crash1", e.port)
@@ -213,6 +216,7 @@ type fixedClock struct{ t time.Time }
 func (c fixedClock) Now() time.Time { return c.t }
 
 func TestCPUUsage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	now := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
@@ -266,6 +270,7 @@ func TestCPUUsage(t *testing.T) {
 }
 
 func TestPrices(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 10*time.Second)
 	got, err := e.p.Prices(ctx, "cx23", "fsn1")

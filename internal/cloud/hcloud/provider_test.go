@@ -207,6 +207,7 @@ func runOnMachine(t *testing.T, addr string, p person, cmd string) string {
 }
 
 func TestLifecycle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "a1b2c3", e.port)
@@ -318,6 +319,7 @@ func TestLifecycle(t *testing.T) {
 }
 
 func TestCreateIsIdempotent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "idem1", e.port)
@@ -348,6 +350,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 }
 
 func TestCreateRetriesWhileTheFirstIsStillBooting(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "early1", e.port)
@@ -372,6 +375,7 @@ func TestCreateRetriesWhileTheFirstIsStillBooting(t *testing.T) {
 }
 
 func TestCreateRefusesForeignServerOfTheSameName(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "foreign1", e.port)
@@ -405,6 +409,7 @@ func TestCreateRefusesForeignServerOfTheSameName(t *testing.T) {
 }
 
 func TestSSHKeyAlreadyInProject(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "dupkey", e.port)
@@ -438,6 +443,7 @@ func TestSSHKeyAlreadyInProject(t *testing.T) {
 }
 
 func TestSSHKeyNameTakenByLeftover(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "stale1", e.port)
@@ -461,6 +467,7 @@ func TestSSHKeyNameTakenByLeftover(t *testing.T) {
 }
 
 func TestRefusedToken(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 10*time.Second)
 	p := newProvider(t, e.cloud.Endpoint(), "not-the-token")
@@ -498,6 +505,7 @@ func TestRefusedToken(t *testing.T) {
 }
 
 func TestCreateRejectsInvalidUserData(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 10*time.Second)
 	spec := newPerson(t, "bad1", e.port).spec
@@ -512,6 +520,7 @@ func TestCreateRejectsInvalidUserData(t *testing.T) {
 }
 
 func TestFailedActionIsAnError(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	e.faults.set("start_server", localcloud.ActionFault{Code: "action_failed", Message: "no host available"})
@@ -526,6 +535,7 @@ func TestFailedActionIsAnError(t *testing.T) {
 }
 
 func TestPowerOffCutsPowerWhenShutdownFails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "acpi1", e.port)
@@ -543,6 +553,7 @@ func TestPowerOffCutsPowerWhenShutdownFails(t *testing.T) {
 }
 
 func TestServerSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "restart1", e.port)
@@ -591,6 +602,7 @@ func TestServerSurvivesRestart(t *testing.T) {
 // TestOpenSSHMachine drives a real sshd through the provider: WaitSSH must
 // recognise OpenSSH answering with the pinned key.
 func TestOpenSSHMachine(t *testing.T) {
+	t.Parallel()
 	osUser, err := machine.OpenSSHUser()
 	if err != nil {
 		t.Fatal(err)
@@ -627,6 +639,7 @@ func TestOpenSSHMachine(t *testing.T) {
 }
 
 func TestImageChoice(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	imageOf := func(id int64) *hc.Image {
@@ -675,6 +688,7 @@ func TestImageChoice(t *testing.T) {
 }
 
 func TestWaitSSHGivesUpWithContext(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 300*time.Millisecond)
 	err := e.p.WaitSSH(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), newPerson(t, "x", e.port).hostKey)
