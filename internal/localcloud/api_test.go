@@ -150,6 +150,37 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		t.Fatalf("create with a registered key: %v", err)
 	}
 
+	// Hibernation and resumption, and the figures the lease manager reads.
+	if err := p.PowerOff(ctx, srv2.ID); err != nil {
+		t.Fatal(err)
+	}
+	im, err := p.Snapshot(ctx, srv2.ID, "life2")
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if err := p.Delete(ctx, srv2.ID); err != nil {
+		t.Fatal(err)
+	}
+	spec2.ImageID = im.ID
+	if srv2, err = p.Create(ctx, spec2); err != nil {
+		t.Fatalf("create from snapshot: %v", err)
+	}
+	if _, err := p.Images(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Image.AllWithOpts(ctx, hc.ImageListOpts{Type: []hc.ImageType{hc.ImageTypeSystem}, Status: []hc.ImageStatus{hc.ImageStatusAvailable}, Sort: []string{"name:desc"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CPUUsage(ctx, srv.ID, 5*time.Minute); err != nil {
+		t.Fatalf("cpu usage: %v", err)
+	}
+	if _, err := p.Prices(ctx, "cx23", "fsn1"); err != nil {
+		t.Fatalf("prices: %v", err)
+	}
+	if err := p.DeleteImage(ctx, im.ID); err != nil {
+		t.Fatalf("delete image: %v", err)
+	}
+
 	// What the rest of the gateway and the tests read.
 	if _, err := raw.ServerType.All(ctx); err != nil {
 		t.Fatal(err)
@@ -208,9 +239,37 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	if err := raw.Action.WaitFor(ctx, off); err != nil {
 		t.Fatal(err)
 	}
+	// 423: a snapshot while another action runs.
+	off, _, err = raw.Server.Poweroff(ctx, &hc.Server{ID: srv.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := raw.Server.CreateImage(ctx, &hc.Server{ID: srv.ID}, nil); !hc.IsError(err, hc.ErrorCodeLocked) {
+		t.Errorf("snapshot during power off: %v, want locked", err)
+	}
+	if err := raw.Action.WaitFor(ctx, off); err != nil {
+		t.Fatal(err)
+	}
 	// 404s.
 	if s, _, err := raw.Server.GetByID(ctx, 99999); err != nil || s != nil {
 		t.Errorf("missing server: %v, %v", s, err)
+	}
+	if im, _, err := raw.Image.GetByID(ctx, 99999); err != nil || im != nil {
+		t.Errorf("missing image: %v, %v", im, err)
+	}
+	if _, err := raw.Image.Delete(ctx, &hc.Image{ID: 99999}); !hc.IsError(err, hc.ErrorCodeNotFound) {
+		t.Errorf("delete missing image: %v", err)
+	}
+	// 403: the catalog's images stay.
+	if _, err := raw.Image.Delete(ctx, &hc.Image{ID: 1}); !hc.IsError(err, hc.ErrorCodeForbidden) {
+		t.Errorf("delete a system image: %v, want forbidden", err)
+	}
+	// 400: metrics for a period that ends before it starts.
+	now := time.Now()
+	if _, _, err := raw.Server.GetMetrics(ctx, &hc.Server{ID: srv.ID}, hc.ServerGetMetricsOpts{
+		Types: []hc.ServerMetricType{hc.ServerMetricCPU}, Start: now, End: now.Add(-time.Hour),
+	}); !hc.IsError(err, hc.ErrorCodeInvalidInput) {
+		t.Errorf("metrics for a backwards period: %v, want invalid_input", err)
 	}
 	if _, err := raw.SSHKey.Delete(ctx, &hc.SSHKey{ID: 99999}); !hc.IsError(err, hc.ErrorCodeNotFound) {
 		t.Errorf("delete missing key: %v", err)
@@ -256,6 +315,14 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		"DELETE /ssh_keys/{id} 204",
 		"GET /images 200",
 		"GET /images/{id} 200",
+		"GET /images/{id} 404",
+		"DELETE /images/{id} 204",
+		"DELETE /images/{id} 404",
+		"DELETE /images/{id} 403",
+		"POST /servers/{id}/actions/create_image 201",
+		"POST /servers/{id}/actions/create_image 423",
+		"GET /servers/{id}/metrics 200",
+		"GET /servers/{id}/metrics 400",
 		"GET /server_types 200",
 		"GET /server_types/{id} 200",
 		"GET /locations 200",
