@@ -175,21 +175,21 @@ func TestRateLimitResetIsWaitedFor(t *testing.T) {
 		}
 	}
 
-	// The reset is 300ms away by the provider's clock: the retry waits
+	// The reset is 500ms away by the provider's clock: the retry waits
 	// for it, far longer than the 20ms backoff would.
-	p := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) {
-		c.Clock = shiftedClock{base: reset.Add(-300 * time.Millisecond), start: time.Now()}
-	})
 	var h hits
 	e.faults.onRequest(limited(&h, 1))
+	p := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) {
+		c.Clock = shiftedClock{base: reset.Add(-500 * time.Millisecond), start: time.Now()}
+	})
 	if _, err := p.Get(ctx, srv.ID); err != nil {
 		t.Fatalf("get after one 429: %v", err)
 	}
 	if h.count() != 2 {
 		t.Fatalf("%d requests, want 2", h.count())
 	}
-	if gap := h.times[1].Sub(h.times[0]); gap < 250*time.Millisecond {
-		t.Fatalf("retried %v after the 429; the reset was 300ms away", gap)
+	if gap := h.times[1].Sub(h.times[0]); gap < 300*time.Millisecond {
+		t.Fatalf("retried %v after the 429; the reset was 500ms away", gap)
 	}
 
 	// A reset far away is waited for at most RateLimitWait, then the
