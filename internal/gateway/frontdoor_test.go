@@ -14,6 +14,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
 func newSigner(t *testing.T) gossh.Signer {
@@ -30,8 +31,8 @@ func newSigner(t *testing.T) gossh.Signer {
 }
 
 // startFrontDoor serves a gateway whose allow list holds only allowed. Its
-// lease manager has no store or provider: these tests never get past
-// authentication.
+// lease manager has a store (for the audit log) but no provider: these
+// tests never get past authentication.
 func startFrontDoor(t *testing.T, allowed gossh.PublicKey, handshake time.Duration) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "users")
@@ -41,9 +42,14 @@ func startFrontDoor(t *testing.T, allowed gossh.PublicKey, handshake time.Durati
 		t.Fatal(err)
 	}
 	admins, _ := LoadKeyList("", quiet)
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "gateway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
 	g, err := New(Options{
 		HostKey: newSigner(t), UpstreamKey: newSigner(t), Users: users, Admins: admins,
-		Leases: lease.NewManager(lease.Config{Logger: quiet}), Logger: quiet,
+		Leases: lease.NewManager(lease.Config{Store: store, Logger: quiet}), Logger: quiet,
 		HandshakeTimeout: handshake,
 	})
 	if err != nil {
