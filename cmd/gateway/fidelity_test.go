@@ -1,0 +1,903 @@
+package main
+
+// Fidelity: the OpenSSH tools people use every day, through the gateway,
+// against machines that run a real sshd (the local cloud's openssh kind).
+// Where the right answer is "whatever OpenSSH does", the same command runs
+// directly against the machine and the two results are compared.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
+)
+
+// rig is a gateway in local mode whose machines run sshd, one person with a
+// machine, and an ssh_config that names the gateway "gw" and the person's
+// machine, reached directly, "machine", so every OpenSSH tool can run both
+// ways with -F.
+type rig struct {
+	t      *testing.T
+	lg     *localGateway
+	g      *gatewayProc
+	p      *person
+	dir    string // scratch space on this side
+	config string // the ssh_config
+	name   string // the machine's server name
+	home   string // the machine's HOME, on this host's disk
+}
+
+type machineStatus struct {
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Address string `json:"address"`
+	HostKey string `json:"host_key"`
+}
+
+func newRig(t *testing.T, extra ...string) *rig {
+	t.Helper()
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		t.Skip("OpenSSH server not installed")
+	}
+	user, err := machine.OpenSSHUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg := newLocalGateway(t, append([]string{"--local-machines", "openssh", "--instance-user", user}, extra...)...)
+	r := &rig{t: t, lg: lg, g: lg.start(t), dir: filepath.Join(lg.dir, "client")}
+	r.p = newPerson(t, r.dir)
+	if res := r.p.ssh(r.g, lg.hostKeys, "", "true"); res.code != 0 {
+		t.Fatalf("first connection: %+v", res)
+	}
+	st := r.status()
+	r.name = st.Name
+	r.home = filepath.Join(lg.dir, "data", "localcloud", "machines", st.Name, machine.HomeDir)
+	r.writeConfig(user, st)
+	return r
+}
+
+func (r *rig) status() machineStatus {
+	r.t.Helper()
+	res := r.p.ssh(r.g, r.lg.hostKeys, "", "status", "--json")
+	var st machineStatus
+	if err := json.Unmarshal([]byte(res.stdout), &st); res.code != 0 || err != nil {
+		r.t.Fatalf("status --json: %+v (%v)", res, err)
+	}
+	return st
+}
+
+// writeConfig writes known_hosts and ssh_config for the gateway and the
+// machine. The person's key is authorized on both.
+func (r *rig) writeConfig(user string, st machineStatus) {
+	r.t.Helper()
+	gwHost, gwPort, _ := net.SplitHostPort(r.g.addr)
+	mHost, mPort, err := net.SplitHostPort(st.Address)
+	if err != nil {
+		r.t.Fatalf("machine address %q: %v", st.Address, err)
+	}
+	known := filepath.Join(r.dir, "known_hosts")
+	hosts := fmt.Sprintf("[%s]:%s %s[%s]:%s %s\n", gwHost, gwPort, gatewayHostKey(r.t, r.lg.hostKeys), mHost, mPort, st.HostKey)
+	if err := os.WriteFile(known, []byte(hosts), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	r.config = filepath.Join(r.dir, "ssh_config")
+	conf := fmt.Sprintf(`Host gw
+  HostName %s
+  Port %s
+Host machine
+  HostName %s
+  Port %s
+Host *
+  User %s
+  IdentityFile %s
+  IdentitiesOnly yes
+  BatchMode yes
+  UserKnownHostsFile %s
+  StrictHostKeyChecking yes
+  ConnectTimeout 20
+  LogLevel ERROR
+`, gwHost, gwPort, mHost, mPort, user, r.p.keyPath, known)
+	if err := os.WriteFile(r.config, []byte(conf), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// command prepares a tool run: -F for OpenSSH tools is up to the caller,
+// git and rsync find it through their environment. No agent unless asked.
+func (r *rig) command(ctx context.Context, env []string, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = r.dir
+	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=", "GIT_SSH_COMMAND=ssh -F "+r.config, "LC_ALL=C")
+	cmd.Env = append(cmd.Env, env...)
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// run runs a tool to its end, within three minutes.
+func (r *rig) run(stdin io.Reader, env []string, name string, args ...string) result {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := r.command(ctx, env, name, args...)
+	cmd.Stdin = stdin
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		r.t.Fatalf("%s %q did not finish within 3 minutes; stderr %q", name, args, errOut.String())
+	}
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		r.t.Fatalf("%s %q: %v", name, args, err)
+	}
+	return result{stdout: out.String(), stderr: errOut.String(), code: code}
+}
+
+// ssh runs ssh with the rig's config: host is "gw" or "machine".
+func (r *rig) ssh(stdin io.Reader, args ...string) result {
+	r.t.Helper()
+	return r.run(stdin, nil, "ssh", append([]string{"-F", r.config}, args...)...)
+}
+
+// background is a tool left running, stopped at the end of the test.
+type background struct {
+	cmd    *exec.Cmd
+	stderr *logBuffer
+	exit   chan error
+}
+
+func (r *rig) start(env []string, name string, args ...string) *background {
+	r.t.Helper()
+	cmd := r.command(context.Background(), env, name, args...)
+	b := &background{cmd: cmd, stderr: &logBuffer{}, exit: make(chan error, 1)}
+	cmd.Stderr = b.stderr
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	go func() { b.exit <- cmd.Wait() }()
+	r.t.Cleanup(func() { b.stop(r.t) })
+	return b
+}
+
+// stop ends the process with SIGTERM and waits for it, bounded.
+func (b *background) stop(t *testing.T) {
+	if b.cmd.ProcessState != nil {
+		return
+	}
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.exit:
+	case <-time.After(20 * time.Second):
+		b.cmd.Process.Kill()
+		<-b.exit
+		t.Errorf("%s ignored SIGTERM for 20s", b.cmd.Path)
+	}
+}
+
+// eventually polls f until it returns nil, for at most d.
+func eventually(t *testing.T, d time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after %s: %v", what, d, err)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+// writeRandom writes n bytes of a fixed-seed stream to path and returns
+// their SHA-256, hashing while it writes.
+func writeRandom(t *testing.T, path string, n int64, seed byte) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	src := rand.NewChaCha8([32]byte{seed})
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for left := n; left > 0; {
+		chunk := buf[:min(int64(len(buf)), left)]
+		src.Read(chunk)
+		h.Write(chunk)
+		if _, err := f.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		left -= int64(len(chunk))
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func hashFile(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestFidelity runs the everyday OpenSSH tools through the gateway.
+func TestFidelity(t *testing.T) {
+	r := newRig(t)
+	t.Run("exec", r.testExec)
+	t.Run("terminal", r.testTerminal)
+	t.Run("file tools", r.testFileTools)
+	t.Run("large files", r.testLargeFiles)
+	t.Run("local forward", r.testLocalForward)
+	t.Run("remote forward", r.testRemoteForward)
+	t.Run("agent", r.testAgent)
+	t.Run("ControlMaster", r.testControlMaster)
+	t.Run("keepalive", r.testKeepalive)
+}
+
+// testExec: stdin streams with its EOF, output is binary-exact, and exit
+// statuses and signals reach the client as they do from the machine.
+func (r *rig) testExec(t *testing.T) {
+	src := filepath.Join(r.dir, "exec.bin")
+	sum := writeRandom(t, src, 16<<20, 1)
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res := r.ssh(f, "gw", "sha256sum")
+	if res.code != 0 || !strings.HasPrefix(res.stdout, sum+" ") {
+		t.Errorf("cat big | ssh gw sha256sum: code %d stdout %q stderr %q; want %s", res.code, res.stdout, res.stderr, sum)
+	}
+
+	// Binary output, byte for byte: a copy of the file the machine has.
+	if err := os.WriteFile(filepath.Join(r.home, "exec.bin"), mustRead(t, src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res = r.ssh(nil, "gw", `cat "$HOME/exec.bin"`)
+	if got := sha256.Sum256([]byte(res.stdout)); res.code != 0 || hex.EncodeToString(got[:]) != sum {
+		t.Errorf("cat through the gateway: code %d, %d bytes that differ from the file", res.code, len(res.stdout))
+	}
+
+	for _, cmd := range []string{
+		"exit 0", "exit 3", "exit 255",
+		`printf 'a\nb\r\n\000\377'`,      // no newline rewriting without a terminal
+		"echo out; echo err >&2; exit 4", // streams kept apart
+		"kill -TERM $$", "kill -KILL $$", // exit-signal, reported as the client does
+		"sleep 1 & exec kill -HUP $$",       // a signal while a child holds the output
+		"head -c 1000000 /dev/zero; exit 9", // output drained before the exit status
+		"echo $SSH_CONNECTION | wc -w",      // a real sshd session
+		"tty; echo tty=$?",                  // no terminal unless asked
+		"cat /nonexistent 2>&1; echo done",
+	} {
+		direct := r.ssh(nil, "machine", cmd)
+		proxied := r.ssh(nil, "gw", cmd)
+		if direct != proxied {
+			t.Errorf("%q:\n through the gateway %+v\n directly            %+v", cmd, proxied, direct)
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// testTerminal drives a real terminal (tmux) running ssh: the client's
+// terminal modes reach the machine, resizes arrive mid-session, a
+// full-screen editor works, control keys pass raw, and -tt output is
+// byte-for-byte what the machine sends.
+func (r *rig) testTerminal(t *testing.T) {
+	for _, cmd := range []string{
+		`printf 'a\nb\r\n\033[1mbold\033[0m\t\377\000end'`,
+		`stty size; stty -a | head -1`,
+	} {
+		direct := r.ssh(nil, "-tt", "machine", cmd)
+		proxied := r.ssh(nil, "-tt", "gw", cmd)
+		if direct != proxied {
+			t.Errorf("-tt %q:\n through the gateway %+v\n directly            %+v", cmd, proxied, direct)
+		}
+	}
+
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux not installed")
+	}
+	sock := filepath.Join(shortTempDir(t), "tmux")
+	tmux := func(args ...string) result {
+		t.Helper()
+		return r.run(nil, nil, "tmux", append([]string{"-S", sock, "-f", "/dev/null"}, args...)...)
+	}
+	// The local terminal interrupts with ^G, not ^C: the machine must use
+	// the client's modes.
+	start := tmux("new-session", "-d", "-s", "t", "-x", "80", "-y", "24",
+		"stty intr ^G && exec ssh -F "+r.config+" gw")
+	if start.code != 0 {
+		t.Fatalf("tmux new-session: %+v", start)
+	}
+	t.Cleanup(func() { tmux("kill-server") })
+	screen := func() string { return tmux("capture-pane", "-p", "-t", "t").stdout }
+	waitFor := func(want string) {
+		t.Helper()
+		eventually(t, 30*time.Second, fmt.Sprintf("terminal shows %q", want), func() error {
+			if s := screen(); !strings.Contains(s, want) {
+				return fmt.Errorf("screen:\n%s", s)
+			}
+			return nil
+		})
+	}
+	waitGone := func(gone string) {
+		t.Helper()
+		eventually(t, 30*time.Second, fmt.Sprintf("terminal no longer shows %q", gone), func() error {
+			if s := screen(); strings.Contains(s, gone) {
+				return fmt.Errorf("screen:\n%s", s)
+			}
+			return nil
+		})
+	}
+	keys := func(k ...string) {
+		t.Helper()
+		if res := tmux(append([]string{"send-keys", "-t", "t"}, k...)...); res.code != 0 {
+			t.Fatalf("send-keys: %+v", res)
+		}
+	}
+
+	keys("echo READY$((40+2))", "Enter")
+	waitFor("READY42")
+	keys("stty -a | grep -o 'intr = [^;]*' | sed 's/^/mode: /'", "Enter")
+	waitFor("mode: intr = ^G")
+	keys("echo size: $(stty size)", "Enter")
+	waitFor("size: 24 80")
+	if res := tmux("resize-window", "-t", "t", "-x", "100", "-y", "30"); res.code != 0 {
+		t.Fatalf("resize-window: %+v", res)
+	}
+	keys("clear; echo size: $(stty size)", "Enter")
+	waitFor("size: 30 100")
+
+	// ^G interrupts a running program on the machine. (bash abandons the
+	// rest of a command line on an interrupt, hence the second line.)
+	keys("clear; echo sleeping; sleep 60", "Enter")
+	waitFor("sleeping")
+	keys("C-g")
+	keys("echo status=$?", "Enter")
+	waitFor("status=130")
+
+	if _, err := exec.LookPath("vi"); err == nil {
+		// Step by step: a full-screen program owns the keyboard, and
+		// keys typed ahead might be read by the wrong program.
+		keys("clear; vi -u NONE -N \"$HOME/edited.txt\"", "Enter")
+		waitFor("edited.txt")
+		keys("i")
+		waitFor("-- INSERT --")
+		keys("typed in vi")
+		waitFor("typed in vi")
+		keys("Escape")
+		waitGone("-- INSERT --")
+		keys(":wq", "Enter")
+		waitGone("typed in vi") // vi has left its screen
+		keys("clear; echo vi=$?", "Enter")
+		waitFor("vi=0")
+		if got, err := os.ReadFile(filepath.Join(r.home, "edited.txt")); err != nil || string(got) != "typed in vi\n" {
+			t.Errorf("file written by vi through the gateway: %q, %v", got, err)
+		}
+	} else {
+		t.Log("vi not installed: skipping the full-screen editor")
+	}
+
+	keys("exit", "Enter")
+	eventually(t, 30*time.Second, "tmux session ends with the shell", func() error {
+		if tmux("has-session", "-t", "t").code == 0 {
+			return errors.New("still running")
+		}
+		return nil
+	})
+}
+
+// shortTempDir is a temporary folder with a short path, for Unix sockets
+// (their paths are limited to about 100 bytes).
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ccgw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// testFileTools: sftp, scp in both modes, rsync and git, each way.
+func (r *rig) testFileTools(t *testing.T) {
+	local := filepath.Join(r.dir, "tools.bin")
+	sum := writeRandom(t, local, 8<<20, 2)
+	remote := func(name string) string { return filepath.Join(r.home, name) }
+	check := func(what, path string) {
+		t.Helper()
+		if got := hashFile(t, path); got != sum {
+			t.Errorf("%s: %s has hash %s, want %s", what, path, got, sum)
+		}
+	}
+	ok := func(what string, res result) {
+		t.Helper()
+		if res.code != 0 {
+			t.Fatalf("%s: %+v", what, res)
+		}
+	}
+
+	batch := fmt.Sprintf("put %s %s\nget %s %s\nls -l %s\n", local, remote("sftp.bin"), remote("sftp.bin"), filepath.Join(r.dir, "sftp.back"), remote("sftp.bin"))
+	ok("sftp", r.run(strings.NewReader(batch), nil, "sftp", "-F", r.config, "-b", "-", "gw"))
+	check("sftp put", remote("sftp.bin"))
+	check("sftp get", filepath.Join(r.dir, "sftp.back"))
+
+	for _, mode := range []struct{ name, flag string }{{"scp", "-s"}, {"scp -O", "-O"}} {
+		up, back := remote(strings.ReplaceAll(mode.name, " ", "")+".bin"), filepath.Join(r.dir, strings.ReplaceAll(mode.name, " ", "")+".back")
+		ok(mode.name+" upload", r.run(nil, nil, "scp", "-F", r.config, mode.flag, "-p", local, "gw:"+up))
+		check(mode.name+" upload", up)
+		ok(mode.name+" download", r.run(nil, nil, "scp", "-F", r.config, mode.flag, "gw:"+up, back))
+		check(mode.name+" download", back)
+	}
+
+	rsyncSSH := "ssh -F " + r.config
+	ok("rsync upload", r.run(nil, nil, "rsync", "-a", "-e", rsyncSSH, local, "gw:"+remote("rsync.bin")))
+	check("rsync upload", remote("rsync.bin"))
+	ok("rsync download", r.run(nil, nil, "rsync", "-a", "-e", rsyncSSH, "gw:"+remote("rsync.bin"), filepath.Join(r.dir, "rsync.back")))
+	check("rsync download", filepath.Join(r.dir, "rsync.back"))
+	// A second run sends only the differences: rsync's own protocol both ways.
+	if err := os.WriteFile(filepath.Join(r.dir, "rsync.back"), append(mustRead(t, local)[:1<<20], "changed"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok("rsync delta", r.run(nil, nil, "rsync", "-a", "--no-whole-file", "-e", rsyncSSH, "gw:"+remote("rsync.bin"), filepath.Join(r.dir, "rsync.back")))
+	check("rsync delta", filepath.Join(r.dir, "rsync.back"))
+
+	repo := remote("repo.git")
+	ok("git init on the machine", r.ssh(nil, "gw", "git init -q --bare "+repo))
+	work := filepath.Join(r.dir, "work")
+	gitIn := func(dir string, args ...string) result {
+		return r.run(nil, []string{"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com"},
+			"git", append([]string{"-C", dir}, args...)...)
+	}
+	ok("git init", r.run(nil, nil, "git", "init", "-q", "-b", "main", work))
+	if err := os.WriteFile(filepath.Join(work, "data.bin"), mustRead(t, local), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok("git add", gitIn(work, "add", "data.bin"))
+	ok("git commit", gitIn(work, "commit", "-q", "-m", "data"))
+	ok("git push", gitIn(work, "push", "-q", "gw:"+repo, "main"))
+	clone := filepath.Join(r.dir, "clone")
+	ok("git clone", r.run(nil, nil, "git", "clone", "-q", "-b", "main", "gw:"+repo, clone))
+	check("git clone", filepath.Join(clone, "data.bin"))
+}
+
+// testLargeFiles moves 256 MiB each way over sftp and checks every byte by
+// hash. AES-GCM keeps the race-instrumented gateway fast enough; the other
+// tests use the client's default cipher.
+func (r *rig) testLargeFiles(t *testing.T) {
+	const size = 256 << 20
+	up := filepath.Join(r.dir, "large.up")
+	upSum := writeRandom(t, up, size, 3)
+	down := filepath.Join(r.home, "large.down")
+	downSum := writeRandom(t, down, size, 4)
+	back := filepath.Join(r.dir, "large.back")
+	batch := fmt.Sprintf("put %s %s\nget %s %s\n", up, filepath.Join(r.home, "large.up"), down, back)
+	res := r.run(strings.NewReader(batch), nil, "sftp", "-F", r.config, "-c", "aes128-gcm@openssh.com", "-b", "-", "gw")
+	if res.code != 0 {
+		t.Fatalf("sftp: %+v", res)
+	}
+	if got := hashFile(t, filepath.Join(r.home, "large.up")); got != upSum {
+		t.Errorf("256 MiB upload arrived with hash %s, want %s", got, upSum)
+	}
+	if got := hashFile(t, back); got != downSum {
+		t.Errorf("256 MiB download arrived with hash %s, want %s", got, downSum)
+	}
+	for _, p := range []string{up, down, back, filepath.Join(r.home, "large.up")} {
+		os.Remove(p)
+	}
+}
+
+// echoServer listens on loopback and sends back what it reads; after the
+// client's EOF it sends its own.
+func echoServer(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(time.Minute))
+				io.Copy(c, c)
+				c.(*net.TCPConn).CloseWrite()
+			})
+		}
+	})
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// roundTrip sends n random bytes to addr, half-closes, and checks that the
+// same bytes come back followed by EOF.
+func roundTrip(addr string, n int) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	data := make([]byte, n)
+	rand.NewChaCha8([32]byte{5}).Read(data)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite()
+		}
+		errc <- err
+	}()
+	got, err := io.ReadAll(c)
+	if werr := <-errc; werr != nil {
+		return fmt.Errorf("write: %w", werr)
+	}
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if !bytes.Equal(got, data) {
+		return fmt.Errorf("got %d bytes back that differ from the %d sent", len(got), n)
+	}
+	return nil
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// testLocalForward: ssh -N -L reaches a server by a name the machine
+// resolves ("localhost"), carries data both ways with EOF, and ends cleanly.
+func (r *rig) testLocalForward(t *testing.T) {
+	echo := echoServer(t)
+	lport := freeTCPPort(t)
+	fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
+		"-L", fmt.Sprintf("127.0.0.1:%d:localhost:%d", lport, echo), "gw")
+	addr := fmt.Sprintf("127.0.0.1:%d", lport)
+	eventually(t, 30*time.Second, "round trip through ssh -L", func() error { return roundTrip(addr, 1<<20) })
+	// Several at once, on one client connection.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() { errs <- roundTrip(addr, 4<<20) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	// A port nobody listens on: the machine refuses, and the client tells
+	// it as it would directly.
+	closed := fmt.Sprintf("localhost:%d", freeTCPPort(t))
+	direct := r.ssh(nil, "-W", closed, "machine")
+	proxied := r.ssh(nil, "-W", closed, "gw")
+	if proxied.code == 0 || proxied != direct {
+		t.Errorf("ssh -W to a closed port:\n through the gateway %+v\n directly            %+v", proxied, direct)
+	}
+	fwd.stop(t)
+}
+
+// testRemoteForward: ssh -N -R listens on the machine and connections come
+// back to the client; a chosen port (0) is reported; disconnecting frees the
+// port on the machine for the next client.
+func (r *rig) testRemoteForward(t *testing.T) {
+	echo := echoServer(t)
+	rport := freeTCPPort(t)
+	spec := fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo)
+	addr := fmt.Sprintf("127.0.0.1:%d", rport)
+	for round := range 2 {
+		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes", "-R", spec, "gw")
+		eventually(t, 30*time.Second, fmt.Sprintf("round trip through ssh -R, connection %d", round+1), func() error {
+			select {
+			case err := <-fwd.exit:
+				t.Fatalf("ssh -R exited: %v: %s", err, fwd.stderr.String())
+			default:
+			}
+			return roundTrip(addr, 1<<20)
+		})
+		fwd.stop(t)
+	}
+
+	// Port 0: the machine picks, the client is told.
+	fwd := r.start(nil, "ssh", "-F", r.config, "-o", "LogLevel=INFO", "-N", "-o", "ExitOnForwardFailure=yes",
+		"-R", fmt.Sprintf("127.0.0.1:0:localhost:%d", echo), "gw")
+	allocated := regexp.MustCompile(`Allocated port (\d+) for remote forward`)
+	var port string
+	eventually(t, 30*time.Second, "ssh reports the allocated port", func() error {
+		m := allocated.FindStringSubmatch(fwd.stderr.String())
+		if m == nil {
+			return fmt.Errorf("stderr %q", fwd.stderr.String())
+		}
+		port = m[1]
+		return nil
+	})
+	if err := roundTrip("127.0.0.1:"+port, 1<<20); err != nil {
+		t.Errorf("through the allocated port %s: %v", port, err)
+	}
+	fwd.stop(t)
+}
+
+// testAgent: with -A, a key held by the client's ssh-agent signs on the
+// machine; without -A it cannot.
+func (r *rig) testAgent(t *testing.T) {
+	sock := filepath.Join(shortTempDir(t), "agent")
+	r.start(nil, "ssh-agent", "-D", "-a", sock)
+	eventually(t, 10*time.Second, "ssh-agent listens", func() error {
+		_, err := os.Stat(sock)
+		return err
+	})
+	env := []string{"SSH_AUTH_SOCK=" + sock}
+	key := filepath.Join(r.dir, "signing_key")
+	if res := r.run(nil, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "signing", "-f", key); res.code != 0 {
+		t.Fatalf("ssh-keygen: %+v", res)
+	}
+	if res := r.run(nil, env, "ssh-add", "-q", key); res.code != 0 {
+		t.Fatalf("ssh-add: %+v", res)
+	}
+	// Only the public half goes to the machine.
+	if err := os.WriteFile(filepath.Join(r.home, "signing_key.pub"), mustRead(t, key+".pub"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sign := `echo "signed on the machine" | ssh-keygen -Y sign -q -n test -f "$HOME/signing_key.pub"`
+	res := r.run(nil, env, "ssh", "-F", r.config, "-A", "gw", sign)
+	if res.code != 0 || !strings.Contains(res.stdout, "BEGIN SSH SIGNATURE") {
+		t.Fatalf("signing with the forwarded agent: %+v", res)
+	}
+	sig := filepath.Join(r.dir, "sig")
+	if err := os.WriteFile(sig, []byte(res.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	verify := r.run(strings.NewReader("signed on the machine\n"), nil, "ssh-keygen", "-Y", "check-novalidate", "-n", "test", "-s", sig)
+	if verify.code != 0 {
+		t.Errorf("the machine's signature does not verify: %+v", verify)
+	}
+	if res := r.run(nil, env, "ssh", "-F", r.config, "gw", sign); res.code == 0 {
+		t.Errorf("signing without -A worked: %+v", res)
+	}
+}
+
+// testControlMaster: one client connection carries more sessions than one
+// sshd connection allows (MaxSessions 10), all at once.
+func (r *rig) testControlMaster(t *testing.T) {
+	ctl := filepath.Join(shortTempDir(t), "cm")
+	master := r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
+	eventually(t, 30*time.Second, "the master connection is up", func() error {
+		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
+			return fmt.Errorf("%+v", res)
+		}
+		return nil
+	})
+	const n = 12
+	type session struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		out   *bufio.Reader
+		exit  chan error
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var sessions []*session
+	for i := range n {
+		cmd := r.command(ctx, nil, "ssh", "-F", r.config, "-S", ctl, "gw", "echo ready; exec cat")
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		s := &session{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout), exit: make(chan error, 1)}
+		sessions = append(sessions, s)
+		if line, err := s.out.ReadString('\n'); err != nil || line != "ready\n" {
+			t.Fatalf("session %d: first line %q, %v", i+1, line, err)
+		}
+	}
+	// All n are open now; each echoes its own line and ends on EOF.
+	for i, s := range sessions {
+		fmt.Fprintf(s.stdin, "session %d\n", i)
+		s.stdin.Close()
+	}
+	for i, s := range sessions {
+		rest, err := io.ReadAll(s.out)
+		if err != nil || string(rest) != fmt.Sprintf("session %d\n", i) {
+			t.Errorf("session %d echoed %q, %v", i, rest, err)
+		}
+		if err := s.cmd.Wait(); err != nil {
+			t.Errorf("session %d: %v", i, err)
+		}
+	}
+	if res := r.ssh(nil, "-S", ctl, "-O", "exit", "gw"); res.code != 0 {
+		t.Errorf("ssh -O exit: %+v", res)
+	}
+	select {
+	case <-master.exit:
+	case <-time.After(20 * time.Second):
+		t.Error("master still running 20s after -O exit")
+	}
+}
+
+// testKeepalive: the client's keepalives are answered, so a quiet session
+// outlives ServerAliveInterval × ServerAliveCountMax.
+func (r *rig) testKeepalive(t *testing.T) {
+	res := r.ssh(nil, "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=1", "gw", "sleep 4; echo alive")
+	if res.code != 0 || res.stdout != "alive\n" {
+		t.Errorf("quiet session with keepalives: %+v", res)
+	}
+}
+
+// TestMachineGoneEndsSession: a machine that goes away mid-session (stopped
+// from another connection, destroyed, or its sshd killed) ends the session
+// at once with a sentence that says what happened and exit status 255.
+func TestMachineGoneEndsSession(t *testing.T) {
+	r := newRig(t)
+	for _, c := range []struct {
+		name   string
+		cause  func()
+		stderr string
+	}{
+		{"stop", func() {
+			if res := r.p.ssh(r.g, r.lg.hostKeys, "", "stop"); res.code != 0 {
+				t.Fatalf("stop: %+v", res)
+			}
+		}, "was stopped, which ended this session; `ssh -p "},
+		{"destroy", func() {
+			if res := r.p.ssh(r.g, r.lg.hostKeys, "", "destroy", "--yes"); res.code != 0 {
+				t.Fatalf("destroy: %+v", res)
+			}
+		}, "your machine was destroyed"},
+		{"sshd killed", r.killSSHD, "connection to your machine was lost"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// The session starts the machine again if the case before
+			// stopped or destroyed it.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := r.command(ctx, nil, "ssh", "-F", r.config, "gw", "echo started; exec sleep 300")
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr logBuffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "started\n" {
+				t.Fatalf("first line %q, %v; stderr %q", line, err, stderr.String())
+			}
+			c.cause()
+			exit := make(chan error, 1)
+			go func() { exit <- cmd.Wait() }()
+			select {
+			case err := <-exit:
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 255 {
+					t.Errorf("session ended with %v, want exit status 255", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("session still running 30s after the machine went away; stderr %q", stderr.String())
+			}
+			if !strings.Contains(stderr.String(), c.stderr) {
+				t.Errorf("stderr %q, want it to say %q", stderr.String(), c.stderr)
+			}
+		})
+	}
+}
+
+// killSSHD kills the machine's sshd and everything it started, as if the
+// machine had vanished without a word. The local cloud still believes it
+// runs.
+func (r *rig) killSSHD() {
+	r.t.Helper()
+	st := r.status()
+	pidFile := filepath.Join(r.lg.dir, "data", "localcloud", "machines", st.Name, "sshd.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		r.t.Fatalf("%s: %v", pidFile, err)
+	}
+	// Stop sshd first so it forks nothing new, then its descendants.
+	syscall.Kill(pid, syscall.SIGSTOP)
+	for _, d := range descendantsOf(pid) {
+		syscall.Kill(d, syscall.SIGKILL)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// descendantsOf lists the processes below pid, from /proc.
+func descendantsOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		children[ppid] = append(children[ppid], p)
+	}
+	var out []int
+	for queue := []int{pid}; len(queue) > 0; queue = queue[1:] {
+		for _, c := range children[queue[0]] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
