@@ -153,10 +153,15 @@ func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(),
 	}
 	closeCloud := func() {}
 	if cfg.Local() {
+		faults, err := localcloud.ParseFaults(cfg.LocalFaults)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--local-faults: %w", err)
+		}
 		cloud, err := localcloud.Start(localcloud.Options{
 			DataDir: filepath.Join(cfg.DataDir, "localcloud"),
 			SSHPort: cfg.MachineSSHPort,
 			Kind:    cfg.LocalMachines,
+			Faults:  faults,
 			Logger:  log,
 		})
 		if err != nil {
