@@ -1,0 +1,410 @@
+package gateway
+
+// The proxy behind the front door, in process: x/crypto clients against the
+// gateway, the real lease manager on bbolt, the Hetzner provider, and the
+// local cloud with machines that run sshd. These tests look inside the
+// gateway: its goroutines and machine connections after people disconnect,
+// activity on every kind of channel, and the shortcut that skips the cloud
+// for a machine known to run. (cmd/gateway drives the same paths with the
+// real OpenSSH tools.)
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
+	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+)
+
+// countingLeases is the real lease manager, counting Ensure calls.
+type countingLeases struct {
+	*lease.Manager
+	ensures atomic.Int32
+}
+
+func (c *countingLeases) Ensure(ctx context.Context, key gossh.PublicKey, progress func(lease.Step)) (lease.Lease, error) {
+	c.ensures.Add(1)
+	return c.Manager.Ensure(ctx, key, progress)
+}
+
+// proxyRig is a gateway whose machines run sshd, with one person.
+type proxyRig struct {
+	t       *testing.T
+	g       *Gateway
+	leases  *countingLeases
+	addr    string
+	hostKey gossh.PublicKey
+	person  gossh.Signer
+}
+
+// idleClose is the pool's idle timeout in these tests: short, so a test can
+// watch machine connections close.
+const idleClose = 200 * time.Millisecond
+
+func newProxyRig(t *testing.T) *proxyRig {
+	t.Helper()
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		t.Skip("OpenSSH server not installed")
+	}
+	user, err := machine.OpenSSHUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	cloud, err := localcloud.Start(localcloud.Options{
+		DataDir: filepath.Join(dir, "cloud"), SSHPort: port, Kind: localcloud.KindOpenSSH,
+		ActionDuration: 10 * time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cloud.Close() })
+	provider, err := hcloud.New(hcloud.Config{
+		Token: cloud.Token(), Endpoint: cloud.Endpoint(), ImageSelector: localcloud.LocalImageLabel,
+		PollInterval: 10 * time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := bolt.Open(filepath.Join(dir, "gateway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	upstream := newSigner(t)
+	leases := &countingLeases{Manager: lease.NewManager(lease.Config{
+		Store: store, Provider: provider, Logger: quiet,
+		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 168 * time.Hour},
+		Machine: lease.MachineSpec{User: user, SSHPort: port, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
+	})}
+	users, _ := LoadKeyList("", quiet)
+	hostKey := newSigner(t)
+	g, err := New(Options{
+		HostKey: hostKey, UpstreamKey: upstream, InstanceUser: user, Users: users, Admins: users,
+		OpenAccess: true, Leases: leases, Logger: quiet, Invocation: "ssh gw",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.pool = proxy.NewPool(proxy.PoolOptions{Key: upstream, IdleTimeout: idleClose, Logger: quiet})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(ln)
+	t.Cleanup(func() { g.Shutdown(time.Second) })
+	return &proxyRig{t: t, g: g, leases: leases, addr: ln.Addr().String(), hostKey: hostKey.PublicKey(), person: newSigner(t)}
+}
+
+func (r *proxyRig) dial() *gossh.Client {
+	r.t.Helper()
+	c, err := gossh.Dial("tcp", r.addr, &gossh.ClientConfig{
+		User: "person", Auth: []gossh.AuthMethod{gossh.PublicKeys(r.person)},
+		HostKeyCallback: gossh.FixedHostKey(r.hostKey), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		r.t.Fatalf("dial gateway: %v", err)
+	}
+	r.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (r *proxyRig) run(c *gossh.Client, cmd string, stdin []byte) string {
+	r.t.Helper()
+	s, err := c.NewSession()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer s.Close()
+	if stdin != nil {
+		s.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := s.CombinedOutput(cmd)
+	if err != nil {
+		r.t.Fatalf("%q: %v (output %q)", cmd, err, out)
+	}
+	return string(out)
+}
+
+// waitPool polls until the pool's counts are want.
+func (r *proxyRig) waitPool(want proxy.PoolStats) {
+	r.t.Helper()
+	poll(r.t, 20*time.Second, func() error {
+		if got := r.g.pool.Stats(); got != want {
+			return fmt.Errorf("pool holds %+v, want %+v", got, want)
+		}
+		return nil
+	})
+}
+
+func poll(t *testing.T, d time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", d, err)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+// loopbackEcho serves on loopback, sending back what it reads and then EOF.
+func loopbackEcho(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() { serveEcho(ln, &wg) })
+	return ln
+}
+
+func serveEcho(ln net.Listener, wg *sync.WaitGroup) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		wg.Go(func() {
+			defer c.Close()
+			io.Copy(c, c)
+			if cw, ok := c.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			}
+		})
+	}
+}
+
+// echoTrip sends data over c, half-closes, and checks it comes back.
+func echoTrip(t *testing.T, c net.Conn, n int) {
+	t.Helper()
+	defer c.Close()
+	data := make([]byte, n)
+	rand.Read(data)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		if cw, ok := c.(interface{ CloseWrite() error }); ok && err == nil {
+			err = cw.CloseWrite()
+		}
+		errc <- err
+	}()
+	got, err := io.ReadAll(c)
+	if werr := <-errc; werr != nil || err != nil {
+		t.Fatalf("echo: write %v, read %v", werr, err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("echo returned %d bytes that differ from the %d sent", len(got), n)
+	}
+}
+
+// TestDisconnectLeavesNothingBehind opens every kind of channel the proxy
+// serves (sessions with and without agent forwarding, a local forward, a
+// remote forward), hangs up, and checks that the gateway has no goroutine
+// more than before, no channel, forward or connection to the machine left,
+// and that the machine listens no more on the remote forward's port.
+func TestDisconnectLeavesNothingBehind(t *testing.T) {
+	r := newProxyRig(t)
+	echo := loopbackEcho(t)
+
+	// Warm up: the machine exists and the pool has drained.
+	r.run(r.dial(), "true", nil)
+	r.waitPool(proxy.PoolStats{})
+	base := runtime.NumGoroutine()
+
+	c := r.dial()
+	keyring := agent.NewKeyring()
+	_, agentKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keyring.Add(agent.AddedKey{PrivateKey: agentKey}); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.ForwardToAgent(c, keyring); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.RequestAgentForwarding(s); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.CombinedOutput("ssh-add -l")
+	if err != nil || !strings.Contains(string(out), "ED25519") {
+		t.Fatalf("ssh-add -l with agent forwarding: %q, %v", out, err)
+	}
+
+	// A session left running, a local forward, a remote forward.
+	running, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runningIn, _ := running.StdinPipe()
+	if err := running.Start("exec cat"); err != nil {
+		t.Fatal(err)
+	}
+	defer runningIn.Close()
+	conn, err := c.Dial("tcp", echo.Addr().String())
+	if err != nil {
+		t.Fatalf("direct-tcpip: %v", err)
+	}
+	echoTrip(t, conn, 1<<20)
+	remote, err := c.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("tcpip-forward: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { serveEcho(remote, &wg) })
+	back, err := net.Dial("tcp", remote.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoTrip(t, back, 1<<20)
+	if st := r.g.pool.Stats(); st.Forwards != 1 || st.Channels < 1 || st.Conns < 2 {
+		t.Errorf("while open the pool holds %+v; want the forward, the running session and a private connection for the agent", st)
+	}
+
+	c.Close()
+	wg.Wait()
+	r.waitPool(proxy.PoolStats{})
+	poll(t, 20*time.Second, func() error {
+		if n := runtime.NumGoroutine(); n > base {
+			buf := make([]byte, 1<<20)
+			return fmt.Errorf("%d goroutines, %d before the connection:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+		}
+		return nil
+	})
+	// The port is free again on the machine: the forward was cancelled.
+	again, err := r.dial().Listen("tcp", remote.Addr().String())
+	if err != nil {
+		t.Fatalf("forwarding the same port after the first client left: %v", err)
+	}
+	again.Close()
+}
+
+// TestActivityOnEveryChannel: bytes in either direction on any channel
+// count as activity on the lease.
+func TestActivityOnEveryChannel(t *testing.T) {
+	r := newProxyRig(t)
+	echo := loopbackEcho(t)
+	c := r.dial()
+	r.run(c, "true", nil)
+	fp := lease.Fingerprint(r.person.PublicKey())
+	expect := func(what string, traffic func()) {
+		t.Helper()
+		before := time.Now()
+		traffic()
+		poll(t, 10*time.Second, func() error {
+			l, err := r.leases.Status(fp)
+			if err != nil {
+				return err
+			}
+			if l.LastActivity.Before(before) {
+				return fmt.Errorf("%s: last activity %s, before the traffic at %s", what, l.LastActivity, before)
+			}
+			return nil
+		})
+	}
+	expect("output", func() { r.run(c, "echo hi", nil) })
+	expect("input only", func() { r.run(c, "cat >/dev/null", []byte("typed")) })
+	expect("sftp subsystem", func() {
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		in, _ := s.StdinPipe()
+		out, _ := s.StdoutPipe()
+		if err := s.RequestSubsystem("sftp"); err != nil {
+			t.Fatal(err)
+		}
+		// SSH_FXP_INIT, version 3; the server answers SSH_FXP_VERSION.
+		in.Write([]byte{0, 0, 0, 5, 1, 0, 0, 0, 3})
+		var n uint32
+		if err := binary.Read(out, binary.BigEndian, &n); err != nil || n == 0 {
+			t.Fatalf("sftp version reply: %d, %v", n, err)
+		}
+	})
+	expect("local forward", func() {
+		conn, err := c.Dial("tcp", echo.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoTrip(t, conn, 1000)
+	})
+	expect("remote forward", func() {
+		ln, err := c.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { serveEcho(ln, &wg) })
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoTrip(t, conn, 1000)
+		ln.Close()
+	})
+}
+
+// TestRunningMachineSkipsTheCloud: while the pool holds a connection to the
+// person's machine, new sessions do not ask the lease manager (and so the
+// cloud) for it.
+func TestRunningMachineSkipsTheCloud(t *testing.T) {
+	r := newProxyRig(t)
+	c := r.dial()
+	hold, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdIn, _ := hold.StdinPipe()
+	if err := hold.Start("exec cat"); err != nil {
+		t.Fatal(err)
+	}
+	defer holdIn.Close()
+	first := r.leases.ensures.Load()
+	for range 3 {
+		if out := r.run(r.dial(), "echo hi", nil); out != "hi\n" {
+			t.Fatalf("output %q", out)
+		}
+	}
+	if n := r.leases.ensures.Load() - first; n != 0 {
+		t.Errorf("%d sessions asked the lease manager for a machine the pool already reaches", n)
+	}
+}
