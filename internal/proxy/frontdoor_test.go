@@ -16,10 +16,11 @@ import (
 // SSH server that accepts session channels, answers and collects requests up
 // to the first shell/exec/subsystem like the real one, and calls Bridge.
 type frontDoor struct {
-	addr     string
-	hostKey  gossh.PublicKey
-	results  chan error // one per bridged session, after Bridge returned
-	activity atomic.Int64
+	addr       string
+	hostKey    gossh.PublicKey
+	gatewayKey gossh.Signer // authorized on the machine
+	results    chan error   // one per bridged session, after Bridge returned
+	activity   atomic.Int64
 
 	ln    net.Listener
 	wg    sync.WaitGroup
@@ -44,10 +45,11 @@ func startFrontDoor(ctx context.Context, t *testing.T, m *sshd, gatewayKey gossh
 		t.Fatal(err)
 	}
 	fd := &frontDoor{
-		addr:    ln.Addr().String(),
-		hostKey: hostSigner.PublicKey(),
-		results: make(chan error, 64),
-		ln:      ln,
+		addr:       ln.Addr().String(),
+		hostKey:    hostSigner.PublicKey(),
+		gatewayKey: gatewayKey,
+		results:    make(chan error, 64),
+		ln:         ln,
 	}
 	fd.wg.Go(func() {
 		for {

@@ -472,30 +472,33 @@ func (c *Conn) Session() (*Seat, error) {
 }
 
 // OpenChannel opens a channel on the seat's connection. A session the
-// machine refuses for want of room (sshd's MaxSessions) moves to another
-// connection, once per connection the pool opens.
+// machine refuses while the connection carries others is taken as sshd's
+// MaxSessions (which sshd reports as "open failed"): the pool remembers the
+// limit and the session moves to a connection with room.
 func (s *Seat) OpenChannel(name string, data []byte) (gossh.Channel, <-chan *gossh.Request, error) {
 	if s.opened {
 		return nil, nil, errors.New("a seat carries one channel")
 	}
 	for range 4 {
 		ch, reqs, err := s.conn.client.OpenChannel(name, data)
-		var oe *gossh.OpenChannelError
 		if err == nil {
 			s.opened = true
 			s.conn.countChannel(1)
 			return ch, reqs, nil
 		}
-		if !s.session || !s.shared || !errors.As(err, &oe) || oe.Reason != gossh.Prohibited {
+		var oe *gossh.OpenChannelError
+		if !s.session || !s.shared || !errors.As(err, &oe) {
 			return nil, nil, err
 		}
-		// The machine allows fewer sessions per connection than we
-		// thought: remember that, and try a connection with room.
 		s.pool.mu.Lock()
-		if n := s.conn.sessions - 1; n < s.conn.maxSessions {
-			s.conn.maxSessions = max(n, 1)
+		others := s.conn.sessions - 1
+		if others > 0 && others < s.conn.maxSessions {
+			s.conn.maxSessions = others
 		}
 		s.pool.mu.Unlock()
+		if others == 0 {
+			return nil, nil, err
+		}
 		next, aerr := s.pool.acquire(s.ctx, s.target, true)
 		if aerr != nil {
 			return nil, nil, err
