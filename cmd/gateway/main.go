@@ -15,9 +15,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/config"
 	"github.com/cc-gateway/cc-gateway/internal/gateway"
@@ -80,6 +82,15 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	}
 	defer closeCloud()
 
+	machine := lease.MachineSpec{
+		User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),
+		ServerType: cfg.ServerType, Location: cfg.Location,
+	}
+	operationTimeout := 10 * time.Minute
+	if cfg.Provisioning == "infect" {
+		machine.Infect = &bootstrap.InfectOptions{Flake: cfg.InfectFlake}
+		operationTimeout = 30 * time.Minute // installing NixOS takes a while
+	}
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
 		Provider: provider,
@@ -89,12 +100,10 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 			IdleAction: lease.IdleAction(cfg.IdleAction), BusyCPU: float64(cfg.BusyCPU),
 			WarnBefore: cfg.WarnLeads(),
 		},
-		Machine: lease.MachineSpec{
-			User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),
-			ServerType: cfg.ServerType, Location: cfg.Location,
-		},
-		Logger: log,
-		Fault:  crashAt(os.Getenv(crashEnv), log),
+		Machine:          machine,
+		OperationTimeout: operationTimeout,
+		Logger:           log,
+		Fault:            crashAt(os.Getenv(crashEnv), log),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -150,6 +159,9 @@ func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(),
 		ServerType: cfg.ServerType, Location: cfg.Location,
 		Image: cfg.Image, ImageSelector: cfg.ImageSelector, SSHPort: cfg.MachineSSHPort,
 		Logger: log,
+	}
+	if cfg.Provisioning == "infect" {
+		pc.ImageSelector = "" // a stock image, NixOS comes at first boot
 	}
 	closeCloud := func() {}
 	if cfg.Local() {

@@ -177,3 +177,22 @@ func TestShutdownTellsSessions(t *testing.T) {
 		t.Fatal("session still open 30s after the gateway stopped")
 	}
 }
+
+// TestInfectProvisioning: with --provisioning infect the server gets the
+// infect script as user_data (the local cloud reads the document inside it)
+// and the person lands on a working machine.
+func TestInfectProvisioning(t *testing.T) {
+	lg := newLocalGateway(t, "--provisioning", "infect")
+	g := lg.start(t)
+	kim := newPerson(t, filepath.Join(lg.dir, "kim"))
+	if r := kim.ssh(g, lg.hostKeys, "", "echo ready"); r.code != 0 || r.stdout != "ready\n" {
+		t.Fatalf("infect-provisioned machine: %+v", r)
+	}
+	state, err := os.ReadFile(filepath.Join(lg.dir, "data", "localcloud", "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(state), `#!/bin/sh\n# cc-gateway user_data for instance`) {
+		t.Errorf("the server's user_data is not the infect script")
+	}
+}

@@ -23,6 +23,8 @@
 package config
 
 import (
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+
 	"errors"
 	"flag"
 	"fmt"
@@ -64,6 +66,8 @@ type Config struct {
 	Location          string        // Hetzner location of new machines
 	Image             string        // image name used when no image matches ImageSelector
 	ImageSelector     string        // label selector of the preferred image
+	Provisioning      string        // "snapshot" or "infect"
+	InfectFlake       string        // flake installed by infect provisioning
 	MachineSSHPort    int           // port of the machines' sshd
 	GatewayName       string        // value of the label that marks this gateway's resources
 	LocalMachines     string        // "builtin" or "openssh": how local mode boots machines
@@ -160,6 +164,10 @@ var options = []*option{
 		field: func(c *Config) any { return &c.Image }},
 	{name: "image-selector", arg: "SELECTOR", usage: "label selector of the preferred image (newest match wins); empty: always --image", def: "cc-gateway=image",
 		field: func(c *Config) any { return &c.ImageSelector }},
+	{name: "provisioning", arg: "snapshot|infect", usage: "how machines get NixOS: boot a prebuilt snapshot (see --image-selector), or install it over the stock --image at first boot (slow, no image to build)", def: "snapshot",
+		field: func(c *Config) any { return &c.Provisioning }},
+	{name: "infect-flake", arg: "FLAKE", usage: "infect provisioning: the flake whose cloud-instance configuration is installed", def: "github:cc-gateway/cc-gateway?dir=nix",
+		field: func(c *Config) any { return &c.InfectFlake }},
 	{name: "machine-ssh-port", arg: "PORT", usage: "port the machines' sshd listens on",
 		modeDef: func(local bool) string { return pick(local, "2022", "22") },
 		defHelp: "2022 in local mode, 22 in hcloud mode",
@@ -530,6 +538,14 @@ func (c Config) validate(failed map[string]bool) Problems {
 	}
 	if ok("machine-ssh-port") && (c.MachineSSHPort < 1 || c.MachineSSHPort > 65535) {
 		add("machine-ssh-port", "%d is not a port from 1 to 65535", c.MachineSSHPort)
+	}
+	if ok("provisioning") && c.Provisioning != "snapshot" && c.Provisioning != "infect" {
+		add("provisioning", "%q is not snapshot or infect", c.Provisioning)
+	}
+	if ok("infect-flake") {
+		if err := (bootstrap.InfectOptions{Flake: c.InfectFlake}).Validate(); err != nil {
+			add("infect-flake", "%v", err)
+		}
 	}
 	if ok("idle-action") && c.IdleAction != "stop" && c.IdleAction != "hibernate" && c.IdleAction != "destroy" {
 		add("idle-action", "%q is not stop, hibernate or destroy", c.IdleAction)

@@ -70,6 +70,8 @@ func TestDefaultsLocalMode(t *testing.T) {
 		GatewayName:       "default",
 		LocalMachines:     "builtin",
 		ShutdownGrace:     10 * time.Second,
+		Provisioning:      "snapshot",
+		InfectFlake:       "github:cc-gateway/cc-gateway?dir=nix",
 		IdleAction:        "stop",
 		BusyCPU:           10,
 		WarnBefore:        "15m,5m,1m",
@@ -229,6 +231,8 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_RECONCILE_INTERVAL", "1m", nil, func(c Config) any { return c.ReconcileInterval }, time.Minute},
 		{"CC_GATEWAY_ORPHAN_GRACE", "20m", nil, func(c Config) any { return c.OrphanGrace }, 20 * time.Minute},
 		{"CC_GATEWAY_LOCAL_FAULTS", "rate=0.1", nil, func(c Config) any { return c.LocalFaults }, "rate=0.1"},
+		{"CC_GATEWAY_PROVISIONING", "infect", nil, func(c Config) any { return c.Provisioning }, "infect"},
+		{"CC_GATEWAY_INFECT_FLAKE", "github:me/fork?dir=nix", nil, func(c Config) any { return c.InfectFlake }, "github:me/fork?dir=nix"},
 		{"CC_GATEWAY_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
 	}
 	covered := map[string]bool{}
@@ -370,6 +374,10 @@ func TestValidationRules(t *testing.T) {
 		{"port too high", nil, map[string]string{"CC_GATEWAY_MACHINE_SSH_PORT": "65536"},
 			"--machine-ssh-port (from CC_GATEWAY_MACHINE_SSH_PORT): 65536 is not a port from 1 to 65535"},
 		{"port not a number", []string{"--machine-ssh-port=ssh"}, nil, `"ssh" is not a whole number`},
+		{"unknown provisioning", []string{"--provisioning=pxe"}, nil,
+			`--provisioning (from the command line): "pxe" is not snapshot or infect`},
+		{"infect flake with a quote", []string{"--infect-flake=github:x/y?dir='nix'"}, nil,
+			`--infect-flake (from the command line): `},
 		{"unknown idle action", []string{"--idle-action=sleep"}, nil,
 			`--idle-action (from the command line): "sleep" is not stop, hibernate or destroy`},
 		{"busy cpu over 100", []string{"--busy-cpu=150"}, nil,

@@ -127,6 +127,10 @@ type Prices struct {
 	SnapshotPerGBMonth float64
 }
 
+// ErrHostKeyMismatch is returned by Provider.WaitSSH when the machine
+// answers with a key other than the pinned one.
+var ErrHostKeyMismatch = errors.New("ssh host key does not match the pinned key")
+
 // ErrImageNotFound is returned by a Provider for an image that does not exist.
 var ErrImageNotFound = errors.New("image not found")
 

@@ -211,10 +211,31 @@ func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...an
 	return m.waitReady(ctx, l, report)
 }
 
+// infectPoll is how often an installing machine is asked for its host key.
+const infectPoll = 10 * time.Second
+
 func (m *Manager) waitReady(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
 	report("Waiting for SSH on %s", l.Address)
-	if err := m.cfg.Provider.WaitSSH(ctx, l.Address, l.HostKey); err != nil {
-		return l, fmt.Errorf("wait for ssh on %s: %w", l.Address, err)
+	for installing := false; ; installing = true {
+		err := m.cfg.Provider.WaitSSH(ctx, l.Address, l.HostKey)
+		if err == nil {
+			break
+		}
+		// While NixOS installs over a stock image, the stock sshd answers
+		// with a key of its own: not ready yet, and never trusted.
+		if !errors.Is(err, ErrHostKeyMismatch) || m.cfg.Machine.Infect == nil {
+			return l, fmt.Errorf("wait for ssh on %s: %w", l.Address, err)
+		}
+		if !installing {
+			report("Installing NixOS on %s (the stock system answers until it reboots)", l.ServerName)
+		}
+		t := time.NewTimer(infectPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return l, fmt.Errorf("wait for NixOS to install on %s: %w", l.ServerName, ctx.Err())
+		case <-t.C:
+		}
 	}
 	l.State = StateRunning
 	// Starting a machine is activity: the idle clock starts now.
@@ -238,6 +259,9 @@ func (m *Manager) bootstrap(l Lease) (string, error) {
 	doc, err := bootstrap.New(l.ID, l.ServerName, m.cfg.Machine.User, l.Expires, m.cfg.Machine.SSHPort, keys, l.HostKeyPEM)
 	if err != nil {
 		return "", err
+	}
+	if m.cfg.Machine.Infect != nil && l.ImageID == 0 {
+		return doc.RenderInfect(*m.cfg.Machine.Infect)
 	}
 	return doc.Render()
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 )
 
 // MachineSpec is what every machine gets, whoever it belongs to.
@@ -22,6 +24,10 @@ type MachineSpec struct {
 	GatewayKey ssh.PublicKey // the gateway's upstream key, authorized beside the person's
 	ServerType string        // recorded in new leases
 	Location   string        // recorded in new leases
+	// Infect, when set, provisions machines from a stock image whose
+	// user_data installs NixOS (bootstrap.RenderInfect) instead of from a
+	// prebuilt NixOS snapshot.
+	Infect *bootstrap.InfectOptions
 }
 
 // Config wires a Manager.

@@ -249,7 +249,7 @@ func (c *Cloud) machineDir(name string) string {
 }
 
 func (c *Cloud) machineConfig(s *serverRecord) (machine.Config, error) {
-	doc, err := bootstrap.Parse([]byte(s.UserData))
+	doc, err := bootstrap.ParseUserData([]byte(s.UserData))
 	if err != nil {
 		return machine.Config{}, fmt.Errorf("read user_data of %s: %w", s.Name, err)
 	}

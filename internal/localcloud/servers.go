@@ -187,7 +187,7 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, "user_data", "the local cloud boots machines from a bootstrap document in user_data; none was given")
 		return
 	}
-	if _, err := bootstrap.Parse([]byte(req.UserData)); err != nil {
+	if _, err := bootstrap.ParseUserData([]byte(req.UserData)); err != nil {
 		writeInvalid(w, "user_data", err.Error())
 		return
 	}

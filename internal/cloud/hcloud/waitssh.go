@@ -1,6 +1,8 @@
 package hcloud
 
 import (
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+
 	"bytes"
 	"context"
 	"errors"
@@ -15,7 +17,7 @@ import (
 // ErrHostKeyMismatch means an SSH server answered with a key other than the
 // pinned one. WaitSSH returns it at once: retrying could only end in
 // trusting the wrong machine.
-var ErrHostKeyMismatch = errors.New("ssh host key does not match the pinned key")
+var ErrHostKeyMismatch = lease.ErrHostKeyMismatch
 
 // Bounds of WaitSSH's polling.
 const (
