@@ -302,6 +302,8 @@ type statusDoc struct {
 	Expires   time.Time `json:"expires"`
 	ExpiresIn int64     `json:"expires_in_seconds"`
 	Sessions  int       `json:"sessions"`
+	Cost      float64   `json:"cost"`
+	Currency  string    `json:"currency"`
 }
 
 func (p *person) status(g *gatewayProc, lg *localGateway) statusDoc {

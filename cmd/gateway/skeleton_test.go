@@ -35,6 +35,10 @@ func TestWalkingSkeleton(t *testing.T) {
 	if st.State != "running" || st.Name == "" || st.LeaseID == "" {
 		t.Fatalf("status after create: %+v", st)
 	}
+	// The first started hour is billed at once, at the price the API reports.
+	if st.Cost <= 0 || st.Currency != "EUR" {
+		t.Errorf("cost so far: %v %q; want the first hour in EUR", st.Cost, st.Currency)
+	}
 	if st.ExpiresIn < int64((4*time.Hour-time.Minute).Seconds()) || st.ExpiresIn > int64((4*time.Hour).Seconds()) {
 		t.Errorf("a new lease expires in %ds, want the 4h default", st.ExpiresIn)
 	}
