@@ -1,4 +1,4 @@
-package nix
+package nix_test
 
 // Checks of the NixOS side that need no nixpkgs (there is no network to
 // fetch it): every .nix file parses and names only files that exist, the
