@@ -13,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -176,10 +178,11 @@ func (g *Gateway) Serve(l net.Listener) error {
 // what is left.
 func (g *Gateway) Shutdown(grace time.Duration) {
 	g.mu.Lock()
-	for s := range g.sessions {
-		s.notify("cc-gateway is shutting down; your machine keeps running. Reconnect in a moment.")
-	}
+	sessions := slices.Collect(maps.Keys(g.sessions))
 	g.mu.Unlock()
+	forEach(sessions, func(s *liveSession) {
+		s.notify("the gateway is shutting down; your machine keeps running. Reconnect in a moment.")
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := g.server.Shutdown(ctx); err != nil {

@@ -522,3 +522,28 @@ func TestExtendTellsTheMachine(t *testing.T) {
 		t.Errorf("machine's expires file holds %q, want %q", data, want)
 	}
 }
+
+// TestResumedMachineLearnsItsExpiry: a machine extended while stopped
+// learns the new expiry when it starts again.
+func TestResumedMachineLearnsItsExpiry(t *testing.T) {
+	w := newWorld(t, basePolicy)
+	jane := newSigner(t)
+	if _, err := w.run(jane, "true"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.run(jane, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.run(jane, "extend 3h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.run(jane, "true"); err != nil {
+		t.Fatal(err)
+	}
+	l := w.lease(jane)
+	want := l.Expires.UTC().Format(time.RFC3339) + "\n"
+	data, err := os.ReadFile(filepath.Join(w.cloudDir, "machines", l.ServerName, "expires"))
+	if err != nil || string(data) != want {
+		t.Fatalf("machine's expires file holds %q (%v), want %q", data, err, want)
+	}
+}

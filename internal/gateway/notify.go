@@ -14,6 +14,42 @@ import (
 // expiryReminder is how close to expiry a login is reminded of it.
 const expiryReminder = 30 * time.Minute
 
+// noticeWait bounds how long the reaper waits for a notice to be written: a
+// client that stops reading must not stall it.
+const noticeWait = 2 * time.Second
+
+// syncChannel serialises writes to a session channel. x/crypto reuses one
+// packet buffer per stream and keeps its EOF flag unguarded, so the
+// proxy's copying and the gateway's notices must never write at once.
+type syncChannel struct {
+	gossh.Channel
+	mu sync.Mutex
+}
+
+func (c *syncChannel) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Channel.Write(p)
+}
+
+func (c *syncChannel) CloseWrite() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Channel.CloseWrite()
+}
+
+func (c *syncChannel) Stderr() io.ReadWriter { return syncStderr{c} }
+
+type syncStderr struct{ c *syncChannel }
+
+func (s syncStderr) Read(p []byte) (int, error) { return s.c.Channel.Stderr().Read(p) }
+
+func (s syncStderr) Write(p []byte) (int, error) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return s.c.Channel.Stderr().Write(p)
+}
+
 // liveSession is a session channel the gateway is serving, kept so that
 // shutdown and the reaper can speak to the person on it.
 type liveSession struct {
@@ -66,16 +102,33 @@ func (g *Gateway) sessionsOf(fingerprint string) []*liveSession {
 // warnings) and reports on how many.
 func (g *Gateway) Warn(fingerprint, message string) int {
 	sessions := g.sessionsOf(fingerprint)
-	for _, s := range sessions {
-		s.notify(message)
-	}
+	forEach(sessions, func(s *liveSession) { s.notify(message) })
 	return len(sessions)
 }
 
 // End ends every live session of the person, saying why.
 func (g *Gateway) End(fingerprint, message string) {
-	for _, s := range g.sessionsOf(fingerprint) {
-		s.end(message)
+	forEach(g.sessionsOf(fingerprint), func(s *liveSession) { s.end(message) })
+}
+
+// forEach runs fn on every session at once and waits for them, at most
+// noticeWait.
+func forEach(sessions []*liveSession, fn func(*liveSession)) {
+	done := make(chan struct{}, len(sessions))
+	for _, s := range sessions {
+		go func() {
+			fn(s)
+			done <- struct{}{}
+		}()
+	}
+	timeout := time.NewTimer(noticeWait)
+	defer timeout.Stop()
+	for range sessions {
+		select {
+		case <-done:
+		case <-timeout.C:
+			return
+		}
 	}
 }
 
