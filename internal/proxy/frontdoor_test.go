@@ -30,7 +30,7 @@ type frontDoor struct {
 
 // startFrontDoor serves on loopback; every downstream connection gets its own
 // upstream connection to m. ctx is handed to Bridge.
-func startFrontDoor(ctx context.Context, t *testing.T, m *sshd, gatewayKey gossh.Signer) *frontDoor {
+func startFrontDoor(ctx context.Context, t testing.TB, m *sshd, gatewayKey gossh.Signer) *frontDoor {
 	t.Helper()
 	hostSigner, _ := newSigner(t)
 	cfg := &gossh.ServerConfig{
@@ -75,7 +75,7 @@ func startFrontDoor(ctx context.Context, t *testing.T, m *sshd, gatewayKey gossh
 	return fd
 }
 
-func (fd *frontDoor) serve(ctx context.Context, t *testing.T, conn net.Conn, cfg *gossh.ServerConfig, m *sshd, gatewayKey gossh.Signer) {
+func (fd *frontDoor) serve(ctx context.Context, t testing.TB, conn net.Conn, cfg *gossh.ServerConfig, m *sshd, gatewayKey gossh.Signer) {
 	sc, chans, reqs, err := gossh.NewServerConn(conn, cfg)
 	if err != nil {
 		conn.Close()
@@ -129,7 +129,7 @@ func (fd *frontDoor) session(ctx context.Context, nc gossh.NewChannel, up *gossh
 }
 
 // result waits for the next bridged session to finish.
-func (fd *frontDoor) result(t *testing.T) error {
+func (fd *frontDoor) result(t testing.TB) error {
 	t.Helper()
 	select {
 	case err := <-fd.results:
@@ -141,7 +141,7 @@ func (fd *frontDoor) result(t *testing.T) error {
 }
 
 // dial connects an x/crypto client to the front door.
-func (fd *frontDoor) dial(t *testing.T) *gossh.Client {
+func (fd *frontDoor) dial(t testing.TB) *gossh.Client {
 	t.Helper()
 	key, _ := newSigner(t)
 	c, err := gossh.Dial("tcp", fd.addr, &gossh.ClientConfig{
@@ -158,7 +158,7 @@ func (fd *frontDoor) dial(t *testing.T) *gossh.Client {
 }
 
 // setup starts a machine and a front door in front of it.
-func setup(ctx context.Context, t *testing.T, sshdExtra ...string) (*sshd, *frontDoor) {
+func setup(ctx context.Context, t testing.TB, sshdExtra ...string) (*sshd, *frontDoor) {
 	t.Helper()
 	gatewayKey, _ := newSigner(t)
 	m := startSSHD(t, gatewayKey.PublicKey(), sshdExtra...)

@@ -51,7 +51,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func newSigner(t *testing.T) (gossh.Signer, ed25519.PrivateKey) {
+func newSigner(t testing.TB) (gossh.Signer, ed25519.PrivateKey) {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -66,7 +66,7 @@ func newSigner(t *testing.T) (gossh.Signer, ed25519.PrivateKey) {
 
 // startSSHD starts /usr/sbin/sshd on a free loopback port, authorizing
 // clientKey for the user running the test. extra lines go into sshd_config.
-func startSSHD(t *testing.T, clientKey gossh.PublicKey, extra ...string) *sshd {
+func startSSHD(t testing.TB, clientKey gossh.PublicKey, extra ...string) *sshd {
 	t.Helper()
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
 		t.Skip("OpenSSH server not installed")
@@ -139,7 +139,7 @@ func startSSHD(t *testing.T, clientKey gossh.PublicKey, extra ...string) *sshd {
 }
 
 // waitReady polls until sshd answers with its banner, or fails the test.
-func (s *sshd) waitReady(t *testing.T) {
+func (s *sshd) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -167,7 +167,7 @@ func (s *sshd) waitReady(t *testing.T) {
 
 // killAll kills the listening sshd and every sshd process serving a
 // connection, as if the machine vanished. Programs they started survive.
-func (s *sshd) killAll(t *testing.T) {
+func (s *sshd) killAll(t testing.TB) {
 	t.Helper()
 	pids := sshdDescendants(t, s.cmd.Process.Pid)
 	s.cmd.Process.Signal(syscall.SIGKILL)
@@ -178,7 +178,7 @@ func (s *sshd) killAll(t *testing.T) {
 
 // sshdDescendants lists the descendants of root whose command name starts
 // with "sshd", read from /proc.
-func sshdDescendants(t *testing.T, root int) []int {
+func sshdDescendants(t testing.TB, root int) []int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -224,7 +224,7 @@ func sshdDescendants(t *testing.T, root int) []int {
 	return out
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -234,7 +234,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func writeFile(t *testing.T, path string, data []byte, mode os.FileMode) {
+func writeFile(t testing.TB, path string, data []byte, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, data, mode); err != nil {
 		t.Fatal(fmt.Errorf("write %s: %w", path, err))

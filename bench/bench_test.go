@@ -1,0 +1,656 @@
+// Package bench measures the gateway against OpenSSH itself. One run builds
+// the gateway binary (without the race detector), starts it in local mode
+// with a machine that runs a real sshd, and then measures each figure both
+// directly against that sshd and through the gateway, with the same client
+// (OpenSSH's ssh), the same cipher (aes128-gcm@openssh.com) and the same key
+// exchange (curve25519-sha256), and prints the ratios:
+//
+//	go test ./bench -run '^$' -bench . -benchtime 1x -timeout 30m
+//
+// The figures and what they mean are in docs/benchmarks.md. Nothing here
+// runs in the normal test suite: there are only benchmarks.
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
+)
+
+// harness is the gateway process, its machine and the person using both.
+type harness struct {
+	dir     string
+	gw      *exec.Cmd
+	gwExit  chan error
+	gwAddr  string
+	gwKey   gossh.PublicKey
+	person  gossh.Signer
+	keyPath string
+	config  string // ssh_config naming "gw" and "machine"
+	user    string
+}
+
+var (
+	setupOnce sync.Once
+	shared    *harness
+	setupErr  error
+
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.close()
+	}
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// gatewayBinary builds the gateway once per run, as people run it: without
+// the race detector.
+func gatewayBinary() (string, error) {
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "cc-gateway-bench-bin"); buildErr != nil {
+			return
+		}
+		build := exec.Command("go", "build", "-o", filepath.Join(binDir, "gateway"), "../cmd/gateway")
+		if out, err := build.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build gateway: %v\n%s", err, out)
+		}
+	})
+	return filepath.Join(binDir, "gateway"), buildErr
+}
+
+// get returns the harness, starting it on first use.
+func get(b *testing.B) *harness {
+	b.Helper()
+	setupOnce.Do(func() { shared, setupErr = start() })
+	if setupErr != nil {
+		b.Fatal(setupErr)
+	}
+	return shared
+}
+
+func start() (*harness, error) {
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		return nil, errors.New("the benchmarks need OpenSSH's sshd in /usr/sbin (Debian: openssh-server)")
+	}
+	user, err := machine.OpenSSHUser()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "cc-gateway-bench")
+	if err != nil {
+		return nil, err
+	}
+	h := &harness{dir: dir, user: user}
+	bin, err := gatewayBinary()
+	if err != nil {
+		return h, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return h, err
+	}
+	h.gw = exec.Command(bin,
+		"--listen", "127.0.0.1:0",
+		"--data-dir", filepath.Join(dir, "data"),
+		"--host-key-dir", filepath.Join(dir, "hostkeys"),
+		"--local-machines", "openssh", "--instance-user", user,
+		"--machine-ssh-port", strconv.Itoa(port),
+		"--log-level", "info",
+	)
+	h.gw.Env = append(os.Environ(), "HCLOUD_TOKEN=")
+	logs, err := os.Create(filepath.Join(dir, "gateway.log"))
+	if err != nil {
+		return h, err
+	}
+	h.gw.Stdout, h.gw.Stderr = logs, logs
+	if err := h.gw.Start(); err != nil {
+		return h, err
+	}
+	h.gwExit = make(chan error, 1)
+	go func() { h.gwExit <- h.gw.Wait() }()
+	listening := regexp.MustCompile(`msg=listening addr=(\S+)`)
+	if err := poll(time.Minute, func() error {
+		b, _ := os.ReadFile(logs.Name())
+		m := listening.FindSubmatch(b)
+		if m == nil {
+			return errors.New("gateway not listening yet")
+		}
+		h.gwAddr = string(m[1])
+		return nil
+	}); err != nil {
+		return h, err
+	}
+	if h.gwKey, err = readPublicKey(filepath.Join(dir, "hostkeys", "ssh_host_ed25519_key")); err != nil {
+		return h, err
+	}
+	if err := h.newPerson(); err != nil {
+		return h, err
+	}
+	// The first connection creates the machine.
+	if err := h.writeConfig("127.0.0.1:1", nil); err != nil {
+		return h, err
+	}
+	if out, err := h.ssh("gw", "true"); err != nil {
+		return h, fmt.Errorf("create the machine: %v: %s", err, out)
+	}
+	out, err := h.ssh("gw", "status --json")
+	if err != nil {
+		return h, fmt.Errorf("status: %v: %s", err, out)
+	}
+	var st struct {
+		Address string `json:"address"`
+		HostKey string `json:"host_key"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return h, fmt.Errorf("status --json: %v: %s", err, out)
+	}
+	machineKey, _, _, _, err := gossh.ParseAuthorizedKey([]byte(st.HostKey))
+	if err != nil {
+		return h, err
+	}
+	return h, h.writeConfig(st.Address, machineKey)
+}
+
+func (h *harness) close() {
+	if h.gw != nil && h.gw.Process != nil {
+		h.gw.Process.Signal(os.Interrupt)
+		select {
+		case <-h.gwExit:
+		case <-time.After(30 * time.Second):
+			h.gw.Process.Kill()
+			<-h.gwExit
+		}
+	}
+	os.RemoveAll(h.dir)
+}
+
+func (h *harness) newPerson() error {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	block, err := gossh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		return err
+	}
+	h.keyPath = filepath.Join(h.dir, "id_ed25519")
+	if err := os.WriteFile(h.keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
+		return err
+	}
+	h.person, err = gossh.NewSignerFromKey(priv)
+	return err
+}
+
+func readPublicKey(path string) (gossh.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := gossh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, err
+	}
+	return s.PublicKey(), nil
+}
+
+// writeConfig writes the ssh_config both ways share: same key, cipher and
+// key exchange. (Left to its defaults OpenSSH would pick a post-quantum key
+// exchange with sshd that the gateway does not offer, which alone costs
+// ~100 ms per connection on this kind of machine.)
+func (h *harness) writeConfig(machineAddr string, machineKey gossh.PublicKey) error {
+	gwHost, gwPort, _ := net.SplitHostPort(h.gwAddr)
+	mHost, mPort, err := net.SplitHostPort(machineAddr)
+	if err != nil {
+		return err
+	}
+	known := fmt.Sprintf("[%s]:%s %s", gwHost, gwPort, gossh.MarshalAuthorizedKey(h.gwKey))
+	if machineKey != nil {
+		known += fmt.Sprintf("[%s]:%s %s", mHost, mPort, gossh.MarshalAuthorizedKey(machineKey))
+	}
+	knownPath := filepath.Join(h.dir, "known_hosts")
+	if err := os.WriteFile(knownPath, []byte(known), 0o600); err != nil {
+		return err
+	}
+	h.config = filepath.Join(h.dir, "ssh_config")
+	conf := fmt.Sprintf(`Host gw
+  HostName %s
+  Port %s
+Host machine
+  HostName %s
+  Port %s
+Host *
+  User %s
+  IdentityFile %s
+  IdentitiesOnly yes
+  BatchMode yes
+  UserKnownHostsFile %s
+  StrictHostKeyChecking yes
+  LogLevel ERROR
+  Ciphers aes128-gcm@openssh.com
+  KexAlgorithms curve25519-sha256
+  Compression no
+  ControlMaster no
+`, gwHost, gwPort, mHost, mPort, h.user, h.keyPath, knownPath)
+	return os.WriteFile(h.config, []byte(conf), 0o600)
+}
+
+func (h *harness) command(host, remote string) *exec.Cmd {
+	cmd := exec.Command("ssh", "-F", h.config, host, remote)
+	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+	return cmd
+}
+
+func (h *harness) ssh(host, remote string) ([]byte, error) {
+	return h.command(host, remote).CombinedOutput()
+}
+
+// timed runs cmd and returns how long it took.
+func timed(cmd *exec.Cmd) (time.Duration, error) {
+	var stderr bytes.Buffer
+	if cmd.Stderr == nil {
+		cmd.Stderr = &stderr
+	}
+	t0 := time.Now()
+	err := cmd.Run()
+	d := time.Since(t0)
+	if err != nil {
+		return d, fmt.Errorf("%s: %v: %s", strings.Join(cmd.Args, " "), err, stderr.String())
+	}
+	return d, nil
+}
+
+// alternate measures direct and proxied runs in turn, n each, so that
+// whatever else the machine does affects both alike, and returns both lists.
+func alternate(n int, run func(host string) (time.Duration, error)) (direct, proxied []time.Duration, err error) {
+	for range n {
+		for _, host := range []string{"machine", "gw"} {
+			d, err := run(host)
+			if err != nil {
+				return nil, nil, err
+			}
+			if host == "machine" {
+				direct = append(direct, d)
+			} else {
+				proxied = append(proxied, d)
+			}
+		}
+	}
+	return direct, proxied, nil
+}
+
+func median(ds []time.Duration) time.Duration { return percentile(ds, 50) }
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s)-1) * p / 100)
+	return s[i]
+}
+
+const gib = 1 << 30
+
+// BenchmarkThroughput moves 1 GiB each way, direct and proxied, three
+// times each, and reports the median throughput ratio (target ≥ 0.90).
+func BenchmarkThroughput(b *testing.B) {
+	h := get(b)
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devnull.Close()
+	for _, dir := range []string{"download", "upload"} {
+		run := func(host string) (time.Duration, error) {
+			var cmd *exec.Cmd
+			if dir == "download" {
+				cmd = h.command(host, fmt.Sprintf("head -c %d /dev/zero", gib))
+				cmd.Stdout = devnull
+			} else {
+				// The shell pipes straight into ssh: no copy in this process.
+				cmd = exec.Command("sh", "-c", fmt.Sprintf("head -c %d /dev/zero | ssh -F %s %s 'cat >/dev/null'", gib, h.config, host))
+				cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+			}
+			return timed(cmd)
+		}
+		if _, _, err := alternate(1, run); err != nil { // warm-up
+			b.Fatal(err)
+		}
+		cpu0, err := cpuTime(h.gw.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		direct, proxied, err := alternate(3, run)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu1, err := cpuTime(h.gw.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, p := mibps(median(direct)), mibps(median(proxied))
+		perGiB := (cpu1 - cpu0) / time.Duration(len(proxied))
+		b.Logf("1 GiB %-8s direct %4.0f MiB/s, through the gateway %4.0f MiB/s: ratio %.2f (target >= 0.90); gateway CPU %.2fs per GiB",
+			dir, d, p, p/d, perGiB.Seconds())
+		b.ReportMetric(p/d, dir+"-ratio")
+		b.ReportMetric(perGiB.Seconds(), dir+"-gateway-cpu-s/GiB")
+	}
+}
+
+func mibps(d time.Duration) float64 { return float64(gib) / (1 << 20) / d.Seconds() }
+
+// BenchmarkConnect times `ssh HOST true` on the running machine, 21 times
+// each way, and reports the ratio of the medians (target ≤ 1.25).
+func BenchmarkConnect(b *testing.B) {
+	h := get(b)
+	run := func(host string) (time.Duration, error) { return timed(h.command(host, "true")) }
+	if _, _, err := alternate(2, run); err != nil {
+		b.Fatal(err)
+	}
+	direct, proxied, err := alternate(21, run)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, p := median(direct), median(proxied)
+	b.Logf("ssh HOST true: direct median %s, through the gateway %s: ratio %.2f (target <= 1.25)", d.Round(time.Millisecond/10), p.Round(time.Millisecond/10), float64(p)/float64(d))
+	b.ReportMetric(float64(p)/float64(d), "ratio")
+}
+
+// BenchmarkKeystroke sends single bytes through a terminal session to a
+// program that echoes each one (dd bs=1 behind `stty raw`), and reports how
+// much the gateway adds to the round trip at the median and the 99th
+// percentile (target p99 < 2 ms).
+func BenchmarkKeystroke(b *testing.B) {
+	h := get(b)
+	const keys = 2000
+	lat := map[string][]time.Duration{}
+	for range 2 { // alternate, twice each
+		for _, host := range []string{"machine", "gw"} {
+			ds, err := h.echo(host, keys/2)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lat[host] = append(lat[host], ds...)
+		}
+	}
+	for _, p := range []float64{50, 99} {
+		d, g := percentile(lat["machine"], p), percentile(lat["gw"], p)
+		b.Logf("keystroke echo p%.0f: direct %s, through the gateway %s: added %s", p, d.Round(time.Microsecond), g.Round(time.Microsecond), (g - d).Round(time.Microsecond))
+		b.ReportMetric(float64(g-d)/float64(time.Millisecond), fmt.Sprintf("added-p%.0f-ms", p))
+	}
+}
+
+// echo times n keystrokes echoed by the machine.
+func (h *harness) echo(host string, n int) ([]time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", "-F", h.config, "-tt", host,
+		fmt.Sprintf("stty raw -echo && echo ready && exec dd bs=1 count=%d status=none", n))
+	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer cmd.Wait()
+	r := bufio.NewReader(stdout)
+	if _, err := r.ReadString('\n'); err != nil {
+		return nil, fmt.Errorf("echo session on %s: %w", host, err)
+	}
+	out := make([]time.Duration, 0, n)
+	key := []byte{0}
+	for i := range n {
+		key[0] = 'a' + byte(i%26)
+		t0 := time.Now()
+		if _, err := stdin.Write(key); err != nil {
+			return nil, err
+		}
+		got, err := r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(t0))
+		if got != key[0] {
+			return nil, fmt.Errorf("typed %q, the terminal echoed %q", key[0], got)
+		}
+	}
+	return out, nil
+}
+
+// BenchmarkIdleSessions opens 500 idle terminal sessions (a PTY and a
+// program waiting for input), each on its own client connection, and
+// reports the gateway's resident memory per session (target ≤ 256 KiB).
+// "shared" is one person: their sessions share pooled connections to the
+// machine, ten sessions each. "own" asks for agent forwarding, which gives
+// every client connection its own connection to the machine: the cost when
+// 500 different people each have one session.
+func BenchmarkIdleSessions(b *testing.B) {
+	const n = 500
+	for _, c := range []struct {
+		name  string
+		agent bool
+	}{{"shared", false}, {"own", true}} {
+		// A gateway of its own: memory a process once used stays counted.
+		h, err := start()
+		if err != nil {
+			if h != nil {
+				h.close()
+			}
+			b.Fatal(err)
+		}
+		before, err := settledRSS(h.gw.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients, err := h.openIdle(n, c.agent)
+		if err != nil {
+			closeAll(clients)
+			h.close()
+			b.Fatal(err)
+		}
+		after, err := settledRSS(h.gw.Process.Pid)
+		closeAll(clients)
+		h.close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		per := float64(after-before) / n / 1024
+		b.Logf("%d idle sessions (%s machine connections): gateway RSS %d MiB -> %d MiB, %.0f KiB per session (target <= 256)",
+			n, c.name, before>>20, after>>20, per)
+		b.ReportMetric(per, c.name+"-KiB/session")
+	}
+}
+
+// openIdle opens n client connections with one idle terminal session each.
+func (h *harness) openIdle(n int, withAgent bool) ([]*gossh.Client, error) {
+	cfg := &gossh.ClientConfig{
+		User: "person", Auth: []gossh.AuthMethod{gossh.PublicKeys(h.person)},
+		HostKeyCallback: gossh.FixedHostKey(h.gwKey), Timeout: 30 * time.Second,
+	}
+	keyring := agent.NewKeyring()
+	var (
+		mu      sync.Mutex
+		clients []*gossh.Client
+		errs    []error
+		wg      sync.WaitGroup
+	)
+	// A few at a time: sshd drops connections beyond MaxStartups (10)
+	// that are still authenticating.
+	slots := make(chan struct{}, 4)
+	for range n {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			c, err := h.idleSession(cfg, keyring, withAgent)
+			mu.Lock()
+			defer mu.Unlock()
+			if c != nil {
+				clients = append(clients, c)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	wg.Wait()
+	return clients, errors.Join(errs...)
+}
+
+func (h *harness) idleSession(cfg *gossh.ClientConfig, keyring agent.Agent, withAgent bool) (*gossh.Client, error) {
+	c, err := gossh.Dial("tcp", h.gwAddr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		return c, err
+	}
+	if withAgent {
+		if err := agent.ForwardToAgent(c, keyring); err != nil {
+			return c, err
+		}
+		if err := agent.RequestAgentForwarding(s); err != nil {
+			return c, err
+		}
+	}
+	if err := s.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
+		return c, err
+	}
+	if _, err := s.StdinPipe(); err != nil { // held open: cat waits
+		return c, err
+	}
+	out, err := s.StdoutPipe()
+	if err != nil {
+		return c, err
+	}
+	if err := s.Start("echo ready; exec cat"); err != nil {
+		return c, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready") {
+		return c, fmt.Errorf("idle session did not start: %q, %v", line, err)
+	}
+	go io.Copy(io.Discard, out)
+	return c, nil
+}
+
+func closeAll(clients []*gossh.Client) {
+	for _, c := range clients {
+		c.Close()
+	}
+}
+
+// cpuTime reads the CPU time (user and system) a process has used so far,
+// from /proc/PID/stat, whose times count in clock ticks of 1/100 s.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// pid (comm) state ppid … utime stime: fields 14 and 15, counted
+	// after the command name, which may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	fields := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(fields) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// rss reads a process's resident set size from /proc.
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc status")
+}
+
+// settledRSS reads the resident size until two readings a second apart
+// agree within 1% (the handshakes' garbage collected), for at most 20s.
+func settledRSS(pid int) (int64, error) {
+	last, err := rss(pid)
+	if err != nil {
+		return 0, err
+	}
+	for range 20 {
+		time.Sleep(time.Second) // sampling interval
+		now, err := rss(pid)
+		if err != nil {
+			return 0, err
+		}
+		if d := now - last; d < now/100 && -d < now/100 {
+			return now, nil
+		}
+		last = now
+	}
+	return last, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// poll calls f until it returns nil, for at most d.
+func poll(d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
