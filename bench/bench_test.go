@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +37,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/sys/unix"
 
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 )
@@ -364,6 +366,148 @@ func BenchmarkThroughput(b *testing.B) {
 		b.ReportMetric(p/d, dir+"-ratio")
 		b.ReportMetric(perGiB.Seconds(), dir+"-gateway-cpu-s/GiB")
 	}
+}
+
+// BenchmarkThroughputOwnCore is BenchmarkThroughput with the gateway on a
+// core of its own, as when it runs on its own host: the client and the
+// machine's sshd (and everything it started) share CPU 0 in both runs, the
+// gateway gets CPU 1. Where BenchmarkThroughput shows what the gateway costs
+// when every process competes for two cores, this shows whether it keeps up
+// when it does not have to.
+func BenchmarkThroughputOwnCore(b *testing.B) {
+	h := get(b)
+	if runtime.NumCPU() < 2 {
+		b.Skip("needs two CPUs")
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		b.Skip("needs taskset (util-linux)")
+	}
+	sshd, err := h.sshdPID()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pin := func(on bool) error {
+		machineSide, gatewaySide := cpuSet(0), cpuSet(1)
+		if !on {
+			machineSide, gatewaySide = cpuSet(0, 1), cpuSet(0, 1)
+		}
+		for _, pid := range append([]int{sshd}, descendants(sshd)...) {
+			if err := setAffinity(pid, machineSide); err != nil {
+				return err
+			}
+		}
+		return setAffinity(h.gw.Process.Pid, gatewaySide)
+	}
+	if err := pin(true); err != nil {
+		b.Fatal(err)
+	}
+	defer pin(false)
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devnull.Close()
+	for _, dir := range []string{"download", "upload"} {
+		run := func(host string) (time.Duration, error) {
+			// Connections made earlier may have sshd processes that
+			// predate the pinning; new ones inherit it.
+			if err := pin(true); err != nil {
+				return 0, err
+			}
+			var cmd *exec.Cmd
+			if dir == "download" {
+				cmd = exec.Command("taskset", "-c", "0", "ssh", "-F", h.config, host, fmt.Sprintf("head -c %d /dev/zero", gib))
+				cmd.Stdout = devnull
+			} else {
+				cmd = exec.Command("taskset", "-c", "0", "sh", "-c", fmt.Sprintf("head -c %d /dev/zero | ssh -F %s %s 'cat >/dev/null'", gib, h.config, host))
+			}
+			cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+			return timed(cmd)
+		}
+		if _, _, err := alternate(1, run); err != nil {
+			b.Fatal(err)
+		}
+		direct, proxied, err := alternate(3, run)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, p := mibps(median(direct)), mibps(median(proxied))
+		b.Logf("1 GiB %-8s, gateway on its own core: direct %4.0f MiB/s, through the gateway %4.0f MiB/s: ratio %.2f (target >= 0.90)", dir, d, p, p/d)
+		b.ReportMetric(p/d, dir+"-ratio")
+	}
+}
+
+// sshdPID reads the pid of the machine's sshd from its folder.
+func (h *harness) sshdPID() (int, error) {
+	files, err := filepath.Glob(filepath.Join(h.dir, "data", "localcloud", "machines", "*", "sshd.pid"))
+	if err != nil || len(files) != 1 {
+		return 0, fmt.Errorf("want one machine's sshd.pid, found %v (%v)", files, err)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+func cpuSet(cpus ...int) *unix.CPUSet {
+	var set unix.CPUSet
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	return &set
+}
+
+// setAffinity pins every thread of a process to set.
+func setAffinity(pid int, set *unix.CPUSet) error {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil // the process has ended
+	}
+	for _, task := range tasks {
+		tid, err := strconv.Atoi(task.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, set); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("pin thread %d of %d: %w", tid, pid, err)
+		}
+	}
+	return nil
+}
+
+// descendants lists the processes below pid, from /proc.
+func descendants(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		children[ppid] = append(children[ppid], p)
+	}
+	var out []int
+	for queue := []int{pid}; len(queue) > 0; queue = queue[1:] {
+		for _, c := range children[queue[0]] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
 }
 
 func mibps(d time.Duration) float64 { return float64(gib) / (1 << 20) / d.Seconds() }
