@@ -1,6 +1,8 @@
 // Package proxy connects the gateway to a person's machine: it dials the
 // machine's sshd with the gateway's key and the machine's pinned host key,
-// and bridges the person's session channels to it.
+// keeps those connections in a pool that a person's client connections
+// share, and joins the person's channels (sessions, forwards, agent) with
+// the machine's, both ways. See docs/proxy.md.
 package proxy
 
 import (
