@@ -790,6 +790,31 @@ func (r *rig) testKeepalive(t *testing.T) {
 // at once with a sentence that says what happened and exit status 255.
 func TestMachineGoneEndsSession(t *testing.T) {
 	r := newRig(t)
+	// Forwards only (ssh -N -R): no session to say anything on, so the
+	// client connection is closed and ssh ends. (First: the cases below
+	// leave the machine broken.)
+	t.Run("forwards only", func(t *testing.T) {
+		echo := echoServer(t)
+		rport := freeTCPPort(t)
+		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
+			"-R", fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo), "gw")
+		eventually(t, 30*time.Second, "round trip through ssh -R", func() error {
+			return roundTrip(fmt.Sprintf("127.0.0.1:%d", rport), 1000)
+		})
+		if res := r.p.ssh(r.g, r.lg.hostKeys, "", "stop"); res.code != 0 {
+			t.Fatalf("stop: %+v", res)
+		}
+		select {
+		case err := <-fwd.exit:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 255 {
+				t.Errorf("ssh -N -R ended with %v, want exit status 255", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("ssh -N -R still running 30s after its machine stopped")
+		}
+	})
+
 	for _, c := range []struct {
 		name   string
 		cause  func()
@@ -842,6 +867,7 @@ func TestMachineGoneEndsSession(t *testing.T) {
 			}
 		})
 	}
+
 }
 
 // killSSHD kills the machine's sshd and everything it started, as if the
