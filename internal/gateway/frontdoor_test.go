@@ -120,3 +120,38 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Fatal("a silent client kept its connection for 30s")
 	}
 }
+
+// TestShutdownRightAfterStart: stopping a gateway at once after starting it
+// neither races (run under -race) nor leaves Serve running.
+func TestShutdownRightAfterStart(t *testing.T) {
+	users, _ := LoadKeyList("", quiet)
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "gateway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for range 20 {
+		g, err := New(Options{
+			HostKey: newSigner(t), UpstreamKey: newSigner(t), Users: users, Admins: users,
+			Leases: lease.NewManager(lease.Config{Store: store, Logger: quiet}), Logger: quiet,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- g.Serve(ln) }()
+		g.Shutdown(time.Second)
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Fatalf("Serve after Shutdown: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve still running 10s after Shutdown")
+		}
+	}
+}

@@ -80,6 +80,8 @@ type Gateway struct {
 
 	mu       sync.Mutex
 	sessions map[*liveSession]struct{}
+	listener net.Listener
+	closing  bool
 }
 
 // New builds a Gateway; Serve starts it.
@@ -165,12 +167,35 @@ func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 func (g *Gateway) isAdmin(key gossh.PublicKey) bool { return g.opts.Admins.Contains(key) }
 
 // Serve accepts connections on l until Shutdown.
+//
+// The accept loop is ours rather than charm.land/ssh's Serve: that one
+// registers its listener in a WaitGroup that its Shutdown waits on, and the
+// two race when a gateway is stopped right after it starts.
 func (g *Gateway) Serve(l net.Listener) error {
-	err := g.server.Serve(l)
-	if errors.Is(err, ssh.ErrServerClosed) {
-		return nil
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		return l.Close()
 	}
-	return err
+	g.listener = l
+	g.mu.Unlock()
+	var backoff time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: wait a little, bounded,
+			// as net/http does, rather than give up on everyone.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			g.log.Error("accept", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		go g.server.HandleConn(conn)
+	}
 }
 
 // Shutdown stops accepting connections, tells every live session that the
@@ -178,6 +203,10 @@ func (g *Gateway) Serve(l net.Listener) error {
 // what is left.
 func (g *Gateway) Shutdown(grace time.Duration) {
 	g.mu.Lock()
+	g.closing = true
+	if g.listener != nil {
+		g.listener.Close()
+	}
 	sessions := slices.Collect(maps.Keys(g.sessions))
 	g.mu.Unlock()
 	forEach(sessions, func(s *liveSession) {
