@@ -195,7 +195,7 @@ func (c *Cloud) respondActions(w http.ResponseWriter, r *http.Request, list []*a
 	}
 	c.mu.Unlock()
 
-	err := sortList(views, q["sort"], map[string]func(a, b actionJSON) int{
+	writeList(w, r, "actions", views, map[string]func(a, b actionJSON) int{
 		"id":       func(a, b actionJSON) int { return cmp.Compare(a.ID, b.ID) },
 		"command":  func(a, b actionJSON) int { return cmp.Compare(a.Command, b.Command) },
 		"status":   func(a, b actionJSON) int { return cmp.Compare(a.Status, b.Status) },
@@ -205,18 +205,6 @@ func (c *Cloud) respondActions(w http.ResponseWriter, r *http.Request, list []*a
 			return cmp.Compare(finishedUnix(a), finishedUnix(b))
 		},
 	})
-	if err != nil {
-		writeInvalid(w, "sort", err.Error())
-		return
-	}
-	page, m, ok := paginate(w, r, views)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Actions []actionJSON `json:"actions"`
-		Meta    meta         `json:"meta"`
-	}{page, m})
 }
 
 func finishedUnix(a actionJSON) int64 {

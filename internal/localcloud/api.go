@@ -194,6 +194,27 @@ func paginate[T any](w http.ResponseWriter, r *http.Request, items []T) ([]T, me
 	return items[start:end], meta{Pagination: p}, true
 }
 
+// writeList answers a list request: items sorted by the sort parameters
+// (keys names the fields one may sort by), then one page of them under
+// field, with the pagination meta.
+func writeList[T any](w http.ResponseWriter, r *http.Request, field string, items []T, keys map[string]func(a, b T) int) {
+	if err := sortList(items, r.URL.Query()["sort"], keys); err != nil {
+		writeInvalid(w, "sort", err.Error())
+		return
+	}
+	writePage(w, r, field, items)
+}
+
+// writePage answers a list request that takes no sort parameter: one page
+// of items under field, with the pagination meta.
+func writePage[T any](w http.ResponseWriter, r *http.Request, field string, items []T) {
+	page, m, ok := paginate(w, r, items)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{field: orEmpty(page), "meta": m})
+}
+
 // sortList orders items by the API's sort parameters ("name", "id:desc");
 // items start in id order, which is also the API's default.
 func sortList[T any](items []T, sorts []string, keys map[string]func(a, b T) int) error {

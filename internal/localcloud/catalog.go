@@ -124,7 +124,7 @@ func (im catalogImage) json() imageJSON {
 	j := imageJSON{
 		ID: im.id, Type: im.typ, Status: "available", Description: im.description,
 		DiskSize: im.diskSize, Created: catalogEpoch, OSFlavor: im.osFlavor,
-		Protection: protectionJSON{}, Labels: map[string]string{}, Architecture: im.arch,
+		Protection: protectionJSON{}, Labels: labelsView(im.labels), Architecture: im.arch,
 	}
 	if im.name != "" {
 		name := im.name
@@ -137,9 +137,6 @@ func (im catalogImage) json() imageJSON {
 	if im.typ == "snapshot" {
 		size := im.diskSize / 4
 		j.ImageSize = &size
-	}
-	for k, v := range im.labels {
-		j.Labels[k] = v
 	}
 	return j
 }
@@ -229,14 +226,7 @@ func listServerTypes(w http.ResponseWriter, r *http.Request) {
 			list = append(list, t.json())
 		}
 	}
-	page, m, ok := paginate(w, r, list)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		ServerTypes []serverTypeJSON `json:"server_types"`
-		Meta        meta             `json:"meta"`
-	}{orEmpty(page), m})
+	writePage(w, r, "server_types", list)
 }
 
 func getServerType(w http.ResponseWriter, r *http.Request) {
@@ -262,22 +252,10 @@ func listLocations(w http.ResponseWriter, r *http.Request) {
 			list = append(list, l.loc)
 		}
 	}
-	err := sortList(list, q["sort"], map[string]func(a, b locationJSON) int{
+	writeList(w, r, "locations", list, map[string]func(a, b locationJSON) int{
 		"id":   func(a, b locationJSON) int { return cmp.Compare(a.ID, b.ID) },
 		"name": func(a, b locationJSON) int { return cmp.Compare(a.Name, b.Name) },
 	})
-	if err != nil {
-		writeInvalid(w, "sort", err.Error())
-		return
-	}
-	page, m, ok := paginate(w, r, list)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Locations []locationJSON `json:"locations"`
-		Meta      meta           `json:"meta"`
-	}{orEmpty(page), m})
 }
 
 func getLocation(w http.ResponseWriter, r *http.Request) {

@@ -30,15 +30,11 @@ func (c *Cloud) imageDir(id int64) string {
 }
 
 func (im *imageRecord) json() imageJSON {
-	labels := map[string]string{}
-	for k, v := range im.Labels {
-		labels[k] = v
-	}
 	j := imageJSON{
 		ID: im.ID, Type: "snapshot", Status: im.Status, Description: im.Description,
 		DiskSize: im.DiskSize, Created: im.Created,
 		CreatedFrom: createdFromJSON{ID: im.FromID, Name: im.FromName},
-		OSFlavor:    "unknown", Protection: protectionJSON{}, Labels: labels, Architecture: im.Arch,
+		OSFlavor:    "unknown", Protection: protectionJSON{}, Labels: labelsView(im.Labels), Architecture: im.Arch,
 	}
 	if im.Status == "available" {
 		size := im.ImageSize
@@ -105,23 +101,11 @@ func (c *Cloud) listImages(w http.ResponseWriter, r *http.Request) {
 			list = append(list, j)
 		}
 	}
-	err := sortList(list, q["sort"], map[string]func(a, b imageJSON) int{
+	writeList(w, r, "images", list, map[string]func(a, b imageJSON) int{
 		"id":      func(a, b imageJSON) int { return cmp.Compare(a.ID, b.ID) },
 		"name":    func(a, b imageJSON) int { return cmp.Compare(deref(a.Name), deref(b.Name)) },
 		"created": func(a, b imageJSON) int { return a.Created.Compare(b.Created) },
 	})
-	if err != nil {
-		writeInvalid(w, "sort", err.Error())
-		return
-	}
-	page, m, ok := paginate(w, r, list)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Images []imageJSON `json:"images"`
-		Meta   meta        `json:"meta"`
-	}{orEmpty(page), m})
 }
 
 func (c *Cloud) getImage(w http.ResponseWriter, r *http.Request) {
@@ -203,17 +187,8 @@ func (c *Cloud) createImage(w http.ResponseWriter, r *http.Request) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.st.server(id)
+	s := c.unlockedServer(w, id)
 	if s == nil {
-		writeNotFound(w, "server", id)
-		return
-	}
-	if c.closed {
-		writeStateError(w, errClosed)
-		return
-	}
-	if c.serverBusy(id) || s.Status == "deleting" {
-		writeLocked(w)
 		return
 	}
 	t, _ := findServerType(s.ServerType)

@@ -34,6 +34,16 @@ func validateLabels(labels map[string]string) error {
 	return nil
 }
 
+// labelsView copies labels for an answer of the API, so that the answer
+// does not share the record's map; no labels show as {}, not null.
+func labelsView(labels map[string]string) map[string]string {
+	view := make(map[string]string, len(labels))
+	for k, v := range labels {
+		view[k] = v
+	}
+	return view
+}
+
 // selector is a parsed label selector: every requirement must hold.
 type selector []requirement
 

@@ -24,10 +24,6 @@ var serverNamePattern = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA
 func (c *Cloud) serverView(s *serverRecord) serverJSON {
 	t, _ := findServerType(s.ServerType)
 	l, _ := findLocation(s.Location)
-	labels := map[string]string{}
-	for k, v := range s.Labels {
-		labels[k] = v
-	}
 	traffic := int64(20 << 40)
 	zero := int64(0)
 	return serverJSON{
@@ -49,7 +45,7 @@ func (c *Cloud) serverView(s *serverRecord) serverJSON {
 		OutgoingTraffic: &zero,
 		IngoingTraffic:  &zero,
 		IncludedTraffic: &traffic,
-		Labels:          labels,
+		Labels:          labelsView(s.Labels),
 		Volumes:         []int64{},
 		LoadBalancers:   []int64{},
 		PrimaryDiskSize: int(t.disk),
@@ -75,23 +71,11 @@ func (c *Cloud) listServers(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c.mu.Unlock()
-	err := sortList(list, q["sort"], map[string]func(a, b serverJSON) int{
+	writeList(w, r, "servers", list, map[string]func(a, b serverJSON) int{
 		"id":      func(a, b serverJSON) int { return cmp.Compare(a.ID, b.ID) },
 		"name":    func(a, b serverJSON) int { return cmp.Compare(a.Name, b.Name) },
 		"created": func(a, b serverJSON) int { return a.Created.Compare(b.Created) },
 	})
-	if err != nil {
-		writeInvalid(w, "sort", err.Error())
-		return
-	}
-	page, m, ok := paginate(w, r, list)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Servers []serverJSON `json:"servers"`
-		Meta    meta         `json:"meta"`
-	}{orEmpty(page), m})
 }
 
 func (c *Cloud) getServer(w http.ResponseWriter, r *http.Request) {
@@ -308,6 +292,37 @@ func (c *Cloud) findSSHKey(ref string) *sshKeyRecord {
 	return nil
 }
 
+// serverToChange finds the server a request is to change. If there is
+// none, or the cloud is closing, it answers so and returns nil. Callers
+// hold c.mu.
+func (c *Cloud) serverToChange(w http.ResponseWriter, id int64) *serverRecord {
+	s := c.st.server(id)
+	if s == nil {
+		writeNotFound(w, "server", id)
+		return nil
+	}
+	if c.closed {
+		writeStateError(w, errClosed)
+		return nil
+	}
+	return s
+}
+
+// unlockedServer is serverToChange for requests that start an action: a
+// server that is busy with another action, or being deleted, is locked.
+// Callers hold c.mu.
+func (c *Cloud) unlockedServer(w http.ResponseWriter, id int64) *serverRecord {
+	s := c.serverToChange(w, id)
+	if s == nil {
+		return nil
+	}
+	if c.serverBusy(id) || s.Status == "deleting" {
+		writeLocked(w)
+		return nil
+	}
+	return s
+}
+
 // DELETE /servers/{id}. Allowed even while other actions run, as on
 // Hetzner: a machine must always be stoppable for good.
 func (c *Cloud) deleteServer(w http.ResponseWriter, r *http.Request) {
@@ -317,13 +332,8 @@ func (c *Cloud) deleteServer(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.st.server(id)
+	s := c.serverToChange(w, id)
 	if s == nil {
-		writeNotFound(w, "server", id)
-		return
-	}
-	if c.closed {
-		writeStateError(w, errClosed)
 		return
 	}
 	prev := s.Status
@@ -347,17 +357,8 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request) {
 	command := r.PathValue("command")
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.st.server(id)
+	s := c.unlockedServer(w, id)
 	if s == nil {
-		writeNotFound(w, "server", id)
-		return
-	}
-	if c.closed {
-		writeStateError(w, errClosed)
-		return
-	}
-	if c.serverBusy(id) || s.Status == "deleting" {
-		writeLocked(w)
 		return
 	}
 	d := c.opts.ActionDuration

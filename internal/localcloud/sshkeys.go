@@ -10,11 +10,7 @@ import (
 )
 
 func sshKeyView(k *sshKeyRecord) sshKeyJSON {
-	labels := map[string]string{}
-	for key, v := range k.Labels {
-		labels[key] = v
-	}
-	return sshKeyJSON{ID: k.ID, Name: k.Name, Fingerprint: k.Fingerprint, PublicKey: k.PublicKey, Labels: labels, Created: k.Created}
+	return sshKeyJSON{ID: k.ID, Name: k.Name, Fingerprint: k.Fingerprint, PublicKey: k.PublicKey, Labels: labelsView(k.Labels), Created: k.Created}
 }
 
 // GET /ssh_keys with name, fingerprint and label_selector filters.
@@ -36,22 +32,10 @@ func (c *Cloud) listSSHKeys(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c.mu.Unlock()
-	err := sortList(list, q["sort"], map[string]func(a, b sshKeyJSON) int{
+	writeList(w, r, "ssh_keys", list, map[string]func(a, b sshKeyJSON) int{
 		"id":   func(a, b sshKeyJSON) int { return cmp.Compare(a.ID, b.ID) },
 		"name": func(a, b sshKeyJSON) int { return cmp.Compare(a.Name, b.Name) },
 	})
-	if err != nil {
-		writeInvalid(w, "sort", err.Error())
-		return
-	}
-	page, m, ok := paginate(w, r, list)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		SSHKeys []sshKeyJSON `json:"ssh_keys"`
-		Meta    meta         `json:"meta"`
-	}{orEmpty(page), m})
 }
 
 func (c *Cloud) getSSHKey(w http.ResponseWriter, r *http.Request) {
