@@ -26,7 +26,34 @@ func writeAPIError(w http.ResponseWriter, status int, code string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": code, "message": "test fault: " + code, "details": nil}})
 }
 
-var serverPath = regexp.MustCompile(`^/v1/servers/\d+$`)
+// route names the requests a fault is for: a method and a path pattern.
+type route struct {
+	method string
+	path   *regexp.Regexp
+}
+
+func (rt route) matches(r *http.Request) bool {
+	return r.Method == rt.method && rt.path.MatchString(r.URL.Path)
+}
+
+var (
+	getServer    = route{http.MethodGet, regexp.MustCompile(`^/v1/servers/\d+$`)}
+	postShutdown = route{http.MethodPost, regexp.MustCompile(`/actions/shutdown$`)}
+	postPowerOn  = route{http.MethodPost, regexp.MustCompile(`/actions/poweron$`)}
+)
+
+// failAll answers every request on rt with an API error, counting them in
+// h.
+func failAll(h *hits, rt route, status int, code string) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if !rt.matches(r) {
+			return false
+		}
+		h.add()
+		writeAPIError(w, status, code)
+		return true
+	}
+}
 
 // hits counts requests matching method and a path pattern and answers the
 // first ones with a fault.
@@ -54,23 +81,13 @@ func TestRequestRetriesAreBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
-	srv, err := e.p.Create(ctx, newPerson(t, "bound1", e.port).spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := e.create(t, ctx, newPerson(t, "bound1", e.port).spec)
 
 	// A GET the API keeps refusing with 503 is sent DefaultRequestAttempts
 	// times, then fails with a sentence.
 	var gets hits
-	e.faults.onRequest(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodGet && serverPath.MatchString(r.URL.Path) {
-			gets.add()
-			writeAPIError(w, http.StatusServiceUnavailable, "service_error")
-			return true
-		}
-		return false
-	})
-	_, err = e.p.Get(ctx, srv.ID)
+	e.faults.onRequest(failAll(&gets, getServer, http.StatusServiceUnavailable, "service_error"))
+	_, err := e.p.Get(ctx, srv.ID)
 	if err == nil || !strings.Contains(err.Error(), "the Hetzner API is having trouble") || !strings.Contains(err.Error(), "try again later") {
 		t.Fatalf("get while the API answers 503: %v", err)
 	}
@@ -82,14 +99,7 @@ func TestRequestRetriesAreBounded(t *testing.T) {
 	// resent as is; the operation checks the server again and retries, at
 	// most DefaultOperationAttempts times.
 	var posts hits
-	e.faults.onRequest(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/actions/shutdown") {
-			posts.add()
-			writeAPIError(w, http.StatusInternalServerError, "server_error")
-			return true
-		}
-		return false
-	})
+	e.faults.onRequest(failAll(&posts, postShutdown, http.StatusInternalServerError, "server_error"))
 	err = e.p.PowerOff(ctx, srv.ID)
 	if err != nil {
 		// Shutdown failing is survivable: PowerOff cuts the power instead.
@@ -99,14 +109,7 @@ func TestRequestRetriesAreBounded(t *testing.T) {
 		t.Fatalf("shutdown was requested %d times, want 1", posts.count())
 	}
 	posts = hits{}
-	e.faults.onRequest(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/actions/poweron") {
-			posts.add()
-			writeAPIError(w, http.StatusInternalServerError, "server_error")
-			return true
-		}
-		return false
-	})
+	e.faults.onRequest(failAll(&posts, postPowerOn, http.StatusInternalServerError, "server_error"))
 	err = e.p.PowerOn(ctx, srv.ID)
 	if err == nil || !strings.Contains(err.Error(), "tried 3 times") || !strings.Contains(err.Error(), "power on server cc-bound1") {
 		t.Fatalf("power on while the API answers 500: %v", err)
@@ -119,7 +122,7 @@ func TestRequestRetriesAreBounded(t *testing.T) {
 	// goes again and succeeds.
 	posts = hits{}
 	e.faults.onRequest(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/actions/poweron") {
+		if postPowerOn.matches(r) {
 			switch posts.add() {
 			case 1:
 				writeAPIError(w, http.StatusLocked, "locked")
@@ -154,14 +157,11 @@ func TestRateLimitResetIsWaitedFor(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
-	srv, err := e.p.Create(ctx, newPerson(t, "rate1", e.port).spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := e.create(t, ctx, newPerson(t, "rate1", e.port).spec)
 	reset := time.Unix(2_000_000_000, 0)
 	limited := func(h *hits, times int) func(w http.ResponseWriter, r *http.Request) bool {
 		return func(w http.ResponseWriter, r *http.Request) bool {
-			if r.Method != http.MethodGet || !serverPath.MatchString(r.URL.Path) {
+			if !getServer.matches(r) {
 				return false
 			}
 			if h.add() > times {
@@ -215,7 +215,7 @@ func TestRateLimitResetIsWaitedFor(t *testing.T) {
 	})
 	h = hits{}
 	e.faults.onRequest(limited(&h, 100))
-	_, err = p.Get(ctx, srv.ID)
+	_, err := p.Get(ctx, srv.ID)
 	if err == nil || !strings.Contains(err.Error(), "the Hetzner API rate limit is used up (429)") {
 		t.Fatalf("get with the rate limit used up for an hour: %v", err)
 	}
@@ -228,17 +228,14 @@ func TestPermanentlyFailingActions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
-	srv, err := e.p.Create(ctx, newPerson(t, "perm1", e.port).spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := e.create(t, ctx, newPerson(t, "perm1", e.port).spec)
 	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
 		t.Fatal(err)
 	}
 
 	e.faults.set("start_server", localcloud.ActionFault{Code: "action_failed", Message: "no host available"})
 	before := e.faults.count("start_server")
-	err = e.p.PowerOn(ctx, srv.ID)
+	err := e.p.PowerOn(ctx, srv.ID)
 	if err == nil || err.Error() != "power on server cc-perm1: Hetzner reports that action start_server failed: no host available (action_failed) (tried 3 times)" {
 		t.Fatalf("power on with a failing start: %v", err)
 	}
@@ -280,10 +277,7 @@ func TestPermanentlyFailingActions(t *testing.T) {
 func TestNoAnswerIsRetriedSafely(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
-	srv, err := e.p.Create(ctx, newPerson(t, "slow1", e.port).spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := e.create(t, ctx, newPerson(t, "slow1", e.port).spec)
 	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +292,7 @@ func TestNoAnswerIsRetriedSafely(t *testing.T) {
 
 	var gets hits
 	e.faults.onRequest(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodGet && serverPath.MatchString(r.URL.Path) && gets.add() == 1 {
+		if getServer.matches(r) && gets.add() == 1 {
 			stall(r)
 			return true
 		}
@@ -314,7 +308,7 @@ func TestNoAnswerIsRetriedSafely(t *testing.T) {
 	// The first power on is carried out, but its answer never arrives.
 	var posts hits
 	e.faults.onRequest(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/actions/poweron") && posts.add() == 1 {
+		if postPowerOn.matches(r) && posts.add() == 1 {
 			stall(r)
 			return false // now the API carries it out
 		}
@@ -393,15 +387,9 @@ func (rec *recorder) longestFaultRun() (int, string) {
 // pass, and the life completes with the person's files intact.
 func TestLifecycleUnderRandomFaults(t *testing.T) {
 	t.Parallel()
-	dir, port := t.TempDir(), freePort(t)
+	port := freePort(t)
 	rf := &localcloud.RandomFaults{Rate: 0.3, Seed: 16, SlowAction: 50 * time.Millisecond}
-	cloud, err := localcloud.Start(localcloud.Options{
-		DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Faults: rf, Logger: testLogger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cloud.Close() })
+	cloud := startCloud(t, t.TempDir(), port, localcloud.KindBuiltin, rf)
 	rec := &recorder{next: cloud.Handler()}
 	ts := httptest.NewServer(rec)
 	defer ts.Close()

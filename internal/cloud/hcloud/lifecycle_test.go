@@ -29,10 +29,7 @@ func TestHibernateAndResume(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "hib1", e.port)
 
-	srv, err := e.p.Create(ctx, alice.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := e.create(t, ctx, alice.spec)
 	if err := e.p.WaitSSH(ctx, e.addr(srv), alice.hostKey); err != nil {
 		t.Fatal(err)
 	}
@@ -125,10 +122,7 @@ func TestSnapshotsStayWithTheirLease(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "own1", e.port)
-	srv, err := e.p.Create(ctx, alice.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := e.create(t, ctx, alice.spec)
 	im, err := e.p.Snapshot(ctx, srv.ID, "own1")
 	if err != nil {
 		t.Fatal(err)
@@ -183,10 +177,7 @@ func TestSnapshotAfterCrashWaitsForTheFirst(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "crash1", e.port)
-	srv, err := e.p.Create(ctx, alice.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := e.create(t, ctx, alice.spec)
 	e.faults.set("create_image", localcloud.ActionFault{Delay: 300 * time.Millisecond})
 	res, _, err := e.raw.Server.CreateImage(ctx, &hc.Server{ID: srv.ID}, &hc.ServerCreateImageOpts{
 		Type:   hc.ImageTypeSnapshot,

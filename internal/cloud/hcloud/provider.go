@@ -391,14 +391,8 @@ func (p *Provider) PowerOn(ctx context.Context, id int64) error {
 }
 
 func (p *Provider) powerOn(ctx context.Context, id int64) error {
-	srv, err := p.owned(ctx, id)
+	srv, err := p.ownedIdle(ctx, id)
 	if err != nil {
-		return err
-	}
-	if err := p.waitIdle(ctx, id); err != nil {
-		return err
-	}
-	if srv, err = p.get(ctx, id); err != nil {
 		return err
 	}
 	if srv.Status == hc.ServerStatusRunning {
@@ -418,14 +412,8 @@ func (p *Provider) PowerOff(ctx context.Context, id int64) error {
 }
 
 func (p *Provider) powerOff(ctx context.Context, id int64) error {
-	srv, err := p.owned(ctx, id)
+	srv, err := p.ownedIdle(ctx, id)
 	if err != nil {
-		return err
-	}
-	if err := p.waitIdle(ctx, id); err != nil {
-		return err
-	}
-	if srv, err = p.get(ctx, id); err != nil {
 		return err
 	}
 	if srv.Status == hc.ServerStatusOff {
@@ -526,6 +514,19 @@ func (p *Provider) owned(ctx context.Context, id int64) (*hc.Server, error) {
 		return nil, fmt.Errorf("server %s (%d) is not labelled %s=%s; the gateway leaves it alone", srv.Name, id, LabelGateway, p.cfg.Gateway)
 	}
 	return srv, nil
+}
+
+// ownedIdle is owned for a server about to get an action: it waits until
+// no action runs on the server, then fetches it again, as those actions
+// may have changed its status.
+func (p *Provider) ownedIdle(ctx context.Context, id int64) (*hc.Server, error) {
+	if _, err := p.owned(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := p.waitIdle(ctx, id); err != nil {
+		return nil, err
+	}
+	return p.get(ctx, id)
 }
 
 // wait waits for actions to finish; a failed action is an error naming it.

@@ -56,22 +56,28 @@ func newEnvKind(t *testing.T, kind string) *testEnv {
 // restarted gateway would.
 func (e *testEnv) start(t *testing.T) {
 	t.Helper()
+	e.cloud = startCloud(t, e.dir, e.port, e.kind, e.faults)
+	e.p = newProvider(t, e.cloud.Endpoint(), e.cloud.Token())
+	e.raw = hc.NewClient(hc.WithEndpoint(e.cloud.Endpoint()), hc.WithToken(e.cloud.Token()),
+		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ConstantBackoff(10 * time.Millisecond)}))
+}
+
+// startCloud starts a local cloud on dir that the test closes when it ends.
+func startCloud(t *testing.T, dir string, port int, kind string, faults localcloud.Faults) *localcloud.Cloud {
+	t.Helper()
 	c, err := localcloud.Start(localcloud.Options{
-		DataDir:        e.dir,
-		SSHPort:        e.port,
-		Kind:           e.kind,
+		DataDir:        dir,
+		SSHPort:        port,
+		Kind:           kind,
 		ActionDuration: 20 * time.Millisecond,
-		Faults:         e.faults,
+		Faults:         faults,
 		Logger:         testLogger(t),
 	})
 	if err != nil {
 		t.Fatalf("start local cloud: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	e.cloud = c
-	e.p = newProvider(t, c.Endpoint(), c.Token())
-	e.raw = hc.NewClient(hc.WithEndpoint(c.Endpoint()), hc.WithToken(c.Token()),
-		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ConstantBackoff(10 * time.Millisecond)}))
+	return c
 }
 
 // newProvider makes the provider the tests use; tweaks change its config.
@@ -172,6 +178,17 @@ func newPersonAs(t *testing.T, leaseID, user string, port int) person {
 	}
 }
 
+// create makes a server for spec with the env's provider, for tests
+// about what comes after.
+func (e *testEnv) create(t *testing.T, ctx context.Context, spec lease.CreateSpec) lease.Server {
+	t.Helper()
+	srv, err := e.p.Create(ctx, spec)
+	if err != nil {
+		t.Fatalf("create %s: %v", spec.Name, err)
+	}
+	return srv
+}
+
 func (e *testEnv) addr(srv lease.Server) string {
 	return net.JoinHostPort(srv.IPv4, strconv.Itoa(e.port))
 }
@@ -212,10 +229,7 @@ func TestLifecycle(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "a1b2c3", e.port)
 
-	srv, err := e.p.Create(ctx, alice.spec)
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	srv := e.create(t, ctx, alice.spec)
 	if srv.Status != "running" || srv.Name != alice.spec.Name || srv.ID == 0 {
 		t.Fatalf("created server = %+v, want running %s", srv, alice.spec.Name)
 	}
@@ -324,10 +338,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "idem1", e.port)
 
-	first, err := e.p.Create(ctx, alice.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := e.create(t, ctx, alice.spec)
 	// A crash after the server was made but before the lease recorded it:
 	// the retry must find it, even powered off.
 	if err := e.p.PowerOff(ctx, first.ID); err != nil {
@@ -365,10 +376,7 @@ func TestCreateRetriesWhileTheFirstIsStillBooting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := e.p.Create(ctx, alice.spec)
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	srv := e.create(t, ctx, alice.spec)
 	if srv.ID != res.Server.ID || srv.Status != "running" {
 		t.Fatalf("create gave %+v, want the existing server %d running", srv, res.Server.ID)
 	}
@@ -539,10 +547,7 @@ func TestPowerOffCutsPowerWhenShutdownFails(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "acpi1", e.port)
-	srv, err := e.p.Create(ctx, alice.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := e.create(t, ctx, alice.spec)
 	e.faults.set("shutdown_server", localcloud.ActionFault{Code: "action_failed", Message: "guest ignored ACPI"})
 	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
 		t.Fatalf("power off: %v", err)
@@ -558,14 +563,8 @@ func TestServerSurvivesRestart(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPerson(t, "restart1", e.port)
 	bob := newPerson(t, "restart2", e.port)
-	srv, err := e.p.Create(ctx, alice.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped, err := e.p.Create(ctx, bob.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := e.create(t, ctx, alice.spec)
+	stopped := e.create(t, ctx, bob.spec)
 	if err := e.p.PowerOff(ctx, stopped.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -590,10 +589,7 @@ func TestServerSurvivesRestart(t *testing.T) {
 	}
 	// New ids do not collide with old ones.
 	carol := newPerson(t, "restart3", e.port)
-	third, err := e.p.Create(ctx, carol.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	third := e.create(t, ctx, carol.spec)
 	if third.ID == srv.ID || third.ID == stopped.ID || third.IPv4 == srv.IPv4 {
 		t.Fatalf("new server %+v collides with old ones", third)
 	}
@@ -610,10 +606,7 @@ func TestOpenSSHMachine(t *testing.T) {
 	e := newEnvKind(t, localcloud.KindOpenSSH)
 	ctx := ctxFor(t, 30*time.Second)
 	alice := newPersonAs(t, "real1", osUser, e.port)
-	srv, err := e.p.Create(ctx, alice.spec)
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
+	srv := e.create(t, ctx, alice.spec)
 	addr := e.addr(srv)
 	if err := e.p.WaitSSH(ctx, addr, alice.hostKey); err != nil {
 		t.Fatalf("wait ssh: %v", err)
@@ -651,14 +644,9 @@ func TestImageChoice(t *testing.T) {
 		return s.Image
 	}
 	provider := func(image, selector string) *hcloud.Provider {
-		p, err := hcloud.New(hcloud.Config{
-			Token: e.cloud.Token(), Endpoint: e.cloud.Endpoint(), Gateway: "test",
-			Image: image, ImageSelector: selector, PollInterval: 10 * time.Millisecond, Logger: testLogger(t),
+		return newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) {
+			c.Image, c.ImageSelector = image, selector
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
 	}
 
 	// The selector wins when a snapshot matches.
