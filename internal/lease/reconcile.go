@@ -50,16 +50,21 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 	if leases, err = m.cfg.Store.List(); err != nil {
 		return err
 	}
-	claimedServers, claimedImages, leaseIDs := map[int64]bool{}, map[int64]bool{}, map[string]bool{}
+	claimedServers, claimedImages, byID := map[int64]bool{}, map[int64]bool{}, map[string]Lease{}
 	for _, l := range leases {
 		claimedServers[l.ServerID] = true
 		claimedImages[l.ImageID] = true
-		leaseIDs[l.ID] = true
+		byID[l.ID] = l
+	}
+	// A lease being created or hibernated has not recorded its new server or
+	// snapshot yet: that one is not an orphan.
+	inProgress := func(leaseID string) bool {
+		l, ok := byID[leaseID]
+		return ok && (m.busy(l.Fingerprint) || l.State == StateCreating || l.State == StateHibernating)
 	}
 	now := m.cfg.Clock.Now()
 	for _, s := range servers {
-		// A server of a lease still being created is not claimed yet.
-		if claimedServers[s.ID] || (leaseIDs[s.Labels[LeaseLabel]] && m.creating(s.Labels[LeaseLabel])) {
+		if claimedServers[s.ID] || inProgress(s.Labels[LeaseLabel]) {
 			continue
 		}
 		if age := now.Sub(s.Created); age < r.cfg.OrphanGrace {
@@ -73,7 +78,7 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 		m.Record(Event{Kind: "reconcile", LeaseID: s.Labels[LeaseLabel], Detail: fmt.Sprintf("deleted orphan server %s (%d)", s.Name, s.ID)})
 	}
 	for _, img := range images {
-		if claimedImages[img.ID] || (leaseIDs[img.LeaseID] && m.creating(img.LeaseID)) {
+		if claimedImages[img.ID] || inProgress(img.LeaseID) {
 			continue
 		}
 		if now.Sub(img.Created) < r.cfg.OrphanGrace {
@@ -86,21 +91,6 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 		m.Record(Event{Kind: "reconcile", LeaseID: img.LeaseID, Detail: fmt.Sprintf("deleted orphan snapshot %d", img.ID)})
 	}
 	return errors.Join(errs...)
-}
-
-// creating reports whether the lease with this id is being created or
-// hibernated right now, so its new server or snapshot is not yet recorded.
-func (m *Manager) creating(leaseID string) bool {
-	leases, err := m.cfg.Store.List()
-	if err != nil {
-		return true // when in doubt, delete nothing
-	}
-	for _, l := range leases {
-		if l.ID == leaseID {
-			return m.busy(l.Fingerprint) || l.State == StateCreating || l.State == StateHibernating
-		}
-	}
-	return false
 }
 
 // settle drives one lease to a state that matches the provider.
