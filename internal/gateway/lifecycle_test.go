@@ -24,6 +24,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
@@ -58,25 +59,11 @@ type world struct {
 
 func newWorld(t *testing.T, policy lease.Policy) *world {
 	t.Helper()
-	dir := t.TempDir()
 	start := time.Now().Truncate(time.Second)
-	w := &world{t: t, clock: &testClock{now: start}, start: start, cloudDir: filepath.Join(dir, "cloud")}
-	port := freePort(t)
-	cloud, err := localcloud.Start(localcloud.Options{
-		DataDir: w.cloudDir, SSHPort: port, ActionDuration: 10 * time.Millisecond, Logger: quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cloud.Close() })
-	w.provider, err = hcloud.New(hcloud.Config{
-		Token: cloud.Token(), Endpoint: cloud.Endpoint(), ImageSelector: localcloud.LocalImageLabel,
-		PollInterval: 10 * time.Millisecond, Logger: quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.store, err = bolt.Open(filepath.Join(dir, "gateway.db"))
+	cloud := localcloudtest.Start(t, localcloud.KindBuiltin)
+	w := &world{t: t, clock: &testClock{now: start}, start: start, provider: cloud.Provider, cloudDir: cloud.DataDir}
+	var err error
+	w.store, err = bolt.Open(filepath.Join(t.TempDir(), "gateway.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +71,7 @@ func newWorld(t *testing.T, policy lease.Policy) *world {
 	upstream := newSigner(t)
 	w.manager = lease.NewManager(lease.Config{
 		Store: w.store, Provider: w.provider, Clock: w.clock, Policy: policy, Logger: quiet,
-		Machine: lease.MachineSpec{User: "claude", SSHPort: port, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
+		Machine: lease.MachineSpec{User: "claude", SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
 	})
 	users, _ := LoadKeyList("", quiet)
 	g, err := New(Options{
@@ -103,16 +90,6 @@ func newWorld(t *testing.T, policy lease.Policy) *world {
 	w.addr = ln.Addr().String()
 	w.reaper = lease.NewReaper(w.manager, g, lease.ReaperConfig{Invocation: "ssh gw", OrphanGrace: 10 * time.Minute})
 	return w
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // at moves the clock to start+d and makes one reaper pass.

@@ -29,9 +29,9 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 
-	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
@@ -71,33 +71,17 @@ func newProxyRig(t *testing.T) *proxyRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	port := freePort(t)
-	cloud, err := localcloud.Start(localcloud.Options{
-		DataDir: filepath.Join(dir, "cloud"), SSHPort: port, Kind: localcloud.KindOpenSSH,
-		ActionDuration: 10 * time.Millisecond, Logger: quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cloud.Close() })
-	provider, err := hcloud.New(hcloud.Config{
-		Token: cloud.Token(), Endpoint: cloud.Endpoint(), ImageSelector: localcloud.LocalImageLabel,
-		PollInterval: 10 * time.Millisecond, Logger: quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := bolt.Open(filepath.Join(dir, "gateway.db"))
+	cloud := localcloudtest.Start(t, localcloud.KindOpenSSH)
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "gateway.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
 	upstream := newSigner(t)
 	leases := &countingLeases{Manager: lease.NewManager(lease.Config{
-		Store: store, Provider: provider, Logger: quiet,
+		Store: store, Provider: cloud.Provider, Logger: quiet,
 		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 168 * time.Hour},
-		Machine: lease.MachineSpec{User: user, SSHPort: port, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
+		Machine: lease.MachineSpec{User: user, SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
 	})}
 	users, _ := LoadKeyList("", quiet)
 	hostKey := newSigner(t)

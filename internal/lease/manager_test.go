@@ -11,7 +11,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
@@ -54,21 +54,7 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	port := freePort(t)
-	cloud, err := localcloud.Start(localcloud.Options{
-		DataDir: filepath.Join(dir, "cloud"), SSHPort: port, ActionDuration: 10 * time.Millisecond, Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cloud.Close() })
-	provider, err := hcloud.New(hcloud.Config{
-		Token: cloud.Token(), Endpoint: cloud.Endpoint(), ImageSelector: localcloud.LocalImageLabel,
-		PollInterval: 10 * time.Millisecond, Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cloud := localcloudtest.Start(t, localcloud.KindBuiltin)
 	store, err := bolt.Open(filepath.Join(dir, "gateway.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -76,21 +62,11 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { store.Close() })
 	c := &clock{now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
 	m := lease.NewManager(lease.Config{
-		Store: store, Provider: provider, Clock: c, Logger: log,
+		Store: store, Provider: cloud.Provider, Clock: c, Logger: log,
 		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 72 * time.Hour, IdleTimeout: 30 * time.Minute},
-		Machine: lease.MachineSpec{User: "claude", SSHPort: port, ServerType: "cx23", Location: "fsn1"},
+		Machine: lease.MachineSpec{User: "claude", SSHPort: cloud.SSHPort, ServerType: "cx23", Location: "fsn1"},
 	})
-	return &world{m: m, clock: c, store: store, provider: provider}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return &world{m: m, clock: c, store: store, provider: cloud.Provider}
 }
 
 func personKey(t *testing.T) ssh.PublicKey {

@@ -23,6 +23,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 )
 
 func testLogger() *slog.Logger {
@@ -30,16 +31,6 @@ func testLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func startCloud(t *testing.T, dir string, port int) *localcloud.Cloud {
@@ -99,7 +90,7 @@ func newSpec(t *testing.T, leaseID string, port int) (lease.CreateSpec, string) 
 // life, plus the error answers a client meets, and checks every response
 // the fake sends against Hetzner's API description.
 func TestResponsesMatchOpenAPI(t *testing.T) {
-	port := freePort(t)
+	port := localcloudtest.FreePort(t)
 	cloud := startCloud(t, t.TempDir(), port)
 	v := newValidator(t, cloud.Handler())
 	ts := httptest.NewServer(v)
@@ -339,7 +330,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 }
 
 func TestPagination(t *testing.T) {
-	cloud := startCloud(t, t.TempDir(), freePort(t))
+	cloud := startCloud(t, t.TempDir(), localcloudtest.FreePort(t))
 	raw := rawClient(cloud.Endpoint(), cloud.Token())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -376,7 +367,7 @@ func TestPagination(t *testing.T) {
 // running with partial progress and finishes with success.
 func TestActionsRunThenSucceed(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
+	port := localcloudtest.FreePort(t)
 	cloud, err := localcloud.Start(localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: 300 * time.Millisecond, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -428,7 +419,7 @@ func TestActionsRunThenSucceed(t *testing.T) {
 }
 
 func TestUnknownPathAnswersNotFound(t *testing.T) {
-	cloud := startCloud(t, t.TempDir(), freePort(t))
+	cloud := startCloud(t, t.TempDir(), localcloudtest.FreePort(t))
 	req, err := http.NewRequest(http.MethodGet, cloud.Endpoint()+"/volumes", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -449,7 +440,7 @@ func TestUnknownPathAnswersNotFound(t *testing.T) {
 // deleted is gone, with its folder.
 func TestRestartFinishesInterruptedWork(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
+	port := localcloudtest.FreePort(t)
 	// Actions that outlast the test: Close interrupts them.
 	opts := localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: time.Hour, Logger: testLogger()}
 	cloud, err := localcloud.Start(opts)

@@ -13,6 +13,7 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 )
 
 // outcomes feeds a fixed mix of requests and actions to f and notes what
@@ -158,7 +159,7 @@ func (failActions) Action(string) localcloud.ActionFault {
 // TestFaultAnswersMatchOpenAPI checks what injected faults look like
 // against Hetzner's API description: error answers and failed actions.
 func TestFaultAnswersMatchOpenAPI(t *testing.T) {
-	port := freePort(t)
+	port := localcloudtest.FreePort(t)
 	rf := &localcloud.RandomFaults{Rate: 1, Seed: 3}
 	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: rf, Logger: testLogger()})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 )
 
 // createServer makes a server through the raw API and waits until it runs.
@@ -49,7 +50,7 @@ func snapshot(t *testing.T, ctx context.Context, raw *hc.Client, srv *hc.Server,
 }
 
 func TestSnapshotCarriesHomeToNewServer(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), localcloudtest.FreePort(t)
 	cloud := startCloud(t, dir, port)
 	raw := rawClient(cloud.Endpoint(), cloud.Token())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -169,7 +170,7 @@ func (delayImages) Action(command string) localcloud.ActionFault {
 // TestSnapshotsAcrossRestart: a finished snapshot survives a restart of
 // the cloud; one interrupted halfway is dropped, as a failed one would be.
 func TestSnapshotsAcrossRestart(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), localcloudtest.FreePort(t)
 	opts := localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Faults: delayImages{}, Logger: testLogger()}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -214,7 +215,7 @@ func TestSnapshotsAcrossRestart(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), localcloudtest.FreePort(t)
 	cloud := startCloud(t, dir, port)
 	raw := rawClient(cloud.Endpoint(), cloud.Token())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -283,7 +284,7 @@ func TestMetrics(t *testing.T) {
 // TestConcurrentSnapshotAndDelete races a snapshot against deleting the
 // server and the snapshot: whatever wins, nothing is left half made.
 func TestConcurrentSnapshotAndDelete(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), localcloudtest.FreePort(t)
 	cloud := startCloud(t, dir, port)
 	raw := rawClient(cloud.Endpoint(), cloud.Token())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -18,6 +18,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 )
 
 func writeAPIError(w http.ResponseWriter, status int, code string) {
@@ -387,7 +388,7 @@ func (rec *recorder) longestFaultRun() (int, string) {
 // pass, and the life completes with the person's files intact.
 func TestLifecycleUnderRandomFaults(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	port := localcloudtest.FreePort(t)
 	rf := &localcloud.RandomFaults{Rate: 0.3, Seed: 16, SlowAction: 50 * time.Millisecond}
 	cloud := startCloud(t, t.TempDir(), port, localcloud.KindBuiltin, rf)
 	rec := &recorder{next: cloud.Handler()}

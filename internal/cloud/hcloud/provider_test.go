@@ -25,6 +25,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 )
 
@@ -47,7 +48,7 @@ func newEnv(t *testing.T) *testEnv {
 
 func newEnvKind(t *testing.T, kind string) *testEnv {
 	t.Helper()
-	e := &testEnv{dir: t.TempDir(), port: freePort(t), faults: &faults{}, kind: kind}
+	e := &testEnv{dir: t.TempDir(), port: localcloudtest.FreePort(t), faults: &faults{}, kind: kind}
 	e.start(t)
 	return e
 }
@@ -107,16 +108,6 @@ func testLogger(t *testing.T) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {
@@ -679,7 +670,7 @@ func TestWaitSSHGivesUpWithContext(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := ctxFor(t, 300*time.Millisecond)
-	err := e.p.WaitSSH(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), newPerson(t, "x", e.port).hostKey)
+	err := e.p.WaitSSH(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(localcloudtest.FreePort(t))), newPerson(t, "x", e.port).hostKey)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("wait ssh on a closed port: %v, want deadline exceeded", err)
 	}

@@ -1,0 +1,81 @@
+// Package localcloudtest starts a local cloud, with the Hetzner provider on
+// its API, for tests in other packages, in the way net/http/httptest starts
+// HTTP servers: on loopback, in a temporary folder, closed when the test
+// ends.
+//
+// Tests that start the cloud in a way of their own (injected faults, a
+// restart on the same folder, a provider configured otherwise) call
+// localcloud.Start and hcloud.New themselves.
+package localcloudtest
+
+import (
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+)
+
+// Short enough that a test hardly waits for the fake cloud, long enough
+// that actions are seen running and polled more than once.
+const (
+	// ActionDuration is how long the cloud's actions stay "running".
+	ActionDuration = 10 * time.Millisecond
+	// PollInterval is how often the provider polls an action.
+	PollInterval = 10 * time.Millisecond
+)
+
+// Cloud is a running local cloud and a Hetzner provider that talks to it.
+type Cloud struct {
+	*localcloud.Cloud
+	// Provider is the real Hetzner provider on the cloud's API, picking
+	// the local image (localcloud.LocalImageLabel).
+	Provider *hcloud.Provider
+	// SSHPort is the port every machine listens on, each on its own
+	// loopback address.
+	SSHPort int
+	// DataDir is the cloud's folder: state.json and machines/NAME/.
+	DataDir string
+}
+
+// Start starts a local cloud whose machines are of the given kind
+// (localcloud.KindBuiltin or localcloud.KindOpenSSH) in a temporary folder,
+// on a free port, and makes a provider for it. Both log nothing. The cloud
+// is closed, and its machines stopped, when the test ends.
+func Start(t testing.TB, kind string) *Cloud {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	c := &Cloud{SSHPort: FreePort(t), DataDir: t.TempDir()}
+	var err error
+	c.Cloud, err = localcloud.Start(localcloud.Options{
+		DataDir: c.DataDir, SSHPort: c.SSHPort, Kind: kind, ActionDuration: ActionDuration, Logger: log,
+	})
+	if err != nil {
+		t.Fatalf("start local cloud: %v", err)
+	}
+	t.Cleanup(func() { c.Cloud.Close() })
+	c.Provider, err = hcloud.New(hcloud.Config{
+		Token: c.Token(), Endpoint: c.Endpoint(), ImageSelector: localcloud.LocalImageLabel,
+		PollInterval: PollInterval, Logger: log,
+	})
+	if err != nil {
+		t.Fatalf("new provider: %v", err)
+	}
+	return c
+}
+
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago, for a
+// local cloud's machines (Options.SSHPort) or anything else a test starts
+// on loopback. Another process may take it meanwhile; in tests on one
+// machine that is rare enough.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,50 @@
+package localcloudtest_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+)
+
+// TestStart: the provider reaches the cloud's API, and the cloud's machines
+// will listen on the port it names, which is free.
+func TestStart(t *testing.T) {
+	c := localcloudtest.Start(t, localcloud.KindBuiltin)
+	if c.Provider == nil || c.Cloud == nil || c.DataDir == "" {
+		t.Fatalf("Start = %+v, want a cloud, a provider and a folder", c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	servers, err := c.Provider.List(ctx)
+	if err != nil {
+		t.Fatalf("the provider cannot list the cloud's servers: %v", err)
+	}
+	if len(servers) != 0 {
+		t.Errorf("a new cloud has servers: %v", servers)
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.SSHPort)))
+	if err != nil {
+		t.Fatalf("SSHPort %d is not free: %v", c.SSHPort, err)
+	}
+	l.Close()
+}
+
+// TestStartClosesAtTheEnd: once the test that started it ends, the cloud's
+// API no longer answers.
+func TestStartClosesAtTheEnd(t *testing.T) {
+	var endpoint string
+	t.Run("user", func(t *testing.T) {
+		endpoint = localcloudtest.Start(t, localcloud.KindBuiltin).Endpoint()
+	})
+	client := &http.Client{Timeout: 10 * time.Second}
+	if resp, err := client.Get(endpoint + "/servers"); err == nil {
+		resp.Body.Close()
+		t.Errorf("GET %s/servers after the test ended: %s, want no answer", endpoint, resp.Status)
+	}
+}
