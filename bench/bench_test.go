@@ -40,6 +40,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
+	"github.com/cc-gateway/cc-gateway/internal/proctree"
 )
 
 // harness is the gateway process, its machine and the person using both.
@@ -391,7 +392,11 @@ func BenchmarkThroughputOwnCore(b *testing.B) {
 		if !on {
 			machineSide, gatewaySide = cpuSet(0, 1), cpuSet(0, 1)
 		}
-		for _, pid := range append([]int{sshd}, descendants(sshd)...) {
+		descendants, err := proctree.Descendants(sshd)
+		if err != nil {
+			return err
+		}
+		for _, pid := range append([]int{sshd}, descendants...) {
 			if err := setAffinity(pid, machineSide); err != nil {
 				return err
 			}
@@ -474,40 +479,6 @@ func setAffinity(pid int, set *unix.CPUSet) error {
 		}
 	}
 	return nil
-}
-
-// descendants lists the processes below pid, from /proc.
-func descendants(pid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	children := map[int][]int{}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(stat[i+1:]))
-		if len(fields) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		children[ppid] = append(children[ppid], p)
-	}
-	var out []int
-	for queue := []int{pid}; len(queue) > 0; queue = queue[1:] {
-		for _, c := range children[queue[0]] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
 }
 
 func mibps(d time.Duration) float64 { return float64(gib) / (1 << 20) / d.Seconds() }

@@ -28,7 +28,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
+	"github.com/cc-gateway/cc-gateway/internal/proctree"
 )
 
 // rig is a gateway in local mode whose machines run sshd, one person with a
@@ -590,21 +592,11 @@ func roundTrip(addr string, n int) error {
 	return nil
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // testLocalForward: ssh -N -L reaches a server by a name the machine
 // resolves ("localhost"), carries data both ways with EOF, and ends cleanly.
 func (r *rig) testLocalForward(t *testing.T) {
 	echo := echoServer(t)
-	lport := freeTCPPort(t)
+	lport := localcloudtest.FreePort(t)
 	fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
 		"-L", fmt.Sprintf("127.0.0.1:%d:localhost:%d", lport, echo), "gw")
 	addr := fmt.Sprintf("127.0.0.1:%d", lport)
@@ -624,7 +616,7 @@ func (r *rig) testLocalForward(t *testing.T) {
 	}
 	// A port nobody listens on: the machine refuses, and the client tells
 	// it as it would directly.
-	closed := fmt.Sprintf("localhost:%d", freeTCPPort(t))
+	closed := fmt.Sprintf("localhost:%d", localcloudtest.FreePort(t))
 	direct := r.ssh(nil, "-W", closed, "machine")
 	proxied := r.ssh(nil, "-W", closed, "gw")
 	if proxied.code == 0 || proxied != direct {
@@ -638,7 +630,7 @@ func (r *rig) testLocalForward(t *testing.T) {
 // port on the machine for the next client.
 func (r *rig) testRemoteForward(t *testing.T) {
 	echo := echoServer(t)
-	rport := freeTCPPort(t)
+	rport := localcloudtest.FreePort(t)
 	spec := fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo)
 	addr := fmt.Sprintf("127.0.0.1:%d", rport)
 	for round := range 2 {
@@ -795,7 +787,7 @@ func TestMachineGoneEndsSession(t *testing.T) {
 	// leave the machine broken.)
 	t.Run("forwards only", func(t *testing.T) {
 		echo := echoServer(t)
-		rport := freeTCPPort(t)
+		rport := localcloudtest.FreePort(t)
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
 			"-R", fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo), "gw")
 		eventually(t, 30*time.Second, "round trip through ssh -R", func() error {
@@ -887,43 +879,12 @@ func (r *rig) killSSHD() {
 	}
 	// Stop sshd first so it forks nothing new, then its descendants.
 	syscall.Kill(pid, syscall.SIGSTOP)
-	for _, d := range descendantsOf(pid) {
+	descendants, err := proctree.Descendants(pid)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, d := range descendants {
 		syscall.Kill(d, syscall.SIGKILL)
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
-}
-
-// descendantsOf lists the processes below pid, from /proc.
-func descendantsOf(pid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	children := map[int][]int{}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …; comm may hold spaces.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(stat[i+1:]))
-		if len(fields) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		children[ppid] = append(children[ppid], p)
-	}
-	var out []int
-	for queue := []int{pid}; len(queue) > 0; queue = queue[1:] {
-		for _, c := range children[queue[0]] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/proctree"
 )
 
 // sshd is a real OpenSSH server started for one test: the machine the
@@ -180,45 +182,16 @@ func (s *sshd) killAll(t testing.TB) {
 // with "sshd", read from /proc.
 func sshdDescendants(t testing.TB, root int) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	all, err := proctree.Descendants(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	parent := map[int]int{}
-	name := map[int]string{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// Format: pid (comm) state ppid ...; comm may contain spaces.
-		open, close := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		fields := strings.Fields(string(stat[close+1:]))
-		if len(fields) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		parent[pid] = ppid
-		name[pid] = string(stat[open+1 : close])
-	}
 	var out []int
-	for pid := range parent {
-		if !strings.HasPrefix(name[pid], "sshd") {
-			continue
-		}
-		// Walk up a bounded number of generations.
-		for p, i := parent[pid], 0; p > 1 && i < 16; p, i = parent[p], i+1 {
-			if p == root {
-				out = append(out, pid)
-				break
-			}
+	for _, pid := range all {
+		// /proc/PID/comm: the command name, as /proc/PID/stat shows it.
+		comm, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+		if err == nil && strings.HasPrefix(string(comm), "sshd") {
+			out = append(out, pid)
 		}
 	}
 	return out

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/proctree"
 )
 
 const (
@@ -227,7 +229,8 @@ func freezeDescendants(pid int) []int {
 	var order []int
 	for range freezeRounds {
 		found := false
-		for _, d := range descendants(pid) {
+		ds, _ := proctree.Descendants(pid) // without /proc, nothing is found
+		for _, d := range ds {
 			if !frozen[d] {
 				frozen[d] = true
 				order = append(order, d)
@@ -240,54 +243,6 @@ func freezeDescendants(pid int) []int {
 		}
 	}
 	return order
-}
-
-// descendants lists the processes below pid, from /proc.
-func descendants(pid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	children := map[int][]int{}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ppid, ok := parentOf(p); ok {
-			children[ppid] = append(children[ppid], p)
-		}
-	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
-}
-
-// parentOf reads a process's parent id from /proc/PID/stat, whose second
-// field (the command name in parentheses) may itself hold spaces.
-func parentOf(pid int) (int, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	if len(fields) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(fields[1])
-	return ppid, err == nil
 }
 
 // findSSHD finds sshd by absolute path, which sshd requires for re-exec.
