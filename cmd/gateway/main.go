@@ -123,7 +123,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	gw, err := gateway.New(gateway.Options{
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.Users == "",
 		Leases: manager, UpstreamKey: upstreamKey, InstanceUser: cfg.InstanceUser,
-		Invocation: invocation(cfg.PublicName, ln.Addr().String()), Logger: log,
+		Invocation: gateway.Invocation(cfg.PublicName, ln.Addr().String()), Logger: log,
 	})
 	if err != nil {
 		ln.Close()
@@ -137,7 +137,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	go reloadOnHangup(ctx, log, users, admins)
 	reaper := lease.NewReaper(manager, gw, lease.ReaperConfig{
 		Interval: cfg.ReaperInterval, ReconcileEvery: cfg.ReconcileInterval,
-		OrphanGrace: cfg.OrphanGrace, Invocation: invocation(cfg.PublicName, ln.Addr().String()),
+		OrphanGrace: cfg.OrphanGrace, Invocation: gateway.Invocation(cfg.PublicName, ln.Addr().String()),
 	})
 	reaped := make(chan struct{})
 	reaperCtx, stopReaper := context.WithCancel(ctx)
@@ -244,27 +244,4 @@ func reloadOnHangup(ctx context.Context, log *slog.Logger, lists ...*gateway.Key
 			}
 		}
 	}
-}
-
-// invocation is how people reach the gateway, shown in hints: the public
-// name if one is configured, else a guess from the listen address.
-func invocation(publicName, listen string) string {
-	if publicName != "" {
-		return "ssh " + publicName
-	}
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "ssh GATEWAY"
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		if h, err := os.Hostname(); err == nil {
-			host = h
-		}
-	} else if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		host = "localhost"
-	}
-	if port == "22" {
-		return "ssh " + host
-	}
-	return "ssh -p " + port + " " + host
 }
