@@ -860,6 +860,12 @@ func TestMachineGoneEndsSession(t *testing.T) {
 		})
 	}
 
+	// The cloud still says the machine runs, but its sshd is gone: the next
+	// connection finds it silent and restarts it.
+	res := r.p.ssh(r.g, r.lg.hostKeys, "", "echo back")
+	if res.code != 0 || res.stdout != "back\n" || !strings.Contains(res.stderr, "does not answer on SSH; restarting it") {
+		t.Errorf("after sshd died: %+v", res)
+	}
 }
 
 // killSSHD kills the machine's sshd and everything it started, as if the

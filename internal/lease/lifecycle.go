@@ -100,7 +100,31 @@ func (m *Manager) ensure(ctx context.Context, fp string, key ssh.PublicKey, repo
 	case err != nil:
 		return l, fmt.Errorf("look up server %s: %w", l.ServerName, err)
 	case srv.Status == "running" && l.State == StateRunning:
+		return m.checkRunning(ctx, l, report)
+	}
+	return m.resume(ctx, l, report)
+}
+
+// checkRunning makes sure a machine the cloud reports running answers SSH.
+// One that does not (its sshd died, it hangs) is restarted: the person
+// could not reach it otherwise, and would have to `stop` it themselves.
+func (m *Manager) checkRunning(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
+	probe, cancel := context.WithTimeout(ctx, m.cfg.SSHProbeTimeout)
+	err := m.cfg.Provider.WaitSSH(probe, l.Address, l.HostKey)
+	cancel()
+	switch {
+	case err == nil:
 		return l, nil
+	case errors.Is(err, ErrHostKeyMismatch):
+		// Something else answers at the machine's address: never trusted,
+		// and no restart would make it the machine.
+		return l, fmt.Errorf("machine %s: %w", l.ServerName, err)
+	case ctx.Err() != nil:
+		return l, ctx.Err()
+	}
+	report("Your machine %s does not answer on SSH; restarting it", l.ServerName)
+	if l, err = m.stop(ctx, l, fmt.Sprintf("ssh did not answer within %s", m.cfg.SSHProbeTimeout)); err != nil {
+		return l, err
 	}
 	return m.resume(ctx, l, report)
 }

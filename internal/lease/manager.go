@@ -40,6 +40,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// OperationTimeout bounds one create or resume, including waiting for SSH.
 	OperationTimeout time.Duration
+	// SSHProbeTimeout bounds the check that a running machine answers SSH
+	// before it is restarted; default 15s.
+	SSHProbeTimeout time.Duration
 	// Fault, if set, is called at each named step of every operation (see
 	// faultPoints). Tests use it to crash the gateway between two steps.
 	Fault func(point string)
@@ -75,6 +78,9 @@ func NewManager(cfg Config) *Manager {
 	}
 	if cfg.OperationTimeout == 0 {
 		cfg.OperationTimeout = 10 * time.Minute
+	}
+	if cfg.SSHProbeTimeout == 0 {
+		cfg.SSHProbeTimeout = 15 * time.Second
 	}
 	return &Manager{
 		cfg:      cfg,

@@ -11,9 +11,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +27,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
@@ -48,13 +53,17 @@ type world struct {
 	clock    *clock
 	store    *bolt.Store
 	provider *hcloud.Provider
+	cloud    *localcloudtest.Cloud
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldOf(t, localcloud.KindBuiltin, "claude") }
+
+// newWorldOf uses machines of kind, whose login user is user.
+func newWorldOf(t *testing.T, kind, user string) *world {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cloud := localcloudtest.Start(t, localcloud.KindBuiltin)
+	cloud := localcloudtest.Start(t, kind)
 	store, err := bolt.Open(filepath.Join(dir, "gateway.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -63,10 +72,11 @@ func newWorld(t *testing.T) *world {
 	c := &clock{now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
 	m := lease.NewManager(lease.Config{
 		Store: store, Provider: cloud.Provider, Clock: c, Logger: log,
-		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 72 * time.Hour, IdleTimeout: 30 * time.Minute},
-		Machine: lease.MachineSpec{User: "claude", SSHPort: cloud.SSHPort, ServerType: "cx23", Location: "fsn1"},
+		Policy:          lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 72 * time.Hour, IdleTimeout: 30 * time.Minute},
+		Machine:         lease.MachineSpec{User: user, SSHPort: cloud.SSHPort, ServerType: "cx23", Location: "fsn1"},
+		SSHProbeTimeout: time.Second,
 	})
-	return &world{m: m, clock: c, store: store, provider: cloud.Provider}
+	return &world{m: m, clock: c, store: store, provider: cloud.Provider, cloud: cloud}
 }
 
 func personKey(t *testing.T) ssh.PublicKey {
@@ -257,5 +267,47 @@ func TestExtendAndActivityUseTheClock(t *testing.T) {
 	var ee *lease.ExtendError
 	if _, err := w.m.Extend(fp, 30*time.Hour); !errors.As(err, &ee) {
 		t.Errorf("extend past the cap: %v", err)
+	}
+}
+
+// TestDeadSSHDIsRestarted: a machine the cloud reports running whose sshd
+// is gone is restarted by the next Ensure, which says so.
+func TestDeadSSHDIsRestarted(t *testing.T) {
+	user, err := machine.OpenSSHUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorldOf(t, localcloud.KindOpenSSH, user)
+	key := personKey(t)
+	l, err := w.m.Ensure(ctx(t), key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(w.cloud.DataDir, "machines", l.ServerName, "sshd.pid")
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+
+	seen := &steps{}
+	again, err := w.m.Ensure(ctx(t), key, seen.add)
+	if err != nil {
+		t.Fatalf("Ensure after sshd died: %v (steps %q)", err, seen.get())
+	}
+	if got := seen.get(); len(got) == 0 || !strings.Contains(got[0], "does not answer on SSH; restarting it") {
+		t.Errorf("steps %q, want the restart announced first", got)
+	}
+	if again.State != lease.StateRunning || again.ServerID != l.ServerID {
+		t.Errorf("after the restart: %+v", again)
+	}
+	if err := w.provider.WaitSSH(ctx(t), again.Address, again.HostKey); err != nil {
+		t.Errorf("sshd after the restart: %v", err)
 	}
 }
