@@ -1,15 +1,17 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
-	"github.com/cc-gateway/cc-gateway/internal/proxy"
 )
 
 // pushTimeout bounds telling a machine its new expiry.
@@ -29,29 +31,54 @@ func (g *Gateway) pushExpiry(ctx context.Context, l lease.Lease) {
 	}
 }
 
-// runOnMachine runs command on l's machine over a connection of its own.
+// runOnMachine runs command on l's machine through the pool, so a session
+// that follows (after a start) finds the machine connection ready.
 func (g *Gateway) runOnMachine(ctx context.Context, l lease.Lease, command string) error {
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
-	hostKey, _, _, _, err := gossh.ParseAuthorizedKey([]byte(l.HostKey))
-	if err != nil {
-		return fmt.Errorf("pinned host key of %s is unreadable: %w", l.ServerName, err)
-	}
-	up, err := proxy.Dial(ctx, l.Address, g.opts.InstanceUser, g.opts.UpstreamKey, hostKey)
+	t, err := g.target(l)
 	if err != nil {
 		return err
 	}
-	defer up.Close()
-	// Closing the connection when ctx ends unblocks the session below.
-	stop := context.AfterFunc(ctx, func() { up.Close() })
-	defer stop()
-	s, err := up.NewSession()
+	seat, err := g.pool.Session(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer seat.Close()
+	ch, reqs, err := seat.OpenChannel("session", nil)
 	if err != nil {
 		return fmt.Errorf("open session: %w", err)
 	}
-	defer s.Close()
-	if out, err := s.CombinedOutput(command); err != nil {
-		return fmt.Errorf("%w: %s", err, out)
+	defer ch.Close()
+	// Closing the channel when ctx ends unblocks the reads below.
+	stop := context.AfterFunc(ctx, func() { ch.Close() })
+	defer stop()
+
+	ok, err := ch.SendRequest("exec", true, gossh.Marshal(struct{ Command string }{command}))
+	if err != nil || !ok {
+		return fmt.Errorf("the machine refused to run the command (%v)", err)
+	}
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(&out, io.MultiReader(ch, ch.Stderr()))
+		close(copied)
+	}()
+	status := -1
+	for req := range reqs {
+		if req.Type == "exit-status" && len(req.Payload) >= 4 {
+			status = int(binary.BigEndian.Uint32(req.Payload))
+		}
+		if req.WantReply {
+			req.Reply(false, nil)
+		}
+	}
+	<-copied
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("no answer within %s", pushTimeout)
+	case status != 0:
+		return fmt.Errorf("exit status %d: %s", status, bytes.TrimSpace(out.Bytes()))
 	}
 	return nil
 }
