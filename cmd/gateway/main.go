@@ -120,10 +120,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	invocation := gateway.Invocation(cfg.PublicName, ln.Addr().String())
 	gw, err := gateway.New(gateway.Options{
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.Users == "",
 		Leases: manager, UpstreamKey: upstreamKey, InstanceUser: cfg.InstanceUser,
-		Invocation: gateway.Invocation(cfg.PublicName, ln.Addr().String()), Logger: log,
+		Invocation: invocation, Logger: log,
 	})
 	if err != nil {
 		ln.Close()
@@ -137,7 +138,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	go reloadOnHangup(ctx, log, users, admins)
 	reaper := lease.NewReaper(manager, gw, lease.ReaperConfig{
 		Interval: cfg.ReaperInterval, ReconcileEvery: cfg.ReconcileInterval,
-		OrphanGrace: cfg.OrphanGrace, Invocation: gateway.Invocation(cfg.PublicName, ln.Addr().String()),
+		OrphanGrace: cfg.OrphanGrace, Invocation: invocation,
 	})
 	reaped := make(chan struct{})
 	reaperCtx, stopReaper := context.WithCancel(ctx)
