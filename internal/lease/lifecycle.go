@@ -423,7 +423,7 @@ func (m *Manager) hibernate(ctx context.Context, l Lease) (Lease, error) {
 
 // closeServer forgets l's deleted server, booking what it cost.
 func (m *Manager) closeServer(l Lease) Lease {
-	if l.ServerID != 0 || !l.ServerCreated.IsZero() {
+	if !l.ServerCreated.IsZero() {
 		if p, ok := m.cachedPrices(l); ok {
 			l.Spent += serverCost(p, l.ServerCreated, m.cfg.Clock.Now())
 		}
@@ -471,7 +471,7 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) error {
 		}
 	}
 	m.fault(FaultDestroyDeleted)
-	cost, currency := m.Cost(m.withActivity(l))
+	cost, currency := m.Cost(l)
 	if err := m.cfg.Store.Delete(l.Fingerprint); err != nil {
 		return fmt.Errorf("delete lease: %w", err)
 	}
