@@ -2,9 +2,6 @@ package localcloud_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,6 +21,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 func testLogger() *slog.Logger {
@@ -55,24 +53,9 @@ func rawClient(endpoint, token string) *hc.Client {
 // host key; it returns the pinned host key too.
 func newSpec(t *testing.T, leaseID string, port int) (lease.CreateSpec, string) {
 	t.Helper()
-	personPub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	person, err := ssh.NewPublicKey(personPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(hostPriv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	person, host := testkit.NewKey(t), testkit.NewKey(t)
 	name := "cc-" + leaseID
-	doc, err := bootstrap.New(name, name, "claude", time.Time{}, port, []ssh.PublicKey{person}, pem.EncodeToMemory(block))
+	doc, err := bootstrap.New(name, name, "claude", time.Time{}, port, []ssh.PublicKey{person.Public()}, host.PEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,8 +64,7 @@ func newSpec(t *testing.T, leaseID string, port int) (lease.CreateSpec, string) 
 		t.Fatal(err)
 	}
 	return lease.CreateSpec{
-		Name: name, LeaseID: leaseID, UserData: userData,
-		PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(person))),
+		Name: name, LeaseID: leaseID, UserData: userData, PublicKey: person.AuthorizedKey(),
 	}, doc.HostKey.Public
 }
 
