@@ -15,14 +15,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,27 +35,27 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/sys/unix"
 
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/proctree"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // harness is the gateway process, its machine and the person using both.
 type harness struct {
-	dir     string
-	gw      *exec.Cmd
-	gwExit  chan error
-	gwAddr  string
-	gwKey   gossh.PublicKey
-	person  gossh.Signer
-	keyPath string
-	config  string // ssh_config naming "gw" and "machine"
-	user    string
+	dir    string
+	gw     *exec.Cmd
+	gwExit chan error
+	gwAddr string
+	gwKey  gossh.PublicKey
+	person gossh.Signer
+	config string // ssh_config naming "gw" and "machine"
+	ready  bool   // start succeeded
 }
 
 var (
 	setupOnce sync.Once
 	shared    *harness
-	setupErr  error
 
 	buildOnce sync.Once
 	binDir    string
@@ -92,53 +88,54 @@ func gatewayBinary() (string, error) {
 	return filepath.Join(binDir, "gateway"), buildErr
 }
 
-// get returns the harness, starting it on first use.
+// get returns the harness the benchmarks share, starting it on first use;
+// TestMain closes it.
 func get(b *testing.B) *harness {
 	b.Helper()
-	setupOnce.Do(func() { shared, setupErr = start() })
-	if setupErr != nil {
-		b.Fatal(setupErr)
+	setupOnce.Do(func() {
+		shared = &harness{}
+		shared.start(b)
+	})
+	if !shared.ready {
+		b.Fatal("the benchmark harness did not start: see the first benchmark's failure")
 	}
 	return shared
 }
 
-func start() (*harness, error) {
+// start runs the gateway with a machine and writes the ssh_config that
+// reaches both; the caller closes h, even when start fails tb.
+func (h *harness) start(tb testing.TB) {
+	tb.Helper()
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		return nil, errors.New("the benchmarks need OpenSSH's sshd in /usr/sbin (Debian: openssh-server)")
+		tb.Fatal("the benchmarks need OpenSSH's sshd in /usr/sbin (Debian: openssh-server)")
 	}
 	user, err := machine.OpenSSHUser()
 	if err != nil {
-		return nil, err
+		tb.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "cc-gateway-bench")
-	if err != nil {
-		return nil, err
+	if h.dir, err = os.MkdirTemp("", "cc-gateway-bench"); err != nil {
+		tb.Fatal(err)
 	}
-	h := &harness{dir: dir, user: user}
 	bin, err := gatewayBinary()
 	if err != nil {
-		return h, err
-	}
-	port, err := freePort()
-	if err != nil {
-		return h, err
+		tb.Fatal(err)
 	}
 	h.gw = exec.Command(bin,
 		"--listen", "127.0.0.1:0",
-		"--data-dir", filepath.Join(dir, "data"),
-		"--host-key-dir", filepath.Join(dir, "hostkeys"),
+		"--data-dir", filepath.Join(h.dir, "data"),
+		"--host-key-dir", filepath.Join(h.dir, "hostkeys"),
 		"--local-machines", "openssh", "--instance-user", user,
-		"--machine-ssh-port", strconv.Itoa(port),
+		"--machine-ssh-port", strconv.Itoa(localcloudtest.FreePort(tb)),
 		"--log-level", "info",
 	)
 	h.gw.Env = append(os.Environ(), "HCLOUD_TOKEN=")
-	logs, err := os.Create(filepath.Join(dir, "gateway.log"))
+	logs, err := os.Create(filepath.Join(h.dir, "gateway.log"))
 	if err != nil {
-		return h, err
+		tb.Fatal(err)
 	}
 	h.gw.Stdout, h.gw.Stderr = logs, logs
 	if err := h.gw.Start(); err != nil {
-		return h, err
+		tb.Fatal(err)
 	}
 	h.gwExit = make(chan error, 1)
 	go func() { h.gwExit <- h.gw.Wait() }()
@@ -152,37 +149,40 @@ func start() (*harness, error) {
 		h.gwAddr = string(m[1])
 		return nil
 	}); err != nil {
-		return h, err
+		tb.Fatal(err)
 	}
-	if h.gwKey, err = readPublicKey(filepath.Join(dir, "hostkeys", "ssh_host_ed25519_key")); err != nil {
-		return h, err
+	if h.gwKey, err = readPublicKey(filepath.Join(h.dir, "hostkeys", "ssh_host_ed25519_key")); err != nil {
+		tb.Fatal(err)
 	}
-	if err := h.newPerson(); err != nil {
-		return h, err
+	person := testkit.NewKey(tb)
+	h.person = person.Signer
+	keyPath := person.WriteFile(tb, filepath.Join(h.dir, "id_ed25519"))
+
+	// The first connection creates the machine; the ssh_config for both
+	// ways shares key, cipher and key exchange. (Left to its defaults
+	// OpenSSH would pick a post-quantum key exchange with sshd that the
+	// gateway does not offer, which alone costs ~100 ms per connection on
+	// this kind of machine.)
+	hosts := []testkit.Host{{Alias: "gw", Addr: h.gwAddr, HostKey: testkit.AuthorizedKey(h.gwKey)}}
+	same := []string{"Ciphers aes128-gcm@openssh.com", "KexAlgorithms curve25519-sha256", "Compression no", "ControlMaster no"}
+	h.config = testkit.WriteSSHConfig(tb, h.dir, user, keyPath, hosts, same...)
+	out, err := h.ssh("gw", "true")
+	if err == nil {
+		out, err = h.ssh("gw", "status --json")
 	}
-	// The first connection creates the machine.
-	if err := h.writeConfig("127.0.0.1:1", nil); err != nil {
-		return h, err
-	}
-	if out, err := h.ssh("gw", "true"); err != nil {
-		return h, fmt.Errorf("create the machine: %v: %s", err, out)
-	}
-	out, err := h.ssh("gw", "status --json")
 	if err != nil {
-		return h, fmt.Errorf("status: %v: %s", err, out)
+		tb.Fatalf("create the machine: %v: %s", err, out)
 	}
 	var st struct {
 		Address string `json:"address"`
 		HostKey string `json:"host_key"`
 	}
 	if err := json.Unmarshal(out, &st); err != nil {
-		return h, fmt.Errorf("status --json: %v: %s", err, out)
+		tb.Fatalf("status --json: %v: %s", err, out)
 	}
-	machineKey, _, _, _, err := gossh.ParseAuthorizedKey([]byte(st.HostKey))
-	if err != nil {
-		return h, err
-	}
-	return h, h.writeConfig(st.Address, machineKey)
+	hosts = append(hosts, testkit.Host{Alias: "machine", Addr: st.Address, HostKey: st.HostKey})
+	h.config = testkit.WriteSSHConfig(tb, h.dir, user, keyPath, hosts, same...)
+	h.ready = true
 }
 
 func (h *harness) close() {
@@ -195,24 +195,9 @@ func (h *harness) close() {
 			<-h.gwExit
 		}
 	}
-	os.RemoveAll(h.dir)
-}
-
-func (h *harness) newPerson() error {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return err
+	if h.dir != "" {
+		os.RemoveAll(h.dir)
 	}
-	block, err := gossh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		return err
-	}
-	h.keyPath = filepath.Join(h.dir, "id_ed25519")
-	if err := os.WriteFile(h.keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		return err
-	}
-	h.person, err = gossh.NewSignerFromKey(priv)
-	return err
 }
 
 func readPublicKey(path string) (gossh.PublicKey, error) {
@@ -225,47 +210,6 @@ func readPublicKey(path string) (gossh.PublicKey, error) {
 		return nil, err
 	}
 	return s.PublicKey(), nil
-}
-
-// writeConfig writes the ssh_config both ways share: same key, cipher and
-// key exchange. (Left to its defaults OpenSSH would pick a post-quantum key
-// exchange with sshd that the gateway does not offer, which alone costs
-// ~100 ms per connection on this kind of machine.)
-func (h *harness) writeConfig(machineAddr string, machineKey gossh.PublicKey) error {
-	gwHost, gwPort, _ := net.SplitHostPort(h.gwAddr)
-	mHost, mPort, err := net.SplitHostPort(machineAddr)
-	if err != nil {
-		return err
-	}
-	known := fmt.Sprintf("[%s]:%s %s", gwHost, gwPort, gossh.MarshalAuthorizedKey(h.gwKey))
-	if machineKey != nil {
-		known += fmt.Sprintf("[%s]:%s %s", mHost, mPort, gossh.MarshalAuthorizedKey(machineKey))
-	}
-	knownPath := filepath.Join(h.dir, "known_hosts")
-	if err := os.WriteFile(knownPath, []byte(known), 0o600); err != nil {
-		return err
-	}
-	h.config = filepath.Join(h.dir, "ssh_config")
-	conf := fmt.Sprintf(`Host gw
-  HostName %s
-  Port %s
-Host machine
-  HostName %s
-  Port %s
-Host *
-  User %s
-  IdentityFile %s
-  IdentitiesOnly yes
-  BatchMode yes
-  UserKnownHostsFile %s
-  StrictHostKeyChecking yes
-  LogLevel ERROR
-  Ciphers aes128-gcm@openssh.com
-  KexAlgorithms curve25519-sha256
-  Compression no
-  ControlMaster no
-`, gwHost, gwPort, mHost, mPort, h.user, h.keyPath, knownPath)
-	return os.WriteFile(h.config, []byte(conf), 0o600)
 }
 
 func (h *harness) command(host, remote string) *exec.Cmd {
@@ -582,13 +526,9 @@ func BenchmarkIdleSessions(b *testing.B) {
 		agent bool
 	}{{"shared", false}, {"own", true}} {
 		// A gateway of its own: memory a process once used stays counted.
-		h, err := start()
-		if err != nil {
-			if h != nil {
-				h.close()
-			}
-			b.Fatal(err)
-		}
+		h := &harness{}
+		b.Cleanup(h.close)
+		h.start(b)
 		before, err := settledRSS(h.gw.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
@@ -747,15 +687,6 @@ func settledRSS(pid int) (int64, error) {
 		last = now
 	}
 	return last, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // poll calls f until it returns nil, for at most d.
