@@ -358,10 +358,16 @@ func (s *Store) AppendEvent(e lease.Event) error {
 			return err
 		}
 		// Keys are consecutive and only the oldest are ever deleted, so
-		// the first key tells how many there are.
+		// the first key tells how many there are. The keys are collected
+		// first: a cursor that deletes and then moves on skips the next
+		// key (etcd-io/bbolt issue 146).
+		var old [][]byte
 		c := b.Cursor()
 		for k, _ := c.First(); k != nil && seq-binary.BigEndian.Uint64(k) >= uint64(s.eventLimit); k, _ = c.Next() {
-			if err := c.Delete(); err != nil {
+			old = append(old, slices.Clone(k))
+		}
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
 				return err
 			}
 		}

@@ -95,3 +95,26 @@ func TestMigrateFromV1(t *testing.T) {
 		t.Errorf("backup holds schema version %d, want 1", v)
 	}
 }
+
+// TestLoweredLimitTrimsEveryOldEvent: with more events than a lowered
+// limit, one append drops all the surplus, not every other one (a cursor
+// that deletes and then moves on skips the key after each deleted one).
+func TestLoweredLimitTrimsEveryOldEvent(t *testing.T) {
+	s, _ := openTemp(t)
+	for i := range 20 {
+		if err := s.AppendEvent(event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.eventLimit = 5
+	if err := s.AppendEvent(event(20)); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.Events(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 5 || all[0].Detail != "event 16" || all[4].Detail != "event 20" {
+		t.Fatalf("after lowering the limit to 5, %d events remain, from %q", len(all), all[0].Detail)
+	}
+}
