@@ -67,11 +67,15 @@ var ErrServerNotFound = errors.New("server not found")
 // durable before returning.
 type Store interface {
 	Get(fingerprint string) (Lease, error)
-	Put(l Lease) error
-	Delete(fingerprint string) error
+	// Put writes l and appends events to the audit log as one write: both
+	// are durable when it returns, or neither is.
+	Put(l Lease, events ...Event) error
+	// Delete removes the lease (absent is no error) and appends events,
+	// as one write.
+	Delete(fingerprint string, events ...Event) error
 	List() ([]Lease, error)
-	// AppendEvent adds to the audit log, which keeps a bounded number of
-	// the newest events.
+	// AppendEvent adds an event without a lease change to the audit log,
+	// which keeps a bounded number of the newest events.
 	AppendEvent(e Event) error
 	// Events returns the newest n events (all when n <= 0), oldest first.
 	Events(n int) ([]Event, error)

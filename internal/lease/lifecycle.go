@@ -94,9 +94,9 @@ func (m *Manager) ensure(ctx context.Context, fp string, key ssh.PublicKey, repo
 	switch {
 	case errors.Is(err, ErrServerNotFound):
 		// The server vanished behind our back; the person gets a fresh one.
-		m.event(l, "vanished", "server %d is gone; creating a new one", l.ServerID)
+		vanished := m.note(l, "vanished", "server %d is gone; creating a new one", l.ServerID)
 		l = m.closeServer(l)
-		return m.create(ctx, l, fp, key, report)
+		return m.create(ctx, l, fp, key, report, vanished)
 	case err != nil:
 		return l, fmt.Errorf("look up server %s: %w", l.ServerName, err)
 	case srv.Status == "running" && l.State == StateRunning:
@@ -132,8 +132,9 @@ func (m *Manager) checkRunning(ctx context.Context, l Lease, report func(string,
 // create makes the person's server: a new lease when l is empty, a fresh
 // server for an existing lease otherwise (restored from its snapshot when
 // hibernated). The lease id names the server, so a retry after a crash
-// finds the server it already asked for.
-func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any)) (Lease, error) {
+// finds the server it already asked for. events, if any, say why and are
+// written with the intent.
+func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any), events ...Event) (Lease, error) {
 	if l.ID == "" {
 		var err error
 		if l, err = m.newLease(fp, key); err != nil {
@@ -142,7 +143,7 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	}
 	restoring := l.ImageID != 0
 	l.State = StateCreating
-	if err := m.put(l); err != nil {
+	if err := m.put(l, events...); err != nil {
 		return l, err
 	}
 	m.fault(FaultCreateIntent)
@@ -164,15 +165,16 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	}
 	m.fault(FaultCreateRequested)
 	l = m.adopt(l, srv)
-	if err := m.put(l); err != nil {
+	var created Event
+	if restoring {
+		created = m.note(l, "resume", "restored server %d from snapshot %d", srv.ID, l.ImageID)
+	} else {
+		created = m.note(l, "create", "server %d at %s", srv.ID, l.Address)
+	}
+	if err := m.put(l, created); err != nil {
 		return l, err
 	}
 	m.fault(FaultCreateRecorded)
-	if restoring {
-		m.event(l, "resume", "restored server %d from snapshot %d", srv.ID, l.ImageID)
-	} else {
-		m.event(l, "create", "server %d at %s", srv.ID, l.Address)
-	}
 	if l, err = m.waitReady(ctx, l, report); err != nil {
 		return l, err
 	}
@@ -322,10 +324,9 @@ func (m *Manager) Extend(fp string, d time.Duration) (Lease, error) {
 		return l, err
 	}
 	l.Expires = next
-	if err := m.put(l); err != nil {
+	if err := m.put(l, m.note(l, "extend", "by %s to %s", FormatDuration(d), next.UTC().Format(time.RFC3339))); err != nil {
 		return l, err
 	}
-	m.event(l, "extend", "by %s to %s", FormatDuration(d), next.UTC().Format(time.RFC3339))
 	return l, nil
 }
 
@@ -356,10 +357,9 @@ func (m *Manager) stop(ctx context.Context, l Lease, why string) (Lease, error) 
 	}
 	m.fault(FaultStopPoweredOff)
 	l.State = StateStopped
-	if err := m.put(l); err != nil {
+	if err := m.put(l, m.note(l, "stop", "%s", why)); err != nil {
 		return l, err
 	}
-	m.event(l, "stop", "%s", why)
 	return l, nil
 }
 
@@ -414,10 +414,9 @@ func (m *Manager) hibernate(ctx context.Context, l Lease) (Lease, error) {
 		l = m.closeServer(l)
 	}
 	l.State = StateHibernated
-	if err := m.put(l); err != nil {
+	if err := m.put(l, m.note(l, "hibernate", "snapshot %d (%.1f GB)", l.ImageID, l.ImageSizeGB)); err != nil {
 		return l, err
 	}
-	m.event(l, "hibernate", "snapshot %d (%.1f GB)", l.ImageID, l.ImageSizeGB)
 	return l, nil
 }
 
@@ -472,13 +471,12 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) error {
 	}
 	m.fault(FaultDestroyDeleted)
 	cost, currency := m.Cost(l)
-	if err := m.cfg.Store.Delete(l.Fingerprint); err != nil {
+	if err := m.cfg.Store.Delete(l.Fingerprint, m.note(l, "destroy", "%s; it cost %.4f %s", why, cost, currency)); err != nil {
 		return fmt.Errorf("delete lease: %w", err)
 	}
 	m.mu.Lock()
 	delete(m.activity, l.Fingerprint)
 	m.mu.Unlock()
-	m.event(l, "destroy", "%s; it cost %.4f %s", why, cost, currency)
 	return nil
 }
 
@@ -496,8 +494,15 @@ func (m *Manager) Record(e Event) {
 // Events returns the newest n audit events, oldest first.
 func (m *Manager) Events(n int) ([]Event, error) { return m.cfg.Store.Events(n) }
 
+// event records something that happened to l without changing it.
 func (m *Manager) event(l Lease, kind, format string, args ...any) {
+	m.Record(m.note(l, kind, format, args...))
+}
+
+// note logs what happened to l and returns its audit event, to be written
+// with the lease change it records (put) or on its own (Record).
+func (m *Manager) note(l Lease, kind, format string, args ...any) Event {
 	detail := fmt.Sprintf(format, args...)
 	m.log.Info(kind, "lease", l.ID, "server", l.ServerName, "detail", detail)
-	m.Record(Event{Kind: kind, Fingerprint: l.Fingerprint, LeaseID: l.ID, Detail: detail})
+	return Event{Time: m.cfg.Clock.Now(), Kind: kind, Fingerprint: l.Fingerprint, LeaseID: l.ID, Detail: detail}
 }

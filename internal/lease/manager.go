@@ -184,8 +184,10 @@ func (m *Manager) withActivity(l Lease) Lease {
 	return l
 }
 
-func (m *Manager) put(l Lease) error {
-	if err := m.cfg.Store.Put(m.withActivity(l)); err != nil {
+// put writes l, with the activity seen since, and events recording the
+// change: one write.
+func (m *Manager) put(l Lease, events ...Event) error {
+	if err := m.cfg.Store.Put(m.withActivity(l), events...); err != nil {
 		return fmt.Errorf("save lease: %w", err)
 	}
 	return nil
