@@ -88,6 +88,12 @@ func (m *Manager) ensure(ctx context.Context, fp string, key ssh.PublicKey, repo
 		return m.create(ctx, l, fp, key, report)
 	case StateHibernated, StateCreating:
 		return m.create(ctx, l, fp, key, report)
+	case StateRunning:
+		if m.answersAtOnce(l) {
+			// A live connection proves the machine runs: the cloud need
+			// not be asked, which keeps `ssh gateway true` fast.
+			return l, nil
+		}
 	}
 
 	srv, err := m.cfg.Provider.Get(ctx, l.ServerID)
@@ -105,12 +111,21 @@ func (m *Manager) ensure(ctx context.Context, fp string, key ssh.PublicKey, repo
 	return m.resume(ctx, l, report)
 }
 
+// answersAtOnce reports whether l's machine is known to answer SSH now,
+// without waiting: Machines.Wait with an ended context makes no new
+// connection.
+func (m *Manager) answersAtOnce(l Lease) bool {
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	return m.cfg.Machines.Wait(now, l.Address, l.HostKey) == nil
+}
+
 // checkRunning makes sure a machine the cloud reports running answers SSH.
 // One that does not (its sshd died, it hangs) is restarted: the person
 // could not reach it otherwise, and would have to `stop` it themselves.
 func (m *Manager) checkRunning(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
 	probe, cancel := context.WithTimeout(ctx, m.cfg.SSHProbeTimeout)
-	err := m.cfg.Provider.WaitSSH(probe, l.Address, l.HostKey)
+	err := m.cfg.Machines.Wait(probe, l.Address, l.HostKey)
 	cancel()
 	switch {
 	case err == nil:
@@ -234,7 +249,29 @@ func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...an
 	}
 	m.fault(FaultResumePoweredOn)
 	m.event(l, "resume", "server %d powered on", l.ServerID)
-	return m.waitReady(ctx, l, report)
+	l, err := m.waitReady(ctx, l, report)
+	if err != nil {
+		return l, err
+	}
+	// The machine booted with the expiry of its bootstrap document, which
+	// an extend may since have moved. (A created machine's document is
+	// rendered with the current expiry.)
+	m.pushExpiry(ctx, l)
+	return l, nil
+}
+
+// pushExpiry tells l's running machine its expiry, so programs there
+// (Claude Code among them) know the time left. A failure is logged, never
+// fatal: the lease is what counts.
+func (m *Manager) pushExpiry(ctx context.Context, l Lease) {
+	if l.State != StateRunning {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.SSHProbeTimeout)
+	defer cancel()
+	if err := m.cfg.Machines.SetExpiry(ctx, l.Address, l.HostKey, l.Expires); err != nil {
+		m.log.Warn("could not tell the machine its expiry", "server", l.ServerName, "err", err)
+	}
 }
 
 // infectPoll is how often an installing machine is asked for its host key.
@@ -243,7 +280,7 @@ const infectPoll = 10 * time.Second
 func (m *Manager) waitReady(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
 	report("Waiting for SSH on %s", l.Address)
 	for installing := false; ; installing = true {
-		err := m.cfg.Provider.WaitSSH(ctx, l.Address, l.HostKey)
+		err := m.cfg.Machines.Wait(ctx, l.Address, l.HostKey)
 		if err == nil {
 			break
 		}
@@ -311,9 +348,10 @@ func (m *Manager) List() ([]Lease, error) {
 	return ls, err
 }
 
-// Extend pushes the expiry of the person's lease by d, within policy. It
-// works in any state: a stopped or hibernated machine can be kept too.
-func (m *Manager) Extend(fp string, d time.Duration) (Lease, error) {
+// Extend pushes the expiry of the person's lease by d, within policy, and
+// tells a running machine. It works in any state: a stopped or hibernated
+// machine can be kept too.
+func (m *Manager) Extend(ctx context.Context, fp string, d time.Duration) (Lease, error) {
 	defer m.lock(fp)()
 	l, err := m.cfg.Store.Get(fp)
 	if err != nil {
@@ -327,6 +365,7 @@ func (m *Manager) Extend(fp string, d time.Duration) (Lease, error) {
 	if err := m.put(l, m.note(l, "extend", "by %s to %s", FormatDuration(d), next.UTC().Format(time.RFC3339))); err != nil {
 		return l, err
 	}
+	m.pushExpiry(ctx, l)
 	return l, nil
 }
 

@@ -34,6 +34,7 @@ type MachineSpec struct {
 type Config struct {
 	Store    Store
 	Provider Provider
+	Machines Machines
 	Clock    Clock
 	Policy   Policy
 	Machine  MachineSpec
@@ -41,7 +42,7 @@ type Config struct {
 	// OperationTimeout bounds one create or resume, including waiting for SSH.
 	OperationTimeout time.Duration
 	// SSHProbeTimeout bounds the check that a running machine answers SSH
-	// before it is restarted; default 15s.
+	// before it is restarted, and telling a machine its expiry; default 15s.
 	SSHProbeTimeout time.Duration
 	// Fault, if set, is called at each named step of every operation (see
 	// faultPoints). Tests use it to crash the gateway between two steps.

@@ -24,6 +24,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
 )
 
 func testLogger() *slog.Logger {
@@ -55,14 +56,26 @@ func rawClient(endpoint, token string) *hc.Client {
 // host key; it returns the pinned host key too.
 func newSpec(t *testing.T, leaseID string, port int) (lease.CreateSpec, string) {
 	t.Helper()
-	personPub, _, err := ed25519.GenerateKey(rand.Reader)
+	return newSpecFor(t, leaseID, port, newPersonSigner(t))
+}
+
+func newPersonSigner(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	person, err := ssh.NewPublicKey(personPub)
+	s, err := ssh.NewSignerFromKey(priv)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// newSpecFor is newSpec for a machine that authorizes signer.
+func newSpecFor(t *testing.T, leaseID string, port int, signer ssh.Signer) (lease.CreateSpec, string) {
+	t.Helper()
+	person := signer.PublicKey()
 	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -110,12 +123,15 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	raw := rawClient(endpoint, cloud.Token())
 
 	// A machine's life through the provider.
-	spec, hostKey := newSpec(t, "life1", port)
+	person := newPersonSigner(t)
+	spec, hostKey := newSpecFor(t, "life1", port, person)
 	srv, err := p.Create(ctx, spec)
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	if err := p.WaitSSH(ctx, net.JoinHostPort(srv.IPv4, strconv.Itoa(port)), hostKey); err != nil {
+	pool := proxy.NewPool(proxy.PoolOptions{Key: person, Logger: testLogger()})
+	defer pool.Close()
+	if err := proxy.NewMachines(pool, "claude").Wait(ctx, net.JoinHostPort(srv.IPv4, strconv.Itoa(port)), hostKey); err != nil {
 		t.Fatalf("wait ssh: %v", err)
 	}
 	if _, err := p.Create(ctx, spec); err != nil { // idempotent repeat
