@@ -26,6 +26,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/gateway"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
@@ -101,9 +102,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		machine.Infect = &bootstrap.InfectOptions{Flake: cfg.InfectFlake}
 		operationTimeout = 30 * time.Minute // installing NixOS takes a while
 	}
+	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log})
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
 		Provider: provider,
+		Machines: proxy.NewMachines(pool, cfg.InstanceUser),
 		Policy: lease.Policy{
 			DefaultTTL: cfg.DefaultTTL, MaxTTL: cfg.MaxTTL,
 			MaxLifetime: cfg.MaxLifetime, IdleTimeout: cfg.IdleTimeout,
@@ -123,7 +126,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	invocation := gateway.Invocation(cfg.PublicName, ln.Addr().String())
 	gw, err := gateway.New(gateway.Options{
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.Users == "",
-		Leases: manager, UpstreamKey: upstreamKey, InstanceUser: cfg.InstanceUser,
+		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
 		Invocation: invocation, Logger: log,
 	})
 	if err != nil {

@@ -100,9 +100,7 @@ func (g *Gateway) adminAct(ctx context.Context, c call, sub string, rest []strin
 		if perr != nil {
 			return refuse(c, "%q is not a duration; write it like 2h, 90m or 1h30m", rest[1])
 		}
-		if l, err = g.opts.Leases.Extend(l.Fingerprint, d); err == nil {
-			g.pushExpiry(ctx, l)
-		}
+		l, err = g.opts.Leases.Extend(ctx, l.Fingerprint, d)
 	}
 	if err != nil {
 		return g.leaseError(c, err)

@@ -24,11 +24,10 @@ func (g *Gateway) extend(ctx context.Context, c call) int {
 	if err != nil {
 		return refuse(c, "%q is not a duration; write it like 2h, 90m or 1h30m", c.args[1])
 	}
-	l, err := g.opts.Leases.Extend(c.fingerprint, d)
+	l, err := g.opts.Leases.Extend(ctx, c.fingerprint, d)
 	if err != nil {
 		return g.leaseError(c, err)
 	}
-	g.pushExpiry(ctx, l)
 	now := g.opts.Clock.Now()
 	fmt.Fprintf(c.stdout, "%s now expires at %s (in %s).\n",
 		l.ServerName, l.Expires.UTC().Format(timeLayout), lease.FormatDuration(l.Expires.Sub(now)))

@@ -48,7 +48,7 @@ func startFrontDoor(t *testing.T, allowed gossh.PublicKey, handshake time.Durati
 	}
 	t.Cleanup(func() { store.Close() })
 	g, err := New(Options{
-		HostKey: newSigner(t), UpstreamKey: newSigner(t), Users: users, Admins: admins,
+		HostKey: newSigner(t), Pool: newPool(newSigner(t)), Users: users, Admins: admins,
 		Leases: lease.NewManager(lease.Config{Store: store, Logger: quiet}), Logger: quiet,
 		HandshakeTimeout: handshake,
 	})
@@ -132,7 +132,7 @@ func TestShutdownRightAfterStart(t *testing.T) {
 	defer store.Close()
 	for range 20 {
 		g, err := New(Options{
-			HostKey: newSigner(t), UpstreamKey: newSigner(t), Users: users, Admins: users,
+			HostKey: newSigner(t), Pool: newPool(newSigner(t)), Users: users, Admins: users,
 			Leases: lease.NewManager(lease.Config{Store: store, Logger: quiet}), Logger: quiet,
 		})
 		if err != nil {

@@ -31,7 +31,7 @@ import (
 type Leases interface {
 	Ensure(ctx context.Context, key gossh.PublicKey, progress func(lease.Step)) (lease.Lease, error)
 	Status(fingerprint string) (lease.Lease, error)
-	Extend(fingerprint string, d time.Duration) (lease.Lease, error)
+	Extend(ctx context.Context, fingerprint string, d time.Duration) (lease.Lease, error)
 	Stop(ctx context.Context, fingerprint string) (lease.Lease, error)
 	Destroy(ctx context.Context, fingerprint string) (lease.Lease, error)
 	Touch(fingerprint string)
@@ -56,9 +56,11 @@ type Options struct {
 	Leases Leases
 	Clock  lease.Clock
 
-	// UpstreamKey is the gateway's client key on machines; InstanceUser the
-	// account people land in.
-	UpstreamKey  gossh.Signer
+	// Pool holds the connections to machines, with the gateway's client
+	// key; the lease manager's Machines share it, so the connection that
+	// saw a machine answer carries the session that follows. Shutdown
+	// closes it. InstanceUser is the account people land in.
+	Pool         *proxy.Pool
 	InstanceUser string
 
 	// Invocation is how people reach this gateway, used in help and hints,
@@ -76,7 +78,7 @@ type Gateway struct {
 	opts   Options
 	log    *slog.Logger
 	server *ssh.Server
-	pool   *proxy.Pool // connections to machines, shared by a person's connections
+	pool   *proxy.Pool // connections to machines, shared by a person's connections and the lease manager
 
 	mu       sync.Mutex
 	sessions map[*liveSession]struct{}
@@ -86,8 +88,8 @@ type Gateway struct {
 
 // New builds a Gateway; Serve starts it.
 func New(opts Options) (*Gateway, error) {
-	if opts.HostKey == nil || opts.Leases == nil || opts.UpstreamKey == nil {
-		return nil, errors.New("gateway needs a host key, an upstream key and a lease manager")
+	if opts.HostKey == nil || opts.Leases == nil || opts.Pool == nil {
+		return nil, errors.New("gateway needs a host key, a machine connection pool and a lease manager")
 	}
 	if opts.Users == nil || opts.Admins == nil {
 		return nil, errors.New("gateway needs user and admin lists (they may be empty)")
@@ -114,7 +116,7 @@ func New(opts Options) (*Gateway, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
 		sessions: map[*liveSession]struct{}{},
-		pool:     proxy.NewPool(proxy.PoolOptions{Key: opts.UpstreamKey, Logger: opts.Logger}),
+		pool:     opts.Pool,
 	}
 	srv, err := wish.NewServer(
 		wish.WithPublicKeyAuth(g.authorize),

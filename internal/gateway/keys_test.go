@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
 )
 
 func newKey(t *testing.T) gossh.PublicKey {
@@ -31,6 +33,12 @@ func line(k gossh.PublicKey, comment string) string {
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newPool returns a machine connection pool with the upstream key, as
+// main makes it, quiet.
+func newPool(upstream gossh.Signer) *proxy.Pool {
+	return proxy.NewPool(proxy.PoolOptions{Key: upstream, Logger: quiet})
+}
 
 func TestLoadOrCreateKey(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys", "ssh_host_ed25519_key")

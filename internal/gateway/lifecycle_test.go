@@ -25,6 +25,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
@@ -69,13 +70,15 @@ func newWorld(t *testing.T, policy lease.Policy) *world {
 	}
 	t.Cleanup(func() { w.store.Close() })
 	upstream := newSigner(t)
+	pool := newPool(upstream)
 	w.manager = lease.NewManager(lease.Config{
-		Store: w.store, Provider: w.provider, Clock: w.clock, Policy: policy, Logger: quiet,
+		Store: w.store, Provider: w.provider, Machines: proxy.NewMachines(pool, "claude"),
+		Clock: w.clock, Policy: policy, Logger: quiet,
 		Machine: lease.MachineSpec{User: "claude", SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
 	})
 	users, _ := LoadKeyList("", quiet)
 	g, err := New(Options{
-		HostKey: newSigner(t), UpstreamKey: upstream, InstanceUser: "claude", Users: users, Admins: users,
+		HostKey: newSigner(t), Pool: pool, InstanceUser: "claude", Users: users, Admins: users,
 		OpenAccess: true, Leases: w.manager, Clock: w.clock, Logger: quiet, Invocation: "ssh gw",
 	})
 	if err != nil {
@@ -523,4 +526,31 @@ func TestResumedMachineLearnsItsExpiry(t *testing.T) {
 	if err != nil || string(data) != want {
 		t.Fatalf("machine's expires file holds %q (%v), want %q", data, err, want)
 	}
+}
+
+// TestExpiredLeaseGetsNoShell: once the lease has run out, a new session
+// is refused even while the gateway holds a live connection to the machine
+// (the reaper has not come by yet). The pool saves the dial, never a check.
+func TestExpiredLeaseGetsNoShell(t *testing.T) {
+	w := newWorld(t, basePolicy)
+	kim := newSigner(t)
+	held := w.open(kim) // keeps the machine connection in the pool
+	if out, err := w.run(kim, "echo in"); err != nil || out != "in\n" {
+		t.Fatalf("before expiry: %q, %v", out, err)
+	}
+	w.clock.Set(w.start.Add(4*time.Hour + 2*time.Second))
+	s, err := w.dial(kim).NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	s.Stderr = &stderr
+	out, err := s.Output("echo in")
+	if err == nil || string(out) == "in\n" {
+		t.Fatalf("an expired lease ran a command: %q, %v", out, err)
+	}
+	if !strings.Contains(stderr.String(), "expired at") {
+		t.Errorf("the refusal does not say the lease expired: %q", stderr.String())
+	}
+	held.session.Close()
 }

@@ -37,22 +37,23 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
-// countingLeases is the real lease manager, counting Ensure calls.
-type countingLeases struct {
-	*lease.Manager
-	ensures atomic.Int32
+// countingProvider is the real provider, counting the cloud's lookups.
+type countingProvider struct {
+	lease.Provider
+	gets atomic.Int32
 }
 
-func (c *countingLeases) Ensure(ctx context.Context, key gossh.PublicKey, progress func(lease.Step)) (lease.Lease, error) {
-	c.ensures.Add(1)
-	return c.Manager.Ensure(ctx, key, progress)
+func (c *countingProvider) Get(ctx context.Context, id int64) (lease.Server, error) {
+	c.gets.Add(1)
+	return c.Provider.Get(ctx, id)
 }
 
 // proxyRig is a gateway whose machines run sshd, with one person.
 type proxyRig struct {
 	t       *testing.T
 	g       *Gateway
-	leases  *countingLeases
+	leases  *lease.Manager
+	cloud   *countingProvider
 	addr    string
 	hostKey gossh.PublicKey
 	person  gossh.Signer
@@ -78,28 +79,29 @@ func newProxyRig(t *testing.T) *proxyRig {
 	}
 	t.Cleanup(func() { store.Close() })
 	upstream := newSigner(t)
-	leases := &countingLeases{Manager: lease.NewManager(lease.Config{
-		Store: store, Provider: cloud.Provider, Logger: quiet,
+	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, IdleTimeout: idleClose, Logger: quiet})
+	provider := &countingProvider{Provider: cloud.Provider}
+	leases := lease.NewManager(lease.Config{
+		Store: store, Provider: provider, Machines: proxy.NewMachines(pool, user), Logger: quiet,
 		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 168 * time.Hour},
 		Machine: lease.MachineSpec{User: user, SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
-	})}
+	})
 	users, _ := LoadKeyList("", quiet)
 	hostKey := newSigner(t)
 	g, err := New(Options{
-		HostKey: hostKey, UpstreamKey: upstream, InstanceUser: user, Users: users, Admins: users,
+		HostKey: hostKey, Pool: pool, InstanceUser: user, Users: users, Admins: users,
 		OpenAccess: true, Leases: leases, Logger: quiet, Invocation: "ssh gw",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.pool = proxy.NewPool(proxy.PoolOptions{Key: upstream, IdleTimeout: idleClose, Logger: quiet})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go g.Serve(ln)
 	t.Cleanup(func() { g.Shutdown(time.Second) })
-	return &proxyRig{t: t, g: g, leases: leases, addr: ln.Addr().String(), hostKey: hostKey.PublicKey(), person: newSigner(t)}
+	return &proxyRig{t: t, g: g, leases: leases, cloud: provider, addr: ln.Addr().String(), hostKey: hostKey.PublicKey(), person: newSigner(t)}
 }
 
 func (r *proxyRig) dial() *gossh.Client {
@@ -368,8 +370,8 @@ func TestActivityOnEveryChannel(t *testing.T) {
 }
 
 // TestRunningMachineSkipsTheCloud: while the pool holds a connection to the
-// person's machine, new sessions do not ask the lease manager (and so the
-// cloud) for it.
+// person's machine, new sessions do not ask the cloud for it (the lease
+// manager still checks the lease: TestExpiredLeaseGetsNoShell).
 func TestRunningMachineSkipsTheCloud(t *testing.T) {
 	r := newProxyRig(t)
 	c := r.dial()
@@ -382,13 +384,13 @@ func TestRunningMachineSkipsTheCloud(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holdIn.Close()
-	first := r.leases.ensures.Load()
+	first := r.cloud.gets.Load()
 	for range 3 {
 		if out := r.run(r.dial(), "echo hi", nil); out != "hi\n" {
 			t.Fatalf("output %q", out)
 		}
 	}
-	if n := r.leases.ensures.Load() - first; n != 0 {
-		t.Errorf("%d sessions asked the lease manager for a machine the pool already reaches", n)
+	if n := r.cloud.gets.Load() - first; n != 0 {
+		t.Errorf("%d sessions asked the cloud for a machine the pool already reaches", n)
 	}
 }

@@ -59,24 +59,14 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	c := g.clientConn(ctx)
 	c.addSession(1)
 	defer c.addSession(-1)
-	worked := false
 	l, t, err := g.machine(ctx, key, func(st lease.Step) {
 		live.mu.Lock()
-		worked = true
 		fmt.Fprintf(live.out, "[%3ds] %s%s", int(st.Elapsed.Seconds()), st.Text, live.newline)
 		live.mu.Unlock()
 	})
 	if err != nil {
 		g.fail(ch, s.Start, live, "%v", err)
 		return
-	}
-	live.mu.Lock()
-	started := worked
-	live.mu.Unlock()
-	if started {
-		// A started machine knows only the expiry it was created with;
-		// after seconds of starting, one more round trip goes unnoticed.
-		g.pushExpiry(ctx, l)
 	}
 	g.remindExpiry(live, l)
 	activity := g.activity(fp)

@@ -20,16 +20,10 @@ import (
 // that a bulk transfer costs one atomic load per buffer.
 const activityEvery = time.Second
 
-// machine returns the person's running machine and how to reach it. A live
-// pooled connection to the machine the lease names proves that it runs, so
-// then the lease manager, which asks the cloud, is skipped: that keeps
-// `ssh gateway true` close to ssh to the machine itself.
+// machine returns the person's running machine and how to reach it. Every
+// connection asks the lease manager, which checks the lease each time; a
+// machine the pool already reaches is answered without asking the cloud.
 func (g *Gateway) machine(ctx context.Context, key gossh.PublicKey, progress func(lease.Step)) (lease.Lease, proxy.Target, error) {
-	if l, err := g.opts.Leases.Status(lease.Fingerprint(key)); err == nil && l.State == lease.StateRunning {
-		if t, err := g.target(l); err == nil && g.pool.Has(t) {
-			return l, t, nil
-		}
-	}
 	l, err := g.opts.Leases.Ensure(ctx, key, progress)
 	if err != nil {
 		return l, proxy.Target{}, fmt.Errorf("could not prepare your machine: %w", err)

@@ -67,11 +67,15 @@ var ErrServerNotFound = errors.New("server not found")
 // durable before returning.
 type Store interface {
 	Get(fingerprint string) (Lease, error)
-	Put(l Lease) error
-	Delete(fingerprint string) error
+	// Put writes l and appends events to the audit log as one write: both
+	// are durable when it returns, or neither is.
+	Put(l Lease, events ...Event) error
+	// Delete removes the lease (absent is no error) and appends events,
+	// as one write.
+	Delete(fingerprint string, events ...Event) error
 	List() ([]Lease, error)
-	// AppendEvent adds to the audit log, which keeps a bounded number of
-	// the newest events.
+	// AppendEvent adds an event without a lease change to the audit log,
+	// which keeps a bounded number of the newest events.
 	AppendEvent(e Event) error
 	// Events returns the newest n events (all when n <= 0), oldest first.
 	Events(n int) ([]Event, error)
@@ -127,8 +131,8 @@ type Prices struct {
 	SnapshotPerGBMonth float64
 }
 
-// ErrHostKeyMismatch is returned by Provider.WaitSSH when the machine
-// answers with a key other than the pinned one.
+// ErrHostKeyMismatch is returned by Machines.Wait when the machine answers
+// with a key other than the pinned one.
 var ErrHostKeyMismatch = errors.New("ssh host key does not match the pinned key")
 
 // ErrImageNotFound is returned by a Provider for an image that does not exist.
@@ -145,9 +149,6 @@ type Provider interface {
 	PowerOn(ctx context.Context, id int64) error
 	PowerOff(ctx context.Context, id int64) error
 	Delete(ctx context.Context, id int64) error
-	// WaitSSH returns once sshd at addr answers with hostKey (authorized_keys
-	// form); any other key is an error at once, never trusted.
-	WaitSSH(ctx context.Context, addr, hostKey string) error
 
 	// Snapshot images the server's disk, labelled with leaseID. Taking a
 	// second snapshot for the same lease returns the existing one.
@@ -161,6 +162,17 @@ type Provider interface {
 	CPUUsage(ctx context.Context, id int64, window time.Duration) (float64, error)
 	// Prices of a server type in a location, and of snapshots.
 	Prices(ctx context.Context, serverType, location string) (Prices, error)
+}
+
+// Machines reaches machines over SSH, always checking the pinned host key.
+type Machines interface {
+	// Wait returns once the machine at addr answers SSH proving it holds hostKey
+	// (authorized_keys form), polling until ctx ends; another key: an error wrapping
+	// ErrHostKeyMismatch at once. With ctx already ended it makes no new
+	// connection: nil then means a live one already proves the machine.
+	Wait(ctx context.Context, addr, hostKey string) error
+	// SetExpiry tells the running machine its lease's expiry.
+	SetExpiry(ctx context.Context, addr, hostKey string, expires time.Time) error
 }
 
 // Clock is injected so policies and tests never depend on wall time.

@@ -88,15 +88,21 @@ func (m *Manager) ensure(ctx context.Context, fp string, key ssh.PublicKey, repo
 		return m.create(ctx, l, fp, key, report)
 	case StateHibernated, StateCreating:
 		return m.create(ctx, l, fp, key, report)
+	case StateRunning:
+		if m.answersAtOnce(l) {
+			// A live connection proves the machine runs: the cloud need
+			// not be asked, which keeps `ssh gateway true` fast.
+			return l, nil
+		}
 	}
 
 	srv, err := m.cfg.Provider.Get(ctx, l.ServerID)
 	switch {
 	case errors.Is(err, ErrServerNotFound):
 		// The server vanished behind our back; the person gets a fresh one.
-		m.event(l, "vanished", "server %d is gone; creating a new one", l.ServerID)
+		vanished := m.note(l, "vanished", "server %d is gone; creating a new one", l.ServerID)
 		l = m.closeServer(l)
-		return m.create(ctx, l, fp, key, report)
+		return m.create(ctx, l, fp, key, report, vanished)
 	case err != nil:
 		return l, fmt.Errorf("look up server %s: %w", l.ServerName, err)
 	case srv.Status == "running" && l.State == StateRunning:
@@ -105,12 +111,21 @@ func (m *Manager) ensure(ctx context.Context, fp string, key ssh.PublicKey, repo
 	return m.resume(ctx, l, report)
 }
 
+// answersAtOnce reports whether l's machine is known to answer SSH now,
+// without waiting: Machines.Wait with an ended context makes no new
+// connection.
+func (m *Manager) answersAtOnce(l Lease) bool {
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	return m.cfg.Machines.Wait(now, l.Address, l.HostKey) == nil
+}
+
 // checkRunning makes sure a machine the cloud reports running answers SSH.
 // One that does not (its sshd died, it hangs) is restarted: the person
 // could not reach it otherwise, and would have to `stop` it themselves.
 func (m *Manager) checkRunning(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
 	probe, cancel := context.WithTimeout(ctx, m.cfg.SSHProbeTimeout)
-	err := m.cfg.Provider.WaitSSH(probe, l.Address, l.HostKey)
+	err := m.cfg.Machines.Wait(probe, l.Address, l.HostKey)
 	cancel()
 	switch {
 	case err == nil:
@@ -132,8 +147,9 @@ func (m *Manager) checkRunning(ctx context.Context, l Lease, report func(string,
 // create makes the person's server: a new lease when l is empty, a fresh
 // server for an existing lease otherwise (restored from its snapshot when
 // hibernated). The lease id names the server, so a retry after a crash
-// finds the server it already asked for.
-func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any)) (Lease, error) {
+// finds the server it already asked for. events, if any, say why and are
+// written with the intent.
+func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any), events ...Event) (Lease, error) {
 	if l.ID == "" {
 		var err error
 		if l, err = m.newLease(fp, key); err != nil {
@@ -142,7 +158,7 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	}
 	restoring := l.ImageID != 0
 	l.State = StateCreating
-	if err := m.put(l); err != nil {
+	if err := m.put(l, events...); err != nil {
 		return l, err
 	}
 	m.fault(FaultCreateIntent)
@@ -164,15 +180,16 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	}
 	m.fault(FaultCreateRequested)
 	l = m.adopt(l, srv)
-	if err := m.put(l); err != nil {
+	var created Event
+	if restoring {
+		created = m.note(l, "resume", "restored server %d from snapshot %d", srv.ID, l.ImageID)
+	} else {
+		created = m.note(l, "create", "server %d at %s", srv.ID, l.Address)
+	}
+	if err := m.put(l, created); err != nil {
 		return l, err
 	}
 	m.fault(FaultCreateRecorded)
-	if restoring {
-		m.event(l, "resume", "restored server %d from snapshot %d", srv.ID, l.ImageID)
-	} else {
-		m.event(l, "create", "server %d at %s", srv.ID, l.Address)
-	}
 	if l, err = m.waitReady(ctx, l, report); err != nil {
 		return l, err
 	}
@@ -232,7 +249,29 @@ func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...an
 	}
 	m.fault(FaultResumePoweredOn)
 	m.event(l, "resume", "server %d powered on", l.ServerID)
-	return m.waitReady(ctx, l, report)
+	l, err := m.waitReady(ctx, l, report)
+	if err != nil {
+		return l, err
+	}
+	// The machine booted with the expiry of its bootstrap document, which
+	// an extend may since have moved. (A created machine's document is
+	// rendered with the current expiry.)
+	m.pushExpiry(ctx, l)
+	return l, nil
+}
+
+// pushExpiry tells l's running machine its expiry, so programs there
+// (Claude Code among them) know the time left. A failure is logged, never
+// fatal: the lease is what counts.
+func (m *Manager) pushExpiry(ctx context.Context, l Lease) {
+	if l.State != StateRunning {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.SSHProbeTimeout)
+	defer cancel()
+	if err := m.cfg.Machines.SetExpiry(ctx, l.Address, l.HostKey, l.Expires); err != nil {
+		m.log.Warn("could not tell the machine its expiry", "server", l.ServerName, "err", err)
+	}
 }
 
 // infectPoll is how often an installing machine is asked for its host key.
@@ -241,7 +280,7 @@ const infectPoll = 10 * time.Second
 func (m *Manager) waitReady(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
 	report("Waiting for SSH on %s", l.Address)
 	for installing := false; ; installing = true {
-		err := m.cfg.Provider.WaitSSH(ctx, l.Address, l.HostKey)
+		err := m.cfg.Machines.Wait(ctx, l.Address, l.HostKey)
 		if err == nil {
 			break
 		}
@@ -309,9 +348,10 @@ func (m *Manager) List() ([]Lease, error) {
 	return ls, err
 }
 
-// Extend pushes the expiry of the person's lease by d, within policy. It
-// works in any state: a stopped or hibernated machine can be kept too.
-func (m *Manager) Extend(fp string, d time.Duration) (Lease, error) {
+// Extend pushes the expiry of the person's lease by d, within policy, and
+// tells a running machine. It works in any state: a stopped or hibernated
+// machine can be kept too.
+func (m *Manager) Extend(ctx context.Context, fp string, d time.Duration) (Lease, error) {
 	defer m.lock(fp)()
 	l, err := m.cfg.Store.Get(fp)
 	if err != nil {
@@ -322,10 +362,10 @@ func (m *Manager) Extend(fp string, d time.Duration) (Lease, error) {
 		return l, err
 	}
 	l.Expires = next
-	if err := m.put(l); err != nil {
+	if err := m.put(l, m.note(l, "extend", "by %s to %s", FormatDuration(d), next.UTC().Format(time.RFC3339))); err != nil {
 		return l, err
 	}
-	m.event(l, "extend", "by %s to %s", FormatDuration(d), next.UTC().Format(time.RFC3339))
+	m.pushExpiry(ctx, l)
 	return l, nil
 }
 
@@ -356,10 +396,9 @@ func (m *Manager) stop(ctx context.Context, l Lease, why string) (Lease, error) 
 	}
 	m.fault(FaultStopPoweredOff)
 	l.State = StateStopped
-	if err := m.put(l); err != nil {
+	if err := m.put(l, m.note(l, "stop", "%s", why)); err != nil {
 		return l, err
 	}
-	m.event(l, "stop", "%s", why)
 	return l, nil
 }
 
@@ -414,10 +453,9 @@ func (m *Manager) hibernate(ctx context.Context, l Lease) (Lease, error) {
 		l = m.closeServer(l)
 	}
 	l.State = StateHibernated
-	if err := m.put(l); err != nil {
+	if err := m.put(l, m.note(l, "hibernate", "snapshot %d (%.1f GB)", l.ImageID, l.ImageSizeGB)); err != nil {
 		return l, err
 	}
-	m.event(l, "hibernate", "snapshot %d (%.1f GB)", l.ImageID, l.ImageSizeGB)
 	return l, nil
 }
 
@@ -472,13 +510,12 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) error {
 	}
 	m.fault(FaultDestroyDeleted)
 	cost, currency := m.Cost(l)
-	if err := m.cfg.Store.Delete(l.Fingerprint); err != nil {
+	if err := m.cfg.Store.Delete(l.Fingerprint, m.note(l, "destroy", "%s; it cost %.4f %s", why, cost, currency)); err != nil {
 		return fmt.Errorf("delete lease: %w", err)
 	}
 	m.mu.Lock()
 	delete(m.activity, l.Fingerprint)
 	m.mu.Unlock()
-	m.event(l, "destroy", "%s; it cost %.4f %s", why, cost, currency)
 	return nil
 }
 
@@ -496,8 +533,15 @@ func (m *Manager) Record(e Event) {
 // Events returns the newest n audit events, oldest first.
 func (m *Manager) Events(n int) ([]Event, error) { return m.cfg.Store.Events(n) }
 
+// event records something that happened to l without changing it.
 func (m *Manager) event(l Lease, kind, format string, args ...any) {
+	m.Record(m.note(l, kind, format, args...))
+}
+
+// note logs what happened to l and returns its audit event, to be written
+// with the lease change it records (put) or on its own (Record).
+func (m *Manager) note(l Lease, kind, format string, args ...any) Event {
 	detail := fmt.Sprintf(format, args...)
 	m.log.Info(kind, "lease", l.ID, "server", l.ServerName, "detail", detail)
-	m.Record(Event{Kind: kind, Fingerprint: l.Fingerprint, LeaseID: l.ID, Detail: detail})
+	return Event{Time: m.cfg.Clock.Now(), Kind: kind, Fingerprint: l.Fingerprint, LeaseID: l.ID, Detail: detail}
 }

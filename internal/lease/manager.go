@@ -34,6 +34,7 @@ type MachineSpec struct {
 type Config struct {
 	Store    Store
 	Provider Provider
+	Machines Machines
 	Clock    Clock
 	Policy   Policy
 	Machine  MachineSpec
@@ -41,7 +42,7 @@ type Config struct {
 	// OperationTimeout bounds one create or resume, including waiting for SSH.
 	OperationTimeout time.Duration
 	// SSHProbeTimeout bounds the check that a running machine answers SSH
-	// before it is restarted; default 15s.
+	// before it is restarted, and telling a machine its expiry; default 15s.
 	SSHProbeTimeout time.Duration
 	// Fault, if set, is called at each named step of every operation (see
 	// faultPoints). Tests use it to crash the gateway between two steps.
@@ -55,6 +56,11 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 
+	// Lock order: a person's keyLock, then mu. A subscriber's delivery
+	// lock, then flight.mu. mu and flight.mu guard memory only: nothing
+	// calls out (store, provider, machines, subscribers) while holding
+	// them. A keyLock is held across a person's whole operation, provider
+	// and machine calls included: serialising those is its purpose.
 	mu       sync.Mutex
 	flights  map[string]*flight
 	locks    map[string]*keyLock
@@ -105,12 +111,13 @@ func (m *Manager) Ensure(ctx context.Context, key ssh.PublicKey, progress func(S
 	m.mu.Lock()
 	f, ok := m.flights[fp]
 	if !ok {
-		f = &flight{start: m.cfg.Clock.Now(), done: make(chan struct{}), subs: map[int]func(Step){}}
+		f = &flight{start: m.cfg.Clock.Now(), done: make(chan struct{}), subs: map[int]*subscriber{}}
 		m.flights[fp] = f
 		go m.fly(fp, key, f)
 	}
-	unsubscribe := f.subscribe(progress)
 	m.mu.Unlock()
+	// A flight that ends meanwhile keeps its steps, so the replay is whole.
+	unsubscribe := f.subscribe(progress)
 	defer unsubscribe()
 
 	select {
@@ -184,8 +191,10 @@ func (m *Manager) withActivity(l Lease) Lease {
 	return l
 }
 
-func (m *Manager) put(l Lease) error {
-	if err := m.cfg.Store.Put(m.withActivity(l)); err != nil {
+// put writes l, with the activity seen since, and events recording the
+// change: one write.
+func (m *Manager) put(l Lease, events ...Event) error {
+	if err := m.cfg.Store.Put(m.withActivity(l), events...); err != nil {
 		return fmt.Errorf("save lease: %w", err)
 	}
 	return nil
@@ -212,6 +221,7 @@ func (m *Manager) lock(fp string) func() {
 	}
 }
 
+// keyLock serialises one person's operations; see Manager.mu for the order.
 type keyLock struct {
 	sync.Mutex
 	refs int // guarded by Manager.mu
@@ -224,10 +234,20 @@ type flight struct {
 	lease Lease // set before done closes
 	err   error
 
-	mu      sync.Mutex
-	steps   []Step
-	subs    map[int]func(Step)
+	mu      sync.Mutex // before nothing; see Manager.mu
+	steps   []Step     // only ever appended to
+	subs    map[int]*subscriber
 	nextSub int
+}
+
+// subscriber is one receiver of a flight's steps. Its delivery lock is
+// held while fn runs, so fn sees every step once and in order whether the
+// step came by replay or by publish, and never after unsubscribing.
+type subscriber struct {
+	mu     sync.Mutex // delivery lock, before flight.mu
+	fn     func(Step)
+	sent   int  // steps fn has seen
+	closed bool // unsubscribed
 }
 
 // subscribe replays the steps so far to fn and sends it every later one,
@@ -236,28 +256,50 @@ func (f *flight) subscribe(fn func(Step)) (unsubscribe func()) {
 	if fn == nil {
 		return func() {}
 	}
+	s := &subscriber{fn: fn}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, s := range f.steps {
-		fn(s)
-	}
 	id := f.nextSub
 	f.nextSub++
-	f.subs[id] = fn
+	f.subs[id] = s
+	f.mu.Unlock()
+	f.deliver(s)
 	return func() {
 		f.mu.Lock()
 		delete(f.subs, id)
 		f.mu.Unlock()
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 	}
 }
 
-func (f *flight) publish(s Step) {
+func (f *flight) publish(st Step) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.steps = append(f.steps, s)
-	for _, fn := range f.subs {
-		fn(s)
+	f.steps = append(f.steps, st)
+	subs := make([]*subscriber, 0, len(f.subs))
+	for _, s := range f.subs {
+		subs = append(subs, s)
 	}
+	f.mu.Unlock()
+	for _, s := range subs {
+		f.deliver(s)
+	}
+}
+
+// deliver sends s the steps it has not seen yet, outside flight.mu.
+func (f *flight) deliver(s *subscriber) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	f.mu.Lock()
+	pending := f.steps[s.sent:len(f.steps):len(f.steps)]
+	f.mu.Unlock()
+	for _, st := range pending {
+		s.fn(st)
+	}
+	s.sent += len(pending)
 }
 
 func newID() (string, error) {

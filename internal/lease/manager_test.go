@@ -28,6 +28,8 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
+	"github.com/cc-gateway/cc-gateway/internal/proctree"
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
@@ -53,6 +55,8 @@ type world struct {
 	clock    *clock
 	store    *bolt.Store
 	provider *hcloud.Provider
+	machines *proxy.Machines
+	pool     *proxy.Pool
 	cloud    *localcloudtest.Cloud
 }
 
@@ -70,13 +74,24 @@ func newWorldOf(t *testing.T, kind, user string) *world {
 	}
 	t.Cleanup(func() { store.Close() })
 	c := &clock{now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
+	_, upstreamKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream, err := ssh.NewSignerFromKey(upstreamKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, Logger: log})
+	t.Cleanup(pool.Close)
+	machines := proxy.NewMachines(pool, user)
 	m := lease.NewManager(lease.Config{
-		Store: store, Provider: cloud.Provider, Clock: c, Logger: log,
+		Store: store, Provider: cloud.Provider, Machines: machines, Clock: c, Logger: log,
 		Policy:          lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 72 * time.Hour, IdleTimeout: 30 * time.Minute},
-		Machine:         lease.MachineSpec{User: user, SSHPort: cloud.SSHPort, ServerType: "cx23", Location: "fsn1"},
+		Machine:         lease.MachineSpec{User: user, SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
 		SSHProbeTimeout: time.Second,
 	})
-	return &world{m: m, clock: c, store: store, provider: cloud.Provider, cloud: cloud}
+	return &world{m: m, clock: c, store: store, provider: cloud.Provider, machines: machines, pool: pool, cloud: cloud}
 }
 
 func personKey(t *testing.T) ssh.PublicKey {
@@ -251,7 +266,7 @@ func TestExtendAndActivityUseTheClock(t *testing.T) {
 
 	// Expired leases extend from now, not from their old expiry.
 	w.clock.Advance(2 * time.Hour)
-	extended, err := w.m.Extend(fp, 90*time.Minute)
+	extended, err := w.m.Extend(ctx(t), fp, 90*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +280,7 @@ func TestExtendAndActivityUseTheClock(t *testing.T) {
 	}
 
 	var ee *lease.ExtendError
-	if _, err := w.m.Extend(fp, 30*time.Hour); !errors.As(err, &ee) {
+	if _, err := w.m.Extend(ctx(t), fp, 30*time.Hour); !errors.As(err, &ee) {
 		t.Errorf("extend past the cap: %v", err)
 	}
 }
@@ -292,8 +307,23 @@ func TestDeadSSHDIsRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	// sshd serves each connection in a child of its own: kill those too,
+	// the pooled connection among them, and wait until the pool saw it go.
+	children, err := proctree.Descendants(pid)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range append(children, pid) {
+		if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(10 * time.Second); w.pool.Stats().Conns > 0; <-tick.C {
+		if time.Now().After(deadline) {
+			t.Fatal("the pool still holds a connection to the killed sshd")
+		}
 	}
 
 	seen := &steps{}
@@ -307,7 +337,7 @@ func TestDeadSSHDIsRestarted(t *testing.T) {
 	if again.State != lease.StateRunning || again.ServerID != l.ServerID {
 		t.Errorf("after the restart: %+v", again)
 	}
-	if err := w.provider.WaitSSH(ctx(t), again.Address, again.HostKey); err != nil {
+	if err := w.machines.Wait(ctx(t), again.Address, again.HostKey); err != nil {
 		t.Errorf("sshd after the restart: %v", err)
 	}
 }

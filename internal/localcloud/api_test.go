@@ -21,6 +21,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
@@ -53,9 +54,15 @@ func rawClient(endpoint, token string) *hc.Client {
 // host key; it returns the pinned host key too.
 func newSpec(t *testing.T, leaseID string, port int) (lease.CreateSpec, string) {
 	t.Helper()
-	person, host := testkit.NewKey(t), testkit.NewKey(t)
+	return newSpecFor(t, leaseID, port, testkit.NewKey(t).Signer)
+}
+
+// newSpecFor is newSpec for a machine that authorizes signer.
+func newSpecFor(t *testing.T, leaseID string, port int, signer ssh.Signer) (lease.CreateSpec, string) {
+	t.Helper()
+	person, host := signer.PublicKey(), testkit.NewKey(t)
 	name := "cc-" + leaseID
-	doc, err := bootstrap.New(name, name, "claude", time.Time{}, port, []ssh.PublicKey{person.Public()}, host.PEM)
+	doc, err := bootstrap.New(name, name, "claude", time.Time{}, port, []ssh.PublicKey{person}, host.PEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +71,7 @@ func newSpec(t *testing.T, leaseID string, port int) (lease.CreateSpec, string) 
 		t.Fatal(err)
 	}
 	return lease.CreateSpec{
-		Name: name, LeaseID: leaseID, UserData: userData, PublicKey: person.AuthorizedKey(),
+		Name: name, LeaseID: leaseID, UserData: userData, PublicKey: testkit.AuthorizedKey(person),
 	}, doc.HostKey.Public
 }
 
@@ -92,12 +99,15 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	raw := rawClient(endpoint, cloud.Token())
 
 	// A machine's life through the provider.
-	spec, hostKey := newSpec(t, "life1", port)
+	person := testkit.NewKey(t).Signer
+	spec, hostKey := newSpecFor(t, "life1", port, person)
 	srv, err := p.Create(ctx, spec)
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	if err := p.WaitSSH(ctx, net.JoinHostPort(srv.IPv4, strconv.Itoa(port)), hostKey); err != nil {
+	pool := proxy.NewPool(proxy.PoolOptions{Key: person, Logger: testLogger()})
+	defer pool.Close()
+	if err := proxy.NewMachines(pool, "claude").Wait(ctx, net.JoinHostPort(srv.IPv4, strconv.Itoa(port)), hostKey); err != nil {
 		t.Fatalf("wait ssh: %v", err)
 	}
 	if _, err := p.Create(ctx, spec); err != nil { // idempotent repeat

@@ -431,7 +431,7 @@ func TestLifecycleUnderRandomFaults(t *testing.T) {
 	var srv lease.Server
 	step("create", func() (err error) { srv, err = p.Create(ctx, alice.spec); return err })
 	addr := func() string { return srv.IPv4 + ":" + strconv.Itoa(port) }
-	step("wait ssh", func() error { return p.WaitSSH(ctx, addr(), alice.hostKey) })
+	step("wait ssh", func() error { return alice.wait(ctx, addr(), alice.hostKey) })
 	runOnMachine(t, addr(), alice, "echo survived > chaos")
 	step("stop", func() error { return p.PowerOff(ctx, srv.ID) })
 	step("start", func() error { return p.PowerOn(ctx, srv.ID) })
@@ -442,7 +442,7 @@ func TestLifecycleUnderRandomFaults(t *testing.T) {
 	resume := alice.spec
 	resume.ImageID = im.ID
 	step("resume", func() (err error) { srv, err = p.Create(ctx, resume); return err })
-	step("wait ssh after resume", func() error { return p.WaitSSH(ctx, addr(), alice.hostKey) })
+	step("wait ssh after resume", func() error { return alice.wait(ctx, addr(), alice.hostKey) })
 	if out := runOnMachine(t, addr(), alice, "cat chaos"); out != "survived\n" {
 		t.Fatalf("the file after resuming: %q", out)
 	}

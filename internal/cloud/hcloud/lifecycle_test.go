@@ -30,7 +30,7 @@ func TestHibernateAndResume(t *testing.T) {
 	alice := newPerson(t, "hib1", e.port)
 
 	srv := e.create(t, ctx, alice.spec)
-	if err := e.p.WaitSSH(ctx, e.addr(srv), alice.hostKey); err != nil {
+	if err := alice.wait(ctx, e.addr(srv), alice.hostKey); err != nil {
 		t.Fatal(err)
 	}
 	runOnMachine(t, e.addr(srv), alice, "mkdir -p work && echo 'kept across hibernation' > work/note")
@@ -87,7 +87,7 @@ func TestHibernateAndResume(t *testing.T) {
 	if got, _, err := e.raw.Server.GetByID(ctx, back.ID); err != nil || got.Image == nil || got.Image.ID != im.ID {
 		t.Fatalf("the resumed server does not run the snapshot: %+v, %v", got, err)
 	}
-	if err := e.p.WaitSSH(ctx, e.addr(back), alice.hostKey); err != nil {
+	if err := alice.wait(ctx, e.addr(back), alice.hostKey); err != nil {
 		t.Fatal(err)
 	}
 	if out := runOnMachine(t, e.addr(back), alice, "cat work/note"); out != "kept across hibernation\n" {

@@ -1,6 +1,7 @@
 // Package hcloud is cc-gateway's Hetzner Cloud provider: it creates, powers
-// and deletes people's machines through hcloud-go and waits until their
-// sshd answers with the pinned host key. It implements lease.Provider.
+// and deletes people's machines through hcloud-go, and makes no other
+// calls (the machines' SSH is internal/proxy's). It implements
+// lease.Provider.
 //
 // Everything it creates (servers, SSH keys, snapshots) carries the labels
 // cc-gateway=<gateway> and cc-gateway-lease=<lease id>, and it never touches

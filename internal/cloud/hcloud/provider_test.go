@@ -27,6 +27,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
 )
 
 // testEnv is a local cloud with a provider and a plain hcloud-go client
@@ -186,6 +187,14 @@ func (e *testEnv) addr(srv lease.Server) string {
 
 // runOnMachine logs in as the person and runs cmd, proving the machine is
 // theirs and up.
+// wait waits until the machine at addr answers SSH with hostKey and lets
+// p in, as the gateway waits for machines.
+func (p person) wait(ctx context.Context, addr, hostKey string) error {
+	pool := proxy.NewPool(proxy.PoolOptions{Key: p.signer, Logger: slog.New(slog.DiscardHandler)})
+	defer pool.Close()
+	return proxy.NewMachines(pool, p.user).Wait(ctx, addr, hostKey)
+}
+
 func runOnMachine(t *testing.T, addr string, p person, cmd string) string {
 	t.Helper()
 	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p.hostKey))
@@ -244,7 +253,7 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	addr := e.addr(srv)
-	if err := e.p.WaitSSH(ctx, addr, alice.hostKey); err != nil {
+	if err := alice.wait(ctx, addr, alice.hostKey); err != nil {
 		t.Fatalf("wait ssh: %v", err)
 	}
 	if out := runOnMachine(t, addr, alice, "echo hello > note && cat note"); out != "hello\n" {
@@ -254,8 +263,8 @@ func TestLifecycle(t *testing.T) {
 	// Another key at that address is a mismatch at once, not a timeout.
 	bob := newPerson(t, "b0b", e.port)
 	start := time.Now()
-	err = e.p.WaitSSH(ctxFor(t, 20*time.Second), addr, bob.hostKey)
-	if !errors.Is(err, hcloud.ErrHostKeyMismatch) {
+	err = alice.wait(ctxFor(t, 20*time.Second), addr, bob.hostKey)
+	if !errors.Is(err, lease.ErrHostKeyMismatch) {
 		t.Fatalf("wait ssh with the wrong pinned key: %v, want ErrHostKeyMismatch", err)
 	}
 	if time.Since(start) > 10*time.Second {
@@ -288,7 +297,7 @@ func TestLifecycle(t *testing.T) {
 	if got, err := e.p.Get(ctx, srv.ID); err != nil || got.Status != "running" || got.IPv4 != srv.IPv4 {
 		t.Fatalf("after power on: %+v, %v", got, err)
 	}
-	if err := e.p.WaitSSH(ctx, addr, alice.hostKey); err != nil {
+	if err := alice.wait(ctx, addr, alice.hostKey); err != nil {
 		t.Fatalf("wait ssh after power on: %v", err)
 	}
 	if out := runOnMachine(t, addr, alice, "cat note"); out != "hello\n" {
@@ -346,7 +355,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 	if err != nil || len(servers) != 1 {
 		t.Fatalf("the project has %d servers (%v), want 1", len(servers), err)
 	}
-	if err := e.p.WaitSSH(ctx, e.addr(second), alice.hostKey); err != nil {
+	if err := alice.wait(ctx, e.addr(second), alice.hostKey); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -572,7 +581,7 @@ func TestServerSurvivesRestart(t *testing.T) {
 	if err != nil || got.Status != "running" || got.IPv4 != srv.IPv4 || got.Name != srv.Name {
 		t.Fatalf("after restart: %+v, %v; want %+v", got, err, srv)
 	}
-	if err := e.p.WaitSSH(ctx, e.addr(got), alice.hostKey); err != nil {
+	if err := alice.wait(ctx, e.addr(got), alice.hostKey); err != nil {
 		t.Fatalf("wait ssh after restart: %v", err)
 	}
 	if got, err := e.p.Get(ctx, stopped.ID); err != nil || got.Status != "off" {
@@ -586,8 +595,8 @@ func TestServerSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestOpenSSHMachine drives a real sshd through the provider: WaitSSH must
-// recognise OpenSSH answering with the pinned key.
+// TestOpenSSHMachine drives a real sshd through the provider: waiting for
+// it must recognise OpenSSH answering with the pinned key.
 func TestOpenSSHMachine(t *testing.T) {
 	t.Parallel()
 	osUser, err := machine.OpenSSHUser()
@@ -599,10 +608,10 @@ func TestOpenSSHMachine(t *testing.T) {
 	alice := newPersonAs(t, "real1", osUser, e.port)
 	srv := e.create(t, ctx, alice.spec)
 	addr := e.addr(srv)
-	if err := e.p.WaitSSH(ctx, addr, alice.hostKey); err != nil {
+	if err := alice.wait(ctx, addr, alice.hostKey); err != nil {
 		t.Fatalf("wait ssh: %v", err)
 	}
-	if err := e.p.WaitSSH(ctx, addr, newPerson(t, "other", e.port).hostKey); !errors.Is(err, hcloud.ErrHostKeyMismatch) {
+	if err := alice.wait(ctx, addr, newPerson(t, "other", e.port).hostKey); !errors.Is(err, lease.ErrHostKeyMismatch) {
 		t.Fatalf("wait ssh with the wrong pinned key: %v, want ErrHostKeyMismatch", err)
 	}
 	if out := runOnMachine(t, addr, alice, "echo real"); out != "real\n" {
@@ -614,7 +623,7 @@ func TestOpenSSHMachine(t *testing.T) {
 	if err := e.p.PowerOn(ctx, srv.ID); err != nil {
 		t.Fatalf("power on: %v", err)
 	}
-	if err := e.p.WaitSSH(ctx, addr, alice.hostKey); err != nil {
+	if err := alice.wait(ctx, addr, alice.hostKey); err != nil {
 		t.Fatalf("wait ssh after power on: %v", err)
 	}
 	if err := e.p.Delete(ctx, srv.ID); err != nil {
@@ -663,19 +672,6 @@ func TestImageChoice(t *testing.T) {
 	}
 	if _, err := hcloud.New(hcloud.Config{Token: "t"}); err == nil {
 		t.Fatal("a provider without image settings was accepted")
-	}
-}
-
-func TestWaitSSHGivesUpWithContext(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 300*time.Millisecond)
-	err := e.p.WaitSSH(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(localcloudtest.FreePort(t))), newPerson(t, "x", e.port).hostKey)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("wait ssh on a closed port: %v, want deadline exceeded", err)
-	}
-	if err := e.p.WaitSSH(context.Background(), "127.0.0.1:22", "not a key"); err == nil {
-		t.Fatal("wait ssh accepted an invalid pinned key")
 	}
 }
 

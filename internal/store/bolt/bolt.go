@@ -284,8 +284,9 @@ func (s *Store) Get(fingerprint string) (lease.Lease, error) {
 	return l, nil
 }
 
-// Put writes l under its fingerprint; it is on disk when Put returns.
-func (s *Store) Put(l lease.Lease) error {
+// Put writes l under its fingerprint and appends events to the audit log,
+// all in one transaction: both are on disk when Put returns, or neither.
+func (s *Store) Put(l lease.Lease, events ...lease.Event) error {
 	if l.Fingerprint == "" {
 		return errors.New("put lease: lease has no fingerprint")
 	}
@@ -293,8 +294,15 @@ func (s *Store) Put(l lease.Lease) error {
 	if err != nil {
 		return fmt.Errorf("put lease %s: encode: %w", l.Fingerprint, err)
 	}
+	rawEvents, err := encodeEvents(events)
+	if err != nil {
+		return fmt.Errorf("put lease %s: %w", l.Fingerprint, err)
+	}
 	err = s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(leasesBucket).Put([]byte(l.Fingerprint), raw)
+		if err := tx.Bucket(leasesBucket).Put([]byte(l.Fingerprint), raw); err != nil {
+			return err
+		}
+		return s.appendEvents(tx, rawEvents)
 	})
 	if err != nil {
 		return fmt.Errorf("put lease %s: %w", l.Fingerprint, err)
@@ -302,11 +310,19 @@ func (s *Store) Put(l lease.Lease) error {
 	return nil
 }
 
-// Delete removes the lease of fingerprint. Deleting a lease that is not
-// there is not an error, so a retried delete succeeds.
-func (s *Store) Delete(fingerprint string) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(leasesBucket).Delete([]byte(fingerprint))
+// Delete removes the lease of fingerprint and appends events to the audit
+// log in one transaction. Deleting a lease that is not there is not an
+// error, so a retried delete succeeds.
+func (s *Store) Delete(fingerprint string, events ...lease.Event) error {
+	rawEvents, err := encodeEvents(events)
+	if err != nil {
+		return fmt.Errorf("delete lease %s: %w", fingerprint, err)
+	}
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(leasesBucket).Delete([]byte(fingerprint)); err != nil {
+			return err
+		}
+		return s.appendEvents(tx, rawEvents)
 	})
 	if err != nil {
 		return fmt.Errorf("delete lease %s: %w", fingerprint, err)
@@ -344,31 +360,59 @@ func decode(fingerprint string, raw []byte, l *lease.Lease) error {
 // AppendEvent adds e to the audit log, dropping the oldest events beyond
 // the store's limit.
 func (s *Store) AppendEvent(e lease.Event) error {
-	raw, err := json.Marshal(e)
+	raw, err := encodeEvents([]lease.Event{e})
 	if err != nil {
-		return fmt.Errorf("append event: encode: %w", err)
+		return fmt.Errorf("append event: %w", err)
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(eventsBucket)
-		seq, err := b.NextSequence()
-		if err != nil {
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return s.appendEvents(tx, raw) }); err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	return nil
+}
+
+// encodeEvents encodes events before a transaction starts, so a write
+// transaction does no more than write.
+func encodeEvents(events []lease.Event) ([][]byte, error) {
+	raw := make([][]byte, len(events))
+	for i, e := range events {
+		var err error
+		if raw[i], err = json.Marshal(e); err != nil {
+			return nil, fmt.Errorf("encode event %s: %w", e.Kind, err)
+		}
+	}
+	return raw, nil
+}
+
+// appendEvents adds encoded events to the audit log in tx, dropping the
+// oldest events beyond the store's limit.
+func (s *Store) appendEvents(tx *bbolt.Tx, events [][]byte) error {
+	if len(events) == 0 {
+		return nil
+	}
+	b := tx.Bucket(eventsBucket)
+	var seq uint64
+	for _, raw := range events {
+		var err error
+		if seq, err = b.NextSequence(); err != nil {
 			return err
 		}
 		if err := b.Put(sequenceKey(seq), raw); err != nil {
 			return err
 		}
-		// Keys are consecutive and only the oldest are ever deleted, so
-		// the first key tells how many there are.
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil && seq-binary.BigEndian.Uint64(k) >= uint64(s.eventLimit); k, _ = c.Next() {
-			if err := c.Delete(); err != nil {
-				return err
-			}
+	}
+	// Keys are consecutive and only the oldest are ever deleted, so the
+	// first key tells how many there are. The keys are collected first: a
+	// cursor that deletes and then moves on skips the next key (etcd-io/bbolt
+	// issue 146).
+	var old [][]byte
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && seq-binary.BigEndian.Uint64(k) >= uint64(s.eventLimit); k, _ = c.Next() {
+		old = append(old, slices.Clone(k))
+	}
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("append event: %w", err)
 	}
 	return nil
 }

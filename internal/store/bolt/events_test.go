@@ -3,6 +3,7 @@ package bolt
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -93,5 +94,76 @@ func TestMigrateFromV1(t *testing.T) {
 	}
 	if v := rawVersion(t, path+".v1.bak"); v != 1 {
 		t.Errorf("backup holds schema version %d, want 1", v)
+	}
+}
+
+// TestLoweredLimitTrimsEveryOldEvent: with more events than a lowered
+// limit, one append drops all the surplus, not every other one (a cursor
+// that deletes and then moves on skips the key after each deleted one).
+func TestLoweredLimitTrimsEveryOldEvent(t *testing.T) {
+	s, _ := openTemp(t)
+	for i := range 20 {
+		if err := s.AppendEvent(event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.eventLimit = 5
+	if err := s.AppendEvent(event(20)); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.Events(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 5 || all[0].Detail != "event 16" || all[4].Detail != "event 20" {
+		t.Fatalf("after lowering the limit to 5, %d events remain, from %q", len(all), all[0].Detail)
+	}
+}
+
+// lastTx is the id of the newest committed write transaction: bbolt counts
+// them, one per commit and so one per fsync.
+func lastTx(t *testing.T, s *Store) int {
+	t.Helper()
+	var id int
+	if err := s.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestLeaseChangeAndItsEventsAreOneWrite: Put and Delete write the lease
+// and its audit events in one transaction, and both survive a reopen.
+func TestLeaseChangeAndItsEventsAreOneWrite(t *testing.T) {
+	s, path := openTemp(t)
+	keep, gone := sampleLease("SHA256:keep"), sampleLease("SHA256:gone")
+	if err := s.Put(gone); err != nil {
+		t.Fatal(err)
+	}
+	before := lastTx(t, s)
+	if err := s.Put(keep, event(1), event(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(gone.Fingerprint, event(3)); err != nil {
+		t.Fatal(err)
+	}
+	if n := lastTx(t, s) - before; n != 2 {
+		t.Errorf("a put and a delete, each with events, took %d write transactions, want 2", n)
+	}
+
+	s.Close()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Get(keep.Fingerprint); err != nil {
+		t.Errorf("lease after reopen: %v", err)
+	}
+	if _, err := s.Get(gone.Fingerprint); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("deleted lease after reopen: %v", err)
+	}
+	all, err := s.Events(0)
+	if err != nil || len(all) != 3 || all[0].Detail != "event 1" || all[2].Detail != "event 3" {
+		t.Errorf("events after reopen: %+v, %v", all, err)
 	}
 }

@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+// Bounds of Wait's polling.
+const (
+	waitFirstDelay = 100 * time.Millisecond
+	waitMaxDelay   = 2 * time.Second
+	// waitMax caps a wait whose context has no deadline: a machine that
+	// has not answered in this long is not going to.
+	waitMax = 30 * time.Minute
+)
+
+// Machines is lease.Machines on the pool: it reaches machines as the
+// instance user with the pool's key, accepting only their pinned host keys.
+// Whatever it connects stays pooled, so the session that follows a wait or
+// an expiry push finds its machine connection ready.
+type Machines struct {
+	pool *Pool
+	user string
+}
+
+var _ lease.Machines = (*Machines)(nil)
+
+// NewMachines returns the Machines that reach machines as user through pool.
+func NewMachines(pool *Pool, user string) *Machines {
+	return &Machines{pool: pool, user: user}
+}
+
+func (m *Machines) target(addr, hostKey string) (Target, error) {
+	key, _, _, _, err := gossh.ParseAuthorizedKey([]byte(hostKey))
+	if err != nil {
+		return Target{}, fmt.Errorf("machine at %s: the pinned host key is not valid: %w", addr, err)
+	}
+	return Target{Addr: addr, User: m.user, HostKey: key}, nil
+}
+
+// Wait returns once the machine at addr answers SSH with hostKey and lets
+// the gateway in: at once when the pool holds a live connection to it,
+// otherwise by dialling, every so often until ctx ends. A machine that
+// answers with another key is an error wrapping lease.ErrHostKeyMismatch,
+// at once. With ctx already ended it only looks in the pool.
+func (m *Machines) Wait(ctx context.Context, addr, hostKey string) error {
+	t, err := m.target(addr, hostKey)
+	if err != nil {
+		return err
+	}
+	if m.pool.Has(t) {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, waitMax)
+	defer cancel()
+	delay := waitFirstDelay
+	for attempt := 1; ; attempt++ {
+		// Reserving room for a channel dials when nothing is pooled; given
+		// back unused, the connection stays for the idle timeout.
+		seat, err := m.pool.Channel(ctx, t)
+		if err == nil {
+			seat.Close()
+			return nil
+		}
+		var mismatch *HostKeyMismatchError
+		switch {
+		case errors.As(err, &mismatch):
+			return fmt.Errorf("%w: %w", lease.ErrHostKeyMismatch, err)
+		case errors.Is(err, ErrPoolClosed):
+			return err
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("ssh on %s did not answer after %d attempts (last: %v): %w", addr, attempt, err, ctx.Err())
+		case <-timer.C:
+		}
+		delay = min(2*delay, waitMaxDelay)
+	}
+}
+
+// SetExpiry writes expires into the running machine's expires file
+// (bootstrap.ExpiresCommand) over a pooled session.
+func (m *Machines) SetExpiry(ctx context.Context, addr, hostKey string, expires time.Time) error {
+	t, err := m.target(addr, hostKey)
+	if err != nil {
+		return err
+	}
+	if err := m.run(ctx, t, bootstrap.ExpiresCommand(expires)); err != nil {
+		return fmt.Errorf("set expiry on machine at %s: %w", addr, err)
+	}
+	return nil
+}
+
+// run runs command on t in a pooled session and waits for its exit status.
+func (m *Machines) run(ctx context.Context, t Target, command string) error {
+	seat, err := m.pool.Session(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer seat.Close()
+	ch, reqs, err := seat.OpenChannel("session", nil)
+	if err != nil {
+		return fmt.Errorf("open session: %w", err)
+	}
+	defer ch.Close()
+	// Closing the channel when ctx ends unblocks the reads below.
+	stop := context.AfterFunc(ctx, func() { ch.Close() })
+	defer stop()
+
+	ok, err := ch.SendRequest("exec", true, gossh.Marshal(struct{ Command string }{command}))
+	if err != nil || !ok {
+		return fmt.Errorf("the machine refused to run the command (%v)", err)
+	}
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		// The command prints at most an error line; keep that much.
+		all := io.MultiReader(ch, ch.Stderr())
+		io.Copy(&out, io.LimitReader(all, 4096))
+		io.Copy(io.Discard, all)
+		close(copied)
+	}()
+	status := -1
+	for req := range reqs {
+		if req.Type == "exit-status" && len(req.Payload) >= 4 {
+			status = int(binary.BigEndian.Uint32(req.Payload))
+		}
+		if req.WantReply {
+			req.Reply(false, nil)
+		}
+	}
+	<-copied
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("no answer: %w", ctx.Err())
+	case status != 0:
+		return fmt.Errorf("exit status %d: %s", status, bytes.TrimSpace(out.Bytes()))
+	}
+	return nil
+}
