@@ -78,7 +78,7 @@ type Gateway struct {
 	server *ssh.Server
 	pool   *proxy.Pool // connections to machines, shared by a person's connections
 
-	mu       sync.Mutex
+	mu       sync.Mutex // held to read or change these fields only; lock order in notify.go
 	sessions map[*liveSession]struct{}
 	listener net.Listener
 	closing  bool

@@ -23,6 +23,8 @@ type Conn struct {
 	idleSince   time.Time
 	idle        *time.Timer
 
+	// mu guards the routes and the channel count; it comes after Pool.mu
+	// and is held only to read or change these fields.
 	mu       sync.Mutex
 	forwards map[forwardKey]route // remote forwards, by listen address
 	agent    *route               // where agent channels go (private only)

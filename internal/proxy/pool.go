@@ -58,6 +58,13 @@ type Pool struct {
 	opts PoolOptions
 	log  *slog.Logger
 
+	// mu guards the maps below and every Conn's seat counts. Lock order:
+	// a caller's own locks (the gateway's per-client-connection lock), then
+	// Pool.mu, then Conn.mu; today nothing holds Pool.mu and Conn.mu at
+	// once. Neither is held while calling out: dials, closes, channel opens
+	// and requests, and the routes' Openers and activity callbacks all run
+	// after the lock is released, so a slow machine or client stalls only
+	// its own channel.
 	mu      sync.Mutex
 	shared  map[string][]*Conn       // by Target.id, live connections only
 	dialing map[string]chan struct{} // closed when that target's dial ends
@@ -141,8 +148,9 @@ func (p *Pool) acquire(ctx context.Context, t Target, session bool) (*Conn, erro
 		delete(p.dialing, id)
 		close(wait)
 		if err == nil && p.closed {
-			err = ErrPoolClosed
+			p.mu.Unlock()
 			c.client.Close()
+			return nil, ErrPoolClosed
 		}
 		if err != nil {
 			p.mu.Unlock()
@@ -186,6 +194,14 @@ func (p *Pool) hold(c *Conn, session bool) {
 // release gives back what hold took. A shared connection nobody holds
 // closes after the idle timeout; a private one at once.
 func (p *Pool) release(c *Conn, session bool) {
+	if p.unhold(c, session) {
+		c.client.Close()
+	}
+}
+
+// unhold is release under p.mu: it reports whether the connection is to
+// close now, which the caller does once the lock is released.
+func (p *Pool) unhold(c *Conn, session bool) (closeNow bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c.refs--
@@ -193,11 +209,10 @@ func (p *Pool) release(c *Conn, session bool) {
 		c.sessions--
 	}
 	if c.refs > 0 {
-		return
+		return false
 	}
 	if c.id == "" || p.closed {
-		c.client.Close()
-		return
+		return true
 	}
 	since := time.Now()
 	c.idleSince = since
@@ -210,6 +225,7 @@ func (p *Pool) release(c *Conn, session bool) {
 			c.client.Close()
 		}
 	})
+	return false
 }
 
 // forget drops an ended connection from the pool.
