@@ -80,7 +80,7 @@ type Gateway struct {
 	server *ssh.Server
 	pool   *proxy.Pool // connections to machines, shared by a person's connections and the lease manager
 
-	mu       sync.Mutex
+	mu       sync.Mutex // held to read or change these fields only; lock order in notify.go
 	sessions map[*liveSession]struct{}
 	listener net.Listener
 	closing  bool

@@ -18,12 +18,19 @@ const expiryReminder = 30 * time.Minute
 // client that stops reading must not stall it.
 const noticeWait = 2 * time.Second
 
+// Lock order: Gateway.mu, then liveSession.mu, then syncChannel.mu.
+// Gateway.mu is held only to copy the list of live sessions (sessionsOf,
+// Shutdown), never while writing to one. The two per-channel locks are held
+// across the write itself, which x/crypto needs serialised: a client that
+// stops reading stalls only writers to its own channel, and Warn, End and
+// Shutdown wait for it at most noticeWait.
+
 // syncChannel serialises writes to a session channel. x/crypto reuses one
 // packet buffer per stream and keeps its EOF flag unguarded, so the
 // proxy's copying and the gateway's notices must never write at once.
 type syncChannel struct {
 	gossh.Channel
-	mu sync.Mutex
+	mu sync.Mutex // held across each write; takes no other lock
 }
 
 func (c *syncChannel) Write(p []byte) (int, error) {
@@ -56,8 +63,8 @@ type liveSession struct {
 	fingerprint string
 	ch          gossh.Channel
 
-	mu      sync.Mutex
-	out     io.Writer // the terminal with a PTY, stderr without
+	mu      sync.Mutex // orders notices with progress lines; before syncChannel.mu
+	out     io.Writer  // the terminal with a PTY, stderr without
 	newline string
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -140,13 +141,31 @@ func TestOutputDrainedBeforeExit(t *testing.T) {
 	}
 }
 
-func TestEarlyEnvReplayed(t *testing.T) {
-	_, fd := setup(t.Context(), t)
-	s, err := fd.dial(t).NewSession()
+// newSession opens a session on c, closed when the test ends.
+func newSession(t *testing.T, c *gossh.Client) *gossh.Session {
+	t.Helper()
+	s, err := c.NewSession()
 	if err != nil {
+		t.Fatalf("new session: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// ptySession opens a session with an 80x24 terminal through a new front door.
+func ptySession(t *testing.T) *gossh.Session {
+	t.Helper()
+	_, fd := setup(t.Context(), t)
+	s := newSession(t, fd.dial(t))
+	if err := s.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	return s
+}
+
+func TestEarlyEnvReplayed(t *testing.T) {
+	_, fd := setup(t.Context(), t)
+	s := newSession(t, fd.dial(t))
 	if err := s.Setenv("CCGW_TEST", "hello"); err != nil {
 		t.Fatal(err)
 	}
@@ -160,15 +179,7 @@ func TestEarlyEnvReplayed(t *testing.T) {
 }
 
 func TestPTYEarlyWindowChange(t *testing.T) {
-	_, fd := setup(t.Context(), t)
-	s, err := fd.dial(t).NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
-		t.Fatal(err)
-	}
+	s := ptySession(t)
 	// Resized before the program starts: the front door holds this back.
 	if err := s.WindowChange(50, 132); err != nil {
 		t.Fatal(err)
@@ -194,15 +205,7 @@ func TestExitSignal(t *testing.T) {
 // TestWindowChangeAfterStart resizes a running terminal session. The resize
 // asks for a reply, so the machine has applied it before the next keystroke.
 func TestWindowChangeAfterStart(t *testing.T) {
-	_, fd := setup(t.Context(), t)
-	s, err := fd.dial(t).NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
-		t.Fatal(err)
-	}
+	s := ptySession(t)
 	stdin, err := s.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -284,37 +287,38 @@ func TestRequestRepliesForwarded(t *testing.T) {
 	if ok, err := ch.SendRequest("window-change", true, gossh.Marshal(&size)); err != nil || !ok {
 		t.Errorf("window-change: ok=%v err=%v, want accepted", ok, err)
 	}
-	// EOF ends cat, and the machine reports its exit.
+	// EOF ends cat, and the machine's exit report goes to the person before
+	// its EOF: an OpenSSH ControlMaster closes the session once it has seen
+	// EOF both ways, which would leave no room for the report.
 	if err := ch.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	deadline := time.After(15 * time.Second)
-	for done := false; !done; {
-		select {
-		case req, ok := <-reqs:
-			if !ok {
-				done = true
-				break
-			}
-			got = append(got, req.Type)
-			req.Reply(false, nil)
-		case <-deadline:
-			t.Fatalf("channel not closed; requests so far %v", got)
-		}
+	refuseUntilClosed(t, reqs)
+	if err := fd.result(t); err != nil {
+		t.Errorf("bridge: %v", err)
 	}
-	if !containsString(got, "exit-status") {
-		t.Errorf("requests after EOF %v, want an exit-status", got)
+	sent := fd.sent.list()
+	if exit, eof := slices.Index(sent, "exit-status"), slices.Index(sent, "EOF"); exit < 0 || eof < exit {
+		t.Errorf("sent downstream %v, want an exit-status and then EOF", sent)
 	}
 }
 
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
+// refuseUntilClosed refuses every request on reqs until the channel closes,
+// which it must within 15 seconds.
+func refuseUntilClosed(t *testing.T, reqs <-chan *gossh.Request) {
+	t.Helper()
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case req, ok := <-reqs:
+			if !ok {
+				return
+			}
+			req.Reply(false, nil)
+		case <-deadline:
+			t.Fatal("channel still open after 15s")
 		}
 	}
-	return false
 }
 
 func TestRefusedSubsystem(t *testing.T) {
@@ -329,18 +333,7 @@ func TestRefusedSubsystem(t *testing.T) {
 		t.Fatalf("subsystem: ok=%v err=%v, want refused", ok, err)
 	}
 	// The gateway closes the channel after refusing.
-	deadline := time.After(10 * time.Second)
-	for open := true; open; {
-		select {
-		case req, ok := <-reqs:
-			if ok {
-				req.Reply(false, nil)
-			}
-			open = ok
-		case <-deadline:
-			t.Fatal("channel still open after refused subsystem")
-		}
-	}
+	refuseUntilClosed(t, reqs)
 	if err := fd.result(t); err == nil || !strings.Contains(err.Error(), "refused subsystem") {
 		t.Errorf("bridge returned %v, want a refusal", err)
 	}
@@ -349,11 +342,7 @@ func TestRefusedSubsystem(t *testing.T) {
 // startReady starts cmd, which must print "ready" first, and waits for that line.
 func startReady(t *testing.T, c *gossh.Client, cmd string) (s *gossh.Session, stderr *bytes.Buffer, rest chan []byte) {
 	t.Helper()
-	s, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s = newSession(t, c)
 	stdin, err := s.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

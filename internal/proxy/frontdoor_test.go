@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ type frontDoor struct {
 	gatewayKey gossh.Signer // authorized on the machine
 	results    chan error   // one per bridged session, after Bridge returned
 	activity   atomic.Int64
+	sent       sentLog // what bridges sent downstream besides data
 
 	ln    net.Listener
 	wg    sync.WaitGroup
@@ -117,7 +119,7 @@ func (fd *frontDoor) session(ctx context.Context, nc gossh.NewChannel, up *gossh
 			req.Reply(true, nil)
 			early = append(early, req)
 		case "shell", "exec", "subsystem":
-			s := Session{Channel: ch, Requests: reqs, Early: early, Start: req}
+			s := Session{Channel: loggedChannel{ch, &fd.sent}, Requests: reqs, Early: early, Start: req}
 			fd.results <- Bridge(ctx, up, s, Hooks{Activity: func() { fd.activity.Add(1) }})
 			return
 		default:
@@ -163,4 +165,38 @@ func setup(ctx context.Context, t testing.TB, sshdExtra ...string) (*sshd, *fron
 	gatewayKey, _ := newSigner(t)
 	m := startSSHD(t, gatewayKey.PublicKey(), sshdExtra...)
 	return m, startFrontDoor(ctx, t, m, gatewayKey)
+}
+
+// sentLog records, in order, the requests (by type) and EOFs a bridge sends
+// on the person's channel: the order in which they go on the wire.
+type sentLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *sentLog) add(event string) {
+	l.mu.Lock()
+	l.events = append(l.events, event)
+	l.mu.Unlock()
+}
+
+func (l *sentLog) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
+}
+
+type loggedChannel struct {
+	gossh.Channel
+	log *sentLog
+}
+
+func (c loggedChannel) CloseWrite() error {
+	c.log.add("EOF")
+	return c.Channel.CloseWrite()
+}
+
+func (c loggedChannel) SendRequest(name string, wantReply bool, payload []byte) (bool, error) {
+	c.log.add(name)
+	return c.Channel.SendRequest(name, wantReply, payload)
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"net"
 	"os/exec"
@@ -31,12 +30,8 @@ func newOpenSSHClient(t *testing.T, fd *frontDoor) *opensshClient {
 	}
 	dir := t.TempDir()
 	_, priv := newSigner(t)
-	block, err := gossh.MarshalPrivateKey(priv, "person")
-	if err != nil {
-		t.Fatal(err)
-	}
 	keyPath := filepath.Join(dir, "id_ed25519")
-	writeFile(t, keyPath, pem.EncodeToMemory(block), 0o600)
+	writePrivateKey(t, keyPath, priv, "person")
 	host, port, _ := net.SplitHostPort(fd.addr)
 	knownHosts := filepath.Join(dir, "known_hosts")
 	writeFile(t, knownHosts, []byte("[127.0.0.1]:"+port+" "+string(gossh.MarshalAuthorizedKey(fd.hostKey))), 0o600)

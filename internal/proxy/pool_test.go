@@ -63,7 +63,7 @@ func TestPoolSharesAndCloses(t *testing.T) {
 	key, _ := newSigner(t)
 	m := startSSHD(t, key.PublicKey())
 	p := newTestPool(t, key, PoolOptions{IdleTimeout: 100 * time.Millisecond})
-	target := Target{Addr: m.addr, User: m.user, HostKey: m.hostKey}
+	target := m.target()
 	if p.Has(target) {
 		t.Fatal("an empty pool claims a connection")
 	}
@@ -100,7 +100,7 @@ func TestPoolMoreSessionsThanSSHDAllows(t *testing.T) {
 	key, _ := newSigner(t)
 	m := startSSHD(t, key.PublicKey(), "MaxSessions 2")
 	p := newTestPool(t, key, PoolOptions{})
-	target := Target{Addr: m.addr, User: m.user, HostKey: m.hostKey}
+	target := m.target()
 	for i := range 5 {
 		seat, err := p.Session(t.Context(), target)
 		if err != nil {
@@ -122,7 +122,7 @@ func TestPoolKeepaliveClosesSilentMachine(t *testing.T) {
 	key, _ := newSigner(t)
 	m := startSSHD(t, key.PublicKey())
 	p := newTestPool(t, key, PoolOptions{Keepalive: 200 * time.Millisecond})
-	target := Target{Addr: m.addr, User: m.user, HostKey: m.hostKey}
+	target := m.target()
 	seat, err := p.Session(t.Context(), target)
 	if err != nil {
 		t.Fatal(err)

@@ -193,25 +193,32 @@ func (b *bridge) pump(ctx context.Context, uch gossh.Channel, ureqs <-chan *goss
 		close(outDone)
 	}()
 
-	// The machine's EOF is passed on together with its exit report, not on
-	// its own: when the connection dies, x/crypto ends the output streams
-	// just as an EOF would, and the person must still be able to read why
-	// on stderr. Only a program that closes its output long before it exits
-	// sees its EOF delayed.
+	// The machine's EOF is passed on after its exit report, not on its own:
+	// when the connection dies, x/crypto ends the output streams just as an
+	// EOF would, and the person must still be able to read why on stderr.
+	// The report goes before the EOF because an OpenSSH ControlMaster closes
+	// a session once it has seen EOF both ways, and x/crypto answers a close
+	// at once: after that nothing more can be sent on the channel. Only a
+	// program that closes its output long before it exits sees its EOF
+	// delayed.
 	var (
-		held    []*gossh.Request // exit requests waiting for the output to drain
-		drained bool             // every byte of output was written downstream
-		exited  bool             // the machine reported how the program ended
-		eofSent bool
-		gone    bool  // the person's channel closed
-		cause   error // why ctx ended the session
-		outWait = outDone
-		goneC   = downGone
-		ctxDone = ctx.Done()
+		held     []*gossh.Request // exit requests waiting for the output to drain
+		drained  bool             // every byte of output was written downstream
+		exited   bool             // the machine reported how the program ended
+		reported bool             // the exit report and EOF went downstream
+		gone     bool             // the person's channel closed
+		cause    error            // why ctx ended the session
+		outWait  = outDone
+		goneC    = downGone
+		ctxDone  = ctx.Done()
 	)
-	sendEOF := func() {
-		if !eofSent {
-			eofSent = true
+	report := func() {
+		for _, r := range held {
+			b.forward(r)
+		}
+		held = nil
+		if !reported {
+			reported = true
 			b.down.CloseWrite()
 		}
 	}
@@ -223,26 +230,22 @@ loop:
 				ureqs = nil
 				continue
 			}
-			if req.Type == "exit-status" || req.Type == "exit-signal" {
-				exited = true
-				// sshd may send these before the last output; sending
-				// them first could let the client drop the tail.
-				if !drained {
-					held = append(held, req)
-					continue
-				}
-				sendEOF()
+			if req.Type != "exit-status" && req.Type != "exit-signal" {
+				b.forward(req)
+				continue
 			}
-			b.forward(req)
+			exited = true
+			held = append(held, req)
+			// sshd may send these before the last output; sending them
+			// first could let the client drop the tail.
+			if drained {
+				report()
+			}
 		case <-outWait:
 			outWait = nil
 			drained = true
 			if exited {
-				sendEOF()
-				for _, r := range held {
-					b.forward(r)
-				}
-				held = nil
+				report()
 			}
 		case <-goneC:
 			goneC = nil
@@ -259,14 +262,14 @@ loop:
 	switch {
 	case cause != nil:
 		err = fmt.Errorf("session ended by gateway: %w", cause)
-		if !eofSent { // otherwise the program's exit was already reported
+		if !reported { // otherwise the program's exit was already reported
 			b.end(endMessage(cause))
 		}
 	case !exited && !gone && !b.upstreamAlive():
 		b.end(b.lost())
 		err = ErrUpstreamLost
 	default:
-		sendEOF()
+		report()
 	}
 	b.down.Close()
 	uch.Close()

@@ -66,6 +66,11 @@ func newSigner(t testing.TB) (gossh.Signer, ed25519.PrivateKey) {
 	return s, priv
 }
 
+// target is how the pool reaches this sshd.
+func (s *sshd) target() Target {
+	return Target{Addr: s.addr, User: s.user, HostKey: s.hostKey}
+}
+
 // startSSHD starts /usr/sbin/sshd on a free loopback port, authorizing
 // clientKey for the user running the test. extra lines go into sshd_config.
 func startSSHD(t testing.TB, clientKey gossh.PublicKey, extra ...string) *sshd {
@@ -83,12 +88,8 @@ func startSSHD(t testing.TB, clientKey gossh.PublicKey, extra ...string) *sshd {
 	dir := t.TempDir()
 
 	hostSigner, hostPriv := newSigner(t)
-	block, err := gossh.MarshalPrivateKey(hostPriv, "test host key")
-	if err != nil {
-		t.Fatal(err)
-	}
 	hostKeyPath := filepath.Join(dir, "host_ed25519_key")
-	writeFile(t, hostKeyPath, pem.EncodeToMemory(block), 0o600)
+	writePrivateKey(t, hostKeyPath, hostPriv, "test host key")
 	authPath := filepath.Join(dir, "authorized_keys")
 	writeFile(t, authPath, gossh.MarshalAuthorizedKey(clientKey), 0o600)
 
@@ -205,6 +206,16 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// writePrivateKey writes key in OpenSSH's format, as ssh and sshd read it.
+func writePrivateKey(t testing.TB, path string, key ed25519.PrivateKey, comment string) {
+	t.Helper()
+	block, err := gossh.MarshalPrivateKey(key, comment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, pem.EncodeToMemory(block), 0o600)
 }
 
 func writeFile(t testing.TB, path string, data []byte, mode os.FileMode) {
