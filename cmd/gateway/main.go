@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"syscall"
 
@@ -181,14 +180,6 @@ func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(),
 		}
 		pc.Token, pc.Endpoint = cloud.Token(), cloud.Endpoint()
 		closeCloud = func() { cloud.Close() }
-		// Written for people and tests who want to look inside the local
-		// cloud with Hetzner's own tools (hcloud reads these variables).
-		credentials := fmt.Sprintf("HCLOUD_ENDPOINT=%s\nHCLOUD_TOKEN=%s\n", cloud.Endpoint(), cloud.Token())
-		if err := os.WriteFile(filepath.Join(cfg.LocalCloudDir(), "api.env"), []byte(credentials), 0o600); err != nil {
-			closeCloud()
-			return nil, nil, fmt.Errorf("write local cloud credentials: %w", err)
-		}
-		log.Info("local cloud started", "endpoint", cloud.Endpoint(), "machines", cfg.LocalMachines)
 	}
 	p, err := hcloud.New(pc)
 	if err != nil {
