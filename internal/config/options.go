@@ -65,12 +65,21 @@ type value struct {
 	arg    string        // help placeholder of an enumeration: its values
 }
 
-// text is a string option; check, if given, says what is wrong with a value.
-func text(p *string, check func(string) string) value {
+// typed binds a field of type T: parse reads text, its error saying why
+// the text does not parse; format prints the field; check, if given, says
+// what is wrong with a value on its own, or "".
+func typed[T any](p *T, parse func(string) (T, error), format func(T) string, check func(T) string) value {
 	v := value{
-		field:  p,
-		set:    func(s string) error { *p = s; return nil },
-		format: func() string { return *p },
+		field: p,
+		set: func(s string) error {
+			x, err := parse(s)
+			if err != nil {
+				return err
+			}
+			*p = x
+			return nil
+		},
+		format: func() string { return format(*p) },
 	}
 	if check != nil {
 		v.check = func() string { return check(*p) }
@@ -78,49 +87,45 @@ func text(p *string, check func(string) string) value {
 	return v
 }
 
+// text is a string option, kept as written.
+func text(p *string, check func(string) string) value {
+	same := func(s string) string { return s }
+	return typed(p, func(s string) (string, error) { return s, nil }, same, check)
+}
+
 // duration is a positive time.Duration option.
 func duration(p *time.Duration) value {
-	return value{
-		field: p,
-		set: func(s string) error {
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				return errors.New("is not a duration like 90m or 4h")
-			}
-			*p = d
-			return nil
-		},
-		format: func() string { return fmtDuration(*p) },
-		check: func() string {
-			if *p <= 0 {
-				return fmtDuration(*p) + " is not positive; give a duration like 90m or 4h"
-			}
-			return ""
-		},
+	parse := func(s string) (time.Duration, error) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, errors.New("is not a duration like 90m or 4h")
+		}
+		return d, nil
 	}
+	return typed(p, parse, fmtDuration, func(d time.Duration) string {
+		if d <= 0 {
+			return fmtDuration(d) + " is not positive; give a duration like 90m or 4h"
+		}
+		return ""
+	})
 }
 
 // number is a whole number option from lo to hi; what names such a number
 // in the message, e.g. "a port".
 func number(p *int, lo, hi int, what string) value {
-	return value{
-		field: p,
-		set: func(s string) error {
-			n, err := strconv.Atoi(s)
-			if err != nil {
-				return errors.New("is not a whole number")
-			}
-			*p = n
-			return nil
-		},
-		format: func() string { return strconv.Itoa(*p) },
-		check: func() string {
-			if *p < lo || *p > hi {
-				return fmt.Sprintf("%d is not %s from %d to %d", *p, what, lo, hi)
-			}
-			return ""
-		},
+	parse := func(s string) (int, error) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return 0, errors.New("is not a whole number")
+		}
+		return n, nil
 	}
+	return typed(p, parse, strconv.Itoa, func(n int) string {
+		if n < lo || n > hi {
+			return fmt.Sprintf("%d is not %s from %d to %d", n, what, lo, hi)
+		}
+		return ""
+	})
 }
 
 // enum is an option that takes one of values. Any text parses, so that a
@@ -130,18 +135,14 @@ func enum[T ~string](p *T, values ...T) value {
 	for i, v := range values {
 		names[i] = string(v)
 	}
-	return value{
-		field:  p,
-		set:    func(s string) error { *p = T(s); return nil },
-		format: func() string { return string(*p) },
-		check: func() string {
-			if slices.Contains(values, *p) {
-				return ""
-			}
-			return fmt.Sprintf("%q is not %s", *p, orList(names))
-		},
-		arg: strings.Join(names, "|"),
-	}
+	v := typed(p, func(s string) (T, error) { return T(s), nil }, func(x T) string { return string(x) }, func(x T) string {
+		if slices.Contains(values, x) {
+			return ""
+		}
+		return fmt.Sprintf("%q is not %s", x, orList(names))
+	})
+	v.arg = strings.Join(names, "|")
+	return v
 }
 
 // orList joins words as "a, b or c".
