@@ -7,6 +7,14 @@
 // a CC_GATEWAY_ prefix, as the environment variable (CC_GATEWAY_IDLE_TIMEOUT).
 // An empty environment variable counts as unset.
 //
+// Each option is one row of the table in options.go: its name, help,
+// default, and the Config field it fills with the field's parser and the
+// check of a value on its own. The few rules that involve more than one
+// option are listed in validate.go; values worked out from the options
+// (the operation timeout, the image of an infected machine, file paths)
+// are methods in derived.go. Every problem is reported, each naming the
+// option and the layer its value came from.
+//
 // The config file, named by --config or CC_GATEWAY_CONFIG, holds one
 // "name = value" per line. Blank lines and lines whose first non-blank
 // character is # are ignored. The value runs to the end of the line with
