@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"path/filepath"
@@ -11,27 +10,18 @@ import (
 	"testing"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
+
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 )
 
 func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
 
 // cloudClient is the real hcloud-go client on the local cloud's API, with
-// the credentials the gateway writes for it.
+// the credentials the local cloud writes for it.
 func cloudClient(t *testing.T, lg *localGateway) *hcloud.Client {
 	t.Helper()
-	f, err := os.Open(filepath.Join(lg.dir, "data", "localcloud", "api.env"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			env[k] = v
-		}
-	}
-	return hcloud.NewClient(hcloud.WithEndpoint(env["HCLOUD_ENDPOINT"]), hcloud.WithToken(env["HCLOUD_TOKEN"]))
+	endpoint, token := localcloudtest.Credentials(t, filepath.Join(lg.dir, "data", "localcloud"))
+	return hcloud.NewClient(hcloud.WithEndpoint(endpoint), hcloud.WithToken(token))
 }
 
 // countServers lists the local cloud's servers through its Hetzner API.

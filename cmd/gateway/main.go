@@ -13,14 +13,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/config"
 	"github.com/cc-gateway/cc-gateway/internal/gateway"
@@ -64,11 +61,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
-	hostKey, err := gateway.LoadOrCreateKey(filepath.Join(cfg.HostKeyDir, "ssh_host_ed25519_key"))
+	hostKey, err := gateway.LoadOrCreateKey(cfg.HostKeyPath())
 	if err != nil {
 		return fmt.Errorf("host key: %w", err)
 	}
-	upstreamKey, err := gateway.LoadOrCreateKey(filepath.Join(cfg.DataDir, "upstream_ed25519_key"))
+	upstreamKey, err := gateway.LoadOrCreateKey(cfg.UpstreamKeyPath())
 	if err != nil {
 		return fmt.Errorf("upstream key: %w", err)
 	}
@@ -81,7 +78,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return err
 	}
 
-	store, err := bolt.Open(filepath.Join(cfg.DataDir, "gateway.db"))
+	store, err := bolt.Open(cfg.StorePath())
 	if err != nil {
 		return err
 	}
@@ -93,15 +90,8 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	}
 	defer closeCloud()
 
-	machine := lease.MachineSpec{
-		User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),
-		ServerType: cfg.ServerType, Location: cfg.Location,
-	}
-	operationTimeout := 10 * time.Minute
-	if cfg.Provisioning == "infect" {
-		machine.Infect = &bootstrap.InfectOptions{Flake: cfg.InfectFlake}
-		operationTimeout = 30 * time.Minute // installing NixOS takes a while
-	}
+	// One pool of machine connections: the lease manager checks machines
+	// through it, and sessions then use the connection it leaves.
 	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log})
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
@@ -110,11 +100,14 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Policy: lease.Policy{
 			DefaultTTL: cfg.DefaultTTL, MaxTTL: cfg.MaxTTL,
 			MaxLifetime: cfg.MaxLifetime, IdleTimeout: cfg.IdleTimeout,
-			IdleAction: lease.IdleAction(cfg.IdleAction), BusyCPU: float64(cfg.BusyCPU),
+			IdleAction: cfg.IdleAction, BusyCPU: float64(cfg.BusyCPU),
 			WarnBefore: cfg.WarnLeads(),
 		},
-		Machine:          machine,
-		OperationTimeout: operationTimeout,
+		Machine: lease.MachineSpec{
+			User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),
+			ServerType: cfg.ServerType, Location: cfg.Location, Infect: cfg.Infect(),
+		},
+		OperationTimeout: cfg.OperationTimeout(),
 		Logger:           log,
 		Fault:            crashAt(os.Getenv(crashEnv), log),
 	})
@@ -125,7 +118,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	}
 	invocation := gateway.Invocation(cfg.PublicName, ln.Addr().String())
 	gw, err := gateway.New(gateway.Options{
-		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.Users == "",
+		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
 		Invocation: invocation, Logger: log,
 	})
@@ -133,7 +126,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		ln.Close()
 		return err
 	}
-	if cfg.Users == "" {
+	if cfg.OpenAccess() {
 		log.Warn("no --users allow list: any SSH key gets in; listening on loopback only", "listen", ln.Addr().String())
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "host_key", gossh.FingerprintSHA256(hostKey.PublicKey()), "cloud", cfg.Cloud)
@@ -171,11 +164,8 @@ func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(),
 	pc := hcloud.Config{
 		Token: cfg.HCloudToken, Endpoint: cfg.HCloudEndpoint, Gateway: cfg.GatewayName,
 		ServerType: cfg.ServerType, Location: cfg.Location,
-		Image: cfg.Image, ImageSelector: cfg.ImageSelector, SSHPort: cfg.MachineSSHPort,
+		Image: cfg.Image, ImageSelector: cfg.SnapshotSelector(), SSHPort: cfg.MachineSSHPort,
 		Logger: log,
-	}
-	if cfg.Provisioning == "infect" {
-		pc.ImageSelector = "" // a stock image, NixOS comes at first boot
 	}
 	closeCloud := func() {}
 	if cfg.Local() {
@@ -184,9 +174,9 @@ func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(),
 			return nil, nil, fmt.Errorf("--local-faults: %w", err)
 		}
 		cloud, err := localcloud.Start(localcloud.Options{
-			DataDir: filepath.Join(cfg.DataDir, "localcloud"),
+			DataDir: cfg.LocalCloudDir(),
 			SSHPort: cfg.MachineSSHPort,
-			Kind:    cfg.LocalMachines,
+			Kind:    string(cfg.LocalMachines),
 			Faults:  faults,
 			Logger:  log,
 		})
@@ -195,14 +185,6 @@ func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(),
 		}
 		pc.Token, pc.Endpoint = cloud.Token(), cloud.Endpoint()
 		closeCloud = func() { cloud.Close() }
-		// Written for people and tests who want to look inside the local
-		// cloud with Hetzner's own tools (hcloud reads these variables).
-		credentials := fmt.Sprintf("HCLOUD_ENDPOINT=%s\nHCLOUD_TOKEN=%s\n", cloud.Endpoint(), cloud.Token())
-		if err := os.WriteFile(filepath.Join(cfg.DataDir, "localcloud", "api.env"), []byte(credentials), 0o600); err != nil {
-			closeCloud()
-			return nil, nil, fmt.Errorf("write local cloud credentials: %w", err)
-		}
-		log.Info("local cloud started", "endpoint", cloud.Endpoint(), "machines", cfg.LocalMachines)
 	}
 	p, err := hcloud.New(pc)
 	if err != nil {

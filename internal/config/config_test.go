@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
 )
 
 func envOf(kv map[string]string) func(string) string {
@@ -208,7 +210,7 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_HOST_KEY_DIR", "/etc/gw/keys", nil, func(c Config) any { return c.HostKeyDir }, "/etc/gw/keys"},
 		{"CC_GATEWAY_USERS", users, nil, func(c Config) any { return c.Users }, users},
 		{"CC_GATEWAY_ADMINS", users, nil, func(c Config) any { return c.Admins }, users},
-		{"CC_GATEWAY_CLOUD", "local", map[string]string{"HCLOUD_TOKEN": "t"}, func(c Config) any { return c.Cloud }, "local"},
+		{"CC_GATEWAY_CLOUD", "local", map[string]string{"HCLOUD_TOKEN": "t"}, func(c Config) any { return c.Cloud }, CloudLocal},
 		{"CC_GATEWAY_HCLOUD_TOKEN_FILE", tokFile, map[string]string{"CC_GATEWAY_USERS": users}, func(c Config) any { return c.HCloudToken }, "tok"},
 		{"CC_GATEWAY_HCLOUD_ENDPOINT", "http://127.0.0.1:8080/v1", nil, func(c Config) any { return c.HCloudEndpoint }, "http://127.0.0.1:8080/v1"},
 		{"CC_GATEWAY_DEFAULT_TTL", "1h", nil, func(c Config) any { return c.DefaultTTL }, time.Hour},
@@ -222,18 +224,18 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_IMAGE_SELECTOR", "role=img", nil, func(c Config) any { return c.ImageSelector }, "role=img"},
 		{"CC_GATEWAY_MACHINE_SSH_PORT", "2200", nil, func(c Config) any { return c.MachineSSHPort }, 2200},
 		{"CC_GATEWAY_GATEWAY_NAME", "prod", nil, func(c Config) any { return c.GatewayName }, "prod"},
-		{"CC_GATEWAY_LOCAL_MACHINES", "openssh", nil, func(c Config) any { return c.LocalMachines }, "openssh"},
+		{"CC_GATEWAY_LOCAL_MACHINES", "openssh", nil, func(c Config) any { return c.LocalMachines }, LocalOpenSSH},
 		{"CC_GATEWAY_SHUTDOWN_GRACE", "3s", nil, func(c Config) any { return c.ShutdownGrace }, 3 * time.Second},
-		{"CC_GATEWAY_IDLE_ACTION", "hibernate", nil, func(c Config) any { return c.IdleAction }, "hibernate"},
+		{"CC_GATEWAY_IDLE_ACTION", "hibernate", nil, func(c Config) any { return c.IdleAction }, lease.IdleHibernate},
 		{"CC_GATEWAY_BUSY_CPU", "40", nil, func(c Config) any { return c.BusyCPU }, 40},
 		{"CC_GATEWAY_WARN_BEFORE", "10m,2m", nil, func(c Config) any { return c.WarnBefore }, "10m,2m"},
 		{"CC_GATEWAY_REAPER_INTERVAL", "10s", nil, func(c Config) any { return c.ReaperInterval }, 10 * time.Second},
 		{"CC_GATEWAY_RECONCILE_INTERVAL", "1m", nil, func(c Config) any { return c.ReconcileInterval }, time.Minute},
 		{"CC_GATEWAY_ORPHAN_GRACE", "20m", nil, func(c Config) any { return c.OrphanGrace }, 20 * time.Minute},
 		{"CC_GATEWAY_LOCAL_FAULTS", "rate=0.1", nil, func(c Config) any { return c.LocalFaults }, "rate=0.1"},
-		{"CC_GATEWAY_PROVISIONING", "infect", nil, func(c Config) any { return c.Provisioning }, "infect"},
+		{"CC_GATEWAY_PROVISIONING", "infect", nil, func(c Config) any { return c.Provisioning }, ProvisionInfect},
 		{"CC_GATEWAY_INFECT_FLAKE", "github:me/fork?dir=nix", nil, func(c Config) any { return c.InfectFlake }, "github:me/fork?dir=nix"},
-		{"CC_GATEWAY_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, "debug"},
+		{"CC_GATEWAY_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, LogDebug},
 	}
 	covered := map[string]bool{}
 	for _, tc := range cases {
@@ -393,6 +395,8 @@ func TestValidationRules(t *testing.T) {
 		{"empty server type", []string{"--server-type="}, nil, "--server-type (from the command line): is empty"},
 		{"empty location", []string{"--location="}, nil, "--location (from the command line): is empty"},
 		{"no image at all", []string{"--image=", "--image-selector="}, nil, "--image-selector are both empty"},
+		{"infect without a stock image", []string{"--provisioning=infect", "--image="}, nil,
+			"--image (from the command line): is empty; infect provisioning installs NixOS over this stock image"},
 		{"empty data dir", []string{"--data-dir="}, nil, "--data-dir (from the command line): is empty"},
 		{"empty host key dir", []string{"--host-key-dir="}, nil, "--host-key-dir (from the command line): is empty"},
 	}
@@ -474,6 +478,47 @@ func TestValidateHandBuilt(t *testing.T) {
 	}
 }
 
+// TestRulesSkipInvalidOptions: a rule across options says nothing when
+// one of its options is already reported, so each mistake is listed once.
+func TestRulesSkipInvalidOptions(t *testing.T) {
+	err := loadErr(t, []string{"--cloud=aws", "--local-faults=rate=1"}, nil)
+	var p Problems
+	if !errors.As(err, &p) || len(p) != 1 || !strings.Contains(p[0], `"aws" is not local or hcloud`) {
+		t.Fatalf("want only the bad cloud reported, got %v", err)
+	}
+}
+
+func TestDerivedValues(t *testing.T) {
+	snapshot := mustLoad(t, []string{"--image-selector=role=nixos"}, nil)
+	if snapshot.Infect() != nil || snapshot.SnapshotSelector() != "role=nixos" || snapshot.OperationTimeout() != 10*time.Minute {
+		t.Errorf("snapshot provisioning: Infect %v, SnapshotSelector %q, OperationTimeout %v",
+			snapshot.Infect(), snapshot.SnapshotSelector(), snapshot.OperationTimeout())
+	}
+	infect := mustLoad(t, []string{"--provisioning=infect", "--image-selector=role=nixos", "--infect-flake=github:me/fork?dir=nix"}, nil)
+	if inf := infect.Infect(); inf == nil || inf.Flake != "github:me/fork?dir=nix" {
+		t.Errorf("infect provisioning installs %+v, want the --infect-flake", inf)
+	}
+	// The machine starts from the stock image, whatever the selector says.
+	if infect.SnapshotSelector() != "" {
+		t.Errorf("infect provisioning boots snapshots matching %q", infect.SnapshotSelector())
+	}
+	if infect.OperationTimeout() <= snapshot.OperationTimeout() {
+		t.Errorf("installing NixOS gets %v, no more than booting a snapshot (%v)", infect.OperationTimeout(), snapshot.OperationTimeout())
+	}
+	if !snapshot.OpenAccess() || mustLoad(t, []string{"--users", usersFile(t)}, nil).OpenAccess() {
+		t.Error("OpenAccess is not the absence of --users")
+	}
+	c := mustLoad(t, []string{"--data-dir=/d", "--host-key-dir=/h"}, nil)
+	for got, want := range map[string]string{
+		c.StorePath(): "/d/gateway.db", c.UpstreamKeyPath(): "/d/upstream_ed25519_key",
+		c.LocalCloudDir(): "/d/localcloud", c.HostKeyPath(): "/h/ssh_host_ed25519_key",
+	} {
+		if got != want {
+			t.Errorf("path %s, want %s", got, want)
+		}
+	}
+}
+
 func TestCommandLineMisuse(t *testing.T) {
 	err := loadErr(t, []string{"--no-such-flag"}, nil)
 	if !strings.Contains(err.Error(), "no-such-flag") || !strings.Contains(err.Error(), "gateway --help") {
@@ -497,20 +542,18 @@ func TestHelp(t *testing.T) {
 		}
 		help := out.String()
 		for _, o := range options {
-			def := o.def
-			if o.defHelp != "" {
-				def = o.defHelp
-			}
-			if def == "" {
-				def = "none"
-			}
-			for _, w := range []string{"--" + o.name + " ", "default: " + def + "\n", "environment: " + o.env() + "\n"} {
+			for _, w := range []string{"--" + o.name + " ", "default: " + o.helpDefault() + "\n", "environment: " + o.env() + "\n"} {
 				if !strings.Contains(help, w) {
 					t.Errorf("help for %s lacks %q", arg, w)
 				}
 			}
 		}
-		for _, w := range []string{"HCLOUD_TOKEN", `"name = value"`, "Precedence"} {
+		for _, w := range []string{
+			"HCLOUD_TOKEN", `"name = value"`, "Precedence",
+			"--listen ADDR\n", "default: 127.0.0.1:2222 in local mode, :22 in hcloud mode\n",
+			"--machine-ssh-port PORT\n", "default: 2022 in local mode, 22 in hcloud mode\n",
+			"--cloud local|hcloud\n", "--idle-action stop|hibernate|destroy\n", "default: none\n",
+		} {
 			if !strings.Contains(help, w) {
 				t.Errorf("help lacks %q", w)
 			}
@@ -524,7 +567,7 @@ func TestEveryFieldHasAnOption(t *testing.T) {
 	var c Config
 	filled := map[uintptr]string{}
 	for _, o := range options {
-		addr := reflect.ValueOf(o.field(&c)).Pointer()
+		addr := reflect.ValueOf(o.bind(&c).field).Pointer()
 		if prev, dup := filled[addr]; dup {
 			t.Errorf("--%s and --%s fill the same field", prev, o.name)
 		}

@@ -19,16 +19,9 @@ token it runs in local mode, with machines on a built-in local cloud.
 Options:
 `)
 	for _, o := range options {
-		fmt.Fprintf(&b, "\n  --%s %s\n", o.name, o.arg)
+		fmt.Fprintf(&b, "\n  --%s %s\n", o.name, o.placeholder())
 		fmt.Fprintf(&b, "        %s\n", o.usage)
-		def := o.def
-		switch {
-		case o.defHelp != "":
-			def = o.defHelp
-		case def == "":
-			def = "none"
-		}
-		fmt.Fprintf(&b, "        default: %s\n", def)
+		fmt.Fprintf(&b, "        default: %s\n", o.helpDefault())
 		fmt.Fprintf(&b, "        environment: %s\n", o.env())
 	}
 	fmt.Fprintf(&b, `

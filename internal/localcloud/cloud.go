@@ -8,6 +8,9 @@
 // DataDir/state.json and each machine's folder under DataDir/machines/, so a
 // person's machine survives a restart of the gateway.
 //
+// DataDir/api.env (CredentialsFile) holds the API's endpoint and token, for
+// Hetzner's hcloud CLI.
+//
 // Snapshots (create_image) copy the machine's home folder to
 // DataDir/images/<image id>/home; a server created from a snapshot starts
 // with a copy of it, so a machine hibernated (snapshot, delete) and resumed
@@ -148,6 +151,11 @@ func Start(opts Options) (*Cloud, error) {
 		return nil, fmt.Errorf("local cloud: listen: %w", err)
 	}
 	c.ln = ln
+	if err := c.writeCredentials(); err != nil {
+		ln.Close()
+		c.stopMachines()
+		return nil, err
+	}
 	c.srv = &http.Server{Handler: c.handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(c.served)
@@ -165,6 +173,21 @@ func (c *Cloud) Endpoint() string { return "http://" + c.ln.Addr().String() + "/
 
 // Token is the bearer token the API demands; it changes on every Start.
 func (c *Cloud) Token() string { return c.token }
+
+// CredentialsFile names the file in DataDir that holds the API's endpoint
+// and token as HCLOUD_ENDPOINT and HCLOUD_TOKEN lines.
+const CredentialsFile = "api.env"
+
+// writeCredentials writes CredentialsFile for people and tests who look
+// inside the local cloud with Hetzner's own tools (hcloud reads these
+// variables). The token changes on every Start, so the file is rewritten.
+func (c *Cloud) writeCredentials() error {
+	credentials := fmt.Sprintf("HCLOUD_ENDPOINT=%s\nHCLOUD_TOKEN=%s\n", c.Endpoint(), c.Token())
+	if err := os.WriteFile(filepath.Join(c.opts.DataDir, CredentialsFile), []byte(credentials), 0o600); err != nil {
+		return fmt.Errorf("local cloud: write credentials: %w", err)
+	}
+	return nil
+}
 
 // Handler is the API with authentication, for tests that wrap it.
 func (c *Cloud) Handler() http.Handler { return c.handler }

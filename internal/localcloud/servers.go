@@ -119,79 +119,21 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if !serverNamePattern.MatchString(req.Name) || len(req.Name) > 63 {
-		writeInvalid(w, "name", "name must be a valid hostname (RFC 1123) of at most 63 characters")
-		return
-	}
-	typeRef, err := idOrName(req.ServerType)
-	if err != nil {
-		writeInvalid(w, "server_type", "server_type is required: "+err.Error())
-		return
-	}
-	st, ok := findServerType(typeRef)
+	plan, ok := c.planServer(w, req)
 	if !ok {
-		writeInvalid(w, "server_type", fmt.Sprintf("server type %q not found", typeRef))
 		return
 	}
-	imageRef, err := idOrName(req.Image)
-	if err != nil {
-		writeInvalid(w, "image", "image is required: "+err.Error())
-		return
-	}
-	c.mu.Lock()
-	im, snapshot, ok := c.lookupImage(imageRef)
-	c.mu.Unlock()
-	if !ok {
-		writeInvalid(w, "image", fmt.Sprintf("image %q not found", imageRef))
-		return
-	}
-	if im.Status != "available" {
-		writeInvalid(w, "image", fmt.Sprintf("image %d is not available yet (%s)", im.ID, im.Status))
-		return
-	}
-	locRef := req.Location
-	if locRef == "" && req.Datacenter != "" {
-		locRef, _, _ = strings.Cut(req.Datacenter, "-")
-	}
-	if locRef == "" {
-		locRef = locations[0].loc.Name
-	}
-	loc, ok := findLocation(locRef)
-	if !ok {
-		writeInvalid(w, "location", fmt.Sprintf("location %q not found", locRef))
-		return
-	}
-	if err := validateLabels(req.Labels); err != nil {
-		writeInvalid(w, "labels", err.Error())
-		return
-	}
-	// The machine is personalised by the bootstrap document alone; a server
-	// without one could never be reached.
-	if req.UserData == "" {
-		writeInvalid(w, "user_data", "the local cloud boots machines from a bootstrap document in user_data; none was given")
-		return
-	}
-	if _, err := bootstrap.ParseUserData([]byte(req.UserData)); err != nil {
-		writeInvalid(w, "user_data", err.Error())
-		return
-	}
-	start := req.StartAfterCreate == nil || *req.StartAfterCreate
-
 	// A server made from a snapshot starts with the snapshot's home. The
 	// copy is made outside the lock and moved into place under it.
 	var staged string
-	if snapshot != nil {
+	if plan.snapshot != nil {
 		var err error
-		if staged, err = c.stageRestore(snapshot.ID); err != nil {
-			c.log.Warn("restore snapshot", "image", snapshot.ID, "err", err)
-			writeInvalid(w, "image", fmt.Sprintf("image %d cannot be read (deleted meanwhile?)", snapshot.ID))
+		if staged, err = c.stageRestore(plan.snapshot.ID); err != nil {
+			c.log.Warn("restore snapshot", "image", plan.snapshot.ID, "err", err)
+			writeInvalid(w, "image", fmt.Sprintf("image %d cannot be read (deleted meanwhile?)", plan.snapshot.ID))
 			return
 		}
-		defer func() {
-			if staged != "" {
-				_ = os.RemoveAll(staged)
-			}
-		}()
+		defer func() { _ = os.RemoveAll(staged) }() // gone once moved into place
 	}
 
 	c.mu.Lock()
@@ -200,51 +142,29 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		writeStateError(w, errClosed)
 		return
 	}
-	var keyIDs []int64
-	for _, raw := range req.SSHKeys {
-		ref, err := idOrName(raw)
-		if err != nil {
-			writeInvalid(w, "ssh_keys", "ssh key "+err.Error())
-			return
-		}
-		k := c.findSSHKey(ref)
-		if k == nil {
-			writeInvalid(w, "ssh_keys", fmt.Sprintf("ssh key %q not found", ref))
-			return
-		}
-		keyIDs = append(keyIDs, k.ID)
+	keyIDs, ok := c.sshKeyIDs(w, req.SSHKeys)
+	if !ok {
+		return
 	}
-	for _, s := range c.st.Servers {
-		if s.Name == req.Name {
-			writeError(w, http.StatusConflict, "uniqueness_error", "server name is already used",
-				fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
-			return
-		}
+	if slices.ContainsFunc(c.st.Servers, func(s *serverRecord) bool { return s.Name == req.Name }) {
+		writeError(w, http.StatusConflict, "uniqueness_error", "server name is already used",
+			fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
+		return
 	}
 	s := &serverRecord{
 		ID:         c.st.NextServerID,
 		Name:       req.Name,
 		Status:     "initializing",
-		ServerType: st.name,
-		Location:   loc.loc.Name,
-		ImageID:    im.ID,
+		ServerType: plan.serverType.name,
+		Location:   plan.location.loc.Name,
+		ImageID:    plan.image.ID,
 		Labels:     req.Labels,
 		UserData:   req.UserData,
 		SSHKeys:    keyIDs,
 		Created:    c.now().UTC().Truncate(time.Second),
 	}
-	if staged != "" {
-		dir := c.machineDir(s.Name)
-		err := os.RemoveAll(dir) // a leftover of an earlier server of that name
-		if err == nil {
-			err = os.Rename(staged, dir)
-		}
-		if err != nil {
-			c.log.Error("move restored home into place", "server", s.Name, "err", err)
-			writeError(w, http.StatusInternalServerError, "server_error", "the local cloud could not restore the snapshot", nil)
-			return
-		}
-		staged = ""
+	if staged != "" && !c.moveRestoredHome(w, s.Name, staged) {
+		return
 	}
 	c.st.NextServerID++
 	s.IPv4 = c.st.addressFor(s.ID)
@@ -252,12 +172,12 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 
 	d := c.opts.ActionDuration
 	afterCreate := "off"
-	if start {
+	if plan.start {
 		afterCreate = "starting"
 	}
 	create := c.startAction("create_server", s.ID, d, "off", func() error { return c.setStatus(s.ID, "initializing", afterCreate) })
 	next := []actionJSON{}
-	if start {
+	if plan.start {
 		boot := c.startAction("start_server", s.ID, 2*d, "off", func() error { return c.boot(s.ID) })
 		next = append(next, c.actionJSON(boot))
 	}
@@ -280,6 +200,131 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		NextActions  []actionJSON `json:"next_actions"`
 		RootPassword *string      `json:"root_password"`
 	}{c.serverView(s), c.actionJSON(create), next, rootPassword})
+}
+
+// serverPlan is a create request checked against the catalogue.
+type serverPlan struct {
+	serverType catalogServerType
+	image      imageJSON
+	snapshot   *imageRecord // the snapshot the server starts from; nil for a catalogue image
+	location   catalogLocation
+	start      bool
+}
+
+// planServer checks a create request's fields that need no lock held for
+// long; on the first problem it answers as Hetzner does and returns false.
+func (c *Cloud) planServer(w http.ResponseWriter, req createServerRequest) (serverPlan, bool) {
+	var p serverPlan
+	if !serverNamePattern.MatchString(req.Name) || len(req.Name) > 63 {
+		writeInvalid(w, "name", "name must be a valid hostname (RFC 1123) of at most 63 characters")
+		return p, false
+	}
+	typeRef, err := idOrName(req.ServerType)
+	if err != nil {
+		writeInvalid(w, "server_type", "server_type is required: "+err.Error())
+		return p, false
+	}
+	var ok bool
+	if p.serverType, ok = findServerType(typeRef); !ok {
+		writeInvalid(w, "server_type", fmt.Sprintf("server type %q not found", typeRef))
+		return p, false
+	}
+	if p.image, p.snapshot, ok = c.planImage(w, req.Image); !ok {
+		return p, false
+	}
+	locRef := requestedLocation(req)
+	if p.location, ok = findLocation(locRef); !ok {
+		writeInvalid(w, "location", fmt.Sprintf("location %q not found", locRef))
+		return p, false
+	}
+	if err := validateLabels(req.Labels); err != nil {
+		writeInvalid(w, "labels", err.Error())
+		return p, false
+	}
+	// The machine is personalised by the bootstrap document alone; a server
+	// without one could never be reached.
+	if req.UserData == "" {
+		writeInvalid(w, "user_data", "the local cloud boots machines from a bootstrap document in user_data; none was given")
+		return p, false
+	}
+	if _, err := bootstrap.ParseUserData([]byte(req.UserData)); err != nil {
+		writeInvalid(w, "user_data", err.Error())
+		return p, false
+	}
+	p.start = req.StartAfterCreate == nil || *req.StartAfterCreate
+	return p, true
+}
+
+// planImage finds the image a create request names, which must be
+// available; on a problem it answers and returns false.
+func (c *Cloud) planImage(w http.ResponseWriter, raw json.RawMessage) (imageJSON, *imageRecord, bool) {
+	ref, err := idOrName(raw)
+	if err != nil {
+		writeInvalid(w, "image", "image is required: "+err.Error())
+		return imageJSON{}, nil, false
+	}
+	c.mu.Lock()
+	im, snapshot, ok := c.lookupImage(ref)
+	c.mu.Unlock()
+	switch {
+	case !ok:
+		writeInvalid(w, "image", fmt.Sprintf("image %q not found", ref))
+	case im.Status != "available":
+		writeInvalid(w, "image", fmt.Sprintf("image %d is not available yet (%s)", im.ID, im.Status))
+	default:
+		return im, snapshot, true
+	}
+	return imageJSON{}, nil, false
+}
+
+// requestedLocation is the location a create request names, by itself or
+// by its datacenter, or the first location.
+func requestedLocation(req createServerRequest) string {
+	loc := req.Location
+	if loc == "" {
+		loc, _, _ = strings.Cut(req.Datacenter, "-")
+	}
+	if loc == "" {
+		loc = locations[0].loc.Name
+	}
+	return loc
+}
+
+// sshKeyIDs resolves a create request's SSH keys; on a problem it answers
+// and returns false. Callers hold c.mu.
+func (c *Cloud) sshKeyIDs(w http.ResponseWriter, refs []json.RawMessage) ([]int64, bool) {
+	var ids []int64
+	for _, raw := range refs {
+		ref, err := idOrName(raw)
+		if err != nil {
+			writeInvalid(w, "ssh_keys", "ssh key "+err.Error())
+			return nil, false
+		}
+		k := c.findSSHKey(ref)
+		if k == nil {
+			writeInvalid(w, "ssh_keys", fmt.Sprintf("ssh key %q not found", ref))
+			return nil, false
+		}
+		ids = append(ids, k.ID)
+	}
+	return ids, true
+}
+
+// moveRestoredHome moves a staged snapshot home into place as the folder
+// of the server name; on failure it answers and returns false. Callers
+// hold c.mu.
+func (c *Cloud) moveRestoredHome(w http.ResponseWriter, name, staged string) bool {
+	dir := c.machineDir(name)
+	err := os.RemoveAll(dir) // a leftover of an earlier server of that name
+	if err == nil {
+		err = os.Rename(staged, dir)
+	}
+	if err != nil {
+		c.log.Error("move restored home into place", "server", name, "err", err)
+		writeError(w, http.StatusInternalServerError, "server_error", "the local cloud could not restore the snapshot", nil)
+		return false
+	}
+	return true
 }
 
 // findSSHKey looks a key up by id or name. Callers hold c.mu.

@@ -11,6 +11,9 @@ package localcloudtest
 import (
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,4 +81,22 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Credentials reads the API's endpoint and token from the file a local
+// cloud keeps them in (localcloud.CredentialsFile in its folder dir), as
+// Hetzner's hcloud CLI would.
+func Credentials(t testing.TB, dir string) (endpoint, token string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, localcloud.CredentialsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			env[k] = v
+		}
+	}
+	return env["HCLOUD_ENDPOINT"], env["HCLOUD_TOKEN"]
 }

@@ -1,0 +1,97 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+)
+
+// Values worked out from the options, so that each rule has one home and
+// cmd/gateway only wires.
+
+// Local reports whether machines run on the built-in local cloud.
+func (c Config) Local() bool { return c.Cloud == CloudLocal }
+
+// OpenAccess reports whether any key gets in: there is no --users list.
+func (c Config) OpenAccess() bool { return c.Users == "" }
+
+// OperationTimeout bounds one machine operation (create, start, stop,
+// hibernate, destroy) however many connections wait for it.
+func (c Config) OperationTimeout() time.Duration {
+	if c.Provisioning == ProvisionInfect {
+		return 30 * time.Minute // installing NixOS at first boot takes a while
+	}
+	return 10 * time.Minute
+}
+
+// Infect is what infect provisioning installs; nil with snapshot
+// provisioning.
+func (c Config) Infect() *bootstrap.InfectOptions {
+	if c.Provisioning != ProvisionInfect {
+		return nil
+	}
+	return &bootstrap.InfectOptions{Flake: c.InfectFlake}
+}
+
+// SnapshotSelector is the label selector of the NixOS snapshot new
+// machines boot: ImageSelector, or empty with infect provisioning, whose
+// machines start from the stock Image and get NixOS at first boot.
+func (c Config) SnapshotSelector() string {
+	if c.Provisioning == ProvisionInfect {
+		return ""
+	}
+	return c.ImageSelector
+}
+
+// HostKeyPath is the gateway's own host key.
+func (c Config) HostKeyPath() string { return filepath.Join(c.HostKeyDir, "ssh_host_ed25519_key") }
+
+// UpstreamKeyPath is the key the gateway logs in to machines with.
+func (c Config) UpstreamKeyPath() string { return filepath.Join(c.DataDir, "upstream_ed25519_key") }
+
+// StorePath is the lease database.
+func (c Config) StorePath() string { return filepath.Join(c.DataDir, "gateway.db") }
+
+// LocalCloudDir holds the local cloud's state and machines.
+func (c Config) LocalCloudDir() string { return filepath.Join(c.DataDir, "localcloud") }
+
+// Level is LogLevel as a slog.Level; info if LogLevel is not valid.
+func (c Config) Level() slog.Level {
+	switch c.LogLevel {
+	case LogDebug:
+		return slog.LevelDebug
+	case LogWarn:
+		return slog.LevelWarn
+	case LogError:
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// WarnLeads returns the warning lead times; Load has validated them.
+func (c Config) WarnLeads() []time.Duration {
+	leads, _ := parseLeads(c.WarnBefore)
+	return leads
+}
+
+// parseLeads reads a comma-separated list of positive durations; an empty
+// list means no warnings.
+func parseLeads(s string) ([]time.Duration, error) {
+	var leads []time.Duration
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		d, err := time.ParseDuration(part)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%q is not a positive duration like 15m; give a comma-separated list such as 15m,5m,1m", part)
+		}
+		leads = append(leads, d)
+	}
+	return leads, nil
+}

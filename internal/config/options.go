@@ -1,0 +1,318 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+// option is one row of the table: the option's name everywhere, its help,
+// its default and the Config field it fills with its parser and check.
+type option struct {
+	name  string
+	arg   string // placeholder in help; enumerations bring their own
+	usage string
+	def   string // default as text; "" for none
+	// localDef is the default in local mode when it differs from def, the
+	// hcloud one; such defaults are applied once the mode is known.
+	localDef string
+	defHelp  string // the default in words, when it is worked out from other options
+	bind     func(c *Config) value
+}
+
+// env is the option's environment variable.
+func (o *option) env() string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_"))
+}
+
+// placeholder is the option's argument as help shows it.
+func (o *option) placeholder() string {
+	if o.arg != "" {
+		return o.arg
+	}
+	return o.bind(&Config{}).arg
+}
+
+// helpDefault is the option's default as help shows it.
+func (o *option) helpDefault() string {
+	switch {
+	case o.defHelp != "":
+		return o.defHelp
+	case o.localDef != "":
+		return fmt.Sprintf("%s in local mode, %s in hcloud mode", o.localDef, o.def)
+	case o.def == "":
+		return "none"
+	}
+	return o.def
+}
+
+// value is an option's field in one Config: how text sets it, how it
+// prints, and what is wrong with it on its own.
+type value struct {
+	field  any                // the Config field, a pointer
+	set    func(string) error // says why the text does not parse
+	format func() string
+	check  func() string // the problem with the value alone, or ""
+	arg    string        // help placeholder of an enumeration: its values
+}
+
+// typed binds a field of type T: parse reads text, its error saying why
+// the text does not parse; format prints the field; check, if given, says
+// what is wrong with a value on its own, or "".
+func typed[T any](p *T, parse func(string) (T, error), format func(T) string, check func(T) string) value {
+	v := value{
+		field: p,
+		set: func(s string) error {
+			x, err := parse(s)
+			if err != nil {
+				return err
+			}
+			*p = x
+			return nil
+		},
+		format: func() string { return format(*p) },
+	}
+	if check != nil {
+		v.check = func() string { return check(*p) }
+	}
+	return v
+}
+
+// text is a string option, kept as written.
+func text(p *string, check func(string) string) value {
+	same := func(s string) string { return s }
+	return typed(p, func(s string) (string, error) { return s, nil }, same, check)
+}
+
+// duration is a positive time.Duration option.
+func duration(p *time.Duration) value {
+	parse := func(s string) (time.Duration, error) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, errors.New("is not a duration like 90m or 4h")
+		}
+		return d, nil
+	}
+	return typed(p, parse, fmtDuration, func(d time.Duration) string {
+		if d <= 0 {
+			return fmtDuration(d) + " is not positive; give a duration like 90m or 4h"
+		}
+		return ""
+	})
+}
+
+// number is a whole number option from lo to hi; what names such a number
+// in the message, e.g. "a port".
+func number(p *int, lo, hi int, what string) value {
+	parse := func(s string) (int, error) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return 0, errors.New("is not a whole number")
+		}
+		return n, nil
+	}
+	return typed(p, parse, strconv.Itoa, func(n int) string {
+		if n < lo || n > hi {
+			return fmt.Sprintf("%d is not %s from %d to %d", n, what, lo, hi)
+		}
+		return ""
+	})
+}
+
+// enum is an option that takes one of values. Any text parses, so that a
+// later layer can still correct it; the check names the values allowed.
+func enum[T ~string](p *T, values ...T) value {
+	names := make([]string, len(values))
+	for i, v := range values {
+		names[i] = string(v)
+	}
+	v := typed(p, func(s string) (T, error) { return T(s), nil }, func(x T) string { return string(x) }, func(x T) string {
+		if slices.Contains(values, x) {
+			return ""
+		}
+		return fmt.Sprintf("%q is not %s", x, orList(names))
+	})
+	v.arg = strings.Join(names, "|")
+	return v
+}
+
+// orList joins words as "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// required refuses an empty value; what says what to give instead.
+func required(what string) func(string) string {
+	return func(s string) string {
+		if s == "" {
+			return "is empty; give " + what
+		}
+		return ""
+	}
+}
+
+// matching refuses a value that pattern does not match, saying why.
+func matching(pattern *regexp.Regexp, why string) func(string) string {
+	return func(s string) string {
+		if !pattern.MatchString(s) {
+			return fmt.Sprintf("%q %s", s, why)
+		}
+		return ""
+	}
+}
+
+var (
+	// unixUser is the portable user name shape (useradd's default, less
+	// upper case), capped at the usual 32 characters.
+	unixUser = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	// labelValue is what Hetzner accepts as a label value.
+	labelValue = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?$`)
+)
+
+// options is every option, in the order help lists them.
+var options = []*option{
+	{name: "config", arg: "PATH", usage: "config file to read (format below)",
+		bind: func(c *Config) value { return text(&c.ConfigFile, nil) }},
+	{name: "listen", arg: "ADDR", usage: "host:port the SSH front door listens on",
+		def: ":22", localDef: "127.0.0.1:2222",
+		bind: func(c *Config) value { return text(&c.Listen, checkListen) }},
+	{name: "public-name", arg: "NAME", usage: "how people reach the gateway, shown in hints, e.g. cc.example.com or \"-p 2222 localhost\"",
+		defHelp: "derived from --listen",
+		bind:    func(c *Config) value { return text(&c.PublicName, nil) }},
+	{name: "data-dir", arg: "DIR", usage: "directory of the lease database", def: "./data",
+		bind: func(c *Config) value { return text(&c.DataDir, required("a directory for the lease database")) }},
+	{name: "host-key-dir", arg: "DIR", usage: "directory of the gateway's host keys (created on first start)", def: "./hostkeys",
+		bind: func(c *Config) value { return text(&c.HostKeyDir, required("a directory for the host keys")) }},
+	{name: "users", arg: "PATH", usage: "authorized_keys file of the people allowed in; empty lets any key in (local mode on loopback only)",
+		bind: func(c *Config) value { return text(&c.Users, checkKeyFile) }},
+	{name: "admins", arg: "PATH", usage: "authorized_keys file of the keys allowed to run admin commands",
+		bind: func(c *Config) value { return text(&c.Admins, checkKeyFile) }},
+	{name: "cloud", usage: "where machines run: the built-in local cloud, or Hetzner Cloud",
+		defHelp: "hcloud when a Hetzner token is given, else local",
+		bind:    func(c *Config) value { return enum(&c.Cloud, CloudLocal, CloudHCloud) }},
+	{name: "hcloud-token-file", arg: "PATH", usage: "file holding the Hetzner Cloud API token (else $" + tokenEnv + " is used)",
+		bind: func(c *Config) value { return text(&c.HCloudTokenFile, nil) }},
+	{name: "hcloud-endpoint", arg: "URL", usage: "Hetzner Cloud API base URL; empty: Hetzner's own",
+		bind: func(c *Config) value { return text(&c.HCloudEndpoint, nil) }},
+	{name: "default-ttl", arg: "DURATION", usage: "how long a new lease lasts before it expires", def: "4h",
+		bind: func(c *Config) value { return duration(&c.DefaultTTL) }},
+	{name: "max-ttl", arg: "DURATION", usage: "the furthest ahead of now an expiry may be extended", def: "24h",
+		bind: func(c *Config) value { return duration(&c.MaxTTL) }},
+	{name: "max-lifetime", arg: "DURATION", usage: "the longest a machine may live from its creation", def: "168h",
+		bind: func(c *Config) value { return duration(&c.MaxLifetime) }},
+	{name: "idle-timeout", arg: "DURATION", usage: "a machine without sessions or traffic this long is stopped", def: "30m",
+		bind: func(c *Config) value { return duration(&c.IdleTimeout) }},
+	{name: "idle-action", usage: "what happens to an idle machine: power off keeping the disk, snapshot then delete the server, or delete everything", def: "stop",
+		bind: func(c *Config) value {
+			return enum(&c.IdleAction, lease.IdleStop, lease.IdleHibernate, lease.IdleDestroy)
+		}},
+	{name: "busy-cpu", arg: "PERCENT", usage: "an idle machine using at least this much CPU is left running (0: never checked)", def: "10",
+		bind: func(c *Config) value { return number(&c.BusyCPU, 0, 100, "a percentage") }},
+	{name: "warn-before", arg: "DURATIONS", usage: "comma-separated lead times at which connected people are warned before an idle stop or an expiry", def: "15m,5m,1m",
+		bind: func(c *Config) value { return text(&c.WarnBefore, checkLeads) }},
+	{name: "reaper-interval", arg: "DURATION", usage: "how often the reaper looks at every lease", def: "30s",
+		bind: func(c *Config) value { return duration(&c.ReaperInterval) }},
+	{name: "reconcile-interval", arg: "DURATION", usage: "how often leases are reconciled with the cloud's servers (also at start-up)", def: "5m",
+		bind: func(c *Config) value { return duration(&c.ReconcileInterval) }},
+	{name: "orphan-grace", arg: "DURATION", usage: "how old a labelled server without a lease must be before reconcile deletes it", def: "10m",
+		bind: func(c *Config) value { return duration(&c.OrphanGrace) }},
+	{name: "instance-user", arg: "NAME", usage: "Unix user people land as on their machine", def: "claude",
+		bind: func(c *Config) value {
+			return text(&c.InstanceUser, matching(unixUser, "is not a valid Unix user name: lower case letters, digits, _ and -, starting with a letter or _, at most 32 characters"))
+		}},
+	{name: "server-type", arg: "TYPE", usage: "Hetzner server type of new machines", def: "cx23",
+		bind: func(c *Config) value { return text(&c.ServerType, required("a Hetzner server type like cx23")) }},
+	{name: "location", arg: "NAME", usage: "Hetzner location of new machines", def: "fsn1",
+		bind: func(c *Config) value { return text(&c.Location, required("a Hetzner location like fsn1")) }},
+	{name: "image", arg: "NAME", usage: "image of new machines when no image matches --image-selector", def: "debian-12",
+		bind: func(c *Config) value { return text(&c.Image, nil) }},
+	{name: "image-selector", arg: "SELECTOR", usage: "label selector of the preferred image (newest match wins); empty: always --image", def: "cc-gateway=image",
+		bind: func(c *Config) value { return text(&c.ImageSelector, nil) }},
+	{name: "provisioning", usage: "how machines get NixOS: boot a prebuilt snapshot (see --image-selector), or install it over the stock --image at first boot (slow, no image to build)", def: "snapshot",
+		bind: func(c *Config) value { return enum(&c.Provisioning, ProvisionSnapshot, ProvisionInfect) }},
+	{name: "infect-flake", arg: "FLAKE", usage: "infect provisioning: the flake whose cloud-instance configuration is installed", def: "github:cc-gateway/cc-gateway?dir=nix",
+		bind: func(c *Config) value { return text(&c.InfectFlake, checkFlake) }},
+	{name: "machine-ssh-port", arg: "PORT", usage: "port the machines' sshd listens on",
+		def: "22", localDef: "2022",
+		bind: func(c *Config) value { return number(&c.MachineSSHPort, 1, 65535, "a port") }},
+	{name: "gateway-name", arg: "NAME", usage: "name in the labels of everything this gateway creates; give each gateway sharing a project its own", def: "default",
+		bind: func(c *Config) value {
+			return text(&c.GatewayName, matching(labelValue, "cannot be a Hetzner label value: 1 to 63 letters, digits, -, _ or ., starting and ending with a letter or digit"))
+		}},
+	{name: "local-machines", usage: "local mode only: machines as in-process SSH servers, or as real sshd processes", def: "builtin",
+		bind: func(c *Config) value { return enum(&c.LocalMachines, LocalBuiltin, LocalOpenSSH) }},
+	{name: "shutdown-grace", arg: "DURATION", usage: "on SIGINT or SIGTERM, how long open sessions get to end before they are closed", def: "10s",
+		bind: func(c *Config) value { return duration(&c.ShutdownGrace) }},
+	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7",
+		bind: func(c *Config) value { return text(&c.LocalFaults, nil) }},
+	{name: "log-level", usage: "how much the gateway logs", def: "info",
+		bind: func(c *Config) value { return enum(&c.LogLevel, LogDebug, LogInfo, LogWarn, LogError) }},
+}
+
+func lookup(name string) *option {
+	for _, o := range options {
+		if o.name == name {
+			return o
+		}
+	}
+	return nil
+}
+
+// checkListen says why addr is not host:port.
+func checkListen(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port, like 127.0.0.1:2222 or :22", addr)
+	}
+	// 0 is allowed: the system picks a free port, which tests rely on.
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("%q does not end in a port number from 0 to 65535", addr)
+	}
+	return ""
+}
+
+// checkKeyFile says why path is not a readable authorized_keys file. An
+// empty path is fine: the option is off.
+func checkKeyFile(path string) string {
+	if path == "" {
+		return ""
+	}
+	info, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return path + " does not exist; create it with one authorized_keys line per key"
+	case err != nil:
+		return fmt.Sprintf("cannot use %s: %v", path, err)
+	case info.IsDir():
+		return path + " is a directory, not an authorized_keys file"
+	}
+	return ""
+}
+
+// checkFlake says why flake cannot be installed by infect provisioning.
+func checkFlake(flake string) string {
+	if err := (bootstrap.InfectOptions{Flake: flake}).Validate(); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// checkLeads says why s is not a list of warning lead times.
+func checkLeads(s string) string {
+	if _, err := parseLeads(s); err != nil {
+		return err.Error()
+	}
+	return ""
+}

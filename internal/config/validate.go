@@ -1,0 +1,132 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// Validate reports every problem with c as Problems, or nil.
+func (c Config) Validate() error {
+	if p := c.validate(nil); len(p) > 0 {
+		return p
+	}
+	return nil
+}
+
+// validate lists the problems of c: each option's own check (see options),
+// then the rules across options. Options in failed are skipped: their
+// values never parsed, and that is already reported.
+func (c Config) validate(failed map[string]bool) Problems {
+	var p Problems
+	report := func(name, format string, args ...any) {
+		p = append(p, c.ref(name)+": "+fmt.Sprintf(format, args...))
+	}
+	valid := map[string]bool{}
+	for _, o := range options {
+		if failed[o.name] {
+			continue
+		}
+		if check := o.bind(&c).check; check != nil {
+			if msg := check(); msg != "" {
+				report(o.name, "%s", msg)
+				continue
+			}
+		}
+		valid[o.name] = true
+	}
+	for _, r := range rules {
+		r(c, func(name string) bool { return valid[name] }, report)
+	}
+	return p
+}
+
+// report adds a problem about the option name.
+type report func(name, format string, args ...any)
+
+// rule is a check across options. valid tells whether an option passed its
+// own check: a rule leaves alone what is already reported.
+type rule func(c Config, valid func(name string) bool, report report)
+
+// rules are every check across options.
+var rules = []rule{
+	leaseBoundsInOrder,
+	hcloudNeedsToken,
+	hcloudNeedsAllowList,
+	openAccessOnLoopback,
+	faultsOnlyLocal,
+	someImage,
+}
+
+// leaseBoundsInOrder: a new lease fits the extension cap, which fits the
+// machine's lifetime. An invalid bound drops out, so the ones around it are
+// still compared.
+func leaseBoundsInOrder(c Config, valid func(string) bool, report report) {
+	bounds := []struct {
+		name string
+		d    time.Duration
+	}{{"default-ttl", c.DefaultTTL}, {"max-ttl", c.MaxTTL}, {"max-lifetime", c.MaxLifetime}}
+	shorter := -1 // the last valid bound
+	for i, b := range bounds {
+		if !valid(b.name) {
+			continue
+		}
+		if shorter >= 0 && bounds[shorter].d > b.d {
+			s := bounds[shorter]
+			report(s.name, "%s is longer than %s, %s", fmtDuration(s.d), c.ref(b.name), fmtDuration(b.d))
+		}
+		shorter = i
+	}
+}
+
+func hcloudNeedsToken(c Config, valid func(string) bool, report report) {
+	if valid("cloud") && valid("hcloud-token-file") && c.Cloud == CloudHCloud && c.HCloudToken == "" {
+		report("cloud", "hcloud mode needs a Hetzner Cloud API token: set %s or --hcloud-token-file", tokenEnv)
+	}
+}
+
+func hcloudNeedsAllowList(c Config, valid func(string) bool, report report) {
+	if valid("cloud") && valid("users") && c.Cloud == CloudHCloud && c.OpenAccess() {
+		report("cloud", "hcloud mode needs an allow list: set --users to an authorized_keys file")
+	}
+}
+
+// openAccessOnLoopback: without an allow list any key gets in, which only
+// the people on this host may have.
+func openAccessOnLoopback(c Config, valid func(string) bool, report report) {
+	if valid("cloud") && valid("listen") && valid("users") && c.Local() && c.OpenAccess() && !isLoopback(c.Listen) {
+		report("listen", "%q is not a loopback address: local mode without --users accepts any key, so it only listens on loopback; listen on 127.0.0.1 or set --users", c.Listen)
+	}
+}
+
+func faultsOnlyLocal(c Config, valid func(string) bool, report report) {
+	if valid("cloud") && valid("local-faults") && c.LocalFaults != "" && !c.Local() {
+		report("local-faults", "fault injection is for the local cloud only")
+	}
+}
+
+// someImage: new machines boot a snapshot found by the selector, or else
+// the named image; infect provisioning always starts from the named image.
+func someImage(c Config, valid func(string) bool, report report) {
+	if !valid("image") || !valid("image-selector") || !valid("provisioning") || c.Image != "" {
+		return
+	}
+	switch {
+	case c.Provisioning == ProvisionInfect:
+		report("image", "is empty; infect provisioning installs NixOS over this stock image, so give one like debian-12")
+	case c.ImageSelector == "":
+		report("image", "and --image-selector are both empty; give at least one so new machines have an image")
+	}
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
