@@ -219,6 +219,11 @@ func (p *Pool) unhold(c *Conn, session bool) (closeNow bool) {
 	c.idle = time.AfterFunc(p.opts.IdleTimeout, func() {
 		p.mu.Lock()
 		idle := c.refs == 0 && c.idleSince.Equal(since)
+		if idle {
+			// Out of the pool before the lock is released, so no new seat
+			// picks a connection that is about to close.
+			p.unshare(c)
+		}
 		p.mu.Unlock()
 		if idle {
 			p.log.Debug("closing idle machine connection", "addr", c.target.Addr)
@@ -237,6 +242,12 @@ func (p *Pool) forget(c *Conn) {
 		c.idle.Stop()
 		c.idle = nil
 	}
+	p.unshare(c)
+}
+
+// unshare takes c off the list of shared connections that seats are
+// picked from. Called with p.mu held.
+func (p *Pool) unshare(c *Conn) {
 	list := p.shared[c.id]
 	for i, x := range list {
 		if x == c {
