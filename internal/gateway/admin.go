@@ -51,7 +51,7 @@ func (g *Gateway) admin(ctx context.Context, c call) int {
 func (g *Gateway) adminList(c call) int {
 	leases, err := g.opts.Leases.List()
 	if err != nil {
-		return g.leaseError(c, err)
+		return g.leaseError(c, forPerson(err, "could not list the leases"))
 	}
 	now := g.opts.Clock.Now()
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
@@ -72,7 +72,7 @@ func (g *Gateway) adminList(c call) int {
 func (g *Gateway) adminEvents(c call, n int) int {
 	events, err := g.opts.Leases.Events(n)
 	if err != nil {
-		return g.leaseError(c, err)
+		return g.leaseError(c, forPerson(err, "could not read the events"))
 	}
 	for _, e := range events {
 		fmt.Fprintf(c.stdout, "%s  %-12s  %-10s  %s  %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind,
@@ -105,7 +105,7 @@ func (g *Gateway) adminAct(ctx context.Context, c call, sub string, rest []strin
 		}
 	}
 	if err != nil {
-		return g.leaseError(c, err)
+		return g.leaseError(c, forPerson(err, "could not %s %s", sub, l.ServerName))
 	}
 	g.opts.Leases.Record(lease.Event{Kind: "admin", Fingerprint: l.Fingerprint, LeaseID: l.ID,
 		Detail: fmt.Sprintf("%s by %s", strings.Join(c.args[1:], " "), c.fingerprint)})

@@ -26,7 +26,7 @@ func (g *Gateway) extend(ctx context.Context, c call) int {
 	}
 	l, err := g.opts.Leases.Extend(c.fingerprint, d)
 	if err != nil {
-		return g.leaseError(c, err)
+		return g.leaseError(c, forPerson(err, "could not extend your machine's lease"))
 	}
 	g.pushExpiry(ctx, l)
 	now := g.opts.Clock.Now()
