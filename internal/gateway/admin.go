@@ -96,9 +96,9 @@ func (g *Gateway) adminAct(ctx context.Context, c call, sub string, rest []strin
 	case "destroy":
 		l, err = g.opts.Leases.Destroy(ctx, l.Fingerprint)
 	case "extend":
-		d, perr := time.ParseDuration(rest[1])
+		d, perr := parseDuration(rest[1])
 		if perr != nil {
-			return refuse(c, "%q is not a duration; write it like 2h, 90m or 1h30m", rest[1])
+			return refuse(c, "%v", perr)
 		}
 		if l, err = g.opts.Leases.Extend(l.Fingerprint, d); err == nil {
 			g.pushExpiry(ctx, l)
