@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -57,13 +56,7 @@ func newRefusingCloud(t *testing.T) *refusingCloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(ln)
-	t.Cleanup(func() { g.Shutdown(time.Second) })
-	r.addr = ln.Addr().String()
+	r.addr = serve(t, g)
 	return r
 }
 
