@@ -6,13 +6,18 @@ package main
 //
 // Commands the scripts have beside testscript's own:
 //
-//	key NAME               make NAME's key: NAME (private) and NAME.pub in $WORK
-//	gateway [FLAGS...]     start the gateway in local mode with FLAGS (files
-//	                       named as $WORK/NAME)
+//	key NAME               make NAME's key, with its public half in $WORK/NAME.pub
+//	cloud                  start a local cloud of its own; $API is its endpoint
+//	gateway [VAR=VALUE...] [FLAGS...]
+//	                       start the gateway (in local mode unless
+//	                       HCLOUD_TOKEN is set) with FLAGS; files are named
+//	                       as $WORK/NAME
+//	gatewaylog             print the gateway's log so far on stdout
 //	ssh NAME@gw [ARGS...]  the real ssh client as NAME (their key is made if
 //	                       missing); leading ARGS starting with "-" are ssh's
 //	exitcode N             the last ssh exited with N
-//	capture VAR REGEXP     set VAR to REGEXP's first group in the last stdout
+//	capture VAR stdout|stderr REGEXP
+//	                       set VAR to REGEXP's first group in the last output
 
 import (
 	"os"
@@ -23,6 +28,9 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 )
 
 func TestScript(t *testing.T) {
@@ -33,11 +41,13 @@ func TestScript(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"key":      scriptKeyCmd,
-			"gateway":  scriptGateway,
-			"ssh":      scriptSSH,
-			"exitcode": scriptExitCode,
-			"capture":  scriptCapture,
+			"key":        scriptKeyCmd,
+			"cloud":      scriptCloud,
+			"gateway":    scriptGateway,
+			"gatewaylog": scriptGatewayLog,
+			"ssh":        scriptSSH,
+			"exitcode":   scriptExitCode,
+			"capture":    scriptCapture,
 		},
 	})
 }
@@ -77,13 +87,35 @@ func scriptKeyCmd(ts *testscript.TestScript, neg bool, args []string) {
 	state(ts).personNamed(ts, args[0])
 }
 
+// scriptCloud starts a local cloud apart from any gateway, for a gateway
+// in Hetzner mode to use (with the right token or a wrong one).
+func scriptCloud(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: cloud")
+	}
+	c := localcloudtest.Start(state(ts).t, localcloud.KindBuiltin)
+	ts.Setenv("API", c.Endpoint())
+}
+
 func scriptGateway(ts *testscript.TestScript, neg bool, args []string) {
 	s := state(ts)
 	if neg || s.g != nil {
-		ts.Fatalf("usage: gateway [FLAGS...], once per script")
+		ts.Fatalf("usage: gateway [VAR=VALUE...] [FLAGS...], once per script")
+	}
+	env := []string{"HCLOUD_TOKEN="} // local mode unless the script says otherwise
+	for len(args) > 0 && strings.Contains(args[0], "=") && !strings.HasPrefix(args[0], "-") {
+		env, args = append(env, args[0]), args[1:]
 	}
 	s.lg = newLocalGatewayIn(s.t, filepath.Join(s.work, ".gateway"), args...)
-	s.g = s.lg.start(s.t)
+	s.g = startGateway(s.t, env, s.lg.args...)
+}
+
+func scriptGatewayLog(ts *testscript.TestScript, neg bool, args []string) {
+	s := state(ts)
+	if neg || len(args) != 0 || s.g == nil {
+		ts.Fatalf("usage: gatewaylog, after gateway")
+	}
+	ts.Stdout().Write([]byte(s.g.logs.String()))
 }
 
 func scriptSSH(ts *testscript.TestScript, neg bool, args []string) {
@@ -113,14 +145,14 @@ func scriptExitCode(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func scriptCapture(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: capture VAR REGEXP")
+	if neg || len(args) != 3 || args[1] != "stdout" && args[1] != "stderr" {
+		ts.Fatalf("usage: capture VAR stdout|stderr REGEXP")
 	}
-	re, err := regexp.Compile(args[1])
+	re, err := regexp.Compile(args[2])
 	ts.Check(err)
-	m := re.FindStringSubmatch(ts.ReadFile("stdout"))
+	m := re.FindStringSubmatch(ts.ReadFile(args[1]))
 	if len(m) < 2 {
-		ts.Fatalf("stdout has no match for %q", args[1])
+		ts.Fatalf("%s has no match for %q", args[1], args[2])
 	}
 	ts.Setenv(args[0], m[1])
 }
