@@ -148,7 +148,7 @@ func scriptCapture(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 3 || args[1] != "stdout" && args[1] != "stderr" {
 		ts.Fatalf("usage: capture VAR stdout|stderr REGEXP")
 	}
-	re, err := regexp.Compile(args[2])
+	re, err := regexp.Compile("(?m)" + args[2]) // multi-line, as stdout and stderr match
 	ts.Check(err)
 	m := re.FindStringSubmatch(ts.ReadFile(args[1]))
 	if len(m) < 2 {
