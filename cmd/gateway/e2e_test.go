@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 
 // gatewayProc is one run of the gateway binary.
 type gatewayProc struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	addr string
 	logs *logBuffer
@@ -78,7 +78,7 @@ func (b *logBuffer) String() string {
 var listeningLine = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 // startGateway runs the binary with args and waits until it listens.
-func startGateway(t *testing.T, env []string, args ...string) *gatewayProc {
+func startGateway(t testing.TB, env []string, args ...string) *gatewayProc {
 	t.Helper()
 	cmd := exec.Command(gatewayBin, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -152,13 +152,13 @@ func (g *gatewayProc) stop() {
 // person is someone with a key, an ssh config and a known_hosts file that
 // pins the gateway's host key.
 type person struct {
-	t       *testing.T
+	t       testing.TB
 	keyPath string
 	pub     gossh.PublicKey
 	dir     string
 }
 
-func newPerson(t *testing.T, dir string) *person {
+func newPerson(t testing.TB, dir string) *person {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -247,7 +247,7 @@ func (p *person) ssh(g *gatewayProc, hostKeyDir string, stdin string, args ...st
 	return result{stdout: out.String(), stderr: errOut.String(), code: code}
 }
 
-func gatewayHostKey(t *testing.T, dir string) string {
+func gatewayHostKey(t testing.TB, dir string) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(dir, "ssh_host_ed25519_key"))
 	if err != nil {
@@ -262,7 +262,7 @@ func gatewayHostKey(t *testing.T, dir string) string {
 
 // machinePort picks a random port for the local cloud's machines, so test
 // packages running at once do not collide on the same loopback address.
-func machinePort(t *testing.T) string {
+func machinePort(t testing.TB) string {
 	n, err := rand.Int(rand.Reader, big.NewInt(20000))
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +280,7 @@ func newLocalGateway(t *testing.T, extra ...string) *localGateway {
 	return newLocalGatewayIn(t, t.TempDir(), extra...)
 }
 
-func newLocalGatewayIn(t *testing.T, dir string, extra ...string) *localGateway {
+func newLocalGatewayIn(t testing.TB, dir string, extra ...string) *localGateway {
 	lg := &localGateway{dir: dir, hostKeys: filepath.Join(dir, "hostkeys")}
 	lg.args = append([]string{
 		"--listen", "127.0.0.1:0",
@@ -291,7 +291,7 @@ func newLocalGatewayIn(t *testing.T, dir string, extra ...string) *localGateway 
 	return lg
 }
 
-func (lg *localGateway) start(t *testing.T) *gatewayProc {
+func (lg *localGateway) start(t testing.TB) *gatewayProc {
 	return startGateway(t, []string{"HCLOUD_TOKEN="}, lg.args...)
 }
 

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -105,6 +106,11 @@ func Parse(data []byte) (Document, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {
 		return Document{}, fmt.Errorf("decode bootstrap document: %w", err)
+	}
+	// One document and nothing after it: a second one could mean a
+	// different thing to a reader that takes the last.
+	if _, err := dec.Token(); err != io.EOF {
+		return Document{}, errors.New("decode bootstrap document: data after the document")
 	}
 	return d, d.Validate()
 }

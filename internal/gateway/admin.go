@@ -51,7 +51,7 @@ func (g *Gateway) admin(ctx context.Context, c call) int {
 func (g *Gateway) adminList(c call) int {
 	leases, err := g.opts.Leases.List()
 	if err != nil {
-		return g.leaseError(c, err)
+		return g.leaseError(c, forPerson(err, "could not list the leases"))
 	}
 	now := g.opts.Clock.Now()
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
@@ -72,7 +72,7 @@ func (g *Gateway) adminList(c call) int {
 func (g *Gateway) adminEvents(c call, n int) int {
 	events, err := g.opts.Leases.Events(n)
 	if err != nil {
-		return g.leaseError(c, err)
+		return g.leaseError(c, forPerson(err, "could not read the events"))
 	}
 	for _, e := range events {
 		fmt.Fprintf(c.stdout, "%s  %-12s  %-10s  %s  %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind,
@@ -96,14 +96,14 @@ func (g *Gateway) adminAct(ctx context.Context, c call, sub string, rest []strin
 	case "destroy":
 		l, err = g.opts.Leases.Destroy(ctx, l.Fingerprint)
 	case "extend":
-		d, perr := time.ParseDuration(rest[1])
+		d, perr := parseDuration(rest[1])
 		if perr != nil {
-			return refuse(c, "%q is not a duration; write it like 2h, 90m or 1h30m", rest[1])
+			return refuse(c, "%v", perr)
 		}
 		l, err = g.opts.Leases.Extend(ctx, l.Fingerprint, d)
 	}
 	if err != nil {
-		return g.leaseError(c, err)
+		return g.leaseError(c, forPerson(err, "could not %s %s", sub, l.ServerName))
 	}
 	g.opts.Leases.Record(lease.Event{Kind: "admin", Fingerprint: l.Fingerprint, LeaseID: l.ID,
 		Detail: fmt.Sprintf("%s by %s", strings.Join(c.args[1:], " "), c.fingerprint)})

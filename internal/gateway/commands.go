@@ -59,16 +59,11 @@ func refuse(c call, format string, args ...any) int {
 	return 1
 }
 
-// leaseError turns a lease manager error into what the person can act on.
+// leaseError refuses a command the lease manager failed, telling the
+// person what they can act on (see tell).
 func (g *Gateway) leaseError(c call, err error) int {
-	var ee *lease.ExtendError
-	switch {
-	case errors.Is(err, lease.ErrNotFound):
+	if errors.Is(err, lease.ErrNotFound) {
 		return refuse(c, "you have no machine; `%s` creates one", g.opts.Invocation)
-	case errors.As(err, &ee):
-		return refuse(c, "%s", ee.Error())
-	default:
-		g.log.Error("command failed", "command", c.args[0], "fingerprint", c.fingerprint, "err", err)
-		return refuse(c, "%v", err)
 	}
+	return refuse(c, "%s", tell(g.log.With("command", c.args[0], "fingerprint", c.fingerprint), err))
 }

@@ -19,7 +19,7 @@ func (g *Gateway) destroy(ctx context.Context, c call) int {
 	}
 	l, err := g.opts.Leases.Destroy(ctx, c.fingerprint)
 	if err != nil {
-		return g.leaseError(c, err)
+		return g.leaseError(c, forPerson(err, "could not destroy your machine"))
 	}
 	fmt.Fprintf(c.stdout, "%s is destroyed. `%s` creates a new machine.\n", l.ServerName, g.opts.Invocation)
 	return 0

@@ -37,14 +37,12 @@ func (g *Gateway) handleDirectTCPIP(_ *ssh.Server, _ *gossh.ServerConn, nc gossh
 	// A forwarding channel has no terminal to show progress on.
 	_, t, err := g.machine(ctx, key, func(st lease.Step) { log.Info("preparing machine for a forward", "step", st.Text) })
 	if err != nil {
-		log.Warn("forward failed", "err", err)
-		nc.Reject(gossh.ConnectionFailed, "cc-gateway: "+err.Error())
+		nc.Reject(gossh.ConnectionFailed, "cc-gateway: "+tell(log, err))
 		return
 	}
 	seat, err := g.pool.Channel(ctx, t)
 	if err != nil {
-		log.Warn("forward failed", "err", err)
-		nc.Reject(gossh.ConnectionFailed, "cc-gateway could not connect to your machine: "+err.Error())
+		nc.Reject(gossh.ConnectionFailed, "cc-gateway: "+tell(log, forPerson(err, "could not connect to your machine")))
 		return
 	}
 	defer seat.Close()

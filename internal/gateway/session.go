@@ -65,14 +65,14 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		live.mu.Unlock()
 	})
 	if err != nil {
-		g.fail(ch, s.Start, live, "%v", err)
+		g.fail(ch, s.Start, live, err)
 		return
 	}
 	g.remindExpiry(live, l)
 	activity := g.activity(fp)
 	seat, err := g.sessionSeat(ctx, c, t, wantsAgent(s.Early), activity)
 	if err != nil {
-		g.fail(ch, s.Start, live, "could not connect to your machine %s: %v", l.ServerName, err)
+		g.fail(ch, s.Start, live, forPerson(err, "could not connect to your machine %s", l.ServerName))
 		return
 	}
 	defer seat.Close()
@@ -125,11 +125,11 @@ func (g *Gateway) collect(ctx context.Context, s *proxy.Session) bool {
 	}
 }
 
-// fail tells the person why their session cannot go on, then ends it.
-func (g *Gateway) fail(ch gossh.Channel, start *gossh.Request, live *liveSession, format string, args ...any) {
-	g.log.Warn("session failed", "fingerprint", live.fingerprint, "err", fmt.Sprintf(format, args...))
+// fail tells the person why their session cannot go on (see tell), then
+// ends it.
+func (g *Gateway) fail(ch gossh.Channel, start *gossh.Request, live *liveSession, err error) {
 	start.Reply(true, nil)
-	live.notify(fmt.Sprintf(format, args...))
+	live.notify(tell(g.log.With("fingerprint", live.fingerprint), err))
 	sendExit(ch, exitGatewayFailure)
 }
 

@@ -59,7 +59,7 @@ func (g *Gateway) status(_ context.Context, c call) int {
 		return 0
 	}
 	if err != nil {
-		return g.leaseError(c, err)
+		return g.leaseError(c, forPerson(err, "could not read your lease"))
 	}
 	now := g.opts.Clock.Now()
 	st := statusJSON{

@@ -19,7 +19,7 @@ func (g *Gateway) stop(ctx context.Context, c call) int {
 	}
 	l, err := g.opts.Leases.Stop(ctx, c.fingerprint)
 	if err != nil {
-		return g.leaseError(c, err)
+		return g.leaseError(c, forPerson(err, "could not stop your machine"))
 	}
 	fmt.Fprintf(c.stdout, "%s is stopped; its disk is kept. `%s` starts it again.\n", l.ServerName, g.opts.Invocation)
 	return 0

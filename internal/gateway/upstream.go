@@ -26,11 +26,11 @@ const activityEvery = time.Second
 func (g *Gateway) machine(ctx context.Context, key gossh.PublicKey, progress func(lease.Step)) (lease.Lease, proxy.Target, error) {
 	l, err := g.opts.Leases.Ensure(ctx, key, progress)
 	if err != nil {
-		return l, proxy.Target{}, fmt.Errorf("could not prepare your machine: %w", err)
+		return l, proxy.Target{}, forPerson(err, "could not prepare your machine")
 	}
 	t, err := g.target(l)
 	if err != nil {
-		return l, proxy.Target{}, fmt.Errorf("could not connect to your machine %s: %w", l.ServerName, err)
+		return l, proxy.Target{}, forPerson(err, "could not connect to your machine %s", l.ServerName)
 	}
 	return l, t, nil
 }

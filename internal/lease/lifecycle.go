@@ -61,6 +61,14 @@ func (e *ExpiredError) Error() string {
 		e.Name, e.Expired.UTC().Format(time.RFC3339))
 }
 
+// CreatingError refuses to stop a machine whose server is not there yet;
+// it is a sentence for the person who asked.
+type CreatingError struct{ Name string }
+
+func (e *CreatingError) Error() string {
+	return fmt.Sprintf("machine %s is still being created; try again in a minute", e.Name)
+}
+
 func (m *Manager) ensure(ctx context.Context, fp string, key ssh.PublicKey, report func(string, ...any)) (Lease, error) {
 	l, err := m.cfg.Store.Get(fp)
 	switch {
@@ -384,7 +392,7 @@ func (m *Manager) stop(ctx context.Context, l Lease, why string) (Lease, error) 
 	case l.State == StateStopped || l.State == StateHibernated:
 		return l, nil
 	case l.ServerID == 0:
-		return l, fmt.Errorf("machine %s is still being created; try again in a minute", l.ServerName)
+		return l, &CreatingError{Name: l.ServerName}
 	}
 	l.State = StateStopping
 	if err := m.put(l); err != nil {
@@ -419,7 +427,7 @@ func (m *Manager) hibernate(ctx context.Context, l Lease) (Lease, error) {
 	case l.State == StateHibernated:
 		return l, nil
 	case l.ServerID == 0 && l.ImageID == 0:
-		return l, fmt.Errorf("machine %s is still being created; try again in a minute", l.ServerName)
+		return l, &CreatingError{Name: l.ServerName}
 	}
 	l.State = StateHibernating
 	if err := m.put(l); err != nil {

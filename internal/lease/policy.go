@@ -73,10 +73,11 @@ func maxDuration(a, b time.Duration) time.Duration {
 // FormatDuration prints a duration the way people write it: 2h, 1h30m, 45m,
 // 30s; sub-second parts are dropped.
 func FormatDuration(d time.Duration) string {
+	// Truncated first: the most negative duration has no positive twin.
+	d = d.Truncate(time.Second)
 	if d < 0 {
 		return "-" + FormatDuration(-d)
 	}
-	d = d.Truncate(time.Second)
 	if d == 0 {
 		return "0s"
 	}

@@ -2,6 +2,7 @@ package lease
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,7 @@ func TestFormatDuration(t *testing.T) {
 		99999 * time.Hour:                  "99999h",
 		-5 * time.Hour:                     "-5h",
 		2*time.Hour + 500*time.Millisecond: "2h",
+		math.MinInt64:                      "-2562047h47m", // a zero time's distance: no endless recursion
 	} {
 		if got := FormatDuration(d); got != want {
 			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)

@@ -3,12 +3,9 @@ package localcloud_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,7 +18,10 @@ import (
 )
 
 // The fake is checked against an OpenAPI description of the real Hetzner
-// Cloud API, kept outside the repository at ../shared/hcloud-openapi.
+// Cloud API, kept with its licence and source in testdata/hcloud-openapi.
+
+// specPath is relative to this package's folder, where go test runs.
+const specPath = "testdata/hcloud-openapi/hcloud.json"
 
 var (
 	specOnce   sync.Once
@@ -33,14 +33,10 @@ var (
 func openAPIRouter(t *testing.T) routers.Router {
 	t.Helper()
 	specOnce.Do(func() {
-		var path string
-		if path, specErr = specPath(); specErr != nil {
-			return
-		}
 		loader := openapi3.NewLoader()
-		doc, err := loader.LoadFromFile(path)
+		doc, err := loader.LoadFromFile(specPath)
 		if err != nil {
-			specErr = fmt.Errorf("load %s: %w", path, err)
+			specErr = fmt.Errorf("load %s: %w", specPath, err)
 			return
 		}
 		// Route on paths alone: requests go to the fake, not to the
@@ -72,30 +68,6 @@ func upperCaseStatusRanges(doc *openapi3.T) {
 			}
 		}
 	}
-}
-
-// specPath walks up from the working directory to the repository root (the
-// folder with go.mod) and names ../shared/hcloud-openapi/hcloud.json.
-func specPath() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for range 64 {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			path := filepath.Join(dir, "..", "shared", "hcloud-openapi", "hcloud.json")
-			if _, err := os.Stat(path); err != nil {
-				return "", fmt.Errorf("%s is missing (%v): the local cloud's responses are validated against it; place the hcloud-openapi description at ../shared/hcloud-openapi next to the repository", path, err)
-			}
-			return path, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	return "", errors.New("cannot find the repository root (a folder with go.mod) above the working directory")
 }
 
 // validator sits between the client and the fake and checks every answer

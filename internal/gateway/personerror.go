@@ -1,0 +1,71 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+// Two kinds of error: a person sees one sentence they can act on and a
+// short reference; the operator's log holds the whole chain under the same
+// reference. The chain's hints for operators (check HCLOUD_TOKEN, an API
+// endpoint, an address, a status code) never reach a terminal.
+
+// personError is an error with the sentence a person is told instead of
+// it; the error it wraps is for the log.
+type personError struct {
+	sentence string
+	err      error
+}
+
+func (e *personError) Error() string { return e.sentence + ": " + e.err.Error() }
+func (e *personError) Unwrap() error { return e.err }
+
+// forPerson wraps err with the sentence a person is told instead of it.
+func forPerson(err error, format string, args ...any) error {
+	return &personError{sentence: fmt.Sprintf(format, args...), err: err}
+}
+
+// genericSentence is told for an error nobody worded for people.
+const genericSentence = "the gateway could not do this"
+
+// tell returns the line a person is told for err. The lease domain's
+// errors that are worded for people (an expired lease, a refused
+// extension, a machine still being created) are told as they are;
+// anything else is told as its personError's sentence with a fresh
+// reference, under which log gets the whole chain.
+func tell(log *slog.Logger, err error) string {
+	var (
+		expired  *lease.ExpiredError
+		extend   *lease.ExtendError
+		creating *lease.CreatingError
+	)
+	switch {
+	case errors.As(err, &expired):
+		return expired.Error()
+	case errors.As(err, &extend):
+		return extend.Error()
+	case errors.As(err, &creating):
+		return creating.Error()
+	}
+	sentence := genericSentence
+	var pe *personError
+	if errors.As(err, &pe) {
+		sentence = pe.sentence
+	}
+	ref := newRef()
+	log.Error("a person was told of an error", "ref", ref, "told", sentence, "err", err)
+	return fmt.Sprintf("%s; try again in a few minutes, and if it keeps failing, tell the gateway's operator: ref %s", sentence, ref)
+}
+
+// newRef returns a short reference that finds one error in the log: six
+// hex digits, unique enough among the errors of a few days.
+func newRef() string {
+	b := make([]byte, 3)
+	rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,180 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+)
+
+// refusingCloud is a gateway whose Hetzner provider holds a token the
+// (local) cloud refuses: every cloud call fails with 401 and an operator's
+// hint to check HCLOUD_TOKEN.
+type refusingCloud struct {
+	addr  string
+	store *bolt.Store
+	logs  *syncBuffer // the gateway's log
+}
+
+func newRefusingCloud(t *testing.T) *refusingCloud {
+	t.Helper()
+	cloud := localcloudtest.Start(t, localcloud.KindBuiltin)
+	provider, err := hcloud.New(hcloud.Config{
+		Token: "not-the-token", Endpoint: cloud.Endpoint(), ImageSelector: localcloud.LocalImageLabel, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &refusingCloud{logs: newSyncBuffer()}
+	if r.store, err = bolt.Open(filepath.Join(t.TempDir(), "gateway.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.store.Close() })
+	upstream := newSigner(t)
+	manager := lease.NewManager(lease.Config{
+		Store: r.store, Provider: provider, Logger: quiet,
+		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 168 * time.Hour},
+		Machine: lease.MachineSpec{User: "claude", SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
+	})
+	users, _ := LoadKeyList("", quiet)
+	g, err := New(Options{
+		HostKey: newSigner(t), UpstreamKey: upstream, InstanceUser: "claude", Users: users, Admins: users,
+		OpenAccess: true, Leases: manager, Logger: slog.New(slog.NewTextHandler(r.logs, nil)), Invocation: "ssh gw",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addr = serve(t, g)
+	return r
+}
+
+func (r *refusingCloud) dial(t *testing.T, person gossh.Signer) *gossh.Client {
+	t.Helper()
+	c, err := gossh.Dial("tcp", r.addr, &gossh.ClientConfig{
+		User: "person", Auth: []gossh.AuthMethod{gossh.PublicKeys(person)},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// run runs cmd as person and returns its stderr and exit status.
+func (r *refusingCloud) run(t *testing.T, person gossh.Signer, cmd string) (string, int) {
+	t.Helper()
+	s, err := r.dial(t, person).NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	s.Stderr = &stderr
+	err = s.Run(cmd)
+	var ee *gossh.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("%q: want an exit status, got %v (stderr %q)", cmd, err, stderr.String())
+	}
+	return stderr.String(), ee.ExitStatus()
+}
+
+var refPattern = regexp.MustCompile(`ref ([0-9a-f]{6})\b`)
+
+// checkTold checks that the person was told sentence and a reference, none
+// of the operator's details, and that the log holds the whole chain under
+// that reference.
+func (r *refusingCloud) checkTold(t *testing.T, stderr, sentence string) {
+	t.Helper()
+	if !strings.Contains(stderr, sentence) {
+		t.Errorf("person was told %q, want %q", stderr, sentence)
+	}
+	for _, operators := range []string{"HCLOUD_TOKEN", "401", "Hetzner", "127.0.0.1", "token"} {
+		if strings.Contains(stderr, operators) {
+			t.Errorf("person was told %q: %q is for the operator", stderr, operators)
+		}
+	}
+	m := refPattern.FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("person was told %q: no reference", stderr)
+	}
+	for l := range strings.Lines(r.logs.String()) {
+		if strings.Contains(l, "ref="+m[1]) {
+			if !strings.Contains(l, "HCLOUD_TOKEN") || !strings.Contains(l, "401") {
+				t.Errorf("log line with ref %s lacks the cause: %s", m[1], l)
+			}
+			return
+		}
+	}
+	t.Errorf("no log line has ref %s:\n%s", m[1], r.logs.String())
+}
+
+// TestRefusedTokenIsToldAsSentenceAndRef: when the cloud refuses the
+// gateway's token, the person is told what they can do and a reference;
+// the operator's log says the token was refused, under that reference.
+func TestRefusedTokenIsToldAsSentenceAndRef(t *testing.T) {
+	r := newRefusingCloud(t)
+	person := newSigner(t)
+
+	stderr, code := r.run(t, person, "echo hi")
+	if code != exitGatewayFailure {
+		t.Errorf("session exited %d, want %d", code, exitGatewayFailure)
+	}
+	r.checkTold(t, stderr, "could not prepare your machine; try again in a few minutes")
+
+	// A port forward (ssh -L) is refused with the same kind of sentence.
+	if _, err := r.dial(t, newSigner(t)).Dial("tcp", "localhost:80"); err == nil {
+		t.Error("a forward reached a machine the cloud could not make")
+	} else {
+		r.checkTold(t, err.Error(), "could not prepare your machine; try again in a few minutes")
+	}
+
+	// A lease whose server exists: stopping it asks the cloud, which refuses.
+	now := time.Now()
+	fp := lease.Fingerprint(person.PublicKey())
+	if err := r.store.Put(lease.Lease{
+		Fingerprint: fp, PublicKey: string(gossh.MarshalAuthorizedKey(person.PublicKey())),
+		ID: "0123456789", ServerName: "cc-0123456789", ServerID: 7, State: lease.StateRunning,
+		Created: now, Expires: now.Add(time.Hour), LastActivity: now,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stderr, code = r.run(t, person, "stop")
+	if code != 1 {
+		t.Errorf("stop exited %d, want 1", code)
+	}
+	if !strings.HasPrefix(stderr, "stop: ") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("stop told %q, want one line starting with the command", stderr)
+	}
+	r.checkTold(t, stderr, "could not stop your machine; try again in a few minutes")
+}
+
+// TestDomainErrorsKeepTheirSentence: errors the lease domain words for
+// people reach them as they are, with no reference.
+func TestDomainErrorsKeepTheirSentence(t *testing.T) {
+	expired := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, err := range []error{
+		&lease.ExpiredError{Name: "cc-a", Expired: expired},
+		&lease.CreatingError{Name: "cc-a"},
+	} {
+		var logs bytes.Buffer
+		told := tell(slog.New(slog.NewTextHandler(&logs, nil)), forPerson(err, "could not stop your machine"))
+		if told != err.Error() {
+			t.Errorf("told %q, want %q", told, err.Error())
+		}
+		if logs.Len() != 0 {
+			t.Errorf("a sentence for people was logged as an error: %s", logs.String())
+		}
+	}
+}
