@@ -53,7 +53,7 @@ func FuzzCommand(f *testing.F) {
 	f.Cleanup(func() { store.Close() })
 	users, _ := LoadKeyList("", quiet)
 	g, err := New(Options{
-		HostKey: fuzzSigner(2), UpstreamKey: fuzzSigner(3), Users: users, Admins: admins,
+		HostKey: fuzzSigner(2), Pool: newPool(fuzzSigner(3)), Users: users, Admins: admins,
 		Leases: lease.NewManager(lease.Config{Store: store, Logger: quiet}), Logger: quiet,
 		Invocation: "ssh gw",
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
@@ -43,14 +44,15 @@ func newRefusingCloud(t *testing.T) *refusingCloud {
 	}
 	t.Cleanup(func() { r.store.Close() })
 	upstream := newSigner(t)
+	pool := newPool(upstream)
 	manager := lease.NewManager(lease.Config{
-		Store: r.store, Provider: provider, Logger: quiet,
+		Store: r.store, Provider: provider, Machines: proxy.NewMachines(pool, "claude"), Logger: quiet,
 		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 168 * time.Hour},
 		Machine: lease.MachineSpec{User: "claude", SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
 	})
 	users, _ := LoadKeyList("", quiet)
 	g, err := New(Options{
-		HostKey: newSigner(t), UpstreamKey: upstream, InstanceUser: "claude", Users: users, Admins: users,
+		HostKey: newSigner(t), Pool: pool, InstanceUser: "claude", Users: users, Admins: users,
 		OpenAccess: true, Leases: manager, Logger: slog.New(slog.NewTextHandler(r.logs, nil)), Invocation: "ssh gw",
 	})
 	if err != nil {
