@@ -75,9 +75,7 @@ func (f *remoteForwards) listen(payload []byte) (bool, []byte) {
 	if ssh.Unmarshal(payload, &req) != nil || req.Port > 65535 {
 		return false, nil
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed || len(f.listeners) >= maxRemoteForwards {
+	if !f.room() {
 		return false, nil
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(forwardHost(f.m.addr), strconv.Itoa(int(req.Port))))
@@ -86,11 +84,10 @@ func (f *remoteForwards) listen(payload []byte) (bool, []byte) {
 		return false, nil
 	}
 	key := forwardKey{req.Addr, uint32(ln.Addr().(*net.TCPAddr).Port)}
-	if _, taken := f.listeners[key]; taken {
+	if !f.add(key, ln) {
 		ln.Close()
 		return false, nil
 	}
-	f.listeners[key] = ln
 	f.log.Debug("remote forward listening", "addr", req.Addr, "listen", ln.Addr().String())
 	f.m.wg.Add(1)
 	go func() {
@@ -101,6 +98,24 @@ func (f *remoteForwards) listen(payload []byte) (bool, []byte) {
 		return true, ssh.Marshal(struct{ Port uint32 }{key.port})
 	}
 	return true, nil
+}
+
+// room reports whether the connection may hold one more forward.
+func (f *remoteForwards) room() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.closed && len(f.listeners) < maxRemoteForwards
+}
+
+// add records a forward unless the connection has ended meanwhile.
+func (f *remoteForwards) add(key forwardKey, ln net.Listener) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, taken := f.listeners[key]; taken || f.closed {
+		return false
+	}
+	f.listeners[key] = ln
+	return true
 }
 
 // cancel serves cancel-tcpip-forward.
