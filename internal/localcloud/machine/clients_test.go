@@ -30,9 +30,9 @@ func (f *fixture) forwardHost() string {
 	return "127.0.0.1"
 }
 
-// banner reads the first line a server at addr sends: through a forward
-// to an SSH server, its version line. (The gateway's fidelity tests send
-// data both ways through forwards.)
+// banner checks that what comes through a forward to addr is an SSH
+// server's version line. (The gateway's fidelity tests send data both ways
+// through forwards.)
 func banner(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
