@@ -189,10 +189,8 @@ func TestTildeUser(t *testing.T) {
 
 func requireNSSWrapper(t *testing.T) {
 	t.Helper()
-	for _, p := range nssWrapperPaths {
-		if _, err := os.Stat(p); err == nil {
-			return
-		}
+	if NSSWrapper() != "" {
+		return
 	}
 	t.Skip("libnss_wrapper.so not installed (Debian: libnss-wrapper); ~user does not expand on local machines without it")
 }

@@ -34,6 +34,17 @@ var multiarch = map[string]string{
 
 var warnNoNSSWrapper sync.Once
 
+// NSSWrapper returns where libnss_wrapper.so is installed, or "" if it is
+// not: without it, the instance user has no home on local machines.
+func NSSWrapper() string {
+	for _, p := range nssWrapperPaths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
 // userDatabase gives the machine's programs a user database in which the
 // instance user exists, with the machine's HOME as home folder: so `~user`
 // expands there (Ansible's scp transfers, `cd ~claude`), `whoami` names
@@ -43,13 +54,7 @@ var warnNoNSSWrapper sync.Once
 // variables. Without libnss_wrapper.so it returns no variables and warns
 // once: programs then see the host's user database.
 func userDatabase(dir, user, home string, log *slog.Logger) ([]string, error) {
-	lib := ""
-	for _, p := range nssWrapperPaths {
-		if _, err := os.Stat(p); err == nil {
-			lib = p
-			break
-		}
-	}
+	lib := NSSWrapper()
 	if lib == "" {
 		warnNoNSSWrapper.Do(func() {
 			log.Warn("libnss_wrapper.so not found (Debian: apt install libnss-wrapper): on local machines ~" + user + " does not expand to the machine's home, and OpenSSH machines start sessions in the OS user's own home folder")
