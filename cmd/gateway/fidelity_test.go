@@ -1,7 +1,8 @@
 package main
 
 // Fidelity: the OpenSSH tools people use every day, through the gateway,
-// against machines that run a real sshd (the local cloud's openssh kind).
+// against machines that run a real sshd (the local cloud's openssh kind),
+// and what local mode's default builtin machines must do as sshd does.
 // Where the right answer is "whatever OpenSSH does", the same command runs
 // directly against the machine and the two results are compared.
 
@@ -21,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +48,10 @@ type rig struct {
 	config string // the ssh_config
 	name   string // the machine's server name
 	home   string // the machine's HOME, on this host's disk
+	user   string // the instance user
+	// fwdHost is where the machine's remote forwards listen: loopback for
+	// sshd, the machine's own loopback address for a builtin machine.
+	fwdHost string
 }
 
 type machineStatus struct {
@@ -64,8 +70,14 @@ func newRig(t *testing.T, extra ...string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lg := newLocalGateway(t, append([]string{"--local-machines", "openssh", "--instance-user", user}, extra...)...)
-	r := &rig{t: t, lg: lg, g: lg.start(t), dir: filepath.Join(lg.dir, "client")}
+	return newRigOf(t, "openssh", user, extra...)
+}
+
+// newRigOf is a rig whose machines are of the given kind, logging in user.
+func newRigOf(t *testing.T, kind, user string, extra ...string) *rig {
+	t.Helper()
+	lg := newLocalGateway(t, append([]string{"--local-machines", kind, "--instance-user", user}, extra...)...)
+	r := &rig{t: t, lg: lg, g: lg.start(t), dir: filepath.Join(lg.dir, "client"), user: user, fwdHost: "127.0.0.1"}
 	r.p = newPerson(t, r.dir)
 	if res := r.p.ssh(r.g, lg.hostKeys, "", "true"); res.code != 0 {
 		t.Fatalf("first connection: %+v", res)
@@ -73,6 +85,9 @@ func newRig(t *testing.T, extra ...string) *rig {
 	st := r.status()
 	r.name = st.Name
 	r.home = filepath.Join(lg.dir, "data", "localcloud", "machines", st.Name, machine.HomeDir)
+	if kind == "builtin" {
+		r.fwdHost, _, _ = net.SplitHostPort(st.Address)
+	}
 	r.writeConfig(user, st)
 	return r
 }
@@ -264,9 +279,25 @@ func TestFidelity(t *testing.T) {
 	t.Run("large files", r.testLargeFiles)
 	t.Run("local forward", r.testLocalForward)
 	t.Run("remote forward", r.testRemoteForward)
+	t.Run("remote forward over ControlMaster", r.testControlMasterForward)
 	t.Run("agent", r.testAgent)
 	t.Run("ControlMaster", r.testControlMaster)
 	t.Run("keepalive", r.testKeepalive)
+	t.Run("tilde user", r.testTildeUser)
+	t.Run("relative paths", r.testRelativePaths)
+	t.Run("command too long", r.testCommandTooLong)
+}
+
+// TestFidelityBuiltin: local mode's default machines, the in-process SSH
+// server, do what people and tools (Ansible) ask of sshd.
+func TestFidelityBuiltin(t *testing.T) {
+	r := newRigOf(t, "builtin", "claude")
+	t.Run("remote forward", r.testRemoteForward)
+	t.Run("remote forward over ControlMaster", r.testControlMasterForward)
+	t.Run("agent", r.testAgent)
+	t.Run("tilde user", r.testTildeUser)
+	t.Run("relative paths", r.testRelativePaths)
+	t.Run("command too long", r.testCommandTooLong)
 }
 
 // testExec: stdin streams with its EOF, output is binary-exact, and exit
@@ -632,7 +663,7 @@ func (r *rig) testRemoteForward(t *testing.T) {
 	echo := echoServer(t)
 	rport := localcloudtest.FreePort(t)
 	spec := fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo)
-	addr := fmt.Sprintf("127.0.0.1:%d", rport)
+	addr := net.JoinHostPort(r.fwdHost, strconv.Itoa(rport))
 	for round := range 2 {
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes", "-R", spec, "gw")
 		eventually(t, 30*time.Second, fmt.Sprintf("round trip through ssh -R, connection %d", round+1), func() error {
@@ -659,10 +690,131 @@ func (r *rig) testRemoteForward(t *testing.T) {
 		port = m[1]
 		return nil
 	})
-	if err := roundTrip("127.0.0.1:"+port, 1<<20); err != nil {
+	if err := roundTrip(net.JoinHostPort(r.fwdHost, port), 1<<20); err != nil {
 		t.Errorf("through the allocated port %s: %v", port, err)
 	}
 	fwd.stop(t)
+}
+
+// testControlMasterForward: remote forwards added to and cancelled on a
+// ControlMaster connection (ssh -O forward -R, as Ansible's ControlPersist
+// connections would), with a port and with port 0.
+func (r *rig) testControlMasterForward(t *testing.T) {
+	echo := echoServer(t)
+	ctl := filepath.Join(shortTempDir(t), "cm")
+	r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
+	eventually(t, 30*time.Second, "the master connection is up", func() error {
+		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
+			return fmt.Errorf("%+v", res)
+		}
+		return nil
+	})
+	target := fmt.Sprintf("localhost:%d", echo)
+	res := r.ssh(nil, "-S", ctl, "-O", "forward", "-R", "0:"+target, "gw")
+	port := strings.TrimSpace(res.stdout)
+	if res.code != 0 || port == "" {
+		t.Fatalf("-O forward -R 0: %+v", res)
+	}
+	if err := roundTrip(net.JoinHostPort(r.fwdHost, port), 1<<20); err != nil {
+		t.Errorf("-O forward -R 0, through port %s: %v", port, err)
+	}
+	spec := fmt.Sprintf("%d:%s", localcloudtest.FreePort(t), target)
+	if res := r.ssh(nil, "-S", ctl, "-O", "forward", "-R", spec, "gw"); res.code != 0 {
+		t.Fatalf("-O forward -R %s: %+v", spec, res)
+	}
+	addr := net.JoinHostPort(r.fwdHost, strings.Split(spec, ":")[0])
+	if err := roundTrip(addr, 1<<20); err != nil {
+		t.Errorf("-O forward -R %s: %v", spec, err)
+	}
+	if res := r.ssh(nil, "-S", ctl, "-O", "cancel", "-R", spec, "gw"); res.code != 0 {
+		t.Fatalf("-O cancel -R %s: %+v", spec, res)
+	}
+	// The machine closes its listener as it answers.
+	eventually(t, 30*time.Second, addr+" stops listening after -O cancel", func() error {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err == nil {
+			c.Close()
+			return errors.New("still listening")
+		}
+		return nil
+	})
+	if res := r.ssh(nil, "-S", ctl, "-O", "exit", "gw"); res.code != 0 {
+		t.Errorf("ssh -O exit: %+v", res)
+	}
+}
+
+// testTildeUser: what Ansible runs first, then its scp transfers (both
+// modes) to the temporary folder it made under ~USER.
+func (r *rig) testTildeUser(t *testing.T) {
+	requireNSSWrapper(t)
+	tilde := "~" + r.user
+	res := r.ssh(nil, "gw", fmt.Sprintf(`/bin/sh -c 'echo %s && mkdir -p %s/.ansible/tmp'`, tilde, tilde))
+	if res.code != 0 || res.stdout != r.home+"\n" {
+		t.Fatalf("echo %s: %+v, want %s", tilde, res, r.home)
+	}
+	local := filepath.Join(r.dir, "module.py")
+	if err := os.WriteFile(local, []byte("print('hi')\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"-s", "-O"} {
+		remote := tilde + "/.ansible/tmp/module" + mode + ".py"
+		if res := r.run(nil, nil, "scp", "-F", r.config, mode, local, "gw:"+remote); res.code != 0 {
+			t.Errorf("scp %s to %s: %+v", mode, remote, res)
+		}
+		if _, err := os.Stat(filepath.Join(r.home, ".ansible", "tmp", "module"+mode+".py")); err != nil {
+			t.Errorf("scp %s to %s: %v", mode, remote, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(r.home, tilde)); err == nil {
+		t.Errorf("a literal %s folder was made in the home folder", tilde)
+	}
+}
+
+// testRelativePaths: sessions start in the machine's home folder, so
+// relative sftp and scp paths land there.
+func (r *rig) testRelativePaths(t *testing.T) {
+	requireNSSWrapper(t)
+	if res := r.ssh(nil, "gw", "pwd"); res.stdout != r.home+"\n" {
+		t.Errorf("pwd: %+v, want %s", res, r.home)
+	}
+	local := filepath.Join(r.dir, "relative.txt")
+	if err := os.WriteFile(local, []byte("relative\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := r.run(strings.NewReader("put "+local+" rel-sftp\n"), nil, "sftp", "-F", r.config, "-b", "-", "gw"); res.code != 0 {
+		t.Fatalf("sftp: %+v", res)
+	}
+	for _, mode := range []string{"-s", "-O"} {
+		if res := r.run(nil, nil, "scp", "-F", r.config, mode, local, "gw:rel-scp"+mode); res.code != 0 {
+			t.Fatalf("scp %s: %+v", mode, res)
+		}
+	}
+	for _, name := range []string{"rel-sftp", "rel-scp-s", "rel-scp-O"} {
+		if got, err := os.ReadFile(filepath.Join(r.home, name)); err != nil || string(got) != "relative\n" {
+			t.Errorf("%s: %q, %v; want it in the machine's home folder", name, got, err)
+		}
+	}
+}
+
+// requireNSSWrapper skips a test of what the instance user's home gives.
+func requireNSSWrapper(t *testing.T) {
+	t.Helper()
+	if machine.NSSWrapper() == "" {
+		t.Skip("libnss_wrapper.so not installed (Debian: libnss-wrapper): local machines' instance user has no home")
+	}
+}
+
+// testCommandTooLong: a command over the 128 kB the kernel allows one
+// argument fails as sshd reports it: the shell's error, exit status 1.
+func (r *rig) testCommandTooLong(t *testing.T) {
+	// ssh joins its arguments into the one command the shell runs.
+	words := append([]string{":"}, slices.Repeat([]string{"xxxxxxxxx"}, 15_000)...)
+	words = append(words, "; echo ran")
+	direct := r.ssh(nil, append([]string{"machine"}, words...)...)
+	proxied := r.ssh(nil, append([]string{"gw"}, words...)...)
+	if proxied.code != 1 || proxied.stdout != "" || !strings.HasSuffix(proxied.stderr, ": Argument list too long\n") || proxied != direct {
+		t.Errorf("a 150 kB command:\n through the gateway %+v\n directly            %+v\nwant exit 1 and the shell's error", proxied, direct)
+	}
 }
 
 // testAgent: with -A, a key held by the client's ssh-agent signs on the

@@ -16,11 +16,25 @@ import (
 // LoadOrCreateKey returns the ed25519 private key at path, generating it
 // (mode 0600, folder 0700) on first use. The gateway's host key and its
 // upstream client key are both kept this way; they are never written
-// anywhere else.
+// anywhere else. Callers racing on a new path (two gateways started at once)
+// all get the one key that was written first.
 func LoadOrCreateKey(path string) (gossh.Signer, error) {
+	signer, err := loadKey(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return signer, err
+	}
+	signer, err = createKey(path)
+	if errors.Is(err, fs.ErrExist) {
+		// Another caller created it first: use theirs.
+		return loadKey(path)
+	}
+	return signer, err
+}
+
+func loadKey(path string) (gossh.Signer, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return createKey(path)
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read key: %w", err)
@@ -35,8 +49,12 @@ func LoadOrCreateKey(path string) (gossh.Signer, error) {
 	return signer, nil
 }
 
+// createKey writes a new key to a temporary file and links it into place,
+// which fails rather than replace a key someone else linked first: path
+// never holds a partly written key.
 func createKey(path string) (gossh.Signer, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create key folder: %w", err)
 	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -47,19 +65,19 @@ func createKey(path string) (gossh.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode key: %w", err)
 	}
-	// O_EXCL: two gateways starting at once must not overwrite each other's key.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*") // mode 0600
 	if err != nil {
 		return nil, fmt.Errorf("create key: %w", err)
 	}
-	if _, err := f.Write(pem.EncodeToMemory(block)); err != nil {
-		f.Close()
-		os.Remove(path)
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.Write(pem.EncodeToMemory(block))
+	serr := tmp.Sync()
+	cerr := tmp.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
 		return nil, fmt.Errorf("write key: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return nil, fmt.Errorf("write key: %w", err)
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return nil, fmt.Errorf("create key: %w", err)
 	}
 	return gossh.NewSignerFromKey(priv)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -151,6 +152,44 @@ func TestGatewayCommandRouting(t *testing.T) {
 	} {
 		if _, got := gatewayCommand(cmd); got != want {
 			t.Errorf("gatewayCommand(%q) = %v, want %v", cmd, got, want)
+		}
+	}
+}
+
+// Two gateways started at once on one new key folder: every caller gets the
+// one key that was written, and no temporary file is left behind.
+func TestLoadOrCreateKeyConcurrently(t *testing.T) {
+	const callers = 8
+	for round := range 20 {
+		path := filepath.Join(t.TempDir(), "keys", "ssh_host_ed25519_key")
+		keys := make([]gossh.Signer, callers)
+		errs := make([]error, callers)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() {
+				<-start
+				keys[i], errs[i] = LoadOrCreateKey(path)
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, caller %d: %v", round, i, err)
+			}
+		}
+		onDisk, err := LoadOrCreateKey(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, k := range keys {
+			if string(k.PublicKey().Marshal()) != string(onDisk.PublicKey().Marshal()) {
+				t.Fatalf("round %d, caller %d got a key other than the one on disk", round, i)
+			}
+		}
+		if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+			t.Fatalf("round %d: key folder holds %d files, want only the key", round, len(entries))
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -32,6 +31,7 @@ type builtin struct {
 	dir    string // the machine's folder, where its expires file is
 	home   string
 	keys   [][]byte // authorized keys in wire form
+	nssEnv []string // preloads the machine's user database; nil without nss_wrapper
 	config *ssh.ServerConfig
 	log    *slog.Logger
 	ln     net.Listener
@@ -62,6 +62,9 @@ func StartBuiltin(cfg Config) (Machine, error) {
 		home:  filepath.Join(dir, HomeDir),
 		log:   logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "builtin"),
 		conns: make(map[net.Conn]struct{}),
+	}
+	if m.nssEnv, err = userDatabase(dir, m.user, m.home, m.log); err != nil {
+		return nil, fmt.Errorf("start builtin machine: %w", err)
 	}
 	for i, line := range cfg.Doc.AuthorizedKeys {
 		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
@@ -189,12 +192,12 @@ func (m *builtin) serveConn(c net.Conn) {
 	log := m.log.With("remote", c.RemoteAddr().String())
 	log.Debug("connection authenticated", "user", sc.User(), "key", sc.Permissions.Extensions["fingerprint"])
 
-	// Global requests (keepalive@openssh.com, tcpip-forward, …) get the
-	// answer sshd gives to what it does not serve: no.
+	forwards := newRemoteForwards(m, sc, log)
+	defer forwards.close()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		ssh.DiscardRequests(reqs)
+		forwards.serve(reqs)
 	}()
 
 	for nc := range chans {
@@ -250,30 +253,5 @@ func (m *builtin) forward(nc ssh.NewChannel, log *slog.Logger) {
 		return
 	}
 	log.Debug("forwarding", "target", target)
-
-	// The requests channel closes with the SSH channel; closing the TCP
-	// side then unblocks whichever copy still waits on it.
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		ssh.DiscardRequests(reqs)
-		conn.Close()
-	}()
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		io.Copy(ch, conn)
-		ch.CloseWrite()
-	}()
-	go func() {
-		defer wg.Done()
-		io.Copy(conn, ch)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
-	}()
-	wg.Wait()
-	ch.Close()
-	conn.Close()
+	m.bridge(ch, reqs, conn)
 }

@@ -175,7 +175,7 @@ func TestOpenSSHReportsSSHDErrors(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("ListenAddress "+addr+"\nNoSuchOption yes\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m, err := runSSHD(sshd, conf, dir, addr, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	m, err := runSSHD(sshd, conf, dir, addr, nil, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err == nil {
 		m.Close()
 		t.Fatal("sshd with a broken configuration reported ready")

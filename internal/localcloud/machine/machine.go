@@ -7,18 +7,30 @@
 //   - Builtin is an in-process SSH server. It serves the document's host key,
 //     lets in exactly the document's user with exactly the document's keys,
 //     and runs shells, commands and the sftp subsystem as the OS user running
-//     the gateway, with HOME set to Dir/home. It forwards direct-tcpip
-//     channels (ssh -L); it refuses agent forwarding and remote forwards
-//     (ssh -R). Unlike sshd, it does not wait for background jobs that keep
-//     a command's output open: two seconds after the command exits it sends
-//     what is buffered and ends the session.
+//     the gateway, with HOME set to Dir/home, starting in HOME. It forwards
+//     direct-tcpip channels (ssh -L), listens for remote forwards (ssh -R,
+//     port 0 included) on its own loopback address whatever address the
+//     client names, as sshd with GatewayPorts no listens on loopback, and
+//     forwards the agent (ssh -A) through a per-session socket named by
+//     SSH_AUTH_SOCK. A command too long to execute fails as under sshd: the
+//     shell's error on stderr, exit status 1. Unlike sshd, it does not wait
+//     for background jobs that keep a command's output open: two seconds
+//     after the command exits it sends what is buffered and ends the session.
 //   - OpenSSH runs a real sshd process configured from the document. sshd
 //     logs in real OS users only, so the user that logs in is the OS user
 //     running the gateway (root in CI): when this kind is used, the gateway's
-//     instance user must be that user (see OpenSSHUser). sshd sets HOME to
-//     Dir/home (SetEnv overrides it), but it starts sessions in the OS user's
-//     home directory from the password database, as it always does. sshd
-//     serves no signal requests for root logins.
+//     instance user must be that user (see OpenSSHUser). sshd serves no
+//     signal requests for root logins.
+//
+// The instance user has no entry in the host's user database. With
+// nss_wrapper installed (Debian: libnss-wrapper), each machine writes
+// Dir/passwd and Dir/group, the host's entries with the instance user's
+// first and Dir/home as its home, and preloads nss_wrapper with them: into
+// the builtin machine's sessions and into sshd and its sessions. So `~user`
+// expands to HOME (Ansible's scp transfers), `id -un` names the instance
+// user, and sshd starts sessions in HOME. Without nss_wrapper a warning is
+// logged once; `~user` then does not expand, and sshd starts sessions in the
+// OS user's own home folder.
 //
 // Both kinds keep their folder across Close and a later Start, so files in
 // HOME survive a power cycle, and both write Dir/instance-id and Dir/expires

@@ -174,8 +174,13 @@ type result struct {
 // sshArgs are the OpenSSH client options that pin the machine's host key
 // and use exactly one identity, ignoring the user's configuration.
 func (f *fixture) sshArgs(k key) []string {
+	return f.agentArgs(k, "none")
+}
+
+// agentArgs are sshArgs with the client's agent socket.
+func (f *fixture) agentArgs(k key, agent string) []string {
 	return []string{"-F", "/dev/null", "-i", k.file,
-		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=" + agent, "-o", "BatchMode=yes",
 		"-o", "UserKnownHostsFile=" + f.knownHosts, "-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"}
 }

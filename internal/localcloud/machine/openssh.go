@@ -77,6 +77,12 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	if err != nil {
 		return nil, err
 	}
+	log := logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "openssh")
+	// sshd starts sessions in the home folder the user database names.
+	nssEnv, err := userDatabase(dir, osUser, filepath.Join(dir, HomeDir), log)
+	if err != nil {
+		return nil, err
+	}
 	if os.Geteuid() == 0 {
 		// sshd running as root insists on its privilege separation
 		// directory; Debian keeps it on a tmpfs that boots empty.
@@ -90,7 +96,7 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	if err := writeFile(filepath.Join(dir, sshdAuthorizedFile), []byte(strings.Join(cfg.Doc.AuthorizedKeys, "\n")+"\n")); err != nil {
 		return nil, err
 	}
-	conf, err := sshdConfig(cfg.Addr, dir, osUser, sshdVersion(sshd))
+	conf, err := sshdConfig(cfg.Addr, dir, osUser, sshdVersion(sshd), nssEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -105,13 +111,12 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	}
 	probe.Close()
 
-	log := logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "openssh")
-	return runSSHD(sshd, filepath.Join(dir, sshdConfigFile), dir, cfg.Addr, log)
+	return runSSHD(sshd, filepath.Join(dir, sshdConfigFile), dir, cfg.Addr, nssEnv, log)
 }
 
 // runSSHD starts sshd in the foreground on conf and waits until it listens
 // on addr.
-func runSSHD(sshd, conf, dir, addr string, log *slog.Logger) (*openSSH, error) {
+func runSSHD(sshd, conf, dir, addr string, env []string, log *slog.Logger) (*openSSH, error) {
 	m := &openSSH{
 		addr:   addr,
 		log:    log,
@@ -122,6 +127,7 @@ func runSSHD(sshd, conf, dir, addr string, log *slog.Logger) (*openSSH, error) {
 		Path:   sshd,
 		Args:   []string{sshd, "-D", "-e", "-f", conf},
 		Dir:    dir,
+		Env:    append(os.Environ(), env...),
 		Stderr: m.stderr,
 		// Bounds Wait should a session child keep sshd's stderr open.
 		WaitDelay: stopTimeout,
@@ -273,7 +279,7 @@ func sshdVersion(sshd string) int {
 }
 
 // sshdConfig renders the machine's sshd_config.
-func sshdConfig(addr, dir, user string, version int) (string, error) {
+func sshdConfig(addr, dir, user string, version int, env []string) (string, error) {
 	q := func(s string) (string, error) {
 		if strings.ContainsAny(s, "\"\\\r\n") {
 			return "", fmt.Errorf("path %q holds a character sshd_config cannot quote", s)
@@ -313,10 +319,19 @@ Subsystem sftp internal-sftp
 AcceptEnv LANG LANGUAGE LC_* COLORTERM NO_COLOR TZ
 LogLevel INFO
 `)
-	// SetEnv overrides the HOME sshd derives from the password database,
-	// and tells the gateway's expiry update where this machine keeps its
-	// expires file. sshd reads only the first SetEnv line.
-	fmt.Fprintf(&b, "SetEnv HOME=%s CLOUD_INSTANCE_DIR=%s\n", home, path(""))
+	// SetEnv overrides the HOME sshd derives from the password database
+	// (the same folder when nss_wrapper gives sshd the machine's one), tells
+	// the gateway's expiry update where this machine keeps its expires file,
+	// and gives sessions the machine's user database too. sshd reads only
+	// the first SetEnv line.
+	fmt.Fprintf(&b, "SetEnv HOME=%s CLOUD_INSTANCE_DIR=%s", home, path(""))
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		v, err := q(value)
+		errs = append(errs, err)
+		fmt.Fprintf(&b, " %s=%s", name, v)
+	}
+	b.WriteString("\n")
 	if version >= 908 {
 		// Every local connection comes from loopback, often through the
 		// gateway: penalising the source for a failed login would lock

@@ -1,7 +1,6 @@
 package machine
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -42,14 +41,16 @@ var sftpServers = []string{"/usr/lib/openssh/sftp-server", "/usr/libexec/openssh
 // Only the request loop's goroutine changes its fields, except where noted.
 type session struct {
 	m    *builtin
-	conn ssh.ConnMetadata
+	conn *ssh.ServerConn
 	ch   ssh.Channel
 	log  *slog.Logger
 
-	env  map[string]string // accepted client variables
-	term string            // from pty-req
-	ptmx *os.File          // PTY master, pollable; nil without a PTY
-	tty  *os.File          // PTY slave until the process owns it
+	env   map[string]string // accepted client variables
+	term  string            // from pty-req
+	ptmx  *os.File          // PTY master, pollable; nil without a PTY
+	tty   *os.File          // PTY slave until the process owns it
+	agent *agentSocket      // from auth-agent-req@openssh.com; nil without
+	ran   bool              // a program was asked for: the setup is over
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd     // set once started
@@ -57,7 +58,7 @@ type session struct {
 	done   chan struct{} // closed once the exit has been reported
 }
 
-func (m *builtin) serveSession(conn ssh.ConnMetadata, nc ssh.NewChannel, log *slog.Logger) {
+func (m *builtin) serveSession(conn *ssh.ServerConn, nc ssh.NewChannel, log *slog.Logger) {
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		return
@@ -92,7 +93,7 @@ func (s *session) handle(req *ssh.Request) (bool, func()) {
 		return setSize(s.ptmx, p.Cols, p.Rows, p.Width, p.Height) == nil, nil
 	case "env":
 		var p struct{ Name, Value string }
-		if ssh.Unmarshal(req.Payload, &p) != nil || !acceptEnv(p.Name, p.Value) || s.started() {
+		if ssh.Unmarshal(req.Payload, &p) != nil || !acceptEnv(p.Name, p.Value) || s.ran {
 			return false, nil
 		}
 		if _, ok := s.env[p.Name]; !ok && len(s.env) >= maxEnv {
@@ -114,6 +115,8 @@ func (s *session) handle(req *ssh.Request) (bool, func()) {
 			return false, nil
 		}
 		return s.start("subsystem", p.Name)
+	case "auth-agent-req@openssh.com":
+		return s.agentReq(), nil
 	case "signal":
 		var p struct{ Signal string }
 		if ssh.Unmarshal(req.Payload, &p) != nil {
@@ -121,15 +124,23 @@ func (s *session) handle(req *ssh.Request) (bool, func()) {
 		}
 		return s.signal(p.Signal), nil
 	default:
-		// x11-req, auth-agent-req@openssh.com, break, …: not served.
+		// x11-req, break, …: not served.
 		return false, nil
 	}
 }
 
-func (s *session) started() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd != nil
+// agentReq makes the session's agent socket, once, before its program starts.
+func (s *session) agentReq() bool {
+	if s.agent != nil || s.ran {
+		return false
+	}
+	a, err := s.listenAgent()
+	if err != nil {
+		s.log.Warn("cannot forward the agent", "err", err)
+		return false
+	}
+	s.agent = a
+	return true
 }
 
 // ptyReq opens a PTY with the requested size and terminal modes.
@@ -139,7 +150,7 @@ func (s *session) ptyReq(payload []byte) bool {
 		Cols, Rows, Width, Height uint32
 		Modes                     string
 	}
-	if err := ssh.Unmarshal(payload, &p); err != nil || s.ptmx != nil || s.started() {
+	if err := ssh.Unmarshal(payload, &p); err != nil || s.ptmx != nil || s.ran {
 		return false
 	}
 	ptmx, tty, err := openPTY()
@@ -215,7 +226,7 @@ func acceptEnv(name, value string) bool {
 // start runs the session's process: a login shell, a command through the
 // shell, or the sftp subsystem.
 func (s *session) start(kind, arg string) (bool, func()) {
-	if s.started() {
+	if s.ran {
 		return false, nil
 	}
 	cmd, err := s.command(kind, arg)
@@ -223,11 +234,20 @@ func (s *session) start(kind, arg string) (bool, func()) {
 		s.log.Debug("refused session request", "kind", kind, "err", err)
 		return false, nil
 	}
+	s.ran = true
 	var then func()
 	if s.ptmx != nil {
 		then, err = s.startPTY(cmd)
 	} else {
 		then, err = s.startPipes(cmd)
+	}
+	var execErr *os.PathError
+	if errors.As(err, &execErr) && execErr.Op == "fork/exec" {
+		// sshd forks, then execs the shell: the request has succeeded
+		// by then, and the child reports the failure (a command longer
+		// than the system allows: E2BIG) and exits 1.
+		s.log.Debug("session process failed to start", "kind", kind, "err", err)
+		return true, func() { s.execFailed(cmd.Path, execErr.Err) }
 	}
 	if err != nil {
 		s.log.Warn("cannot start session process", "kind", kind, "err", err)
@@ -279,6 +299,9 @@ func (s *session) environ(shell string) []string {
 		vars["SSH_CONNECTION"] = client[0] + " " + client[1] + " " + server[0] + " " + server[1]
 		vars["SSH_CLIENT"] = client[0] + " " + client[1] + " " + server[1]
 	}
+	if s.agent != nil {
+		vars["SSH_AUTH_SOCK"] = s.agent.path
+	}
 	if s.ptmx != nil {
 		if s.term != "" {
 			vars["TERM"] = s.term
@@ -288,10 +311,11 @@ func (s *session) environ(shell string) []string {
 	for k, v := range s.env {
 		vars[k] = v
 	}
-	env := make([]string, 0, len(vars))
+	env := make([]string, 0, len(vars)+len(s.m.nssEnv))
 	for k, v := range vars {
 		env = append(env, k+"="+v)
 	}
+	env = append(env, s.m.nssEnv...)
 	slices.Sort(env)
 	return env
 }
@@ -387,6 +411,26 @@ func (s *session) startPipes(cmd *exec.Cmd) (func(), error) {
 			s.wait(outputs, outR, errR, inW)
 		}()
 	}, nil
+}
+
+// execFailed ends a session whose program could not be executed the way
+// sshd's child does: perror(shell), then exit status 1.
+func (s *session) execFailed(path string, err error) {
+	msg := err.Error()
+	if msg != "" {
+		// Go's error texts are libc's with a lower-case first letter.
+		msg = strings.ToUpper(msg[:1]) + msg[1:]
+	}
+	if s.ptmx != nil {
+		// On a terminal the child's stderr is the terminal, and the
+		// terminal turns its newline into CR LF.
+		io.WriteString(s.ch, path+": "+msg+"\r\n")
+	} else {
+		io.WriteString(s.ch.Stderr(), path+": "+msg+"\n")
+	}
+	s.ch.CloseWrite()
+	s.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
+	s.ch.Close()
 }
 
 // setCmd starts cmd and records it as the session's process.
@@ -574,6 +618,9 @@ func (s *session) end() {
 	if s.tty != nil {
 		s.tty.Close()
 	}
+	if s.agent != nil {
+		s.agent.close()
+	}
 	s.ch.Close()
 }
 
@@ -603,23 +650,6 @@ var loginShell = sync.OnceValue(func() string {
 	}
 	return "/bin/sh"
 })
-
-func passwdShell(uid int) string {
-	f, err := os.Open("/etc/passwd")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	want := strconv.Itoa(uid)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Split(sc.Text(), ":")
-		if len(fields) == 7 && fields[2] == want {
-			return fields[6]
-		}
-	}
-	return ""
-}
 
 // defaultPath is the usual system PATH followed by the gateway's own
 // entries, so tools installed on the host are found on the local machine.
