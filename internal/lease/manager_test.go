@@ -29,28 +29,12 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 type world struct {
 	m        *lease.Manager
-	clock    *clock
+	clock    *testkit.Clock
 	store    *bolt.Store
 	provider *hcloud.Provider
 	cloud    *localcloudtest.Cloud
@@ -69,7 +53,7 @@ func newWorldOf(t *testing.T, kind, user string) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	c := &clock{now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
+	c := testkit.NewClock(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	m := lease.NewManager(lease.Config{
 		Store: store, Provider: cloud.Provider, Clock: c, Logger: log,
 		Policy:          lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 72 * time.Hour, IdleTimeout: 30 * time.Minute},
