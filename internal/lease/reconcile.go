@@ -20,18 +20,14 @@ const LeaseLabel = "cc-gateway-lease"
 //     consistent one.
 //
 // Leases with an Ensure in flight are left alone. Each lease is settled
-// under its lock with a deadline of LeaseTimeout, one after the other.
+// under its lock, one after the other, and each lease or orphan gets its
+// own deadline of LeaseTimeout, so one stuck on the provider does not use
+// up the time of the rest.
 func (r *Reaper) Reconcile(ctx context.Context) error {
 	m := r.m
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.OperationTimeout)
-	defer cancel()
-	servers, err := m.cfg.Provider.List(ctx)
+	servers, images, err := r.inventory(ctx)
 	if err != nil {
-		return fmt.Errorf("list servers: %w", err)
-	}
-	images, err := m.cfg.Provider.Images(ctx)
-	if err != nil {
-		return fmt.Errorf("list snapshots: %w", err)
+		return err
 	}
 	leases, err := m.cfg.Store.List()
 	if err != nil {
@@ -59,6 +55,21 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 		return err
 	}
 	return errors.Join(append(errs, r.deleteOrphans(ctx, append(leases, settled...), servers, images)...)...)
+}
+
+// inventory lists the provider's labelled servers and snapshots.
+func (r *Reaper) inventory(ctx context.Context) ([]Server, []Image, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.m.cfg.OperationTimeout)
+	defer cancel()
+	servers, err := r.m.cfg.Provider.List(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list servers: %w", err)
+	}
+	images, err := r.m.cfg.Provider.Images(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	return servers, images, nil
 }
 
 // orphanVerdict is what reconcile does with a labelled server or snapshot.
@@ -107,7 +118,9 @@ func (r *Reaper) deleteOrphans(ctx context.Context, leases []Lease, servers []Se
 			m.log.Info("reconcile: unclaimed server within its grace period", "server", s.Name, "age", FormatDuration(now.Sub(s.Created)))
 			continue
 		}
-		err := m.cfg.Provider.Delete(ctx, s.ID)
+		delCtx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout)
+		err := m.cfg.Provider.Delete(delCtx, s.ID)
+		cancel()
 		switch {
 		case errors.Is(err, ErrServerNotFound):
 			continue // gone already, perhaps with its lease since the listing
@@ -121,7 +134,9 @@ func (r *Reaper) deleteOrphans(ctx context.Context, leases []Lease, servers []Se
 		if decideOrphan(claimedImages[img.ID], inProgress(img.LeaseID), now.Sub(img.Created), r.cfg.OrphanGrace) != orphanDelete {
 			continue
 		}
-		err := m.cfg.Provider.DeleteImage(ctx, img.ID)
+		delCtx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout)
+		err := m.cfg.Provider.DeleteImage(delCtx, img.ID)
+		cancel()
 		switch {
 		case errors.Is(err, ErrImageNotFound):
 			continue
