@@ -25,11 +25,14 @@ const LeaseLabel = "cc-gateway-lease"
 // up the time of the rest.
 func (r *Reaper) Reconcile(ctx context.Context) error {
 	m := r.m
-	servers, images, err := r.inventory(ctx)
+	// Leases first, then the provider: a lease that changes after this
+	// read may have changed the provider after its listing too, and
+	// settle leaves it alone.
+	leases, err := m.cfg.Store.List()
 	if err != nil {
 		return err
 	}
-	leases, err := m.cfg.Store.List()
+	servers, images, err := r.inventory(ctx)
 	if err != nil {
 		return err
 	}
@@ -40,7 +43,7 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 			continue
 		}
 		leaseCtx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout)
-		err := r.settle(leaseCtx, l.Fingerprint, servers, images)
+		err := r.settle(leaseCtx, l, servers, images)
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("lease %s: %w", l.ID, err))
@@ -252,16 +255,22 @@ func imageKept(l Lease, images []Image) bool {
 	return false
 }
 
-// settle drives one lease to a state that matches the provider.
-func (r *Reaper) settle(ctx context.Context, fp string, servers []Server, images []Image) error {
+// settle drives one lease, as it was seen before the provider's listing,
+// to a state that matches the provider. A lease changed since (by a reap
+// or an Ensure) is left for the next reconcile: the listing may predate
+// the change.
+func (r *Reaper) settle(ctx context.Context, seen Lease, servers []Server, images []Image) error {
 	m := r.m
-	defer m.lock(fp)()
-	l, err := m.cfg.Store.Get(fp)
+	defer m.lock(seen.Fingerprint)()
+	l, err := m.cfg.Store.Get(seen.Fingerprint)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
+	}
+	if l.State != seen.State || l.ServerID != seen.ServerID || l.ImageID != seen.ImageID {
+		return nil
 	}
 	srv := serverOf(l, servers)
 	d := decideSettle(l, srv, imageKept(l, images))

@@ -272,3 +272,26 @@ func TestReconcileReportsALeaseItCannotSettle(t *testing.T) {
 		t.Errorf("state %s, want the intent kept for the next try", after.State)
 	}
 }
+
+// TestReconcileLeavesALeaseChangedAfterTheListing: a reap that stops a
+// machine while reconcile lists the servers must not be undone by the
+// listing, which may show the server still running.
+func TestReconcileLeavesALeaseChangedAfterTheListing(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{})
+	l := d.running(t, "a", 1)
+	d.cloud.listFn = func(context.Context) ([]Server, error) {
+		stopped := l
+		stopped.State = StateStopped // the reap's stop lands after the listing
+		d.put(t, stopped)
+		return []Server{{ID: 1, Status: "running"}}, nil
+	}
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := d.stored(t, l.Fingerprint); after.State != StateStopped {
+		t.Errorf("state %s, want the stop kept", after.State)
+	}
+	if ev := d.store.kinds(l.Fingerprint); len(ev) != 0 {
+		t.Errorf("events %q", ev)
+	}
+}
