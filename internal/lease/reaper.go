@@ -9,7 +9,9 @@ import (
 )
 
 // Notifier reaches the people connected to a machine. The front door
-// implements it; the reaper declares what it needs.
+// implements it; the reaper declares what it needs. The reaper calls it
+// holding that person's lease lock and no other lock, so it must return
+// in bounded time and must not wait for a change to the person's lease.
 type Notifier interface {
 	// Warn writes message on every live session of the person and reports
 	// on how many.
@@ -36,17 +38,21 @@ type ReaperConfig struct {
 // Reaper stops idle machines, destroys expired ones, warns the people
 // connected to them first, and reconciles leases with the provider.
 //
-// Concurrency: each pass hands every lease to a worker, at most Workers at
-// once, each with its own LeaseTimeout deadline; a lease a worker still
-// holds from an earlier pass is skipped, so one lease stuck on the
-// provider delays no other lease's warnings or idle stops. A reconcile
-// runs beside the workers, one at a time. Working on a lease (reap or
-// settle) holds that person's lease lock (Manager.lock) throughout,
-// provider calls, store writes and the Notifier's Warn and End included;
-// no other lock is held across those calls: Manager.mu and Reaper.mu are
-// taken only to read or write their maps. So a Notifier may call
-// Manager.Touch, but must not wait for a change to the same person's
-// lease.
+// Concurrency: a pass first refreshes stale prices (no lock held, each
+// fetch bounded by its own timeout), then hands every lease no Ensure is
+// on to a worker, at most Workers at once, each with its own LeaseTimeout
+// deadline. When all workers are busy the pass waits for one; a lease a
+// worker still holds from an earlier pass is skipped, so one lease stuck
+// on the provider delays no other lease's warnings or idle stops. A
+// reconcile runs beside the workers, one at a time.
+//
+// Working on a lease (a reap or a settle) holds that person's lease lock
+// (Manager.lock) throughout: provider calls, store writes and the
+// Notifier's Warn and End included. No other lock is held across those
+// calls: Manager.mu and Reaper.mu are only taken briefly, inside the
+// person's lock, for their own bookkeeping (activity, prices, flights,
+// warnings, workers). So a Notifier may call Manager.Touch, but must not
+// wait for a change to the same person's lease.
 type Reaper struct {
 	m      *Manager
 	notify Notifier
