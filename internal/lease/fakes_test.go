@@ -376,8 +376,9 @@ func (d *domain) reconciled() {
 }
 
 // running stores and returns a running lease named name, its server id id,
-// created an hour before the clock, expiring in 4h, active now.
-func (d *domain) running(t *testing.T, name string, id int64) Lease {
+// created an hour before the clock, expiring in 4h, active now; changes,
+// if any, alter it before it is stored.
+func (d *domain) running(t *testing.T, name string, id int64, changes ...func(*Lease)) Lease {
 	t.Helper()
 	now := d.clock.Now()
 	l := Lease{
@@ -387,9 +388,15 @@ func (d *domain) running(t *testing.T, name string, id int64) Lease {
 		Created: now.Add(-time.Hour), ServerCreated: now.Add(-time.Hour),
 		Expires: now.Add(4 * time.Hour), LastActivity: now,
 	}
+	for _, change := range changes {
+		change(&l)
+	}
 	d.put(t, l)
 	return l
 }
+
+// in returns a change to state, for running.
+func in(state State) func(*Lease) { return func(l *Lease) { l.State = state } }
 
 func (d *domain) put(t *testing.T, l Lease) {
 	t.Helper()

@@ -49,9 +49,7 @@ func TestHibernate(t *testing.T) {
 
 func TestHibernateRefusesAMachineBeingCreated(t *testing.T) {
 	d := newDomain(t, Policy{}, ReaperConfig{})
-	l := d.running(t, "a", 0)
-	l.State = StateCreating
-	d.put(t, l)
+	l := d.running(t, "a", 0, in(StateCreating))
 	if _, err := d.m.Hibernate(context.Background(), l.Fingerprint); err == nil || !strings.Contains(err.Error(), "still being created") {
 		t.Errorf("Hibernate: %v", err)
 	}

@@ -186,9 +186,7 @@ func TestReconcileDeletesOrphans(t *testing.T) {
 	now := d.clock.Now()
 	old, young := now.Add(-time.Hour), now.Add(-time.Minute)
 	d.running(t, "kept", 1)
-	flying := d.running(t, "flying", 0) // an Ensure is creating its server
-	flying.State, flying.ServerID = StateCreating, 0
-	d.put(t, flying)
+	flying := d.running(t, "flying", 0, in(StateCreating)) // an Ensure is creating its server
 	d.m.flights[flying.Fingerprint] = &flight{}
 	labelled := func(id int64, lease string, created time.Time) Server {
 		return Server{ID: id, Name: "s", Status: "running", Created: created, Labels: map[string]string{LeaseLabel: lease}}
@@ -259,9 +257,7 @@ func TestReconcileReportsAProviderItCannotList(t *testing.T) {
 
 func TestReconcileReportsALeaseItCannotSettle(t *testing.T) {
 	d := newDomain(t, Policy{}, ReaperConfig{})
-	l := d.running(t, "a", 1)
-	l.State = StateStopping
-	d.put(t, l)
+	l := d.running(t, "a", 1, in(StateStopping))
 	stuck := errors.New("action failed")
 	d.cloud.powerOffFn = func(context.Context, int64) error { return stuck }
 	err := d.r.Reconcile(context.Background())
