@@ -130,9 +130,9 @@ func (r *Reaper) Run(ctx context.Context) {
 // still holds from an earlier pass is skipped, not waited for.
 func (r *Reaper) Tick(ctx context.Context) { r.pass(ctx).Wait() }
 
-// pass starts one pass: prices, a reconcile when one is due, and a reap of
-// every lease no Ensure or worker is on. The returned group ends with the
-// pass's work.
+// pass starts one pass: prices, a reconcile when one is due (beside the
+// workers, so busy workers do not hold it up), and a reap of every lease
+// no Ensure or worker is on. The returned group ends with the pass's work.
 func (r *Reaper) pass(ctx context.Context) *sync.WaitGroup {
 	m := r.m
 	var pass sync.WaitGroup
@@ -143,6 +143,9 @@ func (r *Reaper) pass(ctx context.Context) *sync.WaitGroup {
 		return &pass
 	}
 	m.refreshPrices(ctx, leases)
+	if ctx.Err() == nil && r.startReconcile(now) {
+		r.goTracked(&pass, func() { r.reconcileAt(ctx, now) })
+	}
 	for _, l := range leases {
 		if m.busy(l.Fingerprint) {
 			continue
@@ -156,9 +159,6 @@ func (r *Reaper) pass(ctx context.Context) *sync.WaitGroup {
 		if !started {
 			break
 		}
-	}
-	if r.startReconcile(now) {
-		r.goTracked(&pass, func() { r.reconcileAt(ctx, now) })
 	}
 	r.forgetWarnings(now)
 	return &pass
