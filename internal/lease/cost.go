@@ -42,7 +42,8 @@ func imageCost(p Prices, sizeGB float64, from, to time.Time) float64 {
 }
 
 // Cost is what l has cost so far, in the provider's currency; zero and an
-// empty currency when prices are unknown.
+// empty currency when prices are unknown. It reads only the price cache
+// (refreshPrices fills it), so it never waits on the network.
 func (m *Manager) Cost(l Lease) (float64, string) {
 	p, ok := m.cachedPrices(l)
 	if !ok {
@@ -52,26 +53,49 @@ func (m *Manager) Cost(l Lease) (float64, string) {
 	return l.Spent + serverCost(p, l.ServerCreated, now) + imageCost(p, l.ImageSizeGB, l.ImageCreated, now), p.Currency
 }
 
-// cachedPrices returns the prices of l's server type and location, asking
-// the provider at most once an hour.
+// priceKey names what a price applies to.
+func priceKey(serverType, location string) string { return serverType + "/" + location }
+
+// cachedPrices returns the cached prices of l's server type and location,
+// however old: an old price beats none.
 func (m *Manager) cachedPrices(l Lease) (Prices, bool) {
-	key := l.ServerType + "/" + l.Location
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.prices[priceKey(l.ServerType, l.Location)]
+	return c.prices, ok
+}
+
+// refreshPrices asks the provider for the prices of the server types and
+// locations of leases and of new machines that the cache lacks or has held
+// for priceCacheTTL. The reaper calls it once a pass, off every person's
+// lock, so Cost and the bookings of closeServer and dropImage only read.
+func (m *Manager) refreshPrices(ctx context.Context, leases []Lease) {
+	type kind struct{ serverType, location string }
+	kinds := map[kind]bool{{m.cfg.Machine.ServerType, m.cfg.Machine.Location}: true}
+	for _, l := range leases {
+		kinds[kind{l.ServerType, l.Location}] = true
+	}
 	now := m.cfg.Clock.Now()
-	m.mu.Lock()
-	c, ok := m.prices[key]
-	m.mu.Unlock()
-	if ok && now.Sub(c.fetched) < priceCacheTTL {
-		return c.prices, true
+	for k := range kinds {
+		if k.serverType == "" || k.location == "" {
+			continue
+		}
+		key := priceKey(k.serverType, k.location)
+		m.mu.Lock()
+		c, ok := m.prices[key]
+		m.mu.Unlock()
+		if ok && now.Sub(c.fetched) < priceCacheTTL {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(ctx, priceTimeout)
+		p, err := m.cfg.Provider.Prices(ctx, k.serverType, k.location)
+		cancel()
+		if err != nil {
+			m.log.Warn("prices unknown", "server_type", k.serverType, "location", k.location, "err", err)
+			continue
+		}
+		m.mu.Lock()
+		m.prices[key] = cachedPrices{prices: p, fetched: now}
+		m.mu.Unlock()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), priceTimeout)
-	defer cancel()
-	p, err := m.cfg.Provider.Prices(ctx, l.ServerType, l.Location)
-	if err != nil {
-		m.log.Warn("prices unknown", "server_type", l.ServerType, "location", l.Location, "err", err)
-		return c.prices, ok // an old price beats none
-	}
-	m.mu.Lock()
-	m.prices[key] = cachedPrices{prices: p, fetched: now}
-	m.mu.Unlock()
-	return p, true
 }

@@ -31,28 +31,12 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/proctree"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 type world struct {
 	m        *lease.Manager
-	clock    *clock
+	clock    *testkit.Clock
 	store    *bolt.Store
 	provider *hcloud.Provider
 	machines *proxy.Machines
@@ -73,15 +57,8 @@ func newWorldOf(t *testing.T, kind, user string) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	c := &clock{now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
-	_, upstreamKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	upstream, err := ssh.NewSignerFromKey(upstreamKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testkit.NewClock(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
+	upstream := testkit.NewKey(t).Signer
 	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, Logger: log})
 	t.Cleanup(pool.Close)
 	machines := proxy.NewMachines(pool, user)

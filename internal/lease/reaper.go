@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
 // Notifier reaches the people connected to a machine. The front door
-// implements it; the reaper declares what it needs.
+// implements it; the reaper declares what it needs. The reaper calls it
+// holding that person's lease lock and no other lock, so it must return
+// in bounded time and must not wait for a change to the person's lease.
 type Notifier interface {
 	// Warn writes message on every live session of the person and reports
 	// on how many.
@@ -23,19 +26,49 @@ type ReaperConfig struct {
 	ReconcileEvery time.Duration // between reconciles with the provider; default 5m
 	OrphanGrace    time.Duration // age before an unknown labelled server is deleted; default 10m
 	BusyWindow     time.Duration // CPU window for the busy check; default 5m
-	Invocation     string        // how people reach the gateway, for messages
+	// Workers is how many leases the reaper works on at once; default 4.
+	// A lease stuck on the provider holds one worker, never the others.
+	Workers int
+	// LeaseTimeout bounds the reaper's work on one lease (a warning, a
+	// stop, a destroy, a settle); default the Manager's OperationTimeout.
+	LeaseTimeout time.Duration
+	Invocation   string // how people reach the gateway, for messages
 }
 
 // Reaper stops idle machines, destroys expired ones, warns the people
 // connected to them first, and reconciles leases with the provider.
+//
+// Concurrency: a pass first refreshes stale prices (no lock held, each
+// fetch bounded by its own timeout), then hands every lease no Ensure is
+// on to a worker, at most Workers at once, each with its own LeaseTimeout
+// deadline. When all workers are busy the pass waits for one; a lease a
+// worker still holds from an earlier pass is skipped, so one lease stuck
+// on the provider delays no other lease's warnings or idle stops. A
+// reconcile runs beside the workers, one at a time.
+//
+// Working on a lease (a reap or a settle) holds that person's lease lock
+// (Manager.lock) throughout: provider calls, store writes and the
+// Notifier's Warn and End included. No other lock is held across those
+// calls: Manager.mu and Reaper.mu are only taken briefly, inside the
+// person's lock, for their own bookkeeping (activity, prices, flights,
+// warnings, workers). So a Notifier may call Manager.Touch, but must not
+// wait for a change to the same person's lease.
 type Reaper struct {
 	m      *Manager
 	notify Notifier
 	cfg    ReaperConfig
+	slots  chan struct{} // a token per busy worker
+	all    sync.WaitGroup
 
-	// warned remembers which warnings went out, by lease, deadline and lead
-	// time; only the reaper's goroutine touches it.
+	// mu guards the fields below. Lock order: it is a leaf, taken after
+	// a person's lease lock and never held across a call out.
+	mu sync.Mutex
+	// working names the leases a worker is on, by fingerprint.
+	working map[string]bool
+	// warned remembers which warnings went out, by lease, deadline and
+	// lead time.
 	warned        map[warning]bool
+	reconciling   bool
 	lastReconcile time.Time
 }
 
@@ -60,18 +93,31 @@ func NewReaper(m *Manager, notify Notifier, cfg ReaperConfig) *Reaper {
 	if cfg.BusyWindow == 0 {
 		cfg.BusyWindow = 5 * time.Minute
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.LeaseTimeout <= 0 {
+		cfg.LeaseTimeout = m.cfg.OperationTimeout
+	}
 	if cfg.Invocation == "" {
 		cfg.Invocation = "ssh GATEWAY"
 	}
-	return &Reaper{m: m, notify: notify, cfg: cfg, warned: map[warning]bool{}}
+	return &Reaper{
+		m: m, notify: notify, cfg: cfg,
+		slots:   make(chan struct{}, cfg.Workers),
+		working: map[string]bool{},
+		warned:  map[warning]bool{},
+	}
 }
 
-// Run reconciles at once, then makes a pass every Interval until ctx ends.
+// Run makes a pass at once, then one every Interval until ctx ends, and
+// returns once all the work it started has stopped.
 func (r *Reaper) Run(ctx context.Context) {
+	defer r.all.Wait()
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	for {
-		r.Tick(ctx)
+		r.pass(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -80,39 +126,163 @@ func (r *Reaper) Run(ctx context.Context) {
 	}
 }
 
-// Tick makes one pass: activity to the store, warnings, idle and expiry
-// actions, and a reconcile when one is due.
-func (r *Reaper) Tick(ctx context.Context) {
+// Tick makes one pass and waits for the work it started. A lease a worker
+// still holds from an earlier pass is skipped, not waited for.
+func (r *Reaper) Tick(ctx context.Context) { r.pass(ctx).Wait() }
+
+// pass starts one pass: prices, a reconcile when one is due (beside the
+// workers, so busy workers do not hold it up), and a reap of every lease
+// no Ensure or worker is on. The returned group ends with the pass's work.
+func (r *Reaper) pass(ctx context.Context) *sync.WaitGroup {
 	m := r.m
+	var pass sync.WaitGroup
 	now := m.cfg.Clock.Now()
-	if r.lastReconcile.IsZero() || now.Sub(r.lastReconcile) >= r.cfg.ReconcileEvery {
-		if err := r.Reconcile(ctx); err != nil {
-			m.log.Error("reconcile", "err", err)
-		} else {
-			r.lastReconcile = now
-		}
-	}
 	leases, err := m.cfg.Store.List()
 	if err != nil {
 		m.log.Error("reaper: list leases", "err", err)
-		return
+		return &pass
+	}
+	m.refreshPrices(ctx, leases)
+	if ctx.Err() == nil && r.startReconcile(now) {
+		r.goTracked(&pass, func() { r.reconcileAt(ctx, now) })
 	}
 	for _, l := range leases {
-		if ctx.Err() != nil {
-			return
-		}
 		if m.busy(l.Fingerprint) {
 			continue
 		}
-		if err := r.reap(ctx, l.Fingerprint, now); err != nil {
-			m.log.Error("reaper", "lease", l.ID, "err", err)
+		fp, id := l.Fingerprint, l.ID
+		started := r.work(ctx, &pass, fp, func(ctx context.Context) {
+			if err := r.reap(ctx, fp, now); err != nil {
+				m.log.Error("reaper", "lease", id, "err", err)
+			}
+		})
+		if !started {
+			break
 		}
 	}
+	r.forgetWarnings(now)
+	return &pass
+}
+
+// work runs fn on the lease fp in a worker, under a deadline of
+// LeaseTimeout, unless a worker is on that lease already. It waits for a
+// free worker, and reports false when ctx ended first.
+func (r *Reaper) work(ctx context.Context, wg *sync.WaitGroup, fp string, fn func(context.Context)) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	r.mu.Lock()
+	if r.working[fp] {
+		r.mu.Unlock()
+		return true
+	}
+	r.working[fp] = true
+	r.mu.Unlock()
+	select {
+	case r.slots <- struct{}{}:
+	case <-ctx.Done():
+		r.release(fp)
+		return false
+	}
+	r.goTracked(wg, func() {
+		defer r.release(fp)
+		defer func() { <-r.slots }()
+		ctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout)
+		defer cancel()
+		fn(ctx)
+	})
+	return true
+}
+
+func (r *Reaper) release(fp string) {
+	r.mu.Lock()
+	delete(r.working, fp)
+	r.mu.Unlock()
+}
+
+// goTracked runs fn in a goroutine that wg and Run's exit both wait for.
+func (r *Reaper) goTracked(wg *sync.WaitGroup, fn func()) {
+	wg.Add(1)
+	r.all.Add(1)
+	go func() {
+		defer r.all.Done()
+		defer wg.Done()
+		fn()
+	}()
+}
+
+// startReconcile reports whether a reconcile is due at now and none is
+// running, and if so marks one running.
+func (r *Reaper) startReconcile(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	due := r.lastReconcile.IsZero() || now.Sub(r.lastReconcile) >= r.cfg.ReconcileEvery
+	if !due || r.reconciling {
+		return false
+	}
+	r.reconciling = true
+	return true
+}
+
+func (r *Reaper) reconcileAt(ctx context.Context, now time.Time) {
+	err := r.Reconcile(ctx)
+	if err != nil {
+		r.m.log.Error("reconcile", "err", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reconciling = false
+	if err == nil {
+		r.lastReconcile = now
+	}
+}
+
+func (r *Reaper) forgetWarnings(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for w := range r.warned {
 		if w.deadline.Before(now) {
 			delete(r.warned, w)
 		}
 	}
+}
+
+// reapAction is what a pass does to a lease besides warning.
+type reapAction int
+
+const (
+	reapNothing reapAction = iota
+	reapExpire             // the lease ran out: end its sessions, destroy it
+	reapIdle               // idle past the timeout: the idle action, unless busy
+)
+
+// deadline is something connected people are warned of before it comes.
+type deadline struct {
+	kind string // "expiry" or "idle"
+	at   time.Time
+}
+
+type reapDecision struct {
+	action    reapAction
+	deadlines []deadline
+}
+
+// decideReap says what a pass at now does to l under p.
+func decideReap(l Lease, p Policy, now time.Time) reapDecision {
+	if !now.Before(l.Expires) {
+		return reapDecision{action: reapExpire}
+	}
+	d := reapDecision{deadlines: []deadline{{"expiry", l.Expires}}}
+	if l.State != StateRunning || p.IdleTimeout <= 0 {
+		return d
+	}
+	idleAt := l.LastActivity.Add(p.IdleTimeout)
+	if now.Before(idleAt) {
+		d.deadlines = append(d.deadlines, deadline{"idle", idleAt})
+		return d
+	}
+	d.action = reapIdle
+	return d
 }
 
 // reap looks at one lease under its lock.
@@ -129,70 +299,66 @@ func (r *Reaper) reap(ctx context.Context, fp string, now time.Time) error {
 	if l, err = m.flushActivity(l); err != nil {
 		return err
 	}
-
-	if !now.Before(l.Expires) {
+	d := decideReap(l, m.cfg.Policy, now)
+	for _, dl := range d.deadlines {
+		r.warn(l, dl, now)
+	}
+	switch d.action {
+	case reapExpire:
 		r.notify.End(fp, fmt.Sprintf("your machine %s expired at %s and is being deleted.",
 			l.ServerName, l.Expires.UTC().Format(time.RFC3339)))
-		opCtx, cancel := context.WithTimeout(ctx, m.cfg.OperationTimeout)
-		defer cancel()
-		return m.destroy(opCtx, l, "expired")
+		return m.destroy(ctx, l, "expired")
+	case reapIdle:
+		return r.idle(ctx, l, now)
 	}
-	r.warn(l, "expiry", l.Expires, now, fmt.Sprintf(
-		"your machine %s expires in %%s and will then be deleted with its files; run `%s extend 2h` to keep it.",
-		l.ServerName, r.cfg.Invocation))
+	return nil
+}
 
-	p := m.cfg.Policy
-	if l.State != StateRunning || p.IdleTimeout <= 0 {
-		return nil
-	}
-	idleAt := l.LastActivity.Add(p.IdleTimeout)
-	if now.Before(idleAt) {
-		r.warn(l, "idle", idleAt, now, fmt.Sprintf(
-			"your machine %s will be %s in %%s: it has had no activity for %s. Any activity keeps it.",
-			l.ServerName, pastTense(p.IdleAction), FormatDuration(now.Sub(l.LastActivity))))
-		return nil
-	}
-
-	opCtx, cancel := context.WithTimeout(ctx, m.cfg.OperationTimeout)
-	defer cancel()
+// idle applies the idle action to l, unless its CPU says someone's work is
+// running without a connection.
+func (r *Reaper) idle(ctx context.Context, l Lease, now time.Time) error {
+	m, p := r.m, r.m.cfg.Policy
 	if p.BusyCPU > 0 {
-		cpu, err := m.cfg.Provider.CPUUsage(opCtx, l.ServerID, r.cfg.BusyWindow)
+		cpu, err := m.cfg.Provider.CPUUsage(ctx, l.ServerID, r.cfg.BusyWindow)
 		if err != nil {
 			// Without a figure, stopping could kill someone's work: wait.
 			return fmt.Errorf("cpu use of %s: %w", l.ServerName, err)
 		}
 		if cpu >= p.BusyCPU {
-			m.touchAt(fp, now)
+			m.touchAt(l.Fingerprint, now)
 			m.event(l, "busy", "idle for %s but using %.0f%% CPU; left running", FormatDuration(now.Sub(l.LastActivity)), cpu)
 			return nil
 		}
 	}
 	why := fmt.Sprintf("idle for %s", FormatDuration(now.Sub(l.LastActivity)))
-	r.notify.End(fp, fmt.Sprintf("your machine %s is being %s: it had no activity for %s. `%s` starts it again.",
+	r.notify.End(l.Fingerprint, fmt.Sprintf("your machine %s is being %s: it had no activity for %s. `%s` starts it again.",
 		l.ServerName, pastTense(p.IdleAction), FormatDuration(p.IdleTimeout), r.cfg.Invocation))
+	var err error
 	switch p.IdleAction {
 	case IdleHibernate:
-		_, err = m.hibernate(opCtx, l)
+		_, err = m.hibernate(ctx, l)
 	case IdleDestroy:
-		err = m.destroy(opCtx, l, why)
+		err = m.destroy(ctx, l, why)
 	default:
-		_, err = m.stop(opCtx, l, why)
+		_, err = m.stop(ctx, l, why)
 	}
 	return err
 }
 
-// warn sends the warning for deadline once per lead time that has come,
-// naming the time left (format has one %s for it).
-func (r *Reaper) warn(l Lease, kind string, deadline, now time.Time, format string) {
-	left := deadline.Sub(now)
+// warn sends the warning of dl once per lead time that has come, naming
+// the time left.
+func (r *Reaper) warn(l Lease, dl deadline, now time.Time) {
+	left := dl.at.Sub(now)
 	due := false
+	r.mu.Lock()
 	for _, lead := range r.m.cfg.Policy.WarnBefore {
-		w := warning{l.Fingerprint, kind, deadline, lead}
+		w := warning{l.Fingerprint, dl.kind, dl.at, lead}
 		if left <= lead && !r.warned[w] {
 			r.warned[w] = true
 			due = true
 		}
 	}
+	r.mu.Unlock()
 	if !due {
 		return
 	}
@@ -201,10 +367,19 @@ func (r *Reaper) warn(l Lease, kind string, deadline, now time.Time, format stri
 	if left < time.Minute {
 		shown = left.Round(time.Second)
 	}
-	msg := fmt.Sprintf(format, FormatDuration(shown))
+	msg := r.warningText(l, dl.kind, FormatDuration(shown), now)
 	if n := r.notify.Warn(l.Fingerprint, msg); n > 0 {
 		r.m.event(l, "warning", "%s (to %d sessions)", msg, n)
 	}
+}
+
+func (r *Reaper) warningText(l Lease, kind, left string, now time.Time) string {
+	if kind == "idle" {
+		return fmt.Sprintf("your machine %s will be %s in %s: it has had no activity for %s. Any activity keeps it.",
+			l.ServerName, pastTense(r.m.cfg.Policy.IdleAction), left, FormatDuration(now.Sub(l.LastActivity)))
+	}
+	return fmt.Sprintf("your machine %s expires in %s and will then be deleted with its files; run `%s extend 2h` to keep it.",
+		l.ServerName, left, r.cfg.Invocation)
 }
 
 func pastTense(a IdleAction) string {

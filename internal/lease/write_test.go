@@ -9,6 +9,7 @@ import (
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // writeCounter is a Store that counts its writes and keeps the events
@@ -43,7 +44,7 @@ func TestExtendIsOneWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	c := &clock{now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
+	c := testkit.NewClock(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	l := lease.Lease{Fingerprint: "SHA256:one", ID: "one", ServerName: "cc-one", State: lease.StateStopped,
 		Created: c.Now(), Expires: c.Now().Add(time.Hour), LastActivity: c.Now()}
 	if err := store.Put(l); err != nil {

@@ -1,0 +1,439 @@
+package lease
+
+// Small fakes for the domain's own tests: an in-memory Store, a Provider
+// with one function field per method, a Notifier that records. The real
+// parts (bbolt, the Hetzner provider on the local cloud) are tested in
+// manager_test.go and in their own packages.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
+)
+
+// memStore is a Store in memory.
+type memStore struct {
+	mu     sync.Mutex
+	leases map[string]Lease
+	events []Event
+	// failPut, if set, fails every Put with its error.
+	failPut error
+}
+
+func newMemStore() *memStore { return &memStore{leases: map[string]Lease{}} }
+
+func (s *memStore) Get(fp string) (Lease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.leases[fp]
+	if !ok {
+		return Lease{}, ErrNotFound
+	}
+	return l, nil
+}
+
+func (s *memStore) Put(l Lease, events ...Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failPut != nil {
+		return s.failPut
+	}
+	s.leases[l.Fingerprint] = l
+	s.events = append(s.events, events...)
+	return nil
+}
+
+func (s *memStore) Delete(fp string, events ...Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.leases, fp)
+	s.events = append(s.events, events...)
+	return nil
+}
+
+// List returns the leases ordered by fingerprint, so tests know the order.
+func (s *memStore) List() ([]Lease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Lease
+	for _, l := range s.leases {
+		out = append(out, l)
+	}
+	slices.SortFunc(out, func(a, b Lease) int { return strings.Compare(a.Fingerprint, b.Fingerprint) })
+	return out, nil
+}
+
+func (s *memStore) AppendEvent(e Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, e)
+	return nil
+}
+
+func (s *memStore) Events(n int) ([]Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= 0 || n > len(s.events) {
+		n = len(s.events)
+	}
+	return slices.Clone(s.events[len(s.events)-n:]), nil
+}
+
+// kinds returns "kind: detail" of every event about fp, oldest first.
+func (s *memStore) kinds(fp string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.events {
+		if e.Fingerprint == fp {
+			out = append(out, e.Kind+": "+e.Detail)
+		}
+	}
+	return out
+}
+
+// fakeProvider is a Provider whose methods call its function fields. A nil
+// field of an action (power, delete, wait) succeeds; a nil field of a
+// method that must invent data fails the test. Every call is recorded.
+type fakeProvider struct {
+	t testing.TB
+
+	createFn      func(ctx context.Context, spec CreateSpec) (Server, error)
+	getFn         func(ctx context.Context, id int64) (Server, error)
+	listFn        func(ctx context.Context) ([]Server, error)
+	powerOnFn     func(ctx context.Context, id int64) error
+	powerOffFn    func(ctx context.Context, id int64) error
+	deleteFn      func(ctx context.Context, id int64) error
+	snapshotFn    func(ctx context.Context, serverID int64, leaseID string) (Image, error)
+	imagesFn      func(ctx context.Context) ([]Image, error)
+	deleteImageFn func(ctx context.Context, id int64) error
+	cpuUsageFn    func(ctx context.Context, id int64, window time.Duration) (float64, error)
+	pricesFn      func(ctx context.Context, serverType, location string) (Prices, error)
+
+	mu    sync.Mutex
+	calls []string
+}
+
+var errUnexpected = errors.New("unexpected provider call")
+
+func (p *fakeProvider) record(format string, args ...any) string {
+	call := fmt.Sprintf(format, args...)
+	p.mu.Lock()
+	p.calls = append(p.calls, call)
+	p.mu.Unlock()
+	return call
+}
+
+// unexpected fails the test (from any goroutine) for a call it did not
+// provide for.
+func (p *fakeProvider) unexpected(call string) error {
+	p.t.Errorf("unexpected provider call %s: set its function field", call)
+	return fmt.Errorf("%s: %w", call, errUnexpected)
+}
+
+// made returns the calls made so far whose text starts with prefix.
+func (p *fakeProvider) made(prefix string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, c := range p.calls {
+		if strings.HasPrefix(c, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// changes returns the calls made so far that change something: listings
+// and prices aside.
+func (p *fakeProvider) changes() []string {
+	var out []string
+	for _, c := range p.made("") {
+		if c != "List" && c != "Images" && !strings.HasPrefix(c, "Prices ") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (p *fakeProvider) Create(ctx context.Context, spec CreateSpec) (Server, error) {
+	call := p.record("Create %s", spec.Name)
+	if p.createFn == nil {
+		return Server{}, p.unexpected(call)
+	}
+	return p.createFn(ctx, spec)
+}
+
+func (p *fakeProvider) Get(ctx context.Context, id int64) (Server, error) {
+	call := p.record("Get %d", id)
+	if p.getFn == nil {
+		return Server{}, p.unexpected(call)
+	}
+	return p.getFn(ctx, id)
+}
+
+func (p *fakeProvider) List(ctx context.Context) ([]Server, error) {
+	p.record("List")
+	if p.listFn == nil {
+		return nil, nil
+	}
+	return p.listFn(ctx)
+}
+
+func (p *fakeProvider) PowerOn(ctx context.Context, id int64) error {
+	p.record("PowerOn %d", id)
+	return callOr(p.powerOnFn, ctx, id)
+}
+
+func (p *fakeProvider) PowerOff(ctx context.Context, id int64) error {
+	p.record("PowerOff %d", id)
+	return callOr(p.powerOffFn, ctx, id)
+}
+
+func (p *fakeProvider) Delete(ctx context.Context, id int64) error {
+	p.record("Delete %d", id)
+	return callOr(p.deleteFn, ctx, id)
+}
+
+func (p *fakeProvider) DeleteImage(ctx context.Context, id int64) error {
+	p.record("DeleteImage %d", id)
+	return callOr(p.deleteImageFn, ctx, id)
+}
+
+func callOr(fn func(context.Context, int64) error, ctx context.Context, id int64) error {
+	if fn == nil {
+		return nil
+	}
+	return fn(ctx, id)
+}
+
+// fakeMachines is the Machines a domain test sees: nil fields succeed,
+// every call is recorded in the provider's list, so tests see cloud and
+// machine calls in one order.
+type fakeMachines struct {
+	calls       *fakeProvider
+	waitFn      func(ctx context.Context, addr, hostKey string) error
+	setExpiryFn func(ctx context.Context, addr, hostKey string, expires time.Time) error
+}
+
+func (f *fakeMachines) Wait(ctx context.Context, addr, hostKey string) error {
+	f.calls.record("Wait %s", addr)
+	if f.waitFn == nil {
+		return nil
+	}
+	return f.waitFn(ctx, addr, hostKey)
+}
+
+func (f *fakeMachines) SetExpiry(ctx context.Context, addr, hostKey string, expires time.Time) error {
+	f.calls.record("SetExpiry %s", addr)
+	if f.setExpiryFn == nil {
+		return nil
+	}
+	return f.setExpiryFn(ctx, addr, hostKey, expires)
+}
+
+func (p *fakeProvider) Snapshot(ctx context.Context, serverID int64, leaseID string) (Image, error) {
+	call := p.record("Snapshot %d", serverID)
+	if p.snapshotFn == nil {
+		return Image{}, p.unexpected(call)
+	}
+	return p.snapshotFn(ctx, serverID, leaseID)
+}
+
+func (p *fakeProvider) Images(ctx context.Context) ([]Image, error) {
+	p.record("Images")
+	if p.imagesFn == nil {
+		return nil, nil
+	}
+	return p.imagesFn(ctx)
+}
+
+func (p *fakeProvider) CPUUsage(ctx context.Context, id int64, window time.Duration) (float64, error) {
+	call := p.record("CPUUsage %d", id)
+	if p.cpuUsageFn == nil {
+		return 0, p.unexpected(call)
+	}
+	return p.cpuUsageFn(ctx, id, window)
+}
+
+func (p *fakeProvider) Prices(ctx context.Context, serverType, location string) (Prices, error) {
+	call := p.record("Prices %s %s", serverType, location)
+	if p.pricesFn == nil {
+		return Prices{}, p.unexpected(call)
+	}
+	return p.pricesFn(ctx, serverType, location)
+}
+
+var _ Provider = (*fakeProvider)(nil)
+
+// notice is one message to a person's sessions.
+type notice struct{ fingerprint, message string }
+
+// recNotifier records warnings and ends; sessions is what Warn reports.
+// hook, if set, sees each notice as it is sent ("warn" or "end").
+type recNotifier struct {
+	sessions int
+	hook     func(kind string, n notice)
+
+	mu    sync.Mutex
+	warns []notice
+	ends  []notice
+}
+
+func (r *recNotifier) Warn(fp, message string) int {
+	r.mu.Lock()
+	r.warns = append(r.warns, notice{fp, message})
+	r.mu.Unlock()
+	if r.hook != nil {
+		r.hook("warn", notice{fp, message})
+	}
+	return r.sessions
+}
+
+func (r *recNotifier) End(fp, message string) {
+	r.mu.Lock()
+	r.ends = append(r.ends, notice{fp, message})
+	r.mu.Unlock()
+	if r.hook != nil {
+		r.hook("end", notice{fp, message})
+	}
+}
+
+// to returns the messages of kind ("warn" or "end") sent to fp.
+func (r *recNotifier) to(kind, fp string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.warns
+	if kind == "end" {
+		list = r.ends
+	}
+	var out []string
+	for _, n := range list {
+		if n.fingerprint == fp {
+			out = append(out, n.message)
+		}
+	}
+	return out
+}
+
+var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+
+var testPrices = Prices{Currency: "EUR", ServerHourly: 0.01, ServerMonthly: 5, SnapshotPerGBMonth: 0.011}
+
+// domain is a Manager and a Reaper over the fakes.
+type domain struct {
+	m        *Manager
+	r        *Reaper
+	store    *memStore
+	cloud    *fakeProvider
+	machines *fakeMachines
+	clock    *testkit.Clock
+	notify   *recNotifier
+}
+
+// newDomain wires a Manager and Reaper with policy and rc over fakes. The
+// provider knows testPrices; everything else a test sets on d.cloud.
+func newDomain(t *testing.T, policy Policy, rc ReaperConfig) *domain {
+	t.Helper()
+	d := &domain{
+		store:  newMemStore(),
+		cloud:  &fakeProvider{t: t},
+		clock:  testkit.NewClock(t0),
+		notify: &recNotifier{sessions: 1},
+	}
+	d.machines = &fakeMachines{calls: d.cloud}
+	d.cloud.pricesFn = func(context.Context, string, string) (Prices, error) { return testPrices, nil }
+	d.m = NewManager(Config{
+		Store: d.store, Provider: d.cloud, Machines: d.machines, Clock: d.clock, Policy: policy,
+		Machine:          MachineSpec{SSHPort: 22, ServerType: "cx23", Location: "fsn1"},
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OperationTimeout: time.Minute,
+	})
+	if rc.Invocation == "" {
+		rc.Invocation = "ssh gw"
+	}
+	d.r = NewReaper(d.m, d.notify, rc)
+	// The cloud agrees with the store unless a test says otherwise.
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return d.serversOfLeases(), nil }
+	return d
+}
+
+// serversOfLeases is a server for every stored lease that has one, powered
+// as its state says.
+func (d *domain) serversOfLeases() []Server {
+	leases, _ := d.store.List()
+	var out []Server
+	for _, l := range leases {
+		if l.ServerID == 0 {
+			continue
+		}
+		status := "off"
+		if l.State == StateRunning {
+			status = "running"
+		}
+		out = append(out, Server{ID: l.ServerID, Name: l.ServerName, Status: status,
+			Labels: map[string]string{LeaseLabel: l.ID}, Created: l.ServerCreated})
+	}
+	return out
+}
+
+// reconciled makes the reaper's passes skip reconciling, for tests about
+// reaping alone.
+func (d *domain) reconciled() {
+	d.r.mu.Lock()
+	d.r.lastReconcile = d.clock.Now()
+	d.r.cfg.ReconcileEvery = 1000 * time.Hour
+	d.r.mu.Unlock()
+}
+
+// running stores and returns a running lease named name, its server id id,
+// created an hour before the clock, expiring in 4h, active now; changes,
+// if any, alter it before it is stored.
+func (d *domain) running(t *testing.T, name string, id int64, changes ...func(*Lease)) Lease {
+	t.Helper()
+	now := d.clock.Now()
+	l := Lease{
+		Fingerprint: "SHA256:" + name, ID: name, State: StateRunning,
+		ServerID: id, ServerName: "cc-" + name, Address: fmt.Sprintf("192.0.2.%d:22", id),
+		ServerType: "cx23", Location: "fsn1",
+		Created: now.Add(-time.Hour), ServerCreated: now.Add(-time.Hour),
+		Expires: now.Add(4 * time.Hour), LastActivity: now,
+	}
+	for _, change := range changes {
+		change(&l)
+	}
+	d.put(t, l)
+	return l
+}
+
+// in returns a change to state, for running.
+func in(state State) func(*Lease) { return func(l *Lease) { l.State = state } }
+
+func (d *domain) put(t *testing.T, l Lease) {
+	t.Helper()
+	if err := d.store.Put(l); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stored returns fp's lease, ok false when there is none.
+func (d *domain) stored(t *testing.T, fp string) (Lease, bool) {
+	t.Helper()
+	l, err := d.store.Get(fp)
+	if errors.Is(err, ErrNotFound) {
+		return Lease{}, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, true
+}

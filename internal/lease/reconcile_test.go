@@ -1,0 +1,293 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecideSettle(t *testing.T) {
+	on := &Server{ID: 7, Status: "running"}
+	off := &Server{ID: 7, Status: "off"}
+	booting := &Server{ID: 7, Status: "initializing"}
+	lease := func(s State) Lease { return Lease{State: s, ServerID: 7, ImageID: 9} }
+	for _, tc := range []struct {
+		name      string
+		lease     Lease
+		srv       *Server
+		imageKept bool
+		want      settleDecision
+	}{
+		{"destroying", lease(StateDestroying), on, true, settleDecision{action: settleDestroy,
+			why: "interrupted destroy finished", found: []string{"finishing an interrupted destroy"}}},
+		{"hibernating", lease(StateHibernating), nil, true, settleDecision{action: settleHibernate,
+			found: []string{"finishing an interrupted hibernation"}}},
+		{"stopping, server there", lease(StateStopping), on, false, settleDecision{action: settleStop,
+			found: []string{"finishing an interrupted stop"}}},
+		{"stopping, server gone", lease(StateStopping), nil, false, settleDecision{action: settleDestroy,
+			why: "server vanished", forgetServer: true,
+			found: []string{"finishing an interrupted stop", "server 7 vanished; closing the lease"}}},
+		{"hibernated, snapshot kept", lease(StateHibernated), nil, true, settleDecision{}},
+		{"hibernated, snapshot gone", lease(StateHibernated), nil, false, settleDecision{action: settleDestroy,
+			why: "snapshot vanished", forgetImage: true, found: []string{"snapshot 9 vanished; closing the lease"}}},
+		{"creating from a kept snapshot, no server", lease(StateCreating), nil, true, settleDecision{action: settleState,
+			state: StateHibernated, found: []string{"no server was made; back to hibernated"}}},
+		{"creating, no server", lease(StateCreating), nil, false, settleDecision{action: settleDestroy,
+			why: "creation never reached the provider", found: []string{"no server was made; closing the lease"}}},
+		{"creating, server booting", lease(StateCreating), booting, false, settleDecision{action: settleState,
+			state: StateStarting, adopt: true,
+			found: []string{"adopting server 7", "state creating but the server is initializing; now starting"}}},
+		{"running, server gone", lease(StateRunning), nil, true, settleDecision{action: settleDestroy,
+			why: "server vanished", forgetServer: true, found: []string{"server 7 vanished; closing the lease"}}},
+		{"running, server running", lease(StateRunning), on, false, settleDecision{}},
+		{"running, server off", lease(StateRunning), off, false, settleDecision{action: settleState,
+			state: StateStopped, found: []string{"state running but the server is off; now stopped"}}},
+		{"starting, server running", lease(StateStarting), on, false, settleDecision{action: settleState,
+			state: StateRunning, found: []string{"state starting but the server is running; now running"}}},
+		{"stopped, server off", lease(StateStopped), off, false, settleDecision{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := decideSettle(tc.lease, tc.srv, tc.imageKept)
+			same := got.action == tc.want.action && got.why == tc.want.why && got.state == tc.want.state &&
+				got.adopt == tc.want.adopt && got.forgetServer == tc.want.forgetServer &&
+				got.forgetImage == tc.want.forgetImage && slices.Equal(got.found, tc.want.found)
+			if !same {
+				t.Errorf("decideSettle =\n%+v\nwant\n%+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecideOrphan(t *testing.T) {
+	grace := 10 * time.Minute
+	for _, tc := range []struct {
+		name                string
+		claimed, inProgress bool
+		age                 time.Duration
+		want                orphanVerdict
+	}{
+		{"claimed", true, false, time.Hour, orphanKeep},
+		{"its lease is being created", false, true, time.Hour, orphanKeep},
+		{"young", false, false, 9 * time.Minute, orphanWait},
+		{"exactly the grace", false, false, grace, orphanDelete},
+		{"old", false, false, time.Hour, orphanDelete},
+	} {
+		if got := decideOrphan(tc.claimed, tc.inProgress, tc.age, grace); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestServerOfAndImageKept(t *testing.T) {
+	servers := []Server{
+		{ID: 1, Labels: map[string]string{LeaseLabel: "x"}},
+		{ID: 2, Labels: map[string]string{LeaseLabel: "y"}},
+	}
+	if s := serverOf(Lease{ID: "x", ServerID: 2}, servers); s == nil || s.ID != 2 {
+		t.Errorf("a recorded server is found by id, not label: %+v", s)
+	}
+	if s := serverOf(Lease{ID: "y"}, servers); s == nil || s.ID != 2 {
+		t.Errorf("an unrecorded server is found by label: %+v", s)
+	}
+	if s := serverOf(Lease{ID: "x", ServerID: 3}, servers); s != nil {
+		t.Errorf("a vanished server found: %+v", s)
+	}
+	images := []Image{{ID: 9}}
+	if !imageKept(Lease{ImageID: 9}, images) || imageKept(Lease{ImageID: 8}, images) || imageKept(Lease{}, []Image{{ID: 0}}) {
+		t.Error("imageKept")
+	}
+}
+
+// TestReconcileSettles drives crashed and drifted leases through Reconcile
+// and checks what it did to the provider and the store.
+func TestReconcileSettles(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		state   State
+		image   int64
+		servers []Server // the cloud's; the lease's server is 1
+		images  []Image
+		calls   []string // to the provider, List and Images aside
+		after   State    // "" when the lease is gone
+	}{
+		{"an interrupted destroy is finished", StateDestroying, 0, []Server{{ID: 1, Status: "off"}}, nil,
+			[]string{"Delete 1"}, ""},
+		{"an interrupted stop is finished", StateStopping, 0, []Server{{ID: 1, Status: "running"}}, nil,
+			[]string{"PowerOff 1"}, StateStopped},
+		{"an interrupted hibernation is finished", StateHibernating, 0, []Server{{ID: 1, Status: "off"}}, nil,
+			[]string{"PowerOff 1", "Snapshot 1", "Delete 1"}, StateHibernated},
+		{"a vanished server closes the lease", StateRunning, 0, nil, nil,
+			nil, ""},
+		{"a vanished snapshot closes the lease", StateHibernated, 9, nil, nil,
+			nil, ""},
+		{"a kept snapshot is left alone", StateHibernated, 9, nil, []Image{{ID: 9}},
+			nil, StateHibernated},
+		{"a server switched off behind our back", StateRunning, 0, []Server{{ID: 1, Status: "off"}}, nil,
+			nil, StateStopped},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDomain(t, Policy{}, ReaperConfig{})
+			l := d.running(t, "a", 1)
+			l.State, l.ImageID = tc.state, tc.image
+			if tc.image != 0 {
+				l.ServerID, l.ServerCreated = 0, time.Time{}
+			}
+			d.put(t, l)
+			d.cloud.listFn = func(context.Context) ([]Server, error) { return tc.servers, nil }
+			d.cloud.imagesFn = func(context.Context) ([]Image, error) { return tc.images, nil }
+			d.cloud.snapshotFn = func(_ context.Context, id int64, leaseID string) (Image, error) {
+				return Image{ID: 5, LeaseID: leaseID}, nil
+			}
+			if err := d.r.Reconcile(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if calls := d.cloud.changes(); !slices.Equal(calls, tc.calls) {
+				t.Errorf("provider calls %q, want %q", calls, tc.calls)
+			}
+			after, ok := d.stored(t, l.Fingerprint)
+			if tc.after == "" && ok || tc.after != "" && after.State != tc.after {
+				t.Errorf("lease after: state %q (kept %v), want %q", after.State, ok, tc.after)
+			}
+			if ev := d.store.kinds(l.Fingerprint); tc.calls != nil && (len(ev) == 0 || !strings.HasPrefix(ev[0], "reconcile: ")) {
+				t.Errorf("events %q, want what reconcile found first", ev)
+			}
+		})
+	}
+}
+
+func TestReconcileAdoptsAServerACrashLeftUnrecorded(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{})
+	l := d.running(t, "a", 0)
+	l.State, l.ServerID, l.Address, l.ServerCreated = StateCreating, 0, "", time.Time{}
+	d.put(t, l)
+	created := d.clock.Now().Add(-time.Minute)
+	d.cloud.listFn = func(context.Context) ([]Server, error) {
+		return []Server{{ID: 4, IPv4: "192.0.2.4", Status: "running", Created: created, Labels: map[string]string{LeaseLabel: "a"}}}, nil
+	}
+	d.clock.Advance(time.Hour) // the server is past its orphan grace: only the lease's claim keeps it
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := d.stored(t, l.Fingerprint)
+	if after.ServerID != 4 || after.Address != "192.0.2.4:22" || after.State != StateRunning ||
+		!after.ServerCreated.Equal(created) || !after.LastActivity.Equal(d.clock.Now()) {
+		t.Errorf("adopted lease %+v", after)
+	}
+	if got := d.cloud.made("Delete"); len(got) != 0 {
+		t.Errorf("deleted %q", got)
+	}
+}
+
+func TestReconcileDeletesOrphans(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute})
+	now := d.clock.Now()
+	old, young := now.Add(-time.Hour), now.Add(-time.Minute)
+	d.running(t, "kept", 1)
+	flying := d.running(t, "flying", 0, in(StateCreating)) // an Ensure is creating its server
+	d.m.flights[flying.Fingerprint] = &flight{}
+	labelled := func(id int64, lease string, created time.Time) Server {
+		return Server{ID: id, Name: "s", Status: "running", Created: created, Labels: map[string]string{LeaseLabel: lease}}
+	}
+	d.cloud.listFn = func(context.Context) ([]Server, error) {
+		return []Server{
+			labelled(1, "kept", old),
+			labelled(2, "flying", old), // its lease is on its way to recording it
+			labelled(3, "gone", old),   // orphan
+			labelled(4, "gone", young), // maybe a create on its way
+			labelled(5, "gone", old),   // orphan, deleted by someone else meanwhile
+			labelled(6, "gone", old),   // orphan the provider will not delete
+		}, nil
+	}
+	d.cloud.imagesFn = func(context.Context) ([]Image, error) {
+		return []Image{{ID: 20, LeaseID: "gone", Created: old}, {ID: 21, LeaseID: "gone", Created: young},
+			{ID: 22, LeaseID: "flying", Created: old}, {ID: 23, LeaseID: "gone", Created: old}}, nil
+	}
+	refused := errors.New("locked")
+	d.cloud.deleteFn = func(_ context.Context, id int64) error {
+		switch id {
+		case 5:
+			return ErrServerNotFound
+		case 6:
+			return refused
+		}
+		return nil
+	}
+	d.cloud.deleteImageFn = func(_ context.Context, id int64) error {
+		if id == 23 {
+			return ErrImageNotFound
+		}
+		return nil
+	}
+	err := d.r.Reconcile(context.Background())
+	if !errors.Is(err, refused) || !strings.Contains(err.Error(), "delete orphan server s") {
+		t.Errorf("Reconcile: %v, want the refused delete reported", err)
+	}
+	if got := d.cloud.made("Delete "); !slices.Equal(got, []string{"Delete 3", "Delete 5", "Delete 6"}) {
+		t.Errorf("server deletes %q", got)
+	}
+	if got := d.cloud.made("DeleteImage"); !slices.Equal(got, []string{"DeleteImage 20", "DeleteImage 23"}) {
+		t.Errorf("snapshot deletes %q", got)
+	}
+	events, _ := d.store.Events(0)
+	var details []string
+	for _, e := range events {
+		details = append(details, e.Detail)
+	}
+	if want := []string{"deleted orphan server s (3)", "deleted orphan snapshot 20"}; !slices.Equal(details, want) {
+		t.Errorf("events %q, want %q: only deletes that happened", details, want)
+	}
+}
+
+func TestReconcileReportsAProviderItCannotList(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{})
+	down := errors.New("503")
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return nil, down }
+	if err := d.r.Reconcile(context.Background()); !errors.Is(err, down) || !strings.HasPrefix(err.Error(), "list servers") {
+		t.Errorf("Reconcile: %v", err)
+	}
+	d.cloud.listFn = nil
+	d.cloud.imagesFn = func(context.Context) ([]Image, error) { return nil, down }
+	if err := d.r.Reconcile(context.Background()); !errors.Is(err, down) || !strings.HasPrefix(err.Error(), "list snapshots") {
+		t.Errorf("Reconcile: %v", err)
+	}
+}
+
+func TestReconcileReportsALeaseItCannotSettle(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{})
+	l := d.running(t, "a", 1, in(StateStopping))
+	stuck := errors.New("action failed")
+	d.cloud.powerOffFn = func(context.Context, int64) error { return stuck }
+	err := d.r.Reconcile(context.Background())
+	if !errors.Is(err, stuck) || !strings.Contains(err.Error(), "lease a: stop server cc-a") {
+		t.Errorf("Reconcile: %v", err)
+	}
+	if after, _ := d.stored(t, l.Fingerprint); after.State != StateStopping {
+		t.Errorf("state %s, want the intent kept for the next try", after.State)
+	}
+}
+
+// TestReconcileLeavesALeaseChangedAfterTheListing: a reap that stops a
+// machine while reconcile lists the servers must not be undone by the
+// listing, which may show the server still running.
+func TestReconcileLeavesALeaseChangedAfterTheListing(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{})
+	l := d.running(t, "a", 1)
+	d.cloud.listFn = func(context.Context) ([]Server, error) {
+		stopped := l
+		stopped.State = StateStopped // the reap's stop lands after the listing
+		d.put(t, stopped)
+		return []Server{{ID: 1, Status: "running"}}, nil
+	}
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := d.stored(t, l.Fingerprint); after.State != StateStopped {
+		t.Errorf("state %s, want the stop kept", after.State)
+	}
+	if ev := d.store.kinds(l.Fingerprint); len(ev) != 0 {
+		t.Errorf("events %q", ev)
+	}
+}
