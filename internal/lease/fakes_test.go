@@ -25,6 +25,7 @@ type memStore struct {
 	mu     sync.Mutex
 	leases map[string]Lease
 	events []Event
+	writes int // Puts, Deletes and AppendEvents: what would be fsyncs
 	// failPut, if set, fails every Put with its error.
 	failPut error
 }
@@ -49,6 +50,7 @@ func (s *memStore) Put(l Lease, events ...Event) error {
 	}
 	s.leases[l.Fingerprint] = l
 	s.events = append(s.events, events...)
+	s.writes++
 	return nil
 }
 
@@ -57,6 +59,7 @@ func (s *memStore) Delete(fp string, events ...Event) error {
 	defer s.mu.Unlock()
 	delete(s.leases, fp)
 	s.events = append(s.events, events...)
+	s.writes++
 	return nil
 }
 
@@ -76,6 +79,7 @@ func (s *memStore) AppendEvent(e Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events = append(s.events, e)
+	s.writes++
 	return nil
 }
 

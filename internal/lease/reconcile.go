@@ -274,8 +274,16 @@ func (r *Reaper) settle(ctx context.Context, seen Lease, servers []Server, image
 	}
 	srv := serverOf(l, servers)
 	d := decideSettle(l, srv, imageKept(l, images))
-	for _, f := range d.found {
-		m.event(l, "reconcile", "%s", f)
+	notes := make([]Event, len(d.found))
+	for i, f := range d.found {
+		notes[i] = m.note(l, "reconcile", "%s", f)
+	}
+	if d.action != settleState {
+		// What reconcile found is on record before it acts on it; the
+		// action writes its own change and event.
+		for _, e := range notes {
+			m.Record(e)
+		}
 	}
 	if d.adopt {
 		l = m.adopt(l, *srv)
@@ -300,7 +308,7 @@ func (r *Reaper) settle(ctx context.Context, seen Lease, servers []Server, image
 		if d.state == StateRunning {
 			l.LastActivity = m.cfg.Clock.Now()
 		}
-		return m.put(l)
+		return m.put(l, notes...)
 	}
 	return nil
 }

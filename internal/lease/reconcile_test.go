@@ -158,6 +158,24 @@ func TestReconcileSettles(t *testing.T) {
 	}
 }
 
+// TestReconcileStateChangeIsOneWrite: a lease that only follows its
+// server's power is written once, with what reconcile found.
+func TestReconcileStateChangeIsOneWrite(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{})
+	l := d.running(t, "a", 1)
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return []Server{{ID: 1, Status: "off"}}, nil }
+	before := d.store.writes
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.store.writes - before; got != 1 {
+		t.Errorf("%d writes, want 1", got)
+	}
+	if ev := d.store.kinds(l.Fingerprint); len(ev) != 1 || !strings.HasPrefix(ev[0], "reconcile: ") {
+		t.Errorf("events %q, want one from reconcile", ev)
+	}
+}
+
 func TestReconcileAdoptsAServerACrashLeftUnrecorded(t *testing.T) {
 	d := newDomain(t, Policy{}, ReaperConfig{})
 	l := d.running(t, "a", 0)
