@@ -33,7 +33,7 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	ch := &syncChannel{Channel: raw}
 	defer ch.Close()
 
-	s := proxy.Session{Channel: ch, Requests: reqs}
+	s := proxy.ClientSession{Channel: ch, Requests: reqs}
 	if !g.collect(ctx, &s) {
 		return
 	}
@@ -98,7 +98,7 @@ const agentRequest = "auth-agent-req@openssh.com"
 // collect answers the requests that set up a session until the one that
 // starts a program, which it leaves unanswered in s.Start. It reports false
 // when the client went away or took too long.
-func (g *Gateway) collect(ctx context.Context, s *proxy.Session) bool {
+func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) bool {
 	timeout := time.NewTimer(g.opts.StartTimeout)
 	defer timeout.Stop()
 	for {

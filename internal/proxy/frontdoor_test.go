@@ -119,7 +119,7 @@ func (fd *frontDoor) session(ctx context.Context, nc gossh.NewChannel, up *gossh
 			req.Reply(true, nil)
 			early = append(early, req)
 		case "shell", "exec", "subsystem":
-			s := Session{Channel: loggedChannel{ch, &fd.sent}, Requests: reqs, Early: early, Start: req}
+			s := ClientSession{Channel: loggedChannel{ch, &fd.sent}, Requests: reqs, Early: early, Start: req}
 			fd.results <- Bridge(ctx, up, s, Hooks{Activity: func() { fd.activity.Add(1) }})
 			return
 		default:

@@ -9,7 +9,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 )
 
-// Seat is one channel's place on a machine connection: the Machine a bridge
+// Seat is one channel's place on a machine connection: the Upstream a bridge
 // opens its channel on. Close gives the place back.
 type Seat struct {
 	pool    *Pool

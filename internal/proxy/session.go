@@ -12,11 +12,11 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 )
 
-// Session is a downstream session channel the front door accepted, with the
-// requests it already answered (Early: pty-req, env, window-change, in order)
-// and the request that starts the program (Start: shell, exec or subsystem;
-// not yet replied to).
-type Session struct {
+// ClientSession is a session channel the front door accepted from a client,
+// with the requests it already answered (Early: pty-req, env, window-change,
+// in order) and the request that starts the program (Start: shell, exec or
+// subsystem; not yet replied to).
+type ClientSession struct {
 	Channel  gossh.Channel
 	Requests <-chan *gossh.Request // the rest of the downstream requests
 	Early    []*gossh.Request
@@ -38,9 +38,9 @@ const (
 	probeTimeout = 5 * time.Second
 )
 
-// Machine is the upstream side of a bridge: a connection to the person's
+// Upstream is the machine side of a bridge: a connection to the person's
 // machine (a *gossh.Client, or a seat on a pooled connection).
-type Machine interface {
+type Upstream interface {
 	OpenChannel(name string, data []byte) (gossh.Channel, <-chan *gossh.Request, error)
 	SendRequest(name string, wantReply bool, payload []byte) (bool, []byte, error)
 }
@@ -67,7 +67,7 @@ type Hooks struct {
 // Bridge returns nil when the session ran and ended normally, whatever the
 // program's exit status; ErrUpstreamLost when the machine went away; another
 // error when the machine refused the session or ctx ended it.
-func Bridge(ctx context.Context, up Machine, s Session, h Hooks) error {
+func Bridge(ctx context.Context, up Upstream, s ClientSession, h Hooks) error {
 	if up == nil || s.Channel == nil || s.Requests == nil || s.Start == nil {
 		return errors.New("bridge session: upstream, channel, requests and start request are required")
 	}
@@ -139,7 +139,7 @@ func Bridge(ctx context.Context, up Machine, s Session, h Hooks) error {
 }
 
 type bridge struct {
-	up       Machine
+	up       Upstream
 	down     gossh.Channel
 	downReqs <-chan *gossh.Request
 	activity func()

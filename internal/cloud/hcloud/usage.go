@@ -1,0 +1,101 @@
+package hcloud
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+// What a server uses and what it costs: the figures the reaper's busy
+// check and the lease's cost come from.
+
+// cpuSamples is about how many points CPUUsage asks for, whatever the
+// window.
+const cpuSamples = 60
+
+// CPUUsage is the server's average CPU use over the window ending now, in
+// percent as Hetzner's "cpu" metric reports it. A server without any
+// figures in the window yet is an error, not zero: nobody knows it is idle.
+func (p *Provider) CPUUsage(ctx context.Context, id int64, window time.Duration) (float64, error) {
+	op := fmt.Sprintf("read CPU use of server %d", id)
+	if window < time.Second {
+		return 0, fmt.Errorf("%s: the window %s is shorter than a second", op, window)
+	}
+	end := p.cfg.Clock.Now().UTC().Truncate(time.Second)
+	start := end.Add(-window)
+	step := max(1, int(window/time.Second)/cpuSamples)
+	m, _, err := p.client.Server.GetMetrics(ctx, &hc.Server{ID: id}, hc.ServerGetMetricsOpts{
+		Types: []hc.ServerMetricType{hc.ServerMetricCPU}, Start: start, End: end, Step: step,
+	})
+	if err != nil {
+		return 0, serverErr(op, err)
+	}
+	var sum float64
+	var n int
+	for _, v := range m.TimeSeries["cpu"] {
+		f, err := strconv.ParseFloat(v.Value, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			continue // gaps come as "NaN"
+		}
+		sum += f
+		n++
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%s: Hetzner has no CPU figures for the last %s yet", op, window)
+	}
+	return sum / float64(n), nil
+}
+
+// Prices reads what Hetzner charges, gross, for serverType in location and
+// for snapshots.
+func (p *Provider) Prices(ctx context.Context, serverType, location string) (lease.Prices, error) {
+	op := fmt.Sprintf("read prices of %s in %s", serverType, location)
+	pr, _, err := p.client.Pricing.Get(ctx)
+	if err != nil {
+		return lease.Prices{}, explain(op, err)
+	}
+	snapshot, err := gross(pr.Image.PerGBMonth)
+	if err != nil {
+		return lease.Prices{}, fmt.Errorf("%s: snapshot price: %w", op, err)
+	}
+	for _, st := range pr.ServerTypes {
+		if st.ServerType == nil || st.ServerType.Name != serverType {
+			continue
+		}
+		for _, lp := range st.Pricings {
+			if lp.Location == nil || lp.Location.Name != location {
+				continue
+			}
+			hourly, err := gross(lp.Hourly)
+			if err != nil {
+				return lease.Prices{}, fmt.Errorf("%s: hourly price: %w", op, err)
+			}
+			monthly, err := gross(lp.Monthly)
+			if err != nil {
+				return lease.Prices{}, fmt.Errorf("%s: monthly price: %w", op, err)
+			}
+			return lease.Prices{
+				Currency:           pr.Currency,
+				ServerHourly:       hourly,
+				ServerMonthly:      monthly,
+				SnapshotPerGBMonth: snapshot,
+			}, nil
+		}
+		return lease.Prices{}, fmt.Errorf("%s: Hetzner does not offer %s in %s; choose another location or server type", op, serverType, location)
+	}
+	return lease.Prices{}, fmt.Errorf("%s: Hetzner lists no server type %q; check the server type setting", op, serverType)
+}
+
+func gross(pr hc.Price) (float64, error) {
+	v, err := strconv.ParseFloat(pr.Gross, 64)
+	if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("Hetzner reported %q, which is not a price", pr.Gross)
+	}
+	return v, nil
+}
