@@ -79,6 +79,10 @@ func (g *Gateway) lostMessage(fingerprint string) string {
 type clientConn struct {
 	conn *gossh.ServerConn
 
+	// mu comes before the pool's locks. It is the one lock held across a
+	// call out: sessionSeat holds it while the private machine connection
+	// is dialled, so one client connection never dials two. Only that
+	// client's own sessions wait on it.
 	mu       sync.Mutex
 	private  *proxy.Conn
 	forwards map[forwardAddr]*proxy.Forward
