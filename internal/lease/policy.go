@@ -41,7 +41,7 @@ func (e *ExtendError) Error() string { return e.msg }
 // max(now, expiry) + d, refused when it passes a cap.
 func (p Policy) NewExpiry(l Lease, d time.Duration, now time.Time) (time.Time, error) {
 	if d <= 0 {
-		return time.Time{}, &ExtendError{fmt.Sprintf("extend needs a positive duration such as 2h or 90m, not %s", d)}
+		return time.Time{}, &ExtendError{fmt.Sprintf("the duration must be positive, such as 2h or 90m, not %s", FormatDuration(d))}
 	}
 	base := l.Expires
 	if base.Before(now) {

@@ -32,8 +32,8 @@ func TestNewExpiry(t *testing.T) {
 		{name: "beyond the lifetime names it", lease: Lease{Created: created, Expires: created.Add(70 * time.Hour)},
 			now: created.Add(60 * time.Hour), d: 3 * time.Hour,
 			wantErr: []string{"72h maximum lifetime", "2026-11-28T08:00:00Z", "at most 2h"}},
-		{name: "negative", lease: l, now: created, d: -5 * time.Hour, wantErr: []string{"positive duration"}},
-		{name: "zero", lease: l, now: created, d: 0, wantErr: []string{"positive duration"}},
+		{name: "negative", lease: l, now: created, d: -5 * time.Hour, wantErr: []string{"must be positive", "not -5h"}},
+		{name: "zero", lease: l, now: created, d: 0, wantErr: []string{"must be positive", "not 0s"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
