@@ -182,33 +182,39 @@ func (r *rig) ssh(stdin io.Reader, args ...string) result {
 type background struct {
 	cmd    *exec.Cmd
 	stderr *logBuffer
-	exit   chan error
+	exited chan struct{} // closed once the process has been waited for
+	err    error         // how it ended; read only after exited is closed
 }
 
 func (r *rig) start(env []string, name string, args ...string) *background {
 	r.t.Helper()
 	cmd := r.command(context.Background(), env, name, args...)
-	b := &background{cmd: cmd, stderr: &logBuffer{}, exit: make(chan error, 1)}
+	b := &background{cmd: cmd, stderr: &logBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = b.stderr
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	go func() { b.exit <- cmd.Wait() }()
+	go func() {
+		b.err = cmd.Wait()
+		close(b.exited)
+	}()
 	r.t.Cleanup(func() { b.stop(r.t) })
 	return b
 }
 
 // stop ends the process with SIGTERM and waits for it, bounded.
 func (b *background) stop(t *testing.T) {
-	if b.cmd.ProcessState != nil {
+	select {
+	case <-b.exited:
 		return
+	default:
 	}
 	b.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-b.exit:
+	case <-b.exited:
 	case <-time.After(20 * time.Second):
 		b.cmd.Process.Kill()
-		<-b.exit
+		<-b.exited
 		t.Errorf("%s ignored SIGTERM for 20s", b.cmd.Path)
 	}
 }
@@ -668,8 +674,8 @@ func (r *rig) testRemoteForward(t *testing.T) {
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes", "-R", spec, "gw")
 		eventually(t, 30*time.Second, fmt.Sprintf("round trip through ssh -R, connection %d", round+1), func() error {
 			select {
-			case err := <-fwd.exit:
-				t.Fatalf("ssh -R exited: %v: %s", err, fwd.stderr.String())
+			case <-fwd.exited:
+				t.Fatalf("ssh -R exited: %v: %s", fwd.err, fwd.stderr.String())
 			default:
 			}
 			return roundTrip(addr, 1<<20)
@@ -914,7 +920,7 @@ func (r *rig) testControlMaster(t *testing.T) {
 		t.Errorf("ssh -O exit: %+v", res)
 	}
 	select {
-	case <-master.exit:
+	case <-master.exited:
 	case <-time.After(20 * time.Second):
 		t.Error("master still running 20s after -O exit")
 	}
@@ -949,10 +955,10 @@ func TestMachineGoneEndsSession(t *testing.T) {
 			t.Fatalf("stop: %+v", res)
 		}
 		select {
-		case err := <-fwd.exit:
+		case <-fwd.exited:
 			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 255 {
-				t.Errorf("ssh -N -R ended with %v, want exit status 255", err)
+			if !errors.As(fwd.err, &ee) || ee.ExitCode() != 255 {
+				t.Errorf("ssh -N -R ended with %v, want exit status 255", fwd.err)
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatal("ssh -N -R still running 30s after its machine stopped")
