@@ -149,5 +149,5 @@ func (g *Gateway) remindExpiry(s *liveSession, l lease.Lease) {
 		return
 	}
 	s.notify(fmt.Sprintf("your machine %s expires in %s and will then be deleted with its files; run `%s extend 2h` to keep it.",
-		l.ServerName, lease.FormatDuration(left.Round(time.Minute)), g.opts.Invocation))
+		l.ServerName, lease.FormatTimeLeft(left), g.opts.Invocation))
 }

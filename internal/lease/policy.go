@@ -70,6 +70,16 @@ func maxDuration(a, b time.Duration) time.Duration {
 	return b
 }
 
+// FormatTimeLeft prints the time left before a deadline as people read a
+// countdown: whole minutes ("5m" when 4m59s are left), seconds in the last
+// minute, so a warning never says "in 0s" while time remains.
+func FormatTimeLeft(left time.Duration) string {
+	if left < time.Minute {
+		return FormatDuration(left.Round(time.Second))
+	}
+	return FormatDuration(left.Round(time.Minute))
+}
+
 // FormatDuration prints a duration the way people write it: 2h, 1h30m, 45m,
 // 30s; sub-second parts are dropped.
 func FormatDuration(d time.Duration) string {

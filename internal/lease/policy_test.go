@@ -60,6 +60,24 @@ func TestNewExpiry(t *testing.T) {
 	}
 }
 
+func TestFormatTimeLeft(t *testing.T) {
+	for _, tc := range []struct {
+		left time.Duration
+		want string
+	}{
+		{4*time.Minute + 59*time.Second, "5m"},
+		{time.Hour + 29*time.Second, "1h"},
+		{61 * time.Second, "1m"},
+		{59*time.Second + 600*time.Millisecond, "1m"},
+		{11 * time.Second, "11s"},
+		{400 * time.Millisecond, "0s"},
+	} {
+		if got := FormatTimeLeft(tc.left); got != tc.want {
+			t.Errorf("FormatTimeLeft(%s) = %q, want %q", tc.left, got, tc.want)
+		}
+	}
+}
+
 func TestFormatDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		0:                                  "0s",

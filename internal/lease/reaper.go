@@ -362,12 +362,7 @@ func (r *Reaper) warn(l Lease, dl deadline, now time.Time) {
 	if !due {
 		return
 	}
-	// "in 5m" when 4m59s are left reads as people expect.
-	shown := left.Round(time.Minute)
-	if left < time.Minute {
-		shown = left.Round(time.Second)
-	}
-	msg := r.warningText(l, dl.kind, FormatDuration(shown), now)
+	msg := r.warningText(l, dl.kind, FormatTimeLeft(left), now)
 	if n := r.notify.Warn(l.Fingerprint, msg); n > 0 {
 		r.m.event(l, "warning", "%s (to %d sessions)", msg, n)
 	}
