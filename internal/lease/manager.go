@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -138,7 +139,13 @@ func (m *Manager) fly(fp string, key ssh.PublicKey, f *flight) {
 	l, err := m.ensure(ctx, fp, key, report)
 	unlock()
 	if err != nil {
-		m.log.Error("ensure machine", "fingerprint", fp, "err", err)
+		var expired *ExpiredError
+		if errors.As(err, &expired) {
+			// A refusal by the rules, not a fault: the person is told.
+			m.log.Info("ensure machine refused", "fingerprint", fp, "reason", err)
+		} else {
+			m.log.Error("ensure machine", "fingerprint", fp, "err", err)
+		}
 	}
 	m.mu.Lock()
 	delete(m.flights, fp)
