@@ -23,17 +23,3 @@ func TestBufferWaitFor(t *testing.T) {
 		t.Error("WaitFor missed what the buffer held already")
 	}
 }
-
-func TestLogAfterTheTestIsDropped(t *testing.T) {
-	var log func(string, ...any)
-	t.Run("inner", func(t *testing.T) {
-		if !testing.Verbose() {
-			t.Skip("Log is Quiet without -v")
-		}
-		log = Log(t).Info
-		log("during the test")
-	})
-	if log != nil {
-		log("after the test") // would panic if written to the ended test's output
-	}
-}
