@@ -15,6 +15,7 @@ import (
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // Fuzz targets for what a person types after `ssh HOST`. Their seeds run
@@ -42,7 +43,7 @@ func FuzzCommand(f *testing.F) {
 	if err := os.WriteFile(path, gossh.MarshalAuthorizedKey(admin.PublicKey()), 0o600); err != nil {
 		f.Fatal(err)
 	}
-	admins, err := LoadKeyList(path, quiet)
+	admins, err := LoadKeyList(path, testkit.Quiet)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -51,10 +52,10 @@ func FuzzCommand(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { store.Close() })
-	users, _ := LoadKeyList("", quiet)
+	users, _ := LoadKeyList("", testkit.Quiet)
 	g, err := New(Options{
 		HostKey: fuzzSigner(2), Pool: newPool(fuzzSigner(3)), Users: users, Admins: admins,
-		Leases: lease.NewManager(lease.Config{Store: store, Logger: quiet}), Logger: quiet,
+		Leases: lease.NewManager(lease.Config{Store: store, Logger: testkit.Quiet}), Logger: testkit.Quiet,
 		Invocation: "ssh gw",
 	})
 	if err != nil {

@@ -11,14 +11,12 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -34,7 +32,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
-	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // countingProvider is the real provider, counting the cloud's lookups.
@@ -50,13 +48,10 @@ func (c *countingProvider) Get(ctx context.Context, id int64) (lease.Server, err
 
 // proxyRig is a gateway whose machines run sshd, with one person.
 type proxyRig struct {
-	t       *testing.T
-	g       *Gateway
-	leases  *lease.Manager
-	cloud   *countingProvider
-	addr    string
-	hostKey gossh.PublicKey
-	person  gossh.Signer
+	*rig
+	t      *testing.T
+	cloud  *countingProvider
+	person gossh.Signer
 }
 
 // idleClose is the pool's idle timeout in these tests: short, so a test can
@@ -73,49 +68,16 @@ func newProxyRig(t *testing.T) *proxyRig {
 		t.Fatal(err)
 	}
 	cloud := localcloudtest.Start(t, localcloud.KindOpenSSH)
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "gateway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	upstream := newSigner(t)
-	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, IdleTimeout: idleClose, Logger: quiet})
 	provider := &countingProvider{Provider: cloud.Provider}
-	leases := lease.NewManager(lease.Config{
-		Store: store, Provider: provider, Machines: proxy.NewMachines(pool, user), Logger: quiet,
-		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 168 * time.Hour},
-		Machine: lease.MachineSpec{User: user, SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
+	r := startRig(t, rigSpec{
+		provider: provider, sshPort: cloud.SSHPort, user: user, idle: idleClose,
+		policy: plainPolicy,
 	})
-	users, _ := LoadKeyList("", quiet)
-	hostKey := newSigner(t)
-	g, err := New(Options{
-		HostKey: hostKey, Pool: pool, InstanceUser: user, Users: users, Admins: users,
-		OpenAccess: true, Leases: leases, Logger: quiet, Invocation: "ssh gw",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(ln)
-	t.Cleanup(func() { g.Shutdown(time.Second) })
-	return &proxyRig{t: t, g: g, leases: leases, cloud: provider, addr: ln.Addr().String(), hostKey: hostKey.PublicKey(), person: newSigner(t)}
+	return &proxyRig{rig: r, t: t, cloud: provider, person: testkit.NewKey(t).Signer}
 }
 
-func (r *proxyRig) dial() *gossh.Client {
-	r.t.Helper()
-	c, err := gossh.Dial("tcp", r.addr, &gossh.ClientConfig{
-		User: "person", Auth: []gossh.AuthMethod{gossh.PublicKeys(r.person)},
-		HostKeyCallback: gossh.FixedHostKey(r.hostKey), Timeout: 10 * time.Second,
-	})
-	if err != nil {
-		r.t.Fatalf("dial gateway: %v", err)
-	}
-	r.t.Cleanup(func() { c.Close() })
-	return c
-}
+// connect connects the rig's person to the gateway.
+func (r *proxyRig) connect() *gossh.Client { return r.dial(r.t, r.person) }
 
 func (r *proxyRig) run(c *gossh.Client, cmd string, stdin []byte) string {
 	r.t.Helper()
@@ -225,17 +187,13 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 	echo := loopbackEcho(t)
 
 	// Warm up: the machine exists and the pool has drained.
-	r.run(r.dial(), "true", nil)
+	r.run(r.connect(), "true", nil)
 	r.waitPool(proxy.PoolStats{})
 	base := runtime.NumGoroutine()
 
-	c := r.dial()
+	c := r.connect()
 	keyring := agent.NewKeyring()
-	_, agentKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := keyring.Add(agent.AddedKey{PrivateKey: agentKey}); err != nil {
+	if err := keyring.Add(agent.AddedKey{PrivateKey: testkit.NewKey(t).Private}); err != nil {
 		t.Fatal(err)
 	}
 	if err := agent.ForwardToAgent(c, keyring); err != nil {
@@ -294,7 +252,7 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 		return nil
 	})
 	// The port is free again on the machine: the forward was cancelled.
-	again, err := r.dial().Listen("tcp", remote.Addr().String())
+	again, err := r.connect().Listen("tcp", remote.Addr().String())
 	if err != nil {
 		t.Fatalf("forwarding the same port after the first client left: %v", err)
 	}
@@ -306,7 +264,7 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 func TestActivityOnEveryChannel(t *testing.T) {
 	r := newProxyRig(t)
 	echo := loopbackEcho(t)
-	c := r.dial()
+	c := r.connect()
 	r.run(c, "true", nil)
 	fp := lease.Fingerprint(r.person.PublicKey())
 	expect := func(what string, traffic func()) {
@@ -374,7 +332,7 @@ func TestActivityOnEveryChannel(t *testing.T) {
 // manager still checks the lease: TestExpiredLeaseGetsNoShell).
 func TestRunningMachineSkipsTheCloud(t *testing.T) {
 	r := newProxyRig(t)
-	c := r.dial()
+	c := r.connect()
 	hold, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +344,7 @@ func TestRunningMachineSkipsTheCloud(t *testing.T) {
 	defer holdIn.Close()
 	first := r.cloud.gets.Load()
 	for range 3 {
-		if out := r.run(r.dial(), "echo hi", nil); out != "hi\n" {
+		if out := r.run(r.connect(), "echo hi", nil); out != "hi\n" {
 			t.Fatalf("output %q", out)
 		}
 	}
