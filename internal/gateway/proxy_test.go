@@ -122,38 +122,6 @@ func poll(t *testing.T, d time.Duration, f func() error) {
 	}
 }
 
-// loopbackEcho serves on loopback, sending back what it reads and then EOF.
-func loopbackEcho(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() { serveEcho(ln, &wg) })
-	return ln
-}
-
-func serveEcho(ln net.Listener, wg *sync.WaitGroup) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		wg.Go(func() {
-			defer c.Close()
-			io.Copy(c, c)
-			if cw, ok := c.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			}
-		})
-	}
-}
-
 // echoTrip sends data over c, half-closes, and checks it comes back.
 func echoTrip(t *testing.T, c net.Conn, n int) {
 	t.Helper()
@@ -184,7 +152,7 @@ func echoTrip(t *testing.T, c net.Conn, n int) {
 // and that the machine listens no more on the remote forward's port.
 func TestDisconnectLeavesNothingBehind(t *testing.T) {
 	r := newProxyRig(t)
-	echo := loopbackEcho(t)
+	echo := testkit.EchoServer(t)
 
 	// Warm up: the machine exists and the pool has drained.
 	r.run(r.connect(), "true", nil)
@@ -231,7 +199,7 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("tcpip-forward: %v", err)
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { serveEcho(remote, &wg) })
+	wg.Go(func() { testkit.Echo(remote, &wg) })
 	back, err := net.Dial("tcp", remote.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +231,7 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 // count as activity on the lease.
 func TestActivityOnEveryChannel(t *testing.T) {
 	r := newProxyRig(t)
-	echo := loopbackEcho(t)
+	echo := testkit.EchoServer(t)
 	c := r.connect()
 	r.run(c, "true", nil)
 	fp := lease.Fingerprint(r.person.PublicKey())
@@ -317,7 +285,7 @@ func TestActivityOnEveryChannel(t *testing.T) {
 		defer ln.Close()
 		var wg sync.WaitGroup
 		defer wg.Wait()
-		wg.Go(func() { serveEcho(ln, &wg) })
+		wg.Go(func() { testkit.Echo(ln, &wg) })
 		conn, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
