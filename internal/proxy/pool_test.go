@@ -9,6 +9,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -60,7 +61,7 @@ func openCat(t *testing.T, seat *Seat) gossh.Channel {
 // TestPoolSharesAndCloses: seats share one connection, which stays open
 // while held and closes once idle.
 func TestPoolSharesAndCloses(t *testing.T) {
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	m := startSSHD(t, key.PublicKey())
 	p := newTestPool(t, key, PoolOptions{IdleTimeout: 100 * time.Millisecond})
 	target := m.target()
@@ -97,7 +98,7 @@ func TestPoolSharesAndCloses(t *testing.T) {
 // sessions per connection than the pool assumes still gets every session,
 // on more connections.
 func TestPoolMoreSessionsThanSSHDAllows(t *testing.T) {
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	m := startSSHD(t, key.PublicKey(), "MaxSessions 2")
 	p := newTestPool(t, key, PoolOptions{})
 	target := m.target()
@@ -119,7 +120,7 @@ func TestPoolMoreSessionsThanSSHDAllows(t *testing.T) {
 // without closing its connection (frozen, or cut off by the network) is
 // noticed by the keepalive, and its connection closed.
 func TestPoolKeepaliveClosesSilentMachine(t *testing.T) {
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	m := startSSHD(t, key.PublicKey())
 	p := newTestPool(t, key, PoolOptions{Keepalive: 200 * time.Millisecond})
 	target := m.target()
