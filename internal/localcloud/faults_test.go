@@ -14,6 +14,7 @@ import (
 
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // outcomes feeds a fixed mix of requests and actions to f and notes what
@@ -161,7 +162,7 @@ func (failActions) Action(string) localcloud.ActionFault {
 func TestFaultAnswersMatchOpenAPI(t *testing.T) {
 	port := localcloudtest.FreePort(t)
 	rf := &localcloud.RandomFaults{Rate: 1, Seed: 3}
-	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: rf, Logger: testLogger()})
+	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: rf, Logger: testkit.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestFaultAnswersMatchOpenAPI(t *testing.T) {
 	})
 
 	// A failed action, as the API reports it.
-	failing, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: failActions{}, Logger: testLogger()})
+	failing, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: failActions{}, Logger: testkit.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
