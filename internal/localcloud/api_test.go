@@ -51,7 +51,7 @@ func newSpec(t *testing.T, leaseID string, port int) (lease.CreateSpec, string) 
 // life, plus the error answers a client meets, and checks every response
 // the fake sends against Hetzner's API description.
 func TestResponsesMatchOpenAPI(t *testing.T) {
-	port := localcloudtest.FreePort(t)
+	port := testkit.FreePort(t)
 	cloud := startCloud(t, t.TempDir(), port)
 	v := newValidator(t, cloud.Handler())
 	ts := httptest.NewServer(v)
@@ -294,7 +294,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 }
 
 func TestPagination(t *testing.T) {
-	cloud := startCloud(t, t.TempDir(), localcloudtest.FreePort(t))
+	cloud := startCloud(t, t.TempDir(), testkit.FreePort(t))
 	raw := rawClient(cloud.Endpoint(), cloud.Token())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -331,7 +331,7 @@ func TestPagination(t *testing.T) {
 // running with partial progress and finishes with success.
 func TestActionsRunThenSucceed(t *testing.T) {
 	dir := t.TempDir()
-	port := localcloudtest.FreePort(t)
+	port := testkit.FreePort(t)
 	cloud, err := localcloud.Start(localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: 300 * time.Millisecond, Logger: testkit.Log(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +383,7 @@ func TestActionsRunThenSucceed(t *testing.T) {
 }
 
 func TestUnknownPathAnswersNotFound(t *testing.T) {
-	cloud := startCloud(t, t.TempDir(), localcloudtest.FreePort(t))
+	cloud := startCloud(t, t.TempDir(), testkit.FreePort(t))
 	req, err := http.NewRequest(http.MethodGet, cloud.Endpoint()+"/volumes", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -404,7 +404,7 @@ func TestUnknownPathAnswersNotFound(t *testing.T) {
 // deleted is gone, with its folder.
 func TestRestartFinishesInterruptedWork(t *testing.T) {
 	dir := t.TempDir()
-	port := localcloudtest.FreePort(t)
+	port := testkit.FreePort(t)
 	// Actions that outlast the test: Close interrupts them.
 	opts := localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: time.Hour, Logger: testkit.Log(t)}
 	cloud, err := localcloud.Start(opts)

@@ -13,7 +13,6 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
-	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
@@ -160,7 +159,7 @@ func (failActions) Action(string) localcloud.ActionFault {
 // TestFaultAnswersMatchOpenAPI checks what injected faults look like
 // against Hetzner's API description: error answers and failed actions.
 func TestFaultAnswersMatchOpenAPI(t *testing.T) {
-	port := localcloudtest.FreePort(t)
+	port := testkit.FreePort(t)
 	rf := &localcloud.RandomFaults{Rate: 1, Seed: 3}
 	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: rf, Logger: testkit.Log(t)})
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
-	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
@@ -39,7 +38,7 @@ func createServer(t *testing.T, ctx context.Context, raw *hc.Client, leaseID str
 // machine port, the client and the running server.
 func startWithServer(t *testing.T, ctx context.Context, leaseID string) (string, int, *hc.Client, *hc.Server) {
 	t.Helper()
-	dir, port := t.TempDir(), localcloudtest.FreePort(t)
+	dir, port := t.TempDir(), testkit.FreePort(t)
 	cloud := startCloud(t, dir, port)
 	raw := rawClient(cloud.Endpoint(), cloud.Token())
 	return dir, port, raw, createServer(t, ctx, raw, leaseID, port, &hc.Image{Name: "debian-12"})
@@ -177,7 +176,7 @@ func (delayImages) Action(command string) localcloud.ActionFault {
 // TestSnapshotsAcrossRestart: a finished snapshot survives a restart of
 // the cloud; one interrupted halfway is dropped, as a failed one would be.
 func TestSnapshotsAcrossRestart(t *testing.T) {
-	dir, port := t.TempDir(), localcloudtest.FreePort(t)
+	dir, port := t.TempDir(), testkit.FreePort(t)
 	opts := localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Faults: delayImages{}, Logger: testkit.Log(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
