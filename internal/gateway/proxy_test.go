@@ -99,27 +99,12 @@ func (r *proxyRig) run(c *gossh.Client, cmd string, stdin []byte) string {
 // waitPool polls until the pool's counts are want.
 func (r *proxyRig) waitPool(want proxy.PoolStats) {
 	r.t.Helper()
-	poll(r.t, 20*time.Second, func() error {
+	testkit.Eventually(r.t, 20*time.Second, func() error {
 		if got := r.g.pool.Stats(); got != want {
 			return fmt.Errorf("pool holds %+v, want %+v", got, want)
 		}
 		return nil
 	})
-}
-
-func poll(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, not synchronisation
-	}
 }
 
 // echoTrip sends data over c, half-closes, and checks it comes back.
@@ -212,13 +197,7 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 	c.Close()
 	wg.Wait()
 	r.waitPool(proxy.PoolStats{})
-	poll(t, 20*time.Second, func() error {
-		if n := runtime.NumGoroutine(); n > base {
-			buf := make([]byte, 1<<20)
-			return fmt.Errorf("%d goroutines, %d before the connection:\n%s", n, base, buf[:runtime.Stack(buf, true)])
-		}
-		return nil
-	})
+	testkit.Eventually(t, 20*time.Second, func() error { return testkit.GoroutinesAtMost(base) }) // as before the connection
 	// The port is free again on the machine: the forward was cancelled.
 	again, err := r.connect().Listen("tcp", remote.Addr().String())
 	if err != nil {
@@ -239,7 +218,7 @@ func TestActivityOnEveryChannel(t *testing.T) {
 		t.Helper()
 		before := time.Now()
 		traffic()
-		poll(t, 10*time.Second, func() error {
+		testkit.Eventually(t, 10*time.Second, func() error {
 			l, err := r.leases.Status(fp)
 			if err != nil {
 				return err

@@ -23,17 +23,12 @@ func newTestPool(t *testing.T, key gossh.Signer, opts PoolOptions) *Pool {
 
 func waitStats(t *testing.T, p *Pool, want PoolStats) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := p.Stats()
-		if got == want {
-			return
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if got := p.Stats(); got != want {
+			return fmt.Errorf("pool holds %+v, want %+v", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pool holds %+v, want %+v", got, want)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not synchronisation
-	}
+		return nil
+	})
 }
 
 // openCat opens a session running cat on a seat and checks it echoes.

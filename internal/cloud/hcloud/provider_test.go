@@ -140,6 +140,21 @@ func (e *testEnv) server(t *testing.T, ctx context.Context, leaseID string) (per
 	return p, e.create(t, ctx, p.spec)
 }
 
+// createBehindItsBack makes a server for spec with the plain client, as
+// another program (or the provider before a crash) would, labelled with
+// labels; it does not wait for the server's actions.
+func (e *testEnv) createBehindItsBack(t *testing.T, ctx context.Context, spec lease.CreateSpec, labels map[string]string) hc.ServerCreateResult {
+	t.Helper()
+	res, _, err := e.raw.Server.Create(ctx, hc.ServerCreateOpts{
+		Name: spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"},
+		UserData: spec.UserData, Labels: labels,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func (e *testEnv) addr(srv lease.Server) string {
 	return net.JoinHostPort(srv.IPv4, strconv.Itoa(e.port))
 }
@@ -323,14 +338,7 @@ func TestCreateRetriesWhileTheFirstIsStillBooting(t *testing.T) {
 
 	// The first attempt's answer was lost: the server exists, its actions
 	// still run.
-	res, _, err := e.raw.Server.Create(ctx, hc.ServerCreateOpts{
-		Name: alice.spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"},
-		UserData: alice.spec.UserData,
-		Labels:   map[string]string{hcloud.LabelGateway: "test", hcloud.LabelLease: "early1"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := e.createBehindItsBack(t, ctx, alice.spec, map[string]string{hcloud.LabelGateway: "test", hcloud.LabelLease: "early1"})
 	srv := e.create(t, ctx, alice.spec)
 	if srv.ID != res.Server.ID || srv.Status != "running" {
 		t.Fatalf("create gave %+v, want the existing server %d running", srv, res.Server.ID)
@@ -341,17 +349,11 @@ func TestCreateRefusesForeignServerOfTheSameName(t *testing.T) {
 	t.Parallel()
 	e, ctx := newEnv(t, 30*time.Second)
 	alice := newPerson(t, "foreign1", e.port)
-	res, _, err := e.raw.Server.Create(ctx, hc.ServerCreateOpts{
-		Name: alice.spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"},
-		UserData: alice.spec.UserData,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := e.createBehindItsBack(t, ctx, alice.spec, nil)
 	if err := e.raw.Action.WaitFor(ctx, append(res.NextActions, res.Action)...); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.p.Create(ctx, alice.spec)
+	_, err := e.p.Create(ctx, alice.spec)
 	if err == nil || !strings.Contains(err.Error(), "not labelled cc-gateway=test") {
 		t.Fatalf("create over an unlabelled server: %v", err)
 	}
