@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -30,7 +29,6 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
-	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
@@ -60,13 +58,7 @@ const idleClose = 200 * time.Millisecond
 
 func newProxyRig(t *testing.T) *proxyRig {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		t.Skip("OpenSSH server not installed")
-	}
-	user, err := machine.OpenSSHUser()
-	if err != nil {
-		t.Fatal(err)
-	}
+	user := localcloudtest.OpenSSHUser(t)
 	cloud := localcloudtest.Start(t, localcloud.KindOpenSSH)
 	provider := &countingProvider{Provider: cloud.Provider}
 	r := startRig(t, rigSpec{

@@ -21,6 +21,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
@@ -69,6 +70,20 @@ func Start(t testing.TB, kind string) *Cloud {
 		t.Fatalf("new provider: %v", err)
 	}
 	return c
+}
+
+// OpenSSHUser skips the test where OpenSSH's server is not installed, and
+// returns the user that logs in to machines of localcloud.KindOpenSSH.
+func OpenSSHUser(t testing.TB) string {
+	t.Helper()
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		t.Skip("OpenSSH server not installed")
+	}
+	user, err := machine.OpenSSHUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return user
 }
 
 // FreePort is testkit.FreePort, for the tests that pick a local cloud's
