@@ -70,6 +70,14 @@ func (w *world) run(person gossh.Signer, cmd string) (string, error) {
 	return string(out), err
 }
 
+// do runs cmd through the gateway and fails the test if it fails.
+func (w *world) do(person gossh.Signer, cmd string) {
+	w.t.Helper()
+	if out, err := w.run(person, cmd); err != nil {
+		w.t.Fatalf("%q: %v (output %q)", cmd, err, out)
+	}
+}
+
 // open starts a long, silent command and keeps the session open.
 func (w *world) open(person gossh.Signer) *openSession {
 	w.t.Helper()
@@ -191,9 +199,7 @@ func TestIdleMachineIsWarnedThenStopped(t *testing.T) {
 func TestActivityPostponesIdleStop(t *testing.T) {
 	w := newWorld(t, basePolicy)
 	bob := testkit.NewKey(t).Signer
-	if _, err := w.run(bob, "true"); err != nil {
-		t.Fatal(err)
-	}
+	w.do(bob, "true")
 	w.at(20 * time.Minute)
 	if out, err := w.run(bob, "echo busy"); err != nil || out != "busy\n" {
 		t.Fatalf("run: %q, %v", out, err)
@@ -217,9 +223,7 @@ func TestBusyCPUKeepsIdleMachineRunning(t *testing.T) {
 	policy.BusyCPU = 50
 	w := newWorld(t, policy)
 	carol := testkit.NewKey(t).Signer
-	if _, err := w.run(carol, "true"); err != nil {
-		t.Fatal(err)
-	}
+	w.do(carol, "true")
 	l := w.lease(carol)
 	cpu := filepath.Join(w.cloudDir, "machines", l.ServerName, localcloud.CPUFile)
 	if err := os.WriteFile(cpu, []byte("80\n"), 0o600); err != nil {
@@ -248,9 +252,7 @@ func TestHibernateAndResumeKeepsFiles(t *testing.T) {
 	policy.IdleAction = lease.IdleHibernate
 	w := newWorld(t, policy)
 	dave := testkit.NewKey(t).Signer
-	if _, err := w.run(dave, "echo precious > notes.txt"); err != nil {
-		t.Fatal(err)
-	}
+	w.do(dave, "echo precious > notes.txt")
 	first := w.lease(dave)
 	w.at(31 * time.Minute)
 	l := w.lease(dave)
@@ -308,9 +310,7 @@ func TestExtendedLeaseIsNotReaped(t *testing.T) {
 	policy.IdleTimeout = 0
 	w := newWorld(t, policy)
 	frank := testkit.NewKey(t).Signer
-	if _, err := w.run(frank, "true"); err != nil {
-		t.Fatal(err)
-	}
+	w.do(frank, "true")
 	w.at(3 * time.Hour)
 	if out, err := w.run(frank, "extend 2h"); err != nil || !strings.Contains(out, "now expires") {
 		t.Fatalf("extend: %q, %v", out, err)
@@ -325,9 +325,7 @@ func TestReconcile(t *testing.T) {
 	w := newWorld(t, basePolicy)
 	ctx := context.Background()
 	gina := testkit.NewKey(t).Signer
-	if _, err := w.run(gina, "true"); err != nil {
-		t.Fatal(err)
-	}
+	w.do(gina, "true")
 
 	// A labelled server no lease claims: an orphan, deleted after the grace.
 	orphan, err := w.provider.Create(ctx, lease.CreateSpec{
@@ -395,9 +393,7 @@ func mustUserData(t *testing.T, w *world) string {
 func TestExtendTellsTheMachine(t *testing.T) {
 	w := newWorld(t, basePolicy)
 	ivan := testkit.NewKey(t).Signer
-	if _, err := w.run(ivan, "true"); err != nil {
-		t.Fatal(err)
-	}
+	w.do(ivan, "true")
 	if out, err := w.run(ivan, "extend 90m"); err != nil {
 		t.Fatalf("extend: %q, %v", out, err)
 	}
@@ -416,18 +412,10 @@ func TestExtendTellsTheMachine(t *testing.T) {
 func TestResumedMachineLearnsItsExpiry(t *testing.T) {
 	w := newWorld(t, basePolicy)
 	jane := testkit.NewKey(t).Signer
-	if _, err := w.run(jane, "true"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.run(jane, "stop"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.run(jane, "extend 3h"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.run(jane, "true"); err != nil {
-		t.Fatal(err)
-	}
+	w.do(jane, "true")
+	w.do(jane, "stop")
+	w.do(jane, "extend 3h")
+	w.do(jane, "true")
 	l := w.lease(jane)
 	want := l.Expires.UTC().Format(time.RFC3339) + "\n"
 	data, err := os.ReadFile(filepath.Join(w.cloudDir, "machines", l.ServerName, "expires"))

@@ -99,6 +99,20 @@ func (r *proxyRig) waitPool(want proxy.PoolStats) {
 	})
 }
 
+// holdSession keeps a session open on c, running cat, until the test ends.
+func holdSession(t *testing.T, c *gossh.Client) {
+	t.Helper()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := s.StdinPipe()
+	if err := s.Start("exec cat"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+}
+
 // echoTrip sends data over c, half-closes, and checks it comes back.
 func echoTrip(t *testing.T, c net.Conn, n int) {
 	t.Helper()
@@ -157,15 +171,7 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 	}
 
 	// A session left running, a local forward, a remote forward.
-	running, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	runningIn, _ := running.StdinPipe()
-	if err := running.Start("exec cat"); err != nil {
-		t.Fatal(err)
-	}
-	defer runningIn.Close()
+	holdSession(t, c)
 	conn, err := c.Dial("tcp", echo.Addr().String())
 	if err != nil {
 		t.Fatalf("direct-tcpip: %v", err)
@@ -272,15 +278,7 @@ func TestActivityOnEveryChannel(t *testing.T) {
 func TestRunningMachineSkipsTheCloud(t *testing.T) {
 	r := newProxyRig(t)
 	c := r.connect()
-	hold, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	holdIn, _ := hold.StdinPipe()
-	if err := hold.Start("exec cat"); err != nil {
-		t.Fatal(err)
-	}
-	defer holdIn.Close()
+	holdSession(t, c)
 	first := r.cloud.gets.Load()
 	for range 3 {
 		if out := r.run(r.connect(), "echo hi", nil); out != "hi\n" {
