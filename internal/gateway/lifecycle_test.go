@@ -78,6 +78,15 @@ func (w *world) do(person gossh.Signer, cmd string) {
 	}
 }
 
+// personWithMachine is a new person who has connected once, so their
+// machine runs.
+func (w *world) personWithMachine() gossh.Signer {
+	w.t.Helper()
+	person := testkit.NewKey(w.t).Signer
+	w.do(person, "true")
+	return person
+}
+
 // open starts a long, silent command and keeps the session open.
 func (w *world) open(person gossh.Signer) *openSession {
 	w.t.Helper()
@@ -198,8 +207,7 @@ func TestIdleMachineIsWarnedThenStopped(t *testing.T) {
 
 func TestActivityPostponesIdleStop(t *testing.T) {
 	w := newWorld(t, basePolicy)
-	bob := testkit.NewKey(t).Signer
-	w.do(bob, "true")
+	bob := w.personWithMachine()
 	w.at(20 * time.Minute)
 	if out, err := w.run(bob, "echo busy"); err != nil || out != "busy\n" {
 		t.Fatalf("run: %q, %v", out, err)
@@ -222,8 +230,7 @@ func TestBusyCPUKeepsIdleMachineRunning(t *testing.T) {
 	policy := basePolicy
 	policy.BusyCPU = 50
 	w := newWorld(t, policy)
-	carol := testkit.NewKey(t).Signer
-	w.do(carol, "true")
+	carol := w.personWithMachine()
 	l := w.lease(carol)
 	cpu := filepath.Join(w.cloudDir, "machines", l.ServerName, localcloud.CPUFile)
 	if err := os.WriteFile(cpu, []byte("80\n"), 0o600); err != nil {
@@ -309,8 +316,7 @@ func TestExtendedLeaseIsNotReaped(t *testing.T) {
 	policy := basePolicy
 	policy.IdleTimeout = 0
 	w := newWorld(t, policy)
-	frank := testkit.NewKey(t).Signer
-	w.do(frank, "true")
+	frank := w.personWithMachine()
 	w.at(3 * time.Hour)
 	if out, err := w.run(frank, "extend 2h"); err != nil || !strings.Contains(out, "now expires") {
 		t.Fatalf("extend: %q, %v", out, err)
@@ -324,8 +330,7 @@ func TestExtendedLeaseIsNotReaped(t *testing.T) {
 func TestReconcile(t *testing.T) {
 	w := newWorld(t, basePolicy)
 	ctx := context.Background()
-	gina := testkit.NewKey(t).Signer
-	w.do(gina, "true")
+	gina := w.personWithMachine()
 
 	// A labelled server no lease claims: an orphan, deleted after the grace.
 	orphan, err := w.provider.Create(ctx, lease.CreateSpec{
@@ -392,8 +397,7 @@ func mustUserData(t *testing.T, w *world) string {
 // the new expiry, so programs there know the time left.
 func TestExtendTellsTheMachine(t *testing.T) {
 	w := newWorld(t, basePolicy)
-	ivan := testkit.NewKey(t).Signer
-	w.do(ivan, "true")
+	ivan := w.personWithMachine()
 	if out, err := w.run(ivan, "extend 90m"); err != nil {
 		t.Fatalf("extend: %q, %v", out, err)
 	}
@@ -411,8 +415,7 @@ func TestExtendTellsTheMachine(t *testing.T) {
 // learns the new expiry when it starts again.
 func TestResumedMachineLearnsItsExpiry(t *testing.T) {
 	w := newWorld(t, basePolicy)
-	jane := testkit.NewKey(t).Signer
-	w.do(jane, "true")
+	jane := w.personWithMachine()
 	w.do(jane, "stop")
 	w.do(jane, "extend 3h")
 	w.do(jane, "true")
