@@ -1,14 +1,13 @@
 package bootstrap
 
 import (
-	"crypto/ed25519"
 	"encoding/json"
-	"encoding/pem"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -18,18 +17,8 @@ import (
 // parses to the same; what it refuses, it refuses with an error that says
 // which part is wrong. Docs/operations.md says how to fuzz longer.
 func FuzzParse(f *testing.F) {
-	_, priv, _ := ed25519.GenerateKey(nil)
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		f.Fatal(err)
-	}
-	person, _, _ := ed25519.GenerateKey(nil)
-	key, err := ssh.NewPublicKey(person)
-	if err != nil {
-		f.Fatal(err)
-	}
 	d, err := New("cc-0123456789", "cc-0123456789", "claude", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
-		22, []ssh.PublicKey{key}, pem.EncodeToMemory(block))
+		22, []ssh.PublicKey{testkit.NewKey(f).Public()}, testkit.NewKey(f).PEM)
 	if err != nil {
 		f.Fatal(err)
 	}

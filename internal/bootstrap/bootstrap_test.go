@@ -1,43 +1,16 @@
 package bootstrap
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/pem"
 	"math/big"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	"golang.org/x/crypto/ssh"
 )
-
-func hostKeyPEM(t *testing.T) []byte {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(block)
-}
-
-func ed25519Key(t *testing.T) ssh.PublicKey {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 // bigRSAKey is the largest RSA public key OpenSSH accepts (16384 bits).
 // Only its size matters here, so the modulus is random rather than the
@@ -59,8 +32,8 @@ func bigRSAKey(t *testing.T) ssh.PublicKey {
 
 func TestRoundTrip(t *testing.T) {
 	expires := time.Date(2026, 11, 25, 12, 0, 0, 0, time.FixedZone("CET", 3600))
-	person, gw := ed25519Key(t), ed25519Key(t)
-	d, err := New("3f2a9b1c0d", "cc-3f2a9b1c0d", "claude", expires, 22, []ssh.PublicKey{person, gw}, hostKeyPEM(t))
+	person, gw := testkit.NewKey(t).Public(), testkit.NewKey(t).Public()
+	d, err := New("3f2a9b1c0d", "cc-3f2a9b1c0d", "claude", expires, 22, []ssh.PublicKey{person, gw}, testkit.NewKey(t).PEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +51,7 @@ func TestRoundTrip(t *testing.T) {
 	if len(back.AuthorizedKeys) != 2 || back.AuthorizedKeys[0] != strings.TrimSpace(string(ssh.MarshalAuthorizedKey(person))) {
 		t.Errorf("authorized keys = %q", back.AuthorizedKeys)
 	}
-	noExpiry, err := New("a1", "cc-a1", "claude", time.Time{}, 22, []ssh.PublicKey{person}, hostKeyPEM(t))
+	noExpiry, err := New("a1", "cc-a1", "claude", time.Time{}, 22, []ssh.PublicKey{person}, testkit.NewKey(t).PEM)
 	if err != nil || noExpiry.ExpiresAt != "never" {
 		t.Errorf("zero expiry: %q, %v; want \"never\"", noExpiry.ExpiresAt, err)
 	}
@@ -86,7 +59,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestWorstCaseFitsUserData(t *testing.T) {
 	d, err := New(strings.Repeat("a", 63), strings.Repeat("b", 63), strings.Repeat("u", 32),
-		time.Now(), 65535, []ssh.PublicKey{bigRSAKey(t), bigRSAKey(t)}, hostKeyPEM(t))
+		time.Now(), 65535, []ssh.PublicKey{bigRSAKey(t), bigRSAKey(t)}, testkit.NewKey(t).PEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +75,7 @@ func TestRenderRefusesOversized(t *testing.T) {
 	for i := range keys {
 		keys[i] = bigRSAKey(t)
 	}
-	d, err := New("a1", "cc-a1", "claude", time.Now(), 22, keys, hostKeyPEM(t))
+	d, err := New("a1", "cc-a1", "claude", time.Now(), 22, keys, testkit.NewKey(t).PEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +85,7 @@ func TestRenderRefusesOversized(t *testing.T) {
 }
 
 func TestParseRejectsHostileInput(t *testing.T) {
-	good, err := New("a1", "cc-a1", "claude", time.Now(), 22, []ssh.PublicKey{ed25519Key(t)}, hostKeyPEM(t))
+	good, err := New("a1", "cc-a1", "claude", time.Now(), 22, []ssh.PublicKey{testkit.NewKey(t).Public()}, testkit.NewKey(t).PEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,11 +124,11 @@ func TestParseRejectsHostileInput(t *testing.T) {
 }
 
 func TestNewDropsKeyComments(t *testing.T) {
-	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ed25519Key(t)))) + " evil $(reboot)"))
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(strings.TrimSpace(string(ssh.MarshalAuthorizedKey(testkit.NewKey(t).Public()))) + " evil $(reboot)"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New("a1", "cc-a1", "claude", time.Now(), 22, []ssh.PublicKey{k}, hostKeyPEM(t))
+	d, err := New("a1", "cc-a1", "claude", time.Now(), 22, []ssh.PublicKey{k}, testkit.NewKey(t).PEM)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,11 +12,12 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	"github.com/cc-gateway/cc-gateway/nix"
 )
 
 func TestRenderInfect(t *testing.T) {
-	d := newDoc(t, "3f2a9b1c0d", "cc-3f2a9b1c0d", "claude", time.Now(), 22, ed25519Key(t), ed25519Key(t))
+	d := newDoc(t, "3f2a9b1c0d", "cc-3f2a9b1c0d", "claude", time.Now(), 22, testkit.NewKey(t).Public(), testkit.NewKey(t).Public())
 	out, err := d.RenderInfect(InfectOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +76,7 @@ func TestRenderInfectWorstCaseFitsUserData(t *testing.T) {
 }
 
 func TestRenderInfectRefuses(t *testing.T) {
-	d := newDoc(t, "a1", "cc-a1", "claude", time.Now(), 22, ed25519Key(t))
+	d := newDoc(t, "a1", "cc-a1", "claude", time.Now(), 22, testkit.NewKey(t).Public())
 	bad := map[string]InfectOptions{
 		"flake closing the quote":     {Flake: "github:o/r'; touch /tmp/x; '"},
 		"flake with a command":        {Flake: "github:o/r$(id)"},
@@ -125,7 +126,7 @@ func TestRenderInfectRefuses(t *testing.T) {
 }
 
 func TestParseUserData(t *testing.T) {
-	d := newDoc(t, "p1", "cc-p1", "claude", time.Now(), 22, ed25519Key(t))
+	d := newDoc(t, "p1", "cc-p1", "claude", time.Now(), 22, testkit.NewKey(t).Public())
 	plain, err := d.Render()
 	if err != nil {
 		t.Fatal(err)

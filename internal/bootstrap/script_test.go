@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -310,7 +311,7 @@ func withInstance(want map[string]entry, user, id, expires string) map[string]en
 // gateway does with a person's key.
 func keyWithComment(t *testing.T, comment string) ssh.PublicKey {
 	t.Helper()
-	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ed25519Key(t)))) + " " + comment
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(testkit.NewKey(t).Public()))) + " " + comment
 	k, got, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
 	if err != nil || got != comment {
 		t.Fatalf("parse key with comment %q: comment %q, %v", comment, got, err)
@@ -336,13 +337,13 @@ func TestScriptAppliesRenderedDocuments(t *testing.T) {
 		name:  "ed25519 keys and an expiry",
 		shell: dash,
 		doc: func(t *testing.T, m *machine) Document {
-			return newDoc(t, "3f2a9b1c0d", "cc-3f2a9b1c0d", "claude", expires, 22, ed25519Key(t), ed25519Key(t))
+			return newDoc(t, "3f2a9b1c0d", "cc-3f2a9b1c0d", "claude", expires, 22, testkit.NewKey(t).Public(), testkit.NewKey(t).Public())
 		},
 	}, {
 		name:  "under bash as a POSIX shell",
 		shell: []string{"bash", "--posix"},
 		doc: func(t *testing.T, m *machine) Document {
-			return newDoc(t, "b1", "cc-b1", "claude", expires, 22, ed25519Key(t), ed25519Key(t))
+			return newDoc(t, "b1", "cc-b1", "claude", expires, 22, testkit.NewKey(t).Public(), testkit.NewKey(t).Public())
 		},
 	}, {
 		name:  "largest keys and fields",
@@ -364,13 +365,13 @@ func TestScriptAppliesRenderedDocuments(t *testing.T) {
 		name:  "no expiry",
 		shell: dash,
 		doc: func(t *testing.T, m *machine) Document {
-			return newDoc(t, "n1", "cc-n1", "claude", time.Time{}, 22, ed25519Key(t))
+			return newDoc(t, "n1", "cc-n1", "claude", time.Time{}, 22, testkit.NewKey(t).Public())
 		},
 	}, {
 		name:  "infect user_data",
 		shell: dash,
 		doc: func(t *testing.T, m *machine) Document {
-			return newDoc(t, "i1", "cc-i1", "claude", expires, 22, ed25519Key(t), ed25519Key(t))
+			return newDoc(t, "i1", "cc-i1", "claude", expires, 22, testkit.NewKey(t).Public(), testkit.NewKey(t).Public())
 		},
 		render: func(d Document) (string, error) { return d.RenderInfect(InfectOptions{}) },
 	}}
@@ -402,7 +403,7 @@ func TestScriptAppliesRenderedDocuments(t *testing.T) {
 
 func newDoc(t *testing.T, id, hostname, user string, expires time.Time, port int, keys ...ssh.PublicKey) Document {
 	t.Helper()
-	d, err := New(id, hostname, user, expires, port, keys, hostKeyPEM(t))
+	d, err := New(id, hostname, user, expires, port, keys, testkit.NewKey(t).PEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,14 +412,14 @@ func newDoc(t *testing.T, id, hostname, user string, expires time.Time, port int
 
 func TestScriptRefusesHostileDocuments(t *testing.T) {
 	t.Parallel()
-	good := newDoc(t, "h1", "cc-h1", "claude", time.Now(), 22, ed25519Key(t), ed25519Key(t))
+	good := newDoc(t, "h1", "cc-h1", "claude", time.Now(), 22, testkit.NewKey(t).Public(), testkit.NewKey(t).Public())
 	rendered, err := good.Render()
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := good.AuthorizedKeys[0]
 	blob := strings.Fields(key)[1]
-	other := newDoc(t, "h2", "cc-h2", "claude", time.Now(), 22, ed25519Key(t))
+	other := newDoc(t, "h2", "cc-h2", "claude", time.Now(), 22, testkit.NewKey(t).Public())
 	// edited is the good document with one change made by edit.
 	edited := func(edit func(d map[string]any)) string {
 		var d map[string]any
@@ -621,8 +622,8 @@ func maps(m map[string]entry) map[string]entry {
 func TestScriptKeepsGatewayExpiry(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t)
-	person, gw := ed25519Key(t), ed25519Key(t)
-	hostKey := hostKeyPEM(t)
+	person, gw := testkit.NewKey(t).Public(), testkit.NewKey(t).Public()
+	hostKey := testkit.NewKey(t).PEM
 	doc := func(expires time.Time) Document {
 		d, err := New("e1", "cc-e1", "claude", expires, 22, []ssh.PublicKey{person, gw}, hostKey)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -16,8 +17,8 @@ var badLine = regexp.MustCompile(`^line (\d+) is not a public key in authorized_
 // number of a line that is truly not a key, or read into keys that, written
 // back one per line, read back the same.
 func FuzzParseAuthorizedKeys(f *testing.F) {
-	alice := string(gossh.MarshalAuthorizedKey(fuzzSigner(5).PublicKey()))
-	bob := string(bytes.TrimSpace(gossh.MarshalAuthorizedKey(fuzzSigner(6).PublicKey())))
+	alice := testkit.FixedKey(f, 5).AuthorizedKey() + "\n"
+	bob := testkit.FixedKey(f, 6).AuthorizedKey()
 	for _, seed := range []string{
 		"", "\n\n", "# only a comment\n", alice, alice + alice,
 		bob + " bob@laptop\r\n# admins\n\n  " + alice,

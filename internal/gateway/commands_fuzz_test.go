@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,19 +14,11 @@ import (
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // Fuzz targets for what a person types after `ssh HOST`. Their seeds run
 // in every `go test`; docs/operations.md says how to fuzz longer.
-
-// fuzzSigner is a fixed key: fuzz targets get no *testing.T to fail with.
-func fuzzSigner(seed byte) gossh.Signer {
-	s, err := gossh.NewSignerFromKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
 
 // FuzzCommand runs whatever a person may send as an exec request through
 // the gateway's command dispatch, for a person without a machine (an
@@ -36,13 +27,13 @@ func fuzzSigner(seed byte) gossh.Signer {
 // one line that names the command; nothing a person types looks like a
 // fault of the gateway (a line with a reference), and nothing panics.
 func FuzzCommand(f *testing.F) {
-	admin := fuzzSigner(1)
+	admin := testkit.FixedKey(f, 1).Signer
 	dir := f.TempDir()
 	path := filepath.Join(dir, "admins")
 	if err := os.WriteFile(path, gossh.MarshalAuthorizedKey(admin.PublicKey()), 0o600); err != nil {
 		f.Fatal(err)
 	}
-	admins, err := LoadKeyList(path, quiet)
+	admins, err := LoadKeyList(path, testkit.Quiet)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -51,16 +42,16 @@ func FuzzCommand(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { store.Close() })
-	users, _ := LoadKeyList("", quiet)
+	users, _ := LoadKeyList("", testkit.Quiet)
 	g, err := New(Options{
-		HostKey: fuzzSigner(2), Pool: newPool(fuzzSigner(3)), Users: users, Admins: admins,
-		Leases: lease.NewManager(lease.Config{Store: store, Logger: quiet}), Logger: quiet,
+		HostKey: testkit.FixedKey(f, 2).Signer, Pool: newPool(testkit.FixedKey(f, 3).Signer), Users: users, Admins: admins,
+		Leases: lease.NewManager(lease.Config{Store: store, Logger: testkit.Quiet}), Logger: testkit.Quiet,
 		Invocation: "ssh gw",
 	})
 	if err != nil {
 		f.Fatal(err)
 	}
-	person := fuzzSigner(4)
+	person := testkit.FixedKey(f, 4).Signer
 
 	for _, seed := range []string{
 		"status", "status --json", "status --yaml", "extend 2h", "extend", "extend 2h 3h", "extend -1h",

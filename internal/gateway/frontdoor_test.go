@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"io"
 	"net"
@@ -15,20 +13,8 @@ import (
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
-
-func newSigner(t *testing.T) gossh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // startFrontDoor serves a gateway whose allow list holds only allowed. Its
 // lease manager has a store (for the audit log) but no provider: these
@@ -37,19 +23,19 @@ func startFrontDoor(t *testing.T, allowed gossh.PublicKey, handshake time.Durati
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "users")
 	writeFile(t, path, line(allowed, "allowed"))
-	users, err := LoadKeyList(path, quiet)
+	users, err := LoadKeyList(path, testkit.Quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	admins, _ := LoadKeyList("", quiet)
+	admins, _ := LoadKeyList("", testkit.Quiet)
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "gateway.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
 	g, err := New(Options{
-		HostKey: newSigner(t), Pool: newPool(newSigner(t)), Users: users, Admins: admins,
-		Leases: lease.NewManager(lease.Config{Store: store, Logger: quiet}), Logger: quiet,
+		HostKey: testkit.NewKey(t).Signer, Pool: newPool(testkit.NewKey(t).Signer), Users: users, Admins: admins,
+		Leases: lease.NewManager(lease.Config{Store: store, Logger: testkit.Quiet}), Logger: testkit.Quiet,
 		HandshakeTimeout: handshake,
 	})
 	if err != nil {
@@ -72,7 +58,7 @@ func serve(t *testing.T, g *Gateway) string {
 }
 
 func TestAuthAttemptsAreBounded(t *testing.T) {
-	allowed := newSigner(t)
+	allowed := testkit.NewKey(t).Signer
 	addr := startFrontDoor(t, allowed.PublicKey(), 20*time.Second)
 
 	// x/crypto forgives the first six offers of unknown keys (people hold
@@ -80,7 +66,7 @@ func TestAuthAttemptsAreBounded(t *testing.T) {
 	// before the right one comes.
 	var signers []gossh.Signer
 	for range 20 {
-		signers = append(signers, newSigner(t))
+		signers = append(signers, testkit.NewKey(t).Signer)
 	}
 	signers = append(signers, allowed)
 	_, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
@@ -112,7 +98,7 @@ func TestAuthAttemptsAreBounded(t *testing.T) {
 }
 
 func TestHandshakeTimeout(t *testing.T) {
-	addr := startFrontDoor(t, newSigner(t).PublicKey(), 200*time.Millisecond)
+	addr := startFrontDoor(t, testkit.NewKey(t).Signer.PublicKey(), 200*time.Millisecond)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +117,7 @@ func TestHandshakeTimeout(t *testing.T) {
 // TestShutdownRightAfterStart: stopping a gateway at once after starting it
 // neither races (run under -race) nor leaves Serve running.
 func TestShutdownRightAfterStart(t *testing.T) {
-	users, _ := LoadKeyList("", quiet)
+	users, _ := LoadKeyList("", testkit.Quiet)
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "gateway.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -139,8 +125,8 @@ func TestShutdownRightAfterStart(t *testing.T) {
 	defer store.Close()
 	for range 20 {
 		g, err := New(Options{
-			HostKey: newSigner(t), Pool: newPool(newSigner(t)), Users: users, Admins: users,
-			Leases: lease.NewManager(lease.Config{Store: store, Logger: quiet}), Logger: quiet,
+			HostKey: testkit.NewKey(t).Signer, Pool: newPool(testkit.NewKey(t).Signer), Users: users, Admins: users,
+			Leases: lease.NewManager(lease.Config{Store: store, Logger: testkit.Quiet}), Logger: testkit.Quiet,
 		})
 		if err != nil {
 			t.Fatal(err)

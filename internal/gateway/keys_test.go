@@ -1,10 +1,6 @@
 package gateway
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,31 +10,17 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
-func newKey(t *testing.T) gossh.PublicKey {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := gossh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func line(k gossh.PublicKey, comment string) string {
-	return strings.TrimSpace(string(gossh.MarshalAuthorizedKey(k))) + " " + comment + "\n"
+	return testkit.AuthorizedKey(k) + " " + comment + "\n"
 }
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // newPool returns a machine connection pool with the upstream key, as
 // main makes it, quiet.
 func newPool(upstream gossh.Signer) *proxy.Pool {
-	return proxy.NewPool(proxy.PoolOptions{Key: upstream, Logger: quiet})
+	return proxy.NewPool(proxy.PoolOptions{Key: upstream, Logger: testkit.Quiet})
 }
 
 func TestLoadOrCreateKey(t *testing.T) {
@@ -88,7 +70,7 @@ func writeFile(t *testing.T, path, content string) {
 }
 
 func TestKeyList(t *testing.T) {
-	alice, bob, carol := newKey(t), newKey(t), newKey(t)
+	alice, bob, carol := testkit.NewKey(t).Public(), testkit.NewKey(t).Public(), testkit.NewKey(t).Public()
 	path := filepath.Join(t.TempDir(), "users")
 	write := func(s string) {
 		t.Helper()
@@ -103,7 +85,7 @@ func TestKeyList(t *testing.T) {
 	}
 	write("# team\n\n" + line(alice, "alice@laptop") + `restrict,command="true" ` + line(bob, "$(hostile) `comment`"))
 
-	l, err := LoadKeyList(path, quiet)
+	l, err := LoadKeyList(path, testkit.Quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,13 +108,13 @@ func TestKeyList(t *testing.T) {
 	}
 
 	// At start-up there is no last good list: a broken file is an error.
-	if _, err := LoadKeyList(path, quiet); err == nil {
+	if _, err := LoadKeyList(path, testkit.Quiet); err == nil {
 		t.Error("LoadKeyList accepted a malformed file")
 	}
-	if _, err := LoadKeyList(filepath.Join(t.TempDir(), "missing"), quiet); err == nil {
+	if _, err := LoadKeyList(filepath.Join(t.TempDir(), "missing"), testkit.Quiet); err == nil {
 		t.Error("LoadKeyList accepted a missing file")
 	}
-	empty, err := LoadKeyList("", quiet)
+	empty, err := LoadKeyList("", testkit.Quiet)
 	if err != nil || empty.Contains(alice) {
 		t.Errorf("an unset list must contain nobody: %v", err)
 	}

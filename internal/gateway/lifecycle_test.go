@@ -10,11 +10,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,36 +23,16 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
-	"github.com/cc-gateway/cc-gateway/internal/proxy"
-	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.now = t
-	c.mu.Unlock()
-}
-
 type world struct {
+	*rig
 	t        *testing.T
-	clock    *testClock
+	clock    *testkit.Clock
 	start    time.Time
-	manager  *lease.Manager
 	reaper   *lease.Reaper
 	provider *hcloud.Provider
-	store    *bolt.Store
-	addr     string
 	cloudDir string
 }
 
@@ -62,36 +40,9 @@ func newWorld(t *testing.T, policy lease.Policy) *world {
 	t.Helper()
 	start := time.Now().Truncate(time.Second)
 	cloud := localcloudtest.Start(t, localcloud.KindBuiltin)
-	w := &world{t: t, clock: &testClock{now: start}, start: start, provider: cloud.Provider, cloudDir: cloud.DataDir}
-	var err error
-	w.store, err = bolt.Open(filepath.Join(t.TempDir(), "gateway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.store.Close() })
-	upstream := newSigner(t)
-	pool := newPool(upstream)
-	w.manager = lease.NewManager(lease.Config{
-		Store: w.store, Provider: w.provider, Machines: proxy.NewMachines(pool, "claude"),
-		Clock: w.clock, Policy: policy, Logger: quiet,
-		Machine: lease.MachineSpec{User: "claude", SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
-	})
-	users, _ := LoadKeyList("", quiet)
-	g, err := New(Options{
-		HostKey: newSigner(t), Pool: pool, InstanceUser: "claude", Users: users, Admins: users,
-		OpenAccess: true, Leases: w.manager, Clock: w.clock, Logger: quiet, Invocation: "ssh gw",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(ln)
-	t.Cleanup(func() { g.Shutdown(time.Second) })
-	w.addr = ln.Addr().String()
-	w.reaper = lease.NewReaper(w.manager, g, lease.ReaperConfig{Invocation: "ssh gw", OrphanGrace: 10 * time.Minute})
+	w := &world{t: t, clock: testkit.NewClock(start), start: start, provider: cloud.Provider, cloudDir: cloud.DataDir}
+	w.rig = startRig(t, rigSpec{provider: cloud.Provider, sshPort: cloud.SSHPort, policy: policy, clock: w.clock})
+	w.reaper = lease.NewReaper(w.leases, w.g, lease.ReaperConfig{Invocation: "ssh gw", OrphanGrace: 10 * time.Minute})
 	return w
 }
 
@@ -105,51 +56,13 @@ func (w *world) at(d time.Duration) {
 // collected as it arrives.
 type openSession struct {
 	session *gossh.Session
-	stderr  *syncBuffer
+	stderr  *testkit.Buffer
 	done    chan error
-}
-
-// syncBuffer collects output and signals each write.
-type syncBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{}, 1)} }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	select {
-	case b.changed <- struct{}{}:
-	default:
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (w *world) dial(person gossh.Signer) *gossh.Client {
-	w.t.Helper()
-	c, err := gossh.Dial("tcp", w.addr, &gossh.ClientConfig{
-		User: "person", Auth: []gossh.AuthMethod{gossh.PublicKeys(person)},
-		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
-	})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // run runs cmd through the gateway and returns its output.
 func (w *world) run(person gossh.Signer, cmd string) (string, error) {
-	s, err := w.dial(person).NewSession()
+	s, err := w.dial(w.t, person).NewSession()
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -157,14 +70,31 @@ func (w *world) run(person gossh.Signer, cmd string) (string, error) {
 	return string(out), err
 }
 
+// do runs cmd through the gateway and fails the test if it fails.
+func (w *world) do(person gossh.Signer, cmd string) {
+	w.t.Helper()
+	if out, err := w.run(person, cmd); err != nil {
+		w.t.Fatalf("%q: %v (output %q)", cmd, err, out)
+	}
+}
+
+// personWithMachine is a new person who has connected once, so their
+// machine runs.
+func (w *world) personWithMachine() gossh.Signer {
+	w.t.Helper()
+	person := testkit.NewKey(w.t).Signer
+	w.do(person, "true")
+	return person
+}
+
 // open starts a long, silent command and keeps the session open.
 func (w *world) open(person gossh.Signer) *openSession {
 	w.t.Helper()
-	s, err := w.dial(person).NewSession()
+	s, err := w.dial(w.t, person).NewSession()
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	o := &openSession{session: s, stderr: newSyncBuffer(), done: make(chan error, 1)}
+	o := &openSession{session: s, stderr: &testkit.Buffer{}, done: make(chan error, 1)}
 	s.Stderr = o.stderr
 	if err := s.Start("echo started >&2; exec sleep 3600"); err != nil {
 		w.t.Fatal(err)
@@ -177,13 +107,8 @@ func (w *world) open(person gossh.Signer) *openSession {
 // waitFor waits, bounded, until the session's stderr holds want.
 func (o *openSession) waitFor(t *testing.T, want string) {
 	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for !strings.Contains(o.stderr.String(), want) {
-		select {
-		case <-o.stderr.changed:
-		case <-timeout:
-			t.Fatalf("session never showed %q; it showed:\n%s", want, o.stderr.String())
-		}
+	if !o.stderr.WaitFor(want, 20*time.Second) {
+		t.Fatalf("session never showed %q; it showed:\n%s", want, o.stderr.String())
 	}
 }
 
@@ -249,7 +174,7 @@ var basePolicy = lease.Policy{
 
 func TestIdleMachineIsWarnedThenStopped(t *testing.T) {
 	w := newWorld(t, basePolicy)
-	alice := newSigner(t)
+	alice := testkit.NewKey(t).Signer
 	s := w.open(alice)
 
 	w.at(14 * time.Minute)
@@ -282,10 +207,7 @@ func TestIdleMachineIsWarnedThenStopped(t *testing.T) {
 
 func TestActivityPostponesIdleStop(t *testing.T) {
 	w := newWorld(t, basePolicy)
-	bob := newSigner(t)
-	if _, err := w.run(bob, "true"); err != nil {
-		t.Fatal(err)
-	}
+	bob := w.personWithMachine()
 	w.at(20 * time.Minute)
 	if out, err := w.run(bob, "echo busy"); err != nil || out != "busy\n" {
 		t.Fatalf("run: %q, %v", out, err)
@@ -308,10 +230,7 @@ func TestBusyCPUKeepsIdleMachineRunning(t *testing.T) {
 	policy := basePolicy
 	policy.BusyCPU = 50
 	w := newWorld(t, policy)
-	carol := newSigner(t)
-	if _, err := w.run(carol, "true"); err != nil {
-		t.Fatal(err)
-	}
+	carol := w.personWithMachine()
 	l := w.lease(carol)
 	cpu := filepath.Join(w.cloudDir, "machines", l.ServerName, localcloud.CPUFile)
 	if err := os.WriteFile(cpu, []byte("80\n"), 0o600); err != nil {
@@ -339,10 +258,8 @@ func TestHibernateAndResumeKeepsFiles(t *testing.T) {
 	policy := basePolicy
 	policy.IdleAction = lease.IdleHibernate
 	w := newWorld(t, policy)
-	dave := newSigner(t)
-	if _, err := w.run(dave, "echo precious > notes.txt"); err != nil {
-		t.Fatal(err)
-	}
+	dave := testkit.NewKey(t).Signer
+	w.do(dave, "echo precious > notes.txt")
 	first := w.lease(dave)
 	w.at(31 * time.Minute)
 	l := w.lease(dave)
@@ -371,7 +288,7 @@ func TestExpiryWarnsThenDestroys(t *testing.T) {
 	policy := basePolicy
 	policy.IdleTimeout = 0 // only expiry here
 	w := newWorld(t, policy)
-	erin := newSigner(t)
+	erin := testkit.NewKey(t).Signer
 	s := w.open(erin)
 	l := w.lease(erin)
 
@@ -399,10 +316,7 @@ func TestExtendedLeaseIsNotReaped(t *testing.T) {
 	policy := basePolicy
 	policy.IdleTimeout = 0
 	w := newWorld(t, policy)
-	frank := newSigner(t)
-	if _, err := w.run(frank, "true"); err != nil {
-		t.Fatal(err)
-	}
+	frank := w.personWithMachine()
 	w.at(3 * time.Hour)
 	if out, err := w.run(frank, "extend 2h"); err != nil || !strings.Contains(out, "now expires") {
 		t.Fatalf("extend: %q, %v", out, err)
@@ -416,10 +330,7 @@ func TestExtendedLeaseIsNotReaped(t *testing.T) {
 func TestReconcile(t *testing.T) {
 	w := newWorld(t, basePolicy)
 	ctx := context.Background()
-	gina := newSigner(t)
-	if _, err := w.run(gina, "true"); err != nil {
-		t.Fatal(err)
-	}
+	gina := w.personWithMachine()
 
 	// A labelled server no lease claims: an orphan, deleted after the grace.
 	orphan, err := w.provider.Create(ctx, lease.CreateSpec{
@@ -486,10 +397,7 @@ func mustUserData(t *testing.T, w *world) string {
 // the new expiry, so programs there know the time left.
 func TestExtendTellsTheMachine(t *testing.T) {
 	w := newWorld(t, basePolicy)
-	ivan := newSigner(t)
-	if _, err := w.run(ivan, "true"); err != nil {
-		t.Fatal(err)
-	}
+	ivan := w.personWithMachine()
 	if out, err := w.run(ivan, "extend 90m"); err != nil {
 		t.Fatalf("extend: %q, %v", out, err)
 	}
@@ -507,19 +415,10 @@ func TestExtendTellsTheMachine(t *testing.T) {
 // learns the new expiry when it starts again.
 func TestResumedMachineLearnsItsExpiry(t *testing.T) {
 	w := newWorld(t, basePolicy)
-	jane := newSigner(t)
-	if _, err := w.run(jane, "true"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.run(jane, "stop"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.run(jane, "extend 3h"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.run(jane, "true"); err != nil {
-		t.Fatal(err)
-	}
+	jane := w.personWithMachine()
+	w.do(jane, "stop")
+	w.do(jane, "extend 3h")
+	w.do(jane, "true")
 	l := w.lease(jane)
 	want := l.Expires.UTC().Format(time.RFC3339) + "\n"
 	data, err := os.ReadFile(filepath.Join(w.cloudDir, "machines", l.ServerName, "expires"))
@@ -533,13 +432,13 @@ func TestResumedMachineLearnsItsExpiry(t *testing.T) {
 // (the reaper has not come by yet). The pool saves the dial, never a check.
 func TestExpiredLeaseGetsNoShell(t *testing.T) {
 	w := newWorld(t, basePolicy)
-	kim := newSigner(t)
+	kim := testkit.NewKey(t).Signer
 	held := w.open(kim) // keeps the machine connection in the pool
 	if out, err := w.run(kim, "echo in"); err != nil || out != "in\n" {
 		t.Fatalf("before expiry: %q, %v", out, err)
 	}
 	w.clock.Set(w.start.Add(4*time.Hour + 2*time.Second))
-	s, err := w.dial(kim).NewSession()
+	s, err := w.dial(w.t, kim).NewSession()
 	if err != nil {
 		t.Fatal(err)
 	}

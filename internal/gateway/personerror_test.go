@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,63 +15,32 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
-	"github.com/cc-gateway/cc-gateway/internal/proxy"
-	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // refusingCloud is a gateway whose Hetzner provider holds a token the
 // (local) cloud refuses: every cloud call fails with 401 and an operator's
 // hint to check HCLOUD_TOKEN.
 type refusingCloud struct {
-	addr  string
-	store *bolt.Store
-	logs  *syncBuffer // the gateway's log
+	*rig
+	logs *testkit.Buffer // the gateway's log
 }
 
 func newRefusingCloud(t *testing.T) *refusingCloud {
 	t.Helper()
 	cloud := localcloudtest.Start(t, localcloud.KindBuiltin)
 	provider, err := hcloud.New(hcloud.Config{
-		Token: "not-the-token", Endpoint: cloud.Endpoint(), ImageSelector: localcloud.LocalImageLabel, Logger: quiet,
+		Token: "not-the-token", Endpoint: cloud.Endpoint(), ImageSelector: localcloud.LocalImageLabel, Logger: testkit.Quiet,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &refusingCloud{logs: newSyncBuffer()}
-	if r.store, err = bolt.Open(filepath.Join(t.TempDir(), "gateway.db")); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.store.Close() })
-	upstream := newSigner(t)
-	pool := newPool(upstream)
-	manager := lease.NewManager(lease.Config{
-		Store: r.store, Provider: provider, Machines: proxy.NewMachines(pool, "claude"), Logger: quiet,
-		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 168 * time.Hour},
-		Machine: lease.MachineSpec{User: "claude", SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
+	r := &refusingCloud{logs: &testkit.Buffer{}}
+	r.rig = startRig(t, rigSpec{
+		provider: provider, sshPort: cloud.SSHPort, logger: slog.New(slog.NewTextHandler(r.logs, nil)),
+		policy: plainPolicy,
 	})
-	users, _ := LoadKeyList("", quiet)
-	g, err := New(Options{
-		HostKey: newSigner(t), Pool: pool, InstanceUser: "claude", Users: users, Admins: users,
-		OpenAccess: true, Leases: manager, Logger: slog.New(slog.NewTextHandler(r.logs, nil)), Invocation: "ssh gw",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.addr = serve(t, g)
 	return r
-}
-
-func (r *refusingCloud) dial(t *testing.T, person gossh.Signer) *gossh.Client {
-	t.Helper()
-	c, err := gossh.Dial("tcp", r.addr, &gossh.ClientConfig{
-		User: "person", Auth: []gossh.AuthMethod{gossh.PublicKeys(person)},
-		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // run runs cmd as person and returns its stderr and exit status.
@@ -127,7 +95,7 @@ func (r *refusingCloud) checkTold(t *testing.T, stderr, sentence string) {
 // the operator's log says the token was refused, under that reference.
 func TestRefusedTokenIsToldAsSentenceAndRef(t *testing.T) {
 	r := newRefusingCloud(t)
-	person := newSigner(t)
+	person := testkit.NewKey(t).Signer
 
 	stderr, code := r.run(t, person, "echo hi")
 	if code != exitGatewayFailure {
@@ -136,7 +104,7 @@ func TestRefusedTokenIsToldAsSentenceAndRef(t *testing.T) {
 	r.checkTold(t, stderr, "could not prepare your machine; try again in a few minutes")
 
 	// A port forward (ssh -L) is refused with the same kind of sentence.
-	if _, err := r.dial(t, newSigner(t)).Dial("tcp", "localhost:80"); err == nil {
+	if _, err := r.dial(t, testkit.NewKey(t).Signer).Dial("tcp", "localhost:80"); err == nil {
 		t.Error("a forward reached a machine the cloud could not make")
 	} else {
 		r.checkTold(t, err.Error(), "could not prepare your machine; try again in a few minutes")

@@ -11,14 +11,11 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -32,9 +29,8 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
-	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
-	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // countingProvider is the real provider, counting the cloud's lookups.
@@ -50,13 +46,10 @@ func (c *countingProvider) Get(ctx context.Context, id int64) (lease.Server, err
 
 // proxyRig is a gateway whose machines run sshd, with one person.
 type proxyRig struct {
-	t       *testing.T
-	g       *Gateway
-	leases  *lease.Manager
-	cloud   *countingProvider
-	addr    string
-	hostKey gossh.PublicKey
-	person  gossh.Signer
+	*rig
+	t      *testing.T
+	cloud  *countingProvider
+	person gossh.Signer
 }
 
 // idleClose is the pool's idle timeout in these tests: short, so a test can
@@ -65,57 +58,18 @@ const idleClose = 200 * time.Millisecond
 
 func newProxyRig(t *testing.T) *proxyRig {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		t.Skip("OpenSSH server not installed")
-	}
-	user, err := machine.OpenSSHUser()
-	if err != nil {
-		t.Fatal(err)
-	}
+	user := localcloudtest.OpenSSHUser(t)
 	cloud := localcloudtest.Start(t, localcloud.KindOpenSSH)
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "gateway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	upstream := newSigner(t)
-	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, IdleTimeout: idleClose, Logger: quiet})
 	provider := &countingProvider{Provider: cloud.Provider}
-	leases := lease.NewManager(lease.Config{
-		Store: store, Provider: provider, Machines: proxy.NewMachines(pool, user), Logger: quiet,
-		Policy:  lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 168 * time.Hour},
-		Machine: lease.MachineSpec{User: user, SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
+	r := startRig(t, rigSpec{
+		provider: provider, sshPort: cloud.SSHPort, user: user, idle: idleClose,
+		policy: plainPolicy,
 	})
-	users, _ := LoadKeyList("", quiet)
-	hostKey := newSigner(t)
-	g, err := New(Options{
-		HostKey: hostKey, Pool: pool, InstanceUser: user, Users: users, Admins: users,
-		OpenAccess: true, Leases: leases, Logger: quiet, Invocation: "ssh gw",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(ln)
-	t.Cleanup(func() { g.Shutdown(time.Second) })
-	return &proxyRig{t: t, g: g, leases: leases, cloud: provider, addr: ln.Addr().String(), hostKey: hostKey.PublicKey(), person: newSigner(t)}
+	return &proxyRig{rig: r, t: t, cloud: provider, person: testkit.NewKey(t).Signer}
 }
 
-func (r *proxyRig) dial() *gossh.Client {
-	r.t.Helper()
-	c, err := gossh.Dial("tcp", r.addr, &gossh.ClientConfig{
-		User: "person", Auth: []gossh.AuthMethod{gossh.PublicKeys(r.person)},
-		HostKeyCallback: gossh.FixedHostKey(r.hostKey), Timeout: 10 * time.Second,
-	})
-	if err != nil {
-		r.t.Fatalf("dial gateway: %v", err)
-	}
-	r.t.Cleanup(func() { c.Close() })
-	return c
-}
+// connect connects the rig's person to the gateway.
+func (r *proxyRig) connect() *gossh.Client { return r.dial(r.t, r.person) }
 
 func (r *proxyRig) run(c *gossh.Client, cmd string, stdin []byte) string {
 	r.t.Helper()
@@ -137,7 +91,7 @@ func (r *proxyRig) run(c *gossh.Client, cmd string, stdin []byte) string {
 // waitPool polls until the pool's counts are want.
 func (r *proxyRig) waitPool(want proxy.PoolStats) {
 	r.t.Helper()
-	poll(r.t, 20*time.Second, func() error {
+	testkit.Eventually(r.t, 20*time.Second, func() error {
 		if got := r.g.pool.Stats(); got != want {
 			return fmt.Errorf("pool holds %+v, want %+v", got, want)
 		}
@@ -145,51 +99,18 @@ func (r *proxyRig) waitPool(want proxy.PoolStats) {
 	})
 }
 
-func poll(t *testing.T, d time.Duration, f func() error) {
+// holdSession keeps a session open on c, running cat, until the test ends.
+func holdSession(t *testing.T, c *gossh.Client) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, not synchronisation
-	}
-}
-
-// loopbackEcho serves on loopback, sending back what it reads and then EOF.
-func loopbackEcho(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() { serveEcho(ln, &wg) })
-	return ln
-}
-
-func serveEcho(ln net.Listener, wg *sync.WaitGroup) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		wg.Go(func() {
-			defer c.Close()
-			io.Copy(c, c)
-			if cw, ok := c.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			}
-		})
+	in, _ := s.StdinPipe()
+	if err := s.Start("exec cat"); err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { in.Close() })
 }
 
 // echoTrip sends data over c, half-closes, and checks it comes back.
@@ -222,20 +143,16 @@ func echoTrip(t *testing.T, c net.Conn, n int) {
 // and that the machine listens no more on the remote forward's port.
 func TestDisconnectLeavesNothingBehind(t *testing.T) {
 	r := newProxyRig(t)
-	echo := loopbackEcho(t)
+	echo := testkit.EchoServer(t)
 
 	// Warm up: the machine exists and the pool has drained.
-	r.run(r.dial(), "true", nil)
+	r.run(r.connect(), "true", nil)
 	r.waitPool(proxy.PoolStats{})
 	base := runtime.NumGoroutine()
 
-	c := r.dial()
+	c := r.connect()
 	keyring := agent.NewKeyring()
-	_, agentKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := keyring.Add(agent.AddedKey{PrivateKey: agentKey}); err != nil {
+	if err := keyring.Add(agent.AddedKey{PrivateKey: testkit.NewKey(t).Private}); err != nil {
 		t.Fatal(err)
 	}
 	if err := agent.ForwardToAgent(c, keyring); err != nil {
@@ -254,15 +171,7 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 	}
 
 	// A session left running, a local forward, a remote forward.
-	running, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	runningIn, _ := running.StdinPipe()
-	if err := running.Start("exec cat"); err != nil {
-		t.Fatal(err)
-	}
-	defer runningIn.Close()
+	holdSession(t, c)
 	conn, err := c.Dial("tcp", echo.Addr().String())
 	if err != nil {
 		t.Fatalf("direct-tcpip: %v", err)
@@ -273,7 +182,7 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("tcpip-forward: %v", err)
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { serveEcho(remote, &wg) })
+	wg.Go(func() { testkit.Echo(remote, &wg) })
 	back, err := net.Dial("tcp", remote.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -286,15 +195,9 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 	c.Close()
 	wg.Wait()
 	r.waitPool(proxy.PoolStats{})
-	poll(t, 20*time.Second, func() error {
-		if n := runtime.NumGoroutine(); n > base {
-			buf := make([]byte, 1<<20)
-			return fmt.Errorf("%d goroutines, %d before the connection:\n%s", n, base, buf[:runtime.Stack(buf, true)])
-		}
-		return nil
-	})
+	testkit.Eventually(t, 20*time.Second, func() error { return testkit.GoroutinesAtMost(base) }) // as before the connection
 	// The port is free again on the machine: the forward was cancelled.
-	again, err := r.dial().Listen("tcp", remote.Addr().String())
+	again, err := r.connect().Listen("tcp", remote.Addr().String())
 	if err != nil {
 		t.Fatalf("forwarding the same port after the first client left: %v", err)
 	}
@@ -305,15 +208,15 @@ func TestDisconnectLeavesNothingBehind(t *testing.T) {
 // count as activity on the lease.
 func TestActivityOnEveryChannel(t *testing.T) {
 	r := newProxyRig(t)
-	echo := loopbackEcho(t)
-	c := r.dial()
+	echo := testkit.EchoServer(t)
+	c := r.connect()
 	r.run(c, "true", nil)
 	fp := lease.Fingerprint(r.person.PublicKey())
 	expect := func(what string, traffic func()) {
 		t.Helper()
 		before := time.Now()
 		traffic()
-		poll(t, 10*time.Second, func() error {
+		testkit.Eventually(t, 10*time.Second, func() error {
 			l, err := r.leases.Status(fp)
 			if err != nil {
 				return err
@@ -359,7 +262,7 @@ func TestActivityOnEveryChannel(t *testing.T) {
 		defer ln.Close()
 		var wg sync.WaitGroup
 		defer wg.Wait()
-		wg.Go(func() { serveEcho(ln, &wg) })
+		wg.Go(func() { testkit.Echo(ln, &wg) })
 		conn, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
@@ -374,19 +277,11 @@ func TestActivityOnEveryChannel(t *testing.T) {
 // manager still checks the lease: TestExpiredLeaseGetsNoShell).
 func TestRunningMachineSkipsTheCloud(t *testing.T) {
 	r := newProxyRig(t)
-	c := r.dial()
-	hold, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	holdIn, _ := hold.StdinPipe()
-	if err := hold.Start("exec cat"); err != nil {
-		t.Fatal(err)
-	}
-	defer holdIn.Close()
+	c := r.connect()
+	holdSession(t, c)
 	first := r.cloud.gets.Load()
 	for range 3 {
-		if out := r.run(r.dial(), "echo hi", nil); out != "hi\n" {
+		if out := r.run(r.connect(), "echo hi", nil); out != "hi\n" {
 			t.Fatalf("output %q", out)
 		}
 	}

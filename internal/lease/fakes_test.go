@@ -9,8 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -359,7 +357,7 @@ func newDomain(t *testing.T, policy Policy, rc ReaperConfig) *domain {
 	d.m = NewManager(Config{
 		Store: d.store, Provider: d.cloud, Machines: d.machines, Clock: d.clock, Policy: policy,
 		Machine:          MachineSpec{SSHPort: 22, ServerType: "cx23", Location: "fsn1"},
-		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:           testkit.Quiet,
 		OperationTimeout: time.Minute,
 	})
 	if rc.Invocation == "" {

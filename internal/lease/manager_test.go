@@ -6,11 +6,7 @@ package lease_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
@@ -50,7 +44,6 @@ func newWorld(t *testing.T) *world { return newWorldOf(t, localcloud.KindBuiltin
 func newWorldOf(t *testing.T, kind, user string) *world {
 	t.Helper()
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cloud := localcloudtest.Start(t, kind)
 	store, err := bolt.Open(filepath.Join(dir, "gateway.db"))
 	if err != nil {
@@ -59,11 +52,11 @@ func newWorldOf(t *testing.T, kind, user string) *world {
 	t.Cleanup(func() { store.Close() })
 	c := testkit.NewClock(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	upstream := testkit.NewKey(t).Signer
-	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, Logger: log})
+	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, Logger: testkit.Quiet})
 	t.Cleanup(pool.Close)
 	machines := proxy.NewMachines(pool, user)
 	m := lease.NewManager(lease.Config{
-		Store: store, Provider: cloud.Provider, Machines: machines, Clock: c, Logger: log,
+		Store: store, Provider: cloud.Provider, Machines: machines, Clock: c, Logger: testkit.Quiet,
 		Policy:          lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 72 * time.Hour, IdleTimeout: 30 * time.Minute},
 		Machine:         lease.MachineSpec{User: user, SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
 		SSHProbeTimeout: time.Second,
@@ -71,24 +64,7 @@ func newWorldOf(t *testing.T, kind, user string) *world {
 	return &world{m: m, clock: c, store: store, provider: cloud.Provider, machines: machines, pool: pool, cloud: cloud}
 }
 
-func personKey(t *testing.T) ssh.PublicKey {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t *testing.T) context.Context { return testkit.Context(t, time.Minute) }
 
 // steps collects progress texts safely from the manager's goroutine.
 type steps struct {
@@ -110,7 +86,7 @@ func (s *steps) get() []string {
 
 func TestEnsureSharesOneFlight(t *testing.T) {
 	w := newWorld(t)
-	key := personKey(t)
+	key := testkit.NewKey(t).Public()
 
 	const n = 8
 	leases := make([]lease.Lease, n)
@@ -167,7 +143,7 @@ func TestEnsureSharesOneFlight(t *testing.T) {
 
 func TestStopResumeDestroy(t *testing.T) {
 	w := newWorld(t)
-	key := personKey(t)
+	key := testkit.NewKey(t).Public()
 	fp := lease.Fingerprint(key)
 	first, err := w.m.Ensure(ctx(t), key, nil)
 	if err != nil {
@@ -207,7 +183,7 @@ func TestStopResumeDestroy(t *testing.T) {
 
 func TestVanishedServerIsReplaced(t *testing.T) {
 	w := newWorld(t)
-	key := personKey(t)
+	key := testkit.NewKey(t).Public()
 	first, err := w.m.Ensure(ctx(t), key, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +203,7 @@ func TestVanishedServerIsReplaced(t *testing.T) {
 
 func TestExtendAndActivityUseTheClock(t *testing.T) {
 	w := newWorld(t)
-	key := personKey(t)
+	key := testkit.NewKey(t).Public()
 	fp := lease.Fingerprint(key)
 	l, err := w.m.Ensure(ctx(t), key, nil)
 	if err != nil {
@@ -270,7 +246,7 @@ func TestDeadSSHDIsRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := newWorldOf(t, localcloud.KindOpenSSH, user)
-	key := personKey(t)
+	key := testkit.NewKey(t).Public()
 	l, err := w.m.Ensure(ctx(t), key, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,6 @@
 package lease_test
 
 import (
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -52,7 +50,7 @@ func TestExtendIsOneWrite(t *testing.T) {
 	}
 	counter := &writeCounter{Store: store}
 	m := lease.NewManager(lease.Config{
-		Store: counter, Clock: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store: counter, Clock: c, Logger: testkit.Quiet,
 		Policy: lease.Policy{DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 72 * time.Hour},
 	})
 	if _, err := m.Extend(ctx(t), l.Fingerprint, 2*time.Hour); err != nil {

@@ -2,7 +2,6 @@ package localcloud_test
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,9 +13,7 @@ import (
 	"time"
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
-	"golang.org/x/crypto/ssh"
 
-	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
@@ -25,17 +22,10 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
-func testLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 func startCloud(t *testing.T, dir string, port int) *localcloud.Cloud {
 	t.Helper()
 	c, err := localcloud.Start(localcloud.Options{
-		DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Logger: testLogger(),
+		DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Logger: testkit.Log(t),
 	})
 	if err != nil {
 		t.Fatalf("start local cloud: %v", err)
@@ -54,32 +44,14 @@ func rawClient(endpoint, token string) *hc.Client {
 // host key; it returns the pinned host key too.
 func newSpec(t *testing.T, leaseID string, port int) (lease.CreateSpec, string) {
 	t.Helper()
-	return newSpecFor(t, leaseID, port, testkit.NewKey(t).Signer)
-}
-
-// newSpecFor is newSpec for a machine that authorizes signer.
-func newSpecFor(t *testing.T, leaseID string, port int, signer ssh.Signer) (lease.CreateSpec, string) {
-	t.Helper()
-	person, host := signer.PublicKey(), testkit.NewKey(t)
-	name := "cc-" + leaseID
-	doc, err := bootstrap.New(name, name, "claude", time.Time{}, port, []ssh.PublicKey{person}, host.PEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	userData, err := doc.Render()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lease.CreateSpec{
-		Name: name, LeaseID: leaseID, UserData: userData, PublicKey: testkit.AuthorizedKey(person),
-	}, doc.HostKey.Public
+	return localcloudtest.Spec(t, leaseID, "claude", port, testkit.NewKey(t).Public())
 }
 
 // TestResponsesMatchOpenAPI runs the provider through a machine's whole
 // life, plus the error answers a client meets, and checks every response
 // the fake sends against Hetzner's API description.
 func TestResponsesMatchOpenAPI(t *testing.T) {
-	port := localcloudtest.FreePort(t)
+	port := testkit.FreePort(t)
 	cloud := startCloud(t, t.TempDir(), port)
 	v := newValidator(t, cloud.Handler())
 	ts := httptest.NewServer(v)
@@ -91,7 +63,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	p, err := hcloud.New(hcloud.Config{
 		Token: cloud.Token(), Endpoint: endpoint, Gateway: "openapi",
 		ImageSelector: localcloud.LocalImageLabel, PollInterval: 10 * time.Millisecond,
-		ShutdownTimeout: 2 * time.Second, Logger: testLogger(),
+		ShutdownTimeout: 2 * time.Second, Logger: testkit.Log(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -100,12 +72,12 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 
 	// A machine's life through the provider.
 	person := testkit.NewKey(t).Signer
-	spec, hostKey := newSpecFor(t, "life1", port, person)
+	spec, hostKey := localcloudtest.Spec(t, "life1", "claude", port, person.PublicKey())
 	srv, err := p.Create(ctx, spec)
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	pool := proxy.NewPool(proxy.PoolOptions{Key: person, Logger: testLogger()})
+	pool := proxy.NewPool(proxy.PoolOptions{Key: person, Logger: testkit.Log(t)})
 	defer pool.Close()
 	if err := proxy.NewMachines(pool, "claude").Wait(ctx, net.JoinHostPort(srv.IPv4, strconv.Itoa(port)), hostKey); err != nil {
 		t.Fatalf("wait ssh: %v", err)
@@ -322,7 +294,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 }
 
 func TestPagination(t *testing.T) {
-	cloud := startCloud(t, t.TempDir(), localcloudtest.FreePort(t))
+	cloud := startCloud(t, t.TempDir(), testkit.FreePort(t))
 	raw := rawClient(cloud.Endpoint(), cloud.Token())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -359,8 +331,8 @@ func TestPagination(t *testing.T) {
 // running with partial progress and finishes with success.
 func TestActionsRunThenSucceed(t *testing.T) {
 	dir := t.TempDir()
-	port := localcloudtest.FreePort(t)
-	cloud, err := localcloud.Start(localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: 300 * time.Millisecond, Logger: testLogger()})
+	port := testkit.FreePort(t)
+	cloud, err := localcloud.Start(localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: 300 * time.Millisecond, Logger: testkit.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +383,7 @@ func TestActionsRunThenSucceed(t *testing.T) {
 }
 
 func TestUnknownPathAnswersNotFound(t *testing.T) {
-	cloud := startCloud(t, t.TempDir(), localcloudtest.FreePort(t))
+	cloud := startCloud(t, t.TempDir(), testkit.FreePort(t))
 	req, err := http.NewRequest(http.MethodGet, cloud.Endpoint()+"/volumes", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -432,9 +404,9 @@ func TestUnknownPathAnswersNotFound(t *testing.T) {
 // deleted is gone, with its folder.
 func TestRestartFinishesInterruptedWork(t *testing.T) {
 	dir := t.TempDir()
-	port := localcloudtest.FreePort(t)
+	port := testkit.FreePort(t)
 	// Actions that outlast the test: Close interrupts them.
-	opts := localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: time.Hour, Logger: testLogger()}
+	opts := localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: time.Hour, Logger: testkit.Log(t)}
 	cloud, err := localcloud.Start(opts)
 	if err != nil {
 		t.Fatal(err)

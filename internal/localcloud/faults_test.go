@@ -13,7 +13,7 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
-	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // outcomes feeds a fixed mix of requests and actions to f and notes what
@@ -159,9 +159,9 @@ func (failActions) Action(string) localcloud.ActionFault {
 // TestFaultAnswersMatchOpenAPI checks what injected faults look like
 // against Hetzner's API description: error answers and failed actions.
 func TestFaultAnswersMatchOpenAPI(t *testing.T) {
-	port := localcloudtest.FreePort(t)
+	port := testkit.FreePort(t)
 	rf := &localcloud.RandomFaults{Rate: 1, Seed: 3}
-	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: rf, Logger: testLogger()})
+	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: rf, Logger: testkit.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestFaultAnswersMatchOpenAPI(t *testing.T) {
 	})
 
 	// A failed action, as the API reports it.
-	failing, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: failActions{}, Logger: testLogger()})
+	failing, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: failActions{}, Logger: testkit.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

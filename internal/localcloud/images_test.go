@@ -14,7 +14,7 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
-	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // createServer makes a server through the raw API and waits until it runs.
@@ -31,6 +31,17 @@ func createServer(t *testing.T, ctx context.Context, raw *hc.Client, leaseID str
 		t.Fatal(err)
 	}
 	return res.Server
+}
+
+// startWithServer starts a cloud for the test and makes one server there
+// from debian-12 through the raw API. It returns the cloud's folder and
+// machine port, the client and the running server.
+func startWithServer(t *testing.T, ctx context.Context, leaseID string) (string, int, *hc.Client, *hc.Server) {
+	t.Helper()
+	dir, port := t.TempDir(), testkit.FreePort(t)
+	cloud := startCloud(t, dir, port)
+	raw := rawClient(cloud.Endpoint(), cloud.Token())
+	return dir, port, raw, createServer(t, ctx, raw, leaseID, port, &hc.Image{Name: "debian-12"})
 }
 
 func snapshot(t *testing.T, ctx context.Context, raw *hc.Client, srv *hc.Server, labels map[string]string) *hc.Image {
@@ -50,13 +61,8 @@ func snapshot(t *testing.T, ctx context.Context, raw *hc.Client, srv *hc.Server,
 }
 
 func TestSnapshotCarriesHomeToNewServer(t *testing.T) {
-	dir, port := t.TempDir(), localcloudtest.FreePort(t)
-	cloud := startCloud(t, dir, port)
-	raw := rawClient(cloud.Endpoint(), cloud.Token())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-
-	srv := createServer(t, ctx, raw, "snap1", port, &hc.Image{Name: "debian-12"})
+	ctx := testkit.Context(t, 20*time.Second)
+	dir, port, raw, srv := startWithServer(t, ctx, "snap1")
 	home := filepath.Join(dir, "machines", srv.Name, "home")
 	if err := os.MkdirAll(filepath.Join(home, "work"), 0o700); err != nil {
 		t.Fatal(err)
@@ -170,12 +176,12 @@ func (delayImages) Action(command string) localcloud.ActionFault {
 // TestSnapshotsAcrossRestart: a finished snapshot survives a restart of
 // the cloud; one interrupted halfway is dropped, as a failed one would be.
 func TestSnapshotsAcrossRestart(t *testing.T) {
-	dir, port := t.TempDir(), localcloudtest.FreePort(t)
-	opts := localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Faults: delayImages{}, Logger: testLogger()}
+	dir, port := t.TempDir(), testkit.FreePort(t)
+	opts := localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Faults: delayImages{}, Logger: testkit.Log(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	cloud, err := localcloud.Start(localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Logger: testLogger()})
+	cloud, err := localcloud.Start(localcloud.Options{DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Logger: testkit.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,12 +221,8 @@ func TestSnapshotsAcrossRestart(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	dir, port := t.TempDir(), localcloudtest.FreePort(t)
-	cloud := startCloud(t, dir, port)
-	raw := rawClient(cloud.Endpoint(), cloud.Token())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	srv := createServer(t, ctx, raw, "metrics1", port, &hc.Image{Name: "debian-12"})
+	ctx := testkit.Context(t, 20*time.Second)
+	dir, _, raw, srv := startWithServer(t, ctx, "metrics1")
 
 	end := time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)
 	cpu := func(start time.Time, step int) []hc.ServerMetricsValue {
@@ -284,12 +286,8 @@ func TestMetrics(t *testing.T) {
 // TestConcurrentSnapshotAndDelete races a snapshot against deleting the
 // server and the snapshot: whatever wins, nothing is left half made.
 func TestConcurrentSnapshotAndDelete(t *testing.T) {
-	dir, port := t.TempDir(), localcloudtest.FreePort(t)
-	cloud := startCloud(t, dir, port)
-	raw := rawClient(cloud.Endpoint(), cloud.Token())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	srv := createServer(t, ctx, raw, "race1", port, &hc.Image{Name: "debian-12"})
+	ctx := testkit.Context(t, 20*time.Second)
+	dir, _, raw, srv := startWithServer(t, ctx, "race1")
 	res, _, err := raw.Server.CreateImage(ctx, srv, nil)
 	if err != nil {
 		t.Fatal(err)

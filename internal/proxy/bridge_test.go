@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -464,13 +465,5 @@ func TestNoGoroutinesLeftBehind(t *testing.T) {
 		fd.result(t)
 	}
 
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, baseline %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-		}
-		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond) // poll interval, not synchronisation
-	}
+	testkit.Eventually(t, 10*time.Second, func() error { return testkit.GoroutinesAtMost(base) })
 }

@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	gossh "golang.org/x/crypto/ssh"
 )
 
 func TestDialPinnedHostKey(t *testing.T) {
-	gatewayKey, _ := newSigner(t)
+	gatewayKey := testkit.NewKey(t).Signer
 	m := startSSHD(t, gatewayKey.PublicKey())
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -34,7 +35,7 @@ func TestDialPinnedHostKey(t *testing.T) {
 		t.Fatalf("session over dialed client: %q, %v", out, err)
 	}
 
-	wrong, _ := newSigner(t)
+	wrong := testkit.NewKey(t).Signer
 	_, err = Dial(ctx, m.addr, m.user, gatewayKey, wrong.PublicKey())
 	var mismatch *HostKeyMismatchError
 	if !errors.As(err, &mismatch) {
@@ -48,9 +49,9 @@ func TestDialPinnedHostKey(t *testing.T) {
 }
 
 func TestDialRejectedClientKey(t *testing.T) {
-	authorized, _ := newSigner(t)
+	authorized := testkit.NewKey(t).Signer
 	m := startSSHD(t, authorized.PublicKey())
-	other, _ := newSigner(t)
+	other := testkit.NewKey(t).Signer
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if c, err := Dial(ctx, m.addr, m.user, other, m.hostKey); err == nil {
@@ -80,7 +81,7 @@ func TestDialBoundedByContext(t *testing.T) {
 		}
 	}()
 
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -34,7 +35,7 @@ type frontDoor struct {
 // upstream connection to m. ctx is handed to Bridge.
 func startFrontDoor(ctx context.Context, t testing.TB, m *sshd, gatewayKey gossh.Signer) *frontDoor {
 	t.Helper()
-	hostSigner, _ := newSigner(t)
+	hostSigner := testkit.NewKey(t).Signer
 	cfg := &gossh.ServerConfig{
 		// Test only: anyone with a key gets in.
 		PublicKeyCallback: func(gossh.ConnMetadata, gossh.PublicKey) (*gossh.Permissions, error) {
@@ -145,7 +146,7 @@ func (fd *frontDoor) result(t testing.TB) error {
 // dial connects an x/crypto client to the front door.
 func (fd *frontDoor) dial(t testing.TB) *gossh.Client {
 	t.Helper()
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	c, err := gossh.Dial("tcp", fd.addr, &gossh.ClientConfig{
 		User:            "person",
 		Auth:            []gossh.AuthMethod{gossh.PublicKeys(key)},
@@ -162,7 +163,7 @@ func (fd *frontDoor) dial(t testing.TB) *gossh.Client {
 // setup starts a machine and a front door in front of it.
 func setup(ctx context.Context, t testing.TB, sshdExtra ...string) (*sshd, *frontDoor) {
 	t.Helper()
-	gatewayKey, _ := newSigner(t)
+	gatewayKey := testkit.NewKey(t).Signer
 	m := startSSHD(t, gatewayKey.PublicKey(), sshdExtra...)
 	return m, startFrontDoor(ctx, t, m, gatewayKey)
 }

@@ -14,6 +14,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 func authorized(k gossh.PublicKey) string {
@@ -30,7 +31,7 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 // pool, where the next wait finds it without dialling (even with an ended
 // context) and the session that follows runs on it.
 func TestMachinesWaitKeepsTheConnection(t *testing.T) {
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	s := startSSHD(t, key.PublicKey())
 	p := newTestPool(t, key, PoolOptions{})
 	m := NewMachines(p, s.user)
@@ -56,9 +57,9 @@ func TestMachinesWaitKeepsTheConnection(t *testing.T) {
 // TestMachinesWaitRefusesAnotherKey: a machine answering with a key other
 // than the pinned one is refused at once, never retried or trusted.
 func TestMachinesWaitRefusesAnotherKey(t *testing.T) {
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	s := startSSHD(t, key.PublicKey())
-	other, _ := newSigner(t)
+	other := testkit.NewKey(t).Signer
 	m := NewMachines(newTestPool(t, key, PoolOptions{}), s.user)
 	err := m.Wait(testCtx(t, time.Minute), s.addr, authorized(other.PublicKey()))
 	if !errors.Is(err, lease.ErrHostKeyMismatch) {
@@ -70,10 +71,10 @@ func TestMachinesWaitRefusesAnotherKey(t *testing.T) {
 // context; with an ended context it does not dial at all; an unreadable
 // pinned key is refused.
 func TestMachinesWaitGivesUp(t *testing.T) {
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	p := newTestPool(t, key, PoolOptions{})
 	m := NewMachines(p, "claude")
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testkit.FreePort(t)))
 	if err := m.Wait(testCtx(t, 300*time.Millisecond), addr, authorized(key.PublicKey())); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("wait on a closed port: %v, want deadline exceeded", err)
 	}
@@ -90,7 +91,7 @@ func TestMachinesWaitGivesUp(t *testing.T) {
 // TestMachinesSetExpiry writes the expires file on a real sshd, and
 // reports a machine that cannot.
 func TestMachinesSetExpiry(t *testing.T) {
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	dir := t.TempDir()
 	s := startSSHD(t, key.PublicKey(), "SetEnv CLOUD_INSTANCE_DIR="+dir)
 	m := NewMachines(newTestPool(t, key, PoolOptions{}), s.user)

@@ -7,14 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"net"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	gossh "golang.org/x/crypto/ssh"
 )
 
 // opensshClient runs the real ssh client against the front door.
@@ -29,23 +27,11 @@ func newOpenSSHClient(t *testing.T, fd *frontDoor) *opensshClient {
 		t.Skip("OpenSSH client not installed")
 	}
 	dir := t.TempDir()
-	_, priv := newSigner(t)
-	keyPath := filepath.Join(dir, "id_ed25519")
-	writePrivateKey(t, keyPath, priv, "person")
-	host, port, _ := net.SplitHostPort(fd.addr)
-	knownHosts := filepath.Join(dir, "known_hosts")
-	writeFile(t, knownHosts, []byte("[127.0.0.1]:"+port+" "+string(gossh.MarshalAuthorizedKey(fd.hostKey))), 0o600)
-	return &opensshClient{args: []string{
-		path, "-F", "/dev/null",
-		"-p", port,
-		"-i", keyPath,
-		"-o", "IdentitiesOnly=yes",
-		"-o", "BatchMode=yes",
-		"-o", "StrictHostKeyChecking=yes",
-		"-o", "UserKnownHostsFile=" + knownHosts,
-		"-o", "LogLevel=ERROR",
-		"person@" + host,
-	}}
+	keyPath := testkit.NewKey(t).WriteFile(t, filepath.Join(dir, "id_ed25519"))
+	config := testkit.WriteSSHConfig(t, dir, "person", keyPath, []testkit.Host{
+		{Alias: "gw", Addr: fd.addr, HostKey: testkit.AuthorizedKey(fd.hostKey)},
+	})
+	return &opensshClient{args: []string{path, "-F", config, "gw"}}
 }
 
 func (c *opensshClient) run(t *testing.T, stdin []byte, remote string) (stdout, stderr []byte, status int) {

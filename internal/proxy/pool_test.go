@@ -9,6 +9,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -22,17 +23,12 @@ func newTestPool(t *testing.T, key gossh.Signer, opts PoolOptions) *Pool {
 
 func waitStats(t *testing.T, p *Pool, want PoolStats) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := p.Stats()
-		if got == want {
-			return
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if got := p.Stats(); got != want {
+			return fmt.Errorf("pool holds %+v, want %+v", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pool holds %+v, want %+v", got, want)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not synchronisation
-	}
+		return nil
+	})
 }
 
 // openCat opens a session running cat on a seat and checks it echoes.
@@ -60,7 +56,7 @@ func openCat(t *testing.T, seat *Seat) gossh.Channel {
 // TestPoolSharesAndCloses: seats share one connection, which stays open
 // while held and closes once idle.
 func TestPoolSharesAndCloses(t *testing.T) {
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	m := startSSHD(t, key.PublicKey())
 	p := newTestPool(t, key, PoolOptions{IdleTimeout: 100 * time.Millisecond})
 	target := m.target()
@@ -97,7 +93,7 @@ func TestPoolSharesAndCloses(t *testing.T) {
 // sessions per connection than the pool assumes still gets every session,
 // on more connections.
 func TestPoolMoreSessionsThanSSHDAllows(t *testing.T) {
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	m := startSSHD(t, key.PublicKey(), "MaxSessions 2")
 	p := newTestPool(t, key, PoolOptions{})
 	target := m.target()
@@ -119,7 +115,7 @@ func TestPoolMoreSessionsThanSSHDAllows(t *testing.T) {
 // without closing its connection (frozen, or cut off by the network) is
 // noticed by the keepalive, and its connection closed.
 func TestPoolKeepaliveClosesSilentMachine(t *testing.T) {
-	key, _ := newSigner(t)
+	key := testkit.NewKey(t).Signer
 	m := startSSHD(t, key.PublicKey())
 	p := newTestPool(t, key, PoolOptions{Keepalive: 200 * time.Millisecond})
 	target := m.target()

@@ -2,10 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +17,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/proctree"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // sshd is a real OpenSSH server started for one test: the machine the
@@ -32,38 +28,7 @@ type sshd struct {
 	hostKey gossh.PublicKey
 	cmd     *exec.Cmd
 	exited  chan struct{}
-	log     *syncBuffer
-}
-
-// syncBuffer collects sshd's log; the process writes while tests read.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newSigner(t testing.TB) (gossh.Signer, ed25519.PrivateKey) {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, priv
+	log     *testkit.Buffer // the process writes while tests read
 }
 
 // target is how the pool reaches this sshd.
@@ -87,13 +52,12 @@ func startSSHD(t testing.TB, clientKey gossh.PublicKey, extra ...string) *sshd {
 	}
 	dir := t.TempDir()
 
-	hostSigner, hostPriv := newSigner(t)
-	hostKeyPath := filepath.Join(dir, "host_ed25519_key")
-	writePrivateKey(t, hostKeyPath, hostPriv, "test host key")
+	hostKey := testkit.NewKey(t)
+	hostKeyPath := hostKey.WriteFile(t, filepath.Join(dir, "host_ed25519_key"))
 	authPath := filepath.Join(dir, "authorized_keys")
 	writeFile(t, authPath, gossh.MarshalAuthorizedKey(clientKey), 0o600)
 
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	cfg := []string{
 		"Port " + strconv.Itoa(port),
 		"ListenAddress 127.0.0.1",
@@ -116,9 +80,9 @@ func startSSHD(t testing.TB, clientKey gossh.PublicKey, extra ...string) *sshd {
 	s := &sshd{
 		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		user:    u.Username,
-		hostKey: hostSigner.PublicKey(),
+		hostKey: hostKey.Public(),
 		exited:  make(chan struct{}),
-		log:     &syncBuffer{},
+		log:     &testkit.Buffer{},
 	}
 	s.cmd = exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfgPath)
 	s.cmd.Stdout = s.log
@@ -196,26 +160,6 @@ func sshdDescendants(t testing.TB, root int) []int {
 		}
 	}
 	return out
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// writePrivateKey writes key in OpenSSH's format, as ssh and sshd read it.
-func writePrivateKey(t testing.TB, path string, key ed25519.PrivateKey, comment string) {
-	t.Helper()
-	block, err := gossh.MarshalPrivateKey(key, comment)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, path, pem.EncodeToMemory(block), 0o600)
 }
 
 func writeFile(t testing.TB, path string, data []byte, mode os.FileMode) {

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
@@ -25,6 +26,18 @@ func NewKey(t testing.TB) Key {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return keyOf(t, priv)
+}
+
+// FixedKey is the key made from seed, the same in every run: for fuzz
+// seeds, which should not change from one run to the next.
+func FixedKey(t testing.TB, seed byte) Key {
+	t.Helper()
+	return keyOf(t, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
+}
+
+func keyOf(t testing.TB, priv ed25519.PrivateKey) Key {
+	t.Helper()
 	signer, err := gossh.NewSignerFromKey(priv)
 	if err != nil {
 		t.Fatal(err)

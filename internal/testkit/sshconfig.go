@@ -57,3 +57,16 @@ func WriteSSHConfig(t testing.TB, dir, user, keyPath string, hosts []Host, extra
 	}
 	return path
 }
+
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago, for
+// a server the test starts on loopback. Another process may take it
+// meanwhile; in tests on one machine that is rare enough.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

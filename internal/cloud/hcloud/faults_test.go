@@ -18,7 +18,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
-	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 func writeAPIError(w http.ResponseWriter, status int, code string) {
@@ -80,9 +80,8 @@ func (h *hits) count() int {
 
 func TestRequestRetriesAreBounded(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
-	srv := e.create(t, ctx, newPerson(t, "bound1", e.port).spec)
+	e, ctx := newEnv(t, 30*time.Second)
+	_, srv := e.server(t, ctx, "bound1")
 
 	// A GET the API keeps refusing with 503 is sent DefaultRequestAttempts
 	// times, then fails with a sentence.
@@ -146,19 +145,10 @@ func TestRequestRetriesAreBounded(t *testing.T) {
 	}
 }
 
-// shiftedClock runs at the real pace from a chosen start.
-type shiftedClock struct {
-	base  time.Time
-	start time.Time
-}
-
-func (c shiftedClock) Now() time.Time { return c.base.Add(time.Since(c.start)) }
-
 func TestRateLimitResetIsWaitedFor(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
-	srv := e.create(t, ctx, newPerson(t, "rate1", e.port).spec)
+	e, ctx := newEnv(t, 30*time.Second)
+	_, srv := e.server(t, ctx, "rate1")
 	reset := time.Unix(2_000_000_000, 0)
 	limited := func(h *hits, times int) func(w http.ResponseWriter, r *http.Request) bool {
 		return func(w http.ResponseWriter, r *http.Request) bool {
@@ -181,7 +171,7 @@ func TestRateLimitResetIsWaitedFor(t *testing.T) {
 	var h hits
 	e.faults.onRequest(limited(&h, 1))
 	p := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) {
-		c.Clock = shiftedClock{base: reset.Add(-500 * time.Millisecond), start: time.Now()}
+		c.Clock = testkit.NewClock(reset.Add(-500 * time.Millisecond))
 	})
 	if _, err := p.Get(ctx, srv.ID); err != nil {
 		t.Fatalf("get after one 429: %v", err)
@@ -196,7 +186,7 @@ func TestRateLimitResetIsWaitedFor(t *testing.T) {
 	// A reset far away is waited for at most RateLimitWait, then the
 	// request is tried again (Hetzner refills its bucket steadily).
 	p = newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) {
-		c.Clock = fixedClock{reset.Add(-time.Hour)}
+		c.Clock = testkit.NewClock(reset.Add(-time.Hour))
 		c.Retry.RateLimitWait = 50 * time.Millisecond
 	})
 	h = hits{}
@@ -211,7 +201,7 @@ func TestRateLimitResetIsWaitedFor(t *testing.T) {
 	// A wait that would overrun the request's budget is not started: the
 	// person hears about the rate limit at once.
 	p = newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) {
-		c.Clock = fixedClock{reset.Add(-time.Hour)}
+		c.Clock = testkit.NewClock(reset.Add(-time.Hour))
 		c.Retry.Budget = 200 * time.Millisecond
 	})
 	h = hits{}
@@ -227,9 +217,8 @@ func TestRateLimitResetIsWaitedFor(t *testing.T) {
 
 func TestPermanentlyFailingActions(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
-	srv := e.create(t, ctx, newPerson(t, "perm1", e.port).spec)
+	e, ctx := newEnv(t, 30*time.Second)
+	_, srv := e.server(t, ctx, "perm1")
 	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -276,9 +265,8 @@ func TestPermanentlyFailingActions(t *testing.T) {
 // if that is safe; a POST that took effect without an answer is not
 // repeated blindly, the operation finds its effect.
 func TestNoAnswerIsRetriedSafely(t *testing.T) {
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
-	srv := e.create(t, ctx, newPerson(t, "slow1", e.port).spec)
+	e, ctx := newEnv(t, 30*time.Second)
+	_, srv := e.server(t, ctx, "slow1")
 	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -388,14 +376,14 @@ func (rec *recorder) longestFaultRun() (int, string) {
 // pass, and the life completes with the person's files intact.
 func TestLifecycleUnderRandomFaults(t *testing.T) {
 	t.Parallel()
-	port := localcloudtest.FreePort(t)
+	port := testkit.FreePort(t)
 	rf := &localcloud.RandomFaults{Rate: 0.3, Seed: 16, SlowAction: 50 * time.Millisecond}
 	cloud := startCloud(t, t.TempDir(), port, localcloud.KindBuiltin, rf)
 	rec := &recorder{next: cloud.Handler()}
 	ts := httptest.NewServer(rec)
 	defer ts.Close()
 	p := newProvider(t, ts.URL+"/v1", cloud.Token(), func(c *hcloud.Config) { c.Retry.RateLimitWait = 20 * time.Millisecond })
-	ctx := ctxFor(t, 60*time.Second)
+	ctx := testkit.Context(t, 60*time.Second)
 	alice := newPerson(t, "chaos1", port)
 
 	const maxTries = 6

@@ -18,6 +18,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // TestHibernateAndResume takes the path of an idle machine that is
@@ -25,11 +26,9 @@ import (
 // snapshot, and the person's files are back.
 func TestHibernateAndResume(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
-	alice := newPerson(t, "hib1", e.port)
+	e, ctx := newEnv(t, 30*time.Second)
+	alice, srv := e.server(t, ctx, "hib1")
 
-	srv := e.create(t, ctx, alice.spec)
 	if err := alice.wait(ctx, e.addr(srv), alice.hostKey); err != nil {
 		t.Fatal(err)
 	}
@@ -119,10 +118,8 @@ func TestHibernateAndResume(t *testing.T) {
 // boots only for its own lease, and the gateway deletes only its own.
 func TestSnapshotsStayWithTheirLease(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
-	alice := newPerson(t, "own1", e.port)
-	srv := e.create(t, ctx, alice.spec)
+	e, ctx := newEnv(t, 30*time.Second)
+	_, srv := e.server(t, ctx, "own1")
 	im, err := e.p.Snapshot(ctx, srv.ID, "own1")
 	if err != nil {
 		t.Fatal(err)
@@ -174,10 +171,8 @@ func TestSnapshotsStayWithTheirLease(t *testing.T) {
 // and crashed; the retry finds the one being made and waits for it.
 func TestSnapshotAfterCrashWaitsForTheFirst(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
-	alice := newPerson(t, "crash1", e.port)
-	srv := e.create(t, ctx, alice.spec)
+	e, ctx := newEnv(t, 30*time.Second)
+	_, srv := e.server(t, ctx, "crash1")
 	e.faults.set("create_image", localcloud.ActionFault{Delay: 300 * time.Millisecond})
 	res, _, err := e.raw.Server.CreateImage(ctx, &hc.Server{ID: srv.ID}, &hc.ServerCreateImageOpts{
 		Type:   hc.ImageTypeSnapshot,
@@ -201,15 +196,9 @@ func TestSnapshotAfterCrashWaitsForTheFirst(t *testing.T) {
 	}
 }
 
-// fixedClock is a clock that always says the same time.
-type fixedClock struct{ t time.Time }
-
-func (c fixedClock) Now() time.Time { return c.t }
-
 func TestCPUUsage(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
+	e, ctx := newEnv(t, 30*time.Second)
 	now := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
 
 	// Look at the metrics requests on their way to the fake.
@@ -224,7 +213,7 @@ func TestCPUUsage(t *testing.T) {
 		e.cloud.Handler().ServeHTTP(w, r)
 	}))
 	defer ts.Close()
-	p := newProvider(t, ts.URL+"/v1", e.cloud.Token(), func(c *hcloud.Config) { c.Clock = fixedClock{now} })
+	p := newProvider(t, ts.URL+"/v1", e.cloud.Token(), func(c *hcloud.Config) { c.Clock = testkit.NewClock(now) })
 
 	alice := newPerson(t, "cpu1", e.port)
 	srv, err := p.Create(ctx, alice.spec)
@@ -262,8 +251,7 @@ func TestCPUUsage(t *testing.T) {
 
 func TestPrices(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 10*time.Second)
+	e, ctx := newEnv(t, 10*time.Second)
 	got, err := e.p.Prices(ctx, "cx23", "fsn1")
 	if err != nil {
 		t.Fatal(err)

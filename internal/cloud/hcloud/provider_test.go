@@ -2,12 +2,8 @@ package hcloud_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -21,13 +17,13 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // testEnv is a local cloud with a provider and a plain hcloud-go client
@@ -42,16 +38,18 @@ type testEnv struct {
 	kind   string
 }
 
-func newEnv(t *testing.T) *testEnv {
+// newEnv starts a local cloud with built-in machines for the test; ctx
+// bounds the test's calls to d.
+func newEnv(t *testing.T, d time.Duration) (e *testEnv, ctx context.Context) {
 	t.Helper()
-	return newEnvKind(t, localcloud.KindBuiltin)
+	return newEnvKind(t, localcloud.KindBuiltin, d)
 }
 
-func newEnvKind(t *testing.T, kind string) *testEnv {
+func newEnvKind(t *testing.T, kind string, d time.Duration) (*testEnv, context.Context) {
 	t.Helper()
-	e := &testEnv{dir: t.TempDir(), port: localcloudtest.FreePort(t), faults: &faults{}, kind: kind}
+	e := &testEnv{dir: t.TempDir(), port: testkit.FreePort(t), faults: &faults{}, kind: kind}
 	e.start(t)
-	return e
+	return e, testkit.Context(t, d)
 }
 
 // start (re)starts the local cloud on e.dir and makes fresh clients, as a
@@ -73,7 +71,7 @@ func startCloud(t *testing.T, dir string, port int, kind string, faults localclo
 		Kind:           kind,
 		ActionDuration: 20 * time.Millisecond,
 		Faults:         faults,
-		Logger:         testLogger(t),
+		Logger:         testkit.Log(t),
 	})
 	if err != nil {
 		t.Fatalf("start local cloud: %v", err)
@@ -92,7 +90,7 @@ func newProvider(t *testing.T, endpoint, token string, tweaks ...func(*hcloud.Co
 		ImageSelector:   localcloud.LocalImageLabel,
 		PollInterval:    10 * time.Millisecond,
 		ShutdownTimeout: 2 * time.Second,
-		Logger:          testLogger(t),
+		Logger:          testkit.Log(t),
 	}
 	for _, tweak := range tweaks {
 		tweak(&cfg)
@@ -102,20 +100,6 @@ func newProvider(t *testing.T, endpoint, token string, tweaks ...func(*hcloud.Co
 		t.Fatalf("new provider: %v", err)
 	}
 	return p
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // person is one lease's worth of keys and its create spec.
@@ -133,41 +117,9 @@ func newPerson(t *testing.T, leaseID string, port int) person {
 
 func newPersonAs(t *testing.T, leaseID, user string, port int) person {
 	t.Helper()
-	_, personPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(personPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(hostPriv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "cc-" + leaseID
-	doc, err := bootstrap.New(name, name, user, time.Now().Add(time.Hour), port,
-		[]ssh.PublicKey{signer.PublicKey()}, pem.EncodeToMemory(block))
-	if err != nil {
-		t.Fatal(err)
-	}
-	userData, err := doc.Render()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return person{
-		spec: lease.CreateSpec{
-			Name: name, LeaseID: leaseID, UserData: userData,
-			PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
-		},
-		hostKey: doc.HostKey.Public,
-		signer:  signer,
-		user:    user,
-	}
+	signer := testkit.NewKey(t).Signer
+	spec, hostKey := localcloudtest.Spec(t, leaseID, user, port, signer.PublicKey())
+	return person{spec: spec, hostKey: hostKey, signer: signer, user: user}
 }
 
 // create makes a server for spec with the env's provider, for tests
@@ -181,6 +133,28 @@ func (e *testEnv) create(t *testing.T, ctx context.Context, spec lease.CreateSpe
 	return srv
 }
 
+// server makes a server for a new person of lease leaseID.
+func (e *testEnv) server(t *testing.T, ctx context.Context, leaseID string) (person, lease.Server) {
+	t.Helper()
+	p := newPerson(t, leaseID, e.port)
+	return p, e.create(t, ctx, p.spec)
+}
+
+// createBehindItsBack makes a server for spec with the plain client, as
+// another program (or the provider before a crash) would, labelled with
+// labels; it does not wait for the server's actions.
+func (e *testEnv) createBehindItsBack(t *testing.T, ctx context.Context, spec lease.CreateSpec, labels map[string]string) hc.ServerCreateResult {
+	t.Helper()
+	res, _, err := e.raw.Server.Create(ctx, hc.ServerCreateOpts{
+		Name: spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"},
+		UserData: spec.UserData, Labels: labels,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func (e *testEnv) addr(srv lease.Server) string {
 	return net.JoinHostPort(srv.IPv4, strconv.Itoa(e.port))
 }
@@ -190,7 +164,7 @@ func (e *testEnv) addr(srv lease.Server) string {
 // wait waits until the machine at addr answers SSH with hostKey and lets
 // p in, as the gateway waits for machines.
 func (p person) wait(ctx context.Context, addr, hostKey string) error {
-	pool := proxy.NewPool(proxy.PoolOptions{Key: p.signer, Logger: slog.New(slog.DiscardHandler)})
+	pool := proxy.NewPool(proxy.PoolOptions{Key: p.signer, Logger: testkit.Quiet})
 	defer pool.Close()
 	return proxy.NewMachines(pool, p.user).Wait(ctx, addr, hostKey)
 }
@@ -225,11 +199,9 @@ func runOnMachine(t *testing.T, addr string, p person, cmd string) string {
 
 func TestLifecycle(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
-	alice := newPerson(t, "a1b2c3", e.port)
+	e, ctx := newEnv(t, 30*time.Second)
+	alice, srv := e.server(t, ctx, "a1b2c3")
 
-	srv := e.create(t, ctx, alice.spec)
 	if srv.Status != "running" || srv.Name != alice.spec.Name || srv.ID == 0 {
 		t.Fatalf("created server = %+v, want running %s", srv, alice.spec.Name)
 	}
@@ -263,7 +235,7 @@ func TestLifecycle(t *testing.T) {
 	// Another key at that address is a mismatch at once, not a timeout.
 	bob := newPerson(t, "b0b", e.port)
 	start := time.Now()
-	err = alice.wait(ctxFor(t, 20*time.Second), addr, bob.hostKey)
+	err = alice.wait(testkit.Context(t, 20*time.Second), addr, bob.hostKey)
 	if !errors.Is(err, lease.ErrHostKeyMismatch) {
 		t.Fatalf("wait ssh with the wrong pinned key: %v, want ErrHostKeyMismatch", err)
 	}
@@ -334,8 +306,7 @@ func TestLifecycle(t *testing.T) {
 
 func TestCreateIsIdempotent(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
+	e, ctx := newEnv(t, 30*time.Second)
 	alice := newPerson(t, "idem1", e.port)
 
 	first := e.create(t, ctx, alice.spec)
@@ -362,20 +333,12 @@ func TestCreateIsIdempotent(t *testing.T) {
 
 func TestCreateRetriesWhileTheFirstIsStillBooting(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
+	e, ctx := newEnv(t, 30*time.Second)
 	alice := newPerson(t, "early1", e.port)
 
 	// The first attempt's answer was lost: the server exists, its actions
 	// still run.
-	res, _, err := e.raw.Server.Create(ctx, hc.ServerCreateOpts{
-		Name: alice.spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"},
-		UserData: alice.spec.UserData,
-		Labels:   map[string]string{hcloud.LabelGateway: "test", hcloud.LabelLease: "early1"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := e.createBehindItsBack(t, ctx, alice.spec, map[string]string{hcloud.LabelGateway: "test", hcloud.LabelLease: "early1"})
 	srv := e.create(t, ctx, alice.spec)
 	if srv.ID != res.Server.ID || srv.Status != "running" {
 		t.Fatalf("create gave %+v, want the existing server %d running", srv, res.Server.ID)
@@ -384,20 +347,13 @@ func TestCreateRetriesWhileTheFirstIsStillBooting(t *testing.T) {
 
 func TestCreateRefusesForeignServerOfTheSameName(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
+	e, ctx := newEnv(t, 30*time.Second)
 	alice := newPerson(t, "foreign1", e.port)
-	res, _, err := e.raw.Server.Create(ctx, hc.ServerCreateOpts{
-		Name: alice.spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"},
-		UserData: alice.spec.UserData,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := e.createBehindItsBack(t, ctx, alice.spec, nil)
 	if err := e.raw.Action.WaitFor(ctx, append(res.NextActions, res.Action)...); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.p.Create(ctx, alice.spec)
+	_, err := e.p.Create(ctx, alice.spec)
 	if err == nil || !strings.Contains(err.Error(), "not labelled cc-gateway=test") {
 		t.Fatalf("create over an unlabelled server: %v", err)
 	}
@@ -418,8 +374,7 @@ func TestCreateRefusesForeignServerOfTheSameName(t *testing.T) {
 
 func TestSSHKeyAlreadyInProject(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
+	e, ctx := newEnv(t, 30*time.Second)
 	alice := newPerson(t, "dupkey", e.port)
 
 	// Someone registered alice's key by hand, under another name.
@@ -452,8 +407,7 @@ func TestSSHKeyAlreadyInProject(t *testing.T) {
 
 func TestSSHKeyNameTakenByLeftover(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
+	e, ctx := newEnv(t, 30*time.Second)
 	alice := newPerson(t, "stale1", e.port)
 	other := newPerson(t, "stale1", e.port)
 	// A leftover of this lease with a different key (say, an aborted earlier
@@ -476,8 +430,7 @@ func TestSSHKeyNameTakenByLeftover(t *testing.T) {
 
 func TestRefusedToken(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 10*time.Second)
+	e, ctx := newEnv(t, 10*time.Second)
 	p := newProvider(t, e.cloud.Endpoint(), "not-the-token")
 	_, err := p.Get(ctx, 1)
 	if err == nil || !strings.Contains(err.Error(), "the Hetzner API refused the token (401): check HCLOUD_TOKEN") {
@@ -514,8 +467,7 @@ func TestRefusedToken(t *testing.T) {
 
 func TestCreateRejectsInvalidUserData(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 10*time.Second)
+	e, ctx := newEnv(t, 10*time.Second)
 	spec := newPerson(t, "bad1", e.port).spec
 	spec.UserData = `{"version":1}`
 	_, err := e.p.Create(ctx, spec)
@@ -529,8 +481,7 @@ func TestCreateRejectsInvalidUserData(t *testing.T) {
 
 func TestFailedActionIsAnError(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
+	e, ctx := newEnv(t, 30*time.Second)
 	e.faults.set("start_server", localcloud.ActionFault{Code: "action_failed", Message: "no host available"})
 	_, err := e.p.Create(ctx, newPerson(t, "fail1", e.port).spec)
 	if err == nil || !strings.Contains(err.Error(), "action start_server failed: no host available") {
@@ -544,10 +495,8 @@ func TestFailedActionIsAnError(t *testing.T) {
 
 func TestPowerOffCutsPowerWhenShutdownFails(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
-	alice := newPerson(t, "acpi1", e.port)
-	srv := e.create(t, ctx, alice.spec)
+	e, ctx := newEnv(t, 30*time.Second)
+	_, srv := e.server(t, ctx, "acpi1")
 	e.faults.set("shutdown_server", localcloud.ActionFault{Code: "action_failed", Message: "guest ignored ACPI"})
 	if err := e.p.PowerOff(ctx, srv.ID); err != nil {
 		t.Fatalf("power off: %v", err)
@@ -559,8 +508,7 @@ func TestPowerOffCutsPowerWhenShutdownFails(t *testing.T) {
 
 func TestServerSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
+	e, ctx := newEnv(t, 30*time.Second)
 	alice := newPerson(t, "restart1", e.port)
 	bob := newPerson(t, "restart2", e.port)
 	srv := e.create(t, ctx, alice.spec)
@@ -603,8 +551,7 @@ func TestOpenSSHMachine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnvKind(t, localcloud.KindOpenSSH)
-	ctx := ctxFor(t, 30*time.Second)
+	e, ctx := newEnvKind(t, localcloud.KindOpenSSH, 30*time.Second)
 	alice := newPersonAs(t, "real1", osUser, e.port)
 	srv := e.create(t, ctx, alice.spec)
 	addr := e.addr(srv)
@@ -633,8 +580,7 @@ func TestOpenSSHMachine(t *testing.T) {
 
 func TestImageChoice(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := ctxFor(t, 30*time.Second)
+	e, ctx := newEnv(t, 30*time.Second)
 	imageOf := func(id int64) *hc.Image {
 		t.Helper()
 		s, _, err := e.raw.Server.GetByID(ctx, id)

@@ -9,16 +9,20 @@
 package localcloudtest
 
 import (
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // Short enough that a test hardly waits for the fake cloud, long enough
@@ -49,11 +53,10 @@ type Cloud struct {
 // is closed, and its machines stopped, when the test ends.
 func Start(t testing.TB, kind string) *Cloud {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
 	c := &Cloud{SSHPort: FreePort(t), DataDir: t.TempDir()}
 	var err error
 	c.Cloud, err = localcloud.Start(localcloud.Options{
-		DataDir: c.DataDir, SSHPort: c.SSHPort, Kind: kind, ActionDuration: ActionDuration, Logger: log,
+		DataDir: c.DataDir, SSHPort: c.SSHPort, Kind: kind, ActionDuration: ActionDuration, Logger: testkit.Quiet,
 	})
 	if err != nil {
 		t.Fatalf("start local cloud: %v", err)
@@ -61,7 +64,7 @@ func Start(t testing.TB, kind string) *Cloud {
 	t.Cleanup(func() { c.Cloud.Close() })
 	c.Provider, err = hcloud.New(hcloud.Config{
 		Token: c.Token(), Endpoint: c.Endpoint(), ImageSelector: localcloud.LocalImageLabel,
-		PollInterval: PollInterval, Logger: log,
+		PollInterval: PollInterval, Logger: testkit.Quiet,
 	})
 	if err != nil {
 		t.Fatalf("new provider: %v", err)
@@ -69,18 +72,42 @@ func Start(t testing.TB, kind string) *Cloud {
 	return c
 }
 
-// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago, for a
-// local cloud's machines (Options.SSHPort) or anything else a test starts
-// on loopback. Another process may take it meanwhile; in tests on one
-// machine that is rare enough.
-func FreePort(t testing.TB) int {
+// OpenSSHUser skips the test where OpenSSH's server is not installed, and
+// returns the user that logs in to machines of localcloud.KindOpenSSH.
+func OpenSSHUser(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		t.Skip("OpenSSH server not installed")
+	}
+	user, err := machine.OpenSSHUser()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return user
+}
+
+// FreePort is testkit.FreePort, for the tests that pick a local cloud's
+// machine port (Options.SSHPort) themselves.
+var FreePort = testkit.FreePort
+
+// Spec is a lease's create spec as the lease manager makes it, for the
+// server cc-LEASEID: a bootstrap document (expiring in an hour) that
+// authorizes person for user on port, with a fresh host key. It returns
+// that host key's public half too, in authorized_keys form, for pinning.
+func Spec(t testing.TB, leaseID, user string, port int, person ssh.PublicKey) (lease.CreateSpec, string) {
+	t.Helper()
+	name := "cc-" + leaseID
+	doc, err := bootstrap.New(name, name, user, time.Now().Add(time.Hour), port, []ssh.PublicKey{person}, testkit.NewKey(t).PEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userData, err := doc.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lease.CreateSpec{
+		Name: name, LeaseID: leaseID, UserData: userData, PublicKey: testkit.AuthorizedKey(person),
+	}, doc.HostKey.Public
 }
 
 // Credentials reads the API's endpoint and token from the file a local

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // TestStart: the provider reaches the cloud's API, and the cloud's machines
@@ -46,5 +48,26 @@ func TestStartClosesAtTheEnd(t *testing.T) {
 	if resp, err := client.Get(endpoint + "/servers"); err == nil {
 		resp.Body.Close()
 		t.Errorf("GET %s/servers after the test ended: %s, want no answer", endpoint, resp.Status)
+	}
+}
+
+// TestSpec: the spec names the server for its lease, carries a document the
+// machine accepts that authorizes the person for the user, and pins the
+// document's host key.
+func TestSpec(t *testing.T) {
+	person := testkit.NewKey(t)
+	spec, hostKey := localcloudtest.Spec(t, "spec1", "claude", 2200, person.Public())
+	if spec.Name != "cc-spec1" || spec.LeaseID != "spec1" || spec.PublicKey != person.AuthorizedKey() {
+		t.Errorf("spec = %+v", spec)
+	}
+	doc, err := bootstrap.Parse([]byte(spec.UserData))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.User != "claude" || doc.SSHPort != 2200 || len(doc.AuthorizedKeys) != 1 || doc.AuthorizedKeys[0] != person.AuthorizedKey() {
+		t.Errorf("document = %+v", doc)
+	}
+	if doc.HostKey.Public != hostKey {
+		t.Errorf("pinned host key %q, the document's is %q", hostKey, doc.HostKey.Public)
 	}
 }

@@ -141,7 +141,7 @@ func TestAgentForwarding(t *testing.T) {
 		if out, err := add.CombinedOutput(); err != nil {
 			t.Fatalf("ssh-add: %v: %s", err, out)
 		}
-		want := strings.Fields(string(ssh.MarshalAuthorizedKey(f.other.signer.PublicKey())))[1]
+		want := strings.Fields(string(ssh.MarshalAuthorizedKey(f.other.Public())))[1]
 
 		agentSSH := func(flag, command string) result {
 			t.Helper()

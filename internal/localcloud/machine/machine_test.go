@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +23,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // testTimeout bounds every ssh command and wait in these tests.
@@ -55,32 +54,16 @@ func forKinds(t *testing.T, test func(t *testing.T, f *fixture)) {
 	}
 }
 
-// key is an ed25519 key with its private half written for ssh -i.
+// key is a key with its private half written for ssh -i.
 type key struct {
-	signer ssh.Signer
-	pem    []byte
-	file   string
+	testkit.Key
+	file string
 }
 
 func newKey(t *testing.T, dir, name string) key {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := key{signer: signer, pem: pem.EncodeToMemory(block), file: filepath.Join(dir, name)}
-	if err := os.WriteFile(k.file, k.pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return k
+	k := testkit.NewKey(t)
+	return key{Key: k, file: k.WriteFile(t, filepath.Join(dir, name))}
 }
 
 // fixture is a machine of one kind with keys, a pinned host key and the
@@ -100,19 +83,19 @@ type fixture struct {
 func newFixture(t *testing.T, k kind) *fixture {
 	t.Helper()
 	clientDir := t.TempDir()
-	host := newKey(t, clientDir, "host")
+	host := testkit.NewKey(t)
 	f := &fixture{
 		kind:    k,
 		user:    newKey(t, clientDir, "user"),
 		gateway: newKey(t, clientDir, "gateway"),
 		other:   newKey(t, clientDir, "other"),
-		hostKey: host.signer.PublicKey(),
+		hostKey: host.Public(),
 	}
 	f.host, f.port = freeAddr(t)
 	port, _ := strconv.Atoi(f.port)
 	expires := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	doc, err := bootstrap.New("lc-test-1", "lc-test-1", k.user, expires, port,
-		[]ssh.PublicKey{f.user.signer.PublicKey(), f.gateway.signer.PublicKey()}, host.pem)
+		[]ssh.PublicKey{f.user.Public(), f.gateway.Public()}, host.PEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +203,7 @@ func run(t *testing.T, stdin io.Reader, name string, args ...string) result {
 func (f *fixture) dial(user string, k key) (*ssh.Client, error) {
 	return ssh.Dial("tcp", f.cfg.Addr, &ssh.ClientConfig{
 		User:            user,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(k.signer)},
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(k.Signer)},
 		HostKeyCallback: ssh.FixedHostKey(f.hostKey),
 		Timeout:         testTimeout,
 	})

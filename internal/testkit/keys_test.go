@@ -1,0 +1,29 @@
+package testkit
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+func TestKeys(t *testing.T) {
+	a, b := NewKey(t), NewKey(t)
+	if a.AuthorizedKey() == b.AuthorizedKey() {
+		t.Error("two new keys are the same")
+	}
+	if FixedKey(t, 7).AuthorizedKey() != FixedKey(t, 7).AuthorizedKey() || FixedKey(t, 7).AuthorizedKey() == FixedKey(t, 8).AuthorizedKey() {
+		t.Error("fixed keys do not follow their seed")
+	}
+	// The file holds the same key, as OpenSSH reads it.
+	data, err := os.ReadFile(a.WriteFile(t, filepath.Join(t.TempDir(), "id")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := gossh.ParsePrivateKey(data)
+	if err != nil || !bytes.Equal(parsed.PublicKey().Marshal(), a.Public().Marshal()) {
+		t.Errorf("the written key reads back as %v, %v", parsed, err)
+	}
+}
