@@ -1,0 +1,107 @@
+package hcloud_test
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
+)
+
+func TestCPUUsage(t *testing.T) {
+	t.Parallel()
+	e, ctx := newEnv(t, 30*time.Second)
+	now := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+
+	// Look at the metrics requests on their way to the fake.
+	var mu sync.Mutex
+	var queries []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/metrics") {
+			mu.Lock()
+			queries = append(queries, r.URL.RawQuery)
+			mu.Unlock()
+		}
+		e.cloud.Handler().ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	p := newProvider(t, ts.URL+"/v1", e.cloud.Token(), func(c *hcloud.Config) { c.Clock = testkit.NewClock(now) })
+
+	alice := newPerson(t, "cpu1", e.port)
+	srv, err := p.Create(ctx, alice.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.CPUUsage(ctx, srv.ID, 5*time.Minute); err != nil || got != 0 {
+		t.Fatalf("cpu of an idle machine: %v, %v; want 0", got, err)
+	}
+	// A busy machine, as the lease manager's tests will simulate it.
+	cpuFile := filepath.Join(e.dir, "machines", srv.Name, localcloud.CPUFile)
+	if err := os.WriteFile(cpuFile, []byte("87.5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.CPUUsage(ctx, srv.ID, 10*time.Minute); err != nil || math.Abs(got-87.5) > 1e-9 {
+		t.Fatalf("cpu of a busy machine: %v, %v; want 87.5", got, err)
+	}
+
+	mu.Lock()
+	last := queries[len(queries)-1]
+	mu.Unlock()
+	for _, want := range []string{"type=cpu", "start=2030-05-06T06%3A58%3A09Z", "end=2030-05-06T07%3A08%3A09Z", "step=10"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("metrics query %q lacks %q: the window must end at the injected clock's now", last, want)
+		}
+	}
+
+	if _, err := p.CPUUsage(ctx, 987654, time.Minute); !errors.Is(err, lease.ErrServerNotFound) {
+		t.Fatalf("cpu of a missing server: %v, want ErrServerNotFound", err)
+	}
+	if _, err := p.CPUUsage(ctx, srv.ID, 0); err == nil {
+		t.Fatal("cpu over an empty window was accepted")
+	}
+}
+
+func TestPrices(t *testing.T) {
+	t.Parallel()
+	e, ctx := newEnv(t, 10*time.Second)
+	got, err := e.p.Prices(ctx, "cx23", "fsn1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The local cloud's catalog: cx23 at 3.49 EUR a month net, 19% VAT,
+	// snapshots 0.011 EUR per GB-month net; hourly is a 730th of monthly.
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
+	if got.Currency != "EUR" || !near(got.ServerMonthly, 3.49*1.19) || !near(got.ServerHourly, 3.49*1.19/730) ||
+		!near(got.SnapshotPerGBMonth, 0.011*1.19) {
+		t.Fatalf("prices of cx23 in fsn1 = %+v", got)
+	}
+	// Cross-check with what the API itself reports.
+	pr, _, err := e.raw.Pricing.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.Image.PerGBMonth.Gross != strconv.FormatFloat(got.SnapshotPerGBMonth, 'f', 10, 64) {
+		t.Errorf("snapshot price %v, the API says %s", got.SnapshotPerGBMonth, pr.Image.PerGBMonth.Gross)
+	}
+	if big, err := e.p.Prices(ctx, "cx43", "hel1"); err != nil || big.ServerHourly <= got.ServerHourly {
+		t.Errorf("prices of cx43 in hel1 = %+v, %v; want dearer than cx23", big, err)
+	}
+
+	if _, err := e.p.Prices(ctx, "cx999", "fsn1"); err == nil || !strings.Contains(err.Error(), `no server type "cx999"`) {
+		t.Errorf("prices of an unknown type: %v", err)
+	}
+	if _, err := e.p.Prices(ctx, "cx23", "mars1"); err == nil || !strings.Contains(err.Error(), "does not offer cx23 in mars1") {
+		t.Errorf("prices in an unknown location: %v", err)
+	}
+}
