@@ -40,7 +40,7 @@ func (g *Gateway) handleDirectTCPIP(_ *ssh.Server, _ *gossh.ServerConn, nc gossh
 		nc.Reject(gossh.ConnectionFailed, "cc-gateway: "+tell(log, err))
 		return
 	}
-	seat, err := g.pool.Channel(ctx, t)
+	seat, err := g.pool.ChannelSeat(ctx, t)
 	if err != nil {
 		nc.Reject(gossh.ConnectionFailed, "cc-gateway: "+tell(log, forPerson(err, "could not connect to your machine")))
 		return

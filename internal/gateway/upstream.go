@@ -140,7 +140,7 @@ func (c *clientConn) addSession(d int) {
 // one, where the machine's requests for the agent can only mean this client.
 func (g *Gateway) sessionSeat(ctx ssh.Context, c *clientConn, t proxy.Target, agent bool, activity func()) (*proxy.Seat, error) {
 	if !agent {
-		return g.pool.Session(ctx, t)
+		return g.pool.SessionSeat(ctx, t)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -148,7 +148,7 @@ func (g *Gateway) sessionSeat(ctx ssh.Context, c *clientConn, t proxy.Target, ag
 		return nil, errors.New("the client connection is closing")
 	}
 	if c.private != nil {
-		if seat, err := c.private.Session(); err == nil && c.private.Target().Equal(t) {
+		if seat, err := c.private.SessionSeat(); err == nil && c.private.Target().Equal(t) {
 			return seat, nil
 		} else if err == nil {
 			seat.Close()
@@ -162,5 +162,5 @@ func (g *Gateway) sessionSeat(ctx ssh.Context, c *clientConn, t proxy.Target, ag
 		return nil, err
 	}
 	c.private = private
-	return private.Session()
+	return private.SessionSeat()
 }

@@ -70,7 +70,7 @@ func (m *Machines) Wait(ctx context.Context, addr, hostKey string) error {
 	for attempt := 1; ; attempt++ {
 		// Reserving room for a channel dials when nothing is pooled; given
 		// back unused, the connection stays for the idle timeout.
-		seat, err := m.pool.Channel(ctx, t)
+		seat, err := m.pool.ChannelSeat(ctx, t)
 		if err == nil {
 			seat.Close()
 			return nil
@@ -108,7 +108,7 @@ func (m *Machines) SetExpiry(ctx context.Context, addr, hostKey string, expires 
 
 // run runs command on t in a pooled session and waits for its exit status.
 func (m *Machines) run(ctx context.Context, t Target, command string) error {
-	seat, err := m.pool.Session(ctx, t)
+	seat, err := m.pool.SessionSeat(ctx, t)
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func TestMachinesWaitKeepsTheConnection(t *testing.T) {
 	if err := m.Wait(ended, s.addr, authorized(s.hostKey)); err != nil {
 		t.Errorf("wait with an ended context on a pooled machine: %v", err)
 	}
-	seat, err := p.Session(testCtx(t, 20*time.Second), Target{Addr: s.addr, User: s.user, HostKey: s.hostKey})
+	seat, err := p.SessionSeat(testCtx(t, 20*time.Second), Target{Addr: s.addr, User: s.user, HostKey: s.hostKey})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func TestPoolSharesAndCloses(t *testing.T) {
 	}
 	var seats []*Seat
 	for range 3 {
-		seat, err := p.Session(t.Context(), target)
+		seat, err := p.SessionSeat(t.Context(), target)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestPoolMoreSessionsThanSSHDAllows(t *testing.T) {
 	p := newTestPool(t, key, PoolOptions{})
 	target := m.target()
 	for i := range 5 {
-		seat, err := p.Session(t.Context(), target)
+		seat, err := p.SessionSeat(t.Context(), target)
 		if err != nil {
 			t.Fatalf("session %d: %v", i+1, err)
 		}
@@ -119,7 +119,7 @@ func TestPoolKeepaliveClosesSilentMachine(t *testing.T) {
 	m := startSSHD(t, key.PublicKey())
 	p := newTestPool(t, key, PoolOptions{Keepalive: 200 * time.Millisecond})
 	target := m.target()
-	seat, err := p.Session(t.Context(), target)
+	seat, err := p.SessionSeat(t.Context(), target)
 	if err != nil {
 		t.Fatal(err)
 	}

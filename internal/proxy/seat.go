@@ -23,15 +23,15 @@ type Seat struct {
 	closeOnce sync.Once
 }
 
-// Session reserves a session on a shared connection to t, dialling one if
-// none has room.
-func (p *Pool) Session(ctx context.Context, t Target) (*Seat, error) {
+// SessionSeat reserves a session on a shared connection to t, dialling one
+// if none has room.
+func (p *Pool) SessionSeat(ctx context.Context, t Target) (*Seat, error) {
 	return p.seat(ctx, t, true)
 }
 
-// Channel reserves room for a channel that is not a session (direct-tcpip)
-// on a shared connection to t.
-func (p *Pool) Channel(ctx context.Context, t Target) (*Seat, error) {
+// ChannelSeat reserves room for a channel that is not a session
+// (direct-tcpip) on a shared connection to t.
+func (p *Pool) ChannelSeat(ctx context.Context, t Target) (*Seat, error) {
 	return p.seat(ctx, t, false)
 }
 
@@ -43,8 +43,8 @@ func (p *Pool) seat(ctx context.Context, t Target, session bool) (*Seat, error) 
 	return &Seat{pool: p, ctx: ctx, target: t, conn: c, session: session, shared: true}, nil
 }
 
-// Session reserves a session on this (private) connection.
-func (c *Conn) Session() (*Seat, error) {
+// SessionSeat reserves a session on this (private) connection.
+func (c *Conn) SessionSeat() (*Seat, error) {
 	c.pool.mu.Lock()
 	defer c.pool.mu.Unlock()
 	if !c.alive() {
