@@ -164,7 +164,7 @@ func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(),
 	pc := hcloud.Config{
 		Token: cfg.HCloudToken, Endpoint: cfg.HCloudEndpoint, Gateway: cfg.GatewayName,
 		ServerType: cfg.ServerType, Location: cfg.Location,
-		Image: cfg.Image, ImageSelector: cfg.SnapshotSelector(), SSHPort: cfg.MachineSSHPort,
+		Image: cfg.Image, ImageSelector: cfg.SnapshotSelector(),
 		Logger: log,
 	}
 	closeCloud := func() {}

@@ -59,9 +59,6 @@ type Config struct {
 	// snapshot. At least one must be set.
 	Image         string
 	ImageSelector string
-	// SSHPort is the machines' sshd port; callers build addresses from
-	// Server.IPv4 and it.
-	SSHPort int
 
 	// PollInterval paces the polling of actions (growing up to ten times
 	// it) and the first retry of a failed request.
