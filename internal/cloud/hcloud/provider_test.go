@@ -67,6 +67,7 @@ func startCloud(t *testing.T, dir string, port int, kind string, faults localclo
 	t.Helper()
 	c, err := localcloud.Start(localcloud.Options{
 		DataDir:        dir,
+		SSHPort:        port,
 		Kind:           kind,
 		ActionDuration: 20 * time.Millisecond,
 		Faults:         faults,
