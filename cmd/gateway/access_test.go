@@ -53,7 +53,7 @@ func TestConcurrentFirstConnections(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = bob.ssh(g, lg.hostKeys, "", "cat /proc/sys/kernel/hostname >/dev/null; echo $HOME")
+			results[i] = bob.ssh(g, "", "cat /proc/sys/kernel/hostname >/dev/null; echo $HOME")
 		}()
 	}
 	wg.Wait()
@@ -85,10 +85,10 @@ func TestAllowList(t *testing.T) {
 	lg := newLocalGateway(t, "--users", users)
 	g := lg.start(t)
 
-	if r := carol.ssh(g, lg.hostKeys, "", "status"); r.code != 0 || !strings.Contains(r.stdout, "no machine") {
+	if r := carol.ssh(g, "", "status"); r.code != 0 || !strings.Contains(r.stdout, "no machine") {
 		t.Errorf("listed key: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
-	r := mallory.ssh(g, lg.hostKeys, "", "status")
+	r := mallory.ssh(g, "", "status")
 	if r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
 		t.Errorf("unlisted key: code %d stderr %q; want refused", r.code, r.stderr)
 	}
@@ -97,7 +97,7 @@ func TestAllowList(t *testing.T) {
 	if err := os.WriteFile(users, []byte(carol.authorizedLine()+"\n"+mallory.authorizedLine()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := mallory.ssh(g, lg.hostKeys, "", "status"); r.code != 0 {
+	if r := mallory.ssh(g, "", "status"); r.code != 0 {
 		t.Errorf("key added to the list: code %d stderr %q", r.code, r.stderr)
 	}
 }
@@ -108,9 +108,9 @@ func TestAllowList(t *testing.T) {
 func TestHCloudModeNeedsAllowList(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{"HCLOUD_TOKEN=test-token-not-real", "CC_GATEWAY_HCLOUD_ENDPOINT=http://127.0.0.1:1/v1"}
-	base := []string{"--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--host-key-dir", filepath.Join(dir, "hostkeys")}
+	lg := newLocalGatewayIn(t, dir)
 
-	out, err := runGateway(env, base...)
+	out, err := runGateway(env, lg.args...)
 	if err == nil || !strings.Contains(out, "allow list") {
 		t.Fatalf("hcloud mode without --users: err %v, output %q", err, out)
 	}
@@ -124,11 +124,12 @@ func TestHCloudModeNeedsAllowList(t *testing.T) {
 	if err := os.WriteFile(users, []byte(dave.authorizedLine()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := startGateway(t, env, append(base, "--users", users)...)
-	if r := eve.ssh(g, filepath.Join(dir, "hostkeys"), "", "status"); r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
+	lg.args = append(lg.args, "--users", users)
+	g := lg.start(t, env...)
+	if r := eve.ssh(g, "", "status"); r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
 		t.Errorf("unlisted key in hcloud mode: code %d stderr %q", r.code, r.stderr)
 	}
-	if r := dave.ssh(g, filepath.Join(dir, "hostkeys"), "", "status"); r.code != 0 || !strings.Contains(r.stdout, "no machine") {
+	if r := dave.ssh(g, "", "status"); r.code != 0 || !strings.Contains(r.stdout, "no machine") {
 		t.Errorf("listed key in hcloud mode: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
 	if strings.Contains(g.logs.String(), "test-token-not-real") {

@@ -38,7 +38,7 @@ func crashAndRecover(t *testing.T, point string) {
 		t.Fatal(err)
 	}
 	lg := newLocalGatewayIn(t, dir, "--admins", admins)
-	ssh := func(g *gatewayProc, args ...string) result { return heidi.ssh(g, lg.hostKeys, "", args...) }
+	ssh := func(g *gatewayProc, args ...string) result { return heidi.ssh(g, "", args...) }
 
 	// Bring the machine to where the operation under test starts.
 	g := lg.start(t)
@@ -56,14 +56,14 @@ func crashAndRecover(t *testing.T, point string) {
 	g.stop()
 
 	// Run the operation with the crash armed; the gateway must die.
-	g = startGateway(t, []string{"HCLOUD_TOKEN=", "CC_GATEWAY_CRASH_AT=" + point}, lg.args...)
+	g = lg.start(t, "CC_GATEWAY_CRASH_AT="+point)
 	switch op {
 	case "create", "resume":
 		ssh(g, "true")
 	case "stop":
 		ssh(g, "stop")
 	case "hibernate":
-		ssh(g, "admin", "hibernate", heidi.status(g, lg).Name)
+		ssh(g, "admin", "hibernate", heidi.status(g).Name)
 	case "destroy":
 		ssh(g, "destroy", "--yes")
 	}
@@ -75,7 +75,7 @@ func crashAndRecover(t *testing.T, point string) {
 
 	// Restart: reconcile runs at start-up and settles the lease.
 	g = lg.start(t)
-	st := waitSettled(t, heidi, g, lg)
+	st := waitSettled(t, heidi, g)
 	servers, images := cloudContents(t, lg)
 	switch st.State {
 	case "none":
@@ -106,12 +106,12 @@ func crashAndRecover(t *testing.T, point string) {
 }
 
 // waitSettled polls status until the lease is in no transitional state.
-func waitSettled(t *testing.T, p *person, g *gatewayProc, lg *localGateway) statusDoc {
+func waitSettled(t *testing.T, p *person, g *gatewayProc) statusDoc {
 	t.Helper()
 	settled := []string{"none", "running", "stopped", "hibernated"}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		st := p.status(g, lg)
+		st := p.status(g)
 		if slices.Contains(settled, st.State) {
 			return st
 		}

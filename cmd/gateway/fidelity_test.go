@@ -8,11 +8,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +31,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/proctree"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // rig is a gateway in local mode whose machines run sshd, one person with a
@@ -46,19 +45,11 @@ type rig struct {
 	p      *person
 	dir    string // scratch space on this side
 	config string // the ssh_config
-	name   string // the machine's server name
 	home   string // the machine's HOME, on this host's disk
 	user   string // the instance user
 	// fwdHost is where the machine's remote forwards listen: loopback for
 	// sshd, the machine's own loopback address for a builtin machine.
 	fwdHost string
-}
-
-type machineStatus struct {
-	Name    string `json:"name"`
-	State   string `json:"state"`
-	Address string `json:"address"`
-	HostKey string `json:"host_key"`
 }
 
 func newRig(t *testing.T, extra ...string) *rig {
@@ -79,63 +70,20 @@ func newRigOf(t *testing.T, kind, user string, extra ...string) *rig {
 	lg := newLocalGateway(t, append([]string{"--local-machines", kind, "--instance-user", user}, extra...)...)
 	r := &rig{t: t, lg: lg, g: lg.start(t), dir: filepath.Join(lg.dir, "client"), user: user, fwdHost: "127.0.0.1"}
 	r.p = newPerson(t, r.dir)
-	if res := r.p.ssh(r.g, lg.hostKeys, "", "true"); res.code != 0 {
+	if res := r.p.ssh(r.g, "", "true"); res.code != 0 {
 		t.Fatalf("first connection: %+v", res)
 	}
-	st := r.status()
-	r.name = st.Name
+	st := r.p.status(r.g)
 	r.home = filepath.Join(lg.dir, "data", "localcloud", "machines", st.Name, machine.HomeDir)
 	if kind == "builtin" {
 		r.fwdHost, _, _ = net.SplitHostPort(st.Address)
 	}
-	r.writeConfig(user, st)
+	// The person's key is authorized on the gateway and on the machine.
+	r.config = testkit.WriteSSHConfig(t, r.dir, user, r.p.keyPath, []testkit.Host{
+		{Alias: "gw", Addr: r.g.addr, HostKey: r.g.hostKey},
+		{Alias: "machine", Addr: st.Address, HostKey: st.HostKey},
+	})
 	return r
-}
-
-func (r *rig) status() machineStatus {
-	r.t.Helper()
-	res := r.p.ssh(r.g, r.lg.hostKeys, "", "status", "--json")
-	var st machineStatus
-	if err := json.Unmarshal([]byte(res.stdout), &st); res.code != 0 || err != nil {
-		r.t.Fatalf("status --json: %+v (%v)", res, err)
-	}
-	return st
-}
-
-// writeConfig writes known_hosts and ssh_config for the gateway and the
-// machine. The person's key is authorized on both.
-func (r *rig) writeConfig(user string, st machineStatus) {
-	r.t.Helper()
-	gwHost, gwPort, _ := net.SplitHostPort(r.g.addr)
-	mHost, mPort, err := net.SplitHostPort(st.Address)
-	if err != nil {
-		r.t.Fatalf("machine address %q: %v", st.Address, err)
-	}
-	known := filepath.Join(r.dir, "known_hosts")
-	hosts := fmt.Sprintf("[%s]:%s %s[%s]:%s %s\n", gwHost, gwPort, gatewayHostKey(r.t, r.lg.hostKeys), mHost, mPort, st.HostKey)
-	if err := os.WriteFile(known, []byte(hosts), 0o600); err != nil {
-		r.t.Fatal(err)
-	}
-	r.config = filepath.Join(r.dir, "ssh_config")
-	conf := fmt.Sprintf(`Host gw
-  HostName %s
-  Port %s
-Host machine
-  HostName %s
-  Port %s
-Host *
-  User %s
-  IdentityFile %s
-  IdentitiesOnly yes
-  BatchMode yes
-  UserKnownHostsFile %s
-  StrictHostKeyChecking yes
-  ConnectTimeout 20
-  LogLevel ERROR
-`, gwHost, gwPort, mHost, mPort, user, r.p.keyPath, known)
-	if err := os.WriteFile(r.config, []byte(conf), 0o600); err != nil {
-		r.t.Fatal(err)
-	}
 }
 
 // command prepares a tool run: -F for OpenSSH tools is up to the caller,
@@ -156,20 +104,11 @@ func (r *rig) run(stdin io.Reader, env []string, name string, args ...string) re
 	defer cancel()
 	cmd := r.command(ctx, env, name, args...)
 	cmd.Stdin = stdin
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		r.t.Fatalf("%s %q did not finish within 3 minutes; stderr %q", name, args, errOut.String())
+	res, err := runTool(ctx, cmd)
+	if err != nil {
+		r.t.Fatalf("%s %q: %v; stderr %q", name, args, err, res.stderr)
 	}
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		r.t.Fatalf("%s %q: %v", name, args, err)
-	}
-	return result{stdout: out.String(), stderr: errOut.String(), code: code}
+	return res
 }
 
 // ssh runs ssh with the rig's config: host is "gw" or "machine".
@@ -181,14 +120,14 @@ func (r *rig) ssh(stdin io.Reader, args ...string) result {
 // background is a tool left running, stopped at the end of the test.
 type background struct {
 	cmd    *exec.Cmd
-	stderr *logBuffer
+	stderr *testkit.Buffer
 	exit   chan error
 }
 
 func (r *rig) start(env []string, name string, args ...string) *background {
 	r.t.Helper()
 	cmd := r.command(context.Background(), env, name, args...)
-	b := &background{cmd: cmd, stderr: &logBuffer{}, exit: make(chan error, 1)}
+	b := &background{cmd: cmd, stderr: &testkit.Buffer{}, exit: make(chan error, 1)}
 	cmd.Stderr = b.stderr
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
@@ -561,72 +500,24 @@ func (r *rig) testLargeFiles(t *testing.T) {
 	}
 }
 
-// echoServer listens on loopback and sends back what it reads; after the
-// client's EOF it sends its own.
-func echoServer(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(time.Minute))
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			})
-		}
-	})
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// echoPort is the port of an echo server on loopback.
+func echoPort(t *testing.T) int { return testkit.EchoServer(t).Addr().(*net.TCPAddr).Port }
 
-// roundTrip sends n random bytes to addr, half-closes, and checks that the
-// same bytes come back followed by EOF.
+// roundTrip sends n random bytes to an echo server at addr, sends EOF,
+// and checks that the same bytes come back followed by EOF.
 func roundTrip(addr string, n int) error {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	data := make([]byte, n)
-	rand.NewChaCha8([32]byte{5}).Read(data)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
-		}
-		errc <- err
-	}()
-	got, err := io.ReadAll(c)
-	if werr := <-errc; werr != nil {
-		return fmt.Errorf("write: %w", werr)
-	}
-	if err != nil {
-		return fmt.Errorf("read: %w", err)
-	}
-	if !bytes.Equal(got, data) {
-		return fmt.Errorf("got %d bytes back that differ from the %d sent", len(got), n)
-	}
-	return nil
+	return testkit.EchoTrip(c, n)
 }
 
 // testLocalForward: ssh -N -L reaches a server by a name the machine
 // resolves ("localhost"), carries data both ways with EOF, and ends cleanly.
 func (r *rig) testLocalForward(t *testing.T) {
-	echo := echoServer(t)
+	echo := echoPort(t)
 	lport := localcloudtest.FreePort(t)
 	fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
 		"-L", fmt.Sprintf("127.0.0.1:%d:localhost:%d", lport, echo), "gw")
@@ -660,7 +551,7 @@ func (r *rig) testLocalForward(t *testing.T) {
 // back to the client; a chosen port (0) is reported; disconnecting frees the
 // port on the machine for the next client.
 func (r *rig) testRemoteForward(t *testing.T) {
-	echo := echoServer(t)
+	echo := echoPort(t)
 	rport := localcloudtest.FreePort(t)
 	spec := fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo)
 	addr := net.JoinHostPort(r.fwdHost, strconv.Itoa(rport))
@@ -700,7 +591,7 @@ func (r *rig) testRemoteForward(t *testing.T) {
 // ControlMaster connection (ssh -O forward -R, as Ansible's ControlPersist
 // connections would), with a port and with port 0.
 func (r *rig) testControlMasterForward(t *testing.T) {
-	echo := echoServer(t)
+	echo := echoPort(t)
 	ctl := filepath.Join(shortTempDir(t), "cm")
 	r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
 	eventually(t, 30*time.Second, "the master connection is up", func() error {
@@ -827,15 +718,13 @@ func (r *rig) testAgent(t *testing.T) {
 		return err
 	})
 	env := []string{"SSH_AUTH_SOCK=" + sock}
-	key := filepath.Join(r.dir, "signing_key")
-	if res := r.run(nil, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "signing", "-f", key); res.code != 0 {
-		t.Fatalf("ssh-keygen: %+v", res)
-	}
+	signing := testkit.NewKey(t)
+	key := signing.WriteFile(t, filepath.Join(r.dir, "signing_key"))
 	if res := r.run(nil, env, "ssh-add", "-q", key); res.code != 0 {
 		t.Fatalf("ssh-add: %+v", res)
 	}
 	// Only the public half goes to the machine.
-	if err := os.WriteFile(filepath.Join(r.home, "signing_key.pub"), mustRead(t, key+".pub"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(r.home, "signing_key.pub"), []byte(signing.AuthorizedKey()+" signing\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sign := `echo "signed on the machine" | ssh-keygen -Y sign -q -n test -f "$HOME/signing_key.pub"`
@@ -938,14 +827,14 @@ func TestMachineGoneEndsSession(t *testing.T) {
 	// client connection is closed and ssh ends. (First: the cases below
 	// leave the machine broken.)
 	t.Run("forwards only", func(t *testing.T) {
-		echo := echoServer(t)
+		echo := echoPort(t)
 		rport := localcloudtest.FreePort(t)
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
 			"-R", fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo), "gw")
 		eventually(t, 30*time.Second, "round trip through ssh -R", func() error {
 			return roundTrip(fmt.Sprintf("127.0.0.1:%d", rport), 1000)
 		})
-		if res := r.p.ssh(r.g, r.lg.hostKeys, "", "stop"); res.code != 0 {
+		if res := r.p.ssh(r.g, "", "stop"); res.code != 0 {
 			t.Fatalf("stop: %+v", res)
 		}
 		select {
@@ -965,12 +854,12 @@ func TestMachineGoneEndsSession(t *testing.T) {
 		stderr string
 	}{
 		{"stop", func() {
-			if res := r.p.ssh(r.g, r.lg.hostKeys, "", "stop"); res.code != 0 {
+			if res := r.p.ssh(r.g, "", "stop"); res.code != 0 {
 				t.Fatalf("stop: %+v", res)
 			}
 		}, "was stopped, which ended this session; `ssh -p "},
 		{"destroy", func() {
-			if res := r.p.ssh(r.g, r.lg.hostKeys, "", "destroy", "--yes"); res.code != 0 {
+			if res := r.p.ssh(r.g, "", "destroy", "--yes"); res.code != 0 {
 				t.Fatalf("destroy: %+v", res)
 			}
 		}, "your machine was destroyed"},
@@ -986,7 +875,7 @@ func TestMachineGoneEndsSession(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var stderr logBuffer
+			var stderr testkit.Buffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -1014,7 +903,7 @@ func TestMachineGoneEndsSession(t *testing.T) {
 
 	// The cloud still says the machine runs, but its sshd is gone: the next
 	// connection finds it silent and restarts it.
-	res := r.p.ssh(r.g, r.lg.hostKeys, "", "echo back")
+	res := r.p.ssh(r.g, "", "echo back")
 	if res.code != 0 || res.stdout != "back\n" || !strings.Contains(res.stderr, "does not answer on SSH; restarting it") {
 		t.Errorf("after sshd died: %+v", res)
 	}
@@ -1025,7 +914,7 @@ func TestMachineGoneEndsSession(t *testing.T) {
 // runs.
 func (r *rig) killSSHD() {
 	r.t.Helper()
-	st := r.status()
+	st := r.p.status(r.g)
 	pidFile := filepath.Join(r.lg.dir, "data", "localcloud", "machines", st.Name, "sshd.pid")
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
