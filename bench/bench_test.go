@@ -140,20 +140,16 @@ func (h *harness) start(tb testing.TB) {
 	h.gwExit = make(chan error, 1)
 	go func() { h.gwExit <- h.gw.Wait() }()
 	listening := regexp.MustCompile(`msg=listening addr=(\S+)`)
-	if err := poll(time.Minute, func() error {
+	testkit.Eventually(tb, time.Minute, "the gateway listens", func() error {
 		b, _ := os.ReadFile(logs.Name())
 		m := listening.FindSubmatch(b)
 		if m == nil {
-			return errors.New("gateway not listening yet")
+			return errors.New("no listening line in its log")
 		}
 		h.gwAddr = string(m[1])
 		return nil
-	}); err != nil {
-		tb.Fatal(err)
-	}
-	if h.gwKey, err = readPublicKey(filepath.Join(h.dir, "hostkeys", "ssh_host_ed25519_key")); err != nil {
-		tb.Fatal(err)
-	}
+	})
+	h.gwKey = testkit.LoadKey(tb, filepath.Join(h.dir, "hostkeys", "ssh_host_ed25519_key")).Public()
 	person := testkit.NewKey(tb)
 	h.person = person.Signer
 	keyPath := person.WriteFile(tb, filepath.Join(h.dir, "id_ed25519"))
@@ -198,18 +194,6 @@ func (h *harness) close() {
 	if h.dir != "" {
 		os.RemoveAll(h.dir)
 	}
-}
-
-func readPublicKey(path string) (gossh.PublicKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	s, err := gossh.ParsePrivateKey(b)
-	if err != nil {
-		return nil, err
-	}
-	return s.PublicKey(), nil
 }
 
 func (h *harness) command(host, remote string) *exec.Cmd {
@@ -687,16 +671,4 @@ func settledRSS(pid int) (int64, error) {
 		last = now
 	}
 	return last, nil
-}
-
-// poll calls f until it returns nil, for at most d.
-func poll(d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval, not synchronisation
-	}
 }

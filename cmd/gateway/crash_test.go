@@ -13,6 +13,7 @@ import (
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // TestCrashAtEveryStep kills the gateway with SIGKILL at each fault point of
@@ -109,16 +110,14 @@ func crashAndRecover(t *testing.T, point string) {
 func waitSettled(t *testing.T, p *person, g *gatewayProc) statusDoc {
 	t.Helper()
 	settled := []string{"none", "running", "stopped", "hibernated"}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		st := p.status(g)
-		if slices.Contains(settled, st.State) {
-			return st
+	var st statusDoc
+	testkit.Eventually(t, time.Minute, "the lease settles after the restart", func() error {
+		if st = p.status(g); !slices.Contains(settled, st.State) {
+			return fmt.Errorf("lease still %s:\n%s", st.State, g.logs.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lease still %s a minute after restart:\n%s", st.State, g.logs.String())
-		}
-	}
+		return nil
+	})
+	return st
 }
 
 func cloudContents(t *testing.T, lg *localGateway) ([]*hcloud.Server, []*hcloud.Image) {

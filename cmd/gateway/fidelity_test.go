@@ -152,22 +152,6 @@ func (b *background) stop(t *testing.T) {
 	}
 }
 
-// eventually polls f until it returns nil, for at most d.
-func eventually(t *testing.T, d time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after %s: %v", what, d, err)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval, not synchronisation
-	}
-}
-
 // writeRandom writes n bytes of a fixed-seed stream to path and returns
 // their SHA-256, hashing while it writes.
 func writeRandom(t *testing.T, path string, n int64, seed byte) string {
@@ -326,7 +310,7 @@ func (r *rig) testTerminal(t *testing.T) {
 	screen := func() string { return tmux("capture-pane", "-p", "-t", "t").stdout }
 	waitFor := func(want string) {
 		t.Helper()
-		eventually(t, 30*time.Second, fmt.Sprintf("terminal shows %q", want), func() error {
+		testkit.Eventually(t, 30*time.Second, fmt.Sprintf("terminal shows %q", want), func() error {
 			if s := screen(); !strings.Contains(s, want) {
 				return fmt.Errorf("screen:\n%s", s)
 			}
@@ -335,7 +319,7 @@ func (r *rig) testTerminal(t *testing.T) {
 	}
 	waitGone := func(gone string) {
 		t.Helper()
-		eventually(t, 30*time.Second, fmt.Sprintf("terminal no longer shows %q", gone), func() error {
+		testkit.Eventually(t, 30*time.Second, fmt.Sprintf("terminal no longer shows %q", gone), func() error {
 			if s := screen(); strings.Contains(s, gone) {
 				return fmt.Errorf("screen:\n%s", s)
 			}
@@ -392,7 +376,7 @@ func (r *rig) testTerminal(t *testing.T) {
 	}
 
 	keys("exit", "Enter")
-	eventually(t, 30*time.Second, "tmux session ends with the shell", func() error {
+	testkit.Eventually(t, 30*time.Second, "tmux session ends with the shell", func() error {
 		if tmux("has-session", "-t", "t").code == 0 {
 			return errors.New("still running")
 		}
@@ -522,7 +506,7 @@ func (r *rig) testLocalForward(t *testing.T) {
 	fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
 		"-L", fmt.Sprintf("127.0.0.1:%d:localhost:%d", lport, echo), "gw")
 	addr := fmt.Sprintf("127.0.0.1:%d", lport)
-	eventually(t, 30*time.Second, "round trip through ssh -L", func() error { return roundTrip(addr, 1<<20) })
+	testkit.Eventually(t, 30*time.Second, "round trip through ssh -L", func() error { return roundTrip(addr, 1<<20) })
 	// Several at once, on one client connection.
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -557,7 +541,7 @@ func (r *rig) testRemoteForward(t *testing.T) {
 	addr := net.JoinHostPort(r.fwdHost, strconv.Itoa(rport))
 	for round := range 2 {
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes", "-R", spec, "gw")
-		eventually(t, 30*time.Second, fmt.Sprintf("round trip through ssh -R, connection %d", round+1), func() error {
+		testkit.Eventually(t, 30*time.Second, fmt.Sprintf("round trip through ssh -R, connection %d", round+1), func() error {
 			select {
 			case err := <-fwd.exit:
 				t.Fatalf("ssh -R exited: %v: %s", err, fwd.stderr.String())
@@ -573,7 +557,7 @@ func (r *rig) testRemoteForward(t *testing.T) {
 		"-R", fmt.Sprintf("127.0.0.1:0:localhost:%d", echo), "gw")
 	allocated := regexp.MustCompile(`Allocated port (\d+) for remote forward`)
 	var port string
-	eventually(t, 30*time.Second, "ssh reports the allocated port", func() error {
+	testkit.Eventually(t, 30*time.Second, "ssh reports the allocated port", func() error {
 		m := allocated.FindStringSubmatch(fwd.stderr.String())
 		if m == nil {
 			return fmt.Errorf("stderr %q", fwd.stderr.String())
@@ -594,7 +578,7 @@ func (r *rig) testControlMasterForward(t *testing.T) {
 	echo := echoPort(t)
 	ctl := filepath.Join(shortTempDir(t), "cm")
 	r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
-	eventually(t, 30*time.Second, "the master connection is up", func() error {
+	testkit.Eventually(t, 30*time.Second, "the master connection is up", func() error {
 		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
 			return fmt.Errorf("%+v", res)
 		}
@@ -621,7 +605,7 @@ func (r *rig) testControlMasterForward(t *testing.T) {
 		t.Fatalf("-O cancel -R %s: %+v", spec, res)
 	}
 	// The machine closes its listener as it answers.
-	eventually(t, 30*time.Second, addr+" stops listening after -O cancel", func() error {
+	testkit.Eventually(t, 30*time.Second, addr+" stops listening after -O cancel", func() error {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err == nil {
 			c.Close()
@@ -713,7 +697,7 @@ func (r *rig) testCommandTooLong(t *testing.T) {
 func (r *rig) testAgent(t *testing.T) {
 	sock := filepath.Join(shortTempDir(t), "agent")
 	r.start(nil, "ssh-agent", "-D", "-a", sock)
-	eventually(t, 10*time.Second, "ssh-agent listens", func() error {
+	testkit.Eventually(t, 10*time.Second, "ssh-agent listens", func() error {
 		_, err := os.Stat(sock)
 		return err
 	})
@@ -750,7 +734,7 @@ func (r *rig) testAgent(t *testing.T) {
 func (r *rig) testControlMaster(t *testing.T) {
 	ctl := filepath.Join(shortTempDir(t), "cm")
 	master := r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
-	eventually(t, 30*time.Second, "the master connection is up", func() error {
+	testkit.Eventually(t, 30*time.Second, "the master connection is up", func() error {
 		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
 			return fmt.Errorf("%+v", res)
 		}
@@ -831,7 +815,7 @@ func TestMachineGoneEndsSession(t *testing.T) {
 		rport := localcloudtest.FreePort(t)
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
 			"-R", fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo), "gw")
-		eventually(t, 30*time.Second, "round trip through ssh -R", func() error {
+		testkit.Eventually(t, 30*time.Second, "round trip through ssh -R", func() error {
 			return roundTrip(fmt.Sprintf("127.0.0.1:%d", rport), 1000)
 		})
 		if res := r.p.ssh(r.g, "", "stop"); res.code != 0 {

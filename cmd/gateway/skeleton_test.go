@@ -1,11 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // TestWalkingSkeleton follows one person through the whole product: first
@@ -140,13 +143,12 @@ func TestShutdownTellsSessions(t *testing.T) {
 
 	done := make(chan result, 1)
 	go func() { done <- grace.ssh(g, "", "echo started; exec sleep 120") }()
-	// Wait until the session runs on the machine.
-	deadline := time.Now().Add(30 * time.Second)
-	for grace.status(g).Sessions != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the long session never showed up in status")
+	testkit.Eventually(t, 30*time.Second, "the long session shows up in status", func() error {
+		if n := grace.status(g).Sessions; n != 1 {
+			return fmt.Errorf("%d sessions", n)
 		}
-	}
+		return nil
+	})
 	g.stop()
 	select {
 	case r := <-done:
