@@ -1,7 +1,8 @@
 package main
 
-// End-to-end tests: the real gateway binary in local mode, driven by the
-// real OpenSSH client.
+// What this package's end-to-end tests share: the real gateway binary, run
+// with its folders under a test's temporary folder, and people who reach it
+// with the real OpenSSH client.
 
 import (
 	"bufio"
@@ -56,108 +57,6 @@ type gatewayProc struct {
 }
 
 var listeningLine = regexp.MustCompile(`msg=listening addr=(\S+)`)
-
-// runGateway runs the binary to its end, for start-up failures.
-func runGateway(env []string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gatewayBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (g *gatewayProc) stop() {
-	g.t.Helper()
-	g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-g.exit:
-		if err != nil {
-			g.t.Fatalf("gateway exited with %v after SIGTERM:\n%s", err, g.logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		g.t.Fatalf("gateway did not exit within 30s of SIGTERM")
-	}
-}
-
-// person is someone with a key, who reaches a gateway with the real ssh.
-type person struct {
-	t       testing.TB
-	dir     string
-	key     testkit.Key
-	keyPath string
-}
-
-func newPerson(t testing.TB, dir string) *person {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	key := testkit.NewKey(t)
-	return &person{t: t, dir: dir, key: key, keyPath: key.WriteFile(t, filepath.Join(dir, "id_ed25519"))}
-}
-
-// authorizedLine is the person's line in an allow list.
-func (p *person) authorizedLine() string { return p.key.AuthorizedKey() + " person@test" }
-
-// result is one run of a tool.
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-// runTool runs cmd, made with ctx, to its end. The error says the tool did
-// not start or did not end before ctx; a failing tool is a result with its
-// exit status. It calls no t method, so any goroutine may use it.
-func runTool(ctx context.Context, cmd *exec.Cmd) (result, error) {
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errOut.String()}
-	if ctx.Err() != nil {
-		return r, fmt.Errorf("did not finish in time: %w", ctx.Err())
-	}
-	r.code, err = exitStatus(err)
-	return r, err
-}
-
-// exitStatus is the exit status in err, from running a tool; the error is
-// for a tool that did not run to its end.
-func exitStatus(err error) (int, error) {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), nil
-	}
-	return 0, err
-}
-
-// ssh runs the OpenSSH client against the gateway, pinning its host key.
-// Leading args that start with "-" are ssh options, the rest the command.
-func (p *person) ssh(g *gatewayProc, stdin string, args ...string) result {
-	p.t.Helper()
-	// One ssh_config per run: runs happen at once, and the gateway (and so
-	// its port) may change between them.
-	dir, err := os.MkdirTemp(p.dir, "ssh")
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	config := testkit.WriteSSHConfig(p.t, dir, "person", p.keyPath, []testkit.Host{{Alias: "gw", Addr: g.addr, HostKey: g.hostKey}})
-	opts := []string{"-F", config}
-	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
-		opts, args = append(opts, args[0]), args[1:]
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", append(append(opts, "gw"), args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	r, err := runTool(ctx, cmd)
-	if err != nil {
-		p.t.Fatalf("ssh %q: %v; stdout %q stderr %q", args, err, r.stdout, r.stderr)
-	}
-	return r
-}
 
 // machinePort picks a random port for the local cloud's machines, so test
 // packages running at once do not collide on the same loopback address.
@@ -239,6 +138,108 @@ func (lg *localGateway) start(t testing.TB, env ...string) *gatewayProc {
 	}
 	g.hostKey = testkit.LoadKey(t, filepath.Join(lg.hostKeys, "ssh_host_ed25519_key")).AuthorizedKey()
 	return g
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (g *gatewayProc) stop() {
+	g.t.Helper()
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-g.exit:
+		if err != nil {
+			g.t.Fatalf("gateway exited with %v after SIGTERM:\n%s", err, g.logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		g.t.Fatalf("gateway did not exit within 30s of SIGTERM")
+	}
+}
+
+// runGateway runs the binary to its end, for start-up failures.
+func runGateway(env []string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gatewayBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// person is someone with a key, who reaches a gateway with the real ssh.
+type person struct {
+	t       testing.TB
+	dir     string
+	key     testkit.Key
+	keyPath string
+}
+
+func newPerson(t testing.TB, dir string) *person {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key := testkit.NewKey(t)
+	return &person{t: t, dir: dir, key: key, keyPath: key.WriteFile(t, filepath.Join(dir, "id_ed25519"))}
+}
+
+// authorizedLine is the person's line in an allow list.
+func (p *person) authorizedLine() string { return p.key.AuthorizedKey() + " person@test" }
+
+// result is one run of a tool.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// runTool runs cmd, made with ctx, to its end. The error says the tool did
+// not start or did not end before ctx; a failing tool is a result with its
+// exit status. It calls no t method, so any goroutine may use it.
+func runTool(ctx context.Context, cmd *exec.Cmd) (result, error) {
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errOut.String()}
+	if ctx.Err() != nil {
+		return r, fmt.Errorf("did not finish in time: %w", ctx.Err())
+	}
+	r.code, err = exitStatus(err)
+	return r, err
+}
+
+// exitStatus is the exit status in err, from running a tool; the error is
+// for a tool that did not run to its end.
+func exitStatus(err error) (int, error) {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	return 0, err
+}
+
+// ssh runs the OpenSSH client against the gateway, pinning its host key.
+// Leading args that start with "-" are ssh options, the rest the command.
+func (p *person) ssh(g *gatewayProc, stdin string, args ...string) result {
+	p.t.Helper()
+	// One ssh_config per run: runs happen at once, and the gateway (and so
+	// its port) may change between them.
+	dir, err := os.MkdirTemp(p.dir, "ssh")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	config := testkit.WriteSSHConfig(p.t, dir, "person", p.keyPath, []testkit.Host{{Alias: "gw", Addr: g.addr, HostKey: g.hostKey}})
+	opts := []string{"-F", config}
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		opts, args = append(opts, args[0]), args[1:]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", append(append(opts, "gw"), args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	r, err := runTool(ctx, cmd)
+	if err != nil {
+		p.t.Fatalf("ssh %q: %v; stdout %q stderr %q", args, err, r.stdout, r.stderr)
+	}
+	return r
 }
 
 // statusDoc is what `status --json` prints.
