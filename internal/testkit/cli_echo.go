@@ -7,41 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
-	"testing"
-	"time"
 )
-
-// EchoServer listens on loopback and sends back what each connection sends;
-// after the client's EOF it sends its own. A connection lasts at most a
-// minute, and the server stops when the test ends.
-func EchoServer(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(time.Minute))
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			})
-		}
-	})
-	return ln
-}
 
 // halfCloser is a connection that can send EOF and still read: TCP, and
 // SSH channels.
