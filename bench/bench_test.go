@@ -140,11 +140,11 @@ func (h *harness) start(tb testing.TB) {
 	h.gwExit = make(chan error, 1)
 	go func() { h.gwExit <- h.gw.Wait() }()
 	listening := regexp.MustCompile(`msg=listening addr=(\S+)`)
-	testkit.Eventually(tb, time.Minute, "the gateway listens", func() error {
+	testkit.Eventually(tb, time.Minute, func() error {
 		b, _ := os.ReadFile(logs.Name())
 		m := listening.FindSubmatch(b)
 		if m == nil {
-			return errors.New("no listening line in its log")
+			return errors.New("the gateway's log has no listening line")
 		}
 		h.gwAddr = string(m[1])
 		return nil

@@ -111,9 +111,9 @@ func waitSettled(t *testing.T, p *person, g *gatewayProc) statusDoc {
 	t.Helper()
 	settled := []string{"none", "running", "stopped", "hibernated"}
 	var st statusDoc
-	testkit.Eventually(t, time.Minute, "the lease settles after the restart", func() error {
+	testkit.Eventually(t, time.Minute, func() error {
 		if st = p.status(g); !slices.Contains(settled, st.State) {
-			return fmt.Errorf("lease still %s:\n%s", st.State, g.logs.String())
+			return fmt.Errorf("the lease is still %s after the restart:\n%s", st.State, g.logs.String())
 		}
 		return nil
 	})

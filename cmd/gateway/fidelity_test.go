@@ -54,9 +54,7 @@ type rig struct {
 
 func newRig(t *testing.T, extra ...string) *rig {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		t.Skip("OpenSSH server not installed")
-	}
+	testkit.RequireSSHD(t)
 	user, err := machine.OpenSSHUser()
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +133,20 @@ func (r *rig) start(env []string, name string, args ...string) *background {
 	go func() { b.exit <- cmd.Wait() }()
 	r.t.Cleanup(func() { b.stop(r.t) })
 	return b
+}
+
+// startMaster starts an OpenSSH ControlMaster connection to the gateway,
+// on socket ctl, and waits until it is up.
+func (r *rig) startMaster(t *testing.T, ctl string) *background {
+	t.Helper()
+	master := r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
+			return fmt.Errorf("the master connection is not up: %+v", res)
+		}
+		return nil
+	})
+	return master
 }
 
 // stop ends the process with SIGTERM and waits for it, bounded.
@@ -310,18 +322,18 @@ func (r *rig) testTerminal(t *testing.T) {
 	screen := func() string { return tmux("capture-pane", "-p", "-t", "t").stdout }
 	waitFor := func(want string) {
 		t.Helper()
-		testkit.Eventually(t, 30*time.Second, fmt.Sprintf("terminal shows %q", want), func() error {
+		testkit.Eventually(t, 30*time.Second, func() error {
 			if s := screen(); !strings.Contains(s, want) {
-				return fmt.Errorf("screen:\n%s", s)
+				return fmt.Errorf("the terminal does not show %q:\n%s", want, s)
 			}
 			return nil
 		})
 	}
 	waitGone := func(gone string) {
 		t.Helper()
-		testkit.Eventually(t, 30*time.Second, fmt.Sprintf("terminal no longer shows %q", gone), func() error {
+		testkit.Eventually(t, 30*time.Second, func() error {
 			if s := screen(); strings.Contains(s, gone) {
-				return fmt.Errorf("screen:\n%s", s)
+				return fmt.Errorf("the terminal still shows %q:\n%s", gone, s)
 			}
 			return nil
 		})
@@ -376,9 +388,9 @@ func (r *rig) testTerminal(t *testing.T) {
 	}
 
 	keys("exit", "Enter")
-	testkit.Eventually(t, 30*time.Second, "tmux session ends with the shell", func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		if tmux("has-session", "-t", "t").code == 0 {
-			return errors.New("still running")
+			return errors.New("the tmux session still runs after the shell's exit")
 		}
 		return nil
 	})
@@ -506,7 +518,7 @@ func (r *rig) testLocalForward(t *testing.T) {
 	fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
 		"-L", fmt.Sprintf("127.0.0.1:%d:localhost:%d", lport, echo), "gw")
 	addr := fmt.Sprintf("127.0.0.1:%d", lport)
-	testkit.Eventually(t, 30*time.Second, "round trip through ssh -L", func() error { return roundTrip(addr, 1<<20) })
+	testkit.Eventually(t, 30*time.Second, func() error { return roundTrip(addr, 1<<20) }) // ssh -L is up
 	// Several at once, on one client connection.
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -541,13 +553,16 @@ func (r *rig) testRemoteForward(t *testing.T) {
 	addr := net.JoinHostPort(r.fwdHost, strconv.Itoa(rport))
 	for round := range 2 {
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes", "-R", spec, "gw")
-		testkit.Eventually(t, 30*time.Second, fmt.Sprintf("round trip through ssh -R, connection %d", round+1), func() error {
+		testkit.Eventually(t, 30*time.Second, func() error {
 			select {
 			case err := <-fwd.exit:
 				t.Fatalf("ssh -R exited: %v: %s", err, fwd.stderr.String())
 			default:
 			}
-			return roundTrip(addr, 1<<20)
+			if err := roundTrip(addr, 1<<20); err != nil {
+				return fmt.Errorf("round trip through ssh -R, connection %d: %w", round+1, err)
+			}
+			return nil
 		})
 		fwd.stop(t)
 	}
@@ -557,10 +572,10 @@ func (r *rig) testRemoteForward(t *testing.T) {
 		"-R", fmt.Sprintf("127.0.0.1:0:localhost:%d", echo), "gw")
 	allocated := regexp.MustCompile(`Allocated port (\d+) for remote forward`)
 	var port string
-	testkit.Eventually(t, 30*time.Second, "ssh reports the allocated port", func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		m := allocated.FindStringSubmatch(fwd.stderr.String())
 		if m == nil {
-			return fmt.Errorf("stderr %q", fwd.stderr.String())
+			return fmt.Errorf("ssh reports no allocated port: stderr %q", fwd.stderr.String())
 		}
 		port = m[1]
 		return nil
@@ -577,13 +592,7 @@ func (r *rig) testRemoteForward(t *testing.T) {
 func (r *rig) testControlMasterForward(t *testing.T) {
 	echo := echoPort(t)
 	ctl := filepath.Join(shortTempDir(t), "cm")
-	r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
-	testkit.Eventually(t, 30*time.Second, "the master connection is up", func() error {
-		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
-			return fmt.Errorf("%+v", res)
-		}
-		return nil
-	})
+	r.startMaster(t, ctl)
 	target := fmt.Sprintf("localhost:%d", echo)
 	res := r.ssh(nil, "-S", ctl, "-O", "forward", "-R", "0:"+target, "gw")
 	port := strings.TrimSpace(res.stdout)
@@ -605,11 +614,11 @@ func (r *rig) testControlMasterForward(t *testing.T) {
 		t.Fatalf("-O cancel -R %s: %+v", spec, res)
 	}
 	// The machine closes its listener as it answers.
-	testkit.Eventually(t, 30*time.Second, addr+" stops listening after -O cancel", func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err == nil {
 			c.Close()
-			return errors.New("still listening")
+			return errors.New(addr + " still listens after -O cancel")
 		}
 		return nil
 	})
@@ -697,7 +706,7 @@ func (r *rig) testCommandTooLong(t *testing.T) {
 func (r *rig) testAgent(t *testing.T) {
 	sock := filepath.Join(shortTempDir(t), "agent")
 	r.start(nil, "ssh-agent", "-D", "-a", sock)
-	testkit.Eventually(t, 10*time.Second, "ssh-agent listens", func() error {
+	testkit.Eventually(t, 10*time.Second, func() error { // ssh-agent listens
 		_, err := os.Stat(sock)
 		return err
 	})
@@ -733,13 +742,7 @@ func (r *rig) testAgent(t *testing.T) {
 // sshd connection allows (MaxSessions 10), all at once.
 func (r *rig) testControlMaster(t *testing.T) {
 	ctl := filepath.Join(shortTempDir(t), "cm")
-	master := r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
-	testkit.Eventually(t, 30*time.Second, "the master connection is up", func() error {
-		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
-			return fmt.Errorf("%+v", res)
-		}
-		return nil
-	})
+	master := r.startMaster(t, ctl)
 	const n = 12
 	type session struct {
 		cmd   *exec.Cmd
@@ -815,7 +818,7 @@ func TestMachineGoneEndsSession(t *testing.T) {
 		rport := localcloudtest.FreePort(t)
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
 			"-R", fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo), "gw")
-		testkit.Eventually(t, 30*time.Second, "round trip through ssh -R", func() error {
+		testkit.Eventually(t, 30*time.Second, func() error { // ssh -R is up
 			return roundTrip(fmt.Sprintf("127.0.0.1:%d", rport), 1000)
 		})
 		if res := r.p.ssh(r.g, "", "stop"); res.code != 0 {

@@ -143,9 +143,9 @@ func TestShutdownTellsSessions(t *testing.T) {
 
 	done := make(chan result, 1)
 	go func() { done <- grace.ssh(g, "", "echo started; exec sleep 120") }()
-	testkit.Eventually(t, 30*time.Second, "the long session shows up in status", func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		if n := grace.status(g).Sessions; n != 1 {
-			return fmt.Errorf("%d sessions", n)
+			return fmt.Errorf("status shows %d sessions, want the long one", n)
 		}
 		return nil
 	})
