@@ -44,8 +44,7 @@ import (
 // harness is the gateway process, its machine and the person using both.
 type harness struct {
 	dir    string
-	gw     *exec.Cmd
-	gwExit chan error
+	gw     *testkit.Process
 	gwAddr string
 	gwKey  gossh.PublicKey
 	person gossh.Signer
@@ -120,7 +119,7 @@ func (h *harness) start(tb testing.TB) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h.gw = exec.Command(bin,
+	gw := exec.Command(bin,
 		"--listen", "127.0.0.1:0",
 		"--data-dir", filepath.Join(h.dir, "data"),
 		"--host-key-dir", filepath.Join(h.dir, "hostkeys"),
@@ -128,17 +127,15 @@ func (h *harness) start(tb testing.TB) {
 		"--machine-ssh-port", strconv.Itoa(localcloudtest.FreePort(tb)),
 		"--log-level", "info",
 	)
-	h.gw.Env = append(os.Environ(), "HCLOUD_TOKEN=")
+	gw.Env = append(os.Environ(), "HCLOUD_TOKEN=")
 	logs, err := os.Create(filepath.Join(h.dir, "gateway.log"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h.gw.Stdout, h.gw.Stderr = logs, logs
-	if err := h.gw.Start(); err != nil {
+	gw.Stdout, gw.Stderr = logs, logs
+	if h.gw, err = testkit.StartProcess(gw); err != nil {
 		tb.Fatal(err)
 	}
-	h.gwExit = make(chan error, 1)
-	go func() { h.gwExit <- h.gw.Wait() }()
 	listening := regexp.MustCompile(`msg=listening addr=(\S+)`)
 	testkit.Eventually(tb, time.Minute, func() error {
 		b, _ := os.ReadFile(logs.Name())
@@ -182,14 +179,8 @@ func (h *harness) start(tb testing.TB) {
 }
 
 func (h *harness) close() {
-	if h.gw != nil && h.gw.Process != nil {
-		h.gw.Process.Signal(os.Interrupt)
-		select {
-		case <-h.gwExit:
-		case <-time.After(30 * time.Second):
-			h.gw.Process.Kill()
-			<-h.gwExit
-		}
+	if h.gw != nil {
+		h.gw.Stop(os.Interrupt, 30*time.Second)
 	}
 	if h.dir != "" {
 		os.RemoveAll(h.dir)
@@ -276,7 +267,7 @@ func BenchmarkThroughput(b *testing.B) {
 		if _, _, err := alternate(1, run); err != nil { // warm-up
 			b.Fatal(err)
 		}
-		cpu0, err := cpuTime(h.gw.Process.Pid)
+		cpu0, err := cpuTime(h.gw.Cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -284,7 +275,7 @@ func BenchmarkThroughput(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cpu1, err := cpuTime(h.gw.Process.Pid)
+		cpu1, err := cpuTime(h.gw.Cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -329,7 +320,7 @@ func BenchmarkThroughputOwnCore(b *testing.B) {
 				return err
 			}
 		}
-		return setAffinity(h.gw.Process.Pid, gatewaySide)
+		return setAffinity(h.gw.Cmd.Process.Pid, gatewaySide)
 	}
 	if err := pin(true); err != nil {
 		b.Fatal(err)
@@ -513,7 +504,7 @@ func BenchmarkIdleSessions(b *testing.B) {
 		h := &harness{}
 		b.Cleanup(h.close)
 		h.start(b)
-		before, err := settledRSS(h.gw.Process.Pid)
+		before, err := settledRSS(h.gw.Cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -523,7 +514,7 @@ func BenchmarkIdleSessions(b *testing.B) {
 			h.close()
 			b.Fatal(err)
 		}
-		after, err := settledRSS(h.gw.Process.Pid)
+		after, err := settledRSS(h.gw.Cmd.Process.Pid)
 		closeAll(clients)
 		h.close()
 		if err != nil {

@@ -69,7 +69,7 @@ func crashAndRecover(t *testing.T, point string) {
 		ssh(g, "destroy", "--yes")
 	}
 	select {
-	case <-g.exit:
+	case <-g.Done():
 	case <-time.After(time.Minute):
 		t.Fatalf("the gateway did not crash at %s:\n%s", point, g.logs.String())
 	}

@@ -48,12 +48,11 @@ func TestMain(m *testing.M) {
 
 // gatewayProc is one run of the gateway binary.
 type gatewayProc struct {
+	*testkit.Process
 	t       testing.TB
-	cmd     *exec.Cmd
 	addr    string
 	hostKey string // authorized_keys form, for clients to pin
 	logs    *testkit.Buffer
-	exit    chan error
 }
 
 var listeningLine = regexp.MustCompile(`msg=listening addr=(\S+)`)
@@ -100,20 +99,17 @@ func (lg *localGateway) start(t testing.TB, env ...string) *gatewayProc {
 	logs := &testkit.Buffer{}
 	cmd.Stdout = logs
 	cmd.Stderr = io.MultiWriter(logs, pw)
-	if err := cmd.Start(); err != nil {
+	proc, err := testkit.StartProcess(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gatewayProc{t: t, cmd: cmd, logs: logs, exit: make(chan error, 1)}
+	g := &gatewayProc{Process: proc, t: t, logs: logs}
 	go func() {
-		err := cmd.Wait()
+		<-g.Done()
 		pw.Close()
-		g.exit <- err
 	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-g.exit
-		}
+		g.Stop(os.Kill, time.Minute)
 		if t.Failed() {
 			t.Logf("gateway log:\n%s", logs.String())
 		}
@@ -131,8 +127,8 @@ func (lg *localGateway) start(t testing.TB, env ...string) *gatewayProc {
 	}()
 	select {
 	case g.addr = <-found:
-	case err := <-g.exit:
-		t.Fatalf("gateway exited before listening: %v\n%s", err, logs.String())
+	case <-g.Done():
+		t.Fatalf("gateway exited before listening: %v\n%s", g.Err(), logs.String())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("gateway did not listen within a minute:\n%s", logs.String())
 	}
@@ -143,14 +139,11 @@ func (lg *localGateway) start(t testing.TB, env ...string) *gatewayProc {
 // stop sends SIGTERM and waits for a clean exit.
 func (g *gatewayProc) stop() {
 	g.t.Helper()
-	g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-g.exit:
-		if err != nil {
-			g.t.Fatalf("gateway exited with %v after SIGTERM:\n%s", err, g.logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		g.t.Fatalf("gateway did not exit within 30s of SIGTERM")
+	if !g.Stop(syscall.SIGTERM, 30*time.Second) {
+		g.t.Fatalf("gateway did not exit within 30s of SIGTERM:\n%s", g.logs.String())
+	}
+	if err := g.Err(); err != nil {
+		g.t.Fatalf("gateway exited with %v after SIGTERM:\n%s", err, g.logs.String())
 	}
 }
 

@@ -117,20 +117,19 @@ func (r *rig) ssh(stdin io.Reader, args ...string) result {
 
 // background is a tool left running, stopped at the end of the test.
 type background struct {
-	cmd    *exec.Cmd
+	*testkit.Process
 	stderr *testkit.Buffer
-	exit   chan error
 }
 
 func (r *rig) start(env []string, name string, args ...string) *background {
 	r.t.Helper()
 	cmd := r.command(context.Background(), env, name, args...)
-	b := &background{cmd: cmd, stderr: &testkit.Buffer{}, exit: make(chan error, 1)}
+	b := &background{stderr: &testkit.Buffer{}}
 	cmd.Stderr = b.stderr
-	if err := cmd.Start(); err != nil {
+	var err error
+	if b.Process, err = testkit.StartProcess(cmd); err != nil {
 		r.t.Fatal(err)
 	}
-	go func() { b.exit <- cmd.Wait() }()
 	r.t.Cleanup(func() { b.stop(r.t) })
 	return b
 }
@@ -149,18 +148,10 @@ func (r *rig) startMaster(t *testing.T, ctl string) *background {
 	return master
 }
 
-// stop ends the process with SIGTERM and waits for it, bounded.
+// stop ends the process with SIGTERM, or kills it after 20s.
 func (b *background) stop(t *testing.T) {
-	if b.cmd.ProcessState != nil {
-		return
-	}
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.exit:
-	case <-time.After(20 * time.Second):
-		b.cmd.Process.Kill()
-		<-b.exit
-		t.Errorf("%s ignored SIGTERM for 20s", b.cmd.Path)
+	if !b.Stop(syscall.SIGTERM, 20*time.Second) {
+		t.Errorf("%s ignored SIGTERM for 20s", b.Cmd.Path)
 	}
 }
 
@@ -555,8 +546,8 @@ func (r *rig) testRemoteForward(t *testing.T) {
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes", "-R", spec, "gw")
 		testkit.Eventually(t, 30*time.Second, func() error {
 			select {
-			case err := <-fwd.exit:
-				t.Fatalf("ssh -R exited: %v: %s", err, fwd.stderr.String())
+			case <-fwd.Done():
+				t.Fatalf("ssh -R exited: %v: %s", fwd.Err(), fwd.stderr.String())
 			default:
 			}
 			if err := roundTrip(addr, 1<<20); err != nil {
@@ -790,7 +781,7 @@ func (r *rig) testControlMaster(t *testing.T) {
 		t.Errorf("ssh -O exit: %+v", res)
 	}
 	select {
-	case <-master.exit:
+	case <-master.Done():
 	case <-time.After(20 * time.Second):
 		t.Error("master still running 20s after -O exit")
 	}
@@ -825,10 +816,9 @@ func TestMachineGoneEndsSession(t *testing.T) {
 			t.Fatalf("stop: %+v", res)
 		}
 		select {
-		case err := <-fwd.exit:
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 255 {
-				t.Errorf("ssh -N -R ended with %v, want exit status 255", err)
+		case <-fwd.Done():
+			if code, err := exitStatus(fwd.Err()); err != nil || code != 255 {
+				t.Errorf("ssh -N -R ended with %v, want exit status 255", fwd.Err())
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatal("ssh -N -R still running 30s after its machine stopped")
