@@ -246,24 +246,8 @@ const gib = 1 << 30
 // times each, and reports the median throughput ratio (target ≥ 0.90).
 func BenchmarkThroughput(b *testing.B) {
 	h := get(b)
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devnull.Close()
 	for _, dir := range []string{"download", "upload"} {
-		run := func(host string) (time.Duration, error) {
-			var cmd *exec.Cmd
-			if dir == "download" {
-				cmd = h.command(host, fmt.Sprintf("head -c %d /dev/zero", gib))
-				cmd.Stdout = devnull
-			} else {
-				// The shell pipes straight into ssh: no copy in this process.
-				cmd = exec.Command("sh", "-c", fmt.Sprintf("head -c %d /dev/zero | ssh -F %s %s 'cat >/dev/null'", gib, h.config, host))
-				cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
-			}
-			return timed(cmd)
-		}
+		run := func(host string) (time.Duration, error) { return timed(h.transfer(dir, host)) }
 		if _, _, err := alternate(1, run); err != nil { // warm-up
 			b.Fatal(err)
 		}
@@ -326,11 +310,6 @@ func BenchmarkThroughputOwnCore(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pin(false)
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devnull.Close()
 	for _, dir := range []string{"download", "upload"} {
 		run := func(host string) (time.Duration, error) {
 			// Connections made earlier may have sshd processes that
@@ -338,15 +317,7 @@ func BenchmarkThroughputOwnCore(b *testing.B) {
 			if err := pin(true); err != nil {
 				return 0, err
 			}
-			var cmd *exec.Cmd
-			if dir == "download" {
-				cmd = exec.Command("taskset", "-c", "0", "ssh", "-F", h.config, host, fmt.Sprintf("head -c %d /dev/zero", gib))
-				cmd.Stdout = devnull
-			} else {
-				cmd = exec.Command("taskset", "-c", "0", "sh", "-c", fmt.Sprintf("head -c %d /dev/zero | ssh -F %s %s 'cat >/dev/null'", gib, h.config, host))
-			}
-			cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
-			return timed(cmd)
+			return timed(h.transfer(dir, host, "taskset", "-c", "0"))
 		}
 		if _, _, err := alternate(1, run); err != nil {
 			b.Fatal(err)
@@ -359,6 +330,21 @@ func BenchmarkThroughputOwnCore(b *testing.B) {
 		b.Logf("1 GiB %-8s, gateway on its own core: direct %4.0f MiB/s, through the gateway %4.0f MiB/s: ratio %.2f (target >= 0.90)", dir, d, p, p/d)
 		b.ReportMetric(p/d, dir+"-ratio")
 	}
+}
+
+// transfer is the command that moves 1 GiB with ssh between this host and
+// host, one way: "download" or "upload". Each end is /dev/zero or
+// /dev/null, so nothing passes through this process. wrap, if given, is the
+// command that runs it (taskset).
+func (h *harness) transfer(dir, host string, wrap ...string) *exec.Cmd {
+	args := []string{"ssh", "-F", h.config, host, fmt.Sprintf("head -c %d /dev/zero", gib)} // its stdout: /dev/null
+	if dir == "upload" {
+		args = []string{"sh", "-c", fmt.Sprintf("head -c %d /dev/zero | ssh -F %s %s 'cat >/dev/null'", gib, h.config, host)}
+	}
+	args = append(wrap, args...)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+	return cmd
 }
 
 // sshdPID reads the pid of the machine's sshd from its folder.
