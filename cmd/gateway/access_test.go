@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -78,10 +77,7 @@ func TestAllowList(t *testing.T) {
 	dir := t.TempDir()
 	carol := newPerson(t, filepath.Join(dir, "carol"))
 	mallory := newPerson(t, filepath.Join(dir, "mallory"))
-	users := filepath.Join(dir, "users")
-	if err := os.WriteFile(users, []byte("# people allowed in\n"+carol.authorizedLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	users := writeKeyList(t, filepath.Join(dir, "users"), carol)
 	lg := newLocalGateway(t, "--users", users)
 	g := lg.start(t)
 
@@ -94,9 +90,7 @@ func TestAllowList(t *testing.T) {
 	}
 
 	// Adding the key lets it in without a restart.
-	if err := os.WriteFile(users, []byte(carol.authorizedLine()+"\n"+mallory.authorizedLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeKeyList(t, users, carol, mallory)
 	if r := mallory.ssh(g, "", "status"); r.code != 0 {
 		t.Errorf("key added to the list: code %d stderr %q", r.code, r.stderr)
 	}
@@ -120,11 +114,7 @@ func TestHCloudModeNeedsAllowList(t *testing.T) {
 
 	dave := newPerson(t, filepath.Join(dir, "dave"))
 	eve := newPerson(t, filepath.Join(dir, "eve"))
-	users := filepath.Join(dir, "users")
-	if err := os.WriteFile(users, []byte(dave.authorizedLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lg.args = append(lg.args, "--users", users)
+	lg.args = append(lg.args, "--users", writeKeyList(t, filepath.Join(dir, "users"), dave))
 	g := lg.start(t, env...)
 	if r := eve.ssh(g, "", "status"); r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
 		t.Errorf("unlisted key in hcloud mode: code %d stderr %q", r.code, r.stderr)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,11 +33,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 func crashAndRecover(t *testing.T, point string) {
 	dir := t.TempDir()
 	heidi := newPerson(t, filepath.Join(dir, "heidi"))
-	admins := filepath.Join(dir, "admins")
-	if err := os.WriteFile(admins, []byte(heidi.authorizedLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lg := newLocalGatewayIn(t, dir, "--admins", admins)
+	lg := newLocalGatewayIn(t, dir, "--admins", writeKeyList(t, filepath.Join(dir, "admins"), heidi))
 	ssh := func(g *gatewayProc, args ...string) result { return heidi.ssh(g, "", args...) }
 
 	// Bring the machine to where the operation under test starts.

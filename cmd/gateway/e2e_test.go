@@ -177,6 +177,21 @@ func newPerson(t testing.TB, dir string) *person {
 // authorizedLine is the person's line in an allow list.
 func (p *person) authorizedLine() string { return p.key.AuthorizedKey() + " person@test" }
 
+// writeKeyList writes an allow list (for --users or --admins) that lets
+// people in, and returns its path. It starts with a comment, as lists
+// people write do.
+func writeKeyList(t testing.TB, path string, people ...*person) string {
+	t.Helper()
+	list := "# people allowed in\n"
+	for _, p := range people {
+		list += p.authorizedLine() + "\n"
+	}
+	if err := os.WriteFile(path, []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // result is one run of a tool.
 type result struct {
 	stdout, stderr string
