@@ -54,7 +54,9 @@ type rig struct {
 
 func newRig(t *testing.T, extra ...string) *rig {
 	t.Helper()
-	testkit.RequireSSHD(t)
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		t.Skip("OpenSSH server not installed")
+	}
 	user, err := machine.OpenSSHUser()
 	if err != nil {
 		t.Fatal(err)
