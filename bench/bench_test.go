@@ -44,8 +44,7 @@ import (
 // harness is the gateway process, its machine and the person using both.
 type harness struct {
 	dir    string
-	gw     *exec.Cmd
-	gwExit chan error
+	gw     *testkit.Process
 	gwAddr string
 	gwKey  gossh.PublicKey
 	person gossh.Signer
@@ -120,7 +119,7 @@ func (h *harness) start(tb testing.TB) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h.gw = exec.Command(bin,
+	gw := exec.Command(bin,
 		"--listen", "127.0.0.1:0",
 		"--data-dir", filepath.Join(h.dir, "data"),
 		"--host-key-dir", filepath.Join(h.dir, "hostkeys"),
@@ -128,32 +127,26 @@ func (h *harness) start(tb testing.TB) {
 		"--machine-ssh-port", strconv.Itoa(localcloudtest.FreePort(tb)),
 		"--log-level", "info",
 	)
-	h.gw.Env = append(os.Environ(), "HCLOUD_TOKEN=")
+	gw.Env = append(os.Environ(), "HCLOUD_TOKEN=")
 	logs, err := os.Create(filepath.Join(h.dir, "gateway.log"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h.gw.Stdout, h.gw.Stderr = logs, logs
-	if err := h.gw.Start(); err != nil {
+	gw.Stdout, gw.Stderr = logs, logs
+	if h.gw, err = testkit.StartProcess(gw); err != nil {
 		tb.Fatal(err)
 	}
-	h.gwExit = make(chan error, 1)
-	go func() { h.gwExit <- h.gw.Wait() }()
 	listening := regexp.MustCompile(`msg=listening addr=(\S+)`)
-	if err := poll(time.Minute, func() error {
+	testkit.Eventually(tb, time.Minute, func() error {
 		b, _ := os.ReadFile(logs.Name())
 		m := listening.FindSubmatch(b)
 		if m == nil {
-			return errors.New("gateway not listening yet")
+			return errors.New("the gateway's log has no listening line")
 		}
 		h.gwAddr = string(m[1])
 		return nil
-	}); err != nil {
-		tb.Fatal(err)
-	}
-	if h.gwKey, err = readPublicKey(filepath.Join(h.dir, "hostkeys", "ssh_host_ed25519_key")); err != nil {
-		tb.Fatal(err)
-	}
+	})
+	h.gwKey = testkit.LoadKey(tb, filepath.Join(h.dir, "hostkeys", "ssh_host_ed25519_key")).Public()
 	person := testkit.NewKey(tb)
 	h.person = person.Signer
 	keyPath := person.WriteFile(tb, filepath.Join(h.dir, "id_ed25519"))
@@ -186,30 +179,12 @@ func (h *harness) start(tb testing.TB) {
 }
 
 func (h *harness) close() {
-	if h.gw != nil && h.gw.Process != nil {
-		h.gw.Process.Signal(os.Interrupt)
-		select {
-		case <-h.gwExit:
-		case <-time.After(30 * time.Second):
-			h.gw.Process.Kill()
-			<-h.gwExit
-		}
+	if h.gw != nil {
+		h.gw.Stop(os.Interrupt, 30*time.Second)
 	}
 	if h.dir != "" {
 		os.RemoveAll(h.dir)
 	}
-}
-
-func readPublicKey(path string) (gossh.PublicKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	s, err := gossh.ParsePrivateKey(b)
-	if err != nil {
-		return nil, err
-	}
-	return s.PublicKey(), nil
 }
 
 func (h *harness) command(host, remote string) *exec.Cmd {
@@ -271,28 +246,12 @@ const gib = 1 << 30
 // times each, and reports the median throughput ratio (target ≥ 0.90).
 func BenchmarkThroughput(b *testing.B) {
 	h := get(b)
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devnull.Close()
 	for _, dir := range []string{"download", "upload"} {
-		run := func(host string) (time.Duration, error) {
-			var cmd *exec.Cmd
-			if dir == "download" {
-				cmd = h.command(host, fmt.Sprintf("head -c %d /dev/zero", gib))
-				cmd.Stdout = devnull
-			} else {
-				// The shell pipes straight into ssh: no copy in this process.
-				cmd = exec.Command("sh", "-c", fmt.Sprintf("head -c %d /dev/zero | ssh -F %s %s 'cat >/dev/null'", gib, h.config, host))
-				cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
-			}
-			return timed(cmd)
-		}
+		run := func(host string) (time.Duration, error) { return timed(h.transfer(dir, host)) }
 		if _, _, err := alternate(1, run); err != nil { // warm-up
 			b.Fatal(err)
 		}
-		cpu0, err := cpuTime(h.gw.Process.Pid)
+		cpu0, err := cpuTime(h.gw.Cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -300,7 +259,7 @@ func BenchmarkThroughput(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cpu1, err := cpuTime(h.gw.Process.Pid)
+		cpu1, err := cpuTime(h.gw.Cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -345,17 +304,12 @@ func BenchmarkThroughputOwnCore(b *testing.B) {
 				return err
 			}
 		}
-		return setAffinity(h.gw.Process.Pid, gatewaySide)
+		return setAffinity(h.gw.Cmd.Process.Pid, gatewaySide)
 	}
 	if err := pin(true); err != nil {
 		b.Fatal(err)
 	}
 	defer pin(false)
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devnull.Close()
 	for _, dir := range []string{"download", "upload"} {
 		run := func(host string) (time.Duration, error) {
 			// Connections made earlier may have sshd processes that
@@ -363,15 +317,7 @@ func BenchmarkThroughputOwnCore(b *testing.B) {
 			if err := pin(true); err != nil {
 				return 0, err
 			}
-			var cmd *exec.Cmd
-			if dir == "download" {
-				cmd = exec.Command("taskset", "-c", "0", "ssh", "-F", h.config, host, fmt.Sprintf("head -c %d /dev/zero", gib))
-				cmd.Stdout = devnull
-			} else {
-				cmd = exec.Command("taskset", "-c", "0", "sh", "-c", fmt.Sprintf("head -c %d /dev/zero | ssh -F %s %s 'cat >/dev/null'", gib, h.config, host))
-			}
-			cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
-			return timed(cmd)
+			return timed(h.transfer(dir, host, "taskset", "-c", "0"))
 		}
 		if _, _, err := alternate(1, run); err != nil {
 			b.Fatal(err)
@@ -384,6 +330,21 @@ func BenchmarkThroughputOwnCore(b *testing.B) {
 		b.Logf("1 GiB %-8s, gateway on its own core: direct %4.0f MiB/s, through the gateway %4.0f MiB/s: ratio %.2f (target >= 0.90)", dir, d, p, p/d)
 		b.ReportMetric(p/d, dir+"-ratio")
 	}
+}
+
+// transfer is the command that moves 1 GiB with ssh between this host and
+// host, one way: "download" or "upload". Each end is /dev/zero or
+// /dev/null, so nothing passes through this process. wrap, if given, is the
+// command that runs it (taskset).
+func (h *harness) transfer(dir, host string, wrap ...string) *exec.Cmd {
+	args := []string{"ssh", "-F", h.config, host, fmt.Sprintf("head -c %d /dev/zero", gib)} // its stdout: /dev/null
+	if dir == "upload" {
+		args = []string{"sh", "-c", fmt.Sprintf("head -c %d /dev/zero | ssh -F %s %s 'cat >/dev/null'", gib, h.config, host)}
+	}
+	args = append(wrap, args...)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+	return cmd
 }
 
 // sshdPID reads the pid of the machine's sshd from its folder.
@@ -529,7 +490,7 @@ func BenchmarkIdleSessions(b *testing.B) {
 		h := &harness{}
 		b.Cleanup(h.close)
 		h.start(b)
-		before, err := settledRSS(h.gw.Process.Pid)
+		before, err := settledRSS(h.gw.Cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -539,7 +500,7 @@ func BenchmarkIdleSessions(b *testing.B) {
 			h.close()
 			b.Fatal(err)
 		}
-		after, err := settledRSS(h.gw.Process.Pid)
+		after, err := settledRSS(h.gw.Cmd.Process.Pid)
 		closeAll(clients)
 		h.close()
 		if err != nil {
@@ -687,16 +648,4 @@ func settledRSS(pid int) (int64, error) {
 		last = now
 	}
 	return last, nil
-}
-
-// poll calls f until it returns nil, for at most d.
-func poll(d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval, not synchronisation
-	}
 }

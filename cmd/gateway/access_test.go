@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -53,7 +52,7 @@ func TestConcurrentFirstConnections(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = bob.ssh(g, lg.hostKeys, "", "cat /proc/sys/kernel/hostname >/dev/null; echo $HOME")
+			results[i] = bob.ssh(g, "", "cat /proc/sys/kernel/hostname >/dev/null; echo $HOME")
 		}()
 	}
 	wg.Wait()
@@ -78,26 +77,21 @@ func TestAllowList(t *testing.T) {
 	dir := t.TempDir()
 	carol := newPerson(t, filepath.Join(dir, "carol"))
 	mallory := newPerson(t, filepath.Join(dir, "mallory"))
-	users := filepath.Join(dir, "users")
-	if err := os.WriteFile(users, []byte("# people allowed in\n"+carol.authorizedLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	users := writeKeyList(t, filepath.Join(dir, "users"), carol)
 	lg := newLocalGateway(t, "--users", users)
 	g := lg.start(t)
 
-	if r := carol.ssh(g, lg.hostKeys, "", "status"); r.code != 0 || !strings.Contains(r.stdout, "no machine") {
+	if r := carol.ssh(g, "", "status"); r.code != 0 || !strings.Contains(r.stdout, "no machine") {
 		t.Errorf("listed key: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
-	r := mallory.ssh(g, lg.hostKeys, "", "status")
+	r := mallory.ssh(g, "", "status")
 	if r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
 		t.Errorf("unlisted key: code %d stderr %q; want refused", r.code, r.stderr)
 	}
 
 	// Adding the key lets it in without a restart.
-	if err := os.WriteFile(users, []byte(carol.authorizedLine()+"\n"+mallory.authorizedLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if r := mallory.ssh(g, lg.hostKeys, "", "status"); r.code != 0 {
+	writeKeyList(t, users, carol, mallory)
+	if r := mallory.ssh(g, "", "status"); r.code != 0 {
 		t.Errorf("key added to the list: code %d stderr %q", r.code, r.stderr)
 	}
 }
@@ -108,9 +102,9 @@ func TestAllowList(t *testing.T) {
 func TestHCloudModeNeedsAllowList(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{"HCLOUD_TOKEN=test-token-not-real", "CC_GATEWAY_HCLOUD_ENDPOINT=http://127.0.0.1:1/v1"}
-	base := []string{"--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--host-key-dir", filepath.Join(dir, "hostkeys")}
+	lg := newLocalGatewayIn(t, dir)
 
-	out, err := runGateway(env, base...)
+	out, err := runGateway(env, lg.args...)
 	if err == nil || !strings.Contains(out, "allow list") {
 		t.Fatalf("hcloud mode without --users: err %v, output %q", err, out)
 	}
@@ -120,15 +114,12 @@ func TestHCloudModeNeedsAllowList(t *testing.T) {
 
 	dave := newPerson(t, filepath.Join(dir, "dave"))
 	eve := newPerson(t, filepath.Join(dir, "eve"))
-	users := filepath.Join(dir, "users")
-	if err := os.WriteFile(users, []byte(dave.authorizedLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, env, append(base, "--users", users)...)
-	if r := eve.ssh(g, filepath.Join(dir, "hostkeys"), "", "status"); r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
+	lg.args = append(lg.args, "--users", writeKeyList(t, filepath.Join(dir, "users"), dave))
+	g := lg.start(t, env...)
+	if r := eve.ssh(g, "", "status"); r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
 		t.Errorf("unlisted key in hcloud mode: code %d stderr %q", r.code, r.stderr)
 	}
-	if r := dave.ssh(g, filepath.Join(dir, "hostkeys"), "", "status"); r.code != 0 || !strings.Contains(r.stdout, "no machine") {
+	if r := dave.ssh(g, "", "status"); r.code != 0 || !strings.Contains(r.stdout, "no machine") {
 		t.Errorf("listed key in hcloud mode: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
 	if strings.Contains(g.logs.String(), "test-token-not-real") {

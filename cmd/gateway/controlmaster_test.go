@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -98,13 +96,9 @@ func (r *rig) muxRun(ctx context.Context, stdin string, name string, args ...str
 	}
 	var errOut bytes.Buffer
 	cmd.Stderr = &errOut
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		return ee.ExitCode(), errOut.String()
-	case err != nil:
+	code, err := exitStatus(cmd.Run())
+	if err != nil {
 		return -1, err.Error()
 	}
-	return 0, errOut.String()
+	return code, errOut.String()
 }

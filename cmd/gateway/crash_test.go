@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // TestCrashAtEveryStep kills the gateway with SIGKILL at each fault point of
@@ -33,12 +33,8 @@ func TestCrashAtEveryStep(t *testing.T) {
 func crashAndRecover(t *testing.T, point string) {
 	dir := t.TempDir()
 	heidi := newPerson(t, filepath.Join(dir, "heidi"))
-	admins := filepath.Join(dir, "admins")
-	if err := os.WriteFile(admins, []byte(heidi.authorizedLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lg := newLocalGatewayIn(t, dir, "--admins", admins)
-	ssh := func(g *gatewayProc, args ...string) result { return heidi.ssh(g, lg.hostKeys, "", args...) }
+	lg := newLocalGatewayIn(t, dir, "--admins", writeKeyList(t, filepath.Join(dir, "admins"), heidi))
+	ssh := func(g *gatewayProc, args ...string) result { return heidi.ssh(g, "", args...) }
 
 	// Bring the machine to where the operation under test starts.
 	g := lg.start(t)
@@ -56,26 +52,26 @@ func crashAndRecover(t *testing.T, point string) {
 	g.stop()
 
 	// Run the operation with the crash armed; the gateway must die.
-	g = startGateway(t, []string{"HCLOUD_TOKEN=", "CC_GATEWAY_CRASH_AT=" + point}, lg.args...)
+	g = lg.start(t, "CC_GATEWAY_CRASH_AT="+point)
 	switch op {
 	case "create", "resume":
 		ssh(g, "true")
 	case "stop":
 		ssh(g, "stop")
 	case "hibernate":
-		ssh(g, "admin", "hibernate", heidi.status(g, lg).Name)
+		ssh(g, "admin", "hibernate", heidi.status(g).Name)
 	case "destroy":
 		ssh(g, "destroy", "--yes")
 	}
 	select {
-	case <-g.exit:
+	case <-g.Done():
 	case <-time.After(time.Minute):
 		t.Fatalf("the gateway did not crash at %s:\n%s", point, g.logs.String())
 	}
 
 	// Restart: reconcile runs at start-up and settles the lease.
 	g = lg.start(t)
-	st := waitSettled(t, heidi, g, lg)
+	st := waitSettled(t, heidi, g)
 	servers, images := cloudContents(t, lg)
 	switch st.State {
 	case "none":
@@ -106,19 +102,17 @@ func crashAndRecover(t *testing.T, point string) {
 }
 
 // waitSettled polls status until the lease is in no transitional state.
-func waitSettled(t *testing.T, p *person, g *gatewayProc, lg *localGateway) statusDoc {
+func waitSettled(t *testing.T, p *person, g *gatewayProc) statusDoc {
 	t.Helper()
 	settled := []string{"none", "running", "stopped", "hibernated"}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		st := p.status(g, lg)
-		if slices.Contains(settled, st.State) {
-			return st
+	var st statusDoc
+	testkit.Eventually(t, time.Minute, func() error {
+		if st = p.status(g); !slices.Contains(settled, st.State) {
+			return fmt.Errorf("the lease is still %s after the restart:\n%s", st.State, g.logs.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lease still %s a minute after restart:\n%s", st.State, g.logs.String())
-		}
-	}
+		return nil
+	})
+	return st
 }
 
 func cloudContents(t *testing.T, lg *localGateway) ([]*hcloud.Server, []*hcloud.Image) {

@@ -1,33 +1,30 @@
 package main
 
-// End-to-end tests: the real gateway binary in local mode, driven by the
-// real OpenSSH client.
+// What this package's end-to-end tests share: the real gateway binary, run
+// with its folders under a test's temporary folder, and people who reach it
+// with the real OpenSSH client.
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	gossh "golang.org/x/crypto/ssh"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 var gatewayBin string
@@ -51,214 +48,14 @@ func TestMain(m *testing.M) {
 
 // gatewayProc is one run of the gateway binary.
 type gatewayProc struct {
-	t    testing.TB
-	cmd  *exec.Cmd
-	addr string
-	logs *logBuffer
-	exit chan error
-}
-
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	*testkit.Process
+	t       testing.TB
+	addr    string
+	hostKey string // authorized_keys form, for clients to pin
+	logs    *testkit.Buffer
 }
 
 var listeningLine = regexp.MustCompile(`msg=listening addr=(\S+)`)
-
-// startGateway runs the binary with args and waits until it listens.
-func startGateway(t testing.TB, env []string, args ...string) *gatewayProc {
-	t.Helper()
-	cmd := exec.Command(gatewayBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	logs := &logBuffer{}
-	cmd.Stdout = logs
-	cmd.Stderr = io.MultiWriter(logs, pw)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	g := &gatewayProc{t: t, cmd: cmd, logs: logs, exit: make(chan error, 1)}
-	go func() {
-		err := cmd.Wait()
-		pw.Close()
-		g.exit <- err
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-g.exit
-		}
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", logs.String())
-		}
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := listeningLine.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-				break
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	select {
-	case g.addr = <-found:
-	case err := <-g.exit:
-		t.Fatalf("gateway exited before listening: %v\n%s", err, logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("gateway did not listen within a minute:\n%s", logs.String())
-	}
-	return g
-}
-
-// runGateway runs the binary to its end, for start-up failures.
-func runGateway(env []string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gatewayBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (g *gatewayProc) stop() {
-	g.t.Helper()
-	g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-g.exit:
-		if err != nil {
-			g.t.Fatalf("gateway exited with %v after SIGTERM:\n%s", err, g.logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		g.t.Fatalf("gateway did not exit within 30s of SIGTERM")
-	}
-}
-
-// person is someone with a key, an ssh config and a known_hosts file that
-// pins the gateway's host key.
-type person struct {
-	t       testing.TB
-	keyPath string
-	pub     gossh.PublicKey
-	dir     string
-}
-
-func newPerson(t testing.TB, dir string) *person {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := gossh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	keyPath := filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &person{t: t, keyPath: keyPath, pub: signer.PublicKey(), dir: dir}
-}
-
-func (p *person) authorizedLine() string {
-	return strings.TrimSpace(string(gossh.MarshalAuthorizedKey(p.pub))) + " person@test"
-}
-
-// result is one run of the ssh client.
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-// ssh runs the OpenSSH client against the gateway, pinning hostKeyDir's key.
-// Leading args that start with "-" are ssh options, the rest the command.
-func (p *person) ssh(g *gatewayProc, hostKeyDir string, stdin string, args ...string) result {
-	p.t.Helper()
-	host, port, err := net.SplitHostPort(g.addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	// One known_hosts file per run: runs happen at once, and the gateway
-	// (and so its port) may change between them.
-	known, err := os.CreateTemp(p.dir, "known_hosts")
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer os.Remove(known.Name())
-	fmt.Fprintf(known, "[%s]:%s %s", host, port, gatewayHostKey(p.t, hostKeyDir))
-	if err := known.Close(); err != nil {
-		p.t.Fatal(err)
-	}
-	// Leading arguments that start with a dash are options for ssh; the
-	// rest is the remote command.
-	opts := []string{
-		"-F", "none", "-i", p.keyPath, "-p", port,
-		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-		"-o", "UserKnownHostsFile=" + known.Name(), "-o", "StrictHostKeyChecking=yes",
-		"-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
-	}
-	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
-		opts, args = append(opts, args[0]), args[1:]
-	}
-	cmd := exec.Command("ssh", append(append(opts, "person@"+host), args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		p.t.Fatalf("ssh %q did not finish within 2 minutes; stdout %q stderr %q", args, out.String(), errOut.String())
-	}
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		p.t.Fatal(err)
-	}
-	return result{stdout: out.String(), stderr: errOut.String(), code: code}
-}
-
-func gatewayHostKey(t testing.TB, dir string) string {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "ssh_host_ed25519_key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := gossh.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(gossh.MarshalAuthorizedKey(signer.PublicKey()))
-}
 
 // machinePort picks a random port for the local cloud's machines, so test
 // packages running at once do not collide on the same loopback address.
@@ -270,7 +67,8 @@ func machinePort(t testing.TB) string {
 	return strconv.Itoa(30000 + int(n.Int64()))
 }
 
-// localGateway is the gateway in local mode with its folders under dir.
+// localGateway is the gateway's command line with its folders under dir:
+// local mode, unless start's environment sets HCLOUD_TOKEN.
 type localGateway struct {
 	dir, hostKeys string
 	args          []string
@@ -291,10 +89,168 @@ func newLocalGatewayIn(t testing.TB, dir string, extra ...string) *localGateway 
 	return lg
 }
 
-func (lg *localGateway) start(t testing.TB) *gatewayProc {
-	return startGateway(t, []string{"HCLOUD_TOKEN="}, lg.args...)
+// start runs the binary with env added to this process's and waits until
+// it listens; the test's end kills it if it still runs.
+func (lg *localGateway) start(t testing.TB, env ...string) *gatewayProc {
+	t.Helper()
+	cmd := exec.Command(gatewayBin, lg.args...)
+	cmd.Env = append(append(os.Environ(), "HCLOUD_TOKEN="), env...)
+	pr, pw := io.Pipe()
+	logs := &testkit.Buffer{}
+	cmd.Stdout = logs
+	cmd.Stderr = io.MultiWriter(logs, pw)
+	proc, err := testkit.StartProcess(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatewayProc{Process: proc, t: t, logs: logs}
+	go func() {
+		<-g.Done()
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		g.Stop(os.Kill, time.Minute)
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logs.String())
+		}
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := listeningLine.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+				break
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case g.addr = <-found:
+	case <-g.Done():
+		t.Fatalf("gateway exited before listening: %v\n%s", g.Err(), logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("gateway did not listen within a minute:\n%s", logs.String())
+	}
+	g.hostKey = testkit.LoadKey(t, filepath.Join(lg.hostKeys, "ssh_host_ed25519_key")).AuthorizedKey()
+	return g
 }
 
+// stop sends SIGTERM and waits for a clean exit.
+func (g *gatewayProc) stop() {
+	g.t.Helper()
+	if !g.Stop(syscall.SIGTERM, 30*time.Second) {
+		g.t.Fatalf("gateway did not exit within 30s of SIGTERM:\n%s", g.logs.String())
+	}
+	if err := g.Err(); err != nil {
+		g.t.Fatalf("gateway exited with %v after SIGTERM:\n%s", err, g.logs.String())
+	}
+}
+
+// runGateway runs the binary to its end, for start-up failures.
+func runGateway(env []string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gatewayBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// person is someone with a key, who reaches a gateway with the real ssh.
+type person struct {
+	t       testing.TB
+	dir     string
+	key     testkit.Key
+	keyPath string
+}
+
+func newPerson(t testing.TB, dir string) *person {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key := testkit.NewKey(t)
+	return &person{t: t, dir: dir, key: key, keyPath: key.WriteFile(t, filepath.Join(dir, "id_ed25519"))}
+}
+
+// authorizedLine is the person's line in an allow list.
+func (p *person) authorizedLine() string { return p.key.AuthorizedKey() + " person@test" }
+
+// writeKeyList writes an allow list (for --users or --admins) that lets
+// people in, and returns its path. It starts with a comment, as lists
+// people write do.
+func writeKeyList(t testing.TB, path string, people ...*person) string {
+	t.Helper()
+	list := "# people allowed in\n"
+	for _, p := range people {
+		list += p.authorizedLine() + "\n"
+	}
+	if err := os.WriteFile(path, []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// result is one run of a tool.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// runTool runs cmd, made with ctx, to its end. The error says the tool did
+// not start or did not end before ctx; a failing tool is a result with its
+// exit status. It calls no t method, so any goroutine may use it.
+func runTool(ctx context.Context, cmd *exec.Cmd) (result, error) {
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errOut.String()}
+	if ctx.Err() != nil {
+		return r, fmt.Errorf("did not finish in time: %w", ctx.Err())
+	}
+	r.code, err = exitStatus(err)
+	return r, err
+}
+
+// exitStatus is the exit status in err, from running a tool; the error is
+// for a tool that did not run to its end.
+func exitStatus(err error) (int, error) {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	return 0, err
+}
+
+// ssh runs the OpenSSH client against the gateway, pinning its host key.
+// Leading args that start with "-" are ssh options, the rest the command.
+func (p *person) ssh(g *gatewayProc, stdin string, args ...string) result {
+	p.t.Helper()
+	// One ssh_config per run: runs happen at once, and the gateway (and so
+	// its port) may change between them.
+	dir, err := os.MkdirTemp(p.dir, "ssh")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	config := testkit.WriteSSHConfig(p.t, dir, "person", p.keyPath, []testkit.Host{{Alias: "gw", Addr: g.addr, HostKey: g.hostKey}})
+	opts := []string{"-F", config}
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		opts, args = append(opts, args[0]), args[1:]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", append(append(opts, "gw"), args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	r, err := runTool(ctx, cmd)
+	if err != nil {
+		p.t.Fatalf("ssh %q: %v; stdout %q stderr %q", args, err, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// statusDoc is what `status --json` prints.
 type statusDoc struct {
 	State     string    `json:"state"`
 	Name      string    `json:"name"`
@@ -304,11 +260,13 @@ type statusDoc struct {
 	Sessions  int       `json:"sessions"`
 	Cost      float64   `json:"cost"`
 	Currency  string    `json:"currency"`
+	Address   string    `json:"address"`  // the machine's SSH address
+	HostKey   string    `json:"host_key"` // the machine's, authorized_keys form
 }
 
-func (p *person) status(g *gatewayProc, lg *localGateway) statusDoc {
+func (p *person) status(g *gatewayProc) statusDoc {
 	p.t.Helper()
-	r := p.ssh(g, lg.hostKeys, "", "status", "--json")
+	r := p.ssh(g, "", "status", "--json")
 	if r.code != 0 {
 		p.t.Fatalf("status --json exited %d: %s", r.code, r.stderr)
 	}

@@ -19,7 +19,7 @@ func TestCloudFaults(t *testing.T) {
 		t.Helper()
 		var r result
 		for range 4 {
-			r = liam.ssh(g, lg.hostKeys, "", args...)
+			r = liam.ssh(g, "", args...)
 			if r.code == 0 {
 				return r
 			}

@@ -8,11 +8,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +31,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/proctree"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // rig is a gateway in local mode whose machines run sshd, one person with a
@@ -46,19 +45,11 @@ type rig struct {
 	p      *person
 	dir    string // scratch space on this side
 	config string // the ssh_config
-	name   string // the machine's server name
 	home   string // the machine's HOME, on this host's disk
 	user   string // the instance user
 	// fwdHost is where the machine's remote forwards listen: loopback for
 	// sshd, the machine's own loopback address for a builtin machine.
 	fwdHost string
-}
-
-type machineStatus struct {
-	Name    string `json:"name"`
-	State   string `json:"state"`
-	Address string `json:"address"`
-	HostKey string `json:"host_key"`
 }
 
 func newRig(t *testing.T, extra ...string) *rig {
@@ -79,63 +70,20 @@ func newRigOf(t *testing.T, kind, user string, extra ...string) *rig {
 	lg := newLocalGateway(t, append([]string{"--local-machines", kind, "--instance-user", user}, extra...)...)
 	r := &rig{t: t, lg: lg, g: lg.start(t), dir: filepath.Join(lg.dir, "client"), user: user, fwdHost: "127.0.0.1"}
 	r.p = newPerson(t, r.dir)
-	if res := r.p.ssh(r.g, lg.hostKeys, "", "true"); res.code != 0 {
+	if res := r.p.ssh(r.g, "", "true"); res.code != 0 {
 		t.Fatalf("first connection: %+v", res)
 	}
-	st := r.status()
-	r.name = st.Name
+	st := r.p.status(r.g)
 	r.home = filepath.Join(lg.dir, "data", "localcloud", "machines", st.Name, machine.HomeDir)
 	if kind == "builtin" {
 		r.fwdHost, _, _ = net.SplitHostPort(st.Address)
 	}
-	r.writeConfig(user, st)
+	// The person's key is authorized on the gateway and on the machine.
+	r.config = testkit.WriteSSHConfig(t, r.dir, user, r.p.keyPath, []testkit.Host{
+		{Alias: "gw", Addr: r.g.addr, HostKey: r.g.hostKey},
+		{Alias: "machine", Addr: st.Address, HostKey: st.HostKey},
+	})
 	return r
-}
-
-func (r *rig) status() machineStatus {
-	r.t.Helper()
-	res := r.p.ssh(r.g, r.lg.hostKeys, "", "status", "--json")
-	var st machineStatus
-	if err := json.Unmarshal([]byte(res.stdout), &st); res.code != 0 || err != nil {
-		r.t.Fatalf("status --json: %+v (%v)", res, err)
-	}
-	return st
-}
-
-// writeConfig writes known_hosts and ssh_config for the gateway and the
-// machine. The person's key is authorized on both.
-func (r *rig) writeConfig(user string, st machineStatus) {
-	r.t.Helper()
-	gwHost, gwPort, _ := net.SplitHostPort(r.g.addr)
-	mHost, mPort, err := net.SplitHostPort(st.Address)
-	if err != nil {
-		r.t.Fatalf("machine address %q: %v", st.Address, err)
-	}
-	known := filepath.Join(r.dir, "known_hosts")
-	hosts := fmt.Sprintf("[%s]:%s %s[%s]:%s %s\n", gwHost, gwPort, gatewayHostKey(r.t, r.lg.hostKeys), mHost, mPort, st.HostKey)
-	if err := os.WriteFile(known, []byte(hosts), 0o600); err != nil {
-		r.t.Fatal(err)
-	}
-	r.config = filepath.Join(r.dir, "ssh_config")
-	conf := fmt.Sprintf(`Host gw
-  HostName %s
-  Port %s
-Host machine
-  HostName %s
-  Port %s
-Host *
-  User %s
-  IdentityFile %s
-  IdentitiesOnly yes
-  BatchMode yes
-  UserKnownHostsFile %s
-  StrictHostKeyChecking yes
-  ConnectTimeout 20
-  LogLevel ERROR
-`, gwHost, gwPort, mHost, mPort, user, r.p.keyPath, known)
-	if err := os.WriteFile(r.config, []byte(conf), 0o600); err != nil {
-		r.t.Fatal(err)
-	}
 }
 
 // command prepares a tool run: -F for OpenSSH tools is up to the caller,
@@ -156,20 +104,11 @@ func (r *rig) run(stdin io.Reader, env []string, name string, args ...string) re
 	defer cancel()
 	cmd := r.command(ctx, env, name, args...)
 	cmd.Stdin = stdin
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		r.t.Fatalf("%s %q did not finish within 3 minutes; stderr %q", name, args, errOut.String())
+	res, err := runTool(ctx, cmd)
+	if err != nil {
+		r.t.Fatalf("%s %q: %v; stderr %q", name, args, err, res.stderr)
 	}
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		r.t.Fatalf("%s %q: %v", name, args, err)
-	}
-	return result{stdout: out.String(), stderr: errOut.String(), code: code}
+	return res
 }
 
 // ssh runs ssh with the rig's config: host is "gw" or "machine".
@@ -180,58 +119,41 @@ func (r *rig) ssh(stdin io.Reader, args ...string) result {
 
 // background is a tool left running, stopped at the end of the test.
 type background struct {
-	cmd    *exec.Cmd
-	stderr *logBuffer
-	exited chan struct{} // closed once the process has been waited for
-	err    error         // how it ended; read only after exited is closed
+	*testkit.Process
+	stderr *testkit.Buffer
 }
 
 func (r *rig) start(env []string, name string, args ...string) *background {
 	r.t.Helper()
 	cmd := r.command(context.Background(), env, name, args...)
-	b := &background{cmd: cmd, stderr: &logBuffer{}, exited: make(chan struct{})}
+	b := &background{stderr: &testkit.Buffer{}}
 	cmd.Stderr = b.stderr
-	if err := cmd.Start(); err != nil {
+	var err error
+	if b.Process, err = testkit.StartProcess(cmd); err != nil {
 		r.t.Fatal(err)
 	}
-	go func() {
-		b.err = cmd.Wait()
-		close(b.exited)
-	}()
 	r.t.Cleanup(func() { b.stop(r.t) })
 	return b
 }
 
-// stop ends the process with SIGTERM and waits for it, bounded.
-func (b *background) stop(t *testing.T) {
-	select {
-	case <-b.exited:
-		return
-	default:
-	}
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.exited:
-	case <-time.After(20 * time.Second):
-		b.cmd.Process.Kill()
-		<-b.exited
-		t.Errorf("%s ignored SIGTERM for 20s", b.cmd.Path)
-	}
+// startMaster starts an OpenSSH ControlMaster connection to the gateway,
+// on socket ctl, and waits until it is up.
+func (r *rig) startMaster(t *testing.T, ctl string) *background {
+	t.Helper()
+	master := r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
+			return fmt.Errorf("the master connection is not up: %+v", res)
+		}
+		return nil
+	})
+	return master
 }
 
-// eventually polls f until it returns nil, for at most d.
-func eventually(t *testing.T, d time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after %s: %v", what, d, err)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval, not synchronisation
+// stop ends the process with SIGTERM, or kills it after 20s.
+func (b *background) stop(t *testing.T) {
+	if !b.Stop(syscall.SIGTERM, 20*time.Second) {
+		t.Errorf("%s ignored SIGTERM for 20s", b.Cmd.Path)
 	}
 }
 
@@ -393,18 +315,18 @@ func (r *rig) testTerminal(t *testing.T) {
 	screen := func() string { return tmux("capture-pane", "-p", "-t", "t").stdout }
 	waitFor := func(want string) {
 		t.Helper()
-		eventually(t, 30*time.Second, fmt.Sprintf("terminal shows %q", want), func() error {
+		testkit.Eventually(t, 30*time.Second, func() error {
 			if s := screen(); !strings.Contains(s, want) {
-				return fmt.Errorf("screen:\n%s", s)
+				return fmt.Errorf("the terminal does not show %q:\n%s", want, s)
 			}
 			return nil
 		})
 	}
 	waitGone := func(gone string) {
 		t.Helper()
-		eventually(t, 30*time.Second, fmt.Sprintf("terminal no longer shows %q", gone), func() error {
+		testkit.Eventually(t, 30*time.Second, func() error {
 			if s := screen(); strings.Contains(s, gone) {
-				return fmt.Errorf("screen:\n%s", s)
+				return fmt.Errorf("the terminal still shows %q:\n%s", gone, s)
 			}
 			return nil
 		})
@@ -459,9 +381,9 @@ func (r *rig) testTerminal(t *testing.T) {
 	}
 
 	keys("exit", "Enter")
-	eventually(t, 30*time.Second, "tmux session ends with the shell", func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		if tmux("has-session", "-t", "t").code == 0 {
-			return errors.New("still running")
+			return errors.New("the tmux session still runs after the shell's exit")
 		}
 		return nil
 	})
@@ -567,77 +489,29 @@ func (r *rig) testLargeFiles(t *testing.T) {
 	}
 }
 
-// echoServer listens on loopback and sends back what it reads; after the
-// client's EOF it sends its own.
-func echoServer(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(time.Minute))
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			})
-		}
-	})
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// echoPort is the port of an echo server on loopback.
+func echoPort(t *testing.T) int { return testkit.EchoServer(t).Addr().(*net.TCPAddr).Port }
 
-// roundTrip sends n random bytes to addr, half-closes, and checks that the
-// same bytes come back followed by EOF.
+// roundTrip sends n random bytes to an echo server at addr, sends EOF,
+// and checks that the same bytes come back followed by EOF.
 func roundTrip(addr string, n int) error {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	data := make([]byte, n)
-	rand.NewChaCha8([32]byte{5}).Read(data)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
-		}
-		errc <- err
-	}()
-	got, err := io.ReadAll(c)
-	if werr := <-errc; werr != nil {
-		return fmt.Errorf("write: %w", werr)
-	}
-	if err != nil {
-		return fmt.Errorf("read: %w", err)
-	}
-	if !bytes.Equal(got, data) {
-		return fmt.Errorf("got %d bytes back that differ from the %d sent", len(got), n)
-	}
-	return nil
+	return testkit.EchoTrip(c, n)
 }
 
 // testLocalForward: ssh -N -L reaches a server by a name the machine
 // resolves ("localhost"), carries data both ways with EOF, and ends cleanly.
 func (r *rig) testLocalForward(t *testing.T) {
-	echo := echoServer(t)
+	echo := echoPort(t)
 	lport := localcloudtest.FreePort(t)
 	fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
 		"-L", fmt.Sprintf("127.0.0.1:%d:localhost:%d", lport, echo), "gw")
 	addr := fmt.Sprintf("127.0.0.1:%d", lport)
-	eventually(t, 30*time.Second, "round trip through ssh -L", func() error { return roundTrip(addr, 1<<20) })
+	testkit.Eventually(t, 30*time.Second, func() error { return roundTrip(addr, 1<<20) }) // ssh -L is up
 	// Several at once, on one client connection.
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -666,19 +540,22 @@ func (r *rig) testLocalForward(t *testing.T) {
 // back to the client; a chosen port (0) is reported; disconnecting frees the
 // port on the machine for the next client.
 func (r *rig) testRemoteForward(t *testing.T) {
-	echo := echoServer(t)
+	echo := echoPort(t)
 	rport := localcloudtest.FreePort(t)
 	spec := fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo)
 	addr := net.JoinHostPort(r.fwdHost, strconv.Itoa(rport))
 	for round := range 2 {
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes", "-R", spec, "gw")
-		eventually(t, 30*time.Second, fmt.Sprintf("round trip through ssh -R, connection %d", round+1), func() error {
+		testkit.Eventually(t, 30*time.Second, func() error {
 			select {
-			case <-fwd.exited:
-				t.Fatalf("ssh -R exited: %v: %s", fwd.err, fwd.stderr.String())
+			case <-fwd.Done():
+				t.Fatalf("ssh -R exited: %v: %s", fwd.Err(), fwd.stderr.String())
 			default:
 			}
-			return roundTrip(addr, 1<<20)
+			if err := roundTrip(addr, 1<<20); err != nil {
+				return fmt.Errorf("round trip through ssh -R, connection %d: %w", round+1, err)
+			}
+			return nil
 		})
 		fwd.stop(t)
 	}
@@ -688,10 +565,10 @@ func (r *rig) testRemoteForward(t *testing.T) {
 		"-R", fmt.Sprintf("127.0.0.1:0:localhost:%d", echo), "gw")
 	allocated := regexp.MustCompile(`Allocated port (\d+) for remote forward`)
 	var port string
-	eventually(t, 30*time.Second, "ssh reports the allocated port", func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		m := allocated.FindStringSubmatch(fwd.stderr.String())
 		if m == nil {
-			return fmt.Errorf("stderr %q", fwd.stderr.String())
+			return fmt.Errorf("ssh reports no allocated port: stderr %q", fwd.stderr.String())
 		}
 		port = m[1]
 		return nil
@@ -706,15 +583,9 @@ func (r *rig) testRemoteForward(t *testing.T) {
 // ControlMaster connection (ssh -O forward -R, as Ansible's ControlPersist
 // connections would), with a port and with port 0.
 func (r *rig) testControlMasterForward(t *testing.T) {
-	echo := echoServer(t)
+	echo := echoPort(t)
 	ctl := filepath.Join(shortTempDir(t), "cm")
-	r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
-	eventually(t, 30*time.Second, "the master connection is up", func() error {
-		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
-			return fmt.Errorf("%+v", res)
-		}
-		return nil
-	})
+	r.startMaster(t, ctl)
 	target := fmt.Sprintf("localhost:%d", echo)
 	res := r.ssh(nil, "-S", ctl, "-O", "forward", "-R", "0:"+target, "gw")
 	port := strings.TrimSpace(res.stdout)
@@ -736,11 +607,11 @@ func (r *rig) testControlMasterForward(t *testing.T) {
 		t.Fatalf("-O cancel -R %s: %+v", spec, res)
 	}
 	// The machine closes its listener as it answers.
-	eventually(t, 30*time.Second, addr+" stops listening after -O cancel", func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err == nil {
 			c.Close()
-			return errors.New("still listening")
+			return errors.New(addr + " still listens after -O cancel")
 		}
 		return nil
 	})
@@ -828,20 +699,18 @@ func (r *rig) testCommandTooLong(t *testing.T) {
 func (r *rig) testAgent(t *testing.T) {
 	sock := filepath.Join(shortTempDir(t), "agent")
 	r.start(nil, "ssh-agent", "-D", "-a", sock)
-	eventually(t, 10*time.Second, "ssh-agent listens", func() error {
+	testkit.Eventually(t, 10*time.Second, func() error { // ssh-agent listens
 		_, err := os.Stat(sock)
 		return err
 	})
 	env := []string{"SSH_AUTH_SOCK=" + sock}
-	key := filepath.Join(r.dir, "signing_key")
-	if res := r.run(nil, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "signing", "-f", key); res.code != 0 {
-		t.Fatalf("ssh-keygen: %+v", res)
-	}
+	signing := testkit.NewKey(t)
+	key := signing.WriteFile(t, filepath.Join(r.dir, "signing_key"))
 	if res := r.run(nil, env, "ssh-add", "-q", key); res.code != 0 {
 		t.Fatalf("ssh-add: %+v", res)
 	}
 	// Only the public half goes to the machine.
-	if err := os.WriteFile(filepath.Join(r.home, "signing_key.pub"), mustRead(t, key+".pub"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(r.home, "signing_key.pub"), []byte(signing.AuthorizedKey()+" signing\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sign := `echo "signed on the machine" | ssh-keygen -Y sign -q -n test -f "$HOME/signing_key.pub"`
@@ -866,13 +735,7 @@ func (r *rig) testAgent(t *testing.T) {
 // sshd connection allows (MaxSessions 10), all at once.
 func (r *rig) testControlMaster(t *testing.T) {
 	ctl := filepath.Join(shortTempDir(t), "cm")
-	master := r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
-	eventually(t, 30*time.Second, "the master connection is up", func() error {
-		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
-			return fmt.Errorf("%+v", res)
-		}
-		return nil
-	})
+	master := r.startMaster(t, ctl)
 	const n = 12
 	type session struct {
 		cmd   *exec.Cmd
@@ -920,7 +783,7 @@ func (r *rig) testControlMaster(t *testing.T) {
 		t.Errorf("ssh -O exit: %+v", res)
 	}
 	select {
-	case <-master.exited:
+	case <-master.Done():
 	case <-time.After(20 * time.Second):
 		t.Error("master still running 20s after -O exit")
 	}
@@ -944,21 +807,20 @@ func TestMachineGoneEndsSession(t *testing.T) {
 	// client connection is closed and ssh ends. (First: the cases below
 	// leave the machine broken.)
 	t.Run("forwards only", func(t *testing.T) {
-		echo := echoServer(t)
+		echo := echoPort(t)
 		rport := localcloudtest.FreePort(t)
 		fwd := r.start(nil, "ssh", "-F", r.config, "-N", "-o", "ExitOnForwardFailure=yes",
 			"-R", fmt.Sprintf("127.0.0.1:%d:localhost:%d", rport, echo), "gw")
-		eventually(t, 30*time.Second, "round trip through ssh -R", func() error {
+		testkit.Eventually(t, 30*time.Second, func() error { // ssh -R is up
 			return roundTrip(fmt.Sprintf("127.0.0.1:%d", rport), 1000)
 		})
-		if res := r.p.ssh(r.g, r.lg.hostKeys, "", "stop"); res.code != 0 {
+		if res := r.p.ssh(r.g, "", "stop"); res.code != 0 {
 			t.Fatalf("stop: %+v", res)
 		}
 		select {
-		case <-fwd.exited:
-			var ee *exec.ExitError
-			if !errors.As(fwd.err, &ee) || ee.ExitCode() != 255 {
-				t.Errorf("ssh -N -R ended with %v, want exit status 255", fwd.err)
+		case <-fwd.Done():
+			if code, err := exitStatus(fwd.Err()); err != nil || code != 255 {
+				t.Errorf("ssh -N -R ended with %v, want exit status 255", fwd.Err())
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatal("ssh -N -R still running 30s after its machine stopped")
@@ -971,12 +833,12 @@ func TestMachineGoneEndsSession(t *testing.T) {
 		stderr string
 	}{
 		{"stop", func() {
-			if res := r.p.ssh(r.g, r.lg.hostKeys, "", "stop"); res.code != 0 {
+			if res := r.p.ssh(r.g, "", "stop"); res.code != 0 {
 				t.Fatalf("stop: %+v", res)
 			}
 		}, "was stopped, which ended this session; `ssh -p "},
 		{"destroy", func() {
-			if res := r.p.ssh(r.g, r.lg.hostKeys, "", "destroy", "--yes"); res.code != 0 {
+			if res := r.p.ssh(r.g, "", "destroy", "--yes"); res.code != 0 {
 				t.Fatalf("destroy: %+v", res)
 			}
 		}, "your machine was destroyed"},
@@ -992,7 +854,7 @@ func TestMachineGoneEndsSession(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var stderr logBuffer
+			var stderr testkit.Buffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -1020,7 +882,7 @@ func TestMachineGoneEndsSession(t *testing.T) {
 
 	// The cloud still says the machine runs, but its sshd is gone: the next
 	// connection finds it silent and restarts it.
-	res := r.p.ssh(r.g, r.lg.hostKeys, "", "echo back")
+	res := r.p.ssh(r.g, "", "echo back")
 	if res.code != 0 || res.stdout != "back\n" || !strings.Contains(res.stderr, "does not answer on SSH; restarting it") {
 		t.Errorf("after sshd died: %+v", res)
 	}
@@ -1031,7 +893,7 @@ func TestMachineGoneEndsSession(t *testing.T) {
 // runs.
 func (r *rig) killSSHD() {
 	r.t.Helper()
-	st := r.status()
+	st := r.p.status(r.g)
 	pidFile := filepath.Join(r.lg.dir, "data", "localcloud", "machines", st.Name, "sshd.pid")
 	b, err := os.ReadFile(pidFile)
 	if err != nil {

@@ -58,7 +58,6 @@ type scriptKey struct{}
 type scriptState struct {
 	t      testing.TB
 	work   string
-	lg     *localGateway
 	g      *gatewayProc
 	people map[string]*person
 	code   int
@@ -102,12 +101,11 @@ func scriptGateway(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || s.g != nil {
 		ts.Fatalf("usage: gateway [VAR=VALUE...] [FLAGS...], once per script")
 	}
-	env := []string{"HCLOUD_TOKEN="} // local mode unless the script says otherwise
+	var env []string
 	for len(args) > 0 && strings.Contains(args[0], "=") && !strings.HasPrefix(args[0], "-") {
 		env, args = append(env, args[0]), args[1:]
 	}
-	s.lg = newLocalGatewayIn(s.t, filepath.Join(s.work, ".gateway"), args...)
-	s.g = startGateway(s.t, env, s.lg.args...)
+	s.g = newLocalGatewayIn(s.t, filepath.Join(s.work, ".gateway"), args...).start(s.t, env...)
 }
 
 func scriptGatewayLog(ts *testscript.TestScript, neg bool, args []string) {
@@ -124,7 +122,7 @@ func scriptSSH(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: ssh NAME@gw [ARGS...], after gateway")
 	}
 	p := s.personNamed(ts, strings.TrimSuffix(args[0], "@gw"))
-	r := p.ssh(s.g, s.lg.hostKeys, "", args[1:]...)
+	r := p.ssh(s.g, "", args[1:]...)
 	ts.Stdout().Write([]byte(r.stdout))
 	ts.Stderr().Write([]byte(r.stderr))
 	s.code = r.code

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // TestWalkingSkeleton follows one person through the whole product: first
@@ -19,7 +22,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	alice := newPerson(t, filepath.Join(lg.dir, "alice"))
 
 	// First connection: progress on stderr only, stdout stays clean.
-	r := alice.ssh(g, lg.hostKeys, "", "echo hi; exit 3")
+	r := alice.ssh(g, "", "echo hi; exit 3")
 	if r.code != 3 || r.stdout != "hi\n" {
 		t.Fatalf("exec: code %d stdout %q stderr %q; want 3 and \"hi\\n\"", r.code, r.stdout, r.stderr)
 	}
@@ -32,7 +35,7 @@ func TestWalkingSkeleton(t *testing.T) {
 		t.Errorf("progress steps carry no elapsed seconds:\n%s", r.stderr)
 	}
 
-	st := alice.status(g, lg)
+	st := alice.status(g)
 	if st.State != "running" || st.Name == "" || st.LeaseID == "" {
 		t.Fatalf("status after create: %+v", st)
 	}
@@ -43,7 +46,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	if st.ExpiresIn < int64((4*time.Hour-time.Minute).Seconds()) || st.ExpiresIn > int64((4*time.Hour).Seconds()) {
 		t.Errorf("a new lease expires in %ds, want the 4h default", st.ExpiresIn)
 	}
-	text := alice.ssh(g, lg.hostKeys, "", "status")
+	text := alice.ssh(g, "", "status")
 	for _, want := range []string{st.Name, "running", "Expires", "Idle for"} {
 		if !strings.Contains(text.stdout, want) {
 			t.Errorf("status text lacks %q:\n%s", want, text.stdout)
@@ -51,53 +54,53 @@ func TestWalkingSkeleton(t *testing.T) {
 	}
 
 	// A PTY session: the shell runs what is typed and its output comes back.
-	r = alice.ssh(g, lg.hostKeys, "echo $((6*7))x\nexit\n", "-tt")
+	r = alice.ssh(g, "echo $((6*7))x\nexit\n", "-tt")
 	if !strings.Contains(r.stdout, "42x") {
 		t.Errorf("pty shell output lacks 42x: %q (stderr %q)", r.stdout, r.stderr)
 	}
 
 	// extend moves the expiry by exactly the duration.
-	r = alice.ssh(g, lg.hostKeys, "", "extend", "2h")
+	r = alice.ssh(g, "", "extend", "2h")
 	if r.code != 0 || !strings.Contains(r.stdout, "now expires at") {
 		t.Fatalf("extend 2h: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if got := alice.status(g, lg).Expires.Sub(st.Expires); got != 2*time.Hour {
+	if got := alice.status(g).Expires.Sub(st.Expires); got != 2*time.Hour {
 		t.Errorf("extend 2h moved the expiry by %s", got)
 	}
 
 	// Files in the home folder survive a gateway restart.
-	if r := alice.ssh(g, lg.hostKeys, "", "echo kept > notes.txt"); r.code != 0 {
+	if r := alice.ssh(g, "", "echo kept > notes.txt"); r.code != 0 {
 		t.Fatalf("write file: %+v", r)
 	}
 	g.stop()
 	g = lg.start(t)
-	if r := alice.ssh(g, lg.hostKeys, "", "cat notes.txt"); r.code != 0 || r.stdout != "kept\n" {
+	if r := alice.ssh(g, "", "cat notes.txt"); r.code != 0 || r.stdout != "kept\n" {
 		t.Fatalf("after restart: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if again := alice.status(g, lg); again.LeaseID != st.LeaseID {
+	if again := alice.status(g); again.LeaseID != st.LeaseID {
 		t.Errorf("restart changed the lease: %s, then %s", st.LeaseID, again.LeaseID)
 	}
 
 	// stop powers off; the next connection resumes the same machine.
-	if r := alice.ssh(g, lg.hostKeys, "", "stop"); r.code != 0 || !strings.Contains(r.stdout, "is stopped") {
+	if r := alice.ssh(g, "", "stop"); r.code != 0 || !strings.Contains(r.stdout, "is stopped") {
 		t.Fatalf("stop: %+v", r)
 	}
-	if s := alice.status(g, lg); s.State != "stopped" {
+	if s := alice.status(g); s.State != "stopped" {
 		t.Fatalf("state after stop = %q", s.State)
 	}
-	r = alice.ssh(g, lg.hostKeys, "", "cat notes.txt")
+	r = alice.ssh(g, "", "cat notes.txt")
 	if r.code != 0 || r.stdout != "kept\n" || !strings.Contains(r.stderr, "Starting your machine") {
 		t.Fatalf("resume: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
 
 	// destroy removes the machine and its files.
-	if r := alice.ssh(g, lg.hostKeys, "", "destroy", "--yes"); r.code != 0 || !strings.Contains(r.stdout, "is destroyed") {
+	if r := alice.ssh(g, "", "destroy", "--yes"); r.code != 0 || !strings.Contains(r.stdout, "is destroyed") {
 		t.Fatalf("destroy --yes: %+v", r)
 	}
-	if s := alice.status(g, lg); s.State != "none" {
+	if s := alice.status(g); s.State != "none" {
 		t.Errorf("status after destroy: %+v", s)
 	}
-	if r := alice.ssh(g, lg.hostKeys, "", "extend", "1h"); r.code != 1 || !strings.Contains(r.stderr, "no machine") {
+	if r := alice.ssh(g, "", "extend", "1h"); r.code != 1 || !strings.Contains(r.stderr, "no machine") {
 		t.Errorf("extend without a machine: %+v", r)
 	}
 	if n := countServers(t, lg); n != 0 {
@@ -117,7 +120,7 @@ func TestInteractiveFirstConnection(t *testing.T) {
 	frank := newPerson(t, filepath.Join(lg.dir, "frank"))
 	t.Setenv("LANG", "C.UTF-8")
 	t.Setenv("LC_TIME", "C")
-	r := frank.ssh(g, lg.hostKeys, "echo lang=$LANG time=$LC_TIME\nexit 7\n", "-tt", "-oSendEnv=LANG LC_*")
+	r := frank.ssh(g, "echo lang=$LANG time=$LC_TIME\nexit 7\n", "-tt", "-oSendEnv=LANG LC_*")
 	if r.code != 7 {
 		t.Errorf("exit code %d, want 7 (stdout %q)", r.code, r.stdout)
 	}
@@ -134,19 +137,18 @@ func TestShutdownTellsSessions(t *testing.T) {
 	lg := newLocalGateway(t, "--shutdown-grace", "1s")
 	g := lg.start(t)
 	grace := newPerson(t, filepath.Join(lg.dir, "grace"))
-	if r := grace.ssh(g, lg.hostKeys, "", "true"); r.code != 0 {
+	if r := grace.ssh(g, "", "true"); r.code != 0 {
 		t.Fatalf("create: %+v", r)
 	}
 
 	done := make(chan result, 1)
-	go func() { done <- grace.ssh(g, lg.hostKeys, "", "echo started; exec sleep 120") }()
-	// Wait until the session runs on the machine.
-	deadline := time.Now().Add(30 * time.Second)
-	for grace.status(g, lg).Sessions != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the long session never showed up in status")
+	go func() { done <- grace.ssh(g, "", "echo started; exec sleep 120") }()
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if n := grace.status(g).Sessions; n != 1 {
+			return fmt.Errorf("status shows %d sessions, want the long one", n)
 		}
-	}
+		return nil
+	})
 	g.stop()
 	select {
 	case r := <-done:
@@ -165,7 +167,7 @@ func TestInfectProvisioning(t *testing.T) {
 	lg := newLocalGateway(t, "--provisioning", "infect")
 	g := lg.start(t)
 	kim := newPerson(t, filepath.Join(lg.dir, "kim"))
-	if r := kim.ssh(g, lg.hostKeys, "", "echo ready"); r.code != 0 || r.stdout != "ready\n" {
+	if r := kim.ssh(g, "", "echo ready"); r.code != 0 || r.stdout != "ready\n" {
 		t.Fatalf("infect-provisioned machine: %+v", r)
 	}
 	state, err := os.ReadFile(filepath.Join(lg.dir, "data", "localcloud", "state.json"))
