@@ -54,14 +54,7 @@ type rig struct {
 
 func newRig(t *testing.T, extra ...string) *rig {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		t.Skip("OpenSSH server not installed")
-	}
-	user, err := machine.OpenSSHUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newRigOf(t, "openssh", user, extra...)
+	return newRigOf(t, "openssh", localcloudtest.OpenSSHUser(t), extra...)
 }
 
 // newRigOf is a rig whose machines are of the given kind, logging in user.
