@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,8 +25,13 @@ import (
 
 func startCloud(t *testing.T, dir string, port int) *localcloud.Cloud {
 	t.Helper()
+	return startCloudWith(t, dir, port, nil)
+}
+
+func startCloudWith(t *testing.T, dir string, port int, faults localcloud.Faults) *localcloud.Cloud {
+	t.Helper()
 	c, err := localcloud.Start(localcloud.Options{
-		DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Logger: testkit.Log(t),
+		DataDir: dir, SSHPort: port, ActionDuration: 20 * time.Millisecond, Faults: faults, Logger: testkit.Log(t),
 	})
 	if err != nil {
 		t.Fatalf("start local cloud: %v", err)
@@ -47,12 +53,26 @@ func newSpec(t *testing.T, leaseID string, port int) (lease.CreateSpec, string) 
 	return localcloudtest.Spec(t, leaseID, "claude", port, testkit.NewKey(t).Public())
 }
 
+// slowStops holds power-offs for a while when on, so a request sent during
+// one meets it still running, however busy the machine running the test.
+type slowStops struct{ on atomic.Bool }
+
+func (f *slowStops) Request(http.ResponseWriter, *http.Request) bool { return false }
+
+func (f *slowStops) Action(command string) localcloud.ActionFault {
+	if command == "stop_server" && f.on.Load() {
+		return localcloud.ActionFault{Delay: 2 * time.Second}
+	}
+	return localcloud.ActionFault{}
+}
+
 // TestResponsesMatchOpenAPI runs the provider through a machine's whole
 // life, plus the error answers a client meets, and checks every response
 // the fake sends against Hetzner's API description.
 func TestResponsesMatchOpenAPI(t *testing.T) {
 	port := testkit.FreePort(t)
-	cloud := startCloud(t, t.TempDir(), port)
+	slow := &slowStops{}
+	cloud := startCloudWith(t, t.TempDir(), port, slow)
 	v := newValidator(t, cloud.Handler())
 	ts := httptest.NewServer(v)
 	defer ts.Close()
@@ -184,6 +204,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 
 	// Error answers.
 	// 423: an action while another runs.
+	slow.on.Store(true)
 	off, _, err := raw.Server.Poweroff(ctx, &hc.Server{ID: srv.ID})
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +226,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	if err := raw.Action.WaitFor(ctx, off); err != nil {
 		t.Fatal(err)
 	}
+	slow.on.Store(false)
 	// 404s.
 	if s, _, err := raw.Server.GetByID(ctx, 99999); err != nil || s != nil {
 		t.Errorf("missing server: %v, %v", s, err)
