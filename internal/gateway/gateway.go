@@ -42,6 +42,11 @@ type Leases interface {
 	Cost(l lease.Lease) (amount float64, currency string)
 	Record(e lease.Event)
 	Events(n int) ([]lease.Event, error)
+
+	// Strangers are counted, per source and minute, apart from the audit
+	// log (kind lease.RefusedKey or lease.RefusedLimited).
+	Refused(kind, source, fingerprint string)
+	Refusals(n int) ([]lease.Refusal, error)
 }
 
 // Options configure a Gateway.
@@ -151,10 +156,12 @@ func New(opts Options) (*Gateway, error) {
 }
 
 // authorize admits keys on the users or admins list, or any key in open
-// access mode, and records the outcome in the audit log. Only fingerprints
-// are kept: clients send no comments, and keys are identities, not secrets.
-// (x/crypto asks once per key and connection, so a client offering several
-// keys leaves one refusal per key it tried before the one that fit.)
+// access mode. An admitted key is recorded in the audit log; a refused one
+// is only counted with the other refusals from its source that minute, so
+// strangers cannot flush the log. Only fingerprints are kept: clients send
+// no comments, and keys are identities, not secrets. (x/crypto asks once
+// per key and connection, so a client offering several keys leaves one
+// refusal per key it tried before the one that fit.)
 func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 	if g.opts.OpenAccess || g.opts.Users.Contains(key) || g.opts.Admins.Contains(key) {
 		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: gossh.FingerprintSHA256(key), Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
@@ -162,7 +169,7 @@ func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 	}
 	fp := gossh.FingerprintSHA256(key)
 	g.log.Info("key refused", "fingerprint", fp, "remote", ctx.RemoteAddr(), "user", ctx.User())
-	g.opts.Leases.Record(lease.Event{Kind: "auth-refused", Fingerprint: fp, Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
+	g.opts.Leases.Refused(lease.RefusedKey, sourceOf(ctx.RemoteAddr()), fp)
 	return false
 }
 
