@@ -74,8 +74,14 @@ type Options struct {
 
 	HandshakeTimeout time.Duration // default 20s
 	MaxAuthTries     int           // default 6
-	StartTimeout     time.Duration // a session must start a program within this; default 1m
-	Logger           *slog.Logger
+	// MaxStartups bounds the connections that have not authenticated yet;
+	// zero is DefaultStartupLimits.
+	MaxStartups StartupLimits
+	// Percent draws the number, 0 to 99, that decides a random early drop;
+	// nil draws at random. Tests fix it.
+	Percent      func() int
+	StartTimeout time.Duration // a session must start a program within this; default 1m
+	Logger       *slog.Logger
 }
 
 // Gateway is the SSH front door.
@@ -84,6 +90,9 @@ type Gateway struct {
 	log    *slog.Logger
 	server *ssh.Server
 	pool   *proxy.Pool // connections to machines, shared by a person's connections and the lease manager
+
+	startups *startups // connections not yet authenticated
+	drops    dropLog
 
 	mu       sync.Mutex // held to read or change these fields only; lock order in notify.go
 	sessions map[*liveSession]struct{}
@@ -117,11 +126,15 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Invocation == "" {
 		opts.Invocation = "ssh GATEWAY"
 	}
+	if opts.MaxStartups == (StartupLimits{}) {
+		opts.MaxStartups = DefaultStartupLimits
+	}
 	g := &Gateway{
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
 		sessions: map[*liveSession]struct{}{},
 		pool:     opts.Pool,
+		startups: newStartups(opts.MaxStartups, opts.Percent),
 	}
 	srv, err := wish.NewServer(
 		wish.WithPublicKeyAuth(g.authorize),
@@ -129,8 +142,24 @@ func New(opts Options) (*Gateway, error) {
 			s.AddHostKey(opts.HostKey)
 			s.HandshakeTimeout = opts.HandshakeTimeout
 			s.Version = "cc-gateway"
-			s.ServerConfigCallback = func(ssh.Context) *gossh.ServerConfig {
-				return &gossh.ServerConfig{MaxAuthTries: opts.MaxAuthTries}
+			// A connection counts as a startup until it authenticates:
+			// accept puts its release in the context, the log of a
+			// successful authentication calls it.
+			s.ConnCallback = func(ctx ssh.Context, c net.Conn) net.Conn {
+				if sc, ok := c.(*startupConn); ok {
+					ctx.SetValue(startupKey{}, sc.release)
+				}
+				return c
+			}
+			s.ServerConfigCallback = func(ctx ssh.Context) *gossh.ServerConfig {
+				return &gossh.ServerConfig{
+					MaxAuthTries: opts.MaxAuthTries,
+					AuthLogCallback: func(_ gossh.ConnMetadata, _ string, err error) {
+						if err == nil {
+							authenticated(ctx)
+						}
+					},
+				}
 			}
 			// The session and forwarding handlers are ours (see
 			// session.go, forward.go); other channel types are refused.
@@ -179,7 +208,8 @@ func (g *Gateway) isAdmin(key gossh.PublicKey) bool { return g.opts.Admins.Conta
 //
 // The accept loop is ours rather than charm.land/ssh's Serve: that one
 // registers its listener in a WaitGroup that its Shutdown waits on, and the
-// two race when a gateway is stopped right after it starts.
+// two race when a gateway is stopped right after it starts. And it is where
+// the startup limits drop a connection before it costs a handshake.
 func (g *Gateway) Serve(l net.Listener) error {
 	g.mu.Lock()
 	if g.closing {
@@ -203,7 +233,7 @@ func (g *Gateway) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		go g.server.HandleConn(conn)
+		g.accept(conn)
 	}
 }
 
