@@ -75,7 +75,7 @@ type Options struct {
 	HandshakeTimeout time.Duration // default 20s
 	MaxAuthTries     int           // default 6
 	// MaxStartups bounds the connections that have not authenticated yet;
-	// zero is DefaultStartupLimits.
+	// a zero Full or PerSource takes DefaultStartupLimits' values.
 	MaxStartups StartupLimits
 	// Percent draws the number, 0 to 99, that decides a random early drop;
 	// nil draws at random. Tests fix it.
@@ -126,8 +126,12 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Invocation == "" {
 		opts.Invocation = "ssh GATEWAY"
 	}
-	if opts.MaxStartups == (StartupLimits{}) {
-		opts.MaxStartups = DefaultStartupLimits
+	if opts.MaxStartups.Full == 0 {
+		d := DefaultStartupLimits
+		opts.MaxStartups.Start, opts.MaxStartups.Rate, opts.MaxStartups.Full = d.Start, d.Rate, d.Full
+	}
+	if opts.MaxStartups.PerSource == 0 {
+		opts.MaxStartups.PerSource = DefaultStartupLimits.PerSource
 	}
 	g := &Gateway{
 		opts:     opts,

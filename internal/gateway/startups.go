@@ -24,7 +24,8 @@ type StartupLimits struct {
 
 // DefaultStartupLimits are sshd's MaxStartups 10:30:100, and a per-source
 // limit below the soft limit, so one address alone never makes others see
-// early drops.
+// early drops. (The gateway's options, internal/config, default to the
+// same.)
 var DefaultStartupLimits = StartupLimits{Start: 10, Rate: 30, Full: 100, PerSource: 8}
 
 // dropPercent is the chance, in percent, that a new connection is dropped
