@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
@@ -41,7 +44,10 @@ func countServers(t *testing.T, lg *localGateway) int {
 // TestConcurrentFirstConnections: fifty connections with one new key at
 // once make one server, and every one of them lands on it.
 func TestConcurrentFirstConnections(t *testing.T) {
-	lg := newLocalGateway(t)
+	// Fifty handshakes at once from one address are more than the startup
+	// limits let through (docs/security.md); this test is about the one
+	// flight they share.
+	lg := newLocalGateway(t, "--max-startups", "100", "--max-startups-per-source", "100")
 	g := lg.start(t)
 	bob := newPerson(t, filepath.Join(lg.dir, "bob"))
 
@@ -124,5 +130,38 @@ func TestHCloudModeNeedsAllowList(t *testing.T) {
 	}
 	if strings.Contains(g.logs.String(), "test-token-not-real") {
 		t.Errorf("the token appears in the log")
+	}
+}
+
+// TestSilentFloodLeavesTheDoorOpen: five hundred connections from one
+// address that never say a word hold at most --max-startups-per-source (8)
+// places, the rest closed at once; meanwhile a person from another address
+// gets in with the real ssh.
+func TestSilentFloodLeavesTheDoorOpen(t *testing.T) {
+	lg := newLocalGateway(t)
+	g := lg.start(t)
+	taken := 0
+	for range 500 {
+		conn, err := net.Dial("tcp", g.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second)) // bounds the test only
+		// A connection taken gets the gateway's version line; a dropped one
+		// is closed without a word.
+		if line, _ := bufio.NewReader(conn).ReadString('\n'); strings.HasPrefix(line, "SSH-2.0-") {
+			taken++
+		}
+	}
+	if taken != 8 {
+		t.Errorf("500 silent connections from one address: %d held, want 8", taken)
+	}
+	person := newPerson(t, filepath.Join(lg.dir, "person"))
+	if r := person.ssh(g, "", "-oBindAddress=127.0.0.2", "status"); r.code != 0 || !strings.Contains(r.stdout, "no machine") {
+		t.Errorf("a person from 127.0.0.2 during the flood: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(g.logs.String(), "dropped a connection before its handshake") {
+		t.Errorf("the drops are not in the log:\n%s", g.logs.String())
 	}
 }

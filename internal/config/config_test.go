@@ -55,32 +55,34 @@ func TestDefaultsLocalMode(t *testing.T) {
 	got := mustLoad(t, nil, nil)
 	got.origin = nil
 	want := Config{
-		Listen:            "127.0.0.1:2222",
-		DataDir:           "./data",
-		HostKeyDir:        "./hostkeys",
-		Cloud:             "local",
-		DefaultTTL:        4 * time.Hour,
-		MaxTTL:            24 * time.Hour,
-		MaxLifetime:       168 * time.Hour,
-		IdleTimeout:       30 * time.Minute,
-		InstanceUser:      "claude",
-		ServerType:        "cx23",
-		Location:          "fsn1",
-		Image:             "debian-12",
-		ImageSelector:     "cc-gateway=image",
-		MachineSSHPort:    2022,
-		GatewayName:       "default",
-		LocalMachines:     "builtin",
-		ShutdownGrace:     10 * time.Second,
-		Provisioning:      "snapshot",
-		InfectFlake:       "github:cc-gateway/cc-gateway?dir=nix",
-		IdleAction:        "stop",
-		BusyCPU:           10,
-		WarnBefore:        "15m,5m,1m",
-		ReaperInterval:    30 * time.Second,
-		ReconcileInterval: 5 * time.Minute,
-		OrphanGrace:       10 * time.Minute,
-		LogLevel:          "info",
+		Listen:               "127.0.0.1:2222",
+		DataDir:              "./data",
+		HostKeyDir:           "./hostkeys",
+		Cloud:                "local",
+		DefaultTTL:           4 * time.Hour,
+		MaxTTL:               24 * time.Hour,
+		MaxLifetime:          168 * time.Hour,
+		IdleTimeout:          30 * time.Minute,
+		InstanceUser:         "claude",
+		ServerType:           "cx23",
+		Location:             "fsn1",
+		Image:                "debian-12",
+		ImageSelector:        "cc-gateway=image",
+		MachineSSHPort:       2022,
+		GatewayName:          "default",
+		LocalMachines:        "builtin",
+		ShutdownGrace:        10 * time.Second,
+		MaxStartups:          Startups{Start: 10, Rate: 30, Full: 100},
+		MaxStartupsPerSource: 8,
+		Provisioning:         "snapshot",
+		InfectFlake:          "github:cc-gateway/cc-gateway?dir=nix",
+		IdleAction:           "stop",
+		BusyCPU:              10,
+		WarnBefore:           "15m,5m,1m",
+		ReaperInterval:       30 * time.Second,
+		ReconcileInterval:    5 * time.Minute,
+		OrphanGrace:          10 * time.Minute,
+		LogLevel:             "info",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults\n got %#v\nwant %#v", got, want)
@@ -236,6 +238,9 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_PROVISIONING", "infect", nil, func(c Config) any { return c.Provisioning }, ProvisionInfect},
 		{"CC_GATEWAY_INFECT_FLAKE", "github:me/fork?dir=nix", nil, func(c Config) any { return c.InfectFlake }, "github:me/fork?dir=nix"},
 		{"CC_GATEWAY_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, LogDebug},
+		{"CC_GATEWAY_MAX_STARTUPS", "5:50:20", nil, func(c Config) any { return c.MaxStartups }, Startups{Start: 5, Rate: 50, Full: 20}},
+		{"CC_GATEWAY_MAX_STARTUPS", "50", nil, func(c Config) any { return c.MaxStartups }, Startups{Start: 50, Rate: 100, Full: 50}},
+		{"CC_GATEWAY_MAX_STARTUPS_PER_SOURCE", "3", nil, func(c Config) any { return c.MaxStartupsPerSource }, 3},
 	}
 	covered := map[string]bool{}
 	for _, tc := range cases {
@@ -399,6 +404,14 @@ func TestValidationRules(t *testing.T) {
 			"--image (from the command line): is empty; infect provisioning installs NixOS over this stock image"},
 		{"empty data dir", []string{"--data-dir="}, nil, "--data-dir (from the command line): is empty"},
 		{"empty host key dir", []string{"--host-key-dir="}, nil, "--host-key-dir (from the command line): is empty"},
+		{"startups not three numbers", []string{"--max-startups=10:30"}, nil,
+			`--max-startups (from the command line): "10:30" is not START:RATE:FULL, like 10:30:100, nor one number`},
+		{"startups in the wrong order", []string{"--max-startups=100:30:10"}, nil,
+			"--max-startups (from the command line): 100:30:10: START is above FULL"},
+		{"startups rate over 100", []string{"--max-startups=10:130:100"}, nil, "10:130:100: RATE is a percentage from 0 to 100"},
+		{"startups zero", []string{"--max-startups=0"}, nil, "0:100:0: START and FULL are numbers of connections from 1 to 100000"},
+		{"no startups per source", []string{"--max-startups-per-source=0"}, nil,
+			"--max-startups-per-source (from the command line): 0 is not a number of connections from 1 to 100000"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -426,6 +439,8 @@ func TestValidConfigsPass(t *testing.T) {
 		{"image selector only", []string{"--image="}, nil},
 		{"ttl equal to caps", []string{"--default-ttl=24h", "--max-ttl=24h", "--max-lifetime=24h"}, nil},
 		{"durations with minutes", []string{"--default-ttl=1h30m", "--idle-timeout=90s"}, nil},
+		{"startups as one number", []string{"--max-startups=50"}, nil},
+		{"startups without early drops", []string{"--max-startups=20:100:20", "--max-startups-per-source=20"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

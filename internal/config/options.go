@@ -128,6 +128,44 @@ func number(p *int, lo, hi int, what string) value {
 	})
 }
 
+// maxStartups bounds the startup limits: the gateway keeps a little state
+// per connection, so no limit should let in an unbounded number.
+const maxStartups = 100000
+
+// startups is a Startups option, "START:RATE:FULL" or a single "FULL".
+func startups(p *Startups) value {
+	const form = "is not START:RATE:FULL, like 10:30:100, nor one number"
+	parse := func(s string) (Startups, error) {
+		parts := strings.Split(s, ":")
+		var n []int
+		for _, part := range parts {
+			x, err := strconv.Atoi(part)
+			if err != nil {
+				return Startups{}, errors.New(form)
+			}
+			n = append(n, x)
+		}
+		switch len(n) {
+		case 1:
+			return Startups{Start: n[0], Rate: 100, Full: n[0]}, nil
+		case 3:
+			return Startups{Start: n[0], Rate: n[1], Full: n[2]}, nil
+		}
+		return Startups{}, errors.New(form)
+	}
+	return typed(p, parse, Startups.String, func(s Startups) string {
+		switch {
+		case s.Start < 1 || s.Full > maxStartups:
+			return fmt.Sprintf("%v: START and FULL are numbers of connections from 1 to %d", s, maxStartups)
+		case s.Start > s.Full:
+			return fmt.Sprintf("%v: START is above FULL; drops start at START and reach all connections at FULL", s)
+		case s.Rate < 0 || s.Rate > 100:
+			return fmt.Sprintf("%v: RATE is a percentage from 0 to 100", s)
+		}
+		return ""
+	})
+}
+
 // enum is an option that takes one of values. Any text parses, so that a
 // later layer can still correct it; the check names the values allowed.
 func enum[T ~string](p *T, values ...T) value {
@@ -255,6 +293,12 @@ var options = []*option{
 		bind: func(c *Config) value { return enum(&c.LocalMachines, LocalBuiltin, LocalOpenSSH) }},
 	{name: "shutdown-grace", arg: "DURATION", usage: "on SIGINT or SIGTERM, how long open sessions get to end before they are closed", def: "10s",
 		bind: func(c *Config) value { return duration(&c.ShutdownGrace) }},
+	{name: "max-startups", arg: "START:RATE:FULL", usage: "connections not yet authenticated: from START on, new ones are dropped with a chance of RATE percent, rising to all at FULL, as sshd's MaxStartups (a single N is N:100:N)", def: "10:30:100",
+		bind: func(c *Config) value { return startups(&c.MaxStartups) }},
+	{name: "max-startups-per-source", arg: "N", usage: "connections not yet authenticated one address (an IPv6 /64) may hold; more are dropped", def: "8",
+		bind: func(c *Config) value {
+			return number(&c.MaxStartupsPerSource, 1, maxStartups, "a number of connections")
+		}},
 	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7",
 		bind: func(c *Config) value { return text(&c.LocalFaults, nil) }},
 	{name: "log-level", usage: "how much the gateway logs", def: "info",

@@ -14,12 +14,12 @@ import (
 var adminCommand = command{
 	name:    "admin",
 	usage:   "admin SUBCOMMAND",
-	summary: "for admins: list, events [N], stop|hibernate|destroy LEASE, extend LEASE DURATION",
+	summary: "for admins: list, events [N], refusals [N], stop|hibernate|destroy LEASE, extend LEASE DURATION",
 	run:     (*Gateway).admin,
 	admin:   true,
 }
 
-const adminUsage = "usage: admin list | admin events [N] | admin stop|hibernate|destroy LEASE | admin extend LEASE DURATION (LEASE is a lease id or machine name)"
+const adminUsage = "usage: admin list | admin events [N] | admin refusals [N] | admin stop|hibernate|destroy LEASE | admin extend LEASE DURATION (LEASE is a lease id or machine name)"
 
 func (g *Gateway) admin(ctx context.Context, c call) int {
 	if !g.isAdmin(c.key) {
@@ -32,13 +32,16 @@ func (g *Gateway) admin(ctx context.Context, c call) int {
 	switch {
 	case sub == "list" && len(rest) == 0:
 		return g.adminList(c)
-	case sub == "events" && len(rest) <= 1:
+	case (sub == "events" || sub == "refusals") && len(rest) <= 1:
 		n := 50
 		if len(rest) == 1 {
 			var err error
 			if n, err = strconv.Atoi(rest[0]); err != nil || n < 1 {
-				return refuse(c, "%q is not a positive number of events", rest[0])
+				return refuse(c, "%q is not a positive number of %s", rest[0], sub)
 			}
+		}
+		if sub == "refusals" {
+			return g.adminRefusals(c, n)
 		}
 		return g.adminEvents(c, n)
 	case (sub == "stop" || sub == "hibernate" || sub == "destroy") && len(rest) == 1,
@@ -78,6 +81,23 @@ func (g *Gateway) adminEvents(c call, n int) int {
 		fmt.Fprintf(c.stdout, "%s  %-12s  %-10s  %s  %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind,
 			orDash(e.LeaseID), orDash(e.Fingerprint), e.Detail)
 	}
+	return 0
+}
+
+// adminRefusals shows the newest n counts of refused connections: keys on
+// no list, and connections dropped by the startup limits.
+func (g *Gateway) adminRefusals(c call, n int) int {
+	refusals, err := g.opts.Leases.Refusals(n)
+	if err != nil {
+		return g.leaseError(c, forPerson(err, "could not read the refusals"))
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "MINUTE\tSOURCE\tKIND\tCOUNT\tFIRST\tLAST\tKEYS")
+	for _, r := range refusals {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Minute.UTC().Format(time.RFC3339), r.Source, r.Kind, r.Count,
+			r.First.UTC().Format(time.TimeOnly), r.Last.UTC().Format(time.TimeOnly), orDash(strings.Join(r.Fingerprints, " ")))
+	}
+	w.Flush()
 	return 0
 }
 

@@ -57,7 +57,7 @@ func FuzzCommand(f *testing.F) {
 		"status", "status --json", "status --yaml", "extend 2h", "extend", "extend 2h 3h", "extend -1h",
 		"extend 1d", "extend 9999999999h", "stop", "stop now", "destroy", "destroy --yes", "destroy --yes --no",
 		"help", "help me", "admin", "admin list", "admin list all", "admin events", "admin events 0",
-		"admin events 99999999999999999999", "admin stop cc-nobody", "admin extend cc-nobody 2h",
+		"admin events 99999999999999999999", "admin refusals", "admin refusals 0", "admin stop cc-nobody", "admin extend cc-nobody 2h",
 		"admin extend cc-nobody soon", "admin frobnicate", "  status\t--json ", "echo status", "",
 		"status\x00", "extend \u00a02h", "extend 1h\n", "statusx",
 	} {

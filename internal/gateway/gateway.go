@@ -42,6 +42,11 @@ type Leases interface {
 	Cost(l lease.Lease) (amount float64, currency string)
 	Record(e lease.Event)
 	Events(n int) ([]lease.Event, error)
+
+	// Strangers are counted, per source and minute, apart from the audit
+	// log (kind lease.RefusedKey or lease.RefusedLimited).
+	Refused(kind, source, fingerprint string)
+	Refusals(n int) ([]lease.Refusal, error)
 }
 
 // Options configure a Gateway.
@@ -69,8 +74,14 @@ type Options struct {
 
 	HandshakeTimeout time.Duration // default 20s
 	MaxAuthTries     int           // default 6
-	StartTimeout     time.Duration // a session must start a program within this; default 1m
-	Logger           *slog.Logger
+	// MaxStartups bounds the connections that have not authenticated yet;
+	// a zero Full or PerSource takes DefaultStartupLimits' values.
+	MaxStartups StartupLimits
+	// Percent draws the number, 0 to 99, that decides a random early drop;
+	// nil draws at random. Tests fix it.
+	Percent      func() int
+	StartTimeout time.Duration // a session must start a program within this; default 1m
+	Logger       *slog.Logger
 }
 
 // Gateway is the SSH front door.
@@ -79,6 +90,9 @@ type Gateway struct {
 	log    *slog.Logger
 	server *ssh.Server
 	pool   *proxy.Pool // connections to machines, shared by a person's connections and the lease manager
+
+	startups *startups // connections not yet authenticated
+	drops    dropLog
 
 	mu       sync.Mutex // held to read or change these fields only; lock order in notify.go
 	sessions map[*liveSession]struct{}
@@ -112,11 +126,19 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Invocation == "" {
 		opts.Invocation = "ssh GATEWAY"
 	}
+	if opts.MaxStartups.Full == 0 {
+		d := DefaultStartupLimits
+		opts.MaxStartups.Start, opts.MaxStartups.Rate, opts.MaxStartups.Full = d.Start, d.Rate, d.Full
+	}
+	if opts.MaxStartups.PerSource == 0 {
+		opts.MaxStartups.PerSource = DefaultStartupLimits.PerSource
+	}
 	g := &Gateway{
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
 		sessions: map[*liveSession]struct{}{},
 		pool:     opts.Pool,
+		startups: newStartups(opts.MaxStartups, opts.Percent),
 	}
 	srv, err := wish.NewServer(
 		wish.WithPublicKeyAuth(g.authorize),
@@ -124,8 +146,24 @@ func New(opts Options) (*Gateway, error) {
 			s.AddHostKey(opts.HostKey)
 			s.HandshakeTimeout = opts.HandshakeTimeout
 			s.Version = "cc-gateway"
-			s.ServerConfigCallback = func(ssh.Context) *gossh.ServerConfig {
-				return &gossh.ServerConfig{MaxAuthTries: opts.MaxAuthTries}
+			// A connection counts as a startup until it authenticates:
+			// accept puts its release in the context, the log of a
+			// successful authentication calls it.
+			s.ConnCallback = func(ctx ssh.Context, c net.Conn) net.Conn {
+				if sc, ok := c.(*startupConn); ok {
+					ctx.SetValue(startupKey{}, sc.release)
+				}
+				return c
+			}
+			s.ServerConfigCallback = func(ctx ssh.Context) *gossh.ServerConfig {
+				return &gossh.ServerConfig{
+					MaxAuthTries: opts.MaxAuthTries,
+					AuthLogCallback: func(_ gossh.ConnMetadata, _ string, err error) {
+						if err == nil {
+							authenticated(ctx)
+						}
+					},
+				}
 			}
 			// The session and forwarding handlers are ours (see
 			// session.go, forward.go); other channel types are refused.
@@ -151,10 +189,12 @@ func New(opts Options) (*Gateway, error) {
 }
 
 // authorize admits keys on the users or admins list, or any key in open
-// access mode, and records the outcome in the audit log. Only fingerprints
-// are kept: clients send no comments, and keys are identities, not secrets.
-// (x/crypto asks once per key and connection, so a client offering several
-// keys leaves one refusal per key it tried before the one that fit.)
+// access mode. An admitted key is recorded in the audit log; a refused one
+// is only counted with the other refusals from its source that minute, so
+// strangers cannot flush the log. Only fingerprints are kept: clients send
+// no comments, and keys are identities, not secrets. (x/crypto asks once
+// per key and connection, so a client offering several keys leaves one
+// refusal per key it tried before the one that fit.)
 func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 	if g.opts.OpenAccess || g.opts.Users.Contains(key) || g.opts.Admins.Contains(key) {
 		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: gossh.FingerprintSHA256(key), Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
@@ -162,7 +202,7 @@ func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 	}
 	fp := gossh.FingerprintSHA256(key)
 	g.log.Info("key refused", "fingerprint", fp, "remote", ctx.RemoteAddr(), "user", ctx.User())
-	g.opts.Leases.Record(lease.Event{Kind: "auth-refused", Fingerprint: fp, Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
+	g.opts.Leases.Refused(lease.RefusedKey, sourceOf(ctx.RemoteAddr()), fp)
 	return false
 }
 
@@ -172,7 +212,8 @@ func (g *Gateway) isAdmin(key gossh.PublicKey) bool { return g.opts.Admins.Conta
 //
 // The accept loop is ours rather than charm.land/ssh's Serve: that one
 // registers its listener in a WaitGroup that its Shutdown waits on, and the
-// two race when a gateway is stopped right after it starts.
+// two race when a gateway is stopped right after it starts. And it is where
+// the startup limits drop a connection before it costs a handshake.
 func (g *Gateway) Serve(l net.Listener) error {
 	g.mu.Lock()
 	if g.closing {
@@ -196,7 +237,7 @@ func (g *Gateway) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		go g.server.HandleConn(conn)
+		g.accept(conn)
 	}
 }
 

@@ -23,7 +23,9 @@ type memStore struct {
 	mu     sync.Mutex
 	leases map[string]Lease
 	events []Event
-	writes int // Puts, Deletes and AppendEvents: what would be fsyncs
+	// refusals are kept as a list of the batches written, to see the writes.
+	refusals [][]Refusal
+	writes   int // Puts, Deletes, AppendEvents and AppendRefusals: what would be fsyncs
 	// failPut, if set, fails every Put with its error.
 	failPut error
 }
@@ -88,6 +90,24 @@ func (s *memStore) Events(n int) ([]Event, error) {
 		n = len(s.events)
 	}
 	return slices.Clone(s.events[len(s.events)-n:]), nil
+}
+
+func (s *memStore) AppendRefusals(rs []Refusal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refusals = append(s.refusals, slices.Clone(rs))
+	s.writes++
+	return nil
+}
+
+func (s *memStore) Refusals(n int) ([]Refusal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := slices.Concat(s.refusals...)
+	if n <= 0 || n > len(all) {
+		n = len(all)
+	}
+	return all[len(all)-n:], nil
 }
 
 // kinds returns "kind: detail" of every event about fp, oldest first.

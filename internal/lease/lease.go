@@ -63,8 +63,8 @@ var ErrNotFound = errors.New("no lease")
 // ErrServerNotFound is returned by a Provider for a server that does not exist.
 var ErrServerNotFound = errors.New("server not found")
 
-// Store keeps leases and the audit log. Implementations must make writes
-// durable before returning.
+// Store keeps leases, the audit log and the counts of refused connections.
+// Implementations must make writes durable before returning.
 type Store interface {
 	Get(fingerprint string) (Lease, error)
 	// Put writes l and appends events to the audit log as one write: both
@@ -79,12 +79,19 @@ type Store interface {
 	AppendEvent(e Event) error
 	// Events returns the newest n events (all when n <= 0), oldest first.
 	Events(n int) ([]Event, error)
+	// AppendRefusals adds counts of refused connections as one write. They
+	// are kept apart from the audit log, with their own bound on how many
+	// of the newest are kept, so refusals never push events out.
+	AppendRefusals(rs []Refusal) error
+	// Refusals returns the newest n refusal counts (all when n <= 0),
+	// oldest first.
+	Refusals(n int) ([]Refusal, error)
 }
 
 // Event is one entry of the audit log.
 type Event struct {
 	Time        time.Time `json:"time"`
-	Kind        string    `json:"kind"` // connect, auth-refused, create, resume, stop, …
+	Kind        string    `json:"kind"` // connect, create, resume, stop, … (refused connections are Refusals)
 	Fingerprint string    `json:"fingerprint,omitempty"`
 	LeaseID     string    `json:"lease_id,omitempty"`
 	Detail      string    `json:"detail,omitempty"`

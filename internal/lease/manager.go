@@ -67,6 +67,8 @@ type Manager struct {
 	locks    map[string]*keyLock
 	activity map[string]time.Time // in memory; written to the store with the next change
 	prices   map[string]cachedPrices
+
+	refusals refusals // has its own lock, a leaf
 }
 
 // Step is one line of progress while a machine is prepared.

@@ -36,7 +36,8 @@ type ReaperConfig struct {
 }
 
 // Reaper stops idle machines, destroys expired ones, warns the people
-// connected to them first, and reconciles leases with the provider.
+// connected to them first, and reconciles leases with the provider. Each
+// pass also writes the counts of refused connections whose minute is over.
 //
 // Concurrency: a pass first refreshes stale prices (no lock held, each
 // fetch bounded by its own timeout), then hands every lease no Ensure is
@@ -111,7 +112,8 @@ func NewReaper(m *Manager, notify Notifier, cfg ReaperConfig) *Reaper {
 }
 
 // Run makes a pass at once, then one every Interval until ctx ends, and
-// returns once all the work it started has stopped.
+// returns once all the work it started has stopped and the refusals
+// counted in memory are written.
 func (r *Reaper) Run(ctx context.Context) {
 	defer r.all.Wait()
 	t := time.NewTicker(r.cfg.Interval)
@@ -120,6 +122,8 @@ func (r *Reaper) Run(ctx context.Context) {
 		r.pass(ctx)
 		select {
 		case <-ctx.Done():
+			// The refusals still counted in memory, this minute's too.
+			r.m.flushRefusals(r.m.cfg.Clock.Now().Add(time.Minute))
 			return
 		case <-t.C:
 		}
@@ -137,6 +141,7 @@ func (r *Reaper) pass(ctx context.Context) *sync.WaitGroup {
 	m := r.m
 	var pass sync.WaitGroup
 	now := m.cfg.Clock.Now()
+	m.flushRefusals(now.Truncate(time.Minute)) // the minutes that are over, one write
 	leases, err := m.cfg.Store.List()
 	if err != nil {
 		m.log.Error("reaper: list leases", "err", err)

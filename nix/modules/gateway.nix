@@ -161,6 +161,8 @@ in
             "openssh"
           ]) "Local mode only: machines as in-process SSH servers, or as real sshd processes.";
           "shutdown-grace" = setting duration "On stop, how long open sessions get to end (10s).";
+          "max-startups" = setting (types.strMatching "[0-9]+(:[0-9]+:[0-9]+)?") "Connections not yet authenticated, START:RATE:FULL as sshd's MaxStartups: from START new ones are dropped with a chance of RATE percent, rising to all at FULL (10:30:100).";
+          "max-startups-per-source" = setting types.ints.positive "Connections not yet authenticated one address (an IPv6 /64) may hold (8).";
           "local-faults" = setting line "Local mode only, for testing: faults the fake Hetzner API injects, e.g. rate=0.2,seed=7.";
           "log-level" = setting (types.enum [
             "debug"

@@ -4,18 +4,21 @@
 //
 //	root
 //	├── meta                      bucket
-//	│   └── schema_version        uint64, 8 bytes big-endian (currently 2)
+//	│   └── schema_version        uint64, 8 bytes big-endian (currently 3)
 //	├── leases                    bucket
 //	│   └── <fingerprint>         JSON of lease.Lease, key "SHA256:…"
-//	└── events                    bucket, the audit log
-//	    └── <sequence>            JSON of lease.Event, key uint64 big-endian,
-//	                              so byte order is time order
+//	├── events                    bucket, the audit log
+//	│   └── <sequence>            JSON of lease.Event, key uint64 big-endian,
+//	│                             so byte order is time order
+//	└── refusals                  bucket, counts of refused connections
+//	    └── <sequence>            JSON of lease.Refusal, keyed as events
 //
 // Schema history:
 //
 //	v0  only the leases bucket, no meta bucket (early development builds)
 //	v1  meta bucket with schema_version added
 //	v2  events bucket added
+//	v3  refusals bucket added: refused connections leave the events bucket
 //
 // Open checks schema_version. A file written by a newer gateway is refused
 // untouched; an older file is first copied to <path>.v<N>.bak and then
@@ -25,7 +28,8 @@
 // migration that creates it in existing files, and bump schemaVersion.
 //
 // The events bucket keeps at most EventLimit events: appending one more
-// drops the oldest.
+// drops the oldest. The refusals bucket has its own bound, RefusalLimit, so
+// strangers cannot push events out.
 package bolt
 
 import (
@@ -50,20 +54,26 @@ var (
 	schemaVersionKey = []byte("schema_version")
 	leasesBucket     = []byte("leases")
 	eventsBucket     = []byte("events")
+	refusalsBucket   = []byte("refusals")
 )
 
 // schemaVersion is the layout this binary writes and understands.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // migrations[n] turns a version n file into a version n+1 file, so
 // len(migrations) must equal schemaVersion.
 var migrations = []func(tx *bbolt.Tx) error{
 	migrateV0ToV1,
 	migrateV1ToV2,
+	migrateV2ToV3,
 }
 
 // EventLimit is how many audit events the store keeps.
 const EventLimit = 10000
+
+// RefusalLimit is how many refusal counts the store keeps: each is one
+// source's refusals in one minute.
+const RefusalLimit = 10000
 
 // lockTimeout bounds the wait for the file lock; bbolt otherwise waits forever
 // when another process holds the file.
@@ -77,9 +87,10 @@ var ErrNewerSchema = errors.New("written by a newer gateway")
 
 // Store is a lease.Store on a bbolt file. It is safe for concurrent use.
 type Store struct {
-	db         *bbolt.DB
-	path       string
-	eventLimit int
+	db           *bbolt.DB
+	path         string
+	eventLimit   int
+	refusalLimit int
 }
 
 var _ lease.Store = (*Store)(nil)
@@ -101,7 +112,7 @@ func open(path string, timeout time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, eventLimit: EventLimit}
+	s := &Store{db: db, path: path, eventLimit: EventLimit, refusalLimit: RefusalLimit}
 	if err := s.prepare(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -170,7 +181,7 @@ func (s *Store) version() (version uint64, fresh bool, err error) {
 }
 
 func initialise(tx *bbolt.Tx) error {
-	for _, name := range [][]byte{metaBucket, leasesBucket, eventsBucket} {
+	for _, name := range [][]byte{metaBucket, leasesBucket, eventsBucket, refusalsBucket} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -256,6 +267,15 @@ func migrateV0ToV1(tx *bbolt.Tx) error {
 func migrateV1ToV2(tx *bbolt.Tx) error {
 	if _, err := tx.CreateBucketIfNotExists(eventsBucket); err != nil {
 		return fmt.Errorf("create bucket %s: %w", eventsBucket, err)
+	}
+	return nil
+}
+
+// migrateV2ToV3 adds the refusals bucket. Refusals already in the events
+// bucket stay there, to age out with the events around them.
+func migrateV2ToV3(tx *bbolt.Tx) error {
+	if _, err := tx.CreateBucketIfNotExists(refusalsBucket); err != nil {
+		return fmt.Errorf("create bucket %s: %w", refusalsBucket, err)
 	}
 	return nil
 }
@@ -373,11 +393,16 @@ func (s *Store) AppendEvent(e lease.Event) error {
 // encodeEvents encodes events before a transaction starts, so a write
 // transaction does no more than write.
 func encodeEvents(events []lease.Event) ([][]byte, error) {
-	raw := make([][]byte, len(events))
-	for i, e := range events {
+	return encodeAll(events, func(e lease.Event) string { return "event " + e.Kind })
+}
+
+// encodeAll encodes records as JSON; what names a record in an error.
+func encodeAll[T any](records []T, what func(T) string) ([][]byte, error) {
+	raw := make([][]byte, len(records))
+	for i, r := range records {
 		var err error
-		if raw[i], err = json.Marshal(e); err != nil {
-			return nil, fmt.Errorf("encode event %s: %w", e.Kind, err)
+		if raw[i], err = json.Marshal(r); err != nil {
+			return nil, fmt.Errorf("encode %s: %w", what(r), err)
 		}
 	}
 	return raw, nil
@@ -386,12 +411,17 @@ func encodeEvents(events []lease.Event) ([][]byte, error) {
 // appendEvents adds encoded events to the audit log in tx, dropping the
 // oldest events beyond the store's limit.
 func (s *Store) appendEvents(tx *bbolt.Tx, events [][]byte) error {
-	if len(events) == 0 {
+	return appendBounded(tx.Bucket(eventsBucket), events, s.eventLimit)
+}
+
+// appendBounded adds encoded records to b under the next sequence numbers,
+// then drops the oldest beyond limit.
+func appendBounded(b *bbolt.Bucket, records [][]byte, limit int) error {
+	if len(records) == 0 {
 		return nil
 	}
-	b := tx.Bucket(eventsBucket)
 	var seq uint64
-	for _, raw := range events {
+	for _, raw := range records {
 		var err error
 		if seq, err = b.NextSequence(); err != nil {
 			return err
@@ -406,7 +436,7 @@ func (s *Store) appendEvents(tx *bbolt.Tx, events [][]byte) error {
 	// issue 146).
 	var old [][]byte
 	c := b.Cursor()
-	for k, _ := c.First(); k != nil && seq-binary.BigEndian.Uint64(k) >= uint64(s.eventLimit); k, _ = c.Next() {
+	for k, _ := c.First(); k != nil && seq-binary.BigEndian.Uint64(k) >= uint64(limit); k, _ = c.Next() {
 		old = append(old, slices.Clone(k))
 	}
 	for _, k := range old {
@@ -420,23 +450,56 @@ func (s *Store) appendEvents(tx *bbolt.Tx, events [][]byte) error {
 // Events returns the newest n events (all of them when n <= 0), oldest
 // first.
 func (s *Store) Events(n int) ([]lease.Event, error) {
-	var events []lease.Event
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(eventsBucket).Cursor()
-		for k, v := c.Last(); k != nil && (n <= 0 || len(events) < n); k, v = c.Prev() {
-			var e lease.Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("event %d in bucket %s is damaged: %w", binary.BigEndian.Uint64(k), eventsBucket, err)
-			}
-			events = append(events, e)
-		}
-		return nil
-	})
+	events, err := newest[lease.Event](s, eventsBucket, n)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
-	slices.Reverse(events)
 	return events, nil
+}
+
+// AppendRefusals adds counts of refused connections in one transaction,
+// dropping the oldest beyond the store's refusal limit.
+func (s *Store) AppendRefusals(rs []lease.Refusal) error {
+	raw, err := encodeAll(rs, func(r lease.Refusal) string { return "refusals of " + r.Source })
+	if err != nil {
+		return fmt.Errorf("append refusals: %w", err)
+	}
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		return appendBounded(tx.Bucket(refusalsBucket), raw, s.refusalLimit)
+	})
+	if err != nil {
+		return fmt.Errorf("append refusals: %w", err)
+	}
+	return nil
+}
+
+// Refusals returns the newest n refusal counts (all of them when n <= 0),
+// oldest first.
+func (s *Store) Refusals(n int) ([]lease.Refusal, error) {
+	rs, err := newest[lease.Refusal](s, refusalsBucket, n)
+	if err != nil {
+		return nil, fmt.Errorf("list refusals: %w", err)
+	}
+	return rs, nil
+}
+
+// newest decodes the newest n records of a bucket keyed by sequence (all
+// of them when n <= 0), oldest first.
+func newest[T any](s *Store, bucket []byte, n int) ([]T, error) {
+	var records []T
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.Last(); k != nil && (n <= 0 || len(records) < n); k, v = c.Prev() {
+			var r T
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("record %d in bucket %s is damaged: %w", binary.BigEndian.Uint64(k), bucket, err)
+			}
+			records = append(records, r)
+		}
+		return nil
+	})
+	slices.Reverse(records)
+	return records, err
 }
 
 func sequenceKey(seq uint64) []byte {
