@@ -56,6 +56,7 @@ func main() {
 // run starts every part, serves until ctx ends, then shuts down in order.
 func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: cfg.Level()}))
+	slog.SetDefault(log) // the store logs through the default logger
 	log.Info("starting", "config", cfg)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

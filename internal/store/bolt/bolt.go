@@ -84,15 +84,15 @@ type Store struct {
 
 var _ lease.Store = (*Store)(nil)
 
-// Open opens or creates the database at path (mode 0600, its directory 0700)
-// and brings its schema up to date.
+// Open opens or creates the database at path (mode 0600, its directory 0700,
+// both tightened if they are looser) and brings its schema up to date.
 func Open(path string) (*Store, error) {
 	return open(path, lockTimeout)
 }
 
 func open(path string, timeout time.Duration) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create directory for store %s: %w", path, err)
+	if err := privateDir(filepath.Dir(path)); err != nil {
+		return nil, err
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
 	if errors.Is(err, bbolt.ErrTimeout) {
@@ -107,6 +107,26 @@ func open(path string, timeout time.Duration) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// privateDir creates dir 0700, or tightens an existing one to 0700: beside
+// the database it holds the upstream key and, in local mode, the machines'
+// folders, and nobody but the gateway's user may list or enter it.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data folder %s: %w", dir, err)
+	}
+	info, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("stat data folder %s: %w", dir, err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("data folder %s is open to others (mode %v) and cannot be restricted: %w", dir, perm, err)
+		}
+		slog.Warn("store: restricted data folder mode to 0700", "path", dir, "was", perm.String())
+	}
+	return nil
 }
 
 // prepare tightens the file mode and brings the schema to schemaVersion.
