@@ -80,6 +80,8 @@ func TestDefaultsLocalMode(t *testing.T) {
 		ReaperInterval:    30 * time.Second,
 		ReconcileInterval: 5 * time.Minute,
 		OrphanGrace:       10 * time.Minute,
+		Orphans:           "delete",
+		OrphanDeletes:     3,
 		LogLevel:          "info",
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -232,6 +234,8 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_REAPER_INTERVAL", "10s", nil, func(c Config) any { return c.ReaperInterval }, 10 * time.Second},
 		{"CC_GATEWAY_RECONCILE_INTERVAL", "1m", nil, func(c Config) any { return c.ReconcileInterval }, time.Minute},
 		{"CC_GATEWAY_ORPHAN_GRACE", "20m", nil, func(c Config) any { return c.OrphanGrace }, 20 * time.Minute},
+		{"CC_GATEWAY_ORPHANS", "keep", nil, func(c Config) any { return c.Orphans }, lease.OrphansKeep},
+		{"CC_GATEWAY_ORPHAN_DELETES", "5", nil, func(c Config) any { return c.OrphanDeletes }, 5},
 		{"CC_GATEWAY_LOCAL_FAULTS", "rate=0.1", nil, func(c Config) any { return c.LocalFaults }, "rate=0.1"},
 		{"CC_GATEWAY_PROVISIONING", "infect", nil, func(c Config) any { return c.Provisioning }, ProvisionInfect},
 		{"CC_GATEWAY_INFECT_FLAKE", "github:me/fork?dir=nix", nil, func(c Config) any { return c.InfectFlake }, "github:me/fork?dir=nix"},
@@ -394,6 +398,10 @@ func TestValidationRules(t *testing.T) {
 			`--local-faults (from the command line): fault injection is for the local cloud only`},
 		{"unknown local machines", []string{"--local-machines=docker"}, nil,
 			`--local-machines (from the command line): "docker" is not builtin or openssh`},
+		{"unknown orphan policy", []string{"--orphans=adopt"}, nil,
+			`--orphans (from the command line): "adopt" is not delete or keep`},
+		{"no orphan deletes", []string{"--orphan-deletes=0"}, nil,
+			`--orphan-deletes (from the command line): 0 is not a count from 1 to 1000`},
 		{"unknown log level", []string{"--log-level=verbose"}, nil, `"verbose" is not debug, info, warn or error`},
 		{"bad gateway name", []string{"--gateway-name=-prod"}, nil, `"-prod" cannot be a Hetzner label value`},
 		{"empty server type", []string{"--server-type="}, nil, "--server-type (from the command line): is empty"},
