@@ -4,6 +4,7 @@ package main
 // public address. The real gateway binary, the local cloud.
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,4 +63,70 @@ func TestNewDatabaseKeepsTheCloudsMachines(t *testing.T) {
 		t.Errorf("servers %v, want alice's machine kept running", serverNames(servers))
 	}
 	g.stop()
+}
+
+// damageLeasePages overwrites with garbage every page of the bbolt file at
+// path that holds a fingerprint (leases and their events), as a failing
+// disk or a stray write would. bbolt maps the file shared, so a running
+// gateway sees the damage too.
+func damageLeasePages(t *testing.T, path string) {
+	t.Helper()
+	const pageSize = 4096 // bbolt's page size is the OS's, 4 KiB here
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	damaged := 0
+	for off := 2 * pageSize; off+pageSize <= len(data); off += pageSize {
+		if !bytes.Contains(data[off:off+pageSize], []byte("SHA256:")) {
+			continue
+		}
+		if _, err := f.WriteAt(bytes.Repeat([]byte{0xa5}, pageSize), int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		damaged++
+	}
+	if damaged == 0 {
+		t.Fatal("no page holds a fingerprint")
+	}
+}
+
+// TestDamagedDatabase: damage under a running gateway is logged once and
+// people are told in one sentence; the gateway then refuses to start on
+// the damaged file, naming it.
+func TestDamagedDatabase(t *testing.T) {
+	if os.Getpagesize() != 4096 {
+		t.Skip("the damage is laid out for 4 KiB pages")
+	}
+	lg := newLocalGateway(t)
+	g := lg.start(t)
+	alice := newPerson(t, filepath.Join(lg.dir, "alice"))
+	if r := alice.ssh(g, lg.hostKeys, "", "true"); r.code != 0 {
+		t.Fatalf("create: %+v", r)
+	}
+	db := filepath.Join(lg.dir, "data", "gateway.db")
+	damageLeasePages(t, db)
+	for range 2 {
+		r := alice.ssh(g, lg.hostKeys, "", "true")
+		if r.code == 0 || !strings.Contains(r.stderr, "the gateway's lease database has failed, so no machine can be started or changed until its operator repairs it") {
+			t.Errorf("a login on a damaged database: %+v", r)
+		}
+	}
+	if n := strings.Count(g.logs.String(), "the lease database failed;"); n != 1 {
+		t.Errorf("the failure was logged %d times, want once:\n%s", n, g.logs.String())
+	}
+	g.stop()
+
+	out, err := runGateway([]string{"HCLOUD_TOKEN="}, lg.args...)
+	if err == nil || !strings.Contains(out, db+" is damaged") || !strings.Contains(out, "restore your newest backup") {
+		t.Errorf("start on a damaged database: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "msg=listening") {
+		t.Errorf("the gateway listened on a damaged database:\n%s", out)
+	}
 }
