@@ -114,7 +114,7 @@ func (m *Manager) CheckStore(ctx context.Context, orphans Orphans) error {
 		m.Record(Event{Kind: "reconcile", Detail: "new lease database: kept " + found + " without leases"})
 		return nil
 	}
-	return fmt.Errorf("%w, but the cloud holds %s, which reconcile would delete: restore the database from a backup (or point --data-dir at the right folder), or start with --orphans keep to keep them without leases and delete them by hand",
+	return fmt.Errorf("%w, but the cloud holds %s, which reconcile would delete: restore the database from a backup (or point --data-dir at the right folder; or, if another gateway shares the project, give this one its own --gateway-name), or start with --orphans keep to keep them without leases and delete them by hand",
 		ErrNewStore, found)
 }
 
@@ -196,13 +196,14 @@ type orphanKey struct {
 // orphanPass is one reconcile's work on orphans: what it knew of them from
 // earlier reconciles, what it learns, and its budget of deletes.
 type orphanPass struct {
-	r       *Reaper
-	now     time.Time
-	before  map[orphanKey]time.Time // first sightings known at the start
-	after   map[orphanKey]time.Time // first sightings of the orphans still there
-	deletes int                     // left in this pass
-	spared  []string                // kept by policy, for the report
-	errs    []error
+	r        *Reaper
+	now      time.Time
+	before   map[orphanKey]time.Time // first sightings known at the start
+	after    map[orphanKey]time.Time // first sightings of the orphans still there
+	deletes  int                     // left in this pass
+	deferred int                     // orphans due for deletion beyond the budget
+	spared   []string                // kept by policy, for the report
+	errs     []error
 }
 
 // judge decides on the orphan key, given the rest of its facts, and
@@ -220,8 +221,7 @@ func (p *orphanPass) judge(key orphanKey, f orphanFacts) orphanVerdict {
 	}
 	if v == orphanDelete {
 		if p.deletes == 0 {
-			p.r.m.log.Warn("reconcile: orphan left for a later pass: the deletes of this one are used up",
-				"max", p.r.cfg.OrphanDeletes, "snapshot", key.snapshot, "id", key.id)
+			p.deferred++
 			return orphanWatch
 		}
 		p.deletes--
@@ -270,6 +270,10 @@ func (r *Reaper) deleteOrphans(ctx context.Context, leases []Lease, servers []Se
 		case orphanDelete:
 			p.act(ctx, key, img.LeaseID, fmt.Sprintf("orphan snapshot %d", img.ID), true)
 		}
+	}
+	if p.deferred > 0 {
+		m.log.Warn("reconcile: orphans left for a later reconcile: this one deleted as many as it may",
+			"max", r.cfg.OrphanDeletes, "left", p.deferred)
 	}
 	if len(p.spared) > 0 {
 		m.log.Warn("reconcile: keeping servers and snapshots labelled as this gateway's that no lease claims, as orphans are kept; delete them by hand once they are not needed",

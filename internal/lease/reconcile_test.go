@@ -315,6 +315,8 @@ func TestReconcileDeletesOrphans(t *testing.T) {
 // shows, one reconcile deletes at most OrphanDeletes of them.
 func TestReconcileDeletesAFewOrphansAPass(t *testing.T) {
 	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute, OrphanDeletes: 2})
+	log, logs := testkit.Logger()
+	d.m.log = log
 	old := d.clock.Now().Add(-time.Hour)
 	var servers []Server
 	for id := int64(1); id <= 5; id++ {
@@ -336,6 +338,9 @@ func TestReconcileDeletesAFewOrphansAPass(t *testing.T) {
 	}
 	if !slices.Equal(perPass, []int{0, 2, 2, 1}) {
 		t.Errorf("deletes per reconcile %v, want none at the first sighting, then at most 2 a pass", perPass)
+	}
+	if !strings.Contains(logs.String(), "orphans left for a later reconcile") || !strings.Contains(logs.String(), "left=3") {
+		t.Errorf("the orphans left over are not logged:\n%s", logs)
 	}
 }
 
