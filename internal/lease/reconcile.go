@@ -60,7 +60,20 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(append(errs, r.deleteOrphans(ctx, append(leases, settled...), servers, images)...)...)
+	// A store that never recorded anything takes every machine for an
+	// orphan: CheckStore refused to start on one, unless it could not list
+	// the cloud. Until the store is in use, orphans are only reported.
+	policy := r.cfg.Orphans
+	fresh, err := m.storeIsNew()
+	if err != nil {
+		return err
+	}
+	if fresh && len(servers)+len(images) > 0 {
+		m.log.Error("reconcile: the lease database is new but the cloud holds " + labelledCount(len(servers), len(images)) +
+			"; none is touched: restore the database, or restart with --orphans keep")
+		policy = OrphansKeep
+	}
+	return errors.Join(append(errs, r.deleteOrphans(ctx, policy, append(leases, settled...), servers, images)...)...)
 }
 
 // inventory lists the provider's labelled servers and snapshots.
@@ -89,26 +102,23 @@ var ErrNewStore = errors.New("the lease database is new")
 // or snapshots labelled as this gateway's, CheckStore refuses with an error
 // wrapping ErrNewStore that says how many and what to do, unless orphans
 // are kept: then it records that they are, and reconcile leaves them be.
+// A provider it cannot list does not keep the gateway from starting (the
+// cloud may be down for a while): reconcile makes the same check at each
+// pass and touches no orphan while the store is new.
 func (m *Manager) CheckStore(ctx context.Context, orphans Orphans) error {
-	leases, err := m.cfg.Store.List()
-	if err != nil {
+	fresh, err := m.storeIsNew()
+	if err != nil || !fresh {
 		return err
-	}
-	events, err := m.cfg.Store.Events(1)
-	if err != nil {
-		return err
-	}
-	if len(leases) > 0 || len(events) > 0 {
-		return nil
 	}
 	servers, images, err := m.inventory(ctx)
 	if err != nil {
-		return fmt.Errorf("check the cloud for machines of a lost lease database: %w", err)
+		m.log.Warn("the lease database is new and the cloud cannot be listed to see whether it holds this gateway's machines; reconcile touches no orphan while the database stays new", "err", err)
+		return nil
 	}
 	if len(servers) == 0 && len(images) == 0 {
 		return nil
 	}
-	found := fmt.Sprintf("%s and %s labelled as this gateway's", count(len(servers), "server"), count(len(images), "snapshot"))
+	found := labelledCount(len(servers), len(images))
 	if orphans == OrphansKeep {
 		m.log.Warn("the lease database is new; keeping what the cloud holds without leases, as orphans are kept", "found", found)
 		m.Record(Event{Kind: "reconcile", Detail: "new lease database: kept " + found + " without leases"})
@@ -116,6 +126,25 @@ func (m *Manager) CheckStore(ctx context.Context, orphans Orphans) error {
 	}
 	return fmt.Errorf("%w, but the cloud holds %s, which reconcile would delete: restore the database from a backup (or point --data-dir at the right folder; or, if another gateway shares the project, give this one its own --gateway-name), or start with --orphans keep to keep them without leases and delete them by hand",
 		ErrNewStore, found)
+}
+
+// storeIsNew reports whether the store has never recorded a lease or an
+// event: empty, lost, or the wrong one.
+func (m *Manager) storeIsNew() (bool, error) {
+	leases, err := m.cfg.Store.List()
+	if err != nil {
+		return false, err
+	}
+	events, err := m.cfg.Store.Events(1)
+	if err != nil {
+		return false, err
+	}
+	return len(leases) == 0 && len(events) == 0, nil
+}
+
+// labelledCount is "2 servers and 1 snapshot labelled as this gateway's".
+func labelledCount(servers, images int) string {
+	return fmt.Sprintf("%s and %s labelled as this gateway's", count(servers, "server"), count(images, "snapshot"))
 }
 
 // count is "1 server", "2 servers".
@@ -197,6 +226,7 @@ type orphanKey struct {
 // earlier reconciles, what it learns, and its budget of deletes.
 type orphanPass struct {
 	r        *Reaper
+	policy   Orphans
 	now      time.Time
 	before   map[orphanKey]time.Time // first sightings known at the start
 	after    map[orphanKey]time.Time // first sightings of the orphans still there
@@ -211,7 +241,7 @@ type orphanPass struct {
 func (p *orphanPass) judge(key orphanKey, f orphanFacts) orphanVerdict {
 	first, seen := p.before[key]
 	f.seen, f.seenFor = seen, p.now.Sub(first)
-	v := decideOrphan(f, p.r.cfg.OrphanGrace, p.r.cfg.Orphans)
+	v := decideOrphan(f, p.r.cfg.OrphanGrace, p.policy)
 	switch v {
 	case orphanPowerOff, orphanWatch, orphanDelete:
 		if !seen {
@@ -230,8 +260,8 @@ func (p *orphanPass) judge(key orphanKey, f orphanFacts) orphanVerdict {
 }
 
 // deleteOrphans powers off and deletes the servers and snapshots none of
-// leases claims, as decideOrphan says.
-func (r *Reaper) deleteOrphans(ctx context.Context, leases []Lease, servers []Server, images []Image) []error {
+// leases claims, as decideOrphan says under policy.
+func (r *Reaper) deleteOrphans(ctx context.Context, policy Orphans, leases []Lease, servers []Server, images []Image) []error {
 	m := r.m
 	claimedServers, claimedImages, byID := map[int64]bool{}, map[int64]bool{}, map[string]Lease{}
 	for _, l := range leases {
@@ -244,7 +274,7 @@ func (r *Reaper) deleteOrphans(ctx context.Context, leases []Lease, servers []Se
 		return ok && (m.busy(l.Fingerprint) || l.State == StateCreating || l.State == StateHibernating)
 	}
 	r.mu.Lock()
-	p := &orphanPass{r: r, now: m.cfg.Clock.Now(), before: r.orphans, after: map[orphanKey]time.Time{}, deletes: r.cfg.OrphanDeletes}
+	p := &orphanPass{r: r, policy: policy, now: m.cfg.Clock.Now(), before: r.orphans, after: map[orphanKey]time.Time{}, deletes: r.cfg.OrphanDeletes}
 	r.mu.Unlock()
 	for _, s := range servers {
 		leaseID := s.Labels[LeaseLabel]
@@ -276,7 +306,7 @@ func (r *Reaper) deleteOrphans(ctx context.Context, leases []Lease, servers []Se
 			"max", r.cfg.OrphanDeletes, "left", p.deferred)
 	}
 	if len(p.spared) > 0 {
-		m.log.Warn("reconcile: keeping servers and snapshots labelled as this gateway's that no lease claims, as orphans are kept; delete them by hand once they are not needed",
+		m.log.Warn("reconcile: keeping servers and snapshots labelled as this gateway's that no lease claims; delete them by hand once they are not needed",
 			"count", len(p.spared), "orphans", strings.Join(p.spared, ", "))
 	}
 	r.mu.Lock()

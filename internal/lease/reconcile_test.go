@@ -219,6 +219,10 @@ func labelled(id int64, lease, status string, created time.Time) Server {
 	return Server{ID: id, Name: "s", Status: status, Created: created, Labels: map[string]string{LeaseLabel: lease}}
 }
 
+// inUse records an event, so the store is no longer new and reconcile
+// treats orphans by its policy.
+func (d *domain) inUse() { d.m.Record(Event{Kind: "test", Detail: "in use"}) }
+
 // details returns the detail of every event stored, oldest first.
 func (d *domain) details() []string {
 	events, _ := d.store.Events(0)
@@ -315,6 +319,7 @@ func TestReconcileDeletesOrphans(t *testing.T) {
 // shows, one reconcile deletes at most OrphanDeletes of them.
 func TestReconcileDeletesAFewOrphansAPass(t *testing.T) {
 	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute, OrphanDeletes: 2})
+	d.inUse()
 	log, logs := testkit.Logger()
 	d.m.log = log
 	old := d.clock.Now().Add(-time.Hour)
@@ -349,6 +354,7 @@ func TestReconcileDeletesAFewOrphansAPass(t *testing.T) {
 func TestReconcileForgetsOrphansOnRestart(t *testing.T) {
 	rc := ReaperConfig{OrphanGrace: 10 * time.Minute}
 	d := newDomain(t, Policy{}, rc)
+	d.inUse()
 	old := d.clock.Now().Add(-time.Hour)
 	d.cloud.listFn = func(context.Context) ([]Server, error) { return []Server{labelled(3, "gone", "off", old)}, nil }
 	if err := d.r.Reconcile(context.Background()); err != nil {
@@ -375,6 +381,7 @@ func TestReconcileForgetsOrphansOnRestart(t *testing.T) {
 // between two reconciles starts its wait over if it is orphaned again.
 func TestReconcileForgetsAnOrphanClaimedAgain(t *testing.T) {
 	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute})
+	d.inUse()
 	old := d.clock.Now().Add(-time.Hour)
 	claimed := false
 	d.cloud.listFn = func(context.Context) ([]Server, error) {
@@ -410,6 +417,7 @@ func TestReconcileForgetsAnOrphanClaimedAgain(t *testing.T) {
 
 func TestReconcileKeepsOrphansWhenTold(t *testing.T) {
 	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute, Orphans: OrphansKeep})
+	d.inUse()
 	log, logs := testkit.Logger()
 	d.m.log = log
 	old := d.clock.Now().Add(-time.Hour)
@@ -429,6 +437,29 @@ func TestReconcileKeepsOrphansWhenTold(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "server s (3), snapshot 20") {
 		t.Errorf("the report does not name the orphans:\n%s", logs)
+	}
+}
+
+// TestReconcileTouchesNothingOnANewStore: a gateway that started on a new
+// store without being able to list the cloud must not take the machines it
+// finds later for orphans.
+func TestReconcileTouchesNothingOnANewStore(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute})
+	log, logs := testkit.Logger()
+	d.m.log = log
+	old := d.clock.Now().Add(-time.Hour)
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return []Server{labelled(3, "gone", "running", old)}, nil }
+	for range 3 {
+		if err := d.r.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(time.Hour)
+	}
+	if got := d.cloud.changes(); len(got) != 0 {
+		t.Errorf("provider calls %q on a new store", got)
+	}
+	if !strings.Contains(logs.String(), "the lease database is new but the cloud holds 1 server and 0 snapshots") {
+		t.Errorf("not reported:\n%s", logs)
 	}
 }
 
@@ -482,12 +513,16 @@ func TestCheckStore(t *testing.T) {
 			t.Errorf("a store in use listed the cloud: %q", got)
 		}
 	})
-	t.Run("the cloud cannot be listed", func(t *testing.T) {
+	t.Run("the cloud cannot be listed: started, with a warning", func(t *testing.T) {
 		d := newDomain(t, Policy{}, ReaperConfig{})
-		down := errors.New("503")
-		d.cloud.listFn = func(context.Context) ([]Server, error) { return nil, down }
-		if err := d.m.CheckStore(context.Background(), OrphansDelete); !errors.Is(err, down) {
-			t.Errorf("CheckStore: %v, want the listing's error", err)
+		log, logs := testkit.Logger()
+		d.m.log = log
+		d.cloud.listFn = func(context.Context) ([]Server, error) { return nil, errors.New("503") }
+		if err := d.m.CheckStore(context.Background(), OrphansDelete); err != nil {
+			t.Errorf("CheckStore: %v", err)
+		}
+		if !strings.Contains(logs.String(), "cannot be listed") || !strings.Contains(logs.String(), "503") {
+			t.Errorf("no warning:\n%s", logs)
 		}
 	})
 }
