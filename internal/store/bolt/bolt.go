@@ -26,6 +26,12 @@
 //
 // The events bucket keeps at most EventLimit events: appending one more
 // drops the oldest.
+//
+// Open runs bbolt's consistency check over the whole file first and refuses
+// a damaged one (ErrDamaged), naming the newest backup. At run time a
+// transaction that fails (or panics inside bbolt on a damaged page) is
+// logged once, makes Healthy report the failure, and returns an error
+// wrapping lease.ErrStoreFailed.
 package bolt
 
 import (
@@ -172,7 +178,7 @@ func (s *Store) check(timeout time.Duration) error {
 // restoreHint tells the operator what to do with a database that cannot
 // be used, naming the newest backup this store made.
 func (s *Store) restoreHint() string {
-	hint := "Stop the gateway, move the file aside and restore your newest backup of it"
+	hint := "With the gateway stopped, move the file aside and restore your newest backup of it"
 	if b := newestBackup(s.path); b != "" {
 		hint += fmt.Sprintf("; the newest copy the gateway made itself (before a schema migration) is %s", b)
 	}
