@@ -56,6 +56,7 @@ func main() {
 // run starts every part, serves until ctx ends, then shuts down in order.
 func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: cfg.Level()}))
+	slog.SetDefault(log) // the store logs through the default logger
 	log.Info("starting", "config", cfg)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -112,6 +113,10 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Fault:            crashAt(os.Getenv(crashEnv), log),
 	})
 
+	if err := manager.CheckStore(ctx, cfg.Orphans); err != nil {
+		return fmt.Errorf("lease database %s: %w", cfg.StorePath(), err)
+	}
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -138,7 +143,8 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	go reloadOnHangup(ctx, log, users, admins)
 	reaper := lease.NewReaper(manager, gw, lease.ReaperConfig{
 		Interval: cfg.ReaperInterval, ReconcileEvery: cfg.ReconcileInterval,
-		OrphanGrace: cfg.OrphanGrace, Invocation: invocation,
+		OrphanGrace: cfg.OrphanGrace, Orphans: cfg.Orphans, OrphanDeletes: cfg.OrphanDeletes,
+		Invocation: invocation,
 	})
 	reaped := make(chan struct{})
 	reaperCtx, stopReaper := context.WithCancel(ctx)

@@ -65,7 +65,9 @@ type Config struct {
 	WarnBefore           string           // comma-separated warning lead times
 	ReaperInterval       time.Duration    // between reaper passes
 	ReconcileInterval    time.Duration    // between reconciles
-	OrphanGrace          time.Duration    // age before an unclaimed server is deleted
+	OrphanGrace          time.Duration    // age before an unclaimed server is an orphan
+	Orphans              lease.Orphans    // what reconcile does with orphans
+	OrphanDeletes        int              // the most orphans one reconcile deletes
 	LocalFaults          string           // fault injection spec for the local cloud
 	InstanceUser         string           // Unix user people land as on their machine
 	ServerType           string           // Hetzner server type of new machines

@@ -264,8 +264,12 @@ var options = []*option{
 		bind: func(c *Config) value { return duration(&c.ReaperInterval) }},
 	{name: "reconcile-interval", arg: "DURATION", usage: "how often leases are reconciled with the cloud's servers (also at start-up)", def: "5m",
 		bind: func(c *Config) value { return duration(&c.ReconcileInterval) }},
-	{name: "orphan-grace", arg: "DURATION", usage: "how old a labelled server without a lease must be before reconcile deletes it", def: "10m",
+	{name: "orphan-grace", arg: "DURATION", usage: "how old a labelled server or snapshot without a lease must be before reconcile takes it for an orphan, and how long it then stays one before it is deleted", def: "10m",
 		bind: func(c *Config) value { return duration(&c.OrphanGrace) }},
+	{name: "orphans", usage: "what reconcile does with labelled servers and snapshots no lease claims: power them off and delete them when still unclaimed a grace later, or keep and report them (the way to start on a new lease database while the cloud holds this gateway's machines)", def: "delete",
+		bind: func(c *Config) value { return enum(&c.Orphans, lease.OrphansDelete, lease.OrphansKeep) }},
+	{name: "orphan-deletes", arg: "N", usage: "the most orphans one reconcile deletes", def: "3",
+		bind: func(c *Config) value { return number(&c.OrphanDeletes, 1, 1000, "a count") }},
 	{name: "instance-user", arg: "NAME", usage: "Unix user people land as on their machine", def: "claude",
 		bind: func(c *Config) value {
 			return text(&c.InstanceUser, matching(unixUser, "is not a valid Unix user name: lower case letters, digits, _ and -, starting with a letter or _, at most 32 characters"))

@@ -53,7 +53,7 @@ var rules = []rule{
 	leaseBoundsInOrder,
 	hcloudNeedsToken,
 	hcloudNeedsAllowList,
-	openAccessOnLoopback,
+	localOnLoopback,
 	faultsOnlyLocal,
 	someImage,
 }
@@ -91,12 +91,19 @@ func hcloudNeedsAllowList(c Config, valid func(string) bool, report report) {
 	}
 }
 
-// openAccessOnLoopback: without an allow list any key gets in, which only
-// the people on this host may have.
-func openAccessOnLoopback(c Config, valid func(string) bool, report report) {
-	if valid("cloud") && valid("listen") && valid("users") && c.Local() && c.OpenAccess() && !isLoopback(c.Listen) {
-		report("listen", "%q is not a loopback address: local mode without --users accepts any key, so it only listens on loopback; listen on 127.0.0.1 or set --users", c.Listen)
+// localOnLoopback: local machines are shells as the gateway's own OS
+// user, which can read the upstream key and every machine's folder, so
+// whoever reaches the front door must already be on this host; without an
+// allow list, any key gets in besides.
+func localOnLoopback(c Config, valid func(string) bool, report report) {
+	if !valid("cloud") || !valid("listen") || !c.Local() || isLoopback(c.Listen) {
+		return
 	}
+	why := "local mode's machines are shells as the gateway's own OS user, which can read every other machine"
+	if valid("users") && c.OpenAccess() {
+		why = "local mode without --users accepts any key, and its machines are shells as the gateway's own OS user"
+	}
+	report("listen", "%q is not a loopback address: %s, so local mode only listens on loopback; listen on 127.0.0.1, or use Hetzner mode to serve other hosts", c.Listen, why)
 }
 
 func faultsOnlyLocal(c Config, valid func(string) bool, report report) {

@@ -332,7 +332,8 @@ func TestReconcile(t *testing.T) {
 	ctx := context.Background()
 	gina := w.personWithMachine()
 
-	// A labelled server no lease claims: an orphan, deleted after the grace.
+	// A labelled server no lease claims: an orphan, powered off after the
+	// grace and deleted a grace later.
 	orphan, err := w.provider.Create(ctx, lease.CreateSpec{
 		Name: "cc-orphan", LeaseID: "orphan", UserData: mustUserData(t, w), PublicKey: w.lease(gina).PublicKey,
 	})
@@ -350,8 +351,15 @@ func TestReconcile(t *testing.T) {
 	if err := w.reaper.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if st := w.serverStatus(orphan.ID); st != "off" {
+		t.Errorf("orphan after its grace: %s, want off", st)
+	}
+	w.clock.Set(orphan.Created.Add(21 * time.Minute))
+	if err := w.reaper.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if st := w.serverStatus(orphan.ID); st != "gone" {
-		t.Errorf("orphan after its grace: %s", st)
+		t.Errorf("orphan a grace after it was powered off: %s", st)
 	}
 
 	// A lease whose server vanished is closed.

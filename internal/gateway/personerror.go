@@ -33,6 +33,10 @@ func forPerson(err error, format string, args ...any) error {
 // genericSentence is told for an error nobody worded for people.
 const genericSentence = "the gateway could not do this"
 
+// storeSentence is told whatever was asked when the lease database failed:
+// nothing works until the operator repairs it.
+const storeSentence = "the gateway's lease database has failed, so no machine can be started or changed until its operator repairs it"
+
 // tell returns the line a person is told for err. The lease domain's
 // errors that are worded for people (an expired lease, a refused
 // extension, a machine still being created) are told as they are;
@@ -54,7 +58,10 @@ func tell(log *slog.Logger, err error) string {
 	}
 	sentence := genericSentence
 	var pe *personError
-	if errors.As(err, &pe) {
+	switch {
+	case errors.Is(err, lease.ErrStoreFailed):
+		sentence = storeSentence
+	case errors.As(err, &pe):
 		sentence = pe.sentence
 	}
 	ref := newRef()

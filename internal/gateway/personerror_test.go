@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -148,5 +149,19 @@ func TestDomainErrorsKeepTheirSentence(t *testing.T) {
 		if logs.Len() != 0 {
 			t.Errorf("a sentence for people was logged as an error: %s", logs.String())
 		}
+	}
+}
+
+// TestStoreFailureIsToldPlainly: whatever a person asked, a failed lease
+// database is told as such, with a reference for the operator.
+func TestStoreFailureIsToldPlainly(t *testing.T) {
+	var logs bytes.Buffer
+	err := fmt.Errorf("get lease SHA256:x: %w: /data/gateway.db: bbolt panicked", lease.ErrStoreFailed)
+	told := tell(slog.New(slog.NewTextHandler(&logs, nil)), forPerson(err, "could not connect to your machine"))
+	if !strings.HasPrefix(told, storeSentence+"; ") || !strings.Contains(told, "ref ") {
+		t.Errorf("told %q, want the store's sentence and a reference", told)
+	}
+	if strings.Contains(told, "gateway.db") || !strings.Contains(logs.String(), "gateway.db") {
+		t.Errorf("told %q, logged %s: the file is for the log only", told, logs.String())
 	}
 }

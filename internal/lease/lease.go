@@ -60,6 +60,10 @@ type Lease struct {
 // ErrNotFound is returned by a Store for a fingerprint without a lease.
 var ErrNotFound = errors.New("no lease")
 
+// ErrStoreFailed is wrapped by a Store's errors when its database fails
+// (damaged, or its disk failing) rather than a request being wrong.
+var ErrStoreFailed = errors.New("the lease database failed")
+
 // ErrServerNotFound is returned by a Provider for a server that does not exist.
 var ErrServerNotFound = errors.New("server not found")
 

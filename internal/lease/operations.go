@@ -533,7 +533,9 @@ func (m *Manager) Record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = m.cfg.Clock.Now()
 	}
-	if err := m.cfg.Store.AppendEvent(e); err != nil {
+	// A failed store logs its failure once itself; this would log it at
+	// every login.
+	if err := m.cfg.Store.AppendEvent(e); err != nil && !errors.Is(err, ErrStoreFailed) {
 		m.log.Error("write audit event", "kind", e.Kind, "err", err)
 	}
 }

@@ -24,8 +24,13 @@ type Notifier interface {
 type ReaperConfig struct {
 	Interval       time.Duration // between passes; default 30s
 	ReconcileEvery time.Duration // between reconciles with the provider; default 5m
-	OrphanGrace    time.Duration // age before an unknown labelled server is deleted; default 10m
-	BusyWindow     time.Duration // CPU window for the busy check; default 5m
+	OrphanGrace    time.Duration // age before an unknown labelled server is an orphan; default 10m
+	// Orphans is what reconcile does with orphans; default OrphansDelete.
+	Orphans Orphans
+	// OrphanDeletes bounds the orphans one reconcile deletes; default 3.
+	// A listing gone wrong costs a few machines, never all of them.
+	OrphanDeletes int
+	BusyWindow    time.Duration // CPU window for the busy check; default 5m
 	// Workers is how many leases the reaper works on at once; default 4.
 	// A lease stuck on the provider holds one worker, never the others.
 	Workers int
@@ -71,6 +76,9 @@ type Reaper struct {
 	warned        map[warning]bool
 	reconciling   bool
 	lastReconcile time.Time
+	// orphans holds when reconcile first saw each current orphan; kept in
+	// memory only, so after a restart an orphan waits a grace period again.
+	orphans map[orphanKey]time.Time
 }
 
 type warning struct {
@@ -90,6 +98,12 @@ func NewReaper(m *Manager, notify Notifier, cfg ReaperConfig) *Reaper {
 	}
 	if cfg.OrphanGrace == 0 {
 		cfg.OrphanGrace = 10 * time.Minute
+	}
+	if cfg.Orphans == "" {
+		cfg.Orphans = OrphansDelete
+	}
+	if cfg.OrphanDeletes <= 0 {
+		cfg.OrphanDeletes = 3
 	}
 	if cfg.BusyWindow == 0 {
 		cfg.BusyWindow = 5 * time.Minute

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -13,8 +14,10 @@ const LeaseLabel = "cc-gateway-lease"
 
 // Reconcile brings leases and the provider's labelled servers and
 // snapshots into agreement:
-//   - a server or snapshot no lease claims is an orphan, deleted once older
-//     than the grace period (it may belong to a create still on its way);
+//   - a server or snapshot no lease claims is an orphan once older than the
+//     grace period (it may belong to a create still on its way): it is
+//     powered off, then deleted when still an orphan a grace period later,
+//     at most OrphanDeletes in one reconcile (decideOrphan);
 //   - a lease whose server or snapshot vanished is closed;
 //   - a lease left in a transitional state by a crash is driven on to a
 //     consistent one.
@@ -32,7 +35,7 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	servers, images, err := r.inventory(ctx)
+	servers, images, err := m.inventory(ctx)
 	if err != nil {
 		return err
 	}
@@ -57,48 +60,208 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(append(errs, r.deleteOrphans(ctx, append(leases, settled...), servers, images)...)...)
+	// A store that never recorded anything takes every machine for an
+	// orphan: CheckStore refused to start on one, unless it could not list
+	// the cloud. Until the store is in use, orphans are only reported.
+	policy := r.cfg.Orphans
+	fresh, err := m.storeIsNew()
+	if err != nil {
+		return err
+	}
+	if fresh && len(servers)+len(images) > 0 {
+		m.log.Error("reconcile: the lease database is new but the cloud holds " + labelledCount(len(servers), len(images)) +
+			"; none is touched: restore the database, or restart with --orphans keep")
+		policy = OrphansKeep
+	}
+	return errors.Join(append(errs, r.deleteOrphans(ctx, policy, append(leases, settled...), servers, images)...)...)
 }
 
 // inventory lists the provider's labelled servers and snapshots.
-func (r *Reaper) inventory(ctx context.Context) ([]Server, []Image, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.m.cfg.OperationTimeout)
+func (m *Manager) inventory(ctx context.Context) ([]Server, []Image, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.OperationTimeout)
 	defer cancel()
-	servers, err := r.m.cfg.Provider.List(ctx)
+	servers, err := m.cfg.Provider.List(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list servers: %w", err)
 	}
-	images, err := r.m.cfg.Provider.Images(ctx)
+	images, err := m.cfg.Provider.Images(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list snapshots: %w", err)
 	}
 	return servers, images, nil
 }
 
+// ErrNewStore means the lease database has never recorded anything while
+// the cloud holds servers or snapshots labelled as this gateway's: it is
+// empty, lost, or the wrong one, and reconcile would take every machine for
+// an orphan.
+var ErrNewStore = errors.New("the lease database is new")
+
+// CheckStore runs before the gateway serves. A store that has never
+// recorded a lease or an event is new; if the provider then holds servers
+// or snapshots labelled as this gateway's, CheckStore refuses with an error
+// wrapping ErrNewStore that says how many and what to do, unless orphans
+// are kept: then it records that they are, and reconcile leaves them be.
+// A provider it cannot list does not keep the gateway from starting (the
+// cloud may be down for a while): reconcile makes the same check at each
+// pass and touches no orphan while the store is new.
+func (m *Manager) CheckStore(ctx context.Context, orphans Orphans) error {
+	fresh, err := m.storeIsNew()
+	if err != nil || !fresh {
+		return err
+	}
+	servers, images, err := m.inventory(ctx)
+	if err != nil {
+		m.log.Warn("the lease database is new and the cloud cannot be listed to see whether it holds this gateway's machines; reconcile touches no orphan while the database stays new", "err", err)
+		return nil
+	}
+	if len(servers) == 0 && len(images) == 0 {
+		return nil
+	}
+	found := labelledCount(len(servers), len(images))
+	if orphans == OrphansKeep {
+		m.log.Warn("the lease database is new; keeping what the cloud holds without leases, as orphans are kept", "found", found)
+		m.Record(Event{Kind: "reconcile", Detail: "new lease database: kept " + found + " without leases"})
+		return nil
+	}
+	return fmt.Errorf("%w, but the cloud holds %s, which reconcile would delete: restore the database from a backup (or point --data-dir at the right folder; or, if another gateway shares the project, give this one its own --gateway-name), or start with --orphans keep to keep them without leases and delete them by hand",
+		ErrNewStore, found)
+}
+
+// storeIsNew reports whether the store has never recorded a lease or an
+// event: empty, lost, or the wrong one.
+func (m *Manager) storeIsNew() (bool, error) {
+	leases, err := m.cfg.Store.List()
+	if err != nil {
+		return false, err
+	}
+	events, err := m.cfg.Store.Events(1)
+	if err != nil {
+		return false, err
+	}
+	return len(leases) == 0 && len(events) == 0, nil
+}
+
+// labelledCount is "2 servers and 1 snapshot labelled as this gateway's".
+func labelledCount(servers, images int) string {
+	return fmt.Sprintf("%s and %s labelled as this gateway's", count(servers, "server"), count(images, "snapshot"))
+}
+
+// count is "1 server", "2 servers".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// Orphans is what reconcile does with servers and snapshots labelled as
+// this gateway's that no lease claims.
+type Orphans string
+
+// The orphan policies.
+const (
+	// OrphansDelete powers an orphan off, then deletes it once it is still
+	// unclaimed a grace period later.
+	OrphansDelete Orphans = "delete"
+	// OrphansKeep never touches an orphan and reports it at every
+	// reconcile. It is the way past a new lease database while the cloud
+	// holds machines: they cannot be adopted into leases, as the pinned
+	// host key of each lived only in the lost database.
+	OrphansKeep Orphans = "keep"
+)
+
+// orphanFacts is what reconcile knows of a labelled server or snapshot.
+type orphanFacts struct {
+	claimed bool // a lease claims it
+	// inProgress: its lease is being created or hibernated and has not
+	// recorded it yet.
+	inProgress bool
+	age        time.Duration // since the provider made it
+	seen       bool          // this gateway saw it orphaned at an earlier reconcile
+	seenFor    time.Duration // since it first did
+	running    bool          // a server not yet off; never a snapshot
+}
+
 // orphanVerdict is what reconcile does with a labelled server or snapshot.
 type orphanVerdict int
 
 const (
-	orphanKeep   orphanVerdict = iota // a lease claims it, or may soon
-	orphanWait                        // unclaimed, but within its grace period
-	orphanDelete                      // unclaimed and older than the grace period
+	orphanKeep     orphanVerdict = iota // a lease claims it, or may soon
+	orphanWait                          // unclaimed, but within its grace period
+	orphanSpare                         // orphaned, and orphans are kept: report it
+	orphanPowerOff                      // orphaned and still on: power it off first
+	orphanWatch                         // orphaned and off: delete it if still so a grace from its first sighting
+	orphanDelete                        // orphaned at two reconciles a grace apart, and off
 )
 
-// decideOrphan judges a server or snapshot: claimed by a lease, or by one
-// being created or hibernated that has not recorded it yet (inProgress),
-// and how old it is.
-func decideOrphan(claimed, inProgress bool, age, grace time.Duration) orphanVerdict {
+// decideOrphan judges a server or snapshot. An unclaimed one older than
+// the grace period (it may belong to a create still on its way) is an
+// orphan; an orphan is deleted only once it is off and was seen orphaned a
+// grace period before, so one bad listing, or a lease database that lost
+// its leases, costs running machines a power-off, not their disks.
+func decideOrphan(f orphanFacts, grace time.Duration, policy Orphans) orphanVerdict {
 	switch {
-	case claimed || inProgress:
+	case f.claimed || f.inProgress:
 		return orphanKeep
-	case age < grace:
+	case f.age < grace:
 		return orphanWait
+	case policy == OrphansKeep:
+		return orphanSpare
+	case f.running:
+		return orphanPowerOff
+	case !f.seen || f.seenFor < grace:
+		return orphanWatch
 	}
 	return orphanDelete
 }
 
-// deleteOrphans deletes the servers and snapshots none of leases claims.
-func (r *Reaper) deleteOrphans(ctx context.Context, leases []Lease, servers []Server, images []Image) []error {
+// orphanKey names a server or snapshot in Reaper.orphans.
+type orphanKey struct {
+	snapshot bool
+	id       int64
+}
+
+// orphanPass is one reconcile's work on orphans: what it knew of them from
+// earlier reconciles, what it learns, and its budget of deletes.
+type orphanPass struct {
+	r        *Reaper
+	policy   Orphans
+	now      time.Time
+	before   map[orphanKey]time.Time // first sightings known at the start
+	after    map[orphanKey]time.Time // first sightings of the orphans still there
+	deletes  int                     // left in this pass
+	deferred int                     // orphans due for deletion beyond the budget
+	spared   []string                // kept by policy, for the report
+	errs     []error
+}
+
+// judge decides on the orphan key, given the rest of its facts, and
+// carries its first sighting on when it is still an orphan.
+func (p *orphanPass) judge(key orphanKey, f orphanFacts) orphanVerdict {
+	first, seen := p.before[key]
+	f.seen, f.seenFor = seen, p.now.Sub(first)
+	v := decideOrphan(f, p.r.cfg.OrphanGrace, p.policy)
+	switch v {
+	case orphanPowerOff, orphanWatch, orphanDelete:
+		if !seen {
+			first = p.now
+		}
+		p.after[key] = first
+	}
+	if v == orphanDelete {
+		if p.deletes == 0 {
+			p.deferred++
+			return orphanWatch
+		}
+		p.deletes--
+	}
+	return v
+}
+
+// deleteOrphans powers off and deletes the servers and snapshots none of
+// leases claims, as decideOrphan says under policy.
+func (r *Reaper) deleteOrphans(ctx context.Context, policy Orphans, leases []Lease, servers []Server, images []Image) []error {
 	m := r.m
 	claimedServers, claimedImages, byID := map[int64]bool{}, map[int64]bool{}, map[string]Lease{}
 	for _, l := range leases {
@@ -110,46 +273,78 @@ func (r *Reaper) deleteOrphans(ctx context.Context, leases []Lease, servers []Se
 		l, ok := byID[leaseID]
 		return ok && (m.busy(l.Fingerprint) || l.State == StateCreating || l.State == StateHibernating)
 	}
-	now := m.cfg.Clock.Now()
-	var errs []error
+	r.mu.Lock()
+	p := &orphanPass{r: r, policy: policy, now: m.cfg.Clock.Now(), before: r.orphans, after: map[orphanKey]time.Time{}, deletes: r.cfg.OrphanDeletes}
+	r.mu.Unlock()
 	for _, s := range servers {
 		leaseID := s.Labels[LeaseLabel]
-		switch decideOrphan(claimedServers[s.ID], inProgress(leaseID), now.Sub(s.Created), r.cfg.OrphanGrace) {
-		case orphanKeep:
-			continue
+		age := p.now.Sub(s.Created)
+		v := p.judge(orphanKey{id: s.ID}, orphanFacts{claimed: claimedServers[s.ID], inProgress: inProgress(leaseID),
+			age: age, running: s.Status != "off"})
+		switch v {
 		case orphanWait:
-			m.log.Info("reconcile: unclaimed server within its grace period", "server", s.Name, "age", FormatDuration(now.Sub(s.Created)))
-			continue
+			m.log.Info("reconcile: unclaimed server within its grace period", "server", s.Name, "age", FormatDuration(age))
+		case orphanSpare:
+			p.spared = append(p.spared, fmt.Sprintf("server %s (%d)", s.Name, s.ID))
+		case orphanPowerOff:
+			p.act(ctx, orphanKey{id: s.ID}, leaseID, fmt.Sprintf("orphan server %s (%d)", s.Name, s.ID), false)
+		case orphanDelete:
+			p.act(ctx, orphanKey{id: s.ID}, leaseID, fmt.Sprintf("orphan server %s (%d)", s.Name, s.ID), true)
 		}
-		delCtx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout)
-		err := m.cfg.Provider.Delete(delCtx, s.ID)
-		cancel()
-		switch {
-		case errors.Is(err, ErrServerNotFound):
-			continue // gone already, perhaps with its lease since the listing
-		case err != nil:
-			errs = append(errs, fmt.Errorf("delete orphan server %s: %w", s.Name, err))
-			continue
-		}
-		m.Record(Event{Kind: "reconcile", LeaseID: leaseID, Detail: fmt.Sprintf("deleted orphan server %s (%d)", s.Name, s.ID)})
 	}
 	for _, img := range images {
-		if decideOrphan(claimedImages[img.ID], inProgress(img.LeaseID), now.Sub(img.Created), r.cfg.OrphanGrace) != orphanDelete {
-			continue
+		key := orphanKey{snapshot: true, id: img.ID}
+		switch p.judge(key, orphanFacts{claimed: claimedImages[img.ID], inProgress: inProgress(img.LeaseID), age: p.now.Sub(img.Created)}) {
+		case orphanSpare:
+			p.spared = append(p.spared, fmt.Sprintf("snapshot %d", img.ID))
+		case orphanDelete:
+			p.act(ctx, key, img.LeaseID, fmt.Sprintf("orphan snapshot %d", img.ID), true)
 		}
-		delCtx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout)
-		err := m.cfg.Provider.DeleteImage(delCtx, img.ID)
-		cancel()
-		switch {
-		case errors.Is(err, ErrImageNotFound):
-			continue
-		case err != nil:
-			errs = append(errs, fmt.Errorf("delete orphan snapshot %d: %w", img.ID, err))
-			continue
-		}
-		m.Record(Event{Kind: "reconcile", LeaseID: img.LeaseID, Detail: fmt.Sprintf("deleted orphan snapshot %d", img.ID)})
 	}
-	return errs
+	if p.deferred > 0 {
+		m.log.Warn("reconcile: orphans left for a later reconcile: this one deleted as many as it may",
+			"max", r.cfg.OrphanDeletes, "left", p.deferred)
+	}
+	if len(p.spared) > 0 {
+		m.log.Warn("reconcile: keeping servers and snapshots labelled as this gateway's that no lease claims; delete them by hand once they are not needed",
+			"count", len(p.spared), "orphans", strings.Join(p.spared, ", "))
+	}
+	r.mu.Lock()
+	r.orphans = p.after
+	r.mu.Unlock()
+	return p.errs
+}
+
+// act powers off, or with remove deletes, the orphan what under its own
+// deadline, and records it as done. One already gone is forgotten.
+func (p *orphanPass) act(ctx context.Context, key orphanKey, leaseID, what string, remove bool) {
+	m := p.r.m
+	do, verb, done := m.cfg.Provider.PowerOff, "power off", "powered off"
+	if remove {
+		do, verb, done = m.cfg.Provider.Delete, "delete", "deleted"
+		if key.snapshot {
+			do = m.cfg.Provider.DeleteImage
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.r.cfg.LeaseTimeout)
+	err := do(ctx, key.id)
+	cancel()
+	switch {
+	case errors.Is(err, ErrServerNotFound), errors.Is(err, ErrImageNotFound):
+		delete(p.after, key) // gone already, perhaps with its lease since the listing
+		return
+	case err != nil:
+		p.errs = append(p.errs, fmt.Errorf("%s %s: %w", verb, what, err))
+		return
+	}
+	detail := done + " " + what
+	if remove {
+		delete(p.after, key)
+	} else {
+		detail += fmt.Sprintf("; deleting it if no lease claims it %s from now", FormatDuration(p.r.cfg.OrphanGrace))
+	}
+	m.log.Warn("reconcile: "+detail, "lease", leaseID)
+	m.Record(Event{Kind: "reconcile", LeaseID: leaseID, Detail: detail})
 }
 
 // settleAction is how reconcile drives a lease on.

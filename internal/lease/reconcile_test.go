@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 func TestDecideSettle(t *testing.T) {
@@ -63,19 +65,32 @@ func TestDecideSettle(t *testing.T) {
 
 func TestDecideOrphan(t *testing.T) {
 	grace := 10 * time.Minute
+	orphan := orphanFacts{age: time.Hour, seen: true, seenFor: grace}
+	with := func(change func(*orphanFacts)) orphanFacts {
+		f := orphan
+		change(&f)
+		return f
+	}
 	for _, tc := range []struct {
-		name                string
-		claimed, inProgress bool
-		age                 time.Duration
-		want                orphanVerdict
+		name   string
+		facts  orphanFacts
+		policy Orphans
+		want   orphanVerdict
 	}{
-		{"claimed", true, false, time.Hour, orphanKeep},
-		{"its lease is being created", false, true, time.Hour, orphanKeep},
-		{"young", false, false, 9 * time.Minute, orphanWait},
-		{"exactly the grace", false, false, grace, orphanDelete},
-		{"old", false, false, time.Hour, orphanDelete},
+		{"claimed", with(func(f *orphanFacts) { f.claimed = true }), OrphansDelete, orphanKeep},
+		{"its lease is being created", with(func(f *orphanFacts) { f.inProgress = true }), OrphansDelete, orphanKeep},
+		{"young", with(func(f *orphanFacts) { f.age, f.seen, f.seenFor = 9*time.Minute, false, 0 }), OrphansDelete, orphanWait},
+		{"first seen, running", with(func(f *orphanFacts) { f.seen, f.seenFor, f.running = false, 0, true }), OrphansDelete, orphanPowerOff},
+		{"first seen, off", with(func(f *orphanFacts) { f.seen, f.seenFor = false, 0 }), OrphansDelete, orphanWatch},
+		{"exactly the grace old, first seen", with(func(f *orphanFacts) { f.age, f.seen, f.seenFor = grace, false, 0 }), OrphansDelete, orphanWatch},
+		{"seen less than a grace ago", with(func(f *orphanFacts) { f.seenFor = grace - time.Second }), OrphansDelete, orphanWatch},
+		{"seen a grace ago, off", orphan, OrphansDelete, orphanDelete},
+		{"seen a grace ago, switched on again", with(func(f *orphanFacts) { f.running = true }), OrphansDelete, orphanPowerOff},
+		{"kept by policy", with(func(f *orphanFacts) { f.running = true }), OrphansKeep, orphanSpare},
+		{"kept by policy, but young", with(func(f *orphanFacts) { f.age = time.Minute }), OrphansKeep, orphanWait},
+		{"claimed, orphans kept", with(func(f *orphanFacts) { f.claimed = true }), OrphansKeep, orphanKeep},
 	} {
-		if got := decideOrphan(tc.claimed, tc.inProgress, tc.age, grace); got != tc.want {
+		if got := decideOrphan(tc.facts, grace, tc.policy); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -199,29 +214,52 @@ func TestReconcileAdoptsAServerACrashLeftUnrecorded(t *testing.T) {
 	}
 }
 
+// labelled is a server of the lease named lease, created at created.
+func labelled(id int64, lease, status string, created time.Time) Server {
+	return Server{ID: id, Name: "s", Status: status, Created: created, Labels: map[string]string{LeaseLabel: lease}}
+}
+
+// inUse records an event, so the store is no longer new and reconcile
+// treats orphans by its policy.
+func (d *domain) inUse() { d.m.Record(Event{Kind: "test", Detail: "in use"}) }
+
+// details returns the detail of every event stored, oldest first.
+func (d *domain) details() []string {
+	events, _ := d.store.Events(0)
+	var out []string
+	for _, e := range events {
+		out = append(out, e.Detail)
+	}
+	return out
+}
+
 func TestReconcileDeletesOrphans(t *testing.T) {
-	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute})
-	now := d.clock.Now()
-	old, young := now.Add(-time.Hour), now.Add(-time.Minute)
+	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute, OrphanDeletes: 10})
+	old := d.clock.Now().Add(-time.Hour)
+	young := func() time.Time { return d.clock.Now().Add(-time.Minute) }
 	d.running(t, "kept", 1)
 	flying := d.running(t, "flying", 0, in(StateCreating)) // an Ensure is creating its server
 	d.m.flights[flying.Fingerprint] = &flight{}
-	labelled := func(id int64, lease string, created time.Time) Server {
-		return Server{ID: id, Name: "s", Status: "running", Created: created, Labels: map[string]string{LeaseLabel: lease}}
-	}
+	status3 := "running"
 	d.cloud.listFn = func(context.Context) ([]Server, error) {
 		return []Server{
-			labelled(1, "kept", old),
-			labelled(2, "flying", old), // its lease is on its way to recording it
-			labelled(3, "gone", old),   // orphan
-			labelled(4, "gone", young), // maybe a create on its way
-			labelled(5, "gone", old),   // orphan, deleted by someone else meanwhile
-			labelled(6, "gone", old),   // orphan the provider will not delete
+			labelled(1, "kept", "running", old),
+			labelled(2, "flying", "running", old),   // its lease is on its way to recording it
+			labelled(3, "gone", status3, old),       // orphan
+			labelled(4, "gone", "running", young()), // maybe a create on its way
+			labelled(5, "gone", "off", old),         // orphan, deleted by someone else meanwhile
+			labelled(6, "gone", "off", old),         // orphan the provider will not delete
 		}, nil
 	}
 	d.cloud.imagesFn = func(context.Context) ([]Image, error) {
-		return []Image{{ID: 20, LeaseID: "gone", Created: old}, {ID: 21, LeaseID: "gone", Created: young},
+		return []Image{{ID: 20, LeaseID: "gone", Created: old}, {ID: 21, LeaseID: "gone", Created: young()},
 			{ID: 22, LeaseID: "flying", Created: old}, {ID: 23, LeaseID: "gone", Created: old}}, nil
+	}
+	d.cloud.powerOffFn = func(_ context.Context, id int64) error {
+		if id == 3 {
+			status3 = "off"
+		}
+		return nil
 	}
 	refused := errors.New("locked")
 	d.cloud.deleteFn = func(_ context.Context, id int64) error {
@@ -239,8 +277,31 @@ func TestReconcileDeletesOrphans(t *testing.T) {
 		}
 		return nil
 	}
+
+	// First sighting: the running orphan is powered off, nothing deleted.
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.cloud.changes(); !slices.Equal(got, []string{"PowerOff 3"}) {
+		t.Errorf("first reconcile: provider calls %q, want only the running orphan powered off", got)
+	}
+	if want := []string{"powered off orphan server s (3); deleting it if no lease claims it 10m from now"}; !slices.Equal(d.details(), want) {
+		t.Errorf("events %q, want %q", d.details(), want)
+	}
+
+	// Less than a grace later: still nothing deleted.
+	d.clock.Advance(9 * time.Minute)
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.cloud.made("Delete"); len(got) != 0 {
+		t.Errorf("deleted %q less than a grace after the first sighting", got)
+	}
+
+	// A grace after the first sighting, still orphaned and off: deleted.
+	d.clock.Advance(time.Minute)
 	err := d.r.Reconcile(context.Background())
-	if !errors.Is(err, refused) || !strings.Contains(err.Error(), "delete orphan server s") {
+	if !errors.Is(err, refused) || !strings.Contains(err.Error(), "delete orphan server s (6)") {
 		t.Errorf("Reconcile: %v, want the refused delete reported", err)
 	}
 	if got := d.cloud.made("Delete "); !slices.Equal(got, []string{"Delete 3", "Delete 5", "Delete 6"}) {
@@ -249,14 +310,221 @@ func TestReconcileDeletesOrphans(t *testing.T) {
 	if got := d.cloud.made("DeleteImage"); !slices.Equal(got, []string{"DeleteImage 20", "DeleteImage 23"}) {
 		t.Errorf("snapshot deletes %q", got)
 	}
-	events, _ := d.store.Events(0)
-	var details []string
-	for _, e := range events {
-		details = append(details, e.Detail)
+	if got := d.details()[1:]; !slices.Equal(got, []string{"deleted orphan server s (3)", "deleted orphan snapshot 20"}) {
+		t.Errorf("events %q: only deletes that happened ", got)
 	}
-	if want := []string{"deleted orphan server s (3)", "deleted orphan snapshot 20"}; !slices.Equal(details, want) {
-		t.Errorf("events %q, want %q: only deletes that happened", details, want)
+}
+
+// TestReconcileDeletesAFewOrphansAPass: however many orphans a listing
+// shows, one reconcile deletes at most OrphanDeletes of them.
+func TestReconcileDeletesAFewOrphansAPass(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute, OrphanDeletes: 2})
+	d.inUse()
+	log, logs := testkit.Logger()
+	d.m.log = log
+	old := d.clock.Now().Add(-time.Hour)
+	var servers []Server
+	for id := int64(1); id <= 5; id++ {
+		servers = append(servers, labelled(id, "gone", "off", old))
 	}
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return slices.Clone(servers), nil }
+	d.cloud.deleteFn = func(_ context.Context, id int64) error {
+		servers = slices.DeleteFunc(servers, func(s Server) bool { return s.ID == id })
+		return nil
+	}
+	var perPass []int
+	for range 4 {
+		before := len(d.cloud.made("Delete "))
+		if err := d.r.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		perPass = append(perPass, len(d.cloud.made("Delete "))-before)
+		d.clock.Advance(10 * time.Minute)
+	}
+	if !slices.Equal(perPass, []int{0, 2, 2, 1}) {
+		t.Errorf("deletes per reconcile %v, want none at the first sighting, then at most 2 a pass", perPass)
+	}
+	if !strings.Contains(logs.String(), "orphans left for a later reconcile") || !strings.Contains(logs.String(), "left=3") {
+		t.Errorf("the orphans left over are not logged:\n%s", logs)
+	}
+}
+
+// TestReconcileForgetsOrphansOnRestart: a new reaper (a restarted gateway)
+// has not seen any orphan yet, so it waits a grace period again.
+func TestReconcileForgetsOrphansOnRestart(t *testing.T) {
+	rc := ReaperConfig{OrphanGrace: 10 * time.Minute}
+	d := newDomain(t, Policy{}, rc)
+	d.inUse()
+	old := d.clock.Now().Add(-time.Hour)
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return []Server{labelled(3, "gone", "off", old)}, nil }
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d.clock.Advance(10 * time.Minute)
+	d.r = NewReaper(d.m, d.notify, rc)
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.cloud.made("Delete"); len(got) != 0 {
+		t.Errorf("a restarted gateway deleted %q at its first reconcile", got)
+	}
+	d.clock.Advance(10 * time.Minute)
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.cloud.made("Delete"); !slices.Equal(got, []string{"Delete 3"}) {
+		t.Errorf("deletes %q, want the orphan deleted a grace after the restart's first sighting", got)
+	}
+}
+
+// TestReconcileForgetsAnOrphanClaimedAgain: an orphan a lease claims
+// between two reconciles starts its wait over if it is orphaned again.
+func TestReconcileForgetsAnOrphanClaimedAgain(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute})
+	d.inUse()
+	old := d.clock.Now().Add(-time.Hour)
+	claimed := false
+	d.cloud.listFn = func(context.Context) ([]Server, error) {
+		if claimed {
+			return []Server{labelled(3, "a", "off", old)}, nil
+		}
+		return []Server{labelled(3, "gone", "off", old)}, nil
+	}
+	reconcile := func() {
+		t.Helper()
+		if err := d.r.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(10 * time.Minute)
+	}
+	reconcile() // first sighting
+	l := d.running(t, "a", 3, in(StateStopped))
+	claimed = true
+	reconcile() // claimed
+	if err := d.store.Delete(l.Fingerprint); err != nil {
+		t.Fatal(err)
+	}
+	claimed = false
+	reconcile() // orphaned again: a first sighting
+	if got := d.cloud.made("Delete"); len(got) != 0 {
+		t.Errorf("deleted %q at the first sighting after a claim", got)
+	}
+	reconcile()
+	if got := d.cloud.made("Delete"); !slices.Equal(got, []string{"Delete 3"}) {
+		t.Errorf("deletes %q", got)
+	}
+}
+
+func TestReconcileKeepsOrphansWhenTold(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute, Orphans: OrphansKeep})
+	d.inUse()
+	log, logs := testkit.Logger()
+	d.m.log = log
+	old := d.clock.Now().Add(-time.Hour)
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return []Server{labelled(3, "gone", "running", old)}, nil }
+	d.cloud.imagesFn = func(context.Context) ([]Image, error) { return []Image{{ID: 20, LeaseID: "gone", Created: old}}, nil }
+	for range 3 {
+		if err := d.r.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(time.Hour)
+	}
+	if got := d.cloud.changes(); len(got) != 0 {
+		t.Errorf("provider calls %q, want orphans left alone", got)
+	}
+	if n := strings.Count(logs.String(), "keeping servers and snapshots"); n != 3 {
+		t.Errorf("orphans reported in %d of 3 reconciles:\n%s", n, logs)
+	}
+	if !strings.Contains(logs.String(), "server s (3), snapshot 20") {
+		t.Errorf("the report does not name the orphans:\n%s", logs)
+	}
+}
+
+// TestReconcileTouchesNothingOnANewStore: a gateway that started on a new
+// store without being able to list the cloud must not take the machines it
+// finds later for orphans.
+func TestReconcileTouchesNothingOnANewStore(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute})
+	log, logs := testkit.Logger()
+	d.m.log = log
+	old := d.clock.Now().Add(-time.Hour)
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return []Server{labelled(3, "gone", "running", old)}, nil }
+	for range 3 {
+		if err := d.r.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(time.Hour)
+	}
+	if got := d.cloud.changes(); len(got) != 0 {
+		t.Errorf("provider calls %q on a new store", got)
+	}
+	if !strings.Contains(logs.String(), "the lease database is new but the cloud holds 1 server and 0 snapshots") {
+		t.Errorf("not reported:\n%s", logs)
+	}
+}
+
+func TestCheckStore(t *testing.T) {
+	old := t0.Add(-time.Hour)
+	twoServers := func(context.Context) ([]Server, error) {
+		return []Server{labelled(3, "x", "running", old), labelled(4, "y", "off", old)}, nil
+	}
+	oneImage := func(context.Context) ([]Image, error) { return []Image{{ID: 20, LeaseID: "z", Created: old}}, nil }
+
+	t.Run("new store, machines in the cloud: refused", func(t *testing.T) {
+		d := newDomain(t, Policy{}, ReaperConfig{})
+		d.cloud.listFn, d.cloud.imagesFn = twoServers, oneImage
+		err := d.m.CheckStore(context.Background(), OrphansDelete)
+		if !errors.Is(err, ErrNewStore) {
+			t.Fatalf("CheckStore: %v, want ErrNewStore", err)
+		}
+		for _, want := range []string{"2 servers and 1 snapshot labelled as this gateway's", "restore the database", "--orphans keep"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error lacks %q: %v", want, err)
+			}
+		}
+		if got := d.cloud.changes(); len(got) != 0 {
+			t.Errorf("provider calls %q", got)
+		}
+	})
+	t.Run("new store, machines kept", func(t *testing.T) {
+		d := newDomain(t, Policy{}, ReaperConfig{})
+		d.cloud.listFn, d.cloud.imagesFn = twoServers, oneImage
+		if err := d.m.CheckStore(context.Background(), OrphansKeep); err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"new lease database: kept 2 servers and 1 snapshot labelled as this gateway's without leases"}; !slices.Equal(d.details(), want) {
+			t.Errorf("events %q, want %q", d.details(), want)
+		}
+	})
+	t.Run("new store, empty cloud", func(t *testing.T) {
+		d := newDomain(t, Policy{}, ReaperConfig{})
+		if err := d.m.CheckStore(context.Background(), OrphansDelete); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a store in use is not asked about", func(t *testing.T) {
+		d := newDomain(t, Policy{}, ReaperConfig{})
+		d.m.Record(Event{Kind: "destroy", Detail: "the last lease went"})
+		d.cloud.listFn = twoServers
+		if err := d.m.CheckStore(context.Background(), OrphansDelete); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.cloud.made("List"); len(got) != 0 {
+			t.Errorf("a store in use listed the cloud: %q", got)
+		}
+	})
+	t.Run("the cloud cannot be listed: started, with a warning", func(t *testing.T) {
+		d := newDomain(t, Policy{}, ReaperConfig{})
+		log, logs := testkit.Logger()
+		d.m.log = log
+		d.cloud.listFn = func(context.Context) ([]Server, error) { return nil, errors.New("503") }
+		if err := d.m.CheckStore(context.Background(), OrphansDelete); err != nil {
+			t.Errorf("CheckStore: %v", err)
+		}
+		if !strings.Contains(logs.String(), "cannot be listed") || !strings.Contains(logs.String(), "503") {
+			t.Errorf("no warning:\n%s", logs)
+		}
+	})
 }
 
 func TestReconcileReportsAProviderItCannotList(t *testing.T) {

@@ -145,7 +145,12 @@ in
           "warn-before" = setting (types.strMatching "([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+(,([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+)*") "Comma-separated lead times of the warnings before an idle stop or an expiry (15m,5m,1m).";
           "reaper-interval" = setting duration "How often the reaper looks at every lease (30s).";
           "reconcile-interval" = setting duration "How often leases are reconciled with the cloud's servers (5m).";
-          "orphan-grace" = setting duration "How old a labelled server without a lease must be before reconcile deletes it (10m).";
+          "orphan-grace" = setting duration "How old a labelled server or snapshot without a lease must be before reconcile takes it for an orphan, and how long it then stays one before it is deleted (10m).";
+          orphans = setting (types.enum [
+            "delete"
+            "keep"
+          ]) "What reconcile does with orphans: power off, then delete when still unclaimed a grace later; or keep and report them (delete).";
+          "orphan-deletes" = setting (types.ints.between 1 1000) "The most orphans one reconcile deletes (3).";
           "instance-user" = setting (types.strMatching "[a-z_][a-z0-9_-]{0,31}") ''
             Unix user people land as on their machine (claude); the image's
             services.cloudInstance.user must be the same.

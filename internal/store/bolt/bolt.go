@@ -30,6 +30,12 @@
 // The events bucket keeps at most EventLimit events: appending one more
 // drops the oldest. The refusals bucket has its own bound, RefusalLimit, so
 // strangers cannot push events out.
+//
+// Open runs bbolt's consistency check over the whole file first and refuses
+// a damaged one (ErrDamaged), naming the newest backup. At run time a
+// transaction that fails (or panics inside bbolt on a damaged page) is
+// logged once, makes Healthy report the failure, and returns an error
+// wrapping lease.ErrStoreFailed.
 package bolt
 
 import (
@@ -41,6 +47,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -85,25 +93,35 @@ var ErrInUse = errors.New("in use by another gateway process")
 // ErrNewerSchema means the file was written by a newer gateway than this one.
 var ErrNewerSchema = errors.New("written by a newer gateway")
 
+// ErrDamaged means the file failed bbolt's consistency check at open.
+var ErrDamaged = errors.New("damaged")
+
+// checkTimeout bounds the consistency check at open; a gateway's database
+// (leases and a bounded audit log) takes milliseconds.
+const checkTimeout = 30 * time.Second
+
 // Store is a lease.Store on a bbolt file. It is safe for concurrent use.
 type Store struct {
 	db           *bbolt.DB
 	path         string
 	eventLimit   int
 	refusalLimit int
+	// failure is the first failure of a transaction at run time; once
+	// set, the store is no longer healthy.
+	failure atomic.Pointer[error]
 }
 
 var _ lease.Store = (*Store)(nil)
 
-// Open opens or creates the database at path (mode 0600, its directory 0700)
-// and brings its schema up to date.
+// Open opens or creates the database at path (mode 0600, its directory 0700,
+// both tightened if they are looser) and brings its schema up to date.
 func Open(path string) (*Store, error) {
 	return open(path, lockTimeout)
 }
 
 func open(path string, timeout time.Duration) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create directory for store %s: %w", path, err)
+	if err := privateDir(filepath.Dir(path)); err != nil {
+		return nil, err
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
 	if errors.Is(err, bbolt.ErrTimeout) {
@@ -113,11 +131,140 @@ func open(path string, timeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path, eventLimit: EventLimit, refusalLimit: RefusalLimit}
+	if err := s.check(checkTimeout); err != nil {
+		return nil, err
+	}
 	if err := s.prepare(); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// check runs bbolt's consistency check on the whole file, so a damaged
+// database is refused at start instead of failing (or panicking inside
+// bbolt) at the first login that reads the damaged page. It closes the
+// database when it refuses, except after a timeout: the check still holds
+// its transaction then, and the file stays locked until the process ends.
+func (s *Store) check(timeout time.Duration) error {
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		_ = s.db.Close()
+		return fmt.Errorf("check store %s: %w", s.path, err)
+	}
+	problems := tx.Check()
+	var first []string // the first few problems: enough to tell
+	total := 0
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for checking := true; checking; {
+		select {
+		case err, ok := <-problems:
+			if !ok {
+				checking = false
+				continue
+			}
+			if total++; len(first) < 3 {
+				first = append(first, err.Error())
+			}
+		case <-timer.C:
+			go func() {
+				for range problems { // the check ends only once its problems are read
+				}
+				_ = tx.Rollback()
+			}()
+			return fmt.Errorf("check store %s: the consistency check did not finish within %s; the disk may be failing. %s",
+				s.path, timeout, s.restoreHint())
+		}
+	}
+	_ = tx.Rollback()
+	if total == 0 {
+		return nil
+	}
+	_ = s.db.Close()
+	return fmt.Errorf("open store: %s is %w: %d problems, the first: %s. %s",
+		s.path, ErrDamaged, total, strings.Join(first, "; "), s.restoreHint())
+}
+
+// restoreHint tells the operator what to do with a database that cannot
+// be used, naming the newest backup this store made.
+func (s *Store) restoreHint() string {
+	hint := "With the gateway stopped, move the file aside and restore your newest backup of it"
+	if b := newestBackup(s.path); b != "" {
+		hint += fmt.Sprintf("; the newest copy the gateway made itself (before a schema migration) is %s", b)
+	}
+	return hint + "; without any backup, start on an empty database (see docs/operations.md, Lease database)"
+}
+
+// newestBackup is the newest of the copies migrate makes, or "".
+func newestBackup(path string) string {
+	matches, _ := filepath.Glob(path + ".v*.bak")
+	newest, at := "", time.Time{}
+	for _, m := range matches {
+		if info, err := os.Stat(m); err == nil && info.ModTime().After(at) {
+			newest, at = m, info.ModTime()
+		}
+	}
+	return newest
+}
+
+// Healthy returns nil while every transaction has worked, and otherwise
+// the first failure: the database is damaged or its disk failing, and the
+// gateway is not ready until the operator repairs it and restarts.
+func (s *Store) Healthy() error {
+	if err := s.failure.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// view and update run a transaction as bbolt's View and Update do, turning
+// a panic inside bbolt (a damaged page) into an error. A failure other
+// than a missing lease makes the store unhealthy and is logged once; the
+// error wraps lease.ErrStoreFailed, so people are told what happened.
+func (s *Store) view(fn func(*bbolt.Tx) error) error {
+	return s.guard(func() error { return s.db.View(fn) })
+}
+
+func (s *Store) update(fn func(*bbolt.Tx) error) error {
+	return s.guard(func() error { return s.db.Update(fn) })
+}
+
+func (s *Store) guard(run func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bbolt panicked, the file is damaged: %v", r)
+		}
+		if err == nil || errors.Is(err, lease.ErrNotFound) {
+			return
+		}
+		if failure := err; s.failure.CompareAndSwap(nil, &failure) {
+			slog.Error("store: the lease database failed; the gateway is not ready until it is repaired and restarted",
+				"path", s.path, "err", err, "hint", s.restoreHint())
+		}
+		err = fmt.Errorf("%w: %s: %w", lease.ErrStoreFailed, s.path, err)
+	}()
+	return run()
+}
+
+// privateDir creates dir 0700, or tightens an existing one to 0700: beside
+// the database it holds the upstream key and, in local mode, the machines'
+// folders, and nobody but the gateway's user may list or enter it.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data folder %s: %w", dir, err)
+	}
+	info, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("stat data folder %s: %w", dir, err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("data folder %s is open to others (mode %v) and cannot be restricted: %w", dir, perm, err)
+		}
+		slog.Warn("store: restricted data folder mode to 0700", "path", dir, "was", perm.String())
+	}
+	return nil
 }
 
 // prepare tightens the file mode and brings the schema to schemaVersion.
@@ -291,7 +438,7 @@ func (s *Store) Close() error {
 // Get returns the lease of fingerprint, or an error wrapping lease.ErrNotFound.
 func (s *Store) Get(fingerprint string) (lease.Lease, error) {
 	var l lease.Lease
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(leasesBucket).Get([]byte(fingerprint))
 		if raw == nil {
 			return lease.ErrNotFound
@@ -318,7 +465,7 @@ func (s *Store) Put(l lease.Lease, events ...lease.Event) error {
 	if err != nil {
 		return fmt.Errorf("put lease %s: %w", l.Fingerprint, err)
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.update(func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(leasesBucket).Put([]byte(l.Fingerprint), raw); err != nil {
 			return err
 		}
@@ -338,7 +485,7 @@ func (s *Store) Delete(fingerprint string, events ...lease.Event) error {
 	if err != nil {
 		return fmt.Errorf("delete lease %s: %w", fingerprint, err)
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.update(func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(leasesBucket).Delete([]byte(fingerprint)); err != nil {
 			return err
 		}
@@ -354,7 +501,7 @@ func (s *Store) Delete(fingerprint string, events ...lease.Event) error {
 // byte order, which is Go's string order).
 func (s *Store) List() ([]lease.Lease, error) {
 	var all []lease.Lease
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(leasesBucket).ForEach(func(k, v []byte) error {
 			var l lease.Lease
 			if err := decode(string(k), v, &l); err != nil {
@@ -384,7 +531,7 @@ func (s *Store) AppendEvent(e lease.Event) error {
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
-	if err := s.db.Update(func(tx *bbolt.Tx) error { return s.appendEvents(tx, raw) }); err != nil {
+	if err := s.update(func(tx *bbolt.Tx) error { return s.appendEvents(tx, raw) }); err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
 	return nil
@@ -464,7 +611,7 @@ func (s *Store) AppendRefusals(rs []lease.Refusal) error {
 	if err != nil {
 		return fmt.Errorf("append refusals: %w", err)
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.update(func(tx *bbolt.Tx) error {
 		return appendBounded(tx.Bucket(refusalsBucket), raw, s.refusalLimit)
 	})
 	if err != nil {
@@ -487,7 +634,7 @@ func (s *Store) Refusals(n int) ([]lease.Refusal, error) {
 // of them when n <= 0), oldest first.
 func newest[T any](s *Store, bucket []byte, n int) ([]T, error) {
 	var records []T
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucket).Cursor()
 		for k, v := c.Last(); k != nil && (n <= 0 || len(records) < n); k, v = c.Prev() {
 			var r T

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,6 +17,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 func sampleLease(fp string) lease.Lease {
@@ -224,6 +226,36 @@ func TestLooseExistingFileIsTightened(t *testing.T) {
 	}
 	defer s2.Close()
 	assertMode(t, path, 0o600)
+}
+
+func TestLooseDataFolderIsTightened(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	logs := captureLog(t)
+	s, err := Open(filepath.Join(dir, "gateway.db"))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	assertMode(t, dir, 0o700)
+	if !strings.Contains(logs.String(), "restricted data folder mode to 0700") {
+		t.Errorf("tightening not logged:\n%s", logs)
+	}
+}
+
+// captureLog sends the default logger, which the store logs to, into a
+// buffer for the rest of the test. Tests here do not run in parallel.
+func captureLog(t *testing.T) *testkit.Buffer {
+	log, buf := testkit.Logger()
+	old := slog.Default()
+	slog.SetDefault(log)
+	t.Cleanup(func() { slog.SetDefault(old) })
+	return buf
 }
 
 func assertMode(t *testing.T, path string, want os.FileMode) {
