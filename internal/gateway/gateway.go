@@ -70,6 +70,7 @@ type Options struct {
 	HandshakeTimeout time.Duration // default 20s
 	MaxAuthTries     int           // default 6
 	StartTimeout     time.Duration // a session must start a program within this; default 1m
+	Limits           Limits        // what one person may hold; zero fields take DefaultLimits
 	Logger           *slog.Logger
 }
 
@@ -79,6 +80,7 @@ type Gateway struct {
 	log    *slog.Logger
 	server *ssh.Server
 	pool   *proxy.Pool // connections to machines, shared by a person's connections and the lease manager
+	people people      // each person's connections, against Limits.ConnsPerPerson
 
 	mu       sync.Mutex // held to read or change these fields only; lock order in notify.go
 	sessions map[*liveSession]struct{}
@@ -112,11 +114,13 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Invocation == "" {
 		opts.Invocation = "ssh GATEWAY"
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	g := &Gateway{
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
 		sessions: map[*liveSession]struct{}{},
 		pool:     opts.Pool,
+		people:   people{conns: map[string]*personConns{}},
 	}
 	srv, err := wish.NewServer(
 		wish.WithPublicKeyAuth(g.authorize),
@@ -124,8 +128,8 @@ func New(opts Options) (*Gateway, error) {
 			s.AddHostKey(opts.HostKey)
 			s.HandshakeTimeout = opts.HandshakeTimeout
 			s.Version = "cc-gateway"
-			s.ServerConfigCallback = func(ssh.Context) *gossh.ServerConfig {
-				return &gossh.ServerConfig{MaxAuthTries: opts.MaxAuthTries}
+			s.ServerConfigCallback = func(ctx ssh.Context) *gossh.ServerConfig {
+				return &gossh.ServerConfig{MaxAuthTries: opts.MaxAuthTries, VerifiedPublicKeyCallback: g.admitConnection(ctx)}
 			}
 			// The session and forwarding handlers are ours (see
 			// session.go, forward.go); other channel types are refused.
@@ -133,9 +137,11 @@ func New(opts Options) (*Gateway, error) {
 				"session":      g.handleSession,
 				"direct-tcpip": g.handleDirectTCPIP,
 			}
+			// Every global request counts against the connection's rate.
 			s.RequestHandlers = map[string]ssh.RequestHandler{
-				"tcpip-forward":        g.handleTCPIPForward,
-				"cancel-tcpip-forward": g.handleCancelTCPIPForward,
+				"tcpip-forward":        g.limitGlobalRequests(g.handleTCPIPForward),
+				"cancel-tcpip-forward": g.limitGlobalRequests(g.handleCancelTCPIPForward),
+				"default":              g.limitGlobalRequests(refuseRequest),
 			}
 			s.ConnectionFailedCallback = func(c net.Conn, err error) {
 				g.log.Debug("connection failed", "remote", c.RemoteAddr(), "err", err)
