@@ -121,6 +121,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
 		Invocation: invocation, Logger: log,
+		Limits: gateway.Limits{
+			SessionsPerConn: cfg.MaxSessions, ConnsPerPerson: cfg.MaxConnections,
+			EarlyRequests: cfg.MaxEarlyRequests, EarlyBytes: cfg.MaxEarlyBytes,
+			GlobalRate: cfg.GlobalRequestRate, GlobalBurst: cfg.GlobalRequestBurst,
+		},
 	})
 	if err != nil {
 		ln.Close()

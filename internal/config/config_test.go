@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/gateway"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 )
 
@@ -81,6 +82,13 @@ func TestDefaultsLocalMode(t *testing.T) {
 		ReconcileInterval: 5 * time.Minute,
 		OrphanGrace:       10 * time.Minute,
 		LogLevel:          "info",
+
+		MaxSessions:        gateway.DefaultLimits.SessionsPerConn,
+		MaxConnections:     gateway.DefaultLimits.ConnsPerPerson,
+		MaxEarlyRequests:   gateway.DefaultLimits.EarlyRequests,
+		MaxEarlyBytes:      gateway.DefaultLimits.EarlyBytes,
+		GlobalRequestRate:  gateway.DefaultLimits.GlobalRate,
+		GlobalRequestBurst: gateway.DefaultLimits.GlobalBurst,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults\n got %#v\nwant %#v", got, want)
@@ -236,6 +244,12 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_PROVISIONING", "infect", nil, func(c Config) any { return c.Provisioning }, ProvisionInfect},
 		{"CC_GATEWAY_INFECT_FLAKE", "github:me/fork?dir=nix", nil, func(c Config) any { return c.InfectFlake }, "github:me/fork?dir=nix"},
 		{"CC_GATEWAY_LOG_LEVEL", "debug", nil, func(c Config) any { return c.LogLevel }, LogDebug},
+		{"CC_GATEWAY_MAX_SESSIONS", "4", nil, func(c Config) any { return c.MaxSessions }, 4},
+		{"CC_GATEWAY_MAX_CONNECTIONS", "5", nil, func(c Config) any { return c.MaxConnections }, 5},
+		{"CC_GATEWAY_MAX_EARLY_REQUESTS", "16", nil, func(c Config) any { return c.MaxEarlyRequests }, 16},
+		{"CC_GATEWAY_MAX_EARLY_BYTES", "4096", nil, func(c Config) any { return c.MaxEarlyBytes }, 4096},
+		{"CC_GATEWAY_GLOBAL_REQUEST_RATE", "2", nil, func(c Config) any { return c.GlobalRequestRate }, 2},
+		{"CC_GATEWAY_GLOBAL_REQUEST_BURST", "20", nil, func(c Config) any { return c.GlobalRequestBurst }, 20},
 	}
 	covered := map[string]bool{}
 	for _, tc := range cases {
