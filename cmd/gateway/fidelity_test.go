@@ -862,18 +862,19 @@ func (r *rig) testAgent(t *testing.T) {
 	}
 }
 
-// testControlMaster: one client connection carries more sessions than one
-// sshd connection allows (MaxSessions 10), all at once.
+// testControlMaster: one client connection carries as many sessions as
+// sshd allows on one (MaxSessions 10, the gateway's default), all at once;
+// the next one is refused, as sshd would, until one of them ends.
 func (r *rig) testControlMaster(t *testing.T) {
 	ctl := filepath.Join(shortTempDir(t), "cm")
-	master := r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
+	master := r.start(nil, "ssh", "-F", r.config, "-o", "LogLevel=INFO", "-M", "-S", ctl, "-N", "gw")
 	eventually(t, 30*time.Second, "the master connection is up", func() error {
 		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
 			return fmt.Errorf("%+v", res)
 		}
 		return nil
 	})
-	const n = 12
+	const n = 10
 	type session struct {
 		cmd   *exec.Cmd
 		stdin io.WriteCloser
@@ -902,7 +903,17 @@ func (r *rig) testControlMaster(t *testing.T) {
 			t.Fatalf("session %d: first line %q, %v", i+1, line, err)
 		}
 	}
-	// All n are open now; each echoes its own line and ends on EOF.
+	// All n are open now: the master is refused one more, and says why
+	// (before it answers the client); ssh falls back to a connection of
+	// its own, as it does against sshd.
+	res := r.ssh(nil, "-S", ctl, "gw", "echo ran")
+	if res.code != 0 || res.stdout != "ran\n" || !strings.Contains(res.stderr, "refused by peer") {
+		t.Errorf("session %d: %+v, want refused by the master's connection, then run on its own", n+1, res)
+	}
+	if why := master.stderr.String(); !strings.Contains(why, "open failed: resource shortage: cc-gateway: this connection already has 10 sessions open") {
+		t.Errorf("the master said %q, want why it was refused", why)
+	}
+	// Each echoes its own line and ends on EOF.
 	for i, s := range sessions {
 		fmt.Fprintf(s.stdin, "session %d\n", i)
 		s.stdin.Close()
@@ -916,6 +927,13 @@ func (r *rig) testControlMaster(t *testing.T) {
 			t.Errorf("session %d: %v", i, err)
 		}
 	}
+	// Their places are free again, once the gateway has seen them end.
+	eventually(t, 10*time.Second, "a session once the others ended", func() error {
+		if res := r.ssh(nil, "-S", ctl, "gw", "echo ran"); res.code != 0 || res.stdout != "ran\n" {
+			return fmt.Errorf("%+v", res)
+		}
+		return nil
+	})
 	if res := r.ssh(nil, "-S", ctl, "-O", "exit", "gw"); res.code != 0 {
 		t.Errorf("ssh -O exit: %+v", res)
 	}
