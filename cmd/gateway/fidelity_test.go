@@ -292,6 +292,13 @@ func TestFidelity(t *testing.T) {
 	t.Run("tilde user", r.testTildeUser)
 	t.Run("relative paths", r.testRelativePaths)
 	t.Run("command too long", r.testCommandTooLong)
+	// Everyday use hits none of the limits on what one person may hold;
+	// only the ControlMaster's eleventh session does, on purpose.
+	for _, line := range strings.Split(r.g.logs.String(), "\n") {
+		if strings.Contains(line, `msg="limit hit"`) && !strings.Contains(line, `limit="sessions per connection"`) {
+			t.Errorf("everyday use hit a limit: %s", line)
+		}
+	}
 }
 
 // TestFidelityBuiltin: local mode's default machines, the in-process SSH
