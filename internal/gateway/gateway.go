@@ -157,13 +157,14 @@ func New(opts Options) (*Gateway, error) {
 }
 
 // authorize admits keys on the users or admins list, or any key in open
-// access mode, and records the outcome in the audit log. Only fingerprints
-// are kept: clients send no comments, and keys are identities, not secrets.
-// (x/crypto asks once per key and connection, so a client offering several
-// keys leaves one refusal per key it tried before the one that fit.)
+// access mode, and records refusals in the audit log; admitConnection
+// records a connection once the client has proved it holds the key. Only
+// fingerprints are kept: clients send no comments, and keys are
+// identities, not secrets. (x/crypto asks once per key and connection, so
+// a client offering several keys leaves one refusal per key it tried
+// before the one that fit.)
 func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 	if g.opts.OpenAccess || g.opts.Users.Contains(key) || g.opts.Admins.Contains(key) {
-		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: gossh.FingerprintSHA256(key), Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
 		return true
 	}
 	fp := gossh.FingerprintSHA256(key)

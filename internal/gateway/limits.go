@@ -141,9 +141,10 @@ var errTooManyConnections = errors.New("too many connections for this key")
 
 // admitConnection is the gateway's VerifiedPublicKeyCallback for the
 // connection of ctx: it runs once the client has proved it holds the key,
-// so a stranger who knows only the public half learns nothing, and counts
-// the connection against its person's limit until the connection ends.
-// OpenSSH shows the banner of a refusal above "Permission denied".
+// so a stranger who knows only the public half learns nothing and writes
+// nothing. It counts the connection against its person's limit until the
+// connection ends, and records it in the audit log. OpenSSH shows the
+// banner of a refusal above "Permission denied".
 func (g *Gateway) admitConnection(ctx ssh.Context) func(gossh.ConnMetadata, gossh.PublicKey, *gossh.Permissions, string) (*gossh.Permissions, error) {
 	return func(_ gossh.ConnMetadata, key gossh.PublicKey, perms *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 		fp := lease.Fingerprint(key)
@@ -157,6 +158,7 @@ func (g *Gateway) admitConnection(ctx ssh.Context) func(gossh.ConnMetadata, goss
 				"cc-gateway: this key already has %d connections open, the most allowed at once; close one (or share one with ControlMaster) and try again\r\n", most)}
 		}
 		context.AfterFunc(ctx, func() { g.people.leave(fp) })
+		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: fp, Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
 		return perms, nil
 	}
 }

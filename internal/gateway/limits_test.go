@@ -346,3 +346,46 @@ func TestTokenBucket(t *testing.T) {
 		t.Fatal("the bucket filled past its burst")
 	}
 }
+
+// publicHalfOnly offers a key it cannot sign with: what a stranger who
+// copied someone's public key can do.
+type publicHalfOnly struct{ gossh.Signer }
+
+func (publicHalfOnly) Sign(io.Reader, []byte) (*gossh.Signature, error) {
+	return nil, errors.New("no private key")
+}
+
+// TestConnectNeedsProof: a connection is counted and recorded only once the
+// client has proved it holds the key. Offering someone's public key alone
+// must neither take their connection slots nor write to the audit trail.
+func TestConnectNeedsProof(t *testing.T) {
+	r := startLimitRig(t, nil)
+	person := testkit.NewKey(t).Signer
+	fp := lease.Fingerprint(person.PublicKey())
+	connects := func() int {
+		events, err := r.leases.Events(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range events {
+			if e.Kind == "connect" && e.Fingerprint == fp {
+				n++
+			}
+		}
+		return n
+	}
+	for range DefaultLimits.ConnsPerPerson + 1 {
+		if c, err := r.dial(publicHalfOnly{person}, nil); err == nil {
+			c.Close()
+			t.Fatal("a key got in without a signature")
+		}
+	}
+	if n := connects(); n != 0 {
+		t.Errorf("%d connect events for a key offered without proof, want 0", n)
+	}
+	r.mustDial(t, person)
+	if n := connects(); n != 1 {
+		t.Errorf("%d connect events for one connection, want 1", n)
+	}
+}
