@@ -94,7 +94,7 @@ type people struct {
 }
 
 type personConns struct {
-	n int
+	n int // connections open
 	// told is set once a refusal was logged and recorded, until the person
 	// is back under the limit: one audit event per episode, however many
 	// connections they keep trying.
@@ -258,11 +258,13 @@ func (g *Gateway) limitGlobalRequests(next ssh.RequestHandler) ssh.RequestHandle
 		if ok {
 			return next(ctx, srv, req)
 		}
-		if fp, known := fingerprintOf(ctx); known && c.limits.first(limitGlobal) {
-			g.limited(fp, limitGlobal, ctx, fmt.Sprintf("more than %d a second (burst %d); refused %q", lim.GlobalRate, lim.GlobalBurst, req.Type))
+		// The request's type is the client's text: neither logged nor kept.
+		fp := fingerprintOf(ctx)
+		if c.limits.first(limitGlobal) {
+			g.limited(fp, limitGlobal, ctx, fmt.Sprintf("more than %d a second (bursts of %d)", lim.GlobalRate, lim.GlobalBurst))
 		}
 		if flooding {
-			g.log.Warn("closing a connection that keeps flooding global requests", "remote", ctx.RemoteAddr(), "refused_in_a_row", lim.GlobalBurst)
+			g.log.Warn("closing a connection that keeps flooding global requests", "fingerprint", fp, "remote", ctx.RemoteAddr(), "refused_in_a_row", lim.GlobalBurst)
 			c.conn.Close()
 		}
 		return false, nil
@@ -273,11 +275,11 @@ func (g *Gateway) limitGlobalRequests(next ssh.RequestHandler) ssh.RequestHandle
 // as keepalive@openssh.com, which OpenSSH's sshd refuses too.
 func refuseRequest(ssh.Context, *ssh.Server, *gossh.Request) (bool, []byte) { return false, nil }
 
-// fingerprintOf is the fingerprint of the key ctx's connection logged in with.
-func fingerprintOf(ctx ssh.Context) (string, bool) {
-	key, ok := ctx.Value(ssh.ContextKeyPublicKey).(ssh.PublicKey)
-	if !ok {
-		return "", false
+// fingerprintOf is the fingerprint of the key ctx's connection logged in
+// with; every connection that gets to send requests has one.
+func fingerprintOf(ctx ssh.Context) string {
+	if key, ok := ctx.Value(ssh.ContextKeyPublicKey).(ssh.PublicKey); ok {
+		return lease.Fingerprint(key)
 	}
-	return lease.Fingerprint(key), true
+	return ""
 }
