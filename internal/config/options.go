@@ -257,7 +257,7 @@ var options = []*option{
 		bind: func(c *Config) value { return duration(&c.ShutdownGrace) }},
 	{name: "max-sessions", arg: "N", usage: "session channels one client connection may have open at once (sshd's MaxSessions); more are refused", def: "10",
 		bind: func(c *Config) value { return number(&c.MaxSessions, 1, 1000, "a number of sessions") }},
-	{name: "max-connections", arg: "N", usage: "connections one key may have open at once; more are refused at login", def: "10",
+	{name: "max-connections", arg: "N", usage: "connections one key may have open at once; more are refused at login", def: "20",
 		bind: func(c *Config) value { return number(&c.MaxConnections, 1, 10000, "a number of connections") }},
 	{name: "max-early-requests", arg: "N", usage: "requests (env, pty-req, window-change) a session may send before its program starts; more fail the session", def: "64",
 		bind: func(c *Config) value { return number(&c.MaxEarlyRequests, 1, 4096, "a number of requests") }},

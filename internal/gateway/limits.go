@@ -36,17 +36,18 @@ type Limits struct {
 }
 
 // DefaultLimits are the limits of a Gateway whose Options leave them zero.
-// SessionsPerConn is sshd's MaxSessions. Ten connections at once leave room
-// for a person's terminals, file transfers and editor (a ControlMaster
-// carries more on one), and bound what one key can make the gateway buffer:
-// each channel may hold an SSH window (2 MiB in x/crypto) of data not yet
-// passed on. A session of OpenSSH sends a pty-req and a few env requests
-// (sshd itself ignores env requests past 128). Keepalives every 15 s and a
-// ControlMaster's forwards come nowhere near 10 requests a second, and a
-// config with many -R forwards fits in the burst.
+// SessionsPerConn is sshd's MaxSessions. Twenty connections at once leave
+// room for a person's terminals, transfers and editor, and for parallel jobs
+// without a ControlMaster (xargs -P, a test harness), while bounding what
+// one key can make the gateway buffer: each channel may also hold an SSH
+// window (2 MiB in x/crypto) of data not yet passed on. A session of
+// OpenSSH sends a pty-req and a few env requests (sshd itself ignores env
+// requests past 128). Keepalives every 15 s and a ControlMaster's forwards
+// come nowhere near 10 requests a second, and a config with many -R
+// forwards fits in the burst.
 var DefaultLimits = Limits{
 	SessionsPerConn: 10,
-	ConnsPerPerson:  10,
+	ConnsPerPerson:  20,
 	EarlyRequests:   64,
 	EarlyBytes:      64 << 10,
 	GlobalRate:      10,

@@ -162,7 +162,7 @@ in
           ]) "Local mode only: machines as in-process SSH servers, or as real sshd processes.";
           "shutdown-grace" = setting duration "On stop, how long open sessions get to end (10s).";
           "max-sessions" = setting types.ints.positive "Session channels one client connection may have open at once; sshd's MaxSessions (10).";
-          "max-connections" = setting types.ints.positive "Connections one key may have open at once (10).";
+          "max-connections" = setting types.ints.positive "Connections one key may have open at once (20).";
           "max-early-requests" = setting types.ints.positive "Requests (env, pty-req, window-change) a session may send before its program starts (64).";
           "max-early-bytes" = setting types.ints.positive "Bytes those requests may carry in total (65536).";
           "global-request-rate" = setting types.ints.positive "Global requests (keepalives, remote forwards) a second per connection (10).";
