@@ -126,6 +126,8 @@ func (h *harness) start(tb testing.TB) {
 		"--local-machines", "openssh", "--instance-user", user,
 		"--machine-ssh-port", strconv.Itoa(localcloudtest.FreePort(tb)),
 		"--log-level", "info",
+		// BenchmarkIdleSessions is one person with many connections.
+		"--max-connections", "1000",
 	)
 	gw.Env = append(os.Environ(), "HCLOUD_TOKEN=")
 	logs, err := os.Create(filepath.Join(h.dir, "gateway.log"))

@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,14 +45,15 @@ func countServers(t *testing.T, lg *localGateway) int {
 // TestConcurrentFirstConnections: fifty connections with one new key at
 // once make one server, and every one of them lands on it.
 func TestConcurrentFirstConnections(t *testing.T) {
-	// Fifty handshakes at once from one address are more than the startup
-	// limits let through (docs/security.md); this test is about the one
-	// flight they share.
-	lg := newLocalGateway(t, "--max-startups", "100", "--max-startups-per-source", "100")
+	const n = 50
+	// Fifty handshakes at once from one address, with one key, are more
+	// than the startup and per-person limits let through
+	// (docs/security.md); this test is about the one flight they share.
+	lg := newLocalGateway(t, "--max-startups", "100", "--max-startups-per-source", "100",
+		"--max-connections", strconv.Itoa(n))
 	g := lg.start(t)
 	bob := newPerson(t, filepath.Join(lg.dir, "bob"))
 
-	const n = 50
 	results := make([]result, n)
 	var wg sync.WaitGroup
 	for i := range n {

@@ -130,10 +130,11 @@ func (r *rig) start(env []string, name string, args ...string) *background {
 }
 
 // startMaster starts an OpenSSH ControlMaster connection to the gateway,
-// on socket ctl, and waits until it is up.
-func (r *rig) startMaster(t *testing.T, ctl string) *background {
+// on socket ctl, with ssh options opts, and waits until it is up.
+func (r *rig) startMaster(t *testing.T, ctl string, opts ...string) *background {
 	t.Helper()
-	master := r.start(nil, "ssh", "-F", r.config, "-M", "-S", ctl, "-N", "gw")
+	args := append(append([]string{"-F", r.config}, opts...), "-M", "-S", ctl, "-N", "gw")
+	master := r.start(nil, "ssh", args...)
 	testkit.Eventually(t, 30*time.Second, func() error {
 		if res := r.ssh(nil, "-S", ctl, "-O", "check", "gw"); res.code != 0 {
 			return fmt.Errorf("the master connection is not up: %+v", res)
@@ -207,6 +208,13 @@ func TestFidelity(t *testing.T) {
 	t.Run("tilde user", r.testTildeUser)
 	t.Run("relative paths", r.testRelativePaths)
 	t.Run("command too long", r.testCommandTooLong)
+	// Everyday use hits none of the limits on what one person may hold;
+	// only the ControlMaster's eleventh session does, on purpose.
+	for _, line := range strings.Split(r.g.logs.String(), "\n") {
+		if strings.Contains(line, `msg="limit hit"`) && !strings.Contains(line, `limit="sessions per connection"`) {
+			t.Errorf("everyday use hit a limit: %s", line)
+		}
+	}
 }
 
 // TestFidelityBuiltin: local mode's default machines, the in-process SSH
@@ -724,12 +732,13 @@ func (r *rig) testAgent(t *testing.T) {
 	}
 }
 
-// testControlMaster: one client connection carries more sessions than one
-// sshd connection allows (MaxSessions 10), all at once.
+// testControlMaster: one client connection carries as many sessions as
+// sshd allows on one (MaxSessions 10, the gateway's default), all at once;
+// the next one is refused, as sshd would, until one of them ends.
 func (r *rig) testControlMaster(t *testing.T) {
 	ctl := filepath.Join(shortTempDir(t), "cm")
-	master := r.startMaster(t, ctl)
-	const n = 12
+	master := r.startMaster(t, ctl, "-o", "LogLevel=INFO")
+	const n = 10
 	type session struct {
 		cmd   *exec.Cmd
 		stdin io.WriteCloser
@@ -758,7 +767,17 @@ func (r *rig) testControlMaster(t *testing.T) {
 			t.Fatalf("session %d: first line %q, %v", i+1, line, err)
 		}
 	}
-	// All n are open now; each echoes its own line and ends on EOF.
+	// All n are open now: the master is refused one more, and says why
+	// (before it answers the client); ssh falls back to a connection of
+	// its own, as it does against sshd.
+	res := r.ssh(nil, "-S", ctl, "gw", "echo ran")
+	if res.code != 0 || res.stdout != "ran\n" || !strings.Contains(res.stderr, "refused by peer") {
+		t.Errorf("session %d: %+v, want refused by the master's connection, then run on its own", n+1, res)
+	}
+	if why := master.stderr.String(); !strings.Contains(why, "open failed: resource shortage: cc-gateway: this connection already has 10 sessions open") {
+		t.Errorf("the master said %q, want why it was refused", why)
+	}
+	// Each echoes its own line and ends on EOF.
 	for i, s := range sessions {
 		fmt.Fprintf(s.stdin, "session %d\n", i)
 		s.stdin.Close()
@@ -772,6 +791,13 @@ func (r *rig) testControlMaster(t *testing.T) {
 			t.Errorf("session %d: %v", i, err)
 		}
 	}
+	// Their places are free again, once the gateway has seen them end.
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if res := r.ssh(nil, "-S", ctl, "gw", "echo ran"); res.code != 0 || res.stdout != "ran\n" {
+			return fmt.Errorf("no session once the others ended: %+v", res)
+		}
+		return nil
+	})
 	if res := r.ssh(nil, "-S", ctl, "-O", "exit", "gw"); res.code != 0 {
 		t.Errorf("ssh -O exit: %+v", res)
 	}

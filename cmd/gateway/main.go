@@ -130,6 +130,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 			Start: cfg.MaxStartups.Start, Rate: cfg.MaxStartups.Rate, Full: cfg.MaxStartups.Full,
 			PerSource: cfg.MaxStartupsPerSource,
 		},
+		Limits: gateway.Limits{
+			SessionsPerConn: cfg.MaxSessions, ConnsPerPerson: cfg.MaxConnections,
+			EarlyRequests: cfg.MaxEarlyRequests, EarlyBytes: cfg.MaxEarlyBytes,
+			GlobalRate: cfg.GlobalRequestRate, GlobalBurst: cfg.GlobalRequestBurst,
+		},
 	})
 	if err != nil {
 		ln.Close()

@@ -85,6 +85,14 @@ type Config struct {
 	LogLevel             LogLevel         // how much is logged
 	ConfigFile           string           // the config file read, if any
 
+	// What one person may make the gateway hold (docs/security.md).
+	MaxSessions        int // session channels per client connection
+	MaxConnections     int // connections per key at once
+	MaxEarlyRequests   int // requests a session may send before its program starts
+	MaxEarlyBytes      int // their payload bytes in total
+	GlobalRequestRate  int // global requests a second per connection
+	GlobalRequestBurst int // global requests at once beyond the rate
+
 	// origin names where each option's value came from, for error messages.
 	// It is nil for a Config built by hand.
 	origin map[string]string

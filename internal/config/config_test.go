@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-gateway/cc-gateway/internal/gateway"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 )
 
@@ -85,6 +86,13 @@ func TestDefaultsLocalMode(t *testing.T) {
 		Orphans:              "delete",
 		OrphanDeletes:        3,
 		LogLevel:             "info",
+
+		MaxSessions:        gateway.DefaultLimits.SessionsPerConn,
+		MaxConnections:     gateway.DefaultLimits.ConnsPerPerson,
+		MaxEarlyRequests:   gateway.DefaultLimits.EarlyRequests,
+		MaxEarlyBytes:      gateway.DefaultLimits.EarlyBytes,
+		GlobalRequestRate:  gateway.DefaultLimits.GlobalRate,
+		GlobalRequestBurst: gateway.DefaultLimits.GlobalBurst,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults\n got %#v\nwant %#v", got, want)
@@ -245,6 +253,12 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_MAX_STARTUPS", "5:50:20", nil, func(c Config) any { return c.MaxStartups }, Startups{Start: 5, Rate: 50, Full: 20}},
 		{"CC_GATEWAY_MAX_STARTUPS", "50", nil, func(c Config) any { return c.MaxStartups }, Startups{Start: 50, Rate: 100, Full: 50}},
 		{"CC_GATEWAY_MAX_STARTUPS_PER_SOURCE", "3", nil, func(c Config) any { return c.MaxStartupsPerSource }, 3},
+		{"CC_GATEWAY_MAX_SESSIONS", "4", nil, func(c Config) any { return c.MaxSessions }, 4},
+		{"CC_GATEWAY_MAX_CONNECTIONS", "5", nil, func(c Config) any { return c.MaxConnections }, 5},
+		{"CC_GATEWAY_MAX_EARLY_REQUESTS", "16", nil, func(c Config) any { return c.MaxEarlyRequests }, 16},
+		{"CC_GATEWAY_MAX_EARLY_BYTES", "4096", nil, func(c Config) any { return c.MaxEarlyBytes }, 4096},
+		{"CC_GATEWAY_GLOBAL_REQUEST_RATE", "2", nil, func(c Config) any { return c.GlobalRequestRate }, 2},
+		{"CC_GATEWAY_GLOBAL_REQUEST_BURST", "20", nil, func(c Config) any { return c.GlobalRequestBurst }, 20},
 	}
 	covered := map[string]bool{}
 	for _, tc := range cases {

@@ -303,6 +303,18 @@ var options = []*option{
 		bind: func(c *Config) value {
 			return number(&c.MaxStartupsPerSource, 1, maxStartups, "a number of connections")
 		}},
+	{name: "max-sessions", arg: "N", usage: "session channels one client connection may have open at once (sshd's MaxSessions); more are refused", def: "10",
+		bind: func(c *Config) value { return number(&c.MaxSessions, 1, 1000, "a number of sessions") }},
+	{name: "max-connections", arg: "N", usage: "connections one key may have open at once; more are refused at login", def: "20",
+		bind: func(c *Config) value { return number(&c.MaxConnections, 1, 10000, "a number of connections") }},
+	{name: "max-early-requests", arg: "N", usage: "requests (env, pty-req, window-change) a session may send before its program starts; more fail the session", def: "64",
+		bind: func(c *Config) value { return number(&c.MaxEarlyRequests, 1, 4096, "a number of requests") }},
+	{name: "max-early-bytes", arg: "BYTES", usage: "bytes those requests may carry in total; more fail the session", def: "65536",
+		bind: func(c *Config) value { return number(&c.MaxEarlyBytes, 1024, 16<<20, "a number of bytes") }},
+	{name: "global-request-rate", arg: "N", usage: "global requests (keepalives, remote forwards) a second one connection may send; more are refused", def: "10",
+		bind: func(c *Config) value { return number(&c.GlobalRequestRate, 1, 10000, "a number of requests a second") }},
+	{name: "global-request-burst", arg: "N", usage: "global requests one connection may send at once beyond the rate; a connection refused this many in a row is closed", def: "100",
+		bind: func(c *Config) value { return number(&c.GlobalRequestBurst, 1, 100000, "a number of requests") }},
 	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7",
 		bind: func(c *Config) value { return text(&c.LocalFaults, nil) }},
 	{name: "log-level", usage: "how much the gateway logs", def: "info",

@@ -114,7 +114,7 @@ func (g *Gateway) watchForward(ctx ssh.Context, c *clientConn, f *proxy.Forward)
 	case <-f.Done():
 	}
 	c.mu.Lock()
-	idle := c.sessions == 0 && !c.closed
+	idle := !c.closed && c.limits.openSessions() == 0
 	c.mu.Unlock()
 	if idle {
 		g.log.Info("machine connection carrying a remote forward ended; closing the client connection", "port", f.Port())

@@ -81,6 +81,7 @@ type Options struct {
 	// nil draws at random. Tests fix it.
 	Percent      func() int
 	StartTimeout time.Duration // a session must start a program within this; default 1m
+	Limits       Limits        // what one person may hold; zero fields take DefaultLimits
 	Logger       *slog.Logger
 }
 
@@ -90,6 +91,7 @@ type Gateway struct {
 	log    *slog.Logger
 	server *ssh.Server
 	pool   *proxy.Pool // connections to machines, shared by a person's connections and the lease manager
+	people people      // each person's connections, against Limits.ConnsPerPerson
 
 	startups *startups // connections not yet authenticated
 	drops    dropLog
@@ -133,12 +135,14 @@ func New(opts Options) (*Gateway, error) {
 	if opts.MaxStartups.PerSource == 0 {
 		opts.MaxStartups.PerSource = DefaultStartupLimits.PerSource
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	g := &Gateway{
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
 		sessions: map[*liveSession]struct{}{},
 		pool:     opts.Pool,
 		startups: newStartups(opts.MaxStartups, opts.Percent),
+		people:   people{conns: map[string]*personConns{}},
 	}
 	srv, err := wish.NewServer(
 		wish.WithPublicKeyAuth(g.authorize),
@@ -157,7 +161,8 @@ func New(opts Options) (*Gateway, error) {
 			}
 			s.ServerConfigCallback = func(ctx ssh.Context) *gossh.ServerConfig {
 				return &gossh.ServerConfig{
-					MaxAuthTries: opts.MaxAuthTries,
+					MaxAuthTries:              opts.MaxAuthTries,
+					VerifiedPublicKeyCallback: g.admitConnection(ctx),
 					AuthLogCallback: func(_ gossh.ConnMetadata, _ string, err error) {
 						if err == nil {
 							authenticated(ctx)
@@ -171,9 +176,11 @@ func New(opts Options) (*Gateway, error) {
 				"session":      g.handleSession,
 				"direct-tcpip": g.handleDirectTCPIP,
 			}
+			// Every global request counts against the connection's rate.
 			s.RequestHandlers = map[string]ssh.RequestHandler{
-				"tcpip-forward":        g.handleTCPIPForward,
-				"cancel-tcpip-forward": g.handleCancelTCPIPForward,
+				"tcpip-forward":        g.limitGlobalRequests(g.handleTCPIPForward),
+				"cancel-tcpip-forward": g.limitGlobalRequests(g.handleCancelTCPIPForward),
+				"default":              g.limitGlobalRequests(refuseRequest),
 			}
 			s.ConnectionFailedCallback = func(c net.Conn, err error) {
 				g.log.Debug("connection failed", "remote", c.RemoteAddr(), "err", err)
@@ -189,15 +196,15 @@ func New(opts Options) (*Gateway, error) {
 }
 
 // authorize admits keys on the users or admins list, or any key in open
-// access mode. An admitted key is recorded in the audit log; a refused one
-// is only counted with the other refusals from its source that minute, so
-// strangers cannot flush the log. Only fingerprints are kept: clients send
-// no comments, and keys are identities, not secrets. (x/crypto asks once
-// per key and connection, so a client offering several keys leaves one
-// refusal per key it tried before the one that fit.)
+// access mode. A refused key is only counted with the other refusals from
+// its source that minute, so strangers cannot flush the log;
+// admitConnection records a connection once the client has proved it holds
+// the key. Only fingerprints are kept: clients send no comments, and keys
+// are identities, not secrets. (x/crypto asks once per key and connection,
+// so a client offering several keys leaves one refusal per key it tried
+// before the one that fit.)
 func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 	if g.opts.OpenAccess || g.opts.Users.Contains(key) || g.opts.Admins.Contains(key) {
-		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: gossh.FingerprintSHA256(key), Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
 		return true
 	}
 	fp := gossh.FingerprintSHA256(key)

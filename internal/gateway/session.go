@@ -26,6 +26,17 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		nc.Reject(gossh.Prohibited, "no public key on this connection")
 		return
 	}
+	fp := lease.Fingerprint(key)
+	c := g.clientConn(ctx)
+	if most := g.opts.Limits.SessionsPerConn; !c.limits.openSession(most) {
+		if c.limits.first(limitSessions) {
+			g.limited(fp, limitSessions, ctx, fmt.Sprintf("%d open", most))
+		}
+		// OpenSSH prints this after "open failed", as it does for sshd's MaxSessions.
+		nc.Reject(gossh.ResourceShortage, fmt.Sprintf("cc-gateway: this connection already has %d sessions open, the most allowed; close one, or open another connection", most))
+		return
+	}
+	defer c.limits.closeSession()
 	raw, reqs, err := nc.Accept()
 	if err != nil {
 		return
@@ -34,13 +45,20 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	defer ch.Close()
 
 	s := proxy.ClientSession{Channel: ch, Requests: reqs}
-	if !g.collect(ctx, &s) {
-		return
-	}
-	fp := lease.Fingerprint(key)
+	started, over := g.collect(ctx, &s)
 	hasPTY := false
 	for _, r := range s.Early {
 		hasPTY = hasPTY || r.Type == "pty-req"
+	}
+	if over != "" {
+		if c.limits.first(limitEarly) {
+			g.limited(fp, limitEarly, ctx, over)
+		}
+		newLiveSession(fp, ch, hasPTY).end(over)
+		return
+	}
+	if !started {
+		return
 	}
 
 	if s.Start.Type == "exec" {
@@ -56,9 +74,6 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	live := newLiveSession(fp, ch, hasPTY)
 	defer g.track(live)()
 
-	c := g.clientConn(ctx)
-	c.addSession(1)
-	defer c.addSession(-1)
 	l, t, err := g.machine(ctx, key, func(st lease.Step) {
 		live.mu.Lock()
 		fmt.Fprintf(live.out, "[%3ds] %s%s", int(st.Elapsed.Seconds()), st.Text, live.newline)
@@ -96,31 +111,45 @@ func wantsAgent(early []*gossh.Request) bool {
 const agentRequest = "auth-agent-req@openssh.com"
 
 // collect answers the requests that set up a session until the one that
-// starts a program, which it leaves unanswered in s.Start. It reports false
-// when the client went away or took too long.
-func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) bool {
+// starts a program, which it leaves unanswered in s.Start, and reports
+// whether it came. What it keeps for the machine is bounded by
+// Limits.EarlyRequests and EarlyBytes: going over refuses the request and
+// returns the sentence that tells the person why. It reports false when
+// the client went away or took too long.
+func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) (started bool, over string) {
 	timeout := time.NewTimer(g.opts.StartTimeout)
 	defer timeout.Stop()
+	maxCount, maxBytes := g.opts.Limits.EarlyRequests, g.opts.Limits.EarlyBytes
+	kept := 0 // payload bytes in s.Early
 	for {
 		select {
 		case req, ok := <-s.Requests:
 			if !ok {
-				return false
+				return false, ""
 			}
 			switch req.Type {
 			case "shell", "exec", "subsystem":
 				s.Start = req
-				return true
+				return true, ""
 			case "pty-req", "env", "window-change", agentRequest:
+				kept += len(req.Payload)
+				switch {
+				case len(s.Early) >= maxCount:
+					req.Reply(false, nil)
+					return false, fmt.Sprintf("this session sent more than %d requests (environment variables, terminal settings) before starting its program, the most allowed; send fewer (see SendEnv and SetEnv in your ssh config)", maxCount)
+				case kept > maxBytes:
+					req.Reply(false, nil)
+					return false, fmt.Sprintf("this session's environment variables and terminal settings came to more than %d bytes before its program started, the most allowed; send fewer or smaller ones (see SendEnv and SetEnv in your ssh config)", maxBytes)
+				}
 				s.Early = append(s.Early, req)
 				req.Reply(true, nil)
 			default:
 				req.Reply(false, nil)
 			}
 		case <-timeout.C:
-			return false
+			return false, ""
 		case <-ctx.Done():
-			return false
+			return false, ""
 		}
 	}
 }

@@ -74,10 +74,11 @@ func (g *Gateway) lostMessage(fingerprint string) string {
 
 // clientConn is what the gateway keeps for one client connection beyond
 // its channels: the private machine connection that sessions with agent
-// forwarding use, the remote forwards it asked for, and how many sessions
-// it has open.
+// forwarding use, the remote forwards it asked for, and what it has used
+// of its limits (sessions open, global request rate).
 type clientConn struct {
-	conn *gossh.ServerConn
+	conn   *gossh.ServerConn
+	limits connLimits
 
 	// mu comes before the pool's locks. It is the one lock held across a
 	// call out: sessionSeat holds it while the private machine connection
@@ -86,7 +87,6 @@ type clientConn struct {
 	mu       sync.Mutex
 	private  *proxy.Conn
 	forwards map[forwardAddr]*proxy.Forward
-	sessions int
 	closed   bool
 }
 
@@ -106,7 +106,7 @@ func (g *Gateway) clientConn(ctx ssh.Context) *clientConn {
 		return c
 	}
 	conn, _ := ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn)
-	c := &clientConn{conn: conn, forwards: map[forwardAddr]*proxy.Forward{}}
+	c := &clientConn{conn: conn, forwards: map[forwardAddr]*proxy.Forward{}, limits: connLimits{told: map[string]bool{}}}
 	ctx.SetValue(clientConnKey{}, c)
 	context.AfterFunc(ctx, c.close)
 	return c
@@ -127,12 +127,6 @@ func (c *clientConn) close() {
 	if private != nil {
 		private.Release()
 	}
-}
-
-func (c *clientConn) addSession(d int) {
-	c.mu.Lock()
-	c.sessions += d
-	c.mu.Unlock()
 }
 
 // sessionSeat finds room for a session on the machine: on a shared pooled

@@ -168,6 +168,12 @@ in
           "shutdown-grace" = setting duration "On stop, how long open sessions get to end (10s).";
           "max-startups" = setting (types.strMatching "[0-9]+(:[0-9]+:[0-9]+)?") "Connections not yet authenticated, START:RATE:FULL as sshd's MaxStartups: from START new ones are dropped with a chance of RATE percent, rising to all at FULL (10:30:100).";
           "max-startups-per-source" = setting types.ints.positive "Connections not yet authenticated one address (an IPv6 /64) may hold (8).";
+          "max-sessions" = setting types.ints.positive "Session channels one client connection may have open at once; sshd's MaxSessions (10).";
+          "max-connections" = setting types.ints.positive "Connections one key may have open at once (20).";
+          "max-early-requests" = setting types.ints.positive "Requests (env, pty-req, window-change) a session may send before its program starts (64).";
+          "max-early-bytes" = setting types.ints.positive "Bytes those requests may carry in total (65536).";
+          "global-request-rate" = setting types.ints.positive "Global requests (keepalives, remote forwards) a second per connection (10).";
+          "global-request-burst" = setting types.ints.positive "Global requests at once beyond the rate; a connection refused this many in a row is closed (100).";
           "local-faults" = setting line "Local mode only, for testing: faults the fake Hetzner API injects, e.g. rate=0.2,seed=7.";
           "log-level" = setting (types.enum [
             "debug"
