@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,8 +13,11 @@ import (
 )
 
 // KeyList is an authorized_keys file that re-reads itself when it changes.
-// A file that becomes unreadable or malformed keeps the last good list (and
-// logs why), so a bad edit never locks everyone out or lets anyone in.
+// As sshd does, a line that is not a usable key is skipped with an error
+// naming the file and the line, and the rest applies: one bad line never
+// keeps a removed key alive. A file that cannot be read at all keeps the
+// last list read (and logs why), so a file mid-replacement never locks
+// everyone out.
 type KeyList struct {
 	path string
 	log  *slog.Logger
@@ -29,8 +33,8 @@ type fileStamp struct {
 	inode   uint64
 }
 
-// LoadKeyList reads path; an empty path is an empty list. A broken file at
-// start-up is an error: there is no last good list to fall back on.
+// LoadKeyList reads path; an empty path is an empty list. A file that cannot
+// be read at start-up is an error: there is no last list to fall back on.
 func LoadKeyList(path string, log *slog.Logger) (*KeyList, error) {
 	k := &KeyList{path: path, log: log, keys: map[string]bool{}}
 	if path == "" {
@@ -65,7 +69,8 @@ func (k *KeyList) Len() int {
 	return len(k.keys)
 }
 
-// Reload re-reads the file now (on SIGHUP).
+// Reload re-reads the file now (on SIGHUP). It fails only when the file
+// cannot be read; bad lines are logged and skipped.
 func (k *KeyList) Reload() error {
 	if k.path == "" {
 		return nil
@@ -90,20 +95,29 @@ func (k *KeyList) reloadLocked() error {
 	if err != nil {
 		return fmt.Errorf("read allow list: %w", err)
 	}
-	keys, err := parseAuthorizedKeys(data)
-	if err != nil {
-		return fmt.Errorf("allow list %s: %w", k.path, err)
+	keys, problems := parseAuthorizedKeys(data)
+	for _, p := range problems {
+		k.log.Error("allow list line skipped", "path", k.path, "line", p.line, "err", p.err)
 	}
 	k.keys, k.stamp = keys, st
-	k.log.Info("allow list loaded", "path", k.path, "keys", len(keys))
+	k.log.Info("allow list loaded", "path", k.path, "keys", len(keys), "skipped_lines", len(problems))
 	return nil
 }
 
-// parseAuthorizedKeys reads authorized_keys lines; options and comments are
-// allowed and ignored. Any line that is not a key fails the whole file, with
-// its line number.
-func parseAuthorizedKeys(data []byte) (map[string]bool, error) {
+// lineProblem is why one line of an allow list was skipped.
+type lineProblem struct {
+	line int // from 1
+	err  error
+}
+
+func (p lineProblem) Error() string { return fmt.Sprintf("line %d: %v", p.line, p.err) }
+
+// parseAuthorizedKeys reads authorized_keys lines; comments are allowed and
+// ignored. A line that is not a key is skipped and reported with its
+// number; the others apply.
+func parseAuthorizedKeys(data []byte) (map[string]bool, []lineProblem) {
 	keys := map[string]bool{}
+	var problems []lineProblem
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 || line[0] == '#' {
@@ -111,11 +125,12 @@ func parseAuthorizedKeys(data []byte) (map[string]bool, error) {
 		}
 		key, _, _, _, err := gossh.ParseAuthorizedKey(line)
 		if err != nil {
-			return nil, fmt.Errorf("line %d is not a public key in authorized_keys form", i+1)
+			problems = append(problems, lineProblem{i + 1, errors.New("not a public key in authorized_keys form")})
+			continue
 		}
 		keys[string(key.Marshal())] = true
 	}
-	return keys, nil
+	return keys, problems
 }
 
 func stampOf(path string) (fileStamp, error) {

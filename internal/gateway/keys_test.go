@@ -98,18 +98,49 @@ func TestKeyList(t *testing.T) {
 		t.Error("a changed file was not re-read")
 	}
 
-	// A broken edit keeps the last good list.
-	write(line(carol, "carol") + "this is not a key\n")
-	if !l.Contains(carol) || l.Contains(alice) {
-		t.Error("a malformed file replaced the last good list")
+	// One edit removes carol and adds a line that is not a usable key (a
+	// DSA key): the bad line is skipped and named, and carol is out.
+	const dsa = "ssh-dss AAAAB3NzaC1kc3MAAACBAP1/U4EddRIpUt9KnC7s5Of2EbdSPO9EAMMeP4C2USZpRV1AIlH7WT2NWPq/xfW6MPbLm1Vs14E7gB00b/JmYLdrmVClpJ+f6AR7ECLCT7up1/63xhv4O1fnxqimFQ8E+4P208UewwI1VBNaFpEy9nXzrith1yrv8iIDGZ3RSAHHAAAAFQCXYFCPFSMLzLKSuYKi64QL8Fgc9QAAAIEA9+GghdabPd7LvKtcNrhXuXmUr7v6OuqC+VdMCz0HgmdRWVeOutRZT+ZxBxCBgLRJFnEj6EwoFhO3zwkyjMim4TwWeotUfI0o4KOuHiuzpnWRbqN/C/ohNWLx+2J6ASQ7zKTxvqhRkImog9/hWuWfBpKLZl6Ae1UlZAFMO/7PSSoAAACBAPhs9Yo9rsGk6VOdZxmh3dIRX/gtsM+3S5vUpr5vMOFWxl8hXOJ2X+IvN9O+PBmrHFGOn7rCNe1iC9UhOJRW3Na1RnjJ4aoxnHqjmVbuxA/DWiFGV0c7Ju5vsTi5pm2ciKUE0Pj7BhDRRfXUlNJpR0E4cQPvLoKBp/e/3kOsf/RV dsa@old\n"
+	log, logs := testkit.Logger()
+	l, err = LoadKeyList(path, log)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := l.Reload(); err == nil || !strings.Contains(err.Error(), "line 2") {
-		t.Errorf("Reload of a malformed file: %v, want the line named", err)
+	write(line(alice, "alice") + line(carol, "carol"))
+	if !l.Contains(carol) {
+		t.Fatal("carol was not let in")
+	}
+	write(line(alice, "alice") + dsa)
+	if l.Contains(carol) || !l.Contains(alice) {
+		t.Errorf("after removing carol beside a bad line: carol %v alice %v; want false true", l.Contains(carol), l.Contains(alice))
+	}
+	if !strings.Contains(logs.String(), "path="+path+" line=2 ") {
+		t.Errorf("the skipped line is not named with its file in the log:\n%s", logs)
+	}
+	if err := l.Reload(); err != nil {
+		t.Errorf("Reload of a file with a bad line: %v; want the rest applied", err)
 	}
 
-	// At start-up there is no last good list: a broken file is an error.
-	if _, err := LoadKeyList(path, testkit.Quiet); err == nil {
-		t.Error("LoadKeyList accepted a malformed file")
+	// A file that cannot be read keeps the last list read.
+	if err := os.Chmod(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() != 0 {
+		if err := l.Reload(); err == nil || !l.Contains(alice) {
+			t.Errorf("unreadable file: Reload %v, alice %v; want an error and the last list kept", err, l.Contains(alice))
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reload(); err == nil || !l.Contains(alice) {
+		t.Errorf("removed file: Reload %v, alice %v; want an error and the last list kept", err, l.Contains(alice))
+	}
+	write(line(alice, "alice") + dsa)
+
+	// At start-up a bad line is skipped too; only a missing file is an error.
+	if l, err := LoadKeyList(path, testkit.Quiet); err != nil || !l.Contains(alice) {
+		t.Errorf("LoadKeyList of a file with a bad line: %v; want the rest applied", err)
 	}
 	if _, err := LoadKeyList(filepath.Join(t.TempDir(), "missing"), testkit.Quiet); err == nil {
 		t.Error("LoadKeyList accepted a missing file")
