@@ -125,7 +125,7 @@ func New(opts Options) (*Gateway, error) {
 			s.HandshakeTimeout = opts.HandshakeTimeout
 			s.Version = "cc-gateway"
 			s.ServerConfigCallback = func(ssh.Context) *gossh.ServerConfig {
-				return &gossh.ServerConfig{MaxAuthTries: opts.MaxAuthTries}
+				return &gossh.ServerConfig{MaxAuthTries: opts.MaxAuthTries, PublicKeyAuthAlgorithms: publicKeyAuthAlgorithms}
 			}
 			// The session and forwarding handlers are ours (see
 			// session.go, forward.go); other channel types are refused.
@@ -149,6 +149,11 @@ func New(opts Options) (*Gateway, error) {
 	g.server = srv
 	return g, nil
 }
+
+// publicKeyAuthAlgorithms are the signatures a person's key may sign with:
+// x/crypto's secure set, which, as OpenSSH 8.8 and later, leaves out SHA-1
+// RSA signatures (ssh-rsa); RSA keys sign with rsa-sha2-256 or -512.
+var publicKeyAuthAlgorithms = gossh.SupportedAlgorithms().PublicKeyAuths
 
 // authorize admits keys on the users or admins list, or any key in open
 // access mode, and records the outcome in the audit log. Only fingerprints
