@@ -8,11 +8,15 @@ import (
 	"crypto/rsa"
 	"encoding/pem"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // newRSAPerson is newPerson with an RSA key.
@@ -61,5 +65,74 @@ func TestRSASignatures(t *testing.T) {
 	r := rita.ssh(g, lg.hostKeys, "", "-oPubkeyAcceptedAlgorithms=ssh-rsa", "status")
 	if r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
 		t.Errorf("signing with ssh-rsa: code %d stderr %q; want refused", r.code, r.stderr)
+	}
+}
+
+// TestKeyOptions: the options on a key's allow-list line hold, as sshd holds
+// them in authorized_keys: from= and expiry-time= keep the key out, and
+// restrict takes away what OpenSSH then reports as refused (a terminal, port
+// forwards both ways, the agent), while a plain line keeps them all.
+func TestKeyOptions(t *testing.T) {
+	dir := t.TempDir()
+	far := newPerson(t, filepath.Join(dir, "far"))
+	tight := newPerson(t, filepath.Join(dir, "tight"))
+	plain := newPerson(t, filepath.Join(dir, "plain"))
+	users := filepath.Join(dir, "users")
+	list := `from="10.9.9.9",expiry-time="20000101" ` + far.authorizedLine() + "\n" +
+		"restrict " + tight.authorizedLine() + "\n" + plain.authorizedLine() + "\n"
+	if err := os.WriteFile(users, []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lg := newLocalGateway(t, "--users", users)
+	g := lg.start(t)
+
+	if r := far.ssh(g, lg.hostKeys, "", "status"); r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
+		t.Errorf("from 127.0.0.1 with from=\"10.9.9.9\": code %d stderr %q; want refused", r.code, r.stderr)
+	}
+
+	// An agent to forward.
+	sock := filepath.Join(shortTempDir(t), "agent")
+	agent := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	eventually(t, 10*time.Second, "ssh-agent listens", func() error {
+		_, err := os.Stat(sock)
+		return err
+	})
+
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	// A terminal asked for with -t, refused, ends the session (OpenSSH
+	// treats it as fatal); the agent is refused silently, as by sshd.
+	session := []string{"-tt", "-A", `tty; echo "agent ${SSH_AUTH_SOCK:-none}"`}
+	r := plain.ssh(g, lg.hostKeys, "", session...)
+	if r.code != 0 || !strings.Contains(r.stdout, "/dev/") || strings.Contains(r.stdout, "agent none") {
+		t.Fatalf("plain line: code %d stdout %q stderr %q; want a terminal and an agent", r.code, r.stdout, r.stderr)
+	}
+	r = tight.ssh(g, lg.hostKeys, "", session...)
+	if r.code != 255 || !strings.Contains(r.stderr, "PTY allocation request failed") || strings.Contains(r.stdout, "/dev/") {
+		t.Errorf("restrict, ssh -tt: code %d stdout %q stderr %q; want the terminal refused", r.code, r.stdout, r.stderr)
+	}
+	r = tight.ssh(g, lg.hostKeys, "", "-A", `echo "agent ${SSH_AUTH_SOCK:-none}"`)
+	if r.code != 0 || !strings.Contains(r.stdout, "agent none") {
+		t.Errorf("restrict, ssh -A: code %d stdout %q stderr %q; want no agent", r.code, r.stdout, r.stderr)
+	}
+
+	echo := testkit.EchoServer(t).Addr().String()
+	if r := plain.ssh(g, lg.hostKeys, "hello\n", "-W"+echo); r.code != 0 || r.stdout != "hello\n" {
+		t.Errorf("plain line, ssh -W: code %d stdout %q stderr %q; want the echo", r.code, r.stdout, r.stderr)
+	}
+	r = tight.ssh(g, lg.hostKeys, "hello\n", "-W"+echo)
+	if r.code != 255 || r.stdout != "" || !strings.Contains(r.stderr, "stdio forwarding failed") {
+		t.Errorf("restrict, ssh -W: code %d stdout %q stderr %q; want the channel refused", r.code, r.stdout, r.stderr)
+	}
+	r = tight.ssh(g, lg.hostKeys, "", "-oExitOnForwardFailure=yes", "-R0:127.0.0.1:9", "echo", "forwarding")
+	if r.code != 255 || !strings.Contains(r.stderr, "remote port forwarding failed") || strings.Contains(r.stdout, "forwarding") {
+		t.Errorf("restrict, ssh -R: code %d stdout %q stderr %q; want the forward refused", r.code, r.stdout, r.stderr)
+	}
+	r = plain.ssh(g, lg.hostKeys, "", "-oExitOnForwardFailure=yes", "-R0:127.0.0.1:9", "echo", "forwarding")
+	if r.code != 0 || !strings.Contains(r.stdout, "forwarding") {
+		t.Errorf("plain line, ssh -R: code %d stdout %q stderr %q; want the forward", r.code, r.stdout, r.stderr)
 	}
 }

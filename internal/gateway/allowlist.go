@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -18,14 +19,26 @@ import (
 // keeps a removed key alive. A file that cannot be read at all keeps the
 // last list read (and logs why), so a file mid-replacement never locks
 // everyone out.
+//
+// A line's options are enforced (see keyOptions); a line with an option the
+// gateway does not enforce is skipped like any bad line.
 type KeyList struct {
 	path string
 	log  *slog.Logger
 
 	mu    sync.Mutex
-	keys  map[string]bool // by wire form
+	keys  map[string][]keyLine // by wire form; a key's lines in file order
 	stamp fileStamp
 }
+
+// keyLine is one usable line of an allow list.
+type keyLine struct {
+	line int // from 1
+	keyOptions
+}
+
+// errNotListed: the key is on no line of the list.
+var errNotListed = errors.New("it is not on the allow list")
 
 type fileStamp struct {
 	size    int64
@@ -36,7 +49,7 @@ type fileStamp struct {
 // LoadKeyList reads path; an empty path is an empty list. A file that cannot
 // be read at start-up is an error: there is no last list to fall back on.
 func LoadKeyList(path string, log *slog.Logger) (*KeyList, error) {
-	k := &KeyList{path: path, log: log, keys: map[string]bool{}}
+	k := &KeyList{path: path, log: log, keys: map[string][]keyLine{}}
 	if path == "" {
 		return k, nil
 	}
@@ -46,11 +59,34 @@ func LoadKeyList(path string, log *slog.Logger) (*KeyList, error) {
 	return k, nil
 }
 
-// Contains reports whether key is on the list, re-reading the file first if
-// it changed since the last read.
+// Contains reports whether key is on some line of the list, whatever the
+// line's options say, re-reading the file first if it changed since the
+// last read.
 func (k *KeyList) Contains(key gossh.PublicKey) bool {
+	return len(k.lines(key)) > 0
+}
+
+// Admit reports what the list lets key do on a connection from remote at
+// now: as sshd does, the first of the key's lines whose from= and
+// expiry-time= admit the connection decides. The error says why none does.
+func (k *KeyList) Admit(key gossh.PublicKey, remote net.Addr, now time.Time) (Permit, error) {
+	lines := k.lines(key)
+	if len(lines) == 0 {
+		return Permit{}, errNotListed
+	}
+	var why error
+	for _, l := range lines {
+		if why = l.admits(remote, now); why == nil {
+			return l.permit, nil
+		}
+	}
+	return Permit{}, why
+}
+
+// lines returns key's lines, re-reading the file first if it changed.
+func (k *KeyList) lines(key gossh.PublicKey) []keyLine {
 	if k.path == "" {
-		return false
+		return nil
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -95,7 +131,7 @@ func (k *KeyList) reloadLocked() error {
 	if err != nil {
 		return fmt.Errorf("read allow list: %w", err)
 	}
-	keys, problems := parseAuthorizedKeys(data)
+	keys, problems := parseAuthorizedKeys(data, time.Local)
 	for _, p := range problems {
 		k.log.Error("allow list line skipped", "path", k.path, "line", p.line, "err", p.err)
 	}
@@ -113,22 +149,29 @@ type lineProblem struct {
 func (p lineProblem) Error() string { return fmt.Sprintf("line %d: %v", p.line, p.err) }
 
 // parseAuthorizedKeys reads authorized_keys lines; comments are allowed and
-// ignored. A line that is not a key is skipped and reported with its
-// number; the others apply.
-func parseAuthorizedKeys(data []byte) (map[string]bool, []lineProblem) {
-	keys := map[string]bool{}
+// ignored. A line that is not a key, or has an option that is malformed or
+// not enforced, is skipped and reported with its number; the others apply.
+// Expiry times are in loc unless they say otherwise.
+func parseAuthorizedKeys(data []byte, loc *time.Location) (map[string][]keyLine, []lineProblem) {
+	keys := map[string][]keyLine{}
 	var problems []lineProblem
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		key, _, _, _, err := gossh.ParseAuthorizedKey(line)
+		key, _, options, _, err := gossh.ParseAuthorizedKey(line)
 		if err != nil {
 			problems = append(problems, lineProblem{i + 1, errors.New("not a public key in authorized_keys form")})
 			continue
 		}
-		keys[string(key.Marshal())] = true
+		opts, err := parseKeyOptions(options, loc)
+		if err != nil {
+			problems = append(problems, lineProblem{i + 1, err})
+			continue
+		}
+		wire := string(key.Marshal())
+		keys[wire] = append(keys[wire], keyLine{line: i + 1, keyOptions: opts})
 	}
 	return keys, problems
 }

@@ -22,6 +22,10 @@ func (g *Gateway) handleDirectTCPIP(_ *ssh.Server, _ *gossh.ServerConn, nc gossh
 		nc.Reject(gossh.Prohibited, "no public key on this connection")
 		return
 	}
+	if !permitOf(ctx).PortForwarding {
+		nc.Reject(gossh.Prohibited, "port forwarding is not permitted for your key")
+		return
+	}
 	var dest struct {
 		Addr       string
 		Port       uint32
@@ -71,7 +75,7 @@ type forwardRequest struct {
 // connection. The reply is the machine's, with the port it chose for port 0.
 func (g *Gateway) handleTCPIPForward(ctx ssh.Context, _ *ssh.Server, req *gossh.Request) (bool, []byte) {
 	key, ok := ctx.Value(ssh.ContextKeyPublicKey).(ssh.PublicKey)
-	if !ok {
+	if !ok || !permitOf(ctx).PortForwarding {
 		return false, nil
 	}
 	var r forwardRequest

@@ -161,7 +161,8 @@ var publicKeyAuthAlgorithms = gossh.SupportedAlgorithms().PublicKeyAuths
 // (x/crypto asks once per key and connection, so a client offering several
 // keys leaves one refusal per key it tried before the one that fit.)
 func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
-	if g.opts.OpenAccess || g.opts.Users.Contains(key) || g.opts.Admins.Contains(key) {
+	if permit, ok := g.admit(ctx, key); ok {
+		setPermit(ctx, permit)
 		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: gossh.FingerprintSHA256(key), Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
 		return true
 	}
@@ -171,7 +172,39 @@ func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 	return false
 }
 
-func (g *Gateway) isAdmin(key gossh.PublicKey) bool { return g.opts.Admins.Contains(key) }
+// admit decides whether key gets in on ctx's connection and what it may
+// do: by the first list whose lines admit it from this address now (users,
+// then admins), or with everything permitted on open access. A listed key
+// that its lines' from= or expiry-time= keep out is logged with the reason.
+func (g *Gateway) admit(ctx ssh.Context, key gossh.PublicKey) (Permit, bool) {
+	if g.opts.OpenAccess {
+		return permitAll, true
+	}
+	now := g.opts.Clock.Now()
+	permit, err := g.opts.Users.Admit(key, ctx.RemoteAddr(), now)
+	if err == nil {
+		return permit, true
+	}
+	permit, adminErr := g.opts.Admins.Admit(key, ctx.RemoteAddr(), now)
+	if adminErr == nil {
+		return permit, true
+	}
+	if errors.Is(err, errNotListed) {
+		err = adminErr
+	}
+	if !errors.Is(err, errNotListed) {
+		g.log.Info("listed key kept out", "fingerprint", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr(), "reason", err)
+	}
+	return Permit{}, false
+}
+
+// isAdmin reports whether the admin list admits key on a connection from
+// remote now; it is asked at each admin command, so an edit of the list
+// applies to connections already open.
+func (g *Gateway) isAdmin(key gossh.PublicKey, remote net.Addr) bool {
+	_, err := g.opts.Admins.Admit(key, remote, g.opts.Clock.Now())
+	return err == nil
+}
 
 // Serve accepts connections on l until Shutdown.
 //

@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -83,7 +85,7 @@ func TestKeyList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("# team\n\n" + line(alice, "alice@laptop") + `restrict,command="true" ` + line(bob, "$(hostile) `comment`"))
+	write("# team\n\n" + line(alice, "alice@laptop") + `restrict,pty ` + line(bob, "$(hostile) `comment`"))
 
 	l, err := LoadKeyList(path, testkit.Quiet)
 	if err != nil {
@@ -204,5 +206,86 @@ func TestLoadOrCreateKeyConcurrently(t *testing.T) {
 		if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
 			t.Fatalf("round %d: key folder holds %d files, want only the key", round, len(entries))
 		}
+	}
+}
+
+// TestKeyOptions: a line's options decide where from, until when and with
+// what its key gets in, in order as sshd reads them; a line with an option
+// the gateway does not enforce is skipped, never read as granting more.
+func TestKeyOptions(t *testing.T) {
+	key := testkit.FixedKey(t, 7).Public()
+	now := time.Date(2026, 6, 2, 12, 0, 0, 0, time.UTC)
+	listOf := func(data string) *KeyList {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "users")
+		writeFile(t, path, data)
+		l, err := LoadKeyList(path, testkit.Quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	from := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 50000} }
+	all, none := permitAll, Permit{}
+	for _, c := range []struct {
+		options string
+		remote  string
+		want    *Permit // nil: kept out
+	}{
+		{"", "127.0.0.1", &all},
+		{`from="10.9.9.9",expiry-time="20000101"`, "127.0.0.1", nil},
+		{`from="10.9.9.9"`, "10.9.9.9", &all},
+		{`from="10.0.0.0/8"`, "10.200.1.2", &all},
+		{`from="10.0.0.0/8"`, "11.0.0.1", nil},
+		{`from="10.0.0.0/8,!10.1.0.0/16"`, "10.1.2.3", nil},
+		{`from="!10.1.0.0/16,10.0.0.0/8"`, "10.2.2.3", &all},
+		{`from="127.0.0.*"`, "127.0.0.1", &all},
+		{`from="127.0.0.?"`, "127.0.0.12", nil},
+		{`from="*,!127.0.0.1"`, "127.0.0.1", nil},
+		{`from="::1"`, "::1", &all},
+		{`from="127.0.0.1"`, "::ffff:127.0.0.1", &all},
+		{`from="fd00::/8"`, "127.0.0.1", nil},
+		{`expiry-time="20260601"`, "127.0.0.1", nil},
+		{`expiry-time="202606021201Z"`, "127.0.0.1", &all},
+		{`expiry-time="20260602115959Z"`, "127.0.0.1", nil},
+		{`expiry-time="20300101Z",expiry-time="20260101Z"`, "127.0.0.1", nil},
+		{`restrict`, "127.0.0.1", &none},
+		{`restrict,pty`, "127.0.0.1", &Permit{PTY: true}},
+		{`pty,restrict`, "127.0.0.1", &none},
+		{`restrict,port-forwarding,agent-forwarding`, "127.0.0.1", &Permit{PortForwarding: true, AgentForwarding: true}},
+		{`no-port-forwarding`, "127.0.0.1", &Permit{AgentForwarding: true, PTY: true}},
+		{`no-agent-forwarding,no-x11-forwarding`, "127.0.0.1", &Permit{PortForwarding: true, PTY: true}},
+		{`NO-PTY`, "127.0.0.1", &Permit{PortForwarding: true, AgentForwarding: true}},
+	} {
+		l := listOf(c.options + " " + testkit.AuthorizedKey(key) + "\n")
+		got, err := l.Admit(key, from(c.remote), now)
+		switch {
+		case c.want == nil && err == nil:
+			t.Errorf("%s from %s: admitted with %+v, want kept out", c.options, c.remote, got)
+		case c.want != nil && (err != nil || got != *c.want):
+			t.Errorf("%s from %s: %+v, %v; want %+v", c.options, c.remote, got, err, *c.want)
+		}
+	}
+
+	for _, bad := range []string{
+		`command="echo hi"`, `permitopen="localhost:80"`, `environment="A=b"`, `no-user-rc`, `x11-forwarding`,
+		`cert-authority`, `principals="alice"`, `tunnel="1"`, `restrict=yes`, `from=10.0.0.1`, `from=""`,
+		`from="10.0.0.1/8"`, `from="10.0.0.0/33"`, `from="host.example.com"`, `from="!*.example.com,*"`,
+		`from="1.2.3.4",from="5.6.7.8"`, `from="10.0.0.1,,10.0.0.2"`, `expiry-time="2030"`, `expiry-time="20301301"`,
+	} {
+		keys, problems := parseAuthorizedKeys([]byte(bad+" "+testkit.AuthorizedKey(key)+"\n"), time.UTC)
+		if len(keys) != 0 || len(problems) != 1 || problems[0].line != 1 {
+			t.Errorf("%s: read as %v, problems %v; want the line skipped", bad, keys, problems)
+		}
+	}
+
+	// Of a key's lines, the first that admits the connection decides.
+	data := `from="10.0.0.1" ` + testkit.AuthorizedKey(key) + "\n" + `restrict ` + testkit.AuthorizedKey(key) + "\n"
+	l := listOf(data)
+	if got, err := l.Admit(key, from("10.0.0.1"), now); err != nil || got != permitAll {
+		t.Errorf("from the first line's address: %+v, %v; want everything", got, err)
+	}
+	if got, err := l.Admit(key, from("127.0.0.1"), now); err != nil || got != none {
+		t.Errorf("from elsewhere: %+v, %v; want the restricted second line", got, err)
 	}
 }
