@@ -4,16 +4,20 @@ package main
 // through the real OpenSSH client.
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
@@ -134,5 +138,63 @@ func TestKeyOptions(t *testing.T) {
 	r = plain.ssh(g, lg.hostKeys, "", "-oExitOnForwardFailure=yes", "-R0:127.0.0.1:9", "echo", "forwarding")
 	if r.code != 0 || !strings.Contains(r.stdout, "forwarding") {
 		t.Errorf("plain line, ssh -R: code %d stdout %q stderr %q; want the forward", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestRevocation: a key removed from the allow list (in an edit that also
+// adds a bad line) loses its open session, told why in one line, cannot
+// come back, and its machine is stopped (the default --revoked-action); the
+// audit log records it. The key left on the list keeps its access.
+func TestRevocation(t *testing.T) {
+	dir := t.TempDir()
+	carol := newPerson(t, filepath.Join(dir, "carol"))
+	dave := newPerson(t, filepath.Join(dir, "dave"))
+	users := filepath.Join(dir, "users")
+	if err := os.WriteFile(users, []byte(carol.authorizedLine()+"\n"+dave.authorizedLine()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lg := newLocalGateway(t, "--users", users)
+	g := lg.start(t)
+
+	ended := make(chan result, 1)
+	go func() { ended <- carol.ssh(g, lg.hostKeys, "", "echo ready; sleep 120") }()
+	eventually(t, time.Minute, "carol's session is live", func() error {
+		if st := carol.status(g, lg); st.Sessions != 1 {
+			return fmt.Errorf("carol has %d sessions", st.Sessions)
+		}
+		return nil
+	})
+
+	edit := "ssh-dss AAAAB3NzaC1kc3M= an old DSA key\n" + dave.authorizedLine() + "\n"
+	if err := os.WriteFile(users, []byte(edit), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	select {
+	case r := <-ended:
+		if r.code != 255 || !strings.Contains(r.stderr, "cc-gateway: your key was removed from the gateway's allow list") {
+			t.Errorf("carol's session after her key was removed: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("carol's session still runs a minute after her key was removed")
+	}
+	if r := carol.ssh(g, lg.hostKeys, "", "status"); r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
+		t.Errorf("carol after removal: code %d stderr %q; want refused", r.code, r.stderr)
+	}
+	eventually(t, time.Minute, "carol's machine is stopped", func() error {
+		servers, err := cloudClient(t, lg).Server.All(context.Background())
+		if err != nil {
+			return err
+		}
+		if len(servers) != 1 || servers[0].Status != hcloud.ServerStatusOff {
+			return fmt.Errorf("%d servers, want carol's, off", len(servers))
+		}
+		return nil
+	})
+	if !strings.Contains(g.logs.String(), "msg=revoke ") || !strings.Contains(g.logs.String(), "line=1") {
+		t.Errorf("the log has no revoke event or no skipped line:\n%s", g.logs.String())
+	}
+	if r := dave.ssh(g, lg.hostKeys, "", "status"); r.code != 0 {
+		t.Errorf("dave, still listed: code %d stderr %q", r.code, r.stderr)
 	}
 }

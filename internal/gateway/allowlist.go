@@ -26,9 +26,10 @@ type KeyList struct {
 	path string
 	log  *slog.Logger
 
-	mu    sync.Mutex
-	keys  map[string][]keyLine // by wire form; a key's lines in file order
-	stamp fileStamp
+	mu       sync.Mutex
+	keys     map[string][]keyLine // by wire form; a key's lines in file order
+	stamp    fileStamp
+	onRemove func([]gossh.PublicKey)
 }
 
 // keyLine is one usable line of an allow list.
@@ -90,12 +91,35 @@ func (k *KeyList) lines(key gossh.PublicKey) []keyLine {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.refreshLocked()
+	return k.keys[string(key.Marshal())]
+}
+
+// Refresh re-reads the file if it changed since the last read, so that a
+// removal takes effect without waiting for the next login.
+func (k *KeyList) Refresh() {
+	if k.path == "" {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.refreshLocked()
+}
+
+func (k *KeyList) refreshLocked() {
 	if st, err := stampOf(k.path); err != nil || st != k.stamp {
 		if err := k.reloadLocked(); err != nil {
 			k.log.Error("allow list unchanged: could not re-read it", "path", k.path, "err", err)
 		}
 	}
-	return k.keys[string(key.Marshal())]
+}
+
+// OnRemove has fn called, in a goroutine of its own, with the keys that
+// each re-read finds gone from the file.
+func (k *KeyList) OnRemove(fn func([]gossh.PublicKey)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.onRemove = fn
 }
 
 // Len is the number of keys on the list.
@@ -135,7 +159,18 @@ func (k *KeyList) reloadLocked() error {
 	for _, p := range problems {
 		k.log.Error("allow list line skipped", "path", k.path, "line", p.line, "err", p.err)
 	}
+	var removed []gossh.PublicKey
+	for wire := range k.keys {
+		if _, ok := keys[wire]; !ok {
+			if key, err := gossh.ParsePublicKey([]byte(wire)); err == nil {
+				removed = append(removed, key)
+			}
+		}
+	}
 	k.keys, k.stamp = keys, st
+	if len(removed) > 0 && k.onRemove != nil {
+		go k.onRemove(removed)
+	}
 	k.log.Info("allow list loaded", "path", k.path, "keys", len(keys), "skipped_lines", len(problems))
 	return nil
 }

@@ -22,6 +22,11 @@ func (g *Gateway) handleDirectTCPIP(_ *ssh.Server, _ *gossh.ServerConn, nc gossh
 		nc.Reject(gossh.Prohibited, "no public key on this connection")
 		return
 	}
+	g.clientConn(ctx)
+	if !g.listed(key) {
+		nc.Reject(gossh.Prohibited, revokedMessage)
+		return
+	}
 	if !permitOf(ctx).PortForwarding {
 		nc.Reject(gossh.Prohibited, "port forwarding is not permitted for your key")
 		return
@@ -78,6 +83,10 @@ func (g *Gateway) handleTCPIPForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 	if !ok || !permitOf(ctx).PortForwarding {
 		return false, nil
 	}
+	c := g.clientConn(ctx)
+	if !g.listed(key) {
+		return false, nil
+	}
 	var r forwardRequest
 	if err := gossh.Unmarshal(req.Payload, &r); err != nil {
 		return false, nil
@@ -89,7 +98,6 @@ func (g *Gateway) handleTCPIPForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 		log.Warn("remote forward failed", "err", err)
 		return false, nil
 	}
-	c := g.clientConn(ctx)
 	f, reply, err := g.pool.Forward(ctx, t, r.Addr, r.Port, c.conn, g.activity(fp))
 	if err != nil {
 		log.Info("remote forward refused", "err", err)

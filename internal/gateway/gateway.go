@@ -42,6 +42,9 @@ type Leases interface {
 	Cost(l lease.Lease) (amount float64, currency string)
 	Record(e lease.Event)
 	Events(n int) ([]lease.Event, error)
+
+	// Revoke deals with the machine of a key that left the allow lists.
+	Revoke(ctx context.Context, fingerprint string) error
 }
 
 // Options configure a Gateway.
@@ -82,8 +85,10 @@ type Gateway struct {
 
 	mu       sync.Mutex // held to read or change these fields only; lock order in notify.go
 	sessions map[*liveSession]struct{}
+	conns    map[*clientConn]struct{} // client connections that opened a channel or asked a forward
 	listener net.Listener
 	closing  bool
+	done     chan struct{} // closed by Shutdown
 }
 
 // New builds a Gateway; Serve starts it.
@@ -116,8 +121,12 @@ func New(opts Options) (*Gateway, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
 		sessions: map[*liveSession]struct{}{},
+		conns:    map[*clientConn]struct{}{},
 		pool:     opts.Pool,
+		done:     make(chan struct{}),
 	}
+	opts.Users.OnRemove(g.revokeRemoved)
+	opts.Admins.OnRemove(g.revokeRemoved)
 	srv, err := wish.NewServer(
 		wish.WithPublicKeyAuth(g.authorize),
 		func(s *ssh.Server) error {
@@ -219,6 +228,7 @@ func (g *Gateway) Serve(l net.Listener) error {
 	}
 	g.listener = l
 	g.mu.Unlock()
+	go g.watchLists(g.done)
 	var backoff time.Duration
 	for {
 		conn, err := l.Accept()
@@ -243,6 +253,9 @@ func (g *Gateway) Serve(l net.Listener) error {
 // what is left.
 func (g *Gateway) Shutdown(grace time.Duration) {
 	g.mu.Lock()
+	if !g.closing {
+		close(g.done)
+	}
 	g.closing = true
 	if g.listener != nil {
 		g.listener.Close()

@@ -26,6 +26,11 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		nc.Reject(gossh.Prohibited, "no public key on this connection")
 		return
 	}
+	c := g.clientConn(ctx)
+	if !g.listed(key) {
+		nc.Reject(gossh.Prohibited, revokedMessage)
+		return
+	}
 	raw, reqs, err := nc.Accept()
 	if err != nil {
 		return
@@ -58,7 +63,6 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	live := newLiveSession(fp, ch, hasPTY)
 	defer g.track(live)()
 
-	c := g.clientConn(ctx)
 	c.addSession(1)
 	defer c.addSession(-1)
 	l, t, err := g.machine(ctx, key, func(st lease.Step) {
