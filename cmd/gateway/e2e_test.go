@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -164,6 +165,12 @@ func newPerson(t testing.TB, dir string) *person {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return personWithKey(t, dir, "id_ed25519", priv)
+}
+
+// personWithKey is a person whose private key priv is written to dir/file.
+func personWithKey(t testing.TB, dir, file string, priv crypto.Signer) *person {
+	t.Helper()
 	block, err := gossh.MarshalPrivateKey(priv, "")
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +178,7 @@ func newPerson(t testing.TB, dir string) *person {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	keyPath := filepath.Join(dir, "id_ed25519")
+	keyPath := filepath.Join(dir, file)
 	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
-	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
@@ -30,22 +28,7 @@ func newRSAPerson(t *testing.T, dir string) *person {
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, err := gossh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	keyPath := filepath.Join(dir, "id_rsa")
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := gossh.NewPublicKey(&priv.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &person{t: t, keyPath: keyPath, pub: pub, dir: dir}
+	return personWithKey(t, dir, "id_rsa", priv)
 }
 
 // TestRSASignatures: an RSA key on the list gets in signing with SHA-2, and
