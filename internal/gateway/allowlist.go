@@ -30,6 +30,7 @@ type KeyList struct {
 	keys     map[string][]keyLine // by wire form; a key's lines in file order
 	stamp    fileStamp
 	onRemove func([]gossh.PublicKey)
+	failure  string // the last re-read's error, logged once
 }
 
 // keyLine is one usable line of an allow list.
@@ -108,8 +109,14 @@ func (k *KeyList) Refresh() {
 
 func (k *KeyList) refreshLocked() {
 	if st, err := stampOf(k.path); err != nil || st != k.stamp {
-		if err := k.reloadLocked(); err != nil {
+		err := k.reloadLocked()
+		// Once per new failure: the file is looked at every few seconds.
+		if err != nil && err.Error() != k.failure {
 			k.log.Error("allow list unchanged: could not re-read it", "path", k.path, "err", err)
+		}
+		k.failure = ""
+		if err != nil {
+			k.failure = err.Error()
 		}
 	}
 }

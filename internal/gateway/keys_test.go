@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"path/filepath"
@@ -287,5 +288,41 @@ func TestKeyOptions(t *testing.T) {
 	}
 	if got, err := l.Admit(key, from("127.0.0.1"), now); err != nil || got != none {
 		t.Errorf("from elsewhere: %+v, %v; want the restricted second line", got, err)
+	}
+}
+
+// TestKeyListReportsRemovals: a re-read reports the keys gone from the
+// file, once, and not those that stayed or came.
+func TestKeyListReportsRemovals(t *testing.T) {
+	alice, bob, carol := testkit.NewKey(t).Public(), testkit.NewKey(t).Public(), testkit.NewKey(t).Public()
+	path := filepath.Join(t.TempDir(), "users")
+	writeFile(t, path, line(alice, "alice")+line(bob, "bob"))
+	l, err := LoadKeyList(path, testkit.Quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := make(chan []gossh.PublicKey, 4)
+	l.OnRemove(func(keys []gossh.PublicKey) { removed <- keys })
+
+	writeFile(t, path, line(bob, "bob")+line(carol, "carol")+"not a key\n")
+	if err := l.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case keys := <-removed:
+		if len(keys) != 1 || !bytes.Equal(keys[0].Marshal(), alice.Marshal()) {
+			t.Errorf("removed %d keys; want alice alone", len(keys))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no removal reported")
+	}
+	if err := l.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	l.Refresh()
+	select {
+	case keys := <-removed:
+		t.Errorf("a re-read of the same file reported %d more removals", len(keys))
+	default:
 	}
 }
