@@ -102,7 +102,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 			DefaultTTL: cfg.DefaultTTL, MaxTTL: cfg.MaxTTL,
 			MaxLifetime: cfg.MaxLifetime, IdleTimeout: cfg.IdleTimeout,
 			IdleAction: cfg.IdleAction, BusyCPU: float64(cfg.BusyCPU),
-			WarnBefore: cfg.WarnLeads(),
+			WarnBefore: cfg.WarnLeads(), RevokedAction: cfg.RevokedAction,
 		},
 		Machine: lease.MachineSpec{
 			User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),

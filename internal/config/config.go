@@ -46,44 +46,45 @@ import (
 
 // Config is the gateway's configuration. Build it with Load.
 type Config struct {
-	Listen               string           // address of the SSH front door
-	PublicName           string           // how people reach the gateway, for hints
-	DataDir              string           // holds the lease database
-	HostKeyDir           string           // holds the gateway's host keys
-	Users                string           // authorized_keys allow list; empty: anyone (local mode, loopback only)
-	Admins               string           // authorized_keys file of admin keys
-	Cloud                Cloud            // where machines run
-	HCloudTokenFile      string           // file holding the Hetzner token
-	HCloudToken          string           // the Hetzner token itself; never printed
-	HCloudEndpoint       string           // Hetzner Cloud API base URL; empty for Hetzner's own
-	DefaultTTL           time.Duration    // lifetime a new lease starts with
-	MaxTTL               time.Duration    // the furthest ahead of now an expiry may be
-	MaxLifetime          time.Duration    // the longest a machine may live in total
-	IdleTimeout          time.Duration    // a machine without activity this long is stopped
-	IdleAction           lease.IdleAction // what happens to an idle machine
-	BusyCPU              int              // percent of CPU that exempts an idle machine; 0 never checks
-	WarnBefore           string           // comma-separated warning lead times
-	ReaperInterval       time.Duration    // between reaper passes
-	ReconcileInterval    time.Duration    // between reconciles
-	OrphanGrace          time.Duration    // age before an unclaimed server is an orphan
-	Orphans              lease.Orphans    // what reconcile does with orphans
-	OrphanDeletes        int              // the most orphans one reconcile deletes
-	LocalFaults          string           // fault injection spec for the local cloud
-	InstanceUser         string           // Unix user people land as on their machine
-	ServerType           string           // Hetzner server type of new machines
-	Location             string           // Hetzner location of new machines
-	Image                string           // image name used when no image matches ImageSelector
-	ImageSelector        string           // label selector of the preferred image
-	Provisioning         Provisioning     // how machines get NixOS
-	InfectFlake          string           // flake installed by infect provisioning
-	MachineSSHPort       int              // port of the machines' sshd
-	GatewayName          string           // value of the label that marks this gateway's resources
-	LocalMachines        LocalMachines    // how local mode boots machines
-	ShutdownGrace        time.Duration    // how long sessions get to end on shutdown
-	MaxStartups          Startups         // bounds the connections not yet authenticated
-	MaxStartupsPerSource int              // unauthenticated connections one source may hold
-	LogLevel             LogLevel         // how much is logged
-	ConfigFile           string           // the config file read, if any
+	Listen               string              // address of the SSH front door
+	PublicName           string              // how people reach the gateway, for hints
+	DataDir              string              // holds the lease database
+	HostKeyDir           string              // holds the gateway's host keys
+	Users                string              // authorized_keys allow list; empty: anyone (local mode, loopback only)
+	Admins               string              // authorized_keys file of admin keys
+	Cloud                Cloud               // where machines run
+	HCloudTokenFile      string              // file holding the Hetzner token
+	HCloudToken          string              // the Hetzner token itself; never printed
+	HCloudEndpoint       string              // Hetzner Cloud API base URL; empty for Hetzner's own
+	DefaultTTL           time.Duration       // lifetime a new lease starts with
+	MaxTTL               time.Duration       // the furthest ahead of now an expiry may be
+	MaxLifetime          time.Duration       // the longest a machine may live in total
+	IdleTimeout          time.Duration       // a machine without activity this long is stopped
+	IdleAction           lease.IdleAction    // what happens to an idle machine
+	RevokedAction        lease.RevokedAction // what happens to the machine of a revoked key
+	BusyCPU              int                 // percent of CPU that exempts an idle machine; 0 never checks
+	WarnBefore           string              // comma-separated warning lead times
+	ReaperInterval       time.Duration       // between reaper passes
+	ReconcileInterval    time.Duration       // between reconciles
+	OrphanGrace          time.Duration       // age before an unclaimed server is an orphan
+	Orphans              lease.Orphans       // what reconcile does with orphans
+	OrphanDeletes        int                 // the most orphans one reconcile deletes
+	LocalFaults          string              // fault injection spec for the local cloud
+	InstanceUser         string              // Unix user people land as on their machine
+	ServerType           string              // Hetzner server type of new machines
+	Location             string              // Hetzner location of new machines
+	Image                string              // image name used when no image matches ImageSelector
+	ImageSelector        string              // label selector of the preferred image
+	Provisioning         Provisioning        // how machines get NixOS
+	InfectFlake          string              // flake installed by infect provisioning
+	MachineSSHPort       int                 // port of the machines' sshd
+	GatewayName          string              // value of the label that marks this gateway's resources
+	LocalMachines        LocalMachines       // how local mode boots machines
+	ShutdownGrace        time.Duration       // how long sessions get to end on shutdown
+	MaxStartups          Startups            // bounds the connections not yet authenticated
+	MaxStartupsPerSource int                 // unauthenticated connections one source may hold
+	LogLevel             LogLevel            // how much is logged
+	ConfigFile           string              // the config file read, if any
 
 	// What one person may make the gateway hold (docs/security.md).
 	MaxSessions        int // session channels per client connection

@@ -237,6 +237,10 @@ var options = []*option{
 		bind: func(c *Config) value { return text(&c.Users, checkKeyFile) }},
 	{name: "admins", arg: "PATH", usage: "authorized_keys file of the keys allowed to run admin commands",
 		bind: func(c *Config) value { return text(&c.Admins, checkKeyFile) }},
+	{name: "revoked-action", usage: "what happens to the machine of a key removed from the allow lists: power off keeping the disk, leave it running, or delete everything", def: "stop",
+		bind: func(c *Config) value {
+			return enum(&c.RevokedAction, lease.RevokedStop, lease.RevokedKeep, lease.RevokedDestroy)
+		}},
 	{name: "cloud", usage: "where machines run: the built-in local cloud, or Hetzner Cloud",
 		defHelp: "hcloud when a Hetzner token is given, else local",
 		bind:    func(c *Config) value { return enum(&c.Cloud, CloudLocal, CloudHCloud) }},

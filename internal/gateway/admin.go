@@ -22,7 +22,7 @@ var adminCommand = command{
 const adminUsage = "usage: admin list | admin events [N] | admin refusals [N] | admin stop|hibernate|destroy LEASE | admin extend LEASE DURATION (LEASE is a lease id or machine name)"
 
 func (g *Gateway) admin(ctx context.Context, c call) int {
-	if !g.isAdmin(c.key) {
+	if !g.isAdmin(c.key, c.remote) {
 		return refuse(c, "admin commands are for the keys on the gateway's admin list, and yours is not on it")
 	}
 	if len(c.args) < 2 {

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -12,16 +14,33 @@ import (
 )
 
 // KeyList is an authorized_keys file that re-reads itself when it changes.
-// A file that becomes unreadable or malformed keeps the last good list (and
-// logs why), so a bad edit never locks everyone out or lets anyone in.
+// As sshd does, a line that is not a usable key is skipped with an error
+// naming the file and the line, and the rest applies: one bad line never
+// keeps a removed key alive. A file that cannot be read at all keeps the
+// last list read (and logs why), so a file mid-replacement never locks
+// everyone out.
+//
+// A line's options are enforced (see keyOptions); a line with an option the
+// gateway does not enforce is skipped like any bad line.
 type KeyList struct {
 	path string
 	log  *slog.Logger
 
-	mu    sync.Mutex
-	keys  map[string]bool // by wire form
-	stamp fileStamp
+	mu       sync.Mutex
+	keys     map[string][]keyLine // by wire form; a key's lines in file order
+	stamp    fileStamp
+	onRemove func([]gossh.PublicKey)
+	failure  string // the last re-read's error, logged once
 }
+
+// keyLine is one usable line of an allow list.
+type keyLine struct {
+	line int // from 1
+	keyOptions
+}
+
+// errNotListed: the key is on no line of the list.
+var errNotListed = errors.New("it is not on the allow list")
 
 type fileStamp struct {
 	size    int64
@@ -29,10 +48,10 @@ type fileStamp struct {
 	inode   uint64
 }
 
-// LoadKeyList reads path; an empty path is an empty list. A broken file at
-// start-up is an error: there is no last good list to fall back on.
+// LoadKeyList reads path; an empty path is an empty list. A file that cannot
+// be read at start-up is an error: there is no last list to fall back on.
 func LoadKeyList(path string, log *slog.Logger) (*KeyList, error) {
-	k := &KeyList{path: path, log: log, keys: map[string]bool{}}
+	k := &KeyList{path: path, log: log, keys: map[string][]keyLine{}}
 	if path == "" {
 		return k, nil
 	}
@@ -42,20 +61,72 @@ func LoadKeyList(path string, log *slog.Logger) (*KeyList, error) {
 	return k, nil
 }
 
-// Contains reports whether key is on the list, re-reading the file first if
-// it changed since the last read.
+// Contains reports whether key is on some line of the list, whatever the
+// line's options say, re-reading the file first if it changed since the
+// last read.
 func (k *KeyList) Contains(key gossh.PublicKey) bool {
+	return len(k.lines(key)) > 0
+}
+
+// Admit reports what the list lets key do on a connection from remote at
+// now: as sshd does, the first of the key's lines whose from= and
+// expiry-time= admit the connection decides. The error says why none does.
+func (k *KeyList) Admit(key gossh.PublicKey, remote net.Addr, now time.Time) (Permit, error) {
+	lines := k.lines(key)
+	if len(lines) == 0 {
+		return Permit{}, errNotListed
+	}
+	var why error
+	for _, l := range lines {
+		if why = l.admits(remote, now); why == nil {
+			return l.permit, nil
+		}
+	}
+	return Permit{}, why
+}
+
+// lines returns key's lines, re-reading the file first if it changed.
+func (k *KeyList) lines(key gossh.PublicKey) []keyLine {
 	if k.path == "" {
-		return false
+		return nil
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.refreshLocked()
+	return k.keys[string(key.Marshal())]
+}
+
+// Refresh re-reads the file if it changed since the last read, so that a
+// removal takes effect without waiting for the next login.
+func (k *KeyList) Refresh() {
+	if k.path == "" {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.refreshLocked()
+}
+
+func (k *KeyList) refreshLocked() {
 	if st, err := stampOf(k.path); err != nil || st != k.stamp {
-		if err := k.reloadLocked(); err != nil {
+		err := k.reloadLocked()
+		// Once per new failure: the file is looked at every few seconds.
+		if err != nil && err.Error() != k.failure {
 			k.log.Error("allow list unchanged: could not re-read it", "path", k.path, "err", err)
 		}
+		k.failure = ""
+		if err != nil {
+			k.failure = err.Error()
+		}
 	}
-	return k.keys[string(key.Marshal())]
+}
+
+// OnRemove has fn called, in a goroutine of its own, with the keys that
+// each re-read finds gone from the file.
+func (k *KeyList) OnRemove(fn func([]gossh.PublicKey)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.onRemove = fn
 }
 
 // Len is the number of keys on the list.
@@ -65,7 +136,8 @@ func (k *KeyList) Len() int {
 	return len(k.keys)
 }
 
-// Reload re-reads the file now (on SIGHUP).
+// Reload re-reads the file now (on SIGHUP). It fails only when the file
+// cannot be read; bad lines are logged and skipped.
 func (k *KeyList) Reload() error {
 	if k.path == "" {
 		return nil
@@ -90,32 +162,60 @@ func (k *KeyList) reloadLocked() error {
 	if err != nil {
 		return fmt.Errorf("read allow list: %w", err)
 	}
-	keys, err := parseAuthorizedKeys(data)
-	if err != nil {
-		return fmt.Errorf("allow list %s: %w", k.path, err)
+	keys, problems := parseAuthorizedKeys(data, time.Local)
+	for _, p := range problems {
+		k.log.Error("allow list line skipped", "path", k.path, "line", p.line, "err", p.err)
+	}
+	var removed []gossh.PublicKey
+	for wire := range k.keys {
+		if _, ok := keys[wire]; !ok {
+			if key, err := gossh.ParsePublicKey([]byte(wire)); err == nil {
+				removed = append(removed, key)
+			}
+		}
 	}
 	k.keys, k.stamp = keys, st
-	k.log.Info("allow list loaded", "path", k.path, "keys", len(keys))
+	if len(removed) > 0 && k.onRemove != nil {
+		go k.onRemove(removed)
+	}
+	k.log.Info("allow list loaded", "path", k.path, "keys", len(keys), "skipped_lines", len(problems))
 	return nil
 }
 
-// parseAuthorizedKeys reads authorized_keys lines; options and comments are
-// allowed and ignored. Any line that is not a key fails the whole file, with
-// its line number.
-func parseAuthorizedKeys(data []byte) (map[string]bool, error) {
-	keys := map[string]bool{}
+// lineProblem is why one line of an allow list was skipped.
+type lineProblem struct {
+	line int // from 1
+	err  error
+}
+
+func (p lineProblem) Error() string { return fmt.Sprintf("line %d: %v", p.line, p.err) }
+
+// parseAuthorizedKeys reads authorized_keys lines; comments are allowed and
+// ignored. A line that is not a key, or has an option that is malformed or
+// not enforced, is skipped and reported with its number; the others apply.
+// Expiry times are in loc unless they say otherwise.
+func parseAuthorizedKeys(data []byte, loc *time.Location) (map[string][]keyLine, []lineProblem) {
+	keys := map[string][]keyLine{}
+	var problems []lineProblem
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		key, _, _, _, err := gossh.ParseAuthorizedKey(line)
+		key, _, options, _, err := gossh.ParseAuthorizedKey(line)
 		if err != nil {
-			return nil, fmt.Errorf("line %d is not a public key in authorized_keys form", i+1)
+			problems = append(problems, lineProblem{i + 1, errors.New("not a public key in authorized_keys form")})
+			continue
 		}
-		keys[string(key.Marshal())] = true
+		opts, err := parseKeyOptions(options, loc)
+		if err != nil {
+			problems = append(problems, lineProblem{i + 1, err})
+			continue
+		}
+		wire := string(key.Marshal())
+		keys[wire] = append(keys[wire], keyLine{line: i + 1, keyOptions: opts})
 	}
-	return keys, nil
+	return keys, problems
 }
 
 func stampOf(path string) (fileStamp, error) {

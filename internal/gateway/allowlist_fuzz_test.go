@@ -3,19 +3,20 @@ package gateway
 import (
 	"bytes"
 	"maps"
-	"regexp"
-	"strconv"
+	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 	gossh "golang.org/x/crypto/ssh"
 )
 
-var badLine = regexp.MustCompile(`^line (\d+) is not a public key in authorized_keys form$`)
-
-// FuzzParseAuthorizedKeys: an allow list is refused as a whole with the
-// number of a line that is truly not a key, or read into keys that, written
-// back one per line, read back the same.
+// FuzzParseAuthorizedKeys: every line that is neither blank nor a comment
+// either gives one entry for its key or is skipped with its own number,
+// never both; a line that is not a key is always skipped; a line means the
+// same alone as among others; and the keys read, written back one per line
+// without options, read back the same.
 func FuzzParseAuthorizedKeys(f *testing.F) {
 	alice := testkit.FixedKey(f, 5).AuthorizedKey() + "\n"
 	bob := testkit.FixedKey(f, 6).AuthorizedKey()
@@ -24,30 +25,54 @@ func FuzzParseAuthorizedKeys(f *testing.F) {
 		bob + " bob@laptop\r\n# admins\n\n  " + alice,
 		`no-pty,command="echo hi" ` + bob + " with options\n",
 		"ssh-ed25519\n", "ssh-ed25519 AAAA\n", "ssh-ed25519 !!!! bob\n", bob[:len(bob)-4] + "\n",
-		alice + "garbage line\n", "\x00\xff\n" + alice,
+		alice + "garbage line\n", "\x00\xff\n" + alice, "ssh-dss AAAAB3NzaC1kc3M= old\n" + alice,
+		`from="10.0.0.0/8,!10.1.*,::1",expiry-time="20300101Z" ` + bob + "\n" + `restrict,pty ` + alice,
+		`FROM="127.0.0.?",No-Pty,expiry-time="203001011200" ` + bob, `from=10.0.0.1 ` + bob, `from="host.example.com" ` + bob,
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		keys, err := parseAuthorizedKeys(data)
-		if err != nil {
-			m := badLine.FindStringSubmatch(err.Error())
-			if m == nil {
-				t.Fatalf("refusal %q does not name a line", err)
+		keys, problems := parseAuthorizedKeys(data, time.UTC)
+		lines := bytes.Split(data, []byte("\n"))
+		skipped := map[int]bool{}
+		for _, p := range problems {
+			if p.line < 1 || p.line > len(lines) || skipped[p.line] {
+				t.Fatalf("problem %q names line %d of %d, or names it twice", p, p.line, len(lines))
 			}
-			n, _ := strconv.Atoi(m[1])
-			lines := bytes.Split(data, []byte("\n"))
-			if n < 1 || n > len(lines) {
-				t.Fatalf("refusal names line %d of %d", n, len(lines))
+			skipped[p.line] = true
+		}
+		entries := map[int]keyLine{}
+		for _, ls := range keys {
+			for _, l := range ls {
+				if _, twice := entries[l.line]; twice || skipped[l.line] {
+					t.Fatalf("line %d gives two entries, or an entry and a problem", l.line)
+				}
+				entries[l.line] = l
 			}
-			line := bytes.TrimSpace(lines[n-1])
+		}
+		for i, line := range lines {
+			line = bytes.TrimSpace(line)
 			if len(line) == 0 || line[0] == '#' {
-				t.Fatalf("refusal names line %d, which is blank or a comment: %q", n, line)
+				if _, ok := entries[i+1]; ok || skipped[i+1] {
+					t.Fatalf("line %d is blank or a comment, yet read: %q", i+1, line)
+				}
+				continue
 			}
-			if _, _, _, _, err := gossh.ParseAuthorizedKey(line); err == nil {
-				t.Fatalf("refusal names line %d, which is a key: %q", n, line)
+			_, ok := entries[i+1]
+			if ok == skipped[i+1] {
+				t.Fatalf("line %d is neither read nor skipped: %q", i+1, line)
 			}
-			return
+			if _, _, _, _, err := gossh.ParseAuthorizedKey(line); err != nil && ok {
+				t.Fatalf("line %d is not a key, yet read: %q", i+1, line)
+			}
+			alone, _ := parseAuthorizedKeys(line, time.UTC)
+			var again []keyLine
+			for _, ls := range alone {
+				again = ls
+			}
+			if ok != (len(again) == 1) || ok && !reflect.DeepEqual(again[0].keyOptions, entries[i+1].keyOptions) {
+				t.Fatalf("line %d reads differently alone: %q", i+1, line)
+			}
 		}
 		var written bytes.Buffer
 		for wire := range keys {
@@ -57,9 +82,9 @@ func FuzzParseAuthorizedKeys(f *testing.F) {
 			}
 			written.Write(gossh.MarshalAuthorizedKey(k))
 		}
-		again, err := parseAuthorizedKeys(written.Bytes())
-		if err != nil || !maps.Equal(keys, again) {
-			t.Fatalf("%d keys written back read as %d, %v", len(keys), len(again), err)
+		again, problems := parseAuthorizedKeys(written.Bytes(), time.UTC)
+		if len(problems) > 0 || !slices.Equal(slices.Sorted(maps.Keys(keys)), slices.Sorted(maps.Keys(again))) {
+			t.Fatalf("%d keys written back read as %d, %v", len(keys), len(again), problems)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -15,6 +16,7 @@ import (
 type call struct {
 	args        []string // args[0] is the command's name
 	key         gossh.PublicKey
+	remote      net.Addr // where the connection comes from
 	fingerprint string
 	stdout      io.Writer
 	stderr      io.Writer

@@ -22,6 +22,15 @@ func (g *Gateway) handleDirectTCPIP(_ *ssh.Server, _ *gossh.ServerConn, nc gossh
 		nc.Reject(gossh.Prohibited, "no public key on this connection")
 		return
 	}
+	g.clientConn(ctx)
+	if !g.listed(key) {
+		nc.Reject(gossh.Prohibited, revokedMessage)
+		return
+	}
+	if !permitOf(ctx).PortForwarding {
+		nc.Reject(gossh.Prohibited, "port forwarding is not permitted for your key")
+		return
+	}
 	var dest struct {
 		Addr       string
 		Port       uint32
@@ -71,7 +80,11 @@ type forwardRequest struct {
 // connection. The reply is the machine's, with the port it chose for port 0.
 func (g *Gateway) handleTCPIPForward(ctx ssh.Context, _ *ssh.Server, req *gossh.Request) (bool, []byte) {
 	key, ok := ctx.Value(ssh.ContextKeyPublicKey).(ssh.PublicKey)
-	if !ok {
+	if !ok || !permitOf(ctx).PortForwarding {
+		return false, nil
+	}
+	c := g.clientConn(ctx)
+	if !g.listed(key) {
 		return false, nil
 	}
 	var r forwardRequest
@@ -85,7 +98,6 @@ func (g *Gateway) handleTCPIPForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 		log.Warn("remote forward failed", "err", err)
 		return false, nil
 	}
-	c := g.clientConn(ctx)
 	f, reply, err := g.pool.Forward(ctx, t, r.Addr, r.Port, c.conn, g.activity(fp))
 	if err != nil {
 		log.Info("remote forward refused", "err", err)

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"io"
 	"net"
@@ -145,6 +147,37 @@ func TestShutdownRightAfterStart(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("Serve still running 10s after Shutdown")
+		}
+	}
+}
+
+// TestSHA1SignaturesRefused: an RSA key gets in when it signs with SHA-2
+// (rsa-sha2-256, rsa-sha2-512), never with SHA-1 (ssh-rsa), as with OpenSSH
+// 8.8 and later.
+func TestSHA1SignaturesRefused(t *testing.T) {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startFrontDoor(t, signer.PublicKey(), 20*time.Second)
+	for _, algo := range []string{gossh.KeyAlgoRSA, gossh.KeyAlgoRSASHA256, gossh.KeyAlgoRSASHA512} {
+		only, err := gossh.NewSignerWithAlgorithms(signer.(gossh.AlgorithmSigner), []string{algo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
+			User: "anyone", Auth: []gossh.AuthMethod{gossh.PublicKeys(only)},
+			HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+		})
+		if c != nil {
+			c.Close()
+		}
+		if refused := err != nil; refused != (algo == gossh.KeyAlgoRSA) {
+			t.Errorf("signing with %s: err = %v", algo, err)
 		}
 	}
 }

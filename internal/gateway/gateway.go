@@ -47,6 +47,9 @@ type Leases interface {
 	// log (kind lease.RefusedKey or lease.RefusedLimited).
 	Refused(kind, source, fingerprint string)
 	Refusals(n int) ([]lease.Refusal, error)
+
+	// Revoke deals with the machine of a key that left the allow lists.
+	Revoke(ctx context.Context, fingerprint string) error
 }
 
 // Options configure a Gateway.
@@ -98,8 +101,10 @@ type Gateway struct {
 
 	mu       sync.Mutex // held to read or change these fields only; lock order in notify.go
 	sessions map[*liveSession]struct{}
+	conns    map[*clientConn]struct{} // client connections that opened a channel or asked a forward
 	listener net.Listener
 	closing  bool
+	done     chan struct{} // closed by Shutdown
 }
 
 // New builds a Gateway; Serve starts it.
@@ -140,10 +145,14 @@ func New(opts Options) (*Gateway, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
 		sessions: map[*liveSession]struct{}{},
+		conns:    map[*clientConn]struct{}{},
 		pool:     opts.Pool,
 		startups: newStartups(opts.MaxStartups, opts.Percent),
 		people:   people{conns: map[string]*personConns{}},
+		done:     make(chan struct{}),
 	}
+	opts.Users.OnRemove(g.revokeRemoved)
+	opts.Admins.OnRemove(g.revokeRemoved)
 	srv, err := wish.NewServer(
 		wish.WithPublicKeyAuth(g.authorize),
 		func(s *ssh.Server) error {
@@ -162,6 +171,7 @@ func New(opts Options) (*Gateway, error) {
 			s.ServerConfigCallback = func(ctx ssh.Context) *gossh.ServerConfig {
 				return &gossh.ServerConfig{
 					MaxAuthTries:              opts.MaxAuthTries,
+					PublicKeyAuthAlgorithms:   publicKeyAuthAlgorithms,
 					VerifiedPublicKeyCallback: g.admitConnection(ctx),
 					AuthLogCallback: func(_ gossh.ConnMetadata, _ string, err error) {
 						if err == nil {
@@ -195,6 +205,11 @@ func New(opts Options) (*Gateway, error) {
 	return g, nil
 }
 
+// publicKeyAuthAlgorithms are the signatures a person's key may sign with:
+// x/crypto's secure set, which, as OpenSSH 8.8 and later, leaves out SHA-1
+// RSA signatures (ssh-rsa); RSA keys sign with rsa-sha2-256 or -512.
+var publicKeyAuthAlgorithms = gossh.SupportedAlgorithms().PublicKeyAuths
+
 // authorize admits keys on the users or admins list, or any key in open
 // access mode. A refused key is only counted with the other refusals from
 // its source that minute, so strangers cannot flush the log;
@@ -204,7 +219,8 @@ func New(opts Options) (*Gateway, error) {
 // so a client offering several keys leaves one refusal per key it tried
 // before the one that fit.)
 func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
-	if g.opts.OpenAccess || g.opts.Users.Contains(key) || g.opts.Admins.Contains(key) {
+	if permit, ok := g.admit(ctx, key); ok {
+		setPermit(ctx, permit)
 		return true
 	}
 	fp := gossh.FingerprintSHA256(key)
@@ -213,7 +229,39 @@ func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 	return false
 }
 
-func (g *Gateway) isAdmin(key gossh.PublicKey) bool { return g.opts.Admins.Contains(key) }
+// admit decides whether key gets in on ctx's connection and what it may
+// do: by the first list whose lines admit it from this address now (users,
+// then admins), or with everything permitted on open access. A listed key
+// that its lines' from= or expiry-time= keep out is logged with the reason.
+func (g *Gateway) admit(ctx ssh.Context, key gossh.PublicKey) (Permit, bool) {
+	if g.opts.OpenAccess {
+		return permitAll, true
+	}
+	now := g.opts.Clock.Now()
+	permit, err := g.opts.Users.Admit(key, ctx.RemoteAddr(), now)
+	if err == nil {
+		return permit, true
+	}
+	permit, adminErr := g.opts.Admins.Admit(key, ctx.RemoteAddr(), now)
+	if adminErr == nil {
+		return permit, true
+	}
+	if errors.Is(err, errNotListed) {
+		err = adminErr
+	}
+	if !errors.Is(err, errNotListed) {
+		g.log.Info("listed key kept out", "fingerprint", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr(), "reason", err)
+	}
+	return Permit{}, false
+}
+
+// isAdmin reports whether the admin list admits key on a connection from
+// remote now; it is asked at each admin command, so an edit of the list
+// applies to connections already open.
+func (g *Gateway) isAdmin(key gossh.PublicKey, remote net.Addr) bool {
+	_, err := g.opts.Admins.Admit(key, remote, g.opts.Clock.Now())
+	return err == nil
+}
 
 // Serve accepts connections on l until Shutdown.
 //
@@ -229,6 +277,7 @@ func (g *Gateway) Serve(l net.Listener) error {
 	}
 	g.listener = l
 	g.mu.Unlock()
+	go g.watchLists(g.done)
 	var backoff time.Duration
 	for {
 		conn, err := l.Accept()
@@ -253,6 +302,9 @@ func (g *Gateway) Serve(l net.Listener) error {
 // what is left.
 func (g *Gateway) Shutdown(grace time.Duration) {
 	g.mu.Lock()
+	if !g.closing {
+		close(g.done)
+	}
 	g.closing = true
 	if g.listener != nil {
 		g.listener.Close()

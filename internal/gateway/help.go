@@ -21,7 +21,7 @@ func (g *Gateway) help(_ context.Context, c call) int {
 	fmt.Fprintf(c.stdout, "Gateway commands:\n")
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 3, ' ', 0)
 	for _, cmd := range commandOrder {
-		if cmd.admin && !g.isAdmin(c.key) {
+		if cmd.admin && !g.isAdmin(c.key, c.remote) {
 			continue
 		}
 		fmt.Fprintf(w, "  %s\t%s\n", cmd.usage, cmd.summary)

@@ -20,7 +20,8 @@ const noticeWait = 2 * time.Second
 
 // Lock order: Gateway.mu, then liveSession.mu, then syncChannel.mu.
 // Gateway.mu is held only to copy the list of live sessions (sessionsOf,
-// Shutdown), never while writing to one. The two per-channel locks are held
+// Shutdown) or of client connections (connsOf; clientConn adds to it under
+// the ssh context's lock), never while writing to one. The two per-channel locks are held
 // across the write itself, which x/crypto needs serialised: a client that
 // stops reading stalls only writers to its own channel, and Warn, End and
 // Shutdown wait for it at most noticeWait.

@@ -28,6 +28,10 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	}
 	fp := lease.Fingerprint(key)
 	c := g.clientConn(ctx)
+	if !g.listed(key) {
+		nc.Reject(gossh.Prohibited, revokedMessage)
+		return
+	}
 	if most := g.opts.Limits.SessionsPerConn; !c.limits.openSession(most) {
 		if c.limits.first(limitSessions) {
 			g.limited(fp, limitSessions, ctx, fmt.Sprintf("%d open", most))
@@ -43,8 +47,10 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	}
 	ch := &syncChannel{Channel: raw}
 	defer ch.Close()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
 
-	s := proxy.ClientSession{Channel: ch, Requests: reqs}
+	s := proxy.ClientSession{Channel: ch, Requests: permitted(sctx, reqs, permitOf(ctx))}
 	started, over := g.collect(ctx, &s)
 	hasPTY := false
 	for _, r := range s.Early {
@@ -65,7 +71,7 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		if args, ok := gatewayCommand(execCommand(s.Start.Payload)); ok {
 			s.Start.Reply(true, nil)
 			go discardRequests(s.Requests)
-			code := g.runCommand(ctx, call{args: args, key: key, fingerprint: fp, stdout: ch, stderr: ch.Stderr()})
+			code := g.runCommand(ctx, call{args: args, key: key, remote: ctx.RemoteAddr(), fingerprint: fp, stdout: ch, stderr: ch.Stderr()})
 			sendExit(ch, code)
 			return
 		}
@@ -105,6 +111,30 @@ func wantsAgent(early []*gossh.Request) bool {
 		}
 	}
 	return false
+}
+
+// permitted passes on the session requests permit allows and refuses the
+// others (a terminal under no-pty, an agent under no-agent-forwarding),
+// before the program starts and after, until ctx ends.
+func permitted(ctx context.Context, reqs <-chan *gossh.Request, permit Permit) <-chan *gossh.Request {
+	if permit.PTY && permit.AgentForwarding {
+		return reqs
+	}
+	out := make(chan *gossh.Request)
+	go func() {
+		defer close(out)
+		for req := range reqs {
+			if permit.allows(req.Type) {
+				select {
+				case out <- req:
+					continue
+				case <-ctx.Done(): // nobody reads out any more
+				}
+			}
+			req.Reply(false, nil)
+		}
+	}()
+	return out
 }
 
 // agentRequest asks for agent forwarding (ssh -A) on a session.

@@ -77,8 +77,9 @@ func (g *Gateway) lostMessage(fingerprint string) string {
 // forwarding use, the remote forwards it asked for, and what it has used
 // of its limits (sessions open, global request rate).
 type clientConn struct {
-	conn   *gossh.ServerConn
-	limits connLimits
+	conn        *gossh.ServerConn
+	fingerprint string
+	limits      connLimits
 
 	// mu comes before the pool's locks. It is the one lock held across a
 	// call out: sessionSeat holds it while the private machine connection
@@ -98,7 +99,8 @@ type forwardAddr struct {
 type clientConnKey struct{}
 
 // clientConn returns the state of ctx's client connection, created on first
-// use and cleaned up when the connection ends.
+// use, tracked by the person's fingerprint (revocation closes it), and
+// cleaned up when the connection ends.
 func (g *Gateway) clientConn(ctx ssh.Context) *clientConn {
 	ctx.Lock()
 	defer ctx.Unlock()
@@ -107,8 +109,19 @@ func (g *Gateway) clientConn(ctx ssh.Context) *clientConn {
 	}
 	conn, _ := ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn)
 	c := &clientConn{conn: conn, forwards: map[forwardAddr]*proxy.Forward{}, limits: connLimits{told: map[string]bool{}}}
+	if key, ok := ctx.Value(ssh.ContextKeyPublicKey).(ssh.PublicKey); ok {
+		c.fingerprint = lease.Fingerprint(key)
+	}
 	ctx.SetValue(clientConnKey{}, c)
-	context.AfterFunc(ctx, c.close)
+	g.mu.Lock()
+	g.conns[c] = struct{}{}
+	g.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		g.mu.Lock()
+		delete(g.conns, c)
+		g.mu.Unlock()
+		c.close()
+	})
 	return c
 }
 

@@ -527,6 +527,40 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) error {
 	return nil
 }
 
+// Revoke deals with the machine of a key that left the allow list, as
+// Policy.RevokedAction says, and records the revocation in the audit log
+// (with no machine too). The gateway has ended the key's connections.
+func (m *Manager) Revoke(ctx context.Context, fp string) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.OperationTimeout)
+	defer cancel()
+	defer m.lock(fp)()
+	action := m.cfg.Policy.RevokedAction
+	if action == "" {
+		action = RevokedStop
+	}
+	l, err := m.cfg.Store.Get(fp)
+	if errors.Is(err, ErrNotFound) {
+		m.Record(Event{Kind: "revoke", Fingerprint: fp, Detail: "the key left the allow list; it has no machine"})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m.event(l, "revoke", "the key left the allow list; revoked action: %s", action)
+	const why = "its key left the allow list"
+	switch action {
+	case RevokedKeep:
+		return nil
+	case RevokedDestroy:
+		return m.destroy(ctx, l, why)
+	}
+	if l.State == StateDestroying {
+		return nil
+	}
+	_, err = m.stop(ctx, l, why)
+	return err
+}
+
 // Record adds an event to the audit log; a failure to write it is logged,
 // never allowed to fail what it records.
 func (m *Manager) Record(e Event) {

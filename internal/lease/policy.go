@@ -19,7 +19,20 @@ type Policy struct {
 	// WarnBefore are the lead times at which connected people are warned
 	// before their machine is stopped for idleness or destroyed at expiry.
 	WarnBefore []time.Duration
+	// RevokedAction is what happens to the machine of a key that left the
+	// allow list; RevokedStop if empty.
+	RevokedAction RevokedAction
 }
+
+// RevokedAction is what Manager.Revoke does to a revoked key's machine.
+type RevokedAction string
+
+// The revoked actions.
+const (
+	RevokedStop    RevokedAction = "stop"    // power off, keep the disk
+	RevokedKeep    RevokedAction = "keep"    // leave it as it is
+	RevokedDestroy RevokedAction = "destroy" // delete everything
+)
 
 // IdleAction is what the reaper does to an idle machine.
 type IdleAction string

@@ -290,6 +290,25 @@ func (p *Pool) Stats() PoolStats {
 	return s
 }
 
+// CloseTarget closes every connection to t, shared and private, and
+// reports how many: a revoked key's machine keeps no connection the key's
+// sessions could go on using. Each ends as if the machine had gone away.
+func (p *Pool) CloseTarget(t Target) int {
+	id := t.id()
+	p.mu.Lock()
+	var conns []*Conn
+	for c := range p.all {
+		if c.target.id() == id {
+			conns = append(conns, c)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.client.Close()
+	}
+	return len(conns)
+}
+
 // Close closes every connection; sessions on them end as if the machine
 // had gone away (the gateway ends them itself first when it shuts down).
 func (p *Pool) Close() {

@@ -235,3 +235,38 @@ func TestCopyStreamSwitchesBuffers(t *testing.T) {
 type failingWriter struct{ err error }
 
 func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
+
+// TestPoolCloseTarget: closing a machine's connections (a revoked key's)
+// ends the sessions on them and leaves other machines' connections alone.
+func TestPoolCloseTarget(t *testing.T) {
+	key := testkit.NewKey(t).Signer
+	revoked, other := startSSHD(t, key.PublicKey()), startSSHD(t, key.PublicKey())
+	p := newTestPool(t, key, PoolOptions{})
+	var chans []gossh.Channel
+	for _, m := range []*sshd{revoked, other} {
+		seat, err := p.SessionSeat(t.Context(), m.target())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer seat.Close()
+		chans = append(chans, openCat(t, seat))
+	}
+	if n := p.CloseTarget(revoked.target()); n != 1 {
+		t.Errorf("CloseTarget closed %d connections, want 1", n)
+	}
+	if _, err := io.ReadAll(chans[0]); err != nil {
+		t.Errorf("the revoked machine's session: %v", err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if p.Has(revoked.target()) {
+			return fmt.Errorf("the revoked machine's connection is still live")
+		}
+		return nil
+	})
+	if !p.Has(other.target()) {
+		t.Error("the other machine's connection closed too")
+	}
+	if _, err := chans[1].Write([]byte("ping\n")); err != nil {
+		t.Errorf("the other machine's session: %v", err)
+	}
+}
