@@ -141,11 +141,13 @@ func (g *Gateway) accept(conn net.Conn) {
 	source := sourceOf(conn.RemoteAddr())
 	release, why := g.startups.admit(source)
 	if release == nil {
-		conn.Close()
+		// Counted and logged before the close, so whoever sees the close
+		// finds the drop on record.
 		g.opts.Leases.Refused(lease.RefusedLimited, source, "")
 		if logNow, dropped := g.drops.drop(g.opts.Clock.Now()); logNow {
 			g.log.Warn("dropped a connection before its handshake", "remote", source, "reason", why, "dropped", dropped)
 		}
+		conn.Close()
 		return
 	}
 	go func() {
