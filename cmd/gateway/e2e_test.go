@@ -167,11 +167,16 @@ type person struct {
 
 func newPerson(t testing.TB, dir string) *person {
 	t.Helper()
+	return personWith(t, dir, testkit.NewKey(t), "id_ed25519")
+}
+
+// personWith is a person whose key is written to dir/file.
+func personWith(t testing.TB, dir string, key testkit.Key, file string) *person {
+	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	key := testkit.NewKey(t)
-	return &person{t: t, dir: dir, key: key, keyPath: key.WriteFile(t, filepath.Join(dir, "id_ed25519"))}
+	return &person{t: t, dir: dir, key: key, keyPath: key.WriteFile(t, filepath.Join(dir, file))}
 }
 
 // authorizedLine is the person's line in an allow list.

@@ -5,9 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,39 +15,16 @@ import (
 	"time"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
-	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
-
-// newRSAPerson is newPerson with an RSA key.
-func newRSAPerson(t *testing.T, dir string) *person {
-	t.Helper()
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := gossh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	key := testkit.Key{Signer: signer, PEM: pem.EncodeToMemory(block)}
-	return &person{t: t, dir: dir, key: key, keyPath: key.WriteFile(t, filepath.Join(dir, "id_rsa"))}
-}
 
 // TestRSASignatures: an RSA key on the list gets in signing with SHA-2, and
 // not when its client will only sign with SHA-1 (ssh-rsa), as with OpenSSH
 // 8.8 and later.
 func TestRSASignatures(t *testing.T) {
 	dir := t.TempDir()
-	rita := newRSAPerson(t, filepath.Join(dir, "rita"))
+	rita := personWith(t, filepath.Join(dir, "rita"), testkit.NewRSAKey(t), "id_rsa")
 	users := filepath.Join(dir, "users")
 	if err := os.WriteFile(users, []byte(rita.authorizedLine()+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"errors"
 	"io"
 	"net"
@@ -155,14 +153,7 @@ func TestShutdownRightAfterStart(t *testing.T) {
 // (rsa-sha2-256, rsa-sha2-512), never with SHA-1 (ssh-rsa), as with OpenSSH
 // 8.8 and later.
 func TestSHA1SignaturesRefused(t *testing.T) {
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := testkit.NewRSAKey(t).Signer
 	addr := startFrontDoor(t, signer.PublicKey(), 20*time.Second)
 	for _, algo := range []string{gossh.KeyAlgoRSA, gossh.KeyAlgoRSASHA256, gossh.KeyAlgoRSASHA512} {
 		only, err := gossh.NewSignerWithAlgorithms(signer.(gossh.AlgorithmSigner), []string{algo})

@@ -2,8 +2,10 @@ package testkit
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/pem"
 	"os"
 	"strings"
@@ -12,9 +14,10 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 )
 
-// Key is a fresh ed25519 key in the forms tests hand to SSH code.
+// Key is a fresh key (ed25519 unless made by NewRSAKey) in the forms tests
+// hand to SSH code.
 type Key struct {
-	Private ed25519.PrivateKey
+	Private ed25519.PrivateKey // nil for an RSA key
 	Signer  gossh.Signer
 	PEM     []byte // OpenSSH private key format, as ssh -i and host keys want it
 }
@@ -36,7 +39,18 @@ func FixedKey(t testing.TB, seed byte) Key {
 	return keyOf(t, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
 }
 
-func keyOf(t testing.TB, priv ed25519.PrivateKey) Key {
+// NewRSAKey generates a 2048-bit RSA key, for what only RSA keys meet
+// (their choice of signature hash); Private stays nil.
+func NewRSAKey(t testing.TB) Key {
+	t.Helper()
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyOf(t, priv)
+}
+
+func keyOf(t testing.TB, priv crypto.Signer) Key {
 	t.Helper()
 	signer, err := gossh.NewSignerFromKey(priv)
 	if err != nil {
@@ -46,7 +60,8 @@ func keyOf(t testing.TB, priv ed25519.PrivateKey) Key {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Key{Private: priv, Signer: signer, PEM: pem.EncodeToMemory(block)}
+	ed, _ := priv.(ed25519.PrivateKey)
+	return Key{Private: ed, Signer: signer, PEM: pem.EncodeToMemory(block)}
 }
 
 // Public is the key's public half.
