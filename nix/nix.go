@@ -13,3 +13,11 @@ import _ "embed"
 //
 //go:embed infect/user-data.sh
 var InfectScript string
+
+// RevokeKeyScript is cc-instance-revoke-key, the POSIX shell script that
+// makes a machine's sshd refuse one key (bootstrap.RevokeKeyCommand runs
+// it). The NixOS image runs it as root through sudo; the local cloud's
+// machines write it into their folder and run it as their user.
+//
+//go:embed modules/cloud-instance/revoke-key.sh
+var RevokeKeyScript string

@@ -28,3 +28,15 @@ func ExpiresCommand(expires time.Time) string {
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// RevokeKeyProgram is the program on every machine that makes its sshd
+// refuse a key (nix/modules/cloud-instance/revoke-key.sh): on NixOS it adds
+// the key to the root-owned /etc/ssh/revoked_keys through sudo; the local
+// cloud's machines put it on their sessions' PATH, with their own file.
+const RevokeKeyProgram = "cc-instance-revoke-key"
+
+// RevokeKeyCommand returns the command line of an SSH exec request that
+// revokes key (authorized_keys form) on the machine.
+func RevokeKeyCommand(key string) string {
+	return RevokeKeyProgram + " " + shellQuote(key)
+}

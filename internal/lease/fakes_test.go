@@ -245,6 +245,7 @@ type fakeMachines struct {
 	calls       *fakeProvider
 	waitFn      func(ctx context.Context, addr, hostKey string) error
 	setExpiryFn func(ctx context.Context, addr, hostKey string, expires time.Time) error
+	revokeKeyFn func(ctx context.Context, addr, hostKey, key string) error
 }
 
 func (f *fakeMachines) Wait(ctx context.Context, addr, hostKey string) error {
@@ -261,6 +262,14 @@ func (f *fakeMachines) SetExpiry(ctx context.Context, addr, hostKey string, expi
 		return nil
 	}
 	return f.setExpiryFn(ctx, addr, hostKey, expires)
+}
+
+func (f *fakeMachines) RevokeKey(ctx context.Context, addr, hostKey, key string) error {
+	f.calls.record("RevokeKey %s", addr)
+	if f.revokeKeyFn == nil {
+		return nil
+	}
+	return f.revokeKeyFn(ctx, addr, hostKey, key)
 }
 
 func (p *fakeProvider) Snapshot(ctx context.Context, serverID int64, leaseID string) (Image, error) {

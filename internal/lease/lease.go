@@ -47,6 +47,10 @@ type Lease struct {
 	Created      time.Time `json:"created"`       //
 	Expires      time.Time `json:"expires"`       //
 	LastActivity time.Time `json:"last_activity"` //
+	// KeyRevoked: the key left the allow list, so the machine must refuse
+	// it too. It is revoked there at each start (the command is
+	// idempotent; a fresh server or disk knows nothing of it).
+	KeyRevoked bool `json:"key_revoked,omitempty"`
 
 	// Billing: the current server's creation, the hibernation snapshot, and
 	// what closed periods (deleted servers and snapshots) cost.
@@ -184,6 +188,9 @@ type Machines interface {
 	Wait(ctx context.Context, addr, hostKey string) error
 	// SetExpiry tells the running machine its lease's expiry.
 	SetExpiry(ctx context.Context, addr, hostKey string, expires time.Time) error
+	// RevokeKey makes the running machine's sshd refuse key (authorized_keys
+	// form) from now on, for every user; revoking it again is no error.
+	RevokeKey(ctx context.Context, addr, hostKey, key string) error
 }
 
 // Clock is injected so policies and tests never depend on wall time.

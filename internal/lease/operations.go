@@ -314,8 +314,25 @@ func (m *Manager) waitReady(ctx context.Context, l Lease, report func(string, ..
 	if err := m.put(l); err != nil {
 		return l, err
 	}
+	m.revokeKeyOnMachine(ctx, l)
 	report("Machine %s is ready", l.ServerName)
 	return l, nil
+}
+
+// revokeKeyOnMachine makes l's running machine refuse l's key if it was
+// revoked. A failure is logged: the gateway refuses the key whatever the
+// machine does, and the next start tries again.
+func (m *Manager) revokeKeyOnMachine(ctx context.Context, l Lease) {
+	if !l.KeyRevoked || l.State != StateRunning {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.SSHProbeTimeout)
+	defer cancel()
+	if err := m.cfg.Machines.RevokeKey(ctx, l.Address, l.HostKey, l.PublicKey); err != nil {
+		m.log.Error("could not revoke the key on its machine; the next start tries again", "server", l.ServerName, "err", err)
+		return
+	}
+	m.log.Info("key revoked on its machine", "lease", l.ID, "server", l.ServerName)
 }
 
 func (m *Manager) bootstrap(l Lease) (string, error) {
@@ -546,13 +563,21 @@ func (m *Manager) Revoke(ctx context.Context, fp string) error {
 	if err != nil {
 		return err
 	}
-	m.event(l, "revoke", "the key left the allow list; revoked action: %s", action)
+	revoked := m.note(l, "revoke", "the key left the allow list; revoked action: %s", action)
 	const why = "its key left the allow list"
-	switch action {
-	case RevokedKeep:
-		return nil
-	case RevokedDestroy:
+	if action == RevokedDestroy {
+		m.Record(revoked)
 		return m.destroy(ctx, l, why)
+	}
+	// Intent first: whatever happens next, the machine refuses the key
+	// from its next start on.
+	l.KeyRevoked = true
+	if err := m.put(l, revoked); err != nil {
+		return err
+	}
+	if action == RevokedKeep {
+		m.revokeKeyOnMachine(ctx, l)
+		return nil
 	}
 	if l.State == StateDestroying {
 		return nil

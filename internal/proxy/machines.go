@@ -106,6 +106,19 @@ func (m *Machines) SetExpiry(ctx context.Context, addr, hostKey string, expires 
 	return nil
 }
 
+// RevokeKey adds key to the running machine's revoked keys
+// (bootstrap.RevokeKeyCommand) over a pooled session.
+func (m *Machines) RevokeKey(ctx context.Context, addr, hostKey, key string) error {
+	t, err := m.target(addr, hostKey)
+	if err != nil {
+		return err
+	}
+	if err := m.run(ctx, t, bootstrap.RevokeKeyCommand(key)); err != nil {
+		return fmt.Errorf("revoke key on machine at %s: %w", addr, err)
+	}
+	return nil
+}
+
 // run runs command on t in a pooled session and waits for its exit status.
 func (m *Machines) run(ctx context.Context, t Target, command string) error {
 	seat, err := m.pool.SessionSeat(ctx, t)

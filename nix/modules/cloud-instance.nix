@@ -37,6 +37,29 @@ let
 
   sshPort = builtins.head config.services.openssh.ports;
 
+  # sshd refuses the keys in this file for every user. Only root writes it,
+  # through revokeKeyRoot, which only ever adds a key: a person can revoke
+  # keys, never take a revocation back. (sshd refuses every key if the file
+  # is missing, so a tmpfiles rule below makes it.)
+  revokedKeys = "/etc/ssh/revoked_keys";
+
+  # The one command the instance user may run as root: it adds one checked
+  # key to revokedKeys. Its environment is fixed here, whatever sudo passes.
+  revokeKeyRoot = pkgs.writeScript "cc-instance-revoke-key-root" ''
+    #!${pkgs.dash}/bin/dash
+    PATH=${lib.makeBinPath [ pkgs.coreutils pkgs.gnugrep pkgs.openssh ]}
+    export PATH
+    unset CLOUD_INSTANCE_DIR
+    exec ${pkgs.dash}/bin/dash ${./cloud-instance/revoke-key.sh} "$@"
+  '';
+
+  # What the gateway runs, as the instance user, when a key leaves its allow
+  # list (bootstrap.RevokeKeyCommand).
+  revokeKey = pkgs.writeScriptBin "cc-instance-revoke-key" ''
+    #!${pkgs.dash}/bin/dash
+    exec ${config.security.wrapperDir}/sudo -n ${revokeKeyRoot} "$@"
+  '';
+
   claudeMd =
     builtins.replaceStrings
       [ "@gateway@" "@user@" ]
@@ -163,7 +186,22 @@ in
         }
       ];
       authorizedKeysFiles = [ "${bootstrapKeysDir}/%u" ];
+      extraConfig = ''
+        RevokedKeys ${revokedKeys}
+      '';
     };
+
+    security.sudo.extraRules = [
+      {
+        users = [ cfg.user ];
+        commands = [
+          {
+            command = "${revokeKeyRoot}";
+            options = [ "NOPASSWD" ];
+          }
+        ];
+      }
+    ];
 
     systemd.services.cloud-instance-bootstrap = {
       description = "Apply the cc-gateway bootstrap document";
@@ -205,6 +243,8 @@ in
     # The old root of an infected system (see ../infect) goes at boot.
     systemd.tmpfiles.rules = [
       "d /etc/cloud-instance 0755 ${cfg.user} ${config.users.users.${cfg.user}.group} -"
+      # Made empty once, never truncated: revocations outlive reboots.
+      "f ${revokedKeys} 0644 root root -"
       "R! /old-root - - - - -"
     ];
 
@@ -218,7 +258,7 @@ in
       fi
     '';
 
-    environment.systemPackages = cfg.packages ++ lib.optional cfg.claudeCode.enable cfg.claudeCode.package;
+    environment.systemPackages = [ revokeKey ] ++ cfg.packages ++ lib.optional cfg.claudeCode.enable cfg.claudeCode.package;
 
     nixpkgs.config.allowUnfreePredicate = mkIf cfg.claudeCode.enable (
       pkg: builtins.elem (lib.getName pkg) [ "claude-code" ]
