@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -101,12 +103,45 @@ func (m *builtin) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Perm
 		return nil, fmt.Errorf("user %q is not %q", meta.User(), m.user)
 	}
 	wire := key.Marshal()
+	if err := m.notRevoked(wire); err != nil {
+		return nil, err
+	}
 	for _, k := range m.keys {
 		if bytes.Equal(k, wire) {
 			return &ssh.Permissions{Extensions: map[string]string{"fingerprint": ssh.FingerprintSHA256(key)}}, nil
 		}
 	}
 	return nil, errors.New("key not authorized")
+}
+
+// maxRevokedKeys bounds what is read of the revoked keys file: some
+// thousand keys, far more than one machine's people ever had.
+const maxRevokedKeys = 1 << 20
+
+// notRevoked refuses a key (wire form) that the machine's revoked keys
+// file lists, and every key when the file cannot be read, as sshd does.
+// The file is read at each login, so a revocation applies at once.
+func (m *builtin) notRevoked(wire []byte) error {
+	f, err := os.Open(filepath.Join(m.dir, RevokedKeys))
+	if err != nil {
+		return fmt.Errorf("revoked keys unreadable, refusing every key: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxRevokedKeys+1))
+	if err != nil || len(data) > maxRevokedKeys {
+		return fmt.Errorf("revoked keys unreadable or over %d bytes, refusing every key (%v)", maxRevokedKeys, err)
+	}
+	for rest := data; len(rest) > 0; {
+		k, _, _, next, err := ssh.ParseAuthorizedKey(rest)
+		if err != nil {
+			return nil // no key in the rest of the file
+		}
+		if bytes.Equal(k.Marshal(), wire) {
+			return errors.New("key revoked")
+		}
+		rest = next
+	}
+	return nil
 }
 
 // Close stops listening, closes every connection, ends their processes and

@@ -37,6 +37,14 @@
 // from the document, where the NixOS image keeps /etc/cloud-instance/{id,expires}.
 // Sessions of both kinds get CLOUD_INSTANCE_DIR=Dir, so the gateway's
 // expiry update (bootstrap.ExpiresScript) replaces Dir/expires.
+//
+// Both refuse the keys listed in Dir/revoked_keys, as the NixOS image's sshd
+// refuses those of /etc/ssh/revoked_keys (an unreadable file refuses every
+// key, as with sshd). The file is made empty once and kept across starts.
+// Sessions find the image's cc-instance-revoke-key (nix.RevokeKeyScript),
+// which adds a key to it, first on their PATH, in Dir/bin: so the gateway's
+// revocation (bootstrap.RevokeKeyCommand) is the same command line as on
+// NixOS. Unlike there, it runs as the machine's user, not root.
 package machine
 
 import (
@@ -48,6 +56,7 @@ import (
 	"path/filepath"
 
 	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+	"github.com/cc-gateway/cc-gateway/nix"
 )
 
 // Config describes one machine.
@@ -65,9 +74,11 @@ type Machine interface {
 
 // Names of the files a machine keeps in its folder.
 const (
-	HomeDir        = "home"        // the user's HOME
-	InstanceIDFile = "instance-id" // the document's instance id and a newline
-	ExpiresFile    = "expires"     // the document's expires_at and a newline
+	HomeDir        = "home"         // the user's HOME
+	InstanceIDFile = "instance-id"  // the document's instance id and a newline
+	ExpiresFile    = "expires"      // the document's expires_at and a newline
+	RevokedKeys    = "revoked_keys" // keys refused whatever the document says
+	BinDir         = "bin"          // programs first on the sessions' PATH
 )
 
 // OpenSSHUser returns the user name that logs in to an OpenSSH machine: the
@@ -113,7 +124,38 @@ func prepare(cfg *Config) (string, error) {
 	if err := writeFile(filepath.Join(dir, ExpiresFile), []byte(cfg.Doc.ExpiresAt+"\n")); err != nil {
 		return "", err
 	}
+	// Made if missing, never emptied: a revocation outlives restarts.
+	f, err := os.OpenFile(filepath.Join(dir, RevokedKeys), os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create revoked keys file: %w", err)
+	}
+	f.Close()
+	if err := installRevokeKey(dir); err != nil {
+		return "", err
+	}
 	return dir, nil
+}
+
+// installRevokeKey writes the revoke command into Dir/bin, fresh at every
+// start.
+func installRevokeKey(dir string) error {
+	bin := filepath.Join(dir, BinDir)
+	if err := os.MkdirAll(bin, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", bin, err)
+	}
+	program := filepath.Join(bin, bootstrap.RevokeKeyProgram)
+	if err := writeFile(program, []byte(nix.RevokeKeyScript)); err != nil {
+		return err
+	}
+	if err := os.Chmod(program, 0o700); err != nil {
+		return fmt.Errorf("make %s executable: %w", program, err)
+	}
+	return nil
+}
+
+// sessionPath is the PATH of the sessions of the machine in dir.
+func sessionPath(dir string) string {
+	return filepath.Join(dir, BinDir) + string(filepath.ListSeparator) + defaultPath()
 }
 
 // writeFile replaces path atomically with a private file holding data.

@@ -301,6 +301,7 @@ func sshdConfig(addr, dir, user string, version int, env []string) (string, erro
 	fmt.Fprintf(&b, "HostKey %s\n", path(sshdHostKeyFile))
 	fmt.Fprintf(&b, "PidFile %s\n", path(sshdPidFile))
 	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", authorized)
+	fmt.Fprintf(&b, "RevokedKeys %s\n", path(RevokedKeys))
 	fmt.Fprintf(&b, "AllowUsers %s\n", user)
 	b.WriteString(`UsePAM no
 StrictModes no
@@ -322,9 +323,12 @@ LogLevel INFO
 	// SetEnv overrides the HOME sshd derives from the password database
 	// (the same folder when nss_wrapper gives sshd the machine's one), tells
 	// the gateway's expiry update where this machine keeps its expires file,
-	// and gives sessions the machine's user database too. sshd reads only
+	// puts the revoke command first on PATH, and gives sessions the
+	// machine's user database too. sshd reads only
 	// the first SetEnv line.
-	fmt.Fprintf(&b, "SetEnv HOME=%s CLOUD_INSTANCE_DIR=%s", home, path(""))
+	sessPath, err := q(sessionPath(dir))
+	errs = append(errs, err)
+	fmt.Fprintf(&b, "SetEnv HOME=%s CLOUD_INSTANCE_DIR=%s PATH=%s", home, path(""), sessPath)
 	for _, kv := range env {
 		name, value, _ := strings.Cut(kv, "=")
 		v, err := q(value)

@@ -291,7 +291,7 @@ func (s *session) environ(shell string) []string {
 		"USER":    s.m.user,
 		"LOGNAME": s.m.user,
 		"SHELL":   shell,
-		"PATH":    defaultPath(),
+		"PATH":    sessionPath(s.m.dir),
 		// Where the gateway's expiry update finds the expires file.
 		"CLOUD_INSTANCE_DIR": s.m.dir,
 	}
