@@ -5,12 +5,17 @@ import (
 	"testing"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // TestRevoke: the machine of a key that left the allow list is stopped,
-// kept or destroyed as the policy says, and the audit log says so.
+// kept or destroyed as the policy says, and the audit log says so. The
+// machine (a real local one) refuses the key from then on: at once when
+// kept running, from its next start when stopped; the gateway's own key
+// still works there.
 func TestRevoke(t *testing.T) {
 	for _, c := range []struct {
 		action    lease.RevokedAction
@@ -24,7 +29,8 @@ func TestRevoke(t *testing.T) {
 	} {
 		t.Run(string(c.action), func(t *testing.T) {
 			w := newWorld(t)
-			key := testkit.NewKey(t).Public()
+			person := testkit.NewKey(t)
+			key := person.Public()
 			fp := lease.Fingerprint(key)
 			l, err := w.m.Ensure(ctx(t), key, nil)
 			if err != nil {
@@ -49,6 +55,12 @@ func TestRevoke(t *testing.T) {
 			if c.wantPower == "" && err == nil || c.wantPower != "" && (err != nil || srv.Status != c.wantPower) {
 				t.Errorf("server after revoke: %+v, %v; want %q", srv, err, c.wantPower)
 			}
+			if c.wantState != "" {
+				got := revokedOnMachine(t, w, m, fp, person)
+				if !got.KeyRevoked {
+					t.Errorf("lease %+v; want its key marked revoked", got)
+				}
+			}
 			events, err := w.store.Events(10)
 			if err != nil {
 				t.Fatal(err)
@@ -71,4 +83,38 @@ func TestRevoke(t *testing.T) {
 	if events, _ := w.store.Events(1); len(events) != 1 || events[0].Kind != "revoke" || events[0].Fingerprint != "SHA256:nobody" {
 		t.Errorf("events: %+v; want the revocation", events)
 	}
+}
+
+// revokedOnMachine checks that fp's machine refuses person's key and takes
+// the gateway's, starting it if stopped (the start revokes the key), and
+// returns the lease.
+func revokedOnMachine(t *testing.T, w *world, m *lease.Manager, fp string, person testkit.Key) lease.Lease {
+	t.Helper()
+	l, err := w.store.Get(fp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.State != lease.StateRunning {
+		if l, err = m.Ensure(ctx(t), person.Public(), nil); err != nil {
+			t.Fatalf("start after the revocation: %v", err)
+		}
+	}
+	hostKey, _, _, _, err := gossh.ParseAuthorizedKey([]byte(l.HostKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := gossh.Dial("tcp", l.Address, &gossh.ClientConfig{
+		User: "claude", Auth: []gossh.AuthMethod{gossh.PublicKeys(person.Signer)},
+		HostKeyCallback: gossh.FixedHostKey(hostKey), Timeout: 10 * time.Second,
+	})
+	if err == nil {
+		c.Close()
+		t.Errorf("the revoked key logged in to its machine directly")
+	} else if !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Errorf("direct login with the revoked key: %v; want it refused", err)
+	}
+	if err := w.machines.SetExpiry(ctx(t), l.Address, l.HostKey, l.Expires); err != nil {
+		t.Errorf("the gateway's key on the machine after the revocation: %v", err)
+	}
+	return l
 }
