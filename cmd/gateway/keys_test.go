@@ -16,6 +16,7 @@ import (
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
@@ -167,5 +168,67 @@ func TestRevocation(t *testing.T) {
 	}
 	if r := dave.ssh(g, "", "status"); r.code != 0 {
 		t.Errorf("dave, still listed: code %d stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestRevocationKeep: with --revoked-action keep, a removed key's machine
+// keeps running, and the key no longer logs in to it directly (real sshd,
+// as a Hetzner server's public address would allow), while the gateway's
+// own key still does.
+func TestRevocationKeep(t *testing.T) {
+	dir := t.TempDir()
+	user := localcloudtest.OpenSSHUser(t)
+	carol := newPerson(t, filepath.Join(dir, "carol"))
+	users := writeKeyList(t, filepath.Join(dir, "users"), carol)
+	lg := newLocalGateway(t, "--users", users, "--revoked-action", "keep",
+		"--local-machines", "openssh", "--instance-user", user)
+	g := lg.start(t)
+	if r := carol.ssh(g, "", "true"); r.code != 0 {
+		t.Fatalf("first connection: %+v", r)
+	}
+	st := carol.status(g)
+	// One client config per key, each trying only its key.
+	direct := func(keyPath, name string) result {
+		t.Helper()
+		clientDir := filepath.Join(dir, name)
+		if err := os.MkdirAll(clientDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		config := testkit.WriteSSHConfig(t, clientDir, user, keyPath, []testkit.Host{{Alias: "machine", Addr: st.Address, HostKey: st.HostKey}})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		r, err := runTool(ctx, exec.CommandContext(ctx, "ssh", "-F", config, "machine", "echo", "in"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	gatewayKey := filepath.Join(lg.dir, "data", "upstream_ed25519_key")
+	if r := direct(carol.keyPath, "carol-direct"); r.code != 0 || r.stdout != "in\n" {
+		t.Fatalf("carol, directly to her machine before the removal: %+v", r)
+	}
+
+	if err := os.WriteFile(users, []byte("# nobody\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.Cmd.Process.Signal(syscall.SIGHUP)
+	testkit.Eventually(t, time.Minute, func() error {
+		if !strings.Contains(g.logs.String(), "key revoked on its machine") {
+			return fmt.Errorf("no revocation on the machine in the log yet")
+		}
+		return nil
+	})
+	if r := direct(carol.keyPath, "carol-direct"); r.code != 255 || !strings.Contains(r.stderr, "Permission denied") {
+		t.Errorf("carol, directly to her kept machine after the removal: %+v; want refused", r)
+	}
+	if r := direct(gatewayKey, "gateway-direct"); r.code != 0 || r.stdout != "in\n" {
+		t.Errorf("the gateway's key on the machine after the removal: %+v", r)
+	}
+	servers, err := cloudClient(t, lg).Server.All(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(servers) != 1 || servers[0].Status != hcloud.ServerStatusRunning {
+		t.Errorf("servers after the removal: %d; want carol's, kept running", len(servers))
 	}
 }

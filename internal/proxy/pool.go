@@ -300,6 +300,10 @@ func (p *Pool) CloseTarget(t Target) int {
 	for c := range p.all {
 		if c.target.id() == id {
 			conns = append(conns, c)
+			// No seat may be picked on it from now on: the client sees
+			// the close only later, and the revocation that called this
+			// runs a session on the machine next.
+			p.unshare(c)
 		}
 	}
 	p.mu.Unlock()
