@@ -96,25 +96,24 @@ func (m *Machines) Wait(ctx context.Context, addr, hostKey string) error {
 // SetExpiry writes expires into the running machine's expires file
 // (bootstrap.ExpiresCommand) over a pooled session.
 func (m *Machines) SetExpiry(ctx context.Context, addr, hostKey string, expires time.Time) error {
-	t, err := m.target(addr, hostKey)
-	if err != nil {
-		return err
-	}
-	if err := m.run(ctx, t, bootstrap.ExpiresCommand(expires)); err != nil {
-		return fmt.Errorf("set expiry on machine at %s: %w", addr, err)
-	}
-	return nil
+	return m.runAt(ctx, addr, hostKey, "set expiry", bootstrap.ExpiresCommand(expires))
 }
 
 // RevokeKey adds key to the running machine's revoked keys
 // (bootstrap.RevokeKeyCommand) over a pooled session.
 func (m *Machines) RevokeKey(ctx context.Context, addr, hostKey, key string) error {
+	return m.runAt(ctx, addr, hostKey, "revoke key", bootstrap.RevokeKeyCommand(key))
+}
+
+// runAt runs command on the machine at addr, pinned to hostKey; what
+// names it in the error.
+func (m *Machines) runAt(ctx context.Context, addr, hostKey, what, command string) error {
 	t, err := m.target(addr, hostKey)
 	if err != nil {
 		return err
 	}
-	if err := m.run(ctx, t, bootstrap.RevokeKeyCommand(key)); err != nil {
-		return fmt.Errorf("revoke key on machine at %s: %w", addr, err)
+	if err := m.run(ctx, t, command); err != nil {
+		return fmt.Errorf("%s on machine at %s: %w", what, addr, err)
 	}
 	return nil
 }
