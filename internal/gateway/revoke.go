@@ -53,7 +53,8 @@ func (g *Gateway) revokeRemoved(keys []gossh.PublicKey) {
 // revoke ends everything a key that left the allow lists still holds: its
 // sessions (each told why), its client connections, and the pooled
 // connections to its machine; then the lease domain deals with the
-// machine (Policy.RevokedAction) and records the revocation.
+// machine (Policy.RevokedAction), has it refuse the key, and records the
+// revocation.
 func (g *Gateway) revoke(key gossh.PublicKey) {
 	fp := lease.Fingerprint(key)
 	log := g.log.With("fingerprint", fp)

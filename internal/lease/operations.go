@@ -545,8 +545,10 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) error {
 }
 
 // Revoke deals with the machine of a key that left the allow list, as
-// Policy.RevokedAction says, and records the revocation in the audit log
-// (with no machine too). The gateway has ended the key's connections.
+// Policy.RevokedAction says, makes a machine it does not destroy refuse
+// the key (now if kept running, else from its next start), and records
+// the revocation in the audit log (with no machine too). The gateway has
+// ended the key's connections.
 func (m *Manager) Revoke(ctx context.Context, fp string) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.OperationTimeout)
 	defer cancel()
