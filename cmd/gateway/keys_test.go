@@ -213,7 +213,7 @@ func TestRevocationKeep(t *testing.T) {
 	}
 	g.Cmd.Process.Signal(syscall.SIGHUP)
 	testkit.Eventually(t, time.Minute, func() error {
-		if !strings.Contains(g.logs.String(), "key revoked on its machine") {
+		if !strings.Contains(g.logs.String(), `detail="key revoked on server`) {
 			return fmt.Errorf("no revocation on the machine in the log yet")
 		}
 		return nil

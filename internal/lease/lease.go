@@ -48,9 +48,10 @@ type Lease struct {
 	Expires      time.Time `json:"expires"`       //
 	LastActivity time.Time `json:"last_activity"` //
 	// KeyRevoked: the key left the allow list, so the machine must refuse
-	// it too. It is revoked there at each start (the command is
-	// idempotent; a fresh server or disk knows nothing of it).
-	KeyRevoked bool `json:"key_revoked,omitempty"`
+	// it too. KeyRevokedOn is the server that was seen to refuse it: a
+	// server with another id (re-created, restored) must still be told.
+	KeyRevoked   bool  `json:"key_revoked,omitempty"`
+	KeyRevokedOn int64 `json:"key_revoked_on,omitempty"`
 
 	// Billing: the current server's creation, the hibernation snapshot, and
 	// what closed periods (deleted servers and snapshots) cost.
@@ -59,6 +60,12 @@ type Lease struct {
 	ImageSizeGB   float64   `json:"image_size_gb,omitempty"`
 	ImageCreated  time.Time `json:"image_created,omitzero"`
 	Spent         float64   `json:"spent,omitempty"`
+}
+
+// keyRevocationPending reports whether l's key was revoked and its
+// current server has not yet been seen to refuse it.
+func (l Lease) keyRevocationPending() bool {
+	return l.KeyRevoked && l.ServerID != 0 && l.KeyRevokedOn != l.ServerID
 }
 
 // ErrNotFound is returned by a Store for a fingerprint without a lease.

@@ -314,25 +314,30 @@ func (m *Manager) waitReady(ctx context.Context, l Lease, report func(string, ..
 	if err := m.put(l); err != nil {
 		return l, err
 	}
-	m.revokeKeyOnMachine(ctx, l)
 	report("Machine %s is ready", l.ServerName)
-	return l, nil
+	return m.revokeKeyOnMachine(ctx, l)
 }
 
 // revokeKeyOnMachine makes l's running machine refuse l's key if it was
-// revoked. A failure is logged: the gateway refuses the key whatever the
-// machine does, and the next start tries again.
-func (m *Manager) revokeKeyOnMachine(ctx context.Context, l Lease) {
-	if !l.KeyRevoked || l.State != StateRunning {
-		return
+// revoked and the machine was not yet seen to, and records that it does.
+// A machine that cannot be told is logged and no failure: the gateway
+// refuses the key whatever the machine does, and the reaper's next pass
+// (or the next start) tries again.
+func (m *Manager) revokeKeyOnMachine(ctx context.Context, l Lease) (Lease, error) {
+	if !l.keyRevocationPending() || l.State != StateRunning {
+		return l, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.SSHProbeTimeout)
+	probe, cancel := context.WithTimeout(ctx, m.cfg.SSHProbeTimeout)
 	defer cancel()
-	if err := m.cfg.Machines.RevokeKey(ctx, l.Address, l.HostKey, l.PublicKey); err != nil {
-		m.log.Error("could not revoke the key on its machine; the next start tries again", "server", l.ServerName, "err", err)
-		return
+	if err := m.cfg.Machines.RevokeKey(probe, l.Address, l.HostKey, l.PublicKey); err != nil {
+		m.log.Warn("could not revoke the key on its machine; trying again later", "server", l.ServerName, "err", err)
+		return l, nil
 	}
-	m.log.Info("key revoked on its machine", "lease", l.ID, "server", l.ServerName)
+	l.KeyRevokedOn = l.ServerID
+	if err := m.put(l, m.note(l, "revoke", "key revoked on server %d", l.ServerID)); err != nil {
+		return l, err
+	}
+	return l, nil
 }
 
 func (m *Manager) bootstrap(l Lease) (string, error) {
@@ -578,8 +583,8 @@ func (m *Manager) Revoke(ctx context.Context, fp string) error {
 		return err
 	}
 	if action == RevokedKeep {
-		m.revokeKeyOnMachine(ctx, l)
-		return nil
+		_, err := m.revokeKeyOnMachine(ctx, l)
+		return err
 	}
 	if l.State == StateDestroying {
 		return nil

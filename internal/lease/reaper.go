@@ -330,7 +330,9 @@ func (r *Reaper) reap(ctx context.Context, fp string, now time.Time) error {
 	case reapIdle:
 		return r.idle(ctx, l, now)
 	}
-	return nil
+	// A kept machine that could not be told of its key's revocation.
+	_, err = m.revokeKeyOnMachine(ctx, l)
+	return err
 }
 
 // idle applies the idle action to l, unless its CPU says someone's work is
