@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -108,6 +110,7 @@ func (m *machine) run(t *testing.T, shell []string, url string, env ...string) s
 		"CLOUD_INSTANCE_ROOT=" + m.root,
 		"CLOUD_INSTANCE_METADATA_URL=" + url,
 		"CLOUD_INSTANCE_FETCH_ATTEMPTS=1",
+		"CLOUD_INSTANCE_FETCH_PAUSE=0",
 		"CLOUD_INSTANCE_USER=claude",
 	}, env...)
 	var stdout, stderr bytes.Buffer
@@ -162,11 +165,8 @@ func serveUserData(t *testing.T, body string, announce bool) string {
 // without user_data might.
 func serveStatus(t *testing.T, code int) string {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(code)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/hetzner/v1/userdata"
+	url, _ := serveAfter(t, math.MaxInt, code, "")
+	return url
 }
 
 // closedURL is a loopback URL on which nothing listens.
@@ -581,6 +581,12 @@ func TestScriptWithoutDocument(t *testing.T) {
 		stderr:   "not a valid user name",
 		wantCode: 1,
 	}, {
+		name:     "a pause between tries over the bound",
+		url:      func(t *testing.T, m *machine) string { return serveStatus(t, http.StatusNotFound) },
+		env:      []string{"CLOUD_INSTANCE_FETCH_PAUSE=11"},
+		stderr:   "CLOUD_INSTANCE_FETCH_PAUSE is not a number from 0 to 10",
+		wantCode: 1,
+	}, {
 		name:     "a static id that is not an id",
 		url:      func(t *testing.T, m *machine) string { return serveStatus(t, http.StatusNotFound) },
 		env:      []string{"CLOUD_INSTANCE_STATIC_ID=$(touch x)"},
@@ -701,5 +707,179 @@ func assertFile(t *testing.T, path, want string) {
 	}
 	if string(got) != want {
 		t.Errorf("%s = %q, want %q", path, got, want)
+	}
+}
+
+// flakyCurl puts a curl on PATH that fails the first failures calls the way
+// curl does with status code and message, and runs the real curl after;
+// it returns the env for the script and a function that reports how many
+// times curl ran.
+func flakyCurl(t *testing.T, failures, code int, message string) (env []string, calls func() int) {
+	t.Helper()
+	real, err := exec.LookPath("curl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	count := filepath.Join(dir, "calls")
+	writeFile(t, count, "0\n", 0o644)
+	script := fmt.Sprintf(`#!/bin/sh
+n=$(($(cat '%[1]s') + 1))
+echo "$n" >'%[1]s'
+if [ "$n" -le %[2]d ]; then
+	echo 'curl: (%[3]d) %[4]s' >&2
+	exit %[3]d
+fi
+exec '%[5]s' "$@"
+`, count, failures, code, message, real)
+	writeFile(t, filepath.Join(dir, "curl"), script, 0o755)
+	return []string{"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH")},
+		func() int {
+			b, err := os.ReadFile(count)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+}
+
+// serveAfter answers the first failures requests with the HTTP status code,
+// and the later ones with body as the user_data; it returns the URL and a
+// function that reports how many requests came.
+func serveAfter(t *testing.T, failures, code int, body string) (url string, requests func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		fail := n <= failures
+		mu.Unlock()
+		if fail {
+			w.WriteHeader(code)
+			return
+		}
+		w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/hetzner/v1/userdata", func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+// TestScriptWaitsForTheMetadataService boots with a network that is not up
+// yet, or a metadata service that is not ready: the script tries again,
+// within its bound of tries, and falls back, warning, only after the last.
+func TestScriptWaitsForTheMetadataService(t *testing.T) {
+	t.Parallel()
+	const unreachable = "Failed to connect to 169.254.169.254 port 80 after 0 ms: Network is unreachable"
+	const timedOut = "Connection timed out after 4001 milliseconds"
+	const giveUp = "<4>cloud-instance-bootstrap: warning: the metadata service at "
+	doc := newDoc(t, "w1", "cc-w1", "claude", time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC), 22,
+		testkit.NewKey(t).Public(), testkit.NewKey(t).Public())
+	userData, err := doc.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	staticID := "CLOUD_INSTANCE_STATIC_ID=static-1"
+	tests := []struct {
+		name string
+		// setup returns the URL, the env and how many tries reached curl or
+		// the service.
+		setup    func(t *testing.T) (url string, env []string, tries func() int)
+		attempts int
+		applied  bool   // the document applies; otherwise the static identity
+		tries    int    // how many tries the script makes
+		stderr   string // a line the script must log
+		quiet    bool   // no warning that the service never answered
+	}{{
+		name: "network unreachable three times",
+		setup: func(t *testing.T) (string, []string, func() int) {
+			env, calls := flakyCurl(t, 3, 7, unreachable)
+			return serveUserData(t, userData, true), env, calls
+		},
+		attempts: 5, applied: true, tries: 4,
+		stderr: "try 3 of 5: no answer from", quiet: true,
+	}, {
+		name: "timeouts",
+		setup: func(t *testing.T) (string, []string, func() int) {
+			env, calls := flakyCurl(t, 2, 28, timedOut)
+			return serveUserData(t, userData, true), env, calls
+		},
+		attempts: 3, applied: true, tries: 3,
+		stderr: "curl exit status 28", quiet: true,
+	}, {
+		name: "service unavailable, then the document",
+		setup: func(t *testing.T) (string, []string, func() int) {
+			url, requests := serveAfter(t, 2, http.StatusServiceUnavailable, userData)
+			return url, nil, requests
+		},
+		attempts: 3, applied: true, tries: 3,
+		stderr: "HTTP status 503", quiet: true,
+	}, {
+		name: "too many requests, then the document",
+		setup: func(t *testing.T) (string, []string, func() int) {
+			url, requests := serveAfter(t, 1, http.StatusTooManyRequests, userData)
+			return url, nil, requests
+		},
+		attempts: 2, applied: true, tries: 2,
+		stderr: "HTTP status 429", quiet: true,
+	}, {
+		name: "network never comes up",
+		setup: func(t *testing.T) (string, []string, func() int) {
+			env, calls := flakyCurl(t, math.MaxInt32, 7, unreachable)
+			return serveUserData(t, userData, true), env, calls
+		},
+		attempts: 3, tries: 3,
+		stderr: giveUp,
+	}, {
+		name: "service always failing",
+		setup: func(t *testing.T) (string, []string, func() int) {
+			url, requests := serveAfter(t, math.MaxInt, http.StatusInternalServerError, userData)
+			return url, nil, requests
+		},
+		attempts: 4, tries: 4,
+		stderr: giveUp,
+	}, {
+		name: "no user_data is an answer",
+		setup: func(t *testing.T) (string, []string, func() int) {
+			url, requests := serveAfter(t, math.MaxInt, http.StatusNotFound, userData)
+			return url, nil, requests
+		},
+		attempts: 5, tries: 1,
+		stderr: "no user_data from", quiet: true,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := newMachine(t)
+			before := snapshot(t, m.root)
+			url, env, tries := tt.setup(t)
+			env = append(env, staticID, fmt.Sprintf("CLOUD_INSTANCE_FETCH_ATTEMPTS=%d", tt.attempts))
+			res := m.run(t, dash, url, env...)
+			if res.code != 0 {
+				t.Fatalf("exit status %d, want 0", res.code)
+			}
+			want := withInstance(maps(before), "claude", "static-1", "never")
+			if tt.applied {
+				want = applied(before, doc, doc.ExpiresAt)
+			}
+			compareTrees(t, snapshot(t, m.root), want)
+			if got := tries(); got != tt.tries {
+				t.Errorf("%d tries, want %d", got, tt.tries)
+			}
+			if !strings.Contains(res.stderr, tt.stderr) {
+				t.Errorf("stderr does not say %q", tt.stderr)
+			}
+			if tt.quiet && strings.Contains(res.stderr, giveUp) {
+				t.Error("stderr warns that the service never answered")
+			}
+		})
 	}
 }

@@ -232,7 +232,8 @@ in
         Type = "oneshot";
         RemainAfterExit = true;
         ExecStart = "${pkgs.dash}/bin/dash ${./cloud-instance/bootstrap.sh}";
-        # Bounds the metadata service's retries, and so the boot.
+        # Bounds the boot. The script's tries at the metadata service, for a
+        # network that comes up late, end within 145 s (see bootstrap.sh).
         TimeoutStartSec = "3min";
       };
     };

@@ -24,10 +24,21 @@
 # last applied: after an extend the gateway updates etc/cloud-instance/expires
 # itself, and a reboot must not bring back the older time in the user_data.
 #
+# Early in boot the network may not be up yet: curl then fails at once
+# ("Network is unreachable", exit 7). So every failure to get an answer
+# (unreachable, refused, timed out, HTTP 5xx, 408 or 429) is tried again, up
+# to CLOUD_INSTANCE_FETCH_ATTEMPTS times with growing pauses (1, 2, 4, 8, then
+# 10 s). A try takes at most 8 s, so with the defaults the fetch gives up
+# after at most 10*8 + 1+2+4+8+5*10 = 145 s, inside the unit's
+# TimeoutStartSec of 3 min. An answer that says there is no user_data (HTTP
+# 4xx, or an empty body) ends it at once.
+#
 # Without a document (no user_data, metadata service unreachable, or a
 # user_data that is not for us) it writes the static instance id and expiry
-# of the NixOS configuration, if it has them, and succeeds. An invalid
-# document is refused whole: nothing is written and the script fails.
+# of the NixOS configuration, if it has them, and succeeds; when the service
+# never answered it says so as a warning first, since sshd then presents a
+# host key the gateway does not pin. An invalid document is refused whole:
+# nothing is written and the script fails.
 #
 # Document content is data only: it is matched against patterns, passed as
 # arguments and written with printf and cat; it is never evaluated.
@@ -38,7 +49,9 @@
 #   CLOUD_INSTANCE_STATIC_ID       instance id to write without a document (none)
 #   CLOUD_INSTANCE_STATIC_EXPIRES  expiry to write along with it (never)
 #   CLOUD_INSTANCE_METADATA_URL    where the user_data is fetched from
-#   CLOUD_INSTANCE_FETCH_ATTEMPTS  tries at fetching it, 2 s apart (10)
+#   CLOUD_INSTANCE_FETCH_ATTEMPTS  tries at fetching it (10)
+#   CLOUD_INSTANCE_FETCH_PAUSE     first pause between tries in seconds,
+#                                  doubled after each, at most 10 (1)
 #   CLOUD_INSTANCE_ROOT            root the files are written under (/)
 
 set -eu
@@ -58,6 +71,7 @@ static_id=${CLOUD_INSTANCE_STATIC_ID:-}
 static_expires=${CLOUD_INSTANCE_STATIC_EXPIRES:-never}
 url=${CLOUD_INSTANCE_METADATA_URL:-http://169.254.169.254/hetzner/v1/userdata}
 attempts=${CLOUD_INSTANCE_FETCH_ATTEMPTS:-10}
+pause=${CLOUD_INSTANCE_FETCH_PAUSE:-1}
 root=${CLOUD_INSTANCE_ROOT:-/}
 root=${root%/}
 
@@ -73,6 +87,12 @@ pem_re='-----BEGIN OPENSSH PRIVATE KEY-----\n([A-Za-z0-9+/=]{1,76}\n){1,100}----
 
 log() {
 	printf 'cloud-instance-bootstrap: %s\n' "$*" >&2
+}
+
+# warn logs at the journal's warning priority (journald reads the <4>
+# prefix of a service's output).
+warn() {
+	printf '<4>cloud-instance-bootstrap: warning: %s\n' "$*" >&2
 }
 
 fail() {
@@ -110,6 +130,7 @@ number_in() {
 is_name "$user" 32 'a-z_' 'a-z0-9_-' || fail "CLOUD_INSTANCE_USER is not a valid user name"
 number_in "$port" 1 65535 || fail "CLOUD_INSTANCE_SSH_PORT is not a port number"
 number_in "$attempts" 1 100 || fail "CLOUD_INSTANCE_FETCH_ATTEMPTS is not a number from 1 to 100"
+number_in "$pause" 0 10 || fail "CLOUD_INSTANCE_FETCH_PAUSE is not a number from 0 to 10"
 [ -z "$static_id" ] || is_name "$static_id" 63 'a-z0-9' 'a-z0-9-' ||
 	fail "CLOUD_INSTANCE_STATIC_ID is not a valid instance id"
 [ "$static_expires" = never ] || matches "$static_expires" "$time_re" ||
@@ -120,15 +141,52 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' HUP INT TERM
 
-# fetch writes the user_data to $work/user-data, or fails with curl's status.
-fetch() {
+# fetch_once tries once to write the user_data to $work/user-data, and the
+# HTTP status to $work/http-status ("000" without an answer); it fails with
+# curl's status.
+fetch_once() {
 	# --max-filesize refuses a body announced as too large; the size check
 	# after the download catches one that is not announced.
 	curl --silent --show-error --fail --noproxy '*' \
-		--connect-timeout 5 --max-time 20 \
-		--retry "$((attempts - 1))" --retry-delay 2 --retry-connrefused --retry-max-time 120 \
+		--connect-timeout 4 --max-time 8 \
 		--max-filesize "$max_size" \
-		--output "$work/user-data" "$url"
+		--write-out '%{http_code}' \
+		--output "$work/user-data" "$url" >"$work/http-status"
+}
+
+# final: whether the last try's curl status $code and HTTP status $http
+# are an answer that another try would not change: the user_data, one over
+# the size limit, or an HTTP 4xx but 408 (timeout) and 429 (too many).
+final() {
+	case $code:$http in
+	0:* | 63:*) return 0 ;;
+	22:408 | 22:429) return 1 ;;
+	22:4*) return 0 ;;
+	esac
+	return 1
+}
+
+# fetch runs fetch_once until the metadata service gives a final answer, or
+# $attempts tries failed (see the top of the file). It leaves the last try's
+# statuses in $code and $http.
+fetch() {
+	try=1
+	wait=$pause
+	while :; do
+		code=0
+		fetch_once || code=$?
+		http=$(cat "$work/http-status")
+		if final || [ "$try" -ge "$attempts" ]; then
+			return 0
+		fi
+		log "try $try of $attempts: no answer from $url (curl exit status $code, HTTP status $http); trying again in $wait s"
+		sleep "$wait"
+		try=$((try + 1))
+		wait=$((wait * 2))
+		if [ "$wait" -gt 10 ]; then
+			wait=10
+		fi
+	done
 }
 
 # extract_document prints the line after the marker line of an installer
@@ -148,12 +206,13 @@ extract_document() {
 }
 
 doc=
-status=0
-fetch || status=$?
-if [ "$status" -eq 63 ]; then
+fetch
+if [ "$code" -eq 63 ]; then
 	fail "the user_data is over the $max_size byte limit; refusing it"
-elif [ "$status" -ne 0 ]; then
-	log "no user_data from $url (curl exit status $status)"
+elif [ "$code" -ne 0 ] && final; then
+	log "no user_data from $url (HTTP status $http)"
+elif [ "$code" -ne 0 ]; then
+	warn "the metadata service at $url gave no answer in $attempts tries (last: curl exit status $code, HTTP status $http); going on without a bootstrap document, so sshd will present a host key the gateway does not pin and the gateway will refuse this machine"
 elif [ ! -s "$work/user-data" ]; then
 	log "the server has no user_data"
 else
