@@ -164,7 +164,7 @@ func TestShutdownTellsSessions(t *testing.T) {
 // infect script as user_data (the local cloud reads the document inside it)
 // and the person lands on a working machine.
 func TestInfectProvisioning(t *testing.T) {
-	lg := newLocalGateway(t, "--provisioning", "infect")
+	lg := newLocalGateway(t, "--provisioning", "infect", "--infect-flake", "github:me/machines?dir=nix")
 	g := lg.start(t)
 	kim := newPerson(t, filepath.Join(lg.dir, "kim"))
 	if r := kim.ssh(g, "", "echo ready"); r.code != 0 || r.stdout != "ready\n" {

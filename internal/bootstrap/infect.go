@@ -12,15 +12,14 @@ import (
 
 // Defaults of InfectOptions.
 const (
-	DefaultInfectFlake         = "github:cc-gateway/cc-gateway?dir=nix"
 	DefaultInfectConfiguration = "cloud-instance"
 	DefaultNixInstaller        = "https://nixos.org/nix/install"
 )
 
 // InfectOptions says which NixOS the infect path installs, and how.
 type InfectOptions struct {
-	// Flake is the flake reference holding the configuration; empty means
-	// DefaultInfectFlake.
+	// Flake is the flake reference holding the configuration; required,
+	// since only the operator knows the flake of their machines.
 	Flake string
 	// Configuration names the nixosConfiguration in Flake to install; empty
 	// means DefaultInfectConfiguration. Its instance user must be the
@@ -53,9 +52,6 @@ var (
 )
 
 func (o InfectOptions) withDefaults() InfectOptions {
-	if o.Flake == "" {
-		o.Flake = DefaultInfectFlake
-	}
 	if o.Configuration == "" {
 		o.Configuration = DefaultInfectConfiguration
 	}

@@ -16,9 +16,12 @@ import (
 	"github.com/cc-gateway/cc-gateway/nix"
 )
 
+// testFlake is an operator's flake, as the gateway's --infect-flake names it.
+const testFlake = "github:me/machines?dir=nix"
+
 func TestRenderInfect(t *testing.T) {
 	d := newDoc(t, "3f2a9b1c0d", "cc-3f2a9b1c0d", "claude", time.Now(), 22, testkit.NewKey(t).Public(), testkit.NewKey(t).Public())
-	out, err := d.RenderInfect(InfectOptions{})
+	out, err := d.RenderInfect(InfectOptions{Flake: testFlake})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +29,7 @@ func TestRenderInfect(t *testing.T) {
 		t.Errorf("user_data does not start with a shebang: %.40q", out)
 	}
 	for _, want := range []string{
-		"\nCC_GATEWAY_FLAKE='github:cc-gateway/cc-gateway?dir=nix'\n",
+		"\nCC_GATEWAY_FLAKE='" + testFlake + "'\n",
 		"\nCC_GATEWAY_CONFIGURATION='cloud-instance'\n",
 		"\nCC_GATEWAY_NIX_INSTALLER='https://nixos.org/nix/install'\n",
 	} {
@@ -84,12 +87,13 @@ func TestRenderInfectRefuses(t *testing.T) {
 		"flake with a newline":        {Flake: "github:o/r\nid"},
 		"flake with an attribute":     {Flake: "github:o/r#other"},
 		"flake too long":              {Flake: "github:" + strings.Repeat("o", maxInfectOption)},
-		"configuration with a dot":    {Configuration: "a.b"},
-		"configuration with a dash":   {Configuration: "-a"},
-		"configuration with a quote":  {Configuration: "a'b"},
-		"installer over plain http":   {NixInstaller: "http://nixos.org/nix/install"},
-		"installer with backquotes":   {NixInstaller: "https://x/`id`"},
-		"installer closing the quote": {NixInstaller: "https://x/'"},
+		"no flake":                    {},
+		"configuration with a dot":    {Flake: testFlake, Configuration: "a.b"},
+		"configuration with a dash":   {Flake: testFlake, Configuration: "-a"},
+		"configuration with a quote":  {Flake: testFlake, Configuration: "a'b"},
+		"installer over plain http":   {Flake: testFlake, NixInstaller: "http://nixos.org/nix/install"},
+		"installer with backquotes":   {Flake: testFlake, NixInstaller: "https://x/`id`"},
+		"installer closing the quote": {Flake: testFlake, NixInstaller: "https://x/'"},
 	}
 	for name, opts := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -101,7 +105,7 @@ func TestRenderInfectRefuses(t *testing.T) {
 
 	invalid := d
 	invalid.User = "../root"
-	if _, err := invalid.RenderInfect(InfectOptions{}); err == nil {
+	if _, err := invalid.RenderInfect(InfectOptions{Flake: testFlake}); err == nil {
 		t.Error("RenderInfect accepted an invalid document")
 	}
 
@@ -117,7 +121,7 @@ func TestRenderInfectRefuses(t *testing.T) {
 		if len(plain)+len(nix.InfectScript) <= MaxSize {
 			continue
 		}
-		if _, err := big.RenderInfect(InfectOptions{}); err == nil || !strings.Contains(err.Error(), "user_data limit") {
+		if _, err := big.RenderInfect(InfectOptions{Flake: testFlake}); err == nil || !strings.Contains(err.Error(), "user_data limit") {
 			t.Errorf("RenderInfect of a %d byte document: err = %v, want the size limit named", len(plain), err)
 		}
 		return

@@ -373,7 +373,7 @@ func TestScriptAppliesRenderedDocuments(t *testing.T) {
 		doc: func(t *testing.T, m *machine) Document {
 			return newDoc(t, "i1", "cc-i1", "claude", expires, 22, testkit.NewKey(t).Public(), testkit.NewKey(t).Public())
 		},
-		render: func(d Document) (string, error) { return d.RenderInfect(InfectOptions{}) },
+		render: func(d Document) (string, error) { return d.RenderInfect(InfectOptions{Flake: testFlake}) },
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

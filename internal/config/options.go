@@ -288,7 +288,7 @@ var options = []*option{
 		bind: func(c *Config) value { return text(&c.ImageSelector, nil) }},
 	{name: "provisioning", usage: "how machines get NixOS: boot a prebuilt snapshot (see --image-selector), or install it over the stock --image at first boot (slow, no image to build)", def: "snapshot",
 		bind: func(c *Config) value { return enum(&c.Provisioning, ProvisionSnapshot, ProvisionInfect) }},
-	{name: "infect-flake", arg: "FLAKE", usage: "infect provisioning: the flake whose cloud-instance configuration is installed", def: "github:cc-gateway/cc-gateway?dir=nix",
+	{name: "infect-flake", arg: "FLAKE", usage: "infect provisioning (required with it): the flake whose cloud-instance configuration is installed, like github:owner/repo?dir=nix, with its flake.lock committed",
 		bind: func(c *Config) value { return text(&c.InfectFlake, checkFlake) }},
 	{name: "machine-ssh-port", arg: "PORT", usage: "port the machines' sshd listens on",
 		def: "22", localDef: "2022",
@@ -366,7 +366,11 @@ func checkKeyFile(path string) string {
 }
 
 // checkFlake says why flake cannot be installed by infect provisioning.
+// Empty is left to the rule infectNeedsFlake.
 func checkFlake(flake string) string {
+	if flake == "" {
+		return ""
+	}
 	if err := (bootstrap.InfectOptions{Flake: flake}).Validate(); err != nil {
 		return err.Error()
 	}

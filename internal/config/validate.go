@@ -56,6 +56,7 @@ var rules = []rule{
 	localOnLoopback,
 	faultsOnlyLocal,
 	someImage,
+	infectNeedsFlake,
 }
 
 // leaseBoundsInOrder: a new lease fits the extension cap, which fits the
@@ -123,6 +124,14 @@ func someImage(c Config, valid func(string) bool, report report) {
 		report("image", "is empty; infect provisioning installs NixOS over this stock image, so give one like debian-12")
 	case c.ImageSelector == "":
 		report("image", "and --image-selector are both empty; give at least one so new machines have an image")
+	}
+}
+
+// infectNeedsFlake: there is no flake to install that fits every
+// deployment; the operator's own holds their machine's configuration.
+func infectNeedsFlake(c Config, valid func(string) bool, report report) {
+	if valid("provisioning") && valid("infect-flake") && c.Provisioning == ProvisionInfect && c.InfectFlake == "" {
+		report("infect-flake", "is empty; infect provisioning installs NixOS from a flake, so name one with a cloud-instance configuration and a committed flake.lock, like github:owner/repo?dir=nix (see docs/nixos.md)")
 	}
 }
 
