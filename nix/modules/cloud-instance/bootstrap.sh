@@ -31,7 +31,7 @@
 # 10 s). A try takes at most 8 s, so with the defaults the fetch gives up
 # after at most 10*8 + 1+2+4+8+5*10 = 145 s, inside the unit's
 # TimeoutStartSec of 3 min. An answer that says there is no user_data (HTTP
-# 4xx, or an empty body) ends it at once.
+# 4xx other than 408 and 429, or an empty body) ends it at once.
 #
 # Without a document (no user_data, metadata service unreachable, or a
 # user_data that is not for us) it writes the static instance id and expiry
