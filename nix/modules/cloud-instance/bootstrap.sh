@@ -171,7 +171,7 @@ final() {
 # statuses in $code and $http.
 fetch() {
 	try=1
-	wait=$pause
+	delay=$pause
 	while :; do
 		code=0
 		fetch_once || code=$?
@@ -179,12 +179,12 @@ fetch() {
 		if final || [ "$try" -ge "$attempts" ]; then
 			return 0
 		fi
-		log "try $try of $attempts: no answer from $url (curl exit status $code, HTTP status $http); trying again in $wait s"
-		sleep "$wait"
+		log "try $try of $attempts: no answer from $url (curl exit status $code, HTTP status $http); trying again in $delay s"
+		sleep "$delay"
 		try=$((try + 1))
-		wait=$((wait * 2))
-		if [ "$wait" -gt 10 ]; then
-			wait=10
+		delay=$((delay * 2))
+		if [ "$delay" -gt 10 ]; then
+			delay=10
 		fi
 	done
 }
