@@ -78,9 +78,7 @@ sh /root/nix-install.sh --no-daemon --no-channel-add --no-modify-profile
 nix=/root/.nix-profile/bin/nix
 
 log "building $flake#$configuration"
-# Only what the flake's committed flake.lock pins: without it every machine
-# would get the inputs of its install day.
-"$nix" build --no-link --no-update-lock-file --profile /nix/var/nix/profiles/system \
+"$nix" build --no-link --profile /nix/var/nix/profiles/system \
 	"$flake#nixosConfigurations.$configuration.config.system.build.toplevel"
 
 # On its first boot NixOS moves everything of the old system but /nix and
