@@ -5,11 +5,13 @@
 package preflight
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Check is one thing the gateway needs, checked.
@@ -62,4 +64,20 @@ func Write(w io.Writer, checks []Check) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// Timeout bounds the cloud's checks, so a cloud that does not answer is
+// one problem within it rather than a hang.
+const Timeout = 30 * time.Second
+
+// Cloud is what has checks of its own to run: the Hetzner provider.
+type Cloud interface {
+	Preflight(ctx context.Context) []Check
+}
+
+// CloudChecks runs the cloud's checks within Timeout.
+func CloudChecks(ctx context.Context, c Cloud) []Check {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	return c.Preflight(ctx)
 }
