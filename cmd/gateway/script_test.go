@@ -4,7 +4,8 @@ package main
 // document of commands people type, what they see and how they exit. Each
 // script may start one gateway in local mode; the scripts run in parallel.
 //
-// Commands the scripts have beside testscript's own:
+// $GATEWAY is the gateway binary, for scripts that run it to its end with
+// exec. Commands the scripts have beside testscript's own:
 //
 //	key NAME               make NAME's key, with its public half in $WORK/NAME.pub
 //	cloud                  start a local cloud of its own; $API is its endpoint,
@@ -44,6 +45,7 @@ func TestScript(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Values[scriptKey{}] = &scriptState{t: env.T().(testing.TB), work: env.WorkDir, people: map[string]*person{}}
+			env.Setenv("GATEWAY", gatewayBin)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
