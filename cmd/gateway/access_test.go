@@ -14,6 +14,7 @@ import (
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
 )
 
@@ -106,17 +107,18 @@ func TestAllowList(t *testing.T) {
 
 // TestHCloudModeNeedsAllowList: with a Hetzner token the gateway refuses to
 // start without --users, and with one it refuses unlisted keys. The API
-// endpoint is a closed loopback port: nothing here may reach Hetzner.
+// is a local cloud's: nothing here may reach Hetzner.
 func TestHCloudModeNeedsAllowList(t *testing.T) {
 	dir := t.TempDir()
-	env := []string{"HCLOUD_TOKEN=test-token-not-real", "CC_GATEWAY_HCLOUD_ENDPOINT=http://127.0.0.1:1/v1"}
+	cloud := localcloudtest.Start(t, localcloud.KindBuiltin)
+	env := []string{"HCLOUD_TOKEN=" + cloud.Token(), "CC_GATEWAY_HCLOUD_ENDPOINT=" + cloud.Endpoint()}
 	lg := newLocalGatewayIn(t, dir)
 
 	out, err := runGateway(env, lg.args...)
 	if err == nil || !strings.Contains(out, "allow list") {
 		t.Fatalf("hcloud mode without --users: err %v, output %q", err, out)
 	}
-	if strings.Contains(out, "test-token-not-real") {
+	if strings.Contains(out, cloud.Token()) {
 		t.Errorf("the token appears in the output: %q", out)
 	}
 
@@ -130,7 +132,7 @@ func TestHCloudModeNeedsAllowList(t *testing.T) {
 	if r := dave.ssh(g, "", "status"); r.code != 0 || !strings.Contains(r.stdout, "no machine") {
 		t.Errorf("listed key in hcloud mode: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if strings.Contains(g.logs.String(), "test-token-not-real") {
+	if strings.Contains(g.logs.String(), cloud.Token()) {
 		t.Errorf("the token appears in the log")
 	}
 }

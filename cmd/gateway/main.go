@@ -23,6 +23,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/gateway"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/preflight"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
@@ -37,7 +38,11 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stdout)
+	args, check := os.Args[1:], false
+	if len(args) > 0 && args[0] == "preflight" {
+		args, check = args[1:], true
+	}
+	cfg, err := config.Load(args, os.Getenv, os.Stdout)
 	if errors.Is(err, config.ErrHelp) {
 		return
 	}
@@ -47,6 +52,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if check {
+		if !runPreflight(ctx, cfg, os.Stdout, os.Stderr) {
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, cfg, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "gateway: %v\n", err)
 		os.Exit(1)
@@ -90,6 +101,9 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return err
 	}
 	defer closeCloud()
+	if err := preflight.Problems(preflight.CloudChecks(ctx, provider)); err != nil {
+		return err
+	}
 
 	// One pool of machine connections: the lease manager checks machines
 	// through it, and sessions then use the connection it leaves.
@@ -171,6 +185,27 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
 	gw.Shutdown(cfg.ShutdownGrace)
 	return nil
+}
+
+// runPreflight prints the checks `gateway preflight` runs (the cloud's,
+// as at start, and the allow lists') and reports whether the gateway can
+// serve. In local mode it starts the local cloud to check against it.
+func runPreflight(ctx context.Context, cfg config.Config, out, logOut io.Writer) bool {
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var checks []preflight.Check
+	provider, closeCloud, err := newProvider(cfg, log)
+	if err != nil {
+		checks = append(checks, preflight.Failed("cloud", "%v", err))
+	} else {
+		defer closeCloud()
+		checks = append(checks, preflight.CloudChecks(ctx, provider)...)
+	}
+	checks = append(checks, gateway.CheckAllowList("users", cfg.Users, log), gateway.CheckAllowList("admins", cfg.Admins, log))
+	if err := preflight.Write(out, checks); err != nil {
+		fmt.Fprintf(logOut, "gateway preflight: %v\n", err)
+		return false
+	}
+	return preflight.Problems(checks) == nil
 }
 
 // newProvider returns the Hetzner provider, pointed at Hetzner itself or at

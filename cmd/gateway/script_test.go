@@ -4,10 +4,13 @@ package main
 // document of commands people type, what they see and how they exit. Each
 // script may start one gateway in local mode; the scripts run in parallel.
 //
-// Commands the scripts have beside testscript's own:
+// $GATEWAY is the gateway binary, for scripts that run it to its end with
+// exec. Commands the scripts have beside testscript's own:
 //
 //	key NAME               make NAME's key, with its public half in $WORK/NAME.pub
-//	cloud                  start a local cloud of its own; $API is its endpoint
+//	cloud                  start a local cloud of its own; $API is its endpoint,
+//	                       $TOKEN its token
+//	revoke                 the cloud refuses $TOKEN from now on
 //	gateway [VAR=VALUE...] [FLAGS...]
 //	                       start the gateway (in local mode unless
 //	                       HCLOUD_TOKEN is set) with FLAGS; files are named
@@ -20,17 +23,21 @@ package main
 //	                       set VAR to REGEXP's first group in the last output
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 func TestScript(t *testing.T) {
@@ -38,11 +45,13 @@ func TestScript(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Values[scriptKey{}] = &scriptState{t: env.T().(testing.TB), work: env.WorkDir, people: map[string]*person{}}
+			env.Setenv("GATEWAY", gatewayBin)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"key":        scriptKeyCmd,
 			"cloud":      scriptCloud,
+			"revoke":     scriptRevoke,
 			"gateway":    scriptGateway,
 			"gatewaylog": scriptGatewayLog,
 			"ssh":        scriptSSH,
@@ -61,6 +70,7 @@ type scriptState struct {
 	g      *gatewayProc
 	people map[string]*person
 	code   int
+	cloud  *revocable
 }
 
 func state(ts *testscript.TestScript) *scriptState {
@@ -89,12 +99,45 @@ func scriptKeyCmd(ts *testscript.TestScript, neg bool, args []string) {
 // scriptCloud starts a local cloud apart from any gateway, for a gateway
 // in Hetzner mode to use (with the right token or a wrong one).
 func scriptCloud(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 0 {
-		ts.Fatalf("usage: cloud")
+	s := state(ts)
+	if neg || len(args) != 0 || s.cloud != nil {
+		ts.Fatalf("usage: cloud, once per script")
 	}
-	c := localcloudtest.Start(state(ts).t, localcloud.KindBuiltin)
+	s.cloud = &revocable{}
+	dir := filepath.Join(s.work, ".cloud")
+	c, err := localcloud.Start(localcloud.Options{
+		DataDir: dir, SSHPort: testkit.FreePort(s.t), Kind: localcloud.KindBuiltin,
+		ActionDuration: localcloudtest.ActionDuration, Faults: s.cloud, Logger: testkit.Quiet,
+	})
+	ts.Check(err)
+	ts.Defer(func() { c.Close() })
 	ts.Setenv("API", c.Endpoint())
+	ts.Setenv("TOKEN", c.Token())
 }
+
+func scriptRevoke(ts *testscript.TestScript, neg bool, args []string) {
+	s := state(ts)
+	if neg || len(args) != 0 || s.cloud == nil {
+		ts.Fatalf("usage: revoke, after cloud")
+	}
+	s.cloud.revoked.Store(true)
+}
+
+// revocable is the script cloud's faults: once revoked, the cloud refuses
+// every request's token, as Hetzner does after the operator deletes it.
+type revocable struct{ revoked atomic.Bool }
+
+func (r *revocable) Request(w http.ResponseWriter, _ *http.Request) bool {
+	if !r.revoked.Load() {
+		return false
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnauthorized)
+	io.WriteString(w, `{"error":{"code":"unauthorized","message":"unable to authenticate","details":null}}`)
+	return true
+}
+
+func (r *revocable) Action(string) localcloud.ActionFault { return localcloud.ActionFault{} }
 
 func scriptGateway(ts *testscript.TestScript, neg bool, args []string) {
 	s := state(ts)

@@ -11,10 +11,16 @@ import (
 func WriteHelp(w io.Writer) {
 	var b strings.Builder
 	b.WriteString(`Usage: gateway [options]
+       gateway preflight [options]
 
 cc-gateway is an SSH gateway: each person who connects gets a machine of
 their own, created or resumed on demand and proxied to. Without a Hetzner
 token it runs in local mode, with machines on a built-in local cloud.
+
+gateway preflight runs, with the same options, the checks the gateway runs
+before it serves (the cloud's token, location, server type, image and
+prices) and reads the allow lists; it prints them as a table and exits 0
+when the gateway can serve, 1 otherwise.
 
 Options:
 `)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/cc-gateway/cc-gateway/internal/preflight"
 )
 
 // KeyList is an authorized_keys file that re-reads itself when it changes.
@@ -31,6 +33,7 @@ type KeyList struct {
 	stamp    fileStamp
 	onRemove func([]gossh.PublicKey)
 	failure  string // the last re-read's error, logged once
+	skipped  int    // lines of the last read that were not usable keys
 }
 
 // keyLine is one usable line of an allow list.
@@ -136,6 +139,29 @@ func (k *KeyList) Len() int {
 	return len(k.keys)
 }
 
+// CheckAllowList reads the allow list given to --option (an empty path is
+// no list) for `gateway preflight`: how many keys it holds and how many
+// lines it skipped; log gets each skipped line's reason.
+func CheckAllowList(option, path string, log *slog.Logger) preflight.Check {
+	name := "--" + option
+	if path == "" {
+		return preflight.Passed(name, "not set")
+	}
+	list, err := LoadKeyList(path, log)
+	if err != nil {
+		return preflight.Failed(name, "cannot read %s (%v): fix the file or the path given to --%s", path, err, option)
+	}
+	return preflight.Passed(name, "%s: %d key(s), %d line(s) skipped", path, list.Len(), list.Skipped())
+}
+
+// Skipped is the number of lines of the last read that were skipped as
+// not usable keys (each logged with its reason).
+func (k *KeyList) Skipped() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.skipped
+}
+
 // Reload re-reads the file now (on SIGHUP). It fails only when the file
 // cannot be read; bad lines are logged and skipped.
 func (k *KeyList) Reload() error {
@@ -174,7 +200,7 @@ func (k *KeyList) reloadLocked() error {
 			}
 		}
 	}
-	k.keys, k.stamp = keys, st
+	k.keys, k.stamp, k.skipped = keys, st, len(problems)
 	if len(removed) > 0 && k.onRemove != nil {
 		go k.onRemove(removed)
 	}

@@ -54,9 +54,9 @@ type Config struct {
 	ServerType string // default DefaultServerType
 	Location   string // default DefaultLocation
 	// ImageSelector is a label selector ("cc-gateway=image") naming
-	// snapshots; the newest available one is used. Image is an image name
-	// or id ("debian-12"), used when ImageSelector is empty or matches no
-	// snapshot. At least one must be set.
+	// snapshots; the newest available one is used, and none is an error.
+	// Image is an image name or id ("debian-12"), used when ImageSelector
+	// is empty. At least one must be set.
 	Image         string
 	ImageSelector string
 
@@ -314,7 +314,7 @@ func (p *Provider) bootImage(ctx context.Context, spec lease.CreateSpec) (*hc.Im
 }
 
 // image picks what servers boot from: the newest available snapshot
-// matching ImageSelector, else Image by name or id.
+// matching ImageSelector, or Image by name or id when there is no selector.
 func (p *Provider) image(ctx context.Context) (*hc.Image, error) {
 	if p.cfg.ImageSelector != "" {
 		list, err := p.client.Image.AllWithOpts(ctx, hc.ImageListOpts{
@@ -325,22 +325,13 @@ func (p *Provider) image(ctx context.Context) (*hc.Image, error) {
 		if err != nil {
 			return nil, explain("find machine image", err)
 		}
-		var newest *hc.Image
-		for _, im := range list {
-			if newest == nil || im.Created.After(newest.Created) {
-				newest = im
-			}
+		if len(list) == 0 {
+			// No fallback to Image: a stock image ignores the bootstrap
+			// document, so the machine would bill and never present the
+			// pinned host key.
+			return nil, errors.New("find machine image: " + noSnapshot(p.cfg.ImageSelector))
 		}
-		if newest != nil {
-			return &hc.Image{ID: newest.ID}, nil
-		}
-		if p.cfg.Image == "" {
-			return nil, fmt.Errorf("find machine image: no available snapshot matches %q: build and upload the machine image first", p.cfg.ImageSelector)
-		}
-		// An image without the gateway's bootstrap unit will not present
-		// the pinned host key; say so where an operator will look.
-		p.log.Warn("no snapshot matches the image selector, falling back to the configured image",
-			"selector", p.cfg.ImageSelector, "image", p.cfg.Image)
+		return &hc.Image{ID: newestImage(list).ID}, nil
 	}
 	if id, err := strconv.ParseInt(p.cfg.Image, 10, 64); err == nil {
 		return &hc.Image{ID: id}, nil

@@ -603,18 +603,19 @@ func TestImageChoice(t *testing.T) {
 	if im := imageOf(srv.ID); im.Type != hc.ImageTypeSnapshot || im.Labels["cc-gateway"] != "image" {
 		t.Errorf("with a matching selector the server runs %+v", im)
 	}
-	// The image is the fallback when none does.
-	srv, err = provider("debian-12", "cc-gateway=nothing").Create(ctx, newPerson(t, "img2", e.port).spec)
+	// A selector that matches nothing is an error, not a silent boot of
+	// the stock image, which would never present the pinned host key.
+	_, err = provider("debian-12", "cc-gateway=nothing").Create(ctx, newPerson(t, "img2", e.port).spec)
+	if err == nil || !strings.Contains(err.Error(), "no available snapshot matches") || !strings.Contains(err.Error(), "--provisioning infect") {
+		t.Fatalf("create with no matching snapshot: %v", err)
+	}
+	// Without a selector, the named image.
+	srv, err = provider("debian-12", "").Create(ctx, newPerson(t, "img3", e.port).spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if im := imageOf(srv.ID); im.Name != "debian-12" {
-		t.Errorf("with no matching snapshot the server runs %+v, want debian-12", im)
-	}
-	// Without a fallback, nothing is created.
-	_, err = provider("", "cc-gateway=nothing").Create(ctx, newPerson(t, "img3", e.port).spec)
-	if err == nil || !strings.Contains(err.Error(), "no available snapshot matches") {
-		t.Fatalf("create without any image: %v", err)
+		t.Errorf("without a selector the server runs %+v, want debian-12", im)
 	}
 	if _, err := hcloud.New(hcloud.Config{Token: "t"}); err == nil {
 		t.Fatal("a provider without image settings was accepted")
