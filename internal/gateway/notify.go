@@ -95,12 +95,28 @@ func (s *liveSession) end(msg string) {
 
 // sessionsOf returns the live sessions of one person.
 func (g *Gateway) sessionsOf(fingerprint string) []*liveSession {
+	return ownedBy(g, g.sessions, fingerprint)
+}
+
+// owned is what the gateway keeps per person: a live session, a client
+// connection.
+type owned interface {
+	comparable
+	owner() string
+}
+
+func (s *liveSession) owner() string { return s.fingerprint }
+func (c *clientConn) owner() string  { return c.fingerprint }
+
+// ownedBy copies, under g.mu, the members of set that belong to
+// fingerprint, so they can be spoken to without the lock.
+func ownedBy[T owned](g *Gateway, set map[T]struct{}, fingerprint string) []T {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var out []*liveSession
-	for s := range g.sessions {
-		if s.fingerprint == fingerprint {
-			out = append(out, s)
+	var out []T
+	for x := range set {
+		if x.owner() == fingerprint {
+			out = append(out, x)
 		}
 	}
 	return out

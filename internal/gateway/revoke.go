@@ -78,13 +78,5 @@ func (g *Gateway) revoke(key gossh.PublicKey) {
 
 // connsOf returns the client connections of one person.
 func (g *Gateway) connsOf(fingerprint string) []*clientConn {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var out []*clientConn
-	for c := range g.conns {
-		if c.fingerprint == fingerprint {
-			out = append(out, c)
-		}
-	}
-	return out
+	return ownedBy(g, g.conns, fingerprint)
 }
