@@ -88,12 +88,7 @@ func (p *Provider) checkImage(ctx context.Context, st *hc.ServerType) preflight.
 		arch = []hc.Architecture{st.Architecture}
 	}
 	if p.cfg.ImageSelector != "" {
-		list, err := p.client.Image.AllWithOpts(ctx, hc.ImageListOpts{
-			ListOpts:     hc.ListOpts{LabelSelector: p.cfg.ImageSelector},
-			Type:         []hc.ImageType{hc.ImageTypeSnapshot},
-			Status:       []hc.ImageStatus{hc.ImageStatusAvailable},
-			Architecture: arch,
-		})
+		list, err := p.snapshots(ctx, arch)
 		if err != nil {
 			return preflight.Failed(name, "%s", sentence(err))
 		}
@@ -122,6 +117,17 @@ func (p *Provider) checkImage(ctx context.Context, st *hc.ServerType) preflight.
 		return preflight.Failed(name, "Hetzner has no image named %q for this server type: set --image to one like debian-12", p.cfg.Image)
 	}
 	return preflight.Passed(name, "%s", p.cfg.Image)
+}
+
+// snapshots lists the available snapshots matching the image selector,
+// for the given architectures (any when none is given).
+func (p *Provider) snapshots(ctx context.Context, arch []hc.Architecture) ([]*hc.Image, error) {
+	return p.client.Image.AllWithOpts(ctx, hc.ImageListOpts{
+		ListOpts:     hc.ListOpts{LabelSelector: p.cfg.ImageSelector},
+		Type:         []hc.ImageType{hc.ImageTypeSnapshot},
+		Status:       []hc.ImageStatus{hc.ImageStatusAvailable},
+		Architecture: arch,
+	})
 }
 
 // noSnapshot is the sentence for a selector that matches no snapshot.

@@ -317,11 +317,7 @@ func (p *Provider) bootImage(ctx context.Context, spec lease.CreateSpec) (*hc.Im
 // matching ImageSelector, or Image by name or id when there is no selector.
 func (p *Provider) image(ctx context.Context) (*hc.Image, error) {
 	if p.cfg.ImageSelector != "" {
-		list, err := p.client.Image.AllWithOpts(ctx, hc.ImageListOpts{
-			ListOpts: hc.ListOpts{LabelSelector: p.cfg.ImageSelector},
-			Type:     []hc.ImageType{hc.ImageTypeSnapshot},
-			Status:   []hc.ImageStatus{hc.ImageStatusAvailable},
-		})
+		list, err := p.snapshots(ctx, nil)
 		if err != nil {
 			return nil, explain("find machine image", err)
 		}
