@@ -64,7 +64,7 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 	// orphan: CheckStore refused to start on one, unless it could not list
 	// the cloud. Until the store is in use, orphans are only reported.
 	policy := r.cfg.Orphans
-	fresh, err := m.storeIsNew()
+	fresh, err := m.storeIsNew(settled)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,11 @@ var ErrNewStore = errors.New("the lease database is new")
 // cloud may be down for a while): reconcile makes the same check at each
 // pass and touches no orphan while the store is new.
 func (m *Manager) CheckStore(ctx context.Context, orphans Orphans) error {
-	fresh, err := m.storeIsNew()
+	leases, err := m.cfg.Store.List()
+	if err != nil {
+		return err
+	}
+	fresh, err := m.storeIsNew(leases)
 	if err != nil || !fresh {
 		return err
 	}
@@ -128,18 +132,17 @@ func (m *Manager) CheckStore(ctx context.Context, orphans Orphans) error {
 		ErrNewStore, found)
 }
 
-// storeIsNew reports whether the store has never recorded a lease or an
-// event: empty, lost, or the wrong one.
-func (m *Manager) storeIsNew() (bool, error) {
-	leases, err := m.cfg.Store.List()
-	if err != nil {
-		return false, err
+// storeIsNew reports whether the store, holding leases, has never recorded
+// a lease or an event: empty, lost, or the wrong one.
+func (m *Manager) storeIsNew(leases []Lease) (bool, error) {
+	if len(leases) > 0 {
+		return false, nil
 	}
 	events, err := m.cfg.Store.Events(1)
 	if err != nil {
 		return false, err
 	}
-	return len(leases) == 0 && len(events) == 0, nil
+	return len(events) == 0, nil
 }
 
 // labelledCount is "2 servers and 1 snapshot labelled as this gateway's".
