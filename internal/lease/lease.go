@@ -135,6 +135,9 @@ type CreateSpec struct {
 	// ImageID restores a hibernated machine from its snapshot; zero means
 	// the provider's configured image.
 	ImageID int64
+	// Trial marks a test machine (Trial), labelled so operators see what
+	// it is.
+	Trial bool
 }
 
 // Image is a snapshot the gateway took of a hibernated machine.

@@ -1,0 +1,217 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
+)
+
+// trialRig is a Trial on the fakes, its clock moved by the fake cloud and
+// machine as they work, so each phase takes a known time.
+type trialRig struct {
+	trial    Trial
+	provider *fakeProvider
+	machines *fakeMachines
+	clock    *testkit.Clock
+	spec     CreateSpec // what Create was asked for
+	dials    int
+	progress []string
+}
+
+func newTrialRig(t *testing.T) *trialRig {
+	r := &trialRig{clock: testkit.NewClock(time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC))}
+	r.provider = &fakeProvider{t: t}
+	r.provider.createFn = func(ctx context.Context, spec CreateSpec) (Server, error) {
+		r.spec = spec
+		r.clock.Advance(12300 * time.Millisecond)
+		return Server{ID: 7, Name: spec.Name, IPv4: "127.0.0.9", Status: "running"}, nil
+	}
+	r.machines = &fakeMachines{calls: r.provider, waitFn: func(ctx context.Context, addr, hostKey string) error {
+		r.clock.Advance(2 * time.Second)
+		return nil
+	}}
+	r.trial = Trial{
+		Provider: r.provider,
+		Machines: r.machines,
+		Machine: MachineSpec{
+			User: "claude", SSHPort: 2022, GatewayKey: testkit.NewKey(t).Public(),
+			ServerType: "cx23", Location: "fsn1",
+		},
+		Clock: r.clock,
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			r.dials++
+			r.provider.record("Dial %s", addr)
+			r.clock.Advance(31 * time.Second)
+			c1, c2 := net.Pipe()
+			c2.Close()
+			return c1, nil
+		},
+		Progress: func(line string) { r.progress = append(r.progress, line) },
+	}
+	return r
+}
+
+func phaseNames(phases []Phase) []string {
+	var out []string
+	for _, p := range phases {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+func TestTrialReportsEachPhaseAndDeletes(t *testing.T) {
+	r := newTrialRig(t)
+	phases, err := r.trial.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		name string
+		took time.Duration
+	}{{PhaseCreate, 12300 * time.Millisecond}, {PhaseBoot, 31 * time.Second}, {PhaseSSHReady, 2 * time.Second}, {PhaseDelete, 0}}
+	if len(phases) != len(want) {
+		t.Fatalf("phases %v, want %v", phaseNames(phases), want)
+	}
+	for i, w := range want {
+		if p := phases[i]; p.Name != w.name || p.Took != w.took || p.Err != nil {
+			t.Errorf("phase %d: %+v, want %s taking %s", i, p, w.name, w.took)
+		}
+	}
+	if got := phases[0].Rounded(); got != 12*time.Second {
+		t.Errorf("create rounded to %s, want 12s", got)
+	}
+	if got := r.provider.made(""); !slices.Equal(got, []string{"Create " + r.spec.Name, "Dial 127.0.0.9:2022", "Wait 127.0.0.9:2022", "Delete 7"}) {
+		t.Errorf("calls %q", got)
+	}
+	if !r.spec.Trial || !strings.HasPrefix(r.spec.Name, TrialServerPrefix) || r.spec.Name != TrialServerPrefix+r.spec.LeaseID {
+		t.Errorf("create spec %+v: want a trial named %s<lease id>", r.spec, TrialServerPrefix)
+	}
+	// The machine gets the document a person's would, with the gateway's
+	// key as its only key.
+	doc, err := bootstrap.Parse([]byte(r.spec.UserData))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gw := testkit.AuthorizedKey(r.trial.Machine.GatewayKey); !slices.Equal(doc.AuthorizedKeys, []string{gw}) {
+		t.Errorf("authorized keys %q, want only the gateway's %q", doc.AuthorizedKeys, gw)
+	}
+	if doc.User != "claude" || doc.SSHPort != 2022 || doc.InstanceID != r.spec.LeaseID {
+		t.Errorf("document %+v", doc)
+	}
+	if len(r.progress) != 5 || !strings.HasPrefix(r.progress[0], "creating "+r.spec.Name+" (cx23 in fsn1)") ||
+		r.progress[1] != "create took 12s: server 7 "+r.spec.Name+" at 127.0.0.9" {
+		t.Errorf("progress %q", r.progress)
+	}
+}
+
+func TestTrialKeepsPollingThePortUntilItAnswers(t *testing.T) {
+	r := newTrialRig(t)
+	dial := r.trial.Dial
+	r.trial.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if r.dials < 2 {
+			r.dials++
+			return nil, errors.New("connection refused")
+		}
+		return dial(ctx, network, addr)
+	}
+	if _, err := r.trial.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if r.dials != 3 {
+		t.Errorf("dialled %d times, want 3", r.dials)
+	}
+}
+
+func TestTrialDeletesWhenTheMachineFails(t *testing.T) {
+	r := newTrialRig(t)
+	r.machines.waitFn = func(ctx context.Context, addr, hostKey string) error {
+		return ErrHostKeyMismatch
+	}
+	phases, err := r.trial.Run(t.Context())
+	var te *TrialError
+	if !errors.As(err, &te) || te.Phase != PhaseSSHReady || !strings.Contains(err.Error(), "docs/nixos.md") {
+		t.Fatalf("error %v, want the ssh ready phase failing with a fix", err)
+	}
+	if got := phaseNames(phases); !slices.Equal(got, []string{PhaseCreate, PhaseBoot, PhaseSSHReady, PhaseDelete}) || phases[3].Err != nil {
+		t.Errorf("phases %v", phases)
+	}
+	if got := r.provider.made("Delete"); !slices.Equal(got, []string{"Delete 7"}) {
+		t.Errorf("deletes %q", got)
+	}
+}
+
+func TestTrialDeletesAServerWhoseCreateFailed(t *testing.T) {
+	r := newTrialRig(t)
+	r.provider.createFn = func(ctx context.Context, spec CreateSpec) (Server, error) {
+		r.spec = spec
+		return Server{}, errors.New("create server: wait for action: timed out")
+	}
+	r.provider.listFn = func(ctx context.Context) ([]Server, error) {
+		return []Server{{ID: 3, Name: "cc-someone"}, {ID: 8, Name: r.spec.Name}}, nil
+	}
+	phases, err := r.trial.Run(t.Context())
+	var te *TrialError
+	if !errors.As(err, &te) || te.Phase != PhaseCreate || !strings.Contains(err.Error(), "timed out; fix what it names") {
+		t.Fatalf("error %v, want the create phase failing", err)
+	}
+	if got := phaseNames(phases); !slices.Equal(got, []string{PhaseCreate, PhaseDelete}) {
+		t.Errorf("phases %v", got)
+	}
+	if got := r.provider.made("Delete"); !slices.Equal(got, []string{"Delete 8"}) {
+		t.Errorf("deletes %q, want the server the failed create made", got)
+	}
+}
+
+func TestTrialInterruptedStillDeletes(t *testing.T) {
+	r := newTrialRig(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	r.machines.waitFn = func(ctx context.Context, addr, hostKey string) error {
+		cancel() // Ctrl-C while waiting for SSH
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	r.provider.deleteFn = func(ctx context.Context, id int64) error {
+		return ctx.Err() // the delete's context is its own
+	}
+	phases, err := r.trial.Run(ctx)
+	var te *TrialError
+	if !errors.As(err, &te) || te.Phase != PhaseSSHReady || te.Fix != "interrupted before it finished" {
+		t.Fatalf("error %v, want the ssh ready phase interrupted", err)
+	}
+	if last := phases[len(phases)-1]; last.Name != PhaseDelete || last.Err != nil {
+		t.Errorf("last phase %+v, want the delete done", last)
+	}
+}
+
+func TestTrialFailedDeleteNamesTheServerAndReconcile(t *testing.T) {
+	r := newTrialRig(t)
+	r.provider.deleteFn = func(ctx context.Context, id int64) error { return errors.New("503 service unavailable") }
+	phases, err := r.trial.Run(t.Context())
+	var te *TrialError
+	if !errors.As(err, &te) || te.Phase != PhaseDelete {
+		t.Fatalf("error %v, want the delete phase failing", err)
+	}
+	for _, want := range []string{r.spec.Name, "orphan"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if phases[2].Err != nil {
+		t.Errorf("ssh ready %+v, want done", phases[2])
+	}
+}
+
+func TestTrialTakesAServerAlreadyGoneAsDeleted(t *testing.T) {
+	r := newTrialRig(t)
+	r.provider.deleteFn = func(ctx context.Context, id int64) error { return ErrServerNotFound }
+	if _, err := r.trial.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
