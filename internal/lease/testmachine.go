@@ -1,10 +1,10 @@
 package lease
 
-// A trial is the operator's smoke test (`gateway preflight
+// A test machine is the operator's smoke test (`gateway preflight
 // --create-test-machine`): one machine made exactly as a person's would be
 // (the same provider, image, bootstrap document, SSH port and wait for the
 // pinned host key), timed phase by phase, then deleted whatever happened.
-// Its lease id is one no lease has, so if the trial itself is killed the
+// Its lease id is one no lease has, so if the preflight itself is killed the
 // machine is an orphan to reconcile: powered off, deleted after its grace.
 
 import (
@@ -20,7 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// The phases of a trial, in order.
+// The phases of a test machine's run, in order.
 const (
 	PhaseCreate   = "create"    // the API call until the server runs
 	PhaseBoot     = "boot"      // until the machine's SSH port answers
@@ -28,16 +28,16 @@ const (
 	PhaseDelete   = "delete"
 )
 
-// TrialServerPrefix starts a test machine's name, so operators recognise it
+// TestMachinePrefix starts a test machine's name, so operators recognise it
 // in the cloud's console.
-const TrialServerPrefix = "cc-preflight-"
+const TestMachinePrefix = "cc-preflight-"
 
-// Phase is one phase of a trial, ended.
+// Phase is one phase of a test machine's run, ended.
 type Phase struct {
 	Name   string
 	Took   time.Duration
 	Result string // what was found, when it succeeded
-	Err    error  // a *TrialError when it failed
+	Err    error  // a *TestMachineError when it failed
 }
 
 // Rounded is how long the phase took, to a precision worth reading.
@@ -48,32 +48,32 @@ func (p Phase) Rounded() time.Duration {
 	return p.Took.Round(time.Second)
 }
 
-// TrialError is a failed phase: the sentence for the operator, and the
+// TestMachineError is a failed phase: the sentence for the operator, and the
 // cause.
-type TrialError struct {
+type TestMachineError struct {
 	Phase string
 	Fix   string // what to do, one sentence
 	Err   error
 }
 
-func (e *TrialError) Error() string {
+func (e *TestMachineError) Error() string {
 	return fmt.Sprintf("test machine %s failed: %s", e.Phase, e.Fix)
 }
 
-func (e *TrialError) Unwrap() error { return e.Err }
+func (e *TestMachineError) Unwrap() error { return e.Err }
 
-// failed is phase's TrialError: the fix as format says, unless the trial
+// failed is phase's TestMachineError: the fix as format says, unless the run
 // was interrupted, when there is nothing to fix.
-func failed(phase string, err error, format string, args ...any) *TrialError {
+func failed(phase string, err error, format string, args ...any) *TestMachineError {
 	fix := fmt.Sprintf(format, args...)
 	if errors.Is(err, context.Canceled) {
 		fix = "interrupted before it finished"
 	}
-	return &TrialError{Phase: phase, Fix: fix, Err: err}
+	return &TestMachineError{Phase: phase, Fix: fix, Err: err}
 }
 
-// Trial makes one test machine as the gateway would for a person.
-type Trial struct {
+// TestMachine makes one machine as the gateway would for a person.
+type TestMachine struct {
 	Provider Provider
 	Machines Machines
 	Machine  MachineSpec // GatewayKey is required: it is the machine's only key
@@ -85,7 +85,7 @@ type Trial struct {
 	// Timeout bounds create, boot and SSH ready together; default 10m.
 	Timeout time.Duration
 	// DeleteTimeout bounds the delete, which runs on a context of its own
-	// so that an interrupted trial still deletes; default 5m.
+	// so that an interrupted run still deletes; default 5m.
 	DeleteTimeout time.Duration
 	// Progress, if set, hears a line as each phase starts and ends.
 	Progress func(line string)
@@ -100,8 +100,8 @@ const (
 // Run makes the test machine, waits until it is ready, and deletes it. It
 // returns the phases that ran, and an error (joined with the delete's, when
 // that failed too) naming the phase that failed and the fix. Cancelling
-// ctx stops the trial but not the delete.
-func (t Trial) Run(ctx context.Context) ([]Phase, error) {
+// ctx stops the run but not the delete.
+func (t TestMachine) Run(ctx context.Context) ([]Phase, error) {
 	if t.Machine.GatewayKey == nil {
 		return nil, errors.New("test machine: no gateway key to authorise")
 	}
@@ -134,7 +134,7 @@ func (t Trial) Run(ctx context.Context) ([]Phase, error) {
 
 // lease is the test machine's: a fresh id and host key, the gateway's key
 // as the only one authorised.
-func (t Trial) lease() (Lease, error) {
+func (t TestMachine) lease() (Lease, error) {
 	id, err := newID()
 	if err != nil {
 		return Lease{}, err
@@ -147,7 +147,7 @@ func (t Trial) lease() (Lease, error) {
 	return Lease{
 		ID:         id,
 		PublicKey:  strings.TrimSpace(string(ssh.MarshalAuthorizedKey(t.Machine.GatewayKey))),
-		ServerName: TrialServerPrefix + id,
+		ServerName: TestMachinePrefix + id,
 		HostKey:    hostPub,
 		HostKeyPEM: hostPEM,
 		ServerType: t.Machine.ServerType,
@@ -159,7 +159,7 @@ func (t Trial) lease() (Lease, error) {
 
 // run creates the machine and waits for it, phase by phase, within ctx. It
 // returns the server when one was created.
-func (t Trial) run(ctx context.Context, l Lease) ([]Phase, Server, error) {
+func (t TestMachine) run(ctx context.Context, l Lease) ([]Phase, Server, error) {
 	var phases []Phase
 	start := t.Clock.Now()
 	end := func(name, result string, err error) Phase {
@@ -181,7 +181,7 @@ func (t Trial) run(ctx context.Context, l Lease) ([]Phase, Server, error) {
 	}
 	t.Progress(fmt.Sprintf("creating %s (%s in %s)", l.ServerName, l.ServerType, l.Location))
 	srv, err := t.Provider.Create(ctx, CreateSpec{
-		Name: l.ServerName, LeaseID: l.ID, UserData: userData, PublicKey: l.PublicKey, Trial: true,
+		Name: l.ServerName, LeaseID: l.ID, UserData: userData, PublicKey: l.PublicKey, TestMachine: true,
 	})
 	if err != nil {
 		p := end(PhaseCreate, "", failed(PhaseCreate, err, "%v; fix what it names and run preflight again", err))
@@ -209,7 +209,7 @@ func (t Trial) run(ctx context.Context, l Lease) ([]Phase, Server, error) {
 
 // sshFix says what to do when the machine booted but never let the
 // gateway in with its pinned host key.
-func (t Trial) sshFix(err error) string {
+func (t TestMachine) sshFix(err error) string {
 	switch {
 	case errors.Is(err, ErrHostKeyMismatch):
 		return fmt.Sprintf("%v; the image does not apply the gateway's bootstrap document: build it from nix/ (docs/nixos.md) or use infect provisioning", err)
@@ -221,7 +221,7 @@ func (t Trial) sshFix(err error) string {
 
 // waitPort returns once something accepts connections at addr, trying
 // every so often until ctx ends.
-func (t Trial) waitPort(ctx context.Context, addr string) error {
+func (t TestMachine) waitPort(ctx context.Context, addr string) error {
 	delay := bootFirstDelay
 	for {
 		conn, err := t.Dial(ctx, "tcp", addr)
@@ -242,14 +242,14 @@ func (t Trial) waitPort(ctx context.Context, addr string) error {
 
 // delete removes the test machine; srv is zero when create failed, and then
 // the server is looked up by name in case the cloud made it anyway.
-func (t Trial) delete(ctx context.Context, l Lease, srv Server) Phase {
+func (t TestMachine) delete(ctx context.Context, l Lease, srv Server) Phase {
 	start := t.Clock.Now()
 	p := Phase{Name: PhaseDelete}
 	err := t.deleteServer(ctx, l, &srv)
 	p.Took = t.Clock.Now().Sub(start)
 	switch {
 	case err != nil:
-		p.Err = &TrialError{Phase: PhaseDelete, Err: err, Fix: fmt.Sprintf(
+		p.Err = &TestMachineError{Phase: PhaseDelete, Err: err, Fix: fmt.Sprintf(
 			"%v; delete server %s in the cloud's console, or leave it to the gateway's reconcile, which powers it off and deletes it as an orphan after --orphan-grace",
 			err, l.ServerName)}
 		t.Progress(fmt.Sprintf("%s of %s failed after %s", PhaseDelete, l.ServerName, p.Rounded()))
@@ -263,7 +263,7 @@ func (t Trial) delete(ctx context.Context, l Lease, srv Server) Phase {
 	return p
 }
 
-func (t Trial) deleteServer(ctx context.Context, l Lease, srv *Server) error {
+func (t TestMachine) deleteServer(ctx context.Context, l Lease, srv *Server) error {
 	if srv.ID == 0 {
 		list, err := t.Provider.List(ctx)
 		if err != nil {

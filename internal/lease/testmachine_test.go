@@ -13,10 +13,10 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
-// trialRig is a Trial on the fakes, its clock moved by the fake cloud and
+// testMachineRig is a TestMachine on the fakes, its clock moved by the fake cloud and
 // machine as they work, so each phase takes a known time.
-type trialRig struct {
-	trial    Trial
+type testMachineRig struct {
+	tm       TestMachine
 	provider *fakeProvider
 	machines *fakeMachines
 	clock    *testkit.Clock
@@ -25,8 +25,8 @@ type trialRig struct {
 	progress []string
 }
 
-func newTrialRig(t *testing.T) *trialRig {
-	r := &trialRig{clock: testkit.NewClock(time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC))}
+func newTestMachineRig(t *testing.T) *testMachineRig {
+	r := &testMachineRig{clock: testkit.NewClock(time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC))}
 	r.provider = &fakeProvider{t: t}
 	r.provider.createFn = func(ctx context.Context, spec CreateSpec) (Server, error) {
 		r.spec = spec
@@ -37,7 +37,7 @@ func newTrialRig(t *testing.T) *trialRig {
 		r.clock.Advance(2 * time.Second)
 		return nil
 	}}
-	r.trial = Trial{
+	r.tm = TestMachine{
 		Provider: r.provider,
 		Machines: r.machines,
 		Machine: MachineSpec{
@@ -66,9 +66,9 @@ func phaseNames(phases []Phase) []string {
 	return out
 }
 
-func TestTrialReportsEachPhaseAndDeletes(t *testing.T) {
-	r := newTrialRig(t)
-	phases, err := r.trial.Run(t.Context())
+func TestTestMachineReportsEachPhaseAndDeletes(t *testing.T) {
+	r := newTestMachineRig(t)
+	phases, err := r.tm.Run(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +90,8 @@ func TestTrialReportsEachPhaseAndDeletes(t *testing.T) {
 	if got := r.provider.made(""); !slices.Equal(got, []string{"Create " + r.spec.Name, "Dial 127.0.0.9:2022", "Wait 127.0.0.9:2022", "Delete 7"}) {
 		t.Errorf("calls %q", got)
 	}
-	if !r.spec.Trial || !strings.HasPrefix(r.spec.Name, TrialServerPrefix) || r.spec.Name != TrialServerPrefix+r.spec.LeaseID {
-		t.Errorf("create spec %+v: want a trial named %s<lease id>", r.spec, TrialServerPrefix)
+	if !r.spec.TestMachine || !strings.HasPrefix(r.spec.Name, TestMachinePrefix) || r.spec.Name != TestMachinePrefix+r.spec.LeaseID {
+		t.Errorf("create spec %+v: want a test machine named %s<lease id>", r.spec, TestMachinePrefix)
 	}
 	// The machine gets the document a person's would, with the gateway's
 	// key as its only key.
@@ -99,7 +99,7 @@ func TestTrialReportsEachPhaseAndDeletes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gw := testkit.AuthorizedKey(r.trial.Machine.GatewayKey); !slices.Equal(doc.AuthorizedKeys, []string{gw}) {
+	if gw := testkit.AuthorizedKey(r.tm.Machine.GatewayKey); !slices.Equal(doc.AuthorizedKeys, []string{gw}) {
 		t.Errorf("authorized keys %q, want only the gateway's %q", doc.AuthorizedKeys, gw)
 	}
 	if doc.User != "claude" || doc.SSHPort != 2022 || doc.InstanceID != r.spec.LeaseID {
@@ -111,17 +111,17 @@ func TestTrialReportsEachPhaseAndDeletes(t *testing.T) {
 	}
 }
 
-func TestTrialKeepsPollingThePortUntilItAnswers(t *testing.T) {
-	r := newTrialRig(t)
-	dial := r.trial.Dial
-	r.trial.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+func TestTestMachineKeepsPollingThePortUntilItAnswers(t *testing.T) {
+	r := newTestMachineRig(t)
+	dial := r.tm.Dial
+	r.tm.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if r.dials < 2 {
 			r.dials++
 			return nil, errors.New("connection refused")
 		}
 		return dial(ctx, network, addr)
 	}
-	if _, err := r.trial.Run(t.Context()); err != nil {
+	if _, err := r.tm.Run(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if r.dials != 3 {
@@ -129,13 +129,13 @@ func TestTrialKeepsPollingThePortUntilItAnswers(t *testing.T) {
 	}
 }
 
-func TestTrialDeletesWhenTheMachineFails(t *testing.T) {
-	r := newTrialRig(t)
+func TestTestMachineDeletesWhenTheMachineFails(t *testing.T) {
+	r := newTestMachineRig(t)
 	r.machines.waitFn = func(ctx context.Context, addr, hostKey string) error {
 		return ErrHostKeyMismatch
 	}
-	phases, err := r.trial.Run(t.Context())
-	var te *TrialError
+	phases, err := r.tm.Run(t.Context())
+	var te *TestMachineError
 	if !errors.As(err, &te) || te.Phase != PhaseSSHReady || !strings.Contains(err.Error(), "docs/nixos.md") {
 		t.Fatalf("error %v, want the ssh ready phase failing with a fix", err)
 	}
@@ -147,8 +147,8 @@ func TestTrialDeletesWhenTheMachineFails(t *testing.T) {
 	}
 }
 
-func TestTrialDeletesAServerWhoseCreateFailed(t *testing.T) {
-	r := newTrialRig(t)
+func TestTestMachineDeletesAServerWhoseCreateFailed(t *testing.T) {
+	r := newTestMachineRig(t)
 	r.provider.createFn = func(ctx context.Context, spec CreateSpec) (Server, error) {
 		r.spec = spec
 		return Server{}, errors.New("create server: wait for action: timed out")
@@ -156,8 +156,8 @@ func TestTrialDeletesAServerWhoseCreateFailed(t *testing.T) {
 	r.provider.listFn = func(ctx context.Context) ([]Server, error) {
 		return []Server{{ID: 3, Name: "cc-someone"}, {ID: 8, Name: r.spec.Name}}, nil
 	}
-	phases, err := r.trial.Run(t.Context())
-	var te *TrialError
+	phases, err := r.tm.Run(t.Context())
+	var te *TestMachineError
 	if !errors.As(err, &te) || te.Phase != PhaseCreate || !strings.Contains(err.Error(), "timed out; fix what it names") {
 		t.Fatalf("error %v, want the create phase failing", err)
 	}
@@ -169,8 +169,8 @@ func TestTrialDeletesAServerWhoseCreateFailed(t *testing.T) {
 	}
 }
 
-func TestTrialInterruptedStillDeletes(t *testing.T) {
-	r := newTrialRig(t)
+func TestTestMachineInterruptedStillDeletes(t *testing.T) {
+	r := newTestMachineRig(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	r.machines.waitFn = func(ctx context.Context, addr, hostKey string) error {
 		cancel() // Ctrl-C while waiting for SSH
@@ -180,8 +180,8 @@ func TestTrialInterruptedStillDeletes(t *testing.T) {
 	r.provider.deleteFn = func(ctx context.Context, id int64) error {
 		return ctx.Err() // the delete's context is its own
 	}
-	phases, err := r.trial.Run(ctx)
-	var te *TrialError
+	phases, err := r.tm.Run(ctx)
+	var te *TestMachineError
 	if !errors.As(err, &te) || te.Phase != PhaseSSHReady || te.Fix != "interrupted before it finished" {
 		t.Fatalf("error %v, want the ssh ready phase interrupted", err)
 	}
@@ -190,11 +190,11 @@ func TestTrialInterruptedStillDeletes(t *testing.T) {
 	}
 }
 
-func TestTrialFailedDeleteNamesTheServerAndReconcile(t *testing.T) {
-	r := newTrialRig(t)
+func TestTestMachineFailedDeleteNamesTheServerAndReconcile(t *testing.T) {
+	r := newTestMachineRig(t)
 	r.provider.deleteFn = func(ctx context.Context, id int64) error { return errors.New("503 service unavailable") }
-	phases, err := r.trial.Run(t.Context())
-	var te *TrialError
+	phases, err := r.tm.Run(t.Context())
+	var te *TestMachineError
 	if !errors.As(err, &te) || te.Phase != PhaseDelete {
 		t.Fatalf("error %v, want the delete phase failing", err)
 	}
@@ -208,10 +208,10 @@ func TestTrialFailedDeleteNamesTheServerAndReconcile(t *testing.T) {
 	}
 }
 
-func TestTrialTakesAServerAlreadyGoneAsDeleted(t *testing.T) {
-	r := newTrialRig(t)
+func TestTestMachineTakesAServerAlreadyGoneAsDeleted(t *testing.T) {
+	r := newTestMachineRig(t)
 	r.provider.deleteFn = func(ctx context.Context, id int64) error { return ErrServerNotFound }
-	if _, err := r.trial.Run(t.Context()); err != nil {
+	if _, err := r.tm.Run(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 }
