@@ -42,7 +42,10 @@ type Phase struct {
 
 // Rounded is how long the phase took, to a precision worth reading.
 func (p Phase) Rounded() time.Duration {
-	if p.Took < 10*time.Second {
+	switch {
+	case p.Took < time.Second:
+		return p.Took.Round(time.Millisecond)
+	case p.Took < 10*time.Second:
 		return p.Took.Round(100 * time.Millisecond)
 	}
 	return p.Took.Round(time.Second)
@@ -184,7 +187,11 @@ func (t TestMachine) run(ctx context.Context, l Lease) ([]Phase, Server, error) 
 		Name: l.ServerName, LeaseID: l.ID, UserData: userData, PublicKey: l.PublicKey, TestMachine: true,
 	})
 	if err != nil {
-		p := end(PhaseCreate, "", failed(PhaseCreate, err, "%v; fix what it names and run preflight again", err))
+		fix := "%v; fix what it names and run preflight again"
+		if errors.Is(err, context.DeadlineExceeded) {
+			fix = "%v; the cloud did not make the server in the time allowed: allow the test machine more time, or try again later"
+		}
+		p := end(PhaseCreate, "", failed(PhaseCreate, err, fix, err))
 		return phases, Server{}, p.Err
 	}
 	addr := net.JoinHostPort(srv.IPv4, strconv.Itoa(t.Machine.SSHPort))
