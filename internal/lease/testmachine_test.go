@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -213,5 +214,52 @@ func TestTestMachineTakesAServerAlreadyGoneAsDeleted(t *testing.T) {
 	r.provider.deleteFn = func(ctx context.Context, id int64) error { return ErrServerNotFound }
 	if _, err := r.tm.Run(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Under infect provisioning the machine gets the install script, and the
+// stock system's own host key means "installing", not a failure: the run
+// keeps waiting (here until it is interrupted) and deletes the machine.
+func TestTestMachineWaitsWhileNixOSInstalls(t *testing.T) {
+	r := newTestMachineRig(t)
+	r.tm.Machine.Infect = &bootstrap.InfectOptions{Flake: "github:me/machines?dir=nix"}
+	ctx, cancel := context.WithCancel(t.Context())
+	r.machines.waitFn = func(ctx context.Context, addr, hostKey string) error {
+		return fmt.Errorf("stock sshd: %w", ErrHostKeyMismatch)
+	}
+	progress := r.tm.Progress
+	r.tm.Progress = func(line string) {
+		progress(line)
+		if strings.HasPrefix(line, "installing NixOS") {
+			cancel()
+		}
+	}
+	phases, err := r.tm.Run(ctx)
+	var te *TestMachineError
+	if !errors.As(err, &te) || te.Phase != PhaseSSHReady || te.Fix != "interrupted before it finished" {
+		t.Fatalf("error %v, want the ssh ready phase interrupted while installing", err)
+	}
+	if !slices.Contains(r.progress, "installing NixOS (the stock system answers until it reboots)") {
+		t.Errorf("progress %q does not say NixOS is installing", r.progress)
+	}
+	if last := phases[len(phases)-1]; last.Name != PhaseDelete || last.Err != nil {
+		t.Errorf("last phase %+v, want the delete done", last)
+	}
+	doc, err := bootstrap.ParseUserData([]byte(r.spec.UserData))
+	if err != nil || !strings.HasPrefix(r.spec.UserData, "#!") || doc.InstanceID != r.spec.LeaseID {
+		t.Errorf("user data is not the infect script for the test machine: %v", err)
+	}
+}
+
+func TestPhaseRounded(t *testing.T) {
+	for took, want := range map[time.Duration]time.Duration{
+		1234567 * time.Nanosecond:  time.Millisecond,
+		3456 * time.Millisecond:    3500 * time.Millisecond,
+		83456 * time.Millisecond:   83 * time.Second,
+		10*time.Minute + time.Hour: 70 * time.Minute,
+	} {
+		if got := (Phase{Took: took}).Rounded(); got != want {
+			t.Errorf("%s rounded to %s, want %s", took, got, want)
+		}
 	}
 }
