@@ -56,12 +56,20 @@ func (s MachineSpec) waitPinned(ctx context.Context, machines Machines, name, ad
 		if !seen {
 			installing()
 		}
-		t := time.NewTimer(infectPoll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("wait for NixOS to install on %s: %w", name, ctx.Err())
-		case <-t.C:
+		if err := pause(ctx, infectPoll); err != nil {
+			return fmt.Errorf("wait for NixOS to install on %s: %w", name, err)
 		}
+	}
+}
+
+// pause waits d, or until ctx ends, when it returns ctx's error.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

@@ -236,12 +236,8 @@ func (t TestMachine) waitPort(ctx context.Context, addr string) error {
 			conn.Close()
 			return nil
 		}
-		timer := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("last: %v: %w", err, ctx.Err())
-		case <-timer.C:
+		if perr := pause(ctx, delay); perr != nil {
+			return fmt.Errorf("last: %v: %w", err, perr)
 		}
 		delay = min(2*delay, bootMaxDelay)
 	}
