@@ -189,7 +189,7 @@ func (t TestMachine) run(ctx context.Context, l Lease) ([]Phase, Server, error) 
 	if err != nil {
 		fix := "%v; fix what it names and run preflight again"
 		if errors.Is(err, context.DeadlineExceeded) {
-			fix = "%v; the cloud did not make the server in the time allowed: allow the test machine more time, or try again later"
+			fix = "%v; the cloud did not make the server in the time allowed: allow more time (--test-machine-timeout), or try again later"
 		}
 		p := end(PhaseCreate, "", failed(PhaseCreate, err, fix, err))
 		return phases, Server{}, p.Err
@@ -221,7 +221,7 @@ func (t TestMachine) sshFix(err error) string {
 	case errors.Is(err, ErrHostKeyMismatch):
 		return fmt.Sprintf("%v; the image does not apply the gateway's bootstrap document: build it from nix/ (docs/nixos.md) or use infect provisioning", err)
 	case t.Machine.Infect != nil:
-		return fmt.Sprintf("%v; NixOS did not come up with the pinned host key in time: check that the infect flake builds (docs/nixos.md), or allow more time", err)
+		return fmt.Sprintf("%v; NixOS did not come up with the pinned host key in time: check that the infect flake builds (docs/nixos.md), or allow more time (--test-machine-timeout)", err)
 	}
 	return fmt.Sprintf("%v; the machine's bootstrap unit did not apply the document: see journalctl -u cloud-instance-bootstrap on a machine of this image (docs/nixos.md)", err)
 }
