@@ -50,6 +50,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "gateway: %v\n", err)
 		os.Exit(2)
 	}
+	if cfg.CreateTestMachine && !check {
+		fmt.Fprintln(os.Stderr, "gateway: --create-test-machine is for gateway preflight; run gateway preflight --create-test-machine")
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if check {
@@ -118,10 +122,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 			IdleAction: cfg.IdleAction, BusyCPU: float64(cfg.BusyCPU),
 			WarnBefore: cfg.WarnLeads(), RevokedAction: cfg.RevokedAction,
 		},
-		Machine: lease.MachineSpec{
-			User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),
-			ServerType: cfg.ServerType, Location: cfg.Location, Infect: cfg.Infect(),
-		},
+		Machine:          machineSpec(cfg, upstreamKey),
 		OperationTimeout: cfg.OperationTimeout(),
 		Logger:           log,
 		Fault:            crashAt(os.Getenv(crashEnv), log),
@@ -189,7 +190,9 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 
 // runPreflight prints the checks `gateway preflight` runs (the cloud's,
 // as at start, and the allow lists') and reports whether the gateway can
-// serve. In local mode it starts the local cloud to check against it.
+// serve; with --create-test-machine, and every check passed, whether a
+// test machine came up too. In local mode it starts the local cloud to
+// check against it.
 func runPreflight(ctx context.Context, cfg config.Config, out, logOut io.Writer) bool {
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var checks []preflight.Check
@@ -205,7 +208,54 @@ func runPreflight(ctx context.Context, cfg config.Config, out, logOut io.Writer)
 		fmt.Fprintf(logOut, "gateway preflight: %v\n", err)
 		return false
 	}
-	return preflight.Problems(checks) == nil
+	ok := preflight.Problems(checks) == nil
+	if !cfg.CreateTestMachine {
+		return ok
+	}
+	if !ok {
+		fmt.Fprintln(out, "\nNo test machine: fix the problems above first.")
+		return false
+	}
+	return runTestMachine(ctx, cfg, provider, out, logOut, log)
+}
+
+// runTestMachine makes one machine as the gateway would (its provider, its
+// upstream key, its way of waiting), prints each phase as it goes and all
+// of them as a table, and reports whether the machine came up.
+func runTestMachine(ctx context.Context, cfg config.Config, provider lease.Provider, out, logOut io.Writer, log *slog.Logger) bool {
+	upstreamKey, err := gateway.LoadOrCreateKey(cfg.UpstreamKeyPath())
+	if err != nil {
+		fmt.Fprintf(logOut, "gateway preflight: upstream key: %v\n", err)
+		return false
+	}
+	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log})
+	defer pool.Close()
+	fmt.Fprintf(out, "\nTest machine (up to %s, then deleted):\n", cfg.TestMachineBound())
+	phases, err := lease.TestMachine{
+		Provider: provider,
+		Machines: proxy.NewMachines(pool, cfg.InstanceUser),
+		Machine:  machineSpec(cfg, upstreamKey),
+		Timeout:  cfg.TestMachineBound(),
+		Progress: func(line string) { fmt.Fprintf(out, "  %s\n", line) },
+	}.Run(ctx)
+	fmt.Fprintln(out)
+	if werr := preflight.Write(out, preflight.TestMachine(phases)); werr != nil {
+		fmt.Fprintf(logOut, "gateway preflight: %v\n", werr)
+		return false
+	}
+	if err != nil {
+		fmt.Fprintf(logOut, "gateway preflight: %v\n", err)
+		return false
+	}
+	return true
+}
+
+// machineSpec is what every machine gets, from the options.
+func machineSpec(cfg config.Config, upstreamKey gossh.Signer) lease.MachineSpec {
+	return lease.MachineSpec{
+		User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),
+		ServerType: cfg.ServerType, Location: cfg.Location, Infect: cfg.Infect(),
+	}
 }
 
 // newProvider returns the Hetzner provider, pointed at Hetzner itself or at

@@ -84,6 +84,8 @@ type Config struct {
 	MaxStartups          Startups            // bounds the connections not yet authenticated
 	MaxStartupsPerSource int                 // unauthenticated connections one source may hold
 	LogLevel             LogLevel            // how much is logged
+	CreateTestMachine    bool                // gateway preflight makes a test machine
+	TestMachineTimeout   time.Duration       // its bound from create to SSH ready; 0: OperationTimeout
 	ConfigFile           string              // the config file read, if any
 
 	// What one person may make the gateway hold (docs/security.md).
@@ -198,7 +200,9 @@ func Load(args []string, env func(string) string, help io.Writer) (Config, error
 	fs.Usage = func() {}
 	flagValues := make(map[string]*string, len(options))
 	for _, o := range options {
-		flagValues[o.name] = fs.String(o.name, "", o.usage)
+		f := &flagText{bare: o.bind(&Config{}).bare}
+		fs.Var(f, o.name, o.usage)
+		flagValues[o.name] = &f.text
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -255,6 +259,22 @@ func Load(args []string, env func(string) string, help io.Writer) (Config, error
 	}
 	return l.c, nil
 }
+
+// flagText is an option's text on the command line. A switch may stand
+// bare, as the flag package lets a boolean flag: --NAME is --NAME=true.
+type flagText struct {
+	text string
+	bare bool
+}
+
+func (f *flagText) String() string { return f.text }
+
+func (f *flagText) Set(s string) error {
+	f.text = s
+	return nil
+}
+
+func (f *flagText) IsBoolFlag() bool { return f.bare }
 
 // readFile applies the config file at path.
 func (l *loader) readFile(path string) {

@@ -261,6 +261,8 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_MAX_EARLY_BYTES", "4096", nil, func(c Config) any { return c.MaxEarlyBytes }, 4096},
 		{"CC_GATEWAY_GLOBAL_REQUEST_RATE", "2", nil, func(c Config) any { return c.GlobalRequestRate }, 2},
 		{"CC_GATEWAY_GLOBAL_REQUEST_BURST", "20", nil, func(c Config) any { return c.GlobalRequestBurst }, 20},
+		{"CC_GATEWAY_CREATE_TEST_MACHINE", "true", nil, func(c Config) any { return c.CreateTestMachine }, true},
+		{"CC_GATEWAY_TEST_MACHINE_TIMEOUT", "3m", nil, func(c Config) any { return c.TestMachineTimeout }, 3 * time.Minute},
 	}
 	covered := map[string]bool{}
 	for _, tc := range cases {
@@ -565,6 +567,45 @@ func TestDerivedValues(t *testing.T) {
 	} {
 		if got != want {
 			t.Errorf("path %s, want %s", got, want)
+		}
+	}
+}
+
+// A switch stands bare on the command line; other options still need
+// their value.
+func TestSwitches(t *testing.T) {
+	if c := mustLoad(t, []string{"--create-test-machine"}, nil); !c.CreateTestMachine {
+		t.Error("bare --create-test-machine is off")
+	}
+	if c := mustLoad(t, []string{"--create-test-machine=false"}, map[string]string{"CC_GATEWAY_CREATE_TEST_MACHINE": "true"}); c.CreateTestMachine {
+		t.Error("--create-test-machine=false did not win over the environment")
+	}
+	if c := mustLoad(t, nil, nil); c.CreateTestMachine {
+		t.Error("--create-test-machine is on by default")
+	}
+	err := loadErr(t, nil, map[string]string{"CC_GATEWAY_CREATE_TEST_MACHINE": "maybe"})
+	if !strings.Contains(err.Error(), `"maybe" is not true or false`) {
+		t.Errorf("error %q", err)
+	}
+	if err := loadErr(t, []string{"--test-machine-timeout"}, nil); !strings.Contains(err.Error(), "needs an argument") {
+		t.Errorf("error %q", err)
+	}
+	if err := loadErr(t, []string{"--test-machine-timeout", "-1m"}, nil); !strings.Contains(err.Error(), "is negative") {
+		t.Errorf("error %q", err)
+	}
+}
+
+func TestTestMachineBound(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{nil, 10 * time.Minute},
+		{[]string{"--provisioning", "infect", "--infect-flake", "github:me/fork?dir=nix"}, 30 * time.Minute},
+		{[]string{"--test-machine-timeout", "90s"}, 90 * time.Second},
+	} {
+		if got := mustLoad(t, tc.args, nil).TestMachineBound(); got != tc.want {
+			t.Errorf("%q: %s, want %s", tc.args, got, tc.want)
 		}
 	}
 }

@@ -28,6 +28,15 @@ func (c Config) OperationTimeout() time.Duration {
 	return 10 * time.Minute
 }
 
+// TestMachineBound bounds gateway preflight's test machine from create to
+// SSH ready: the bound on a create, unless --test-machine-timeout is set.
+func (c Config) TestMachineBound() time.Duration {
+	if c.TestMachineTimeout > 0 {
+		return c.TestMachineTimeout
+	}
+	return c.OperationTimeout()
+}
+
 // Infect is what infect provisioning installs; nil with snapshot
 // provisioning.
 func (c Config) Infect() *bootstrap.InfectOptions {

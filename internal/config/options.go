@@ -63,6 +63,7 @@ type value struct {
 	format func() string
 	check  func() string // the problem with the value alone, or ""
 	arg    string        // help placeholder of an enumeration: its values
+	bare   bool          // a switch: given bare on the command line, it is on
 }
 
 // typed binds a field of type T: parse reads text, its error saying why
@@ -126,6 +127,33 @@ func number(p *int, lo, hi int, what string) value {
 		}
 		return ""
 	})
+}
+
+// switched is an option that is on or off; --NAME alone turns it on.
+func switched(p *bool) value {
+	parse := func(s string) (bool, error) {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return false, errors.New("is not true or false")
+		}
+		return b, nil
+	}
+	v := typed(p, parse, strconv.FormatBool, nil)
+	v.bare = true
+	return v
+}
+
+// orDefault is a duration option whose zero, its default, stands for a
+// value worked out from other options.
+func orDefault(p *time.Duration) value {
+	v := duration(p)
+	v.check = func() string {
+		if *p < 0 {
+			return fmtDuration(*p) + " is negative; give a duration like 5m"
+		}
+		return ""
+	}
+	return v
 }
 
 // maxStartups bounds the startup limits: the gateway keeps a little state
@@ -321,6 +349,11 @@ var options = []*option{
 		bind: func(c *Config) value { return number(&c.GlobalRequestBurst, 1, 100000, "a number of requests") }},
 	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7",
 		bind: func(c *Config) value { return text(&c.LocalFaults, nil) }},
+	{name: "create-test-machine", usage: "gateway preflight only: once the checks pass, create one machine as the gateway would for a person, report how long create, boot and SSH ready take, then delete it (bills one hour of the server type)", def: "false",
+		bind: func(c *Config) value { return switched(&c.CreateTestMachine) }},
+	{name: "test-machine-timeout", arg: "DURATION", usage: "gateway preflight --create-test-machine: how long the test machine may take from create to SSH ready",
+		defHelp: "the bound on a create: 10m, or 30m with --provisioning infect",
+		bind:    func(c *Config) value { return orDefault(&c.TestMachineTimeout) }},
 	{name: "log-level", usage: "how much the gateway logs", def: "info",
 		bind: func(c *Config) value { return enum(&c.LogLevel, LogDebug, LogInfo, LogWarn, LogError) }},
 }

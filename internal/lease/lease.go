@@ -135,6 +135,9 @@ type CreateSpec struct {
 	// ImageID restores a hibernated machine from its snapshot; zero means
 	// the provider's configured image.
 	ImageID int64
+	// TestMachine marks the machine of `gateway preflight
+	// --create-test-machine`, labelled so operators see what it is.
+	TestMachine bool
 }
 
 // Image is a snapshot the gateway took of a hibernated machine.

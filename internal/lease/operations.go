@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 )
 
 // Every operation records its intent in the store before each provider call
@@ -171,7 +169,7 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	}
 	m.fault(FaultCreateIntent)
 
-	userData, err := m.bootstrap(l)
+	userData, err := m.cfg.Machine.userData(l)
 	if err != nil {
 		return l, err
 	}
@@ -282,31 +280,13 @@ func (m *Manager) pushExpiry(ctx context.Context, l Lease) {
 	}
 }
 
-// infectPoll is how often an installing machine is asked for its host key.
-const infectPoll = 10 * time.Second
-
 func (m *Manager) waitReady(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
 	report("Waiting for SSH on %s", l.Address)
-	for installing := false; ; installing = true {
-		err := m.cfg.Machines.Wait(ctx, l.Address, l.HostKey)
-		if err == nil {
-			break
-		}
-		// While NixOS installs over a stock image, the stock sshd answers
-		// with a key of its own: not ready yet, and never trusted.
-		if !errors.Is(err, ErrHostKeyMismatch) || m.cfg.Machine.Infect == nil {
-			return l, fmt.Errorf("wait for ssh on %s: %w", l.Address, err)
-		}
-		if !installing {
-			report("Installing NixOS on %s (the stock system answers until it reboots)", l.ServerName)
-		}
-		t := time.NewTimer(infectPoll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return l, fmt.Errorf("wait for NixOS to install on %s: %w", l.ServerName, ctx.Err())
-		case <-t.C:
-		}
+	installing := func() {
+		report("Installing NixOS on %s (the stock system answers until it reboots)", l.ServerName)
+	}
+	if err := m.cfg.Machine.waitPinned(ctx, m.cfg.Machines, l.ServerName, l.Address, l.HostKey, installing); err != nil {
+		return l, err
 	}
 	l.State = StateRunning
 	// Starting a machine is activity: the idle clock starts now.
@@ -338,25 +318,6 @@ func (m *Manager) revokeKeyOnMachine(ctx context.Context, l Lease) (Lease, error
 		return l, err
 	}
 	return l, nil
-}
-
-func (m *Manager) bootstrap(l Lease) (string, error) {
-	person, _, _, _, err := ssh.ParseAuthorizedKey([]byte(l.PublicKey))
-	if err != nil {
-		return "", fmt.Errorf("parse lease key: %w", err)
-	}
-	keys := []ssh.PublicKey{person}
-	if m.cfg.Machine.GatewayKey != nil {
-		keys = append(keys, m.cfg.Machine.GatewayKey)
-	}
-	doc, err := bootstrap.New(l.ID, l.ServerName, m.cfg.Machine.User, l.Expires, m.cfg.Machine.SSHPort, keys, l.HostKeyPEM)
-	if err != nil {
-		return "", err
-	}
-	if m.cfg.Machine.Infect != nil && l.ImageID == 0 {
-		return doc.RenderInfect(*m.cfg.Machine.Infect)
-	}
-	return doc.Render()
 }
 
 // Status returns the person's lease, with activity seen since it was last

@@ -191,7 +191,7 @@ func (p *Provider) create(ctx context.Context, spec lease.CreateSpec) (lease.Ser
 		SSHKeys:          []*hc.SSHKey{key},
 		UserData:         spec.UserData,
 		StartAfterCreate: &start,
-		Labels:           p.labels(spec.LeaseID),
+		Labels:           p.serverLabels(spec),
 	})
 	if hc.IsError(err, hc.ErrorCodeUniquenessError) {
 		// Someone (a previous attempt whose answer we lost) made it already.
