@@ -38,7 +38,6 @@ func (c *Cloud) serverView(s *serverRecord) serverJSON {
 		},
 		PrivateNet:      []any{},
 		ServerType:      t.json(),
-		Datacenter:      l.datacenterJSON(),
 		Location:        l.loc,
 		Image:           c.imageView(s.ImageID),
 		Locked:          c.serverBusy(s.ID),
@@ -382,6 +381,7 @@ func (c *Cloud) deleteServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prev := s.Status
+	c.cancelShutdown(id)
 	s.Status = "deleting"
 	a := c.startAction("delete_server", id, c.opts.ActionDuration, prev, func() error { return c.destroy(id) })
 	if err := c.persist(); err != nil {
@@ -408,6 +408,9 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request) {
 	}
 	d := c.opts.ActionDuration
 	prev := s.Status
+	if command != "shutdown" {
+		c.cancelShutdown(id) // the new action decides the power state
+	}
 	var a *action
 	switch command {
 	case "poweron":
@@ -415,14 +418,14 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request) {
 			s.Status = "starting"
 		}
 		a = c.startAction("start_server", id, d, prev, func() error { return c.boot(id) })
-	case "poweroff", "shutdown":
-		// A shutdown is an ACPI request on Hetzner; the local machines have
-		// no guest to ask, so both end the machine, keeping its folder.
+	case "poweroff":
 		if s.Status != "off" {
 			s.Status = "stopping"
 		}
-		name := map[string]string{"poweroff": "stop_server", "shutdown": "shutdown_server"}[command]
-		a = c.startAction(name, id, d, prev, func() error { return c.stop(id) })
+		a = c.startAction("stop_server", id, d, prev, func() error { return c.stop(id) })
+	case "shutdown":
+		// An ACPI request: the action only delivers it; see acpiShutdown.
+		a = c.startAction("shutdown_server", id, d, prev, func() error { return c.acpiShutdown(id) })
 	case "reboot", "reset":
 		if s.Status != "running" {
 			writeError(w, http.StatusConflict, "server_not_running", "the server is not running", nil)
@@ -517,7 +520,7 @@ func (c *Cloud) boot(id int64) error {
 		}
 		return fmt.Errorf("server %d was deleted while it booted", id)
 	}
-	c.machines[id] = m
+	c.setMachine(id, m)
 	s.Status = "running"
 	c.log.Info("machine running", "server", s.Name, "addr", cfg.Addr)
 	return c.persist()
@@ -532,6 +535,7 @@ func (c *Cloud) stopMachine(id int64) error {
 	}
 	m := c.machines[id]
 	delete(c.machines, id)
+	delete(c.booted, id)
 	c.mu.Unlock()
 	if m == nil {
 		return nil
