@@ -456,12 +456,9 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request) {
 func (c *Cloud) setStatus(id int64, from, to string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return errClosed
-	}
-	s := c.st.server(id)
-	if s == nil {
-		return fmt.Errorf("server %d was deleted", id)
+	s, err := c.liveServer(id)
+	if err != nil {
+		return err
 	}
 	if s.Status == from {
 		s.Status = to
@@ -470,23 +467,32 @@ func (c *Cloud) setStatus(id int64, from, to string) error {
 	return nil
 }
 
+// liveServer is the server an action's effect is about, unless it was
+// deleted or the cloud is closing. Callers hold c.mu.
+func (c *Cloud) liveServer(id int64) (*serverRecord, error) {
+	if c.closed {
+		return nil, errClosed
+	}
+	s := c.st.server(id)
+	if s == nil {
+		return nil, fmt.Errorf("server %d was deleted", id)
+	}
+	return s, nil
+}
+
 // boot starts a server's machine unless it is running already. The machine
 // starts outside the lock (an sshd takes a moment); if the server was
 // deleted or the cloud closed meanwhile, the new machine is stopped again.
 func (c *Cloud) boot(id int64) error {
 	c.mu.Lock()
-	if c.closed {
+	s, err := c.liveServer(id)
+	if err != nil {
 		c.mu.Unlock()
-		return errClosed
-	}
-	s := c.st.server(id)
-	if s == nil {
-		c.mu.Unlock()
-		return fmt.Errorf("server %d was deleted", id)
+		return err
 	}
 	if c.machines[id] != nil {
 		s.Status = "running"
-		err := c.persist()
+		err = c.persist()
 		c.mu.Unlock()
 		return err
 	}

@@ -1,9 +1,6 @@
 package localcloud
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // acpiShutdown is the effect of a shutdown action. On Hetzner the action
 // only delivers an ACPI request: it succeeds at once, and the server stays
@@ -14,12 +11,9 @@ import (
 func (c *Cloud) acpiShutdown(id int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return errClosed
-	}
-	s := c.st.server(id)
-	if s == nil {
-		return fmt.Errorf("server %d was deleted", id)
+	s, err := c.liveServer(id)
+	if err != nil {
+		return err
 	}
 	if s.Status != "running" || c.halts[id] != nil {
 		return nil // nothing to shut down, or on its way down already
