@@ -408,9 +408,6 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request) {
 	}
 	d := c.opts.ActionDuration
 	prev := s.Status
-	if command != "shutdown" {
-		c.cancelShutdown(id) // the new action decides the power state
-	}
 	var a *action
 	switch command {
 	case "poweron":
@@ -441,6 +438,9 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("server action %q is not part of the local cloud's API", command), nil)
 		return
+	}
+	if command != "shutdown" {
+		c.cancelShutdown(id) // the new action decides the power state
 	}
 	if err := c.persist(); err != nil {
 		writeStateError(w, err)

@@ -60,8 +60,9 @@ type Config struct {
 	Image         string
 	ImageSelector string
 
-	// PollInterval paces the polling of actions (growing up to ten times
-	// it) and the first retry of a failed request.
+	// PollInterval paces the polling of actions and of a server shutting
+	// down (growing up to ten times it) and the first retry of a failed
+	// request.
 	PollInterval time.Duration
 	// ShutdownTimeout bounds how long PowerOff waits for a graceful
 	// shutdown before it cuts the power.
