@@ -12,7 +12,8 @@ import (
 // answers 429 rate_limit_exceeded. Every answer carries the headers
 // RateLimit-Limit (the bucket's size), RateLimit-Remaining (what is left
 // after this request) and RateLimit-Reset (the Unix time at which the
-// bucket is full again). See https://docs.hetzner.cloud/reference/cloud#rate-limiting.
+// bucket is full again). See "Rate Limiting" in Hetzner's API reference,
+// https://docs.hetzner.cloud/reference/cloud.
 const (
 	DefaultRateLimit  = 3600
 	DefaultRateRefill = time.Second
