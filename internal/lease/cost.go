@@ -7,8 +7,10 @@ import (
 )
 
 // Hetzner bills a server for every started hour from its creation to its
-// deletion, whether it is on or off, up to its monthly price; snapshots per
-// GB and month. These figures follow the prices the provider reports.
+// deletion, whether it is on or off, up to its monthly price; its primary
+// IPv4 address likewise, apart from it (it lives and dies with the
+// server); snapshots per GB and month. These figures follow the prices the
+// provider reports.
 
 const (
 	hoursPerMonth = 730 // Hetzner's monthly cap applies after this many hours
@@ -21,16 +23,22 @@ type cachedPrices struct {
 	fetched time.Time
 }
 
-// serverCost is what a server created at from and deleted (or looked at)
-// at to costs.
+// serverCost is what a server, with its primary IPv4 address, created at
+// from and deleted (or looked at) at to costs.
 func serverCost(p Prices, from, to time.Time) float64 {
 	if from.IsZero() || !to.After(from) {
 		return 0
 	}
 	hours := math.Ceil(to.Sub(from).Hours())
+	return billed(hours, p.ServerHourly, p.ServerMonthly) + billed(hours, p.IPv4Hourly, p.IPv4Monthly)
+}
+
+// billed is what hours cost at an hourly price, each month's charges
+// capped at the monthly price.
+func billed(hours, hourly, monthly float64) float64 {
 	months := math.Floor(hours / hoursPerMonth)
 	rest := hours - months*hoursPerMonth
-	return months*p.ServerMonthly + math.Min(rest*p.ServerHourly, p.ServerMonthly)
+	return months*monthly + math.Min(rest*hourly, monthly)
 }
 
 // imageCost is what a snapshot of sizeGB kept from from to to costs.

@@ -28,6 +28,16 @@ func TestServerCost(t *testing.T) {
 			t.Errorf("%s: %.4f, want %.4f", tc.name, got, tc.want)
 		}
 	}
+	// The primary IPv4 address is billed beside the server, capped on its
+	// own: a month and a day of both.
+	withIP := p
+	withIP.IPv4Hourly, withIP.IPv4Monthly = 0.001, 0.60
+	if got, want := serverCost(withIP, t0, t0.Add(754*time.Hour)), 5.00+0.24+0.60+0.024; math.Abs(got-want) > 1e-9 {
+		t.Errorf("server and IPv4 for a month and a day: %.4f, want %.4f", got, want)
+	}
+	if got, want := serverCost(withIP, t0, t0.Add(10*time.Hour)), 0.10+0.01; math.Abs(got-want) > 1e-9 {
+		t.Errorf("server and IPv4 for ten hours: %.4f, want %.4f", got, want)
+	}
 	if got := serverCost(p, time.Time{}, t0); got != 0 {
 		t.Errorf("no server: %.4f", got)
 	}

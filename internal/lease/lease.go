@@ -150,9 +150,13 @@ type Image struct {
 
 // Prices are what the provider charges, gross, in Currency.
 type Prices struct {
-	Currency           string
-	ServerHourly       float64 // per started hour, on or off
-	ServerMonthly      float64 // the cap on a month of hourly charges
+	Currency      string
+	ServerHourly  float64 // per started hour, on or off
+	ServerMonthly float64 // the cap on a month of hourly charges
+	// The server's primary IPv4 address, billed apart from the server
+	// type for as long as the server exists, with its own monthly cap.
+	IPv4Hourly         float64
+	IPv4Monthly        float64
 	SnapshotPerGBMonth float64
 }
 

@@ -63,7 +63,7 @@ func (c *Cloud) startAction(command string, serverID int64, after time.Duration,
 func (c *Cloud) completeAction(a *action, fault ActionFault, fallback string, effect func() error) {
 	defer c.pending.Done()
 	var err error
-	if fault.Code == "" {
+	if fault.Code == "" && !fault.Ignored {
 		err = effect()
 	}
 	c.mu.Lock()

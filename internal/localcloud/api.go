@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // maxBodySize bounds request bodies; user_data alone may be 32 KiB.
@@ -45,15 +44,15 @@ func (c *Cloud) routes() http.Handler {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s %s is not part of the local cloud's API", r.Method, r.URL.Path), nil)
 	})
 
+	limit := newBucket(c.opts.RateLimit, c.now)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Hetzner sends rate-limit headers on every answer; hcloud-go reads them.
-		h := w.Header()
-		h.Set("RateLimit-Limit", "3600")
-		h.Set("RateLimit-Remaining", "3599")
-		h.Set("RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10))
-
 		if !c.authorized(r) {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "unable to authenticate", nil)
+			return
+		}
+		// The bucket is the project's, so only requests with its token
+		// spend from it.
+		if !limit.take(w) {
 			return
 		}
 		if c.opts.Faults != nil && c.opts.Faults.Request(w, r) {

@@ -2,7 +2,6 @@ package localcloud
 
 import (
 	"cmp"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -36,15 +35,13 @@ var serverTypes = []catalogServerType{
 }
 
 type catalogLocation struct {
-	loc          locationJSON
-	datacenterID int64
-	datacenter   string
+	loc locationJSON
 }
 
 var locations = []catalogLocation{
-	{loc: locationJSON{ID: 1, Name: "fsn1", Description: "Falkenstein DC Park 1", Country: "DE", City: "Falkenstein", Latitude: 50.47612, Longitude: 12.370071, NetworkZone: "eu-central"}, datacenterID: 4, datacenter: "fsn1-dc14"},
-	{loc: locationJSON{ID: 2, Name: "nbg1", Description: "Nuremberg DC Park 1", Country: "DE", City: "Nuremberg", Latitude: 49.452102, Longitude: 11.076665, NetworkZone: "eu-central"}, datacenterID: 2, datacenter: "nbg1-dc3"},
-	{loc: locationJSON{ID: 3, Name: "hel1", Description: "Helsinki DC Park 1", Country: "FI", City: "Helsinki", Latitude: 60.169855, Longitude: 24.938379, NetworkZone: "eu-central"}, datacenterID: 3, datacenter: "hel1-dc2"},
+	{loc: locationJSON{ID: 1, Name: "fsn1", Description: "Falkenstein DC Park 1", Country: "DE", City: "Falkenstein", Latitude: 50.47612, Longitude: 12.370071, NetworkZone: "eu-central"}},
+	{loc: locationJSON{ID: 2, Name: "nbg1", Description: "Nuremberg DC Park 1", Country: "DE", City: "Nuremberg", Latitude: 49.452102, Longitude: 11.076665, NetworkZone: "eu-central"}},
+	{loc: locationJSON{ID: 3, Name: "hel1", Description: "Helsinki DC Park 1", Country: "FI", City: "Helsinki", Latitude: 60.169855, Longitude: 24.938379, NetworkZone: "eu-central"}},
 }
 
 type catalogImage struct {
@@ -94,6 +91,43 @@ func (t catalogServerType) prices() []serverTypePrice {
 	return out
 }
 
+// Primary IPs are billed apart from the server, per location and IP type;
+// every server here has a primary IPv4 address. Floating IPs are listed for
+// the same types, as Hetzner does: hcloud-go (v2.52) sizes its list of
+// primary IP prices by the floating IP list and fails on more.
+const (
+	primaryIPv4MonthlyNet  = 0.50
+	floatingIPv4MonthlyNet = 3
+)
+
+type ipPricing struct {
+	Type   string    `json:"type"`
+	Prices []ipPrice `json:"prices"`
+}
+
+type ipPrice struct {
+	Location     string `json:"location"`
+	PriceHourly  *price `json:"price_hourly,omitempty"` // primary IPs only
+	PriceMonthly price  `json:"price_monthly"`
+}
+
+func primaryIPPricing() []ipPricing {
+	var ipv4 []ipPrice
+	for _, l := range locations {
+		hourly := priceOf(primaryIPv4MonthlyNet / 730)
+		ipv4 = append(ipv4, ipPrice{Location: l.loc.Name, PriceHourly: &hourly, PriceMonthly: priceOf(primaryIPv4MonthlyNet)})
+	}
+	return []ipPricing{{Type: "ipv4", Prices: ipv4}}
+}
+
+func floatingIPPricing() []ipPricing {
+	var ipv4 []ipPrice
+	for _, l := range locations {
+		ipv4 = append(ipv4, ipPrice{Location: l.loc.Name, PriceMonthly: priceOf(floatingIPv4MonthlyNet)})
+	}
+	return []ipPricing{{Type: "ipv4", Prices: ipv4}}
+}
+
 func (t catalogServerType) json() serverTypeJSON {
 	deprecated := false
 	j := serverTypeJSON{
@@ -105,19 +139,6 @@ func (t catalogServerType) json() serverTypeJSON {
 		j.Locations = append(j.Locations, serverTypeLocation{ID: l.loc.ID, Name: l.loc.Name})
 	}
 	return j
-}
-
-func (l catalogLocation) datacenterJSON() datacenterJSON {
-	var ids []int64
-	for _, t := range serverTypes {
-		ids = append(ids, t.id)
-	}
-	return datacenterJSON{
-		ID: l.datacenterID, Name: l.datacenter,
-		Description: fmt.Sprintf("%s virtual DC", l.loc.City),
-		Location:    l.loc,
-		ServerTypes: datacenterServerTypes{Supported: ids, Available: ids, AvailableForMigration: ids},
-	}
 }
 
 func (im catalogImage) json() imageJSON {
@@ -175,8 +196,8 @@ type pricingJSON struct {
 	VATRate           string        `json:"vat_rate"`
 	Image             perGBMonth    `json:"image"`
 	FloatingIP        monthly       `json:"floating_ip"`
-	FloatingIPs       []any         `json:"floating_ips"`
-	PrimaryIPs        []any         `json:"primary_ips"`
+	FloatingIPs       []ipPricing   `json:"floating_ips"`
+	PrimaryIPs        []ipPricing   `json:"primary_ips"`
 	ServerBackup      backupPricing `json:"server_backup"`
 	ServerTypes       []typePricing `json:"server_types"`
 	LoadBalancerTypes []typePricing `json:"load_balancer_types"`
@@ -206,9 +227,9 @@ func pricing() pricingJSON {
 		Currency:          "EUR",
 		VATRate:           decimal(vatPercent),
 		Image:             perGBMonth{PricePerGBMonth: priceOf(0.011)},
-		FloatingIP:        monthly{PriceMonthly: priceOf(3)},
-		FloatingIPs:       []any{},
-		PrimaryIPs:        []any{},
+		FloatingIP:        monthly{PriceMonthly: priceOf(floatingIPv4MonthlyNet)},
+		FloatingIPs:       floatingIPPricing(),
+		PrimaryIPs:        primaryIPPricing(),
 		ServerBackup:      backupPricing{Percentage: decimal(20)},
 		LoadBalancerTypes: []typePricing{},
 		Volume:            perGBMonth{PricePerGBMonth: priceOf(0.044)},

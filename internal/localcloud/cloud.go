@@ -18,12 +18,21 @@
 //
 // Metrics (GET /servers/{id}/metrics) report as CPU use the number in the
 // machine's file DataDir/machines/<server name>/cpu (see CPUFile), in
-// percent, or 0 without it: tests write the file to make a machine look
-// busy. Disk and network series are all zero.
+// percent of the whole machine, or 0 without it, scaled per vCPU as
+// Hetzner reports it: tests write the file to make a machine look busy.
+// Disk and network series are all zero. Samples exist only since the
+// machine last booted; step and sample counts follow Hetzner's.
+//
+// Where real Hetzner would disagree with a careless client, the fake does
+// too: a shutdown is an ACPI request that the machine acts on only
+// Options.ShutdownDelay later; the API spends requests from a rate-limit
+// bucket (Options.RateLimit) and answers 429 when it is empty; server
+// answers carry no datacenter (removed in July 2026).
 //
 // Options.Faults makes the API misbehave; RandomFaults (or ParseFaults
 // with "rate=0.2,seed=7") injects 5xx, 429 with RateLimit-* headers, 423
-// locked, 409 conflict, failed and slow actions at a given rate.
+// locked, 409 conflict, failed and slow actions at a given rate, and
+// shutdowns the machine ignores ("ignore-shutdown").
 package localcloud
 
 import (
@@ -67,6 +76,16 @@ type Options struct {
 	Kind string
 	// ActionDuration is how long async actions stay "running".
 	ActionDuration time.Duration
+	// ShutdownDelay is how long a machine takes to act on an ACPI shutdown
+	// request: the shutdown action succeeds at once, the server goes off
+	// this much later. Zero means 4 × ActionDuration, so local mode (and
+	// every test) feels a real guest's delay in proportion.
+	ShutdownDelay time.Duration
+	// RateLimit sizes the request bucket; zero means Hetzner's.
+	RateLimit RateLimit
+	// Now tells the time for the rate-limit bucket, metric samples and the
+	// timestamps the API reports; nil means time.Now.
+	Now func() time.Time
 	// Faults, when set, injects API and action failures.
 	Faults Faults
 	Logger *slog.Logger
@@ -89,7 +108,9 @@ type Cloud struct {
 	st       *state
 	actions  map[int64]*action
 	machines map[int64]machine.Machine
+	booted   map[int64]time.Time   // when each running machine booted, whole seconds (metrics start there)
 	timers   map[int64]*time.Timer // running actions' completions, by action id
+	halts    map[int64]*time.Timer // machines acting on an ACPI shutdown, by server id
 	pending  sync.WaitGroup        // completions scheduled or running
 }
 
@@ -113,6 +134,12 @@ func Start(opts Options) (*Cloud, error) {
 	if opts.ActionDuration <= 0 {
 		opts.ActionDuration = DefaultActionDuration
 	}
+	if opts.ShutdownDelay <= 0 {
+		opts.ShutdownDelay = 4 * opts.ActionDuration
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -131,10 +158,12 @@ func Start(opts Options) (*Cloud, error) {
 		token:     token,
 		statePath: filepath.Join(opts.DataDir, "state.json"),
 		served:    make(chan struct{}),
-		now:       time.Now,
+		now:       opts.Now,
 		actions:   map[int64]*action{},
 		machines:  map[int64]machine.Machine{},
+		booted:    map[int64]time.Time{},
 		timers:    map[int64]*time.Timer{},
+		halts:     map[int64]*time.Timer{},
 	}
 	if c.st, err = loadState(c.statePath); err != nil {
 		return nil, err
@@ -211,6 +240,9 @@ func (c *Cloud) Close() error {
 		}
 		delete(c.timers, id)
 	}
+	for id := range c.halts {
+		c.cancelShutdown(id)
+	}
 	c.mu.Unlock()
 	c.pending.Wait()
 
@@ -236,7 +268,7 @@ func (c *Cloud) restore() error {
 			if err == nil {
 				var m machine.Machine
 				if m, err = c.startMachine(cfg); err == nil {
-					c.machines[s.ID] = m
+					c.setMachine(s.ID, m)
 					s.Status = "running"
 					continue
 				}
@@ -259,12 +291,19 @@ func (c *Cloud) stopMachines() {
 	c.mu.Lock()
 	ms := c.machines
 	c.machines = map[int64]machine.Machine{}
+	c.booted = map[int64]time.Time{}
 	c.mu.Unlock()
 	for id, m := range ms {
 		if err := m.Close(); err != nil {
 			c.log.Warn("stop machine", "server_id", id, "err", err)
 		}
 	}
+}
+
+// setMachine records a server's machine as just booted. Callers hold c.mu.
+func (c *Cloud) setMachine(id int64, m machine.Machine) {
+	c.machines[id] = m
+	c.booted[id] = c.now().Truncate(time.Second)
 }
 
 func (c *Cloud) machineDir(name string) string {

@@ -34,6 +34,9 @@ type ActionFault struct {
 	// and Message instead of taking effect.
 	Code    string
 	Message string
+	// Ignored makes the action succeed without effect: a guest that does
+	// not act on an ACPI shutdown request.
+	Ignored bool
 }
 
 // Kinds of faults RandomFaults injects, as its Counts names them.
@@ -45,6 +48,7 @@ const (
 	FaultConflict     = "409"           // 409 conflict, on server actions only
 	FaultActionFailed = "action_failed" // the action ends in status "error"
 	FaultSlowAction   = "slow_action"   // the action runs SlowAction longer
+	FaultIgnored      = "ignored"       // the server ignores an ACPI shutdown
 )
 
 // Defaults for RandomFaults fields left zero.
@@ -69,10 +73,15 @@ type RandomFaults struct {
 	// RateLimitReset is how far ahead a 429's RateLimit-Reset lies
 	// (rounded up to whole seconds, as the header counts seconds).
 	RateLimitReset time.Duration
+	// IgnoreShutdown is the probability (0 to 1) that a server ignores an
+	// ACPI shutdown request, as a hung or busy guest does; it has its own
+	// stream, so it shifts no other fault.
+	IgnoreShutdown float64
 
 	mu       sync.Mutex
 	requests *rand.Rand // nil until first used
 	actions  *rand.Rand
+	guests   *rand.Rand
 	counts   map[string]int
 }
 
@@ -84,6 +93,7 @@ func (f *RandomFaults) draw(action bool, kinds []string) string {
 	if f.counts == nil {
 		f.requests = rand.New(rand.NewPCG(uint64(f.Seed), 1))
 		f.actions = rand.New(rand.NewPCG(uint64(f.Seed), 2))
+		f.guests = rand.New(rand.NewPCG(uint64(f.Seed), 3))
 		f.counts = map[string]int{}
 	}
 	rng := f.requests
@@ -133,11 +143,17 @@ func (f *RandomFaults) Request(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// Action fails or slows an action at random.
+// Action fails or slows an action at random, and makes a server ignore a
+// shutdown with probability IgnoreShutdown.
 func (f *RandomFaults) Action(command string) ActionFault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch f.draw(true, []string{FaultActionFailed, FaultSlowAction}) {
+	kind := f.draw(true, []string{FaultActionFailed, FaultSlowAction})
+	if kind == "" && command == "shutdown_server" && f.guests.Float64() < f.IgnoreShutdown {
+		f.counts[FaultIgnored]++
+		return ActionFault{Ignored: true}
+	}
+	switch kind {
 	case FaultActionFailed:
 		return ActionFault{Code: "action_failed", Message: "injected fault: " + command + " failed"}
 	case FaultSlowAction:
@@ -158,8 +174,9 @@ func (f *RandomFaults) Counts() map[string]int {
 }
 
 // ParseFaults reads a fault setting such as "rate=0.2,seed=7" (also
-// "slow=2s" and "reset=1s", see RandomFaults) for Options.Faults. An empty
-// setting or "off" means no faults (nil).
+// "slow=2s", "reset=1s" and "ignore-shutdown" or "ignore-shutdown=0.5", see
+// RandomFaults) for Options.Faults. An empty setting or "off" means no
+// faults (nil).
 func ParseFaults(spec string) (Faults, error) {
 	spec = strings.TrimSpace(spec)
 	if spec == "" || spec == "off" {
@@ -169,16 +186,16 @@ func ParseFaults(spec string) (Faults, error) {
 	var hasRate bool
 	for _, part := range strings.Split(spec, ",") {
 		key, value, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if key == "ignore-shutdown" && !ok {
+			value, ok = "1", true // every shutdown is ignored
+		}
 		if !ok {
 			return nil, fmt.Errorf("fault setting %q: %q is not key=value; write e.g. rate=0.2,seed=7", spec, part)
 		}
 		var err error
 		switch key {
 		case "rate":
-			f.Rate, err = strconv.ParseFloat(value, 64)
-			if err == nil && (f.Rate < 0 || f.Rate > 1 || math.IsNaN(f.Rate)) {
-				err = errors.New("must be between 0 and 1")
-			}
+			f.Rate, err = parseProbability(value)
 			hasRate = true
 		case "seed":
 			f.Seed, err = strconv.ParseInt(value, 10, 64)
@@ -186,14 +203,16 @@ func ParseFaults(spec string) (Faults, error) {
 			f.SlowAction, err = parsePositiveDuration(value)
 		case "reset":
 			f.RateLimitReset, err = parsePositiveDuration(value)
+		case "ignore-shutdown":
+			f.IgnoreShutdown, err = parseProbability(value)
 		default:
-			return nil, fmt.Errorf("fault setting %q: unknown key %q; use rate, seed, slow or reset", spec, key)
+			return nil, fmt.Errorf("fault setting %q: unknown key %q; use rate, seed, slow, reset or ignore-shutdown", spec, key)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("fault setting %q: %s=%s: %v", spec, key, value, err)
 		}
 	}
-	if !hasRate {
+	if !hasRate && f.IgnoreShutdown == 0 {
 		return nil, fmt.Errorf("fault setting %q names no rate; write e.g. rate=0.2,seed=7", spec)
 	}
 	return f, nil
@@ -205,4 +224,12 @@ func parsePositiveDuration(s string) (time.Duration, error) {
 		err = errors.New("must be positive")
 	}
 	return d, err
+}
+
+func parseProbability(s string) (float64, error) {
+	p, err := strconv.ParseFloat(s, 64)
+	if err == nil && (p < 0 || p > 1 || math.IsNaN(p)) {
+		err = errors.New("must be between 0 and 1")
+	}
+	return p, err
 }

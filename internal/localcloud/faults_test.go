@@ -133,7 +133,17 @@ func TestParseFaults(t *testing.T) {
 	if rf, ok := f.(*localcloud.RandomFaults); err != nil || !ok || rf.Rate != 1 || rf.Seed != -3 || rf.SlowAction != 2*time.Second || rf.RateLimitReset != 500*time.Millisecond {
 		t.Fatalf("full setting: %#v, %v", f, err)
 	}
+	// A server that ignores shutdowns needs no rate.
+	f, err = localcloud.ParseFaults("ignore-shutdown")
+	if rf, ok := f.(*localcloud.RandomFaults); err != nil || !ok || rf.IgnoreShutdown != 1 || rf.Rate != 0 {
+		t.Fatalf("ignore-shutdown: %#v, %v", f, err)
+	}
+	f, err = localcloud.ParseFaults("rate=0.1,ignore-shutdown=0.25")
+	if rf, ok := f.(*localcloud.RandomFaults); err != nil || !ok || rf.IgnoreShutdown != 0.25 || rf.Rate != 0.1 {
+		t.Fatalf("rate=0.1,ignore-shutdown=0.25: %#v, %v", f, err)
+	}
 	for spec, want := range map[string]string{
+		"ignore-shutdown=2":  "between 0 and 1",
 		"rate=1.5":           "between 0 and 1",
 		"rate=x":             "rate=x",
 		"rate=0.1,seed=abc":  "seed=abc",

@@ -220,69 +220,6 @@ func TestSnapshotsAcrossRestart(t *testing.T) {
 	}
 }
 
-func TestMetrics(t *testing.T) {
-	ctx := testkit.Context(t, 20*time.Second)
-	dir, _, raw, srv := startWithServer(t, ctx, "metrics1")
-
-	end := time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)
-	cpu := func(start time.Time, step int) []hc.ServerMetricsValue {
-		t.Helper()
-		m, _, err := raw.Server.GetMetrics(ctx, srv, hc.ServerGetMetricsOpts{
-			Types: []hc.ServerMetricType{hc.ServerMetricCPU}, Start: start, End: end, Step: step,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !m.Start.Equal(start) || !m.End.Equal(end) {
-			t.Fatalf("metrics period %v–%v, asked for %v–%v", m.Start, m.End, start, end)
-		}
-		return m.TimeSeries["cpu"]
-	}
-	values := cpu(end.Add(-10*time.Minute), 60)
-	if len(values) != 11 || values[0].Timestamp != float64(end.Add(-10*time.Minute).Unix()) || values[10].Timestamp != float64(end.Unix()) {
-		t.Fatalf("10 minutes at 60s steps: %+v", values)
-	}
-	for _, v := range values {
-		if v.Value != "0" {
-			t.Fatalf("idle machine reports %q", v.Value)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "machines", srv.Name, localcloud.CPUFile), []byte(" 73.25\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range cpu(end.Add(-time.Minute), 0) {
-		if v.Value != "73.25" {
-			t.Fatalf("busy machine reports %q, want 73.25", v.Value)
-		}
-	}
-	// A long period is coarsened, not answered with millions of points.
-	if n := len(cpu(end.Add(-365*24*time.Hour), 1)); n > 1000 {
-		t.Fatalf("a year at 1s steps gave %d points", n)
-	}
-
-	m, _, err := raw.Server.GetMetrics(ctx, srv, hc.ServerGetMetricsOpts{
-		Types: []hc.ServerMetricType{hc.ServerMetricDisk, hc.ServerMetricNetwork}, Start: end.Add(-time.Minute), End: end,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"disk.0.iops.read", "network.0.bandwidth.out"} {
-		if len(m.TimeSeries[name]) == 0 {
-			t.Errorf("no %s series in %v", name, m.TimeSeries)
-		}
-	}
-	if _, _, err := raw.Server.GetMetrics(ctx, &hc.Server{ID: 99999}, hc.ServerGetMetricsOpts{
-		Types: []hc.ServerMetricType{hc.ServerMetricCPU}, Start: end.Add(-time.Minute), End: end,
-	}); !hc.IsError(err, hc.ErrorCodeNotFound) {
-		t.Fatalf("metrics of a missing server: %v", err)
-	}
-	if _, _, err := raw.Server.GetMetrics(ctx, srv, hc.ServerGetMetricsOpts{
-		Types: []hc.ServerMetricType{"memory"}, Start: end.Add(-time.Minute), End: end,
-	}); !hc.IsError(err, hc.ErrorCodeInvalidInput) {
-		t.Fatalf("metrics of an unknown type: %v", err)
-	}
-}
-
 // TestConcurrentSnapshotAndDelete races a snapshot against deleting the
 // server and the snapshot: whatever wins, nothing is left half made.
 func TestConcurrentSnapshotAndDelete(t *testing.T) {

@@ -11,14 +11,21 @@ import (
 )
 
 // CPUFile names the file in a machine's folder (DataDir/machines/<server
-// name>/cpu) whose number, in percent, the fake reports as the server's CPU
-// use. Without it the machine is idle (0). Tests write it to make a machine
-// look busy; on Hetzner the value is measured.
+// name>/cpu) that holds the machine's CPU use in percent of the whole
+// machine (0 to 100). Without it the machine is idle (0). Tests write it to
+// make a machine look busy; on Hetzner the value is measured.
+//
+// The API reports it as Hetzner does: per vCPU, not normalised, so 100 is
+// one busy vCPU and a busy 2-vCPU machine reports 200.
 const CPUFile = "cpu"
 
-// maxMetricPoints bounds one time series, as Hetzner coarsens the step of
-// long periods.
-const maxMetricPoints = 1000
+// Hetzner's sample counts: without a step it picks one that gives at most
+// defaultMetricPoints samples, and it coarsens any step that would give
+// more than maxMetricPoints.
+const (
+	defaultMetricPoints = 200
+	maxMetricPoints     = 500
+)
 
 type metricSeriesJSON struct {
 	Values [][2]any `json:"values"`
@@ -75,32 +82,42 @@ func (c *Cloud) serverMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	span := int64(end.Sub(start) / time.Second)
-	step := max(1, span/100)
+	step := stepFor(span, defaultMetricPoints)
 	if s := q.Get("step"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 1 {
 			writeInvalid(w, "step", "step must be a positive number of seconds")
 			return
 		}
-		step = n
-	}
-	if span/step+1 > maxMetricPoints {
-		step = span/(maxMetricPoints-1) + 1
+		step = max(n, stepFor(span, maxMetricPoints))
 	}
 
 	c.mu.Lock()
 	s := c.st.server(id)
 	var dir string
+	var cores int
+	booted, running := c.booted[id]
 	if s != nil {
 		dir = c.machineDir(s.Name)
+		t, _ := findServerType(s.ServerType)
+		cores = t.cores
 	}
 	c.mu.Unlock()
 	if s == nil {
 		writeNotFound(w, "server", id)
 		return
 	}
-	cpu := c.readCPU(dir)
+	cpu := c.readCPU(dir) * float64(cores)
 
+	// A machine has figures only since it last booted: the samples of a
+	// window reaching back before that are missing, and a machine that is
+	// off has none.
+	var stamps []int64
+	for ts := start.Unix(); running && ts <= end.Unix(); ts += step {
+		if ts >= booted.Unix() {
+			stamps = append(stamps, ts)
+		}
+	}
 	series := map[string]metricSeriesJSON{}
 	for _, t := range types {
 		value := "0"
@@ -108,8 +125,8 @@ func (c *Cloud) serverMetrics(w http.ResponseWriter, r *http.Request) {
 			value = strconv.FormatFloat(cpu, 'f', -1, 64)
 		}
 		for _, name := range metricSeries[t] {
-			var values [][2]any
-			for ts := start.Unix(); ts <= end.Unix(); ts += step {
+			values := [][2]any{}
+			for _, ts := range stamps {
 				values = append(values, [2]any{float64(ts), value})
 			}
 			series[name] = metricSeriesJSON{Values: values}
@@ -120,6 +137,12 @@ func (c *Cloud) serverMetrics(w http.ResponseWriter, r *http.Request) {
 	}{metricsJSON{Start: start.UTC(), End: end.UTC(), Step: step, TimeSeries: series}})
 }
 
+// stepFor is the smallest step, in seconds, that cuts span into at most
+// points samples.
+func stepFor(span, points int64) int64 {
+	return max(1, (span+points-2)/(points-1))
+}
+
 // readCPU reads the machine's CPU file; missing or unreadable means idle.
 func (c *Cloud) readCPU(dir string) float64 {
 	b, err := os.ReadFile(filepath.Join(dir, CPUFile))
@@ -127,7 +150,7 @@ func (c *Cloud) readCPU(dir string) float64 {
 		return 0
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
-	if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+	if err != nil || v < 0 || v > 100 || math.IsNaN(v) {
 		c.log.Warn("cpu file does not hold a percentage; reporting 0", "file", filepath.Join(dir, CPUFile))
 		return 0
 	}

@@ -38,7 +38,6 @@ func (c *Cloud) serverView(s *serverRecord) serverJSON {
 		},
 		PrivateNet:      []any{},
 		ServerType:      t.json(),
-		Datacenter:      l.datacenterJSON(),
 		Location:        l.loc,
 		Image:           c.imageView(s.ImageID),
 		Locked:          c.serverBusy(s.ID),
@@ -382,6 +381,7 @@ func (c *Cloud) deleteServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prev := s.Status
+	c.cancelShutdown(id)
 	s.Status = "deleting"
 	a := c.startAction("delete_server", id, c.opts.ActionDuration, prev, func() error { return c.destroy(id) })
 	if err := c.persist(); err != nil {
@@ -415,14 +415,14 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request) {
 			s.Status = "starting"
 		}
 		a = c.startAction("start_server", id, d, prev, func() error { return c.boot(id) })
-	case "poweroff", "shutdown":
-		// A shutdown is an ACPI request on Hetzner; the local machines have
-		// no guest to ask, so both end the machine, keeping its folder.
+	case "poweroff":
 		if s.Status != "off" {
 			s.Status = "stopping"
 		}
-		name := map[string]string{"poweroff": "stop_server", "shutdown": "shutdown_server"}[command]
-		a = c.startAction(name, id, d, prev, func() error { return c.stop(id) })
+		a = c.startAction("stop_server", id, d, prev, func() error { return c.stop(id) })
+	case "shutdown":
+		// An ACPI request: the action only delivers it; see acpiShutdown.
+		a = c.startAction("shutdown_server", id, d, prev, func() error { return c.acpiShutdown(id) })
 	case "reboot", "reset":
 		if s.Status != "running" {
 			writeError(w, http.StatusConflict, "server_not_running", "the server is not running", nil)
@@ -439,6 +439,9 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("server action %q is not part of the local cloud's API", command), nil)
 		return
 	}
+	if command != "shutdown" {
+		c.cancelShutdown(id) // the new action decides the power state
+	}
 	if err := c.persist(); err != nil {
 		writeStateError(w, err)
 		return
@@ -453,12 +456,9 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request) {
 func (c *Cloud) setStatus(id int64, from, to string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return errClosed
-	}
-	s := c.st.server(id)
-	if s == nil {
-		return fmt.Errorf("server %d was deleted", id)
+	s, err := c.liveServer(id)
+	if err != nil {
+		return err
 	}
 	if s.Status == from {
 		s.Status = to
@@ -467,23 +467,32 @@ func (c *Cloud) setStatus(id int64, from, to string) error {
 	return nil
 }
 
+// liveServer is the server an action's effect is about, unless it was
+// deleted or the cloud is closing. Callers hold c.mu.
+func (c *Cloud) liveServer(id int64) (*serverRecord, error) {
+	if c.closed {
+		return nil, errClosed
+	}
+	s := c.st.server(id)
+	if s == nil {
+		return nil, fmt.Errorf("server %d was deleted", id)
+	}
+	return s, nil
+}
+
 // boot starts a server's machine unless it is running already. The machine
 // starts outside the lock (an sshd takes a moment); if the server was
 // deleted or the cloud closed meanwhile, the new machine is stopped again.
 func (c *Cloud) boot(id int64) error {
 	c.mu.Lock()
-	if c.closed {
+	s, err := c.liveServer(id)
+	if err != nil {
 		c.mu.Unlock()
-		return errClosed
-	}
-	s := c.st.server(id)
-	if s == nil {
-		c.mu.Unlock()
-		return fmt.Errorf("server %d was deleted", id)
+		return err
 	}
 	if c.machines[id] != nil {
 		s.Status = "running"
-		err := c.persist()
+		err = c.persist()
 		c.mu.Unlock()
 		return err
 	}
@@ -517,7 +526,7 @@ func (c *Cloud) boot(id int64) error {
 		}
 		return fmt.Errorf("server %d was deleted while it booted", id)
 	}
-	c.machines[id] = m
+	c.setMachine(id, m)
 	s.Status = "running"
 	c.log.Info("machine running", "server", s.Name, "addr", cfg.Addr)
 	return c.persist()
@@ -532,6 +541,7 @@ func (c *Cloud) stopMachine(id int64) error {
 	}
 	m := c.machines[id]
 	delete(c.machines, id)
+	delete(c.booted, id)
 	c.mu.Unlock()
 	if m == nil {
 		return nil

@@ -98,20 +98,6 @@ type locationJSON struct {
 	NetworkZone string  `json:"network_zone"`
 }
 
-type datacenterServerTypes struct {
-	Supported             []int64 `json:"supported"`
-	Available             []int64 `json:"available"`
-	AvailableForMigration []int64 `json:"available_for_migration"`
-}
-
-type datacenterJSON struct {
-	ID          int64                 `json:"id"`
-	Name        string                `json:"name"`
-	Description string                `json:"description"`
-	Location    locationJSON          `json:"location"`
-	ServerTypes datacenterServerTypes `json:"server_types"`
-}
-
 type protectionJSON struct {
 	Delete bool `json:"delete"`
 }
@@ -169,7 +155,6 @@ type serverJSON struct {
 	PublicNet       publicNetJSON        `json:"public_net"`
 	PrivateNet      []any                `json:"private_net"`
 	ServerType      serverTypeJSON       `json:"server_type"`
-	Datacenter      datacenterJSON       `json:"datacenter"`
 	Location        locationJSON         `json:"location"`
 	Image           *imageJSON           `json:"image"`
 	ISO             any                  `json:"iso"`

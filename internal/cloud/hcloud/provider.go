@@ -60,8 +60,9 @@ type Config struct {
 	Image         string
 	ImageSelector string
 
-	// PollInterval paces the polling of actions (growing up to ten times
-	// it) and the first retry of a failed request.
+	// PollInterval paces the polling of actions and of a server shutting
+	// down (growing up to ten times it) and the first retry of a failed
+	// request.
 	PollInterval time.Duration
 	// ShutdownTimeout bounds how long PowerOff waits for a graceful
 	// shutdown before it cuts the power.
@@ -420,38 +421,6 @@ func (p *Provider) powerOff(ctx context.Context, id int64) error {
 		return serverErr(fmt.Sprintf("power off server %s", srv.Name), err)
 	}
 	return p.wait(ctx, "power off server "+srv.Name, a)
-}
-
-// shutdown asks the server to shut down and waits up to ShutdownTimeout
-// for it to be off; false without an error means it is still on.
-func (p *Provider) shutdown(ctx context.Context, srv *hc.Server) (bool, error) {
-	a, _, err := p.client.Server.Shutdown(ctx, srv)
-	if err != nil {
-		return false, serverErr("shut down server "+srv.Name, err)
-	}
-	if err := p.wait(ctx, "shut down server "+srv.Name, a); err != nil {
-		return false, err
-	}
-	deadline := time.NewTimer(p.cfg.ShutdownTimeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(p.cfg.PollInterval)
-	defer tick.Stop()
-	for {
-		cur, err := p.get(ctx, srv.ID)
-		if err != nil {
-			return false, err
-		}
-		if cur.Status == hc.ServerStatusOff {
-			return true, nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, fmt.Errorf("wait for server %s to shut down: %w", srv.Name, ctx.Err())
-		case <-deadline.C:
-			return false, nil
-		case <-tick.C:
-		}
-	}
 }
 
 // Delete deletes the server, then the SSH key registered for its lease. A

@@ -29,6 +29,11 @@ import (
 //     pause depends on the attempt count alone (it cannot honour
 //     RateLimit-Reset), it does not retry 423 or 503, and it resends POSTs
 //     after timeouts, which would take a second snapshot.
+//   - Pacing (budget): Hetzner's rate limit is a bucket of 3600 requests
+//     that refills by one a second. Every answer's RateLimit-* headers say
+//     what is left; once less than a tenth is, requests are spaced by the
+//     time the bucket takes to refill one, so the gateway slows down
+//     before Hetzner answers 429 instead of after.
 //   - Operations (retryOp): create, power on/off, delete and snapshot check
 //     the server's state before acting, so when an action fails or the API
 //     stays unavailable the whole operation is run again.
@@ -84,6 +89,7 @@ type retryTransport struct {
 	retry   Retry
 	backoff hc.BackoffFunc
 	clock   lease.Clock // reads RateLimit-Reset, a wall-clock time
+	budget  budget
 	log     *slog.Logger
 }
 
@@ -93,7 +99,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	replayable := !hasBody || req.GetBody != nil
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
+		if err := t.pace(ctx); err != nil {
+			return nil, err
+		}
 		resp, err := t.attempt(req, attempt, hasBody)
+		if resp != nil {
+			t.budget.note(resp.Header, t.clock.Now())
+		}
 		wait, reason := t.verdict(req, resp, err, attempt)
 		if reason == "" || !replayable || ctx.Err() != nil {
 			return resp, err

@@ -122,7 +122,7 @@ func (p *Provider) waitImage(ctx context.Context, id int64) (*hc.Image, error) {
 			return nil, fmt.Errorf("wait for snapshot %d: still being created: %w", id, ctx.Err())
 		case <-timer.C:
 		}
-		delay = min(delay*3/2, 10*p.cfg.PollInterval)
+		delay = p.slower(delay)
 	}
 }
 

@@ -20,17 +20,27 @@ import (
 const cpuSamples = 60
 
 // CPUUsage is the server's average CPU use over the window ending now, in
-// percent as Hetzner's "cpu" metric reports it. A server without any
-// figures in the window yet is an error, not zero: nobody knows it is idle.
+// percent of the whole machine (0 to 100). Hetzner's "cpu" metric is not
+// normalised: it counts per vCPU, so 100 is one busy vCPU and a busy
+// 2-vCPU server reports 200; CPUUsage divides by the server type's vCPUs.
+// A server without any figures in the window yet (just booted, or off) is
+// an error, not zero: nobody knows it is idle.
 func (p *Provider) CPUUsage(ctx context.Context, id int64, window time.Duration) (float64, error) {
 	op := fmt.Sprintf("read CPU use of server %d", id)
 	if window < time.Second {
 		return 0, fmt.Errorf("%s: the window %s is shorter than a second", op, window)
 	}
+	srv, err := p.get(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
+	}
+	if srv.ServerType == nil || srv.ServerType.Cores < 1 {
+		return 0, fmt.Errorf("%s: Hetzner reports no vCPU count for its server type", op)
+	}
 	end := p.cfg.Clock.Now().UTC().Truncate(time.Second)
 	start := end.Add(-window)
 	step := max(1, int(window/time.Second)/cpuSamples)
-	m, _, err := p.client.Server.GetMetrics(ctx, &hc.Server{ID: id}, hc.ServerGetMetricsOpts{
+	m, _, err := p.client.Server.GetMetrics(ctx, srv, hc.ServerGetMetricsOpts{
 		Types: []hc.ServerMetricType{hc.ServerMetricCPU}, Start: start, End: end, Step: step,
 	})
 	if err != nil {
@@ -49,14 +59,15 @@ func (p *Provider) CPUUsage(ctx context.Context, id int64, window time.Duration)
 	if n == 0 {
 		return 0, fmt.Errorf("%s: Hetzner has no CPU figures for the last %s yet", op, window)
 	}
-	return sum / float64(n), nil
+	return sum / float64(n) / float64(srv.ServerType.Cores), nil
 }
 
-// Prices reads what Hetzner charges, gross, for serverType in location and
-// for snapshots.
+// Prices reads what Hetzner charges, gross, for serverType in location, for
+// the server's primary IPv4 address there (billed apart from the server
+// type), and for snapshots.
 func (p *Provider) Prices(ctx context.Context, serverType, location string) (lease.Prices, error) {
 	op := fmt.Sprintf("read prices of %s in %s", serverType, location)
-	pr, _, err := p.client.Pricing.Get(ctx)
+	pr, err := p.pricing(ctx)
 	if err != nil {
 		return lease.Prices{}, explain(op, err)
 	}
@@ -80,16 +91,59 @@ func (p *Provider) Prices(ctx context.Context, serverType, location string) (lea
 			if err != nil {
 				return lease.Prices{}, fmt.Errorf("%s: monthly price: %w", op, err)
 			}
+			ipv4Hourly, ipv4Monthly, err := primaryIPv4Price(pr, location)
+			if err != nil {
+				return lease.Prices{}, fmt.Errorf("%s: %w", op, err)
+			}
 			return lease.Prices{
 				Currency:           pr.Currency,
 				ServerHourly:       hourly,
 				ServerMonthly:      monthly,
+				IPv4Hourly:         ipv4Hourly,
+				IPv4Monthly:        ipv4Monthly,
 				SnapshotPerGBMonth: snapshot,
 			}, nil
 		}
 		return lease.Prices{}, fmt.Errorf("%s: Hetzner does not offer %s in %s; choose another location or server type", op, serverType, location)
 	}
 	return lease.Prices{}, fmt.Errorf("%s: Hetzner lists no server type %q; check the server type setting", op, serverType)
+}
+
+// pricing reads the price list. hcloud-go (v2.52) panics on a list with
+// more primary IP types than floating IP types (it sizes one list by the
+// other); Hetzner lists the same types in both, but a change there must
+// not bring the gateway down.
+func (p *Provider) pricing(ctx context.Context) (pr hc.Pricing, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("hcloud-go could not read Hetzner's price list: %v", r)
+		}
+	}()
+	pr, _, err = p.client.Pricing.Get(ctx)
+	return pr, err
+}
+
+// primaryIPv4Price is what a primary IPv4 address costs in location, per
+// hour and per month (the cap), gross.
+func primaryIPv4Price(pr hc.Pricing, location string) (hourly, monthly float64, err error) {
+	for _, ip := range pr.PrimaryIPs {
+		if ip.Type != string(hc.PrimaryIPTypeIPv4) {
+			continue
+		}
+		for _, lp := range ip.Pricings {
+			if lp.Location != location {
+				continue
+			}
+			if hourly, err = gross(hc.Price{Gross: lp.Hourly.Gross}); err != nil {
+				return 0, 0, fmt.Errorf("hourly price of a primary IPv4 address: %w", err)
+			}
+			if monthly, err = gross(hc.Price{Gross: lp.Monthly.Gross}); err != nil {
+				return 0, 0, fmt.Errorf("monthly price of a primary IPv4 address: %w", err)
+			}
+			return hourly, monthly, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("Hetzner lists no price for a primary IPv4 address in %s", location)
 }
 
 func gross(pr hc.Price) (float64, error) {

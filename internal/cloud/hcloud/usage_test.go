@@ -1,6 +1,7 @@
 package hcloud_test
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
@@ -54,6 +57,13 @@ func TestCPUUsage(t *testing.T) {
 	if got, err := p.CPUUsage(ctx, srv.ID, 10*time.Minute); err != nil || math.Abs(got-87.5) > 1e-9 {
 		t.Fatalf("cpu of a busy machine: %v, %v; want 87.5", got, err)
 	}
+	// Hetzner counts per vCPU: the cx23's two report 175.
+	m, _, err := e.raw.Server.GetMetrics(ctx, &hc.Server{ID: srv.ID}, hc.ServerGetMetricsOpts{
+		Types: []hc.ServerMetricType{hc.ServerMetricCPU}, Start: now.Add(-time.Minute), End: now,
+	})
+	if err != nil || len(m.TimeSeries["cpu"]) == 0 || m.TimeSeries["cpu"][0].Value != "175" {
+		t.Fatalf("the API's cpu figures: %+v, %v; want 175", m, err)
+	}
 
 	mu.Lock()
 	last := queries[len(queries)-1]
@@ -70,6 +80,13 @@ func TestCPUUsage(t *testing.T) {
 	if _, err := p.CPUUsage(ctx, srv.ID, 0); err == nil {
 		t.Fatal("cpu over an empty window was accepted")
 	}
+	// A machine that is off has no figures: not idle, unknown.
+	if err := p.PowerOff(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.CPUUsage(ctx, srv.ID, 5*time.Minute); err == nil || !strings.Contains(err.Error(), "no CPU figures") {
+		t.Fatalf("cpu of a machine that is off: %v, %v; want an error", got, err)
+	}
 }
 
 func TestPrices(t *testing.T) {
@@ -85,6 +102,10 @@ func TestPrices(t *testing.T) {
 	if got.Currency != "EUR" || !near(got.ServerMonthly, 3.49*1.19) || !near(got.ServerHourly, 3.49*1.19/730) ||
 		!near(got.SnapshotPerGBMonth, 0.011*1.19) {
 		t.Fatalf("prices of cx23 in fsn1 = %+v", got)
+	}
+	// Its primary IPv4 address, billed apart: 0.50 EUR a month net.
+	if !near(got.IPv4Monthly, 0.50*1.19) || !near(got.IPv4Hourly, 0.50*1.19/730) {
+		t.Fatalf("primary IPv4 prices in fsn1 = %v per hour, %v per month", got.IPv4Hourly, got.IPv4Monthly)
 	}
 	// Cross-check with what the API itself reports.
 	pr, _, err := e.raw.Pricing.Get(ctx)
@@ -103,5 +124,33 @@ func TestPrices(t *testing.T) {
 	}
 	if _, err := e.p.Prices(ctx, "cx23", "mars1"); err == nil || !strings.Contains(err.Error(), "does not offer cx23 in mars1") {
 		t.Errorf("prices in an unknown location: %v", err)
+	}
+}
+
+// TestPricesSurviveAnOddPriceList: hcloud-go panics on a price list with
+// more primary IP types than floating IP types; the gateway reports an
+// error instead of going down.
+func TestPricesSurviveAnOddPriceList(t *testing.T) {
+	t.Parallel()
+	e, ctx := newEnv(t, 10*time.Second)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/pricing" {
+			e.cloud.Handler().ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		e.cloud.Handler().ServeHTTP(rec, r)
+		var body map[string]map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Error(err)
+		}
+		body["pricing"]["floating_ips"] = []any{}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(body)
+	}))
+	defer ts.Close()
+	p := newProvider(t, ts.URL+"/v1", e.cloud.Token())
+	if _, err := p.Prices(ctx, "cx23", "fsn1"); err == nil || !strings.Contains(err.Error(), "could not read Hetzner's price list") {
+		t.Fatalf("prices from an odd price list: %v", err)
 	}
 }

@@ -1,0 +1,54 @@
+package localcloud_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
+)
+
+// TestServerHasNoDatacenter: Hetzner removed the datacenter from server
+// answers in July 2026; the fake leaves it out too, and hcloud-go still
+// knows where the server is, from its location.
+func TestServerHasNoDatacenter(t *testing.T) {
+	ctx := testkit.Context(t, 20*time.Second)
+	port := testkit.FreePort(t)
+	cloud := startCloud(t, t.TempDir(), port)
+	raw := rawClient(cloud.Endpoint(), cloud.Token())
+	spec, _ := newSpec(t, "dc1", port)
+	res, _, err := raw.Server.Create(ctx, hc.ServerCreateOpts{
+		Name: spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"},
+		Location: &hc.Location{Name: "nbg1"}, UserData: spec.UserData,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Action.WaitFor(ctx, append(res.NextActions, res.Action)...); err != nil {
+		t.Fatal(err)
+	}
+
+	r := httptest.NewRequest(http.MethodGet, "/v1/servers/"+strconv.FormatInt(res.Server.ID, 10), nil)
+	r.Header.Set("Authorization", "Bearer "+cloud.Token())
+	w := httptest.NewRecorder()
+	cloud.Handler().ServeHTTP(w, r)
+	var body struct {
+		Server map[string]json.RawMessage `json:"server"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Server == nil {
+		t.Fatalf("server answer %s: %v", w.Body.String(), err)
+	}
+	if dc, ok := body.Server["datacenter"]; ok {
+		t.Errorf("the server answer carries a datacenter: %s", dc)
+	}
+
+	s, _, err := raw.Server.GetByID(ctx, res.Server.ID)
+	if err != nil || s == nil || s.Location == nil || s.Location.Name != "nbg1" {
+		t.Fatalf("hcloud-go reads the server as %+v, %v; want location nbg1", s, err)
+	}
+}
