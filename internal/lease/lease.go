@@ -135,6 +135,10 @@ type CreateSpec struct {
 	// ImageID restores a hibernated machine from its snapshot; zero means
 	// the provider's configured image.
 	ImageID int64
+	// Progress, if not nil, tells the person waiting what the provider
+	// does that they would otherwise wonder about (a sold-out server type
+	// it moves away from).
+	Progress func(format string, args ...any)
 }
 
 // Image is a snapshot the gateway took of a hibernated machine.
