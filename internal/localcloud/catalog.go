@@ -25,6 +25,7 @@ type catalogServerType struct {
 	arch         string
 	cpuType      string
 	monthlyNet   float64 // EUR per month, without VAT
+	deprecated   bool    // in every location; see deprecation
 }
 
 var serverTypes = []catalogServerType{
@@ -33,6 +34,30 @@ var serverTypes = []catalogServerType{
 	{id: 106, name: "cx43", description: "CX43", category: "cost_optimized", cores: 8, memory: 16, disk: 160, arch: "x86", cpuType: "shared", monthlyNet: 9.49},
 	{id: 108, name: "cpx22", description: "CPX22", category: "regular_purpose", cores: 2, memory: 4, disk: 80, arch: "x86", cpuType: "shared", monthlyNet: 5.99},
 	{id: 45, name: "cax11", description: "CAX11", category: "cost_optimized", cores: 2, memory: 4, disk: 40, arch: "arm", cpuType: "shared", monthlyNet: 3.79},
+	{id: 22, name: "cx22", description: "CX22", category: "cost_optimized", cores: 2, memory: 4, disk: 40, arch: "x86", cpuType: "shared", monthlyNet: 3.79, deprecated: true},
+}
+
+// Hetzner announced the deprecation of the CX Gen2 types (cx22 and
+// family) on 2025-10-16 (docs.hetzner.cloud/changelog). The fake keeps
+// selling cx22 until the first day of the month after next by its own
+// clock, so a deprecated type still on sale is always there to test.
+var deprecationAnnounced = time.Date(2025, 10, 16, 0, 0, 0, 0, time.UTC)
+
+type deprecationJSON struct {
+	Announced        time.Time `json:"announced"`
+	UnavailableAfter time.Time `json:"unavailable_after"`
+}
+
+// deprecation is a deprecated type's deprecation at now; nil otherwise.
+func (t catalogServerType) deprecation(now time.Time) *deprecationJSON {
+	if !t.deprecated {
+		return nil
+	}
+	now = now.UTC()
+	return &deprecationJSON{
+		Announced:        deprecationAnnounced,
+		UnavailableAfter: time.Date(now.Year(), now.Month()+2, 1, 0, 0, 0, 0, time.UTC),
+	}
 }
 
 type catalogLocation struct {
@@ -94,15 +119,19 @@ func (t catalogServerType) prices() []serverTypePrice {
 	return out
 }
 
-func (t catalogServerType) json() serverTypeJSON {
-	deprecated := false
+// json is the type as the API shows it at now.
+func (t catalogServerType) json(now time.Time) serverTypeJSON {
+	deprecated := t.deprecated
 	j := serverTypeJSON{
 		ID: t.id, Name: t.name, Description: t.description, Category: t.category,
 		Cores: t.cores, Memory: t.memory, Disk: t.disk, Deprecated: &deprecated,
 		Prices: t.prices(), StorageType: "local", CPUType: t.cpuType, Architecture: t.arch,
 	}
+	// A nil *deprecationJSON encodes as null: not deprecated.
+	d := t.deprecation(now)
+	j.Deprecation = d
 	for _, l := range locations {
-		j.Locations = append(j.Locations, serverTypeLocation{ID: l.loc.ID, Name: l.loc.Name})
+		j.Locations = append(j.Locations, serverTypeLocation{ID: l.loc.ID, Name: l.loc.Name, Deprecation: d})
 	}
 	return j
 }
@@ -150,6 +179,22 @@ func findServerType(idOrName string) (catalogServerType, bool) {
 		}
 	}
 	return catalogServerType{}, false
+}
+
+func serverTypeNames() []string {
+	var out []string
+	for _, t := range serverTypes {
+		out = append(out, t.name)
+	}
+	return out
+}
+
+func locationNames() []string {
+	var out []string
+	for _, l := range locations {
+		out = append(out, l.loc.Name)
+	}
+	return out
 }
 
 func findLocation(idOrName string) (catalogLocation, bool) {
@@ -219,17 +264,17 @@ func pricing() pricingJSON {
 	return p
 }
 
-func listServerTypes(w http.ResponseWriter, r *http.Request) {
+func (c *Cloud) listServerTypes(w http.ResponseWriter, r *http.Request) {
 	var list []serverTypeJSON
 	for _, t := range serverTypes {
 		if name := r.URL.Query().Get("name"); name == "" || name == t.name {
-			list = append(list, t.json())
+			list = append(list, t.json(c.now()))
 		}
 	}
 	writePage(w, r, "server_types", list)
 }
 
-func getServerType(w http.ResponseWriter, r *http.Request) {
+func (c *Cloud) getServerType(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r, "id")
 	if !ok {
 		return
@@ -241,7 +286,7 @@ func getServerType(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, struct {
 		ServerType serverTypeJSON `json:"server_type"`
-	}{t.json()})
+	}{t.json(c.now())})
 }
 
 func listLocations(w http.ResponseWriter, r *http.Request) {

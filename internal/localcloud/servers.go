@@ -37,7 +37,7 @@ func (c *Cloud) serverView(s *serverRecord) serverJSON {
 			Firewalls:   []any{},
 		},
 		PrivateNet:      []any{},
-		ServerType:      t.json(),
+		ServerType:      t.json(c.now()),
 		Datacenter:      l.datacenterJSON(),
 		Location:        l.loc,
 		Image:           c.imageView(s.ImageID),
@@ -120,7 +120,7 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	plan, ok := c.planServer(w, req)
-	if !ok {
+	if !ok || c.refuseSoldOut(w, plan) {
 		return
 	}
 	// A server made from a snapshot starts with the snapshot's home. The
