@@ -2,7 +2,10 @@ package hcloud_test
 
 import (
 	"fmt"
+	"net/http"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -124,5 +127,28 @@ func TestCreateSkipsPairsNoLongerOnSale(t *testing.T) {
 	}
 	if srv.ServerType != "cx23" || srv.Location != "nbg1" || len(told.get()) != 0 {
 		t.Errorf("server is %s in %s after %q, want cx23 in nbg1 at once", srv.ServerType, srv.Location, told.get())
+	}
+}
+
+// TestCreateRefusalsNameTheFix: Hetzner's refusals of a create that no
+// other pair would change end it at once, with a sentence naming the fix.
+func TestCreateRefusalsNameTheFix(t *testing.T) {
+	t.Parallel()
+	e, ctx := newEnv(t, 30*time.Second)
+	p := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) { c.Locations = []string{"fsn1", "nbg1"} })
+	postServers := route{http.MethodPost, regexp.MustCompile(`^/v1/servers$`)}
+	for code, says := range map[string]string{
+		"resource_limit_exceeded": "the Hetzner project has reached its limit (test fault: resource_limit_exceeded): delete servers, snapshots or keys it no longer needs, or ask Hetzner to raise the project's limits",
+		"invalid_server_type":     "Hetzner will not use this server type (test fault: invalid_server_type): it does not fit or is deprecated; choose another --server-type",
+	} {
+		var posts hits
+		e.faults.onRequest(failAll(&posts, postServers, http.StatusForbidden, code))
+		_, err := p.Create(ctx, newPerson(t, "refused-"+strings.ReplaceAll(code, "_", "-"), e.port).spec)
+		if err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("%s: %v\nwant it to say %s", code, err, says)
+		}
+		if posts.count() != 1 {
+			t.Errorf("%s: the create was sent %d times, want once", code, posts.count())
+		}
 	}
 }

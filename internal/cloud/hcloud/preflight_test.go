@@ -34,7 +34,9 @@ func TestPreflight(t *testing.T) {
 		warns string
 	}{
 		{name: "good", tweak: func(*hcloud.Config) {}},
-		{name: "lists", tweak: func(c *hcloud.Config) { c.ServerTypes, c.Locations = []string{"cx23", "cx33"}, []string{"fsn1", "nbg1", "hel1"} }},
+		{name: "lists", tweak: func(c *hcloud.Config) {
+			c.ServerTypes, c.Locations = []string{"cx23", "cx33"}, []string{"fsn1", "nbg1", "hel1"}
+		}},
 		{name: "infect image", tweak: func(c *hcloud.Config) { c.ImageSelector, c.Image = "", "debian-12" }},
 		{name: "image by id", tweak: func(c *hcloud.Config) { c.ImageSelector, c.Image = "", "1" }},
 		{name: "wrong token", tweak: func(c *hcloud.Config) { c.Token = "revoked" }, bad: "API", says: "refused the token (401): check HCLOUD_TOKEN"},
