@@ -101,8 +101,12 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return err
 	}
 	defer closeCloud()
-	if err := preflight.Problems(preflight.CloudChecks(ctx, provider)); err != nil {
+	checks := preflight.CloudChecks(ctx, provider)
+	if err := preflight.Problems(checks); err != nil {
 		return err
+	}
+	for _, w := range preflight.Warnings(checks) {
+		log.Warn("preflight: " + w)
 	}
 
 	// One pool of machine connections: the lease manager checks machines
@@ -120,7 +124,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		},
 		Machine: lease.MachineSpec{
 			User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),
-			ServerType: cfg.ServerType, Location: cfg.Location, Infect: cfg.Infect(),
+			ServerTypes: cfg.ServerTypes(), Locations: cfg.Locations(), Infect: cfg.Infect(),
 		},
 		OperationTimeout: cfg.OperationTimeout(),
 		Logger:           log,
@@ -213,7 +217,7 @@ func runPreflight(ctx context.Context, cfg config.Config, out, logOut io.Writer)
 func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(), error) {
 	pc := hcloud.Config{
 		Token: cfg.HCloudToken, Endpoint: cfg.HCloudEndpoint, Gateway: cfg.GatewayName,
-		ServerType: cfg.ServerType, Location: cfg.Location,
+		ServerTypes: cfg.ServerTypes(), Locations: cfg.Locations(),
 		Image: cfg.Image, ImageSelector: cfg.SnapshotSelector(),
 		Logger: log,
 	}

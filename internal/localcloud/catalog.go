@@ -119,8 +119,9 @@ func (t catalogServerType) prices() []serverTypePrice {
 	return out
 }
 
-// json is the type as the API shows it at now.
-func (t catalogServerType) json(now time.Time) serverTypeJSON {
+// serverTypeView is the type as the API shows it now: deprecated or not,
+// and available (not sold out, see capacity) in each location or not.
+func (c *Cloud) serverTypeView(t catalogServerType) serverTypeJSON {
 	deprecated := t.deprecated
 	j := serverTypeJSON{
 		ID: t.id, Name: t.name, Description: t.description, Category: t.category,
@@ -128,10 +129,15 @@ func (t catalogServerType) json(now time.Time) serverTypeJSON {
 		Prices: t.prices(), StorageType: "local", CPUType: t.cpuType, Architecture: t.arch,
 	}
 	// A nil *deprecationJSON encodes as null: not deprecated.
-	d := t.deprecation(now)
+	d := t.deprecation(c.now())
 	j.Deprecation = d
+	sold, _ := c.opts.Faults.(capacity)
 	for _, l := range locations {
-		j.Locations = append(j.Locations, serverTypeLocation{ID: l.loc.ID, Name: l.loc.Name, Deprecation: d})
+		available := sold == nil || !sold.SoldOut(t.name, l.loc.Name)
+		j.Locations = append(j.Locations, serverTypeLocation{
+			ID: l.loc.ID, Name: l.loc.Name, Deprecation: d,
+			Available: available, Recommended: available && !t.deprecated,
+		})
 	}
 	return j
 }
@@ -268,7 +274,7 @@ func (c *Cloud) listServerTypes(w http.ResponseWriter, r *http.Request) {
 	var list []serverTypeJSON
 	for _, t := range serverTypes {
 		if name := r.URL.Query().Get("name"); name == "" || name == t.name {
-			list = append(list, t.json(c.now()))
+			list = append(list, c.serverTypeView(t))
 		}
 	}
 	writePage(w, r, "server_types", list)
@@ -286,7 +292,7 @@ func (c *Cloud) getServerType(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, struct {
 		ServerType serverTypeJSON `json:"server_type"`
-	}{t.json(c.now())})
+	}{c.serverTypeView(t)})
 }
 
 func listLocations(w http.ResponseWriter, r *http.Request) {

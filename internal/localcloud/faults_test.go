@@ -189,12 +189,16 @@ func TestSoldOutPair(t *testing.T) {
 	if list, _ := raw.Server.All(ctx); len(list) != 0 {
 		t.Fatalf("a refused create left servers %v", list)
 	}
+	st, _, err := raw.ServerType.GetByName(ctx, "cx23")
+	if err != nil || len(st.Locations) != 3 || st.Locations[0].Available || !st.Locations[1].Available {
+		t.Fatalf("cx23 is offered as %+v (%v); want it sold out in fsn1 only", st.Locations, err)
+	}
 	opts.Location = &hc.Location{Name: "nbg1"}
 	res, _, err := raw.Server.Create(ctx, opts)
 	if err != nil || res.Server.Location.Name != "nbg1" {
 		t.Fatalf("create in another location: %+v, %v", res.Server, err)
 	}
-	v.report(t, []string{"POST /servers 412", "POST /servers 201"})
+	v.report(t, []string{"POST /servers 412", "POST /servers 201", "GET /server_types 200"})
 }
 
 // failActions lets requests through and fails every action.

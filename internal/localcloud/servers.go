@@ -37,7 +37,7 @@ func (c *Cloud) serverView(s *serverRecord) serverJSON {
 			Firewalls:   []any{},
 		},
 		PrivateNet:      []any{},
-		ServerType:      t.json(c.now()),
+		ServerType:      c.serverTypeView(t),
 		Datacenter:      l.datacenterJSON(),
 		Location:        l.loc,
 		Image:           c.imageView(s.ImageID),

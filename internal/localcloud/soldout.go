@@ -3,7 +3,8 @@ package localcloud
 import "net/http"
 
 // capacity is what Faults may implement to sell out server types in
-// locations (RandomFaults does).
+// locations (RandomFaults does). It may be called with the cloud's lock
+// held, so it must not call the cloud.
 type capacity interface {
 	SoldOut(serverType, location string) bool
 }

@@ -152,3 +152,30 @@ func TestCreateRefusalsNameTheFix(t *testing.T) {
 		}
 	}
 }
+
+// TestPreflightSoldOut: a sold-out pair is a warning, never a problem:
+// stock changes by the hour, and creates move on past it.
+func TestPreflightSoldOut(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		locations []string
+		says      string
+	}{
+		{[]string{"fsn1", "nbg1"}, "Hetzner has sold out cx23 in fsn1 right now: new machines go to the next pair in order"},
+		{[]string{"fsn1"}, "Hetzner has sold out cx23 in fsn1 right now: new machines cannot be created until it has room again"},
+	} {
+		_, p := soldOutEnv(t, []string{"cx23@fsn1"}, []string{"cx23"}, tc.locations)
+		var warned []string
+		for _, c := range p.Preflight(testkit.Context(t, 30*time.Second)) {
+			if !c.OK() {
+				t.Errorf("%v: %s: %s", tc.locations, c.Name, c.Problem)
+			}
+			if c.Warning != "" {
+				warned = append(warned, c.Name+": "+c.Warning)
+			}
+		}
+		if len(warned) != 1 || !strings.HasPrefix(warned[0], "stock: "+tc.says) {
+			t.Errorf("%v: warnings %q, want one saying %q", tc.locations, warned, tc.says)
+		}
+	}
+}

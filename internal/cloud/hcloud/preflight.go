@@ -87,15 +87,15 @@ func (p *Provider) checkServerTypes(byName map[string]*hc.ServerType) (preflight
 }
 
 // checkPairs looks at every pair the gateway may create servers on and
-// returns those that can take one now. A pair that cannot is a warning
-// while another can (creates skip it), a problem when none can; a
-// deprecated type still on sale is a warning naming its last day and a
-// type to choose instead.
+// returns those on sale. A pair that is not is a warning while another is
+// (creates skip it), a problem when none is; a deprecated type still on
+// sale is a warning naming its last day and a type to choose instead, and
+// a pair sold out right now is a warning.
 func (p *Provider) checkPairs(byName map[string]*hc.ServerType, all []*hc.ServerType) ([]pair, []preflight.Check) {
 	const name = "pairs"
 	now := p.cfg.Clock.Now()
 	var serving []pair
-	var notes []string
+	var notes, soldOut []string
 	var checks []preflight.Check
 	for _, pr := range p.pairs() {
 		st := byName[pr.serverType]
@@ -111,17 +111,29 @@ func (p *Provider) checkPairs(byName map[string]*hc.ServerType, all []*hc.Server
 			checks = append(checks, preflight.Warned("deprecation", "%s is deprecated: Hetzner stops selling it after %s; %s",
 				pr, day(loc.UnavailableAfter()), insteadOf(st, pr.location, all)))
 		}
+		if !loc.Available {
+			soldOut = append(soldOut, pr.String())
+		}
 		serving = append(serving, pr)
 	}
-	if len(notes) == 0 {
-		return serving, checks
-	}
-	if len(serving) == 0 {
+	switch {
+	case len(serving) == 0:
 		return nil, append(checks, preflight.Failed(name, "no configured server type can be created in a configured location (%s): choose another --server-type or --location",
 			strings.Join(notes, "; ")))
+	case len(notes) > 0:
+		checks = append(checks, preflight.Warned(name, "%s; new machines go to the other pairs: remove these from --server-type or --location",
+			strings.Join(notes, "; ")))
 	}
-	return serving, append(checks, preflight.Warned(name, "%s; new machines go to the other pairs: remove these from --server-type or --location",
-		strings.Join(notes, "; ")))
+	// Stock changes by the hour, so a sold-out pair never stops the
+	// gateway: creates try it, and move on.
+	switch {
+	case len(soldOut) == len(serving):
+		checks = append(checks, preflight.Warned("stock", "Hetzner has sold out %s right now: new machines cannot be created until it has room again; add server types or locations to --server-type and --location",
+			strings.Join(soldOut, ", ")))
+	case len(soldOut) > 0:
+		checks = append(checks, preflight.Warned("stock", "Hetzner has sold out %s right now: new machines go to the next pair in order", strings.Join(soldOut, ", ")))
+	}
+	return serving, checks
 }
 
 // insteadOf suggests the cheapest type, not deprecated in location, of
