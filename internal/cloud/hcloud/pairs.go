@@ -32,10 +32,12 @@ func (p *Provider) pairs() []pair {
 }
 
 // placeable is pairs less those Hetzner does not offer or no longer sells
-// (preflight warned of them), so a create does not end at one. When the
-// server types cannot be read, or no pair is left, every pair is tried
-// and Hetzner's answers tell.
-func (p *Provider) placeable(ctx context.Context) []pair {
+// (preflight warned of them), so a create does not end at one, and less
+// those whose disk is smaller than minDisk GB: a snapshot of a machine
+// that went to a bigger type boots only on a type as big. When the server
+// types cannot be read, or no pair is left, every pair is tried and
+// Hetzner's answers tell.
+func (p *Provider) placeable(ctx context.Context, minDisk float32) []pair {
 	all := p.pairs()
 	types, err := p.client.ServerType.All(ctx)
 	if err != nil {
@@ -46,7 +48,8 @@ func (p *Provider) placeable(ctx context.Context) []pair {
 	now := p.cfg.Clock.Now()
 	var out []pair
 	for _, pr := range all {
-		if loc := offer(byName[pr.serverType], pr.location); loc != nil && !gone(loc, now) {
+		st := byName[pr.serverType]
+		if loc := offer(st, pr.location); loc != nil && !gone(loc, now) && float32(st.Disk) >= minDisk {
 			out = append(out, pr)
 		}
 	}
@@ -92,7 +95,7 @@ func soldOut(err error) bool {
 // turn, moving on while a pair is sold out and telling spec.Progress so.
 // Any other error ends it at once; Hetzner's own error stays reachable.
 func (p *Provider) createOnPairs(ctx context.Context, spec lease.CreateSpec, opts hc.ServerCreateOpts) (hc.ServerCreateResult, error) {
-	pairs := p.placeable(ctx)
+	pairs := p.placeable(ctx, opts.Image.DiskSize)
 	var tried []string
 	var last error
 	for i, pr := range pairs {

@@ -179,3 +179,35 @@ func TestPreflightSoldOut(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreNeedsABigEnoughDisk: a machine that went to a bigger type
+// because the cheap one was sold out is restored from its snapshot on a
+// type whose disk holds it, not on the cheap one first in order.
+func TestRestoreNeedsABigEnoughDisk(t *testing.T) {
+	t.Parallel()
+	types := []string{"cx23", "cx33"}
+	e, p := soldOutEnv(t, []string{"cx23@fsn1"}, types, []string{"fsn1"})
+	ctx := testkit.Context(t, 30*time.Second)
+	who := newPerson(t, "restore1", e.port)
+	srv, err := p.Create(ctx, who.spec)
+	if err != nil || srv.ServerType != "cx33" {
+		t.Fatalf("create: %s, %v; want cx33", srv.ServerType, err)
+	}
+	if err := p.PowerOff(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	im, err := p.Snapshot(ctx, srv.ID, "restore1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Delete(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	// cx23 is on sale in nbg1, but its 40 GB disk cannot hold cx33's 80.
+	elsewhere := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) { c.ServerTypes, c.Locations = types, []string{"nbg1"} })
+	who.spec.ImageID = im.ID
+	back, err := elsewhere.Create(ctx, who.spec)
+	if err != nil || back.ServerType != "cx33" || back.Location != "nbg1" {
+		t.Fatalf("restore: %s in %s, %v; want cx33 in nbg1", back.ServerType, back.Location, err)
+	}
+}

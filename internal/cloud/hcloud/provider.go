@@ -312,7 +312,7 @@ func (p *Provider) bootImage(ctx context.Context, spec lease.CreateSpec) (*hc.Im
 	if im.Status != hc.ImageStatusAvailable {
 		return nil, fmt.Errorf("create server: snapshot %d is %s, not available yet; try again once it is", spec.ImageID, im.Status)
 	}
-	return &hc.Image{ID: im.ID}, nil
+	return im, nil // its disk size rules out smaller server types
 }
 
 // image picks what servers boot from: the newest available snapshot
@@ -329,7 +329,7 @@ func (p *Provider) image(ctx context.Context) (*hc.Image, error) {
 			// pinned host key.
 			return nil, errors.New("find machine image: " + noSnapshot(p.cfg.ImageSelector))
 		}
-		return &hc.Image{ID: newestImage(list).ID}, nil
+		return newestImage(list), nil
 	}
 	if id, err := strconv.ParseInt(p.cfg.Image, 10, 64); err == nil {
 		return &hc.Image{ID: id}, nil
