@@ -1,7 +1,6 @@
 package localcloud_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -160,29 +159,34 @@ func TestParseFaults(t *testing.T) {
 	}
 }
 
+// validatedCloud starts a local cloud with faults whose answers a
+// validator checks against the API description, and a client of it.
+func validatedCloud(t *testing.T, port int, faults localcloud.Faults) (*validator, *hc.Client) {
+	t.Helper()
+	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: faults, Logger: testkit.Log(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cloud.Close() })
+	v := newValidator(t, cloud.Handler())
+	ts := httptest.NewServer(v)
+	t.Cleanup(ts.Close)
+	return v, rawClient(ts.URL+"/v1", cloud.Token())
+}
+
 // TestSoldOutPair: a create of a sold-out pair gets Hetzner's answer,
 // 412 resource_unavailable, as the API description allows; the same type
 // elsewhere is created.
 func TestSoldOutPair(t *testing.T) {
 	port := testkit.FreePort(t)
-	faults := &localcloud.RandomFaults{Unavailable: []string{"cx23@fsn1"}}
-	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: faults, Logger: testkit.Log(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cloud.Close()
-	v := newValidator(t, cloud.Handler())
-	ts := httptest.NewServer(v)
-	defer ts.Close()
-	raw := rawClient(ts.URL+"/v1", cloud.Token())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	v, raw := validatedCloud(t, port, &localcloud.RandomFaults{Unavailable: []string{"cx23@fsn1"}})
+	ctx := testkit.Context(t, 10*time.Second)
 	spec, _ := newSpec(t, "soldout1", port)
 	opts := hc.ServerCreateOpts{
 		Name: spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"}, UserData: spec.UserData,
 		Location: &hc.Location{Name: "fsn1"},
 	}
-	_, _, err = raw.Server.Create(ctx, opts)
+	_, _, err := raw.Server.Create(ctx, opts)
 	if !hc.IsError(err, hc.ErrorCodeResourceUnavailable) {
 		t.Fatalf("create in a sold-out location: %v, want resource_unavailable", err)
 	}
@@ -213,18 +217,8 @@ func (failActions) Action(string) localcloud.ActionFault {
 // against Hetzner's API description: error answers and failed actions.
 func TestFaultAnswersMatchOpenAPI(t *testing.T) {
 	port := testkit.FreePort(t)
-	rf := &localcloud.RandomFaults{Rate: 1, Seed: 3}
-	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: rf, Logger: testkit.Log(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cloud.Close()
-	v := newValidator(t, cloud.Handler())
-	ts := httptest.NewServer(v)
-	defer ts.Close()
-	raw := rawClient(ts.URL+"/v1", cloud.Token())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	v, raw := validatedCloud(t, port, &localcloud.RandomFaults{Rate: 1, Seed: 3})
+	ctx := testkit.Context(t, 10*time.Second)
 	for range 60 {
 		_, _ = raw.Server.All(ctx)
 		_, _, _ = raw.Server.Poweron(ctx, &hc.Server{ID: 1})

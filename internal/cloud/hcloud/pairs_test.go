@@ -1,6 +1,7 @@
 package hcloud_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
@@ -46,6 +48,20 @@ func soldOutEnv(t *testing.T, unavailable, types, locations []string, tweaks ...
 	return e, newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), tweaks...)
 }
 
+// createTold creates a server for a new person of lease leaseID with p,
+// collecting what p tells them.
+func createTold(t *testing.T, ctx context.Context, p *hcloud.Provider, leaseID string, port int) (person, lease.Server, *progress) {
+	t.Helper()
+	who := newPerson(t, leaseID, port)
+	told := &progress{}
+	who.spec.Progress = told.add
+	srv, err := p.Create(ctx, who.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return who, srv, told
+}
+
 // TestCreateMovesPastSoldOutPairs: every location with the first type,
 // then the next type; each move is told, the server is where it went, and
 // a create repeated after a crash finds it instead of trying again.
@@ -53,13 +69,7 @@ func TestCreateMovesPastSoldOutPairs(t *testing.T) {
 	t.Parallel()
 	e, p := soldOutEnv(t, []string{"cx23@fsn1", "cx23@nbg1"}, []string{"cx23", "cx33"}, []string{"fsn1", "nbg1"})
 	ctx := testkit.Context(t, 30*time.Second)
-	who := newPerson(t, "pairs1", e.port)
-	var told progress
-	who.spec.Progress = told.add
-	srv, err := p.Create(ctx, who.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	who, srv, told := createTold(t, ctx, p, "pairs1", e.port)
 	if srv.ServerType != "cx33" || srv.Location != "fsn1" {
 		t.Errorf("server is %s in %s, want cx33 in fsn1", srv.ServerType, srv.Location)
 	}
@@ -117,14 +127,7 @@ func TestCreateSkipsPairsNoLongerOnSale(t *testing.T) {
 	t.Parallel()
 	later := func(c *hcloud.Config) { c.Clock = testkit.NewClock(time.Now().AddDate(1, 0, 0)) }
 	e, p := soldOutEnv(t, nil, []string{"cx22", "cx23"}, []string{"nbg1"}, later)
-	ctx := testkit.Context(t, 30*time.Second)
-	who := newPerson(t, "pairs3", e.port)
-	var told progress
-	who.spec.Progress = told.add
-	srv, err := p.Create(ctx, who.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, srv, told := createTold(t, testkit.Context(t, 30*time.Second), p, "pairs3", e.port)
 	if srv.ServerType != "cx23" || srv.Location != "nbg1" || len(told.get()) != 0 {
 		t.Errorf("server is %s in %s after %q, want cx23 in nbg1 at once", srv.ServerType, srv.Location, told.get())
 	}
