@@ -102,11 +102,11 @@ func (p *Provider) createOnPairs(ctx context.Context, spec lease.CreateSpec, opt
 		opts.ServerType = &hc.ServerType{Name: pr.serverType}
 		opts.Location = &hc.Location{Name: pr.location}
 		res, _, err := p.client.Server.Create(ctx, opts)
-		if !soldOut(err) {
-			if err != nil {
-				return res, explain("create server", err)
-			}
+		switch {
+		case err == nil:
 			return res, nil
+		case !soldOut(err):
+			return res, explain("create server", err)
 		}
 		tried, last = append(tried, pr.String()), err
 		p.log.Warn("server type sold out in location", "server", spec.Name, "server_type", pr.serverType, "location", pr.location, "err", err)

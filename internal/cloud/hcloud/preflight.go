@@ -18,9 +18,9 @@ import (
 // and server type exists, at least one pair of them can take new servers,
 // the image new machines boot exists, and the prices can be read. A pair
 // Hetzner does not offer (or no longer) is a warning while another pair
-// can serve, and so is a deprecated server type still on sale. An API that
-// refuses the token or does not answer is one problem, and nothing else is
-// checked. ctx bounds it all.
+// can serve; a deprecated server type still on sale and a pair sold out
+// right now are warnings. An API that refuses the token or does not
+// answer is one problem, and nothing else is checked. ctx bounds it all.
 func (p *Provider) Preflight(ctx context.Context) []preflight.Check {
 	locations, err := p.client.Location.All(ctx)
 	if err != nil {
@@ -95,7 +95,7 @@ func (p *Provider) checkPairs(byName map[string]*hc.ServerType, all []*hc.Server
 	const name = "pairs"
 	now := p.cfg.Clock.Now()
 	var serving []pair
-	var notes, soldOut []string
+	var notes, sold []string
 	var checks []preflight.Check
 	for _, pr := range p.pairs() {
 		st := byName[pr.serverType]
@@ -112,7 +112,7 @@ func (p *Provider) checkPairs(byName map[string]*hc.ServerType, all []*hc.Server
 				pr, day(loc.UnavailableAfter()), insteadOf(st, pr.location, all)))
 		}
 		if !loc.Available {
-			soldOut = append(soldOut, pr.String())
+			sold = append(sold, pr.String())
 		}
 		serving = append(serving, pr)
 	}
@@ -127,11 +127,11 @@ func (p *Provider) checkPairs(byName map[string]*hc.ServerType, all []*hc.Server
 	// Stock changes by the hour, so a sold-out pair never stops the
 	// gateway: creates try it, and move on.
 	switch {
-	case len(soldOut) == len(serving):
+	case len(sold) == len(serving):
 		checks = append(checks, preflight.Warned("stock", "Hetzner has sold out %s right now: new machines cannot be created until it has room again; add server types or locations to --server-type and --location",
-			strings.Join(soldOut, ", ")))
-	case len(soldOut) > 0:
-		checks = append(checks, preflight.Warned("stock", "Hetzner has sold out %s right now: new machines go to the next pair in order", strings.Join(soldOut, ", ")))
+			strings.Join(sold, ", ")))
+	case len(sold) > 0:
+		checks = append(checks, preflight.Warned("stock", "Hetzner has sold out %s right now: new machines go to the next pair in order", strings.Join(sold, ", ")))
 	}
 	return serving, checks
 }
