@@ -319,7 +319,7 @@ var options = []*option{
 		bind: func(c *Config) value { return number(&c.GlobalRequestRate, 1, 10000, "a number of requests a second") }},
 	{name: "global-request-burst", arg: "N", usage: "global requests one connection may send at once beyond the rate; a connection refused this many in a row is closed", def: "100",
 		bind: func(c *Config) value { return number(&c.GlobalRequestBurst, 1, 100000, "a number of requests") }},
-	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7",
+	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7 (random errors), unavailable=cx23@fsn1 (a sold-out pair; repeatable)",
 		bind: func(c *Config) value { return text(&c.LocalFaults, nil) }},
 	{name: "log-level", usage: "how much the gateway logs", def: "info",
 		bind: func(c *Config) value { return enum(&c.LogLevel, LogDebug, LogInfo, LogWarn, LogError) }},
