@@ -232,6 +232,10 @@ func (c *Cloud) planServer(w http.ResponseWriter, req createServerRequest) (serv
 	if p.image, p.snapshot, ok = c.planImage(w, req.Image); !ok {
 		return p, false
 	}
+	if p.image.DiskSize > p.serverType.disk {
+		writeInvalid(w, "image", "image disk is bigger than server type disk")
+		return p, false
+	}
 	locRef := requestedLocation(req)
 	if p.location, ok = findLocation(locRef); !ok {
 		writeInvalid(w, "location", fmt.Sprintf("location %q not found", locRef))
