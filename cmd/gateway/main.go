@@ -105,8 +105,12 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return err
 	}
 	defer closeCloud()
-	if err := preflight.Problems(preflight.CloudChecks(ctx, provider)); err != nil {
+	checks := preflight.CloudChecks(ctx, provider)
+	if err := preflight.Problems(checks); err != nil {
 		return err
+	}
+	for _, w := range preflight.Warnings(checks) {
+		log.Warn("preflight: " + w)
 	}
 
 	// One pool of machine connections: the lease manager checks machines
@@ -254,7 +258,7 @@ func runTestMachine(ctx context.Context, cfg config.Config, provider lease.Provi
 func machineSpec(cfg config.Config, upstreamKey gossh.Signer) lease.MachineSpec {
 	return lease.MachineSpec{
 		User: cfg.InstanceUser, SSHPort: cfg.MachineSSHPort, GatewayKey: upstreamKey.PublicKey(),
-		ServerType: cfg.ServerType, Location: cfg.Location, Infect: cfg.Infect(),
+		ServerTypes: cfg.ServerTypes(), Locations: cfg.Locations(), Infect: cfg.Infect(),
 	}
 }
 
@@ -263,7 +267,7 @@ func machineSpec(cfg config.Config, upstreamKey gossh.Signer) lease.MachineSpec 
 func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(), error) {
 	pc := hcloud.Config{
 		Token: cfg.HCloudToken, Endpoint: cfg.HCloudEndpoint, Gateway: cfg.GatewayName,
-		ServerType: cfg.ServerType, Location: cfg.Location,
+		ServerTypes: cfg.ServerTypes(), Locations: cfg.Locations(),
 		Image: cfg.Image, ImageSelector: cfg.SnapshotSelector(),
 		Logger: log,
 	}

@@ -71,8 +71,8 @@ type Config struct {
 	OrphanDeletes        int                 // the most orphans one reconcile deletes
 	LocalFaults          string              // fault injection spec for the local cloud
 	InstanceUser         string              // Unix user people land as on their machine
-	ServerType           string              // Hetzner server type of new machines
-	Location             string              // Hetzner location of new machines
+	ServerType           string              // Hetzner server types of new machines, comma-separated (ServerTypes)
+	Location             string              // Hetzner locations of new machines, comma-separated (Locations)
 	Image                string              // image name used when no image matches ImageSelector
 	ImageSelector        string              // label selector of the preferred image
 	Provisioning         Provisioning        // how machines get NixOS

@@ -431,6 +431,10 @@ func TestValidationRules(t *testing.T) {
 		{"bad gateway name", []string{"--gateway-name=-prod"}, nil, `"-prod" cannot be a Hetzner label value`},
 		{"empty server type", []string{"--server-type="}, nil, "--server-type (from the command line): is empty"},
 		{"empty location", []string{"--location="}, nil, "--location (from the command line): is empty"},
+		{"location list with a hole", []string{"--location=fsn1,,hel1"}, nil,
+			`--location (from the command line): "fsn1,,hel1" has an empty name; give a Hetzner location, or a comma-separated list of them in order of preference like fsn1,nbg1`},
+		{"server type given twice", nil, map[string]string{"CC_GATEWAY_SERVER_TYPE": "cx23, cx33,cx23"},
+			`--server-type (from CC_GATEWAY_SERVER_TYPE): "cx23, cx33,cx23" names cx23 twice; give a Hetzner server type`},
 		{"no image at all", []string{"--image=", "--image-selector="}, nil, "--image-selector are both empty"},
 		{"infect without a flake", []string{"--provisioning=infect"}, nil,
 			"--infect-flake: is empty; infect provisioning installs NixOS from a flake, so name one"},
@@ -726,6 +730,24 @@ func TestLevel(t *testing.T) {
 		if c.Level() != want {
 			t.Errorf("Level() for %s = %v, want %v", name, c.Level(), want)
 		}
+	}
+}
+
+func TestPairLists(t *testing.T) {
+	c := mustLoad(t, []string{"--server-type", "cx23, cx33", "--location", "fsn1,nbg1,hel1"}, nil)
+	if got, want := c.ServerTypes(), []string{"cx23", "cx33"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ServerTypes = %v, want %v", got, want)
+	}
+	if got, want := c.Locations(), []string{"fsn1", "nbg1", "hel1"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Locations = %v, want %v", got, want)
+	}
+	// One name is a list of one, as before lists existed.
+	c = mustLoad(t, nil, nil)
+	if got := c.ServerTypes(); !reflect.DeepEqual(got, []string{"cx23"}) {
+		t.Errorf("default ServerTypes = %v, want [cx23]", got)
+	}
+	if got := c.Locations(); !reflect.DeepEqual(got, []string{"fsn1"}) {
+		t.Errorf("default Locations = %v, want [fsn1]", got)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,6 +80,36 @@ func (c Config) Level() slog.Level {
 		return slog.LevelError
 	}
 	return slog.LevelInfo
+}
+
+// ServerTypes returns the server types of new machines in order of
+// preference; Load has validated them.
+func (c Config) ServerTypes() []string {
+	names, _ := parseNames(c.ServerType)
+	return names
+}
+
+// Locations returns the locations of new machines in order of preference;
+// Load has validated them.
+func (c Config) Locations() []string {
+	names, _ := parseNames(c.Location)
+	return names
+}
+
+// parseNames reads a comma-separated list of names, each given once.
+func parseNames(s string) ([]string, error) {
+	var names []string
+	for _, part := range strings.Split(s, ",") {
+		name := strings.TrimSpace(part)
+		switch {
+		case name == "":
+			return nil, fmt.Errorf("%q has an empty name", s)
+		case slices.Contains(names, name):
+			return nil, fmt.Errorf("%q names %s twice", s, name)
+		}
+		names = append(names, name)
+	}
+	return names, nil
 }
 
 // WarnLeads returns the warning lead times; Load has validated them.

@@ -18,11 +18,12 @@ their own, created or resumed on demand and proxied to. Without a Hetzner
 token it runs in local mode, with machines on a built-in local cloud.
 
 gateway preflight runs, with the same options, the checks the gateway runs
-before it serves (the cloud's token, location, server type, image and
-prices) and reads the allow lists; it prints them as a table and exits 0
-when the gateway can serve, 1 otherwise. With --create-test-machine it
-then creates one machine as a person would get it, times create, boot and
-SSH ready, and deletes it: the smoke test against the real cloud.
+before it serves (the cloud's API and token, locations, server types and
+the pairs of them on sale, image and prices) and reads the allow lists; it
+prints them as a table, warnings included, and exits 0 when the gateway
+can serve, 1 otherwise. With --create-test-machine it then creates one
+machine as a person would get it, times create, boot and SSH ready, and
+deletes it: the smoke test against the real cloud.
 
 Options:
 `)

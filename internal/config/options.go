@@ -306,10 +306,10 @@ var options = []*option{
 		bind: func(c *Config) value {
 			return text(&c.InstanceUser, matching(unixUser, "is not a valid Unix user name: lower case letters, digits, _ and -, starting with a letter or _, at most 32 characters"))
 		}},
-	{name: "server-type", arg: "TYPE", usage: "Hetzner server type of new machines", def: "cx23",
-		bind: func(c *Config) value { return text(&c.ServerType, required("a Hetzner server type like cx23")) }},
-	{name: "location", arg: "NAME", usage: "Hetzner location of new machines", def: "fsn1",
-		bind: func(c *Config) value { return text(&c.Location, required("a Hetzner location like fsn1")) }},
+	{name: "server-type", arg: "TYPES", usage: "Hetzner server types of new machines, in order of preference (cx23,cx33): when a type is sold out in every location, the next is tried; put the cheapest first", def: "cx23",
+		bind: func(c *Config) value { return text(&c.ServerType, checkNames("server type", "cx23,cx33")) }},
+	{name: "location", arg: "NAMES", usage: "Hetzner locations of new machines, in order of preference (fsn1,nbg1,hel1): a create that finds its server type sold out in one location tries the next", def: "fsn1",
+		bind: func(c *Config) value { return text(&c.Location, checkNames("location", "fsn1,nbg1")) }},
 	{name: "image", arg: "NAME", usage: "image of new machines when --image-selector is empty, and the stock image infect provisioning starts from", def: "debian-12",
 		bind: func(c *Config) value { return text(&c.Image, nil) }},
 	{name: "image-selector", arg: "SELECTOR", usage: "label selector of the NixOS snapshot new machines boot (newest match wins; none is an error); empty: --image", def: "cc-gateway=image",
@@ -347,7 +347,7 @@ var options = []*option{
 		bind: func(c *Config) value { return number(&c.GlobalRequestRate, 1, 10000, "a number of requests a second") }},
 	{name: "global-request-burst", arg: "N", usage: "global requests one connection may send at once beyond the rate; a connection refused this many in a row is closed", def: "100",
 		bind: func(c *Config) value { return number(&c.GlobalRequestBurst, 1, 100000, "a number of requests") }},
-	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7",
+	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7 (random errors), unavailable=cx23@fsn1 (a sold-out pair; repeatable)",
 		bind: func(c *Config) value { return text(&c.LocalFaults, nil) }},
 	{name: "create-test-machine", usage: "gateway preflight only: once the checks pass, create one machine as the gateway would for a person, report how long create, boot and SSH ready take, then delete it (bills one hour of the server type)", def: "false",
 		bind: func(c *Config) value { return switched(&c.CreateTestMachine) }},
@@ -408,6 +408,20 @@ func checkFlake(flake string) string {
 		return err.Error()
 	}
 	return ""
+}
+
+// checkNames says why s is not a comma-separated list of Hetzner names
+// (what names one, like "location"; example shows a good list).
+func checkNames(what, example string) func(string) string {
+	return func(s string) string {
+		problem := "is empty"
+		if _, err := parseNames(s); err == nil {
+			return ""
+		} else if strings.TrimSpace(s) != "" {
+			problem = err.Error()
+		}
+		return fmt.Sprintf("%s; give a Hetzner %s, or a comma-separated list of them in order of preference like %s", problem, what, example)
+	}
 }
 
 // checkLeads says why s is not a list of warning lead times.

@@ -58,7 +58,7 @@ func startRig(t *testing.T, s rigSpec) *rig {
 	r.leases = lease.NewManager(lease.Config{
 		Store: r.store, Provider: s.provider, Machines: proxy.NewMachines(pool, s.user),
 		Clock: s.clock, Policy: s.policy, Logger: testkit.Quiet,
-		Machine: lease.MachineSpec{User: s.user, SSHPort: s.sshPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
+		Machine: lease.MachineSpec{User: s.user, SSHPort: s.sshPort, GatewayKey: upstream.PublicKey(), ServerTypes: []string{"cx23"}, Locations: []string{"fsn1"}},
 	})
 	users, _ := LoadKeyList("", testkit.Quiet)
 	hostKey := testkit.NewKey(t).Signer

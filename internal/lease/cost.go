@@ -74,12 +74,17 @@ func (m *Manager) cachedPrices(l Lease) (Prices, bool) {
 }
 
 // refreshPrices asks the provider for the prices of the server types and
-// locations of leases and of new machines that the cache lacks or has held
-// for priceCacheTTL. The reaper calls it once a pass, off every person's
+// locations of leases and of every place new machines may go that the
+// cache lacks or has held for priceCacheTTL. The reaper calls it once a pass, off every person's
 // lock, so Cost and the bookings of closeServer and dropImage only read.
 func (m *Manager) refreshPrices(ctx context.Context, leases []Lease) {
 	type kind struct{ serverType, location string }
-	kinds := map[kind]bool{{m.cfg.Machine.ServerType, m.cfg.Machine.Location}: true}
+	kinds := map[kind]bool{}
+	for _, t := range m.cfg.Machine.ServerTypes {
+		for _, loc := range m.cfg.Machine.Locations {
+			kinds[kind{t, loc}] = true
+		}
+	}
 	for _, l := range leases {
 		kinds[kind{l.ServerType, l.Location}] = true
 	}

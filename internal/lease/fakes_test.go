@@ -385,7 +385,7 @@ func newDomain(t *testing.T, policy Policy, rc ReaperConfig) *domain {
 	d.cloud.pricesFn = func(context.Context, string, string) (Prices, error) { return testPrices, nil }
 	d.m = NewManager(Config{
 		Store: d.store, Provider: d.cloud, Machines: d.machines, Clock: d.clock, Policy: policy,
-		Machine:          MachineSpec{SSHPort: 22, ServerType: "cx23", Location: "fsn1"},
+		Machine:          MachineSpec{SSHPort: 22, ServerTypes: []string{"cx23"}, Locations: []string{"fsn1"}},
 		Logger:           testkit.Quiet,
 		OperationTimeout: time.Minute,
 	})

@@ -138,6 +138,10 @@ type CreateSpec struct {
 	// TestMachine marks the machine of `gateway preflight
 	// --create-test-machine`, labelled so operators see what it is.
 	TestMachine bool
+	// Progress, if not nil, tells the person waiting what the provider
+	// does that they would otherwise wonder about (a sold-out server type
+	// it moves away from).
+	Progress func(format string, args ...any)
 }
 
 // Image is a snapshot the gateway took of a hibernated machine.

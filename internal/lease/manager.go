@@ -23,8 +23,11 @@ type MachineSpec struct {
 	User       string        // the instance user people land as
 	SSHPort    int           // the machines' sshd port
 	GatewayKey ssh.PublicKey // the gateway's upstream key, authorized beside the person's
-	ServerType string        // recorded in new leases
-	Location   string        // recorded in new leases
+	// ServerTypes and Locations are where new machines may go, in the
+	// provider's order of preference. A new lease records the first of
+	// each until the provider says where its server really went.
+	ServerTypes []string
+	Locations   []string
 	// Infect, when set, provisions machines from a stock image whose
 	// user_data installs NixOS (bootstrap.RenderInfect) instead of from a
 	// prebuilt NixOS snapshot.

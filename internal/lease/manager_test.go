@@ -58,7 +58,7 @@ func newWorldOf(t *testing.T, kind, user string) *world {
 	m := lease.NewManager(lease.Config{
 		Store: store, Provider: cloud.Provider, Machines: machines, Clock: c, Logger: testkit.Quiet,
 		Policy:          lease.Policy{DefaultTTL: 4 * time.Hour, MaxTTL: 24 * time.Hour, MaxLifetime: 72 * time.Hour, IdleTimeout: 30 * time.Minute},
-		Machine:         lease.MachineSpec{User: user, SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerType: "cx23", Location: "fsn1"},
+		Machine:         lease.MachineSpec{User: user, SSHPort: cloud.SSHPort, GatewayKey: upstream.PublicKey(), ServerTypes: []string{"cx23"}, Locations: []string{"fsn1"}},
 		SSHProbeTimeout: time.Second,
 	})
 	return &world{m: m, clock: c, store: store, provider: cloud.Provider, machines: machines, pool: pool, cloud: cloud}

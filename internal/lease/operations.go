@@ -180,6 +180,7 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	}
 	srv, err := m.cfg.Provider.Create(ctx, CreateSpec{
 		Name: l.ServerName, LeaseID: l.ID, UserData: userData, PublicKey: l.PublicKey, ImageID: l.ImageID,
+		Progress: report,
 	})
 	if err != nil {
 		return l, fmt.Errorf("create server %s: %w", l.ServerName, err)
@@ -206,15 +207,30 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	return l, nil
 }
 
-// adopt records srv as l's server.
+// adopt records srv as l's server, and where it is: the provider may
+// have placed it elsewhere than the lease's first choice.
 func (m *Manager) adopt(l Lease, srv Server) Lease {
 	l.ServerID = srv.ID
+	if srv.ServerType != "" {
+		l.ServerType = srv.ServerType
+	}
+	if srv.Location != "" {
+		l.Location = srv.Location
+	}
 	l.Address = net.JoinHostPort(srv.IPv4, strconv.Itoa(m.cfg.Machine.SSHPort))
 	l.ServerCreated = srv.Created
 	if l.ServerCreated.IsZero() {
 		l.ServerCreated = m.cfg.Clock.Now()
 	}
 	return l
+}
+
+// first is the first of names, or "" when there are none.
+func first(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return names[0]
 }
 
 func (m *Manager) newLease(fp string, key ssh.PublicKey) (Lease, error) {
@@ -235,8 +251,8 @@ func (m *Manager) newLease(fp string, key ssh.PublicKey) (Lease, error) {
 		ServerName:   "cc-" + id,
 		HostKey:      hostPub,
 		HostKeyPEM:   hostPEM,
-		ServerType:   m.cfg.Machine.ServerType,
-		Location:     m.cfg.Machine.Location,
+		ServerType:   first(m.cfg.Machine.ServerTypes),
+		Location:     first(m.cfg.Machine.Locations),
 		Created:      now,
 		Expires:      now.Add(m.cfg.Policy.DefaultTTL),
 		LastActivity: now,

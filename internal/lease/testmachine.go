@@ -153,8 +153,8 @@ func (t TestMachine) lease() (Lease, error) {
 		ServerName: TestMachinePrefix + id,
 		HostKey:    hostPub,
 		HostKeyPEM: hostPEM,
-		ServerType: t.Machine.ServerType,
-		Location:   t.Machine.Location,
+		ServerType: first(t.Machine.ServerTypes),
+		Location:   first(t.Machine.Locations),
 		Created:    now,
 		Expires:    now.Add(t.Timeout),
 	}, nil
@@ -185,6 +185,7 @@ func (t TestMachine) run(ctx context.Context, l Lease) ([]Phase, Server, error) 
 	t.Progress(fmt.Sprintf("creating %s (%s in %s)", l.ServerName, l.ServerType, l.Location))
 	srv, err := t.Provider.Create(ctx, CreateSpec{
 		Name: l.ServerName, LeaseID: l.ID, UserData: userData, PublicKey: l.PublicKey, TestMachine: true,
+		Progress: func(format string, args ...any) { t.Progress(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
 		fix := "%v; fix what it names and run preflight again"

@@ -43,7 +43,7 @@ func newTestMachineRig(t *testing.T) *testMachineRig {
 		Machines: r.machines,
 		Machine: MachineSpec{
 			User: "claude", SSHPort: 2022, GatewayKey: testkit.NewKey(t).Public(),
-			ServerType: "cx23", Location: "fsn1",
+			ServerTypes: []string{"cx23"}, Locations: []string{"fsn1"},
 		},
 		Clock: r.clock,
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -24,6 +24,7 @@ type catalogServerType struct {
 	arch         string
 	cpuType      string
 	monthlyNet   float64 // EUR per month, without VAT
+	deprecated   bool    // in every location; see deprecation
 }
 
 var serverTypes = []catalogServerType{
@@ -32,6 +33,30 @@ var serverTypes = []catalogServerType{
 	{id: 106, name: "cx43", description: "CX43", category: "cost_optimized", cores: 8, memory: 16, disk: 160, arch: "x86", cpuType: "shared", monthlyNet: 9.49},
 	{id: 108, name: "cpx22", description: "CPX22", category: "regular_purpose", cores: 2, memory: 4, disk: 80, arch: "x86", cpuType: "shared", monthlyNet: 5.99},
 	{id: 45, name: "cax11", description: "CAX11", category: "cost_optimized", cores: 2, memory: 4, disk: 40, arch: "arm", cpuType: "shared", monthlyNet: 3.79},
+	{id: 22, name: "cx22", description: "CX22", category: "cost_optimized", cores: 2, memory: 4, disk: 40, arch: "x86", cpuType: "shared", monthlyNet: 3.79, deprecated: true},
+}
+
+// Hetzner announced the deprecation of the CX Gen2 types (cx22 and
+// family) on 2025-10-16 (docs.hetzner.cloud/changelog). The fake keeps
+// selling cx22 until the first day of the month after next by its own
+// clock, so a deprecated type still on sale is always there to test.
+var deprecationAnnounced = time.Date(2025, 10, 16, 0, 0, 0, 0, time.UTC)
+
+type deprecationJSON struct {
+	Announced        time.Time `json:"announced"`
+	UnavailableAfter time.Time `json:"unavailable_after"`
+}
+
+// deprecation is a deprecated type's deprecation at now; nil otherwise.
+func (t catalogServerType) deprecation(now time.Time) *deprecationJSON {
+	if !t.deprecated {
+		return nil
+	}
+	now = now.UTC()
+	return &deprecationJSON{
+		Announced:        deprecationAnnounced,
+		UnavailableAfter: time.Date(now.Year(), now.Month()+2, 1, 0, 0, 0, 0, time.UTC),
+	}
 }
 
 type catalogLocation struct {
@@ -128,15 +153,25 @@ func floatingIPPricing() []ipPricing {
 	return []ipPricing{{Type: "ipv4", Prices: ipv4}}
 }
 
-func (t catalogServerType) json() serverTypeJSON {
-	deprecated := false
+// serverTypeView is the type as the API shows it now: deprecated or not,
+// and available (not sold out, see capacity) in each location or not.
+func (c *Cloud) serverTypeView(t catalogServerType) serverTypeJSON {
+	deprecated := t.deprecated
 	j := serverTypeJSON{
 		ID: t.id, Name: t.name, Description: t.description, Category: t.category,
 		Cores: t.cores, Memory: t.memory, Disk: t.disk, Deprecated: &deprecated,
 		Prices: t.prices(), StorageType: "local", CPUType: t.cpuType, Architecture: t.arch,
 	}
+	// A nil *deprecationJSON encodes as null: not deprecated.
+	d := t.deprecation(c.now())
+	j.Deprecation = d
+	sold, _ := c.opts.Faults.(capacity)
 	for _, l := range locations {
-		j.Locations = append(j.Locations, serverTypeLocation{ID: l.loc.ID, Name: l.loc.Name})
+		available := sold == nil || !sold.SoldOut(t.name, l.loc.Name)
+		j.Locations = append(j.Locations, serverTypeLocation{
+			ID: l.loc.ID, Name: l.loc.Name, Deprecation: d,
+			Available: available, Recommended: available && !t.deprecated,
+		})
 	}
 	return j
 }
@@ -171,6 +206,22 @@ func findServerType(idOrName string) (catalogServerType, bool) {
 		}
 	}
 	return catalogServerType{}, false
+}
+
+func serverTypeNames() []string {
+	var out []string
+	for _, t := range serverTypes {
+		out = append(out, t.name)
+	}
+	return out
+}
+
+func locationNames() []string {
+	var out []string
+	for _, l := range locations {
+		out = append(out, l.loc.Name)
+	}
+	return out
 }
 
 func findLocation(idOrName string) (catalogLocation, bool) {
@@ -240,17 +291,17 @@ func pricing() pricingJSON {
 	return p
 }
 
-func listServerTypes(w http.ResponseWriter, r *http.Request) {
+func (c *Cloud) listServerTypes(w http.ResponseWriter, r *http.Request) {
 	var list []serverTypeJSON
 	for _, t := range serverTypes {
 		if name := r.URL.Query().Get("name"); name == "" || name == t.name {
-			list = append(list, t.json())
+			list = append(list, c.serverTypeView(t))
 		}
 	}
 	writePage(w, r, "server_types", list)
 }
 
-func getServerType(w http.ResponseWriter, r *http.Request) {
+func (c *Cloud) getServerType(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r, "id")
 	if !ok {
 		return
@@ -262,7 +313,7 @@ func getServerType(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, struct {
 		ServerType serverTypeJSON `json:"server_type"`
-	}{t.json()})
+	}{c.serverTypeView(t)})
 }
 
 func listLocations(w http.ResponseWriter, r *http.Request) {

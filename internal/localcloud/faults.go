@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,6 +78,10 @@ type RandomFaults struct {
 	// ACPI shutdown request, as a hung or busy guest does; it has its own
 	// stream, so it shifts no other fault.
 	IgnoreShutdown float64
+	// Unavailable are server types sold out in locations, each written
+	// TYPE@LOCATION ("cx23@fsn1"): every create of one is answered with
+	// Hetzner's resource_unavailable, whatever Rate says.
+	Unavailable []string
 
 	mu       sync.Mutex
 	requests *rand.Rand // nil until first used
@@ -173,8 +178,14 @@ func (f *RandomFaults) Counts() map[string]int {
 	return out
 }
 
+// SoldOut reports whether serverType is sold out in location.
+func (f *RandomFaults) SoldOut(serverType, location string) bool {
+	return slices.Contains(f.Unavailable, serverType+"@"+location)
+}
+
 // ParseFaults reads a fault setting such as "rate=0.2,seed=7" (also
-// "slow=2s", "reset=1s" and "ignore-shutdown" or "ignore-shutdown=0.5", see
+// "slow=2s", "reset=1s", "ignore-shutdown" or "ignore-shutdown=0.5", and
+// "unavailable=cx23@fsn1", repeatable; see
 // RandomFaults) for Options.Faults. An empty setting or "off" means no
 // faults (nil).
 func ParseFaults(spec string) (Faults, error) {
@@ -205,17 +216,32 @@ func ParseFaults(spec string) (Faults, error) {
 			f.RateLimitReset, err = parsePositiveDuration(value)
 		case "ignore-shutdown":
 			f.IgnoreShutdown, err = parseProbability(value)
+		case "unavailable":
+			err = checkPair(value)
+			f.Unavailable = append(f.Unavailable, value)
 		default:
-			return nil, fmt.Errorf("fault setting %q: unknown key %q; use rate, seed, slow, reset or ignore-shutdown", spec, key)
+			return nil, fmt.Errorf("fault setting %q: unknown key %q; use rate, seed, slow, reset, ignore-shutdown or unavailable", spec, key)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("fault setting %q: %s=%s: %v", spec, key, value, err)
 		}
 	}
-	if !hasRate && f.IgnoreShutdown == 0 {
-		return nil, fmt.Errorf("fault setting %q names no rate; write e.g. rate=0.2,seed=7", spec)
+	if !hasRate && f.IgnoreShutdown == 0 && len(f.Unavailable) == 0 {
+		return nil, fmt.Errorf("fault setting %q names no rate, ignore-shutdown nor unavailable pair; write e.g. rate=0.2,seed=7 or unavailable=cx23@fsn1", spec)
 	}
 	return f, nil
+}
+
+// checkPair says why s is not TYPE@LOCATION of the catalogue.
+func checkPair(s string) error {
+	serverType, location, ok := strings.Cut(s, "@")
+	if _, found := findServerType(serverType); !ok || !found {
+		return fmt.Errorf("is not TYPE@LOCATION with a server type of the local cloud (%s)", strings.Join(serverTypeNames(), ", "))
+	}
+	if _, found := findLocation(location); !found {
+		return fmt.Errorf("names no location of the local cloud (%s)", strings.Join(locationNames(), ", "))
+	}
+	return nil
 }
 
 func parsePositiveDuration(s string) (time.Duration, error) {

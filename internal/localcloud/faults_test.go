@@ -1,10 +1,10 @@
 package localcloud_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -142,20 +142,77 @@ func TestParseFaults(t *testing.T) {
 	if rf, ok := f.(*localcloud.RandomFaults); err != nil || !ok || rf.IgnoreShutdown != 0.25 || rf.Rate != 0.1 {
 		t.Fatalf("rate=0.1,ignore-shutdown=0.25: %#v, %v", f, err)
 	}
+	f, err = localcloud.ParseFaults("unavailable=cx23@fsn1, rate=0.1, unavailable=cx33@nbg1")
+	if rf, ok := f.(*localcloud.RandomFaults); err != nil || !ok || rf.Rate != 0.1 || !slices.Equal(rf.Unavailable, []string{"cx23@fsn1", "cx33@nbg1"}) {
+		t.Fatalf("unavailable pairs with a rate: %#v, %v", f, err)
+	}
+	f, err = localcloud.ParseFaults("unavailable=cx23@fsn1")
+	if rf, ok := f.(*localcloud.RandomFaults); err != nil || !ok || rf.Rate != 0 || !rf.SoldOut("cx23", "fsn1") || rf.SoldOut("cx23", "nbg1") {
+		t.Fatalf("an unavailable pair alone: %#v, %v", f, err)
+	}
 	for spec, want := range map[string]string{
-		"ignore-shutdown=2":  "between 0 and 1",
-		"rate=1.5":           "between 0 and 1",
-		"rate=x":             "rate=x",
-		"rate=0.1,seed=abc":  "seed=abc",
-		"rate=0.1,slow=-1s":  "must be positive",
-		"rate=0.1,color=red": `unknown key "color"`,
-		"seed=4":             "names no rate",
-		"rate":               "is not key=value",
+		"ignore-shutdown=2":      "between 0 and 1",
+		"unavailable=cx23":       "is not TYPE@LOCATION with a server type of the local cloud (cx23, cx33",
+		"unavailable=cx99@fsn1":  "is not TYPE@LOCATION",
+		"unavailable=cx23@mars1": "names no location of the local cloud (fsn1, nbg1, hel1)",
+		"rate=1.5":               "between 0 and 1",
+		"rate=x":                 "rate=x",
+		"rate=0.1,seed=abc":      "seed=abc",
+		"rate=0.1,slow=-1s":      "must be positive",
+		"rate=0.1,color=red":     `unknown key "color"`,
+		"seed=4":                 "names no rate, ignore-shutdown nor unavailable pair",
+		"rate":                   "is not key=value",
 	} {
 		if _, err := localcloud.ParseFaults(spec); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseFaults(%q) = %v, want an error saying %q", spec, err, want)
 		}
 	}
+}
+
+// validatedCloud starts a local cloud with faults whose answers a
+// validator checks against the API description, and a client of it.
+func validatedCloud(t *testing.T, port int, faults localcloud.Faults) (*validator, *hc.Client) {
+	t.Helper()
+	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: faults, Logger: testkit.Log(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cloud.Close() })
+	v := newValidator(t, cloud.Handler())
+	ts := httptest.NewServer(v)
+	t.Cleanup(ts.Close)
+	return v, rawClient(ts.URL+"/v1", cloud.Token())
+}
+
+// TestSoldOutPair: a create of a sold-out pair gets Hetzner's answer,
+// 412 resource_unavailable, as the API description allows; the same type
+// elsewhere is created.
+func TestSoldOutPair(t *testing.T) {
+	port := testkit.FreePort(t)
+	v, raw := validatedCloud(t, port, &localcloud.RandomFaults{Unavailable: []string{"cx23@fsn1"}})
+	ctx := testkit.Context(t, 10*time.Second)
+	spec, _ := newSpec(t, "soldout1", port)
+	opts := hc.ServerCreateOpts{
+		Name: spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"}, UserData: spec.UserData,
+		Location: &hc.Location{Name: "fsn1"},
+	}
+	_, _, err := raw.Server.Create(ctx, opts)
+	if !hc.IsError(err, hc.ErrorCodeResourceUnavailable) {
+		t.Fatalf("create in a sold-out location: %v, want resource_unavailable", err)
+	}
+	if list, _ := raw.Server.All(ctx); len(list) != 0 {
+		t.Fatalf("a refused create left servers %v", list)
+	}
+	st, _, err := raw.ServerType.GetByName(ctx, "cx23")
+	if err != nil || len(st.Locations) != 3 || st.Locations[0].Available || !st.Locations[1].Available {
+		t.Fatalf("cx23 is offered as %+v (%v); want it sold out in fsn1 only", st.Locations, err)
+	}
+	opts.Location = &hc.Location{Name: "nbg1"}
+	res, _, err := raw.Server.Create(ctx, opts)
+	if err != nil || res.Server.Location.Name != "nbg1" {
+		t.Fatalf("create in another location: %+v, %v", res.Server, err)
+	}
+	v.report(t, []string{"POST /servers 412", "POST /servers 201", "GET /server_types 200"})
 }
 
 // failActions lets requests through and fails every action.
@@ -170,18 +227,8 @@ func (failActions) Action(string) localcloud.ActionFault {
 // against Hetzner's API description: error answers and failed actions.
 func TestFaultAnswersMatchOpenAPI(t *testing.T) {
 	port := testkit.FreePort(t)
-	rf := &localcloud.RandomFaults{Rate: 1, Seed: 3}
-	cloud, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), SSHPort: port, ActionDuration: 10 * time.Millisecond, Faults: rf, Logger: testkit.Log(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cloud.Close()
-	v := newValidator(t, cloud.Handler())
-	ts := httptest.NewServer(v)
-	defer ts.Close()
-	raw := rawClient(ts.URL+"/v1", cloud.Token())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	v, raw := validatedCloud(t, port, &localcloud.RandomFaults{Rate: 1, Seed: 3})
+	ctx := testkit.Context(t, 10*time.Second)
 	for range 60 {
 		_, _ = raw.Server.All(ctx)
 		_, _, _ = raw.Server.Poweron(ctx, &hc.Server{ID: 1})

@@ -37,7 +37,7 @@ func (c *Cloud) serverView(s *serverRecord) serverJSON {
 			Firewalls:   []any{},
 		},
 		PrivateNet:      []any{},
-		ServerType:      t.json(),
+		ServerType:      c.serverTypeView(t),
 		Location:        l.loc,
 		Image:           c.imageView(s.ImageID),
 		Locked:          c.serverBusy(s.ID),
@@ -119,7 +119,7 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	plan, ok := c.planServer(w, req)
-	if !ok {
+	if !ok || c.refuseSoldOut(w, plan) {
 		return
 	}
 	// A server made from a snapshot starts with the snapshot's home. The
@@ -229,6 +229,10 @@ func (c *Cloud) planServer(w http.ResponseWriter, req createServerRequest) (serv
 		return p, false
 	}
 	if p.image, p.snapshot, ok = c.planImage(w, req.Image); !ok {
+		return p, false
+	}
+	if p.image.DiskSize > p.serverType.disk {
+		writeInvalid(w, "image", "image disk is bigger than server type disk")
 		return p, false
 	}
 	locRef := requestedLocation(req)

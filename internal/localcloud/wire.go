@@ -68,6 +68,10 @@ type serverTypeLocation struct {
 	ID          int64  `json:"id"`
 	Name        string `json:"name"`
 	Deprecation any    `json:"deprecation"`
+	// Hetzner added these on 2026-04-01 (docs.hetzner.cloud/changelog,
+	// hcloud-go v2.38), after the stored API description was taken.
+	Available   bool `json:"available"`
+	Recommended bool `json:"recommended"`
 }
 
 type serverTypeJSON struct {

@@ -155,8 +155,8 @@ in
             Unix user people land as on their machine (claude); the image's
             services.cloudInstance.user must be the same.
           '';
-          "server-type" = setting line "Hetzner server type of new machines (cx23).";
-          location = setting line "Hetzner location of new machines (fsn1).";
+          "server-type" = setting line "Hetzner server types of new machines, comma-separated in order of preference, cheapest first (cx23).";
+          location = setting line "Hetzner locations of new machines, comma-separated in order of preference; a sold-out one is skipped (fsn1).";
           image = setting line "Image of new machines when no image matches image-selector (debian-12).";
           "image-selector" = setting line "Label selector of the machine image; the newest match wins (cc-gateway=image).";
           "machine-ssh-port" = setting types.port "Port the machines' sshd listens on (22).";

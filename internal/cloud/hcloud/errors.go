@@ -78,9 +78,11 @@ func apiSentence(e hc.Error) string {
 	case hc.ErrorCodeRateLimitExceeded:
 		return "the Hetzner API rate limit is used up" + status + ": wait a few minutes and try again"
 	case hc.ErrorCodeResourceLimitExceeded:
-		return "the Hetzner project has reached a resource limit (" + msg + "): delete unused servers or ask Hetzner to raise the limit"
+		return "the Hetzner project has reached its limit (" + msg + "): delete servers, snapshots or keys it no longer needs, or ask Hetzner to raise the project's limits (Hetzner Console, Limits)"
 	case hc.ErrorCodeResourceUnavailable, hc.ErrorCodePlacementError:
-		return "Hetzner has no capacity for this server right now (" + msg + "): try again later or choose another server type or location"
+		return "Hetzner has no room for this server right now (" + msg + "): try again later, or list more server types or locations in --server-type and --location"
+	case hc.ErrorCodeInvalidServerType:
+		return "Hetzner will not use this server type (" + msg + "): it does not fit or is deprecated; choose another --server-type (gateway preflight shows what is on sale)"
 	case hc.ErrorCodeInvalidInput:
 		return "the Hetzner API rejected the request: " + msg + invalidFields(e) + ": check the gateway's server type, location and image settings"
 	case hc.ErrorCodeLocked:

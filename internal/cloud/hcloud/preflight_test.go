@@ -7,6 +7,7 @@ import (
 
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/preflight"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // TestPreflight runs the start-up checks against the local cloud: each
@@ -23,40 +24,65 @@ func TestPreflight(t *testing.T) {
 		}
 		return out
 	}
+	later := func(c *hcloud.Config) { c.Clock = testkit.NewClock(time.Now().AddDate(1, 0, 0)) }
 	for _, tc := range []struct {
 		name  string
 		tweak func(*hcloud.Config)
 		bad   string // the one failing check; "" for none
 		says  string
+		warn  string // the one warning check; "" for none
+		warns string
 	}{
-		{"good", func(*hcloud.Config) {}, "", ""},
-		{"infect image", func(c *hcloud.Config) { c.ImageSelector, c.Image = "", "debian-12" }, "", ""},
-		{"image by id", func(c *hcloud.Config) { c.ImageSelector, c.Image = "", "1" }, "", ""},
-		{"wrong token", func(c *hcloud.Config) { c.Token = "revoked" }, "token", "refused the token (401): check HCLOUD_TOKEN"},
-		{"unknown location", func(c *hcloud.Config) { c.Location = "mars1" }, "location", `no location "mars1": set --location to one of fsn1, nbg1, hel1`},
-		{"unknown server type", func(c *hcloud.Config) { c.ServerType = "cx9999" }, "server type", `no server type "cx9999": set --server-type`},
-		{"no snapshot", func(c *hcloud.Config) { c.ImageSelector = "cc-gateway=nothing" }, "image", "docs/nixos.md), or use --provisioning infect"},
-		{"arm type, x86 snapshot", func(c *hcloud.Config) { c.ServerType = "cax11" }, "image", "no available snapshot matches"},
-		{"unknown image", func(c *hcloud.Config) { c.ImageSelector, c.Image = "", "debian-99" }, "image", `no image named "debian-99"`},
-		{"unknown image id", func(c *hcloud.Config) { c.ImageSelector, c.Image = "", "4242" }, "image", "no image 4242"},
+		{name: "good", tweak: func(*hcloud.Config) {}},
+		{name: "lists", tweak: func(c *hcloud.Config) {
+			c.ServerTypes, c.Locations = []string{"cx23", "cx33"}, []string{"fsn1", "nbg1", "hel1"}
+		}},
+		{name: "infect image", tweak: func(c *hcloud.Config) { c.ImageSelector, c.Image = "", "debian-12" }},
+		{name: "image by id", tweak: func(c *hcloud.Config) { c.ImageSelector, c.Image = "", "1" }},
+		{name: "wrong token", tweak: func(c *hcloud.Config) { c.Token = "revoked" }, bad: "API", says: "refused the token (401): check HCLOUD_TOKEN"},
+		{name: "unknown location", tweak: func(c *hcloud.Config) { c.Locations = []string{"fsn1", "mars1"} },
+			bad: "location", says: `no location "mars1": set --location to names from fsn1, nbg1, hel1`},
+		{name: "unknown server type", tweak: func(c *hcloud.Config) { c.ServerTypes = []string{"cx23", "cx9999"} },
+			bad: "server type", says: `no server type "cx9999": set --server-type`},
+		{name: "types of two architectures", tweak: func(c *hcloud.Config) { c.ServerTypes = []string{"cx23", "cax11"} },
+			bad: "server type", says: "cx23 is x86 but cax11 is arm, and one image cannot boot both"},
+		{name: "deprecated type on sale", tweak: func(c *hcloud.Config) { c.ServerTypes = []string{"cx22"} },
+			warn: "deprecation", warns: "cx22 in fsn1 is deprecated: Hetzner stops selling it after 20"},
+		{name: "deprecated type gone, another serves", tweak: func(c *hcloud.Config) { later(c); c.ServerTypes = []string{"cx22", "cx23"} },
+			warn: "pairs", warns: "cx22 in fsn1 is no longer available since 20"},
+		{name: "deprecated type gone, nothing serves", tweak: func(c *hcloud.Config) { later(c); c.ServerTypes = []string{"cx22"} },
+			bad: "pairs", says: "no configured server type can be created in a configured location (cx22 in fsn1 is no longer available since 20"},
+		{name: "no snapshot", tweak: func(c *hcloud.Config) { c.ImageSelector = "cc-gateway=nothing" }, bad: "image", says: "docs/nixos.md), or use --provisioning infect"},
+		{name: "arm type, x86 snapshot", tweak: func(c *hcloud.Config) { c.ServerTypes = []string{"cax11"} }, bad: "image", says: "no available snapshot matches"},
+		{name: "unknown image", tweak: func(c *hcloud.Config) { c.ImageSelector, c.Image = "", "debian-99" }, bad: "image", says: `no image named "debian-99"`},
+		{name: "unknown image id", tweak: func(c *hcloud.Config) { c.ImageSelector, c.Image = "", "4242" }, bad: "image", says: "no image 4242"},
 	} {
 		checks := run(tc.tweak)
 		for name, c := range checks {
-			if name == tc.bad {
+			switch {
+			case name == tc.bad:
 				if c.OK() || !strings.Contains(c.Problem, tc.says) {
 					t.Errorf("%s: %s check: %+v, want a problem saying %q", tc.name, name, c, tc.says)
 				}
-			} else if !c.OK() {
+			case name == tc.warn:
+				if !c.OK() || !strings.Contains(c.Warning, tc.warns) {
+					t.Errorf("%s: %s check: %+v, want a warning saying %q", tc.name, name, c, tc.warns)
+				}
+			case !c.OK():
 				t.Errorf("%s: %s check failed: %s", tc.name, name, c.Problem)
+			case c.Warning != "":
+				t.Errorf("%s: %s check warned: %s", tc.name, name, c.Warning)
 			}
 		}
-		if _, ok := checks[tc.bad]; tc.bad != "" && !ok {
-			t.Errorf("%s: no %s check among %v", tc.name, tc.bad, checks)
+		for _, want := range []string{tc.bad, tc.warn} {
+			if _, ok := checks[want]; want != "" && !ok {
+				t.Errorf("%s: no %s check among %v", tc.name, want, checks)
+			}
 		}
-		if tc.bad == "" && len(checks) != 5 {
-			t.Errorf("%s: %d checks, want token, location, server type, image and prices: %v", tc.name, len(checks), checks)
+		if tc.bad == "" && tc.warn == "" && len(checks) != 5 {
+			t.Errorf("%s: %d checks, want API, location, server type, image and prices: %v", tc.name, len(checks), checks)
 		}
-		if tc.bad == "token" && len(checks) != 1 {
+		if tc.bad == "API" && len(checks) != 1 {
 			t.Errorf("a refused token is one problem, got %v", checks)
 		}
 	}

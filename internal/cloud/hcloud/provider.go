@@ -51,8 +51,11 @@ type Config struct {
 	Endpoint string // API base URL; empty means Hetzner's
 	Gateway  string // value of the cc-gateway label; default "default"
 
-	ServerType string // default DefaultServerType
-	Location   string // default DefaultLocation
+	// ServerTypes and Locations are where new servers may go, in order
+	// of preference (see pairs); empty means DefaultServerType and
+	// DefaultLocation.
+	ServerTypes []string
+	Locations   []string
 	// ImageSelector is a label selector ("cc-gateway=image") naming
 	// snapshots; the newest available one is used, and none is an error.
 	// Image is an image name or id ("debian-12"), used when ImageSelector
@@ -105,11 +108,11 @@ func New(cfg Config) (*Provider, error) {
 	if !labelValuePattern.MatchString(cfg.Gateway) {
 		return nil, fmt.Errorf("gateway name %q cannot be a Hetzner label value: use up to 63 letters, digits, '-', '_' or '.'", cfg.Gateway)
 	}
-	if cfg.ServerType == "" {
-		cfg.ServerType = DefaultServerType
+	if len(cfg.ServerTypes) == 0 {
+		cfg.ServerTypes = []string{DefaultServerType}
 	}
-	if cfg.Location == "" {
-		cfg.Location = DefaultLocation
+	if len(cfg.Locations) == 0 {
+		cfg.Locations = []string{DefaultLocation}
 	}
 	if cfg.Image == "" && cfg.ImageSelector == "" {
 		return nil, errors.New("no machine image: set an image name or id, or a label selector for the gateway's snapshots")
@@ -184,11 +187,10 @@ func (p *Provider) create(ctx context.Context, spec lease.CreateSpec) (lease.Ser
 		return lease.Server{}, err
 	}
 	start := true
-	res, _, err := p.client.Server.Create(ctx, hc.ServerCreateOpts{
+	// createOnPairs sets the server type and location.
+	res, err := p.createOnPairs(ctx, spec, hc.ServerCreateOpts{
 		Name:             spec.Name,
-		ServerType:       &hc.ServerType{Name: p.cfg.ServerType},
 		Image:            image,
-		Location:         &hc.Location{Name: p.cfg.Location},
 		SSHKeys:          []*hc.SSHKey{key},
 		UserData:         spec.UserData,
 		StartAfterCreate: &start,
@@ -201,7 +203,7 @@ func (p *Provider) create(ctx context.Context, spec lease.CreateSpec) (lease.Ser
 		}
 	}
 	if err != nil {
-		return lease.Server{}, explain("create server", err)
+		return lease.Server{}, err
 	}
 	p.log.Info("server created", "server", spec.Name, "id", res.Server.ID, "lease", spec.LeaseID)
 	if err := p.wait(ctx, "create server", append([]*hc.Action{res.Action}, res.NextActions...)...); err != nil {
@@ -311,7 +313,7 @@ func (p *Provider) bootImage(ctx context.Context, spec lease.CreateSpec) (*hc.Im
 	if im.Status != hc.ImageStatusAvailable {
 		return nil, fmt.Errorf("create server: snapshot %d is %s, not available yet; try again once it is", spec.ImageID, im.Status)
 	}
-	return &hc.Image{ID: im.ID}, nil
+	return im, nil // its disk size rules out smaller server types
 }
 
 // image picks what servers boot from: the newest available snapshot
@@ -328,7 +330,7 @@ func (p *Provider) image(ctx context.Context) (*hc.Image, error) {
 			// pinned host key.
 			return nil, errors.New("find machine image: " + noSnapshot(p.cfg.ImageSelector))
 		}
-		return &hc.Image{ID: newestImage(list).ID}, nil
+		return newestImage(list), nil
 	}
 	if id, err := strconv.ParseInt(p.cfg.Image, 10, 64); err == nil {
 		return &hc.Image{ID: id}, nil

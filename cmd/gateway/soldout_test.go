@@ -1,0 +1,28 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestSoldOutLocation: with cx23 sold out in fsn1, a person's first
+// connection moves on to nbg1 and says so; the shell works, and status
+// shows where the machine really is.
+func TestSoldOutLocation(t *testing.T) {
+	lg := newLocalGateway(t, "--local-faults", "unavailable=cx23@fsn1", "--server-type", "cx23", "--location", "fsn1,nbg1")
+	g := lg.start(t)
+	mia := newPerson(t, lg.dir+"/mia")
+
+	r := mia.ssh(g, "", "echo hello from $(hostname)")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "hello from ") {
+		t.Fatalf("first command: %+v", r)
+	}
+	if !strings.Contains(r.stderr, "cx23 is sold out in fsn1; trying nbg1") {
+		t.Errorf("progress does not show the move:\n%s", r.stderr)
+	}
+	r = mia.ssh(g, "", "status")
+	if r.code != 0 || !regexp.MustCompile(`(?m)^Type\s+cx23 in nbg1$`).MatchString(r.stdout) {
+		t.Errorf("status does not say nbg1: %+v", r)
+	}
+}
