@@ -46,7 +46,7 @@ func (p *Provider) Preflight(ctx context.Context) []preflight.Check {
 				pr.Currency, pr.ServerHourly, pr.ServerMonthly, pr.SnapshotPerGBMonth))
 		}
 	}
-	return checks
+	return append(checks, p.checkFirewall(ctx))
 }
 
 // checkServerType finds the server type and, when the location is known,
