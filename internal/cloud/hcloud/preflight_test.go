@@ -53,8 +53,8 @@ func TestPreflight(t *testing.T) {
 		if _, ok := checks[tc.bad]; tc.bad != "" && !ok {
 			t.Errorf("%s: no %s check among %v", tc.name, tc.bad, checks)
 		}
-		if tc.bad == "" && len(checks) != 5 {
-			t.Errorf("%s: %d checks, want token, location, server type, image and prices: %v", tc.name, len(checks), checks)
+		if tc.bad == "" && len(checks) != 6 {
+			t.Errorf("%s: %d checks, want token, location, server type, image, prices and firewall: %v", tc.name, len(checks), checks)
 		}
 		if tc.bad == "token" && len(checks) != 1 {
 			t.Errorf("a refused token is one problem, got %v", checks)
