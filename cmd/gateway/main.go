@@ -104,6 +104,10 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	if err := preflight.Problems(preflight.CloudChecks(ctx, provider)); err != nil {
 		return err
 	}
+	// The firewall is in place before the first machine is made.
+	if _, err := provider.GuardMachines(ctx); err != nil {
+		return err
+	}
 
 	// One pool of machine connections: the lease manager checks machines
 	// through it, and sessions then use the connection it leaves.
@@ -131,6 +135,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return fmt.Errorf("lease database %s: %w", cfg.StorePath(), err)
 	}
 
+	_, guarded := cfg.Firewall()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -139,7 +144,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	gw, err := gateway.New(gateway.Options{
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
-		Invocation: invocation, Logger: log,
+		Invocation: invocation, Logger: log, Guarded: guarded,
 		MaxStartups: gateway.StartupLimits{
 			Start: cfg.MaxStartups.Start, Rate: cfg.MaxStartups.Rate, Full: cfg.MaxStartups.Full,
 			PerSource: cfg.MaxStartupsPerSource,
@@ -216,6 +221,12 @@ func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(),
 		ServerType: cfg.ServerType, Location: cfg.Location,
 		Image: cfg.Image, ImageSelector: cfg.SnapshotSelector(),
 		Logger: log,
+	}
+	if sources, keep := cfg.Firewall(); keep {
+		pc.Firewall = hcloud.Firewall{Sources: sources, SSHPort: cfg.MachineSSHPort}
+		if len(sources) == 0 {
+			pc.Firewall.Metadata = hcloud.MetadataEndpoint
+		}
 	}
 	closeCloud := func() {}
 	if cfg.Local() {

@@ -293,6 +293,9 @@ var options = []*option{
 	{name: "machine-ssh-port", arg: "PORT", usage: "port the machines' sshd listens on",
 		def: "22", localDef: "2022",
 		bind: func(c *Config) value { return number(&c.MachineSSHPort, 1, 65535, "a port") }},
+	{name: "firewall-sources", arg: "CIDR,...", usage: "who may reach the machines' SSH port through the gateway's Hetzner firewall, like 203.0.113.7/32,2001:db8::/64; none keeps no firewall, for operators who guard the machines themselves (docs/security.md)",
+		localDef: "127.0.0.0/8", defHelp: "the gateway's own public addresses from Hetzner's metadata service in hcloud mode (required off Hetzner), 127.0.0.0/8 in local mode",
+		bind: func(c *Config) value { return text(&c.FirewallSources, checkFirewallSources) }},
 	{name: "gateway-name", arg: "NAME", usage: "name in the labels of everything this gateway creates; give each gateway sharing a project its own", def: "default",
 		bind: func(c *Config) value {
 			return text(&c.GatewayName, matching(labelValue, "cannot be a Hetzner label value: 1 to 63 letters, digits, -, _ or ., starting and ending with a letter or digit"))
@@ -372,6 +375,15 @@ func checkFlake(flake string) string {
 		return ""
 	}
 	if err := (bootstrap.InfectOptions{Flake: flake}).Validate(); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// checkFirewallSources says why s is neither none nor a list of address
+// blocks.
+func checkFirewallSources(s string) string {
+	if _, err := parseFirewallSources(s); err != nil {
 		return err.Error()
 	}
 	return ""
