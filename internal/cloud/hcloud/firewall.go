@@ -61,7 +61,7 @@ func (f Firewall) off() bool { return len(f.Sources) == 0 && f.Metadata == "" }
 // firewallState holds the sources once known; the metadata service is
 // asked again until it answers.
 type firewallState struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards sources; never held over a request
 	sources []netip.Prefix
 }
 
@@ -75,15 +75,19 @@ func (p *Provider) firewallSources(ctx context.Context) ([]netip.Prefix, error) 
 		return p.cfg.Firewall.Sources, nil
 	}
 	p.fw.mu.Lock()
-	defer p.fw.mu.Unlock()
-	if p.fw.sources != nil {
-		return p.fw.sources, nil
+	known := p.fw.sources
+	p.fw.mu.Unlock()
+	if known != nil {
+		return known, nil
 	}
+	// Asked outside the lock; two first asks at once both just ask.
 	sources, err := OwnAddresses(ctx, p.cfg.Firewall.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("the gateway does not seem to run on Hetzner (%v): set --firewall-sources to the addresses it reaches machines from, or to none if you guard the machines' SSH port yourself", err)
 	}
+	p.fw.mu.Lock()
 	p.fw.sources = sources
+	p.fw.mu.Unlock()
 	p.log.Info("firewall sources from the metadata service", "sources", sources)
 	return sources, nil
 }
@@ -215,6 +219,10 @@ func (p *Provider) ensureFirewall(ctx context.Context) (*hc.Firewall, []string, 
 			Name: p.firewallName(), Labels: map[string]string{LabelGateway: p.cfg.Gateway}, Rules: want,
 		})
 		if hc.IsError(err, hc.ErrorCodeUniquenessError) {
+			// A create at the same moment made it first, or a stranger has the name.
+			if fw, ferr := p.findFirewall(ctx); ferr == nil && fw != nil {
+				return fw, nil, nil
+			}
 			return nil, nil, fmt.Errorf("create the gateway's firewall: the project has a firewall named %s without the label %s=%s; rename or delete it, the gateway will not take it over",
 				p.firewallName(), LabelGateway, p.cfg.Gateway)
 		}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,5 +302,32 @@ func TestFirewallSourcesFromMetadata(t *testing.T) {
 	off := newProvider(t, e.cloud.Endpoint(), e.cloud.Token())
 	if c := firewallCheck(t, off.Preflight(ctx)); !c.OK() || !strings.Contains(c.Result, "off") {
 		t.Errorf("preflight with the firewall off: %+v", c)
+	}
+}
+
+// TestFirewallMadeMeanwhile: when another create made the firewall between
+// the provider's look and its own create, the provider uses that one.
+func TestFirewallMadeMeanwhile(t *testing.T) {
+	t.Parallel()
+	e, ctx := newEnv(t, 60*time.Second)
+	var made atomic.Bool
+	e.faults.onRequest(func(w http.ResponseWriter, r *http.Request) bool {
+		// The first create of a firewall makes one first (its own request
+		// passes here too, and goes on).
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/firewalls" && made.CompareAndSwap(false, true) {
+			if _, _, err := e.raw.Firewall.Create(ctx, hc.FirewallCreateOpts{Name: "cc-gateway-test", Labels: map[string]string{hcloud.LabelGateway: "test"}}); err != nil {
+				t.Error(err)
+			}
+		}
+		return false
+	})
+	p := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), guarded(e))
+	srv, err := p.Create(ctx, newPerson(t, "fwr", e.port).spec)
+	if err != nil {
+		t.Fatalf("create while another made the firewall: %v", err)
+	}
+	fw := e.theFirewall(t, ctx)
+	if got := e.guardedBy(t, ctx, srv.ID); !slices.Equal(got, []int64{fw.ID}) {
+		t.Errorf("server guarded by %v, want %d", got, fw.ID)
 	}
 }
