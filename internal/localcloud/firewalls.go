@@ -341,46 +341,55 @@ func (c *Cloud) setFirewallRules(w http.ResponseWriter, r *http.Request) {
 
 // POST /firewalls/{id}/actions/apply_to_resources
 func (c *Cloud) applyToResources(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "id")
-	if !ok {
-		return
-	}
-	var req struct {
-		ApplyTo []firewallResource `json:"apply_to"`
-	}
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f := c.firewallToChange(w, id)
-	if f == nil {
-		return
-	}
-	servers, ok := c.resourceServers(w, "apply_to", req.ApplyTo, http.StatusNotFound)
-	if !ok {
-		return
-	}
-	for _, s := range servers {
-		if slices.Contains(f.Servers, s) {
-			writeError(w, http.StatusUnprocessableEntity, "firewall_already_applied", fmt.Sprintf("firewall %d is already applied to server %d", id, s), nil)
-			return
+	c.changeResources(w, r, "apply_to", func(f *firewallRecord, servers []int64) {
+		for _, s := range servers {
+			if slices.Contains(f.Servers, s) {
+				writeError(w, http.StatusUnprocessableEntity, "firewall_already_applied", fmt.Sprintf("firewall %d is already applied to server %d", f.ID, s), nil)
+				return
+			}
 		}
-	}
-	c.respondFirewallActions(w, c.applyFirewall(f, servers))
+		c.respondFirewallActions(w, c.applyFirewall(f, servers))
+	})
 }
 
 // POST /firewalls/{id}/actions/remove_from_resources: the firewall stays on
 // the servers until the action ends.
 func (c *Cloud) removeFromResources(w http.ResponseWriter, r *http.Request) {
+	c.changeResources(w, r, "remove_from", func(f *firewallRecord, servers []int64) {
+		for _, s := range servers {
+			if !slices.Contains(f.Servers, s) {
+				writeError(w, http.StatusUnprocessableEntity, "firewall_already_removed", fmt.Sprintf("firewall %d is not applied to server %d", f.ID, s), nil)
+				return
+			}
+		}
+		id := f.ID
+		a := c.firewallAction(cmdRemoveFirewall, f, servers, func() error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if f := c.st.firewall(id); f != nil && !c.closed {
+				f.Servers = slices.DeleteFunc(f.Servers, func(s int64) bool { return slices.Contains(servers, s) })
+				return c.persist()
+			}
+			return nil
+		})
+		c.respondFirewallActions(w, a)
+	})
+}
+
+// changeResources reads a request listing servers under field (apply_to,
+// remove_from) for the firewall in the path, and calls change with them
+// and c.mu held; on a problem it answers instead.
+func (c *Cloud) changeResources(w http.ResponseWriter, r *http.Request, field string, change func(f *firewallRecord, servers []int64)) {
 	id, ok := pathID(w, r, "id")
 	if !ok {
 		return
 	}
-	var req struct {
-		RemoveFrom []firewallResource `json:"remove_from"`
-	}
+	var req map[string][]firewallResource
 	if !decodeBody(w, r, &req) {
+		return
+	}
+	if _, ok := req[field]; !ok {
+		writeInvalid(w, field, field+" is required")
 		return
 	}
 	c.mu.Lock()
@@ -389,26 +398,9 @@ func (c *Cloud) removeFromResources(w http.ResponseWriter, r *http.Request) {
 	if f == nil {
 		return
 	}
-	servers, ok := c.resourceServers(w, "remove_from", req.RemoveFrom, http.StatusNotFound)
-	if !ok {
-		return
+	if servers, ok := c.resourceServers(w, field, req[field], http.StatusNotFound); ok {
+		change(f, servers)
 	}
-	for _, s := range servers {
-		if !slices.Contains(f.Servers, s) {
-			writeError(w, http.StatusUnprocessableEntity, "firewall_already_removed", fmt.Sprintf("firewall %d is not applied to server %d", id, s), nil)
-			return
-		}
-	}
-	a := c.firewallAction(cmdRemoveFirewall, f, servers, func() error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if f := c.st.firewall(id); f != nil && !c.closed {
-			f.Servers = slices.DeleteFunc(f.Servers, func(s int64) bool { return slices.Contains(servers, s) })
-			return c.persist()
-		}
-		return nil
-	})
-	c.respondFirewallActions(w, a)
 }
 
 // applyFirewall applies f to servers at once; the servers show it pending
