@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,7 +17,10 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/preflight"
+	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 var gatewayAddr = netip.MustParsePrefix("203.0.113.7/32")
@@ -329,5 +333,57 @@ func TestFirewallMadeMeanwhile(t *testing.T) {
 	fw := e.theFirewall(t, ctx)
 	if got := e.guardedBy(t, ctx, srv.ID); !slices.Equal(got, []int64{fw.ID}) {
 		t.Errorf("server guarded by %v, want %d", got, fw.ID)
+	}
+}
+
+// nobody is a Notifier with no one connected.
+type nobody struct{}
+
+func (nobody) Warn(string, string) int { return 0 }
+func (nobody) End(string, string)      {}
+
+// TestReconcileRestoresTheFirewall: the gateway's periodic reconcile, with
+// this provider, puts the firewall back on a server it was taken off, and
+// records the repair as an audit event.
+func TestReconcileRestoresTheFirewall(t *testing.T) {
+	t.Parallel()
+	e, ctx := newEnv(t, 60*time.Second)
+	p := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), guarded(e))
+	srv, err := p.Create(ctx, newPerson(t, "fwrec", e.port).spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := e.theFirewall(t, ctx)
+	acts, _, err := e.raw.Firewall.RemoveResources(ctx, fw, []hc.FirewallResource{{Type: hc.FirewallResourceTypeServer, Server: &hc.FirewallResourceServer{ID: srv.ID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.raw.Action.WaitFor(ctx, acts...); err != nil {
+		t.Fatal(err)
+	}
+
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "gateway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := lease.NewManager(lease.Config{Store: store, Provider: p, Logger: testkit.Quiet, OperationTimeout: 30 * time.Second})
+	// The store is new and the server has no lease: reconcile keeps it
+	// (an orphan is reported, not touched) but guards it all the same.
+	err = lease.NewReaper(m, nobody{}, lease.ReaperConfig{}).Reconcile(ctx)
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	if got := e.guardedBy(t, ctx, srv.ID); !slices.Equal(got, []int64{fw.ID}) {
+		t.Errorf("after reconcile the server is guarded by %v, want %d", got, fw.ID)
+	}
+	events, err := store.Events(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events, func(ev lease.Event) bool {
+		return ev.Kind == "reconcile" && strings.Contains(ev.Detail, "applied firewall cc-gateway-test to server")
+	}) {
+		t.Errorf("events %+v, want the repair recorded", events)
 	}
 }
