@@ -104,9 +104,12 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	if err := preflight.Problems(preflight.CloudChecks(ctx, provider)); err != nil {
 		return err
 	}
-	// The firewall is in place before the first machine is made.
+	// The firewall is put in place, and on machines made before it, now
+	// rather than at the first reconcile. A failure here exposes nothing
+	// new (every create applies the firewall, or fails), so the gateway
+	// serves and reconcile tries again.
 	if _, err := provider.GuardMachines(ctx); err != nil {
-		return err
+		log.Error("the firewall could not be put in place at start; reconcile tries again", "err", err)
 	}
 
 	// One pool of machine connections: the lease manager checks machines
