@@ -60,7 +60,9 @@ func newRig(t *testing.T, extra ...string) *rig {
 // newRigOf is a rig whose machines are of the given kind, logging in user.
 func newRigOf(t *testing.T, kind, user string, extra ...string) *rig {
 	t.Helper()
-	lg := newLocalGateway(t, append([]string{"--local-machines", kind, "--instance-user", user}, extra...)...)
+	// No firewall: status shows the machine's address, for the tests that
+	// compare the proxied machine with the machine reached directly.
+	lg := newLocalGateway(t, append([]string{"--local-machines", kind, "--instance-user", user, "--firewall-sources", "none"}, extra...)...)
 	r := &rig{t: t, lg: lg, g: lg.start(t), dir: filepath.Join(lg.dir, "client"), user: user, fwdHost: "127.0.0.1"}
 	r.p = newPerson(t, r.dir)
 	if res := r.p.ssh(r.g, "", "true"); res.code != 0 {

@@ -180,8 +180,9 @@ func TestRevocationKeep(t *testing.T) {
 	user := localcloudtest.OpenSSHUser(t)
 	carol := newPerson(t, filepath.Join(dir, "carol"))
 	users := writeKeyList(t, filepath.Join(dir, "users"), carol)
+	// No firewall: status shows the machine's address, to reach it directly.
 	lg := newLocalGateway(t, "--users", users, "--revoked-action", "keep",
-		"--local-machines", "openssh", "--instance-user", user)
+		"--local-machines", "openssh", "--instance-user", user, "--firewall-sources", "none")
 	g := lg.start(t)
 	if r := carol.ssh(g, "", "true"); r.code != 0 {
 		t.Fatalf("first connection: %+v", r)

@@ -112,6 +112,13 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	for _, w := range preflight.Warnings(checks) {
 		log.Warn("preflight: " + w)
 	}
+	// The firewall is put in place, and on machines made before it, now
+	// rather than at the first reconcile. A failure here exposes nothing
+	// new (every create applies the firewall, or fails), so the gateway
+	// serves and reconcile tries again.
+	if _, err := provider.GuardMachines(ctx); err != nil {
+		log.Error("the firewall could not be put in place at start; reconcile tries again", "err", err)
+	}
 
 	// One pool of machine connections: the lease manager checks machines
 	// through it, and sessions then use the connection it leaves.
@@ -136,6 +143,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return fmt.Errorf("lease database %s: %w", cfg.StorePath(), err)
 	}
 
+	_, guarded := cfg.Firewall()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -144,7 +152,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	gw, err := gateway.New(gateway.Options{
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
-		Invocation: invocation, Logger: log,
+		Invocation: invocation, Logger: log, Guarded: guarded,
 		MaxStartups: gateway.StartupLimits{
 			Start: cfg.MaxStartups.Start, Rate: cfg.MaxStartups.Rate, Full: cfg.MaxStartups.Full,
 			PerSource: cfg.MaxStartupsPerSource,
@@ -270,6 +278,12 @@ func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(),
 		ServerTypes: cfg.ServerTypes(), Locations: cfg.Locations(),
 		Image: cfg.Image, ImageSelector: cfg.SnapshotSelector(),
 		Logger: log,
+	}
+	if sources, keep := cfg.Firewall(); keep {
+		pc.Firewall = hcloud.Firewall{Sources: sources, SSHPort: cfg.MachineSSHPort}
+		if len(sources) == 0 {
+			pc.Firewall.Metadata = hcloud.MetadataEndpoint
+		}
 	}
 	closeCloud := func() {}
 	if cfg.Local() {

@@ -46,6 +46,7 @@ func TestScript(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Values[scriptKey{}] = &scriptState{t: env.T().(testing.TB), work: env.WorkDir, people: map[string]*person{}}
 			env.Setenv("GATEWAY", gatewayBin)
+			env.Setenv("CC_GATEWAY_FIREWALL_SOURCES", os.Getenv("CC_GATEWAY_FIREWALL_SOURCES")) // see TestMain
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

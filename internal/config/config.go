@@ -78,6 +78,7 @@ type Config struct {
 	Provisioning         Provisioning        // how machines get NixOS
 	InfectFlake          string              // flake installed by infect provisioning
 	MachineSSHPort       int                 // port of the machines' sshd
+	FirewallSources      string              // who may reach the machines' sshd: CIDRs, "none", or empty for the gateway's own addresses
 	GatewayName          string              // value of the label that marks this gateway's resources
 	LocalMachines        LocalMachines       // how local mode boots machines
 	ShutdownGrace        time.Duration       // how long sessions get to end on shutdown

@@ -70,6 +70,7 @@ func TestDefaultsLocalMode(t *testing.T) {
 		Image:                "debian-12",
 		ImageSelector:        "cc-gateway=image",
 		MachineSSHPort:       2022,
+		FirewallSources:      "127.0.0.0/8",
 		GatewayName:          "default",
 		LocalMachines:        "builtin",
 		ShutdownGrace:        10 * time.Second,
@@ -235,6 +236,7 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_IMAGE", "debian-13", nil, func(c Config) any { return c.Image }, "debian-13"},
 		{"CC_GATEWAY_IMAGE_SELECTOR", "role=img", nil, func(c Config) any { return c.ImageSelector }, "role=img"},
 		{"CC_GATEWAY_MACHINE_SSH_PORT", "2200", nil, func(c Config) any { return c.MachineSSHPort }, 2200},
+		{"CC_GATEWAY_FIREWALL_SOURCES", "203.0.113.7/32", nil, func(c Config) any { return c.FirewallSources }, "203.0.113.7/32"},
 		{"CC_GATEWAY_GATEWAY_NAME", "prod", nil, func(c Config) any { return c.GatewayName }, "prod"},
 		{"CC_GATEWAY_LOCAL_MACHINES", "openssh", nil, func(c Config) any { return c.LocalMachines }, LocalOpenSSH},
 		{"CC_GATEWAY_SHUTDOWN_GRACE", "3s", nil, func(c Config) any { return c.ShutdownGrace }, 3 * time.Second},
@@ -358,6 +360,12 @@ func TestValidationRules(t *testing.T) {
 			"--default-ttl (from the command line): 0s is not positive"},
 		{"negative duration", nil, map[string]string{"CC_GATEWAY_IDLE_TIMEOUT": "-5m"},
 			"--idle-timeout (from CC_GATEWAY_IDLE_TIMEOUT): -5m is not positive"},
+		{"firewall source not a block", []string{"--firewall-sources=10.0.0.0/8,example.com"}, nil,
+			`--firewall-sources (from the command line): "example.com" is not an address block like 203.0.113.7/32 or 2001:db8::/64`},
+		{"firewall source with host bits", []string{"--firewall-sources=10.1.2.3/8"}, nil,
+			`"10.1.2.3/8" has host bits set: write the network 10.0.0.0/8, or the single address 10.1.2.3/32`},
+		{"firewall none among blocks", []string{"--firewall-sources=10.0.0.0/8,none"}, nil,
+			"none keeps no firewall and cannot be combined with address blocks"},
 		{"bad duration", nil, map[string]string{"CC_GATEWAY_MAX_TTL": "2x"},
 			`--max-ttl (from CC_GATEWAY_MAX_TTL): "2x" is not a duration like 90m or 4h`},
 		{"default over max ttl", []string{"--default-ttl=30h"}, nil,
@@ -610,6 +618,33 @@ func TestTestMachineBound(t *testing.T) {
 	} {
 		if got := mustLoad(t, tc.args, nil).TestMachineBound(); got != tc.want {
 			t.Errorf("%q: %s, want %s", tc.args, got, tc.want)
+		}
+	}
+}
+
+// TestFirewallSources: the firewall's sources by mode and flag.
+func TestFirewallSources(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		keep bool
+		want string // the sources, comma-separated
+	}{
+		{"local default", nil, nil, true, "127.0.0.0/8"},
+		{"hcloud default: the metadata service's", nil, map[string]string{"HCLOUD_TOKEN": "t"}, true, ""},
+		{"given, lone addresses as blocks of one", []string{"--firewall-sources= 203.0.113.7 ,2001:db8::/64,2001:db8::5"}, nil, true,
+			"203.0.113.7/32,2001:db8::/64,2001:db8::5/128"},
+		{"none", []string{"--firewall-sources=none"}, map[string]string{"HCLOUD_TOKEN": "t"}, false, ""},
+	} {
+		c := mustLoad(t, append([]string{"--users", usersFile(t)}, tc.args...), tc.env)
+		sources, keep := c.Firewall()
+		var got []string
+		for _, p := range sources {
+			got = append(got, p.String())
+		}
+		if keep != tc.keep || strings.Join(got, ",") != tc.want {
+			t.Errorf("%s: Firewall() = %v, %v; want %q, %v", tc.name, got, keep, tc.want, tc.keep)
 		}
 	}
 }

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -55,6 +57,48 @@ func (c Config) SnapshotSelector() string {
 		return ""
 	}
 	return c.ImageSelector
+}
+
+// NoFirewall is the --firewall-sources value that keeps no firewall.
+const NoFirewall = "none"
+
+// Firewall says whether the gateway keeps a firewall around the machines
+// and whom it lets reach their SSH port: the sources given, or, with none
+// given, the gateway's own public addresses, which only Hetzner's metadata
+// service knows.
+func (c Config) Firewall() (sources []netip.Prefix, keep bool) {
+	if c.FirewallSources == NoFirewall {
+		return nil, false
+	}
+	sources, _ = parseFirewallSources(c.FirewallSources) // checked when set
+	return sources, true
+}
+
+// parseFirewallSources reads "none" or comma-separated address blocks in
+// CIDR notation; a lone address is a block of one.
+func parseFirewallSources(s string) ([]netip.Prefix, error) {
+	if s == NoFirewall || s == "" {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if a, err := netip.ParseAddr(item); err == nil && a.Zone() == "" {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(item)
+		switch {
+		case item == NoFirewall:
+			return nil, errors.New("none keeps no firewall and cannot be combined with address blocks")
+		case err != nil:
+			return nil, fmt.Errorf("%q is not an address block like 203.0.113.7/32 or 2001:db8::/64", item)
+		case p.Masked() != p:
+			return nil, fmt.Errorf("%q has host bits set: write the network %s, or the single address %s/%d", item, p.Masked(), p.Addr(), p.Addr().BitLen())
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // HostKeyPath is the gateway's own host key.

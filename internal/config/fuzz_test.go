@@ -40,6 +40,7 @@ func FuzzConfigFile(f *testing.F) {
 		"instance-user = Bob\ngateway-name = -prod\nlisten = localhost\npublic-name = -p 2222 localhost\n",
 		"image = \u00e9t\u00e9\nlocation = fsn1 # not a comment\nserver-type = \x00\n",
 		"location = a\rb\ndata-dir = ./data\r\n",
+		"firewall-sources = 203.0.113.7, 2001:db8::/64\nfirewall-sources = 10.1.2.3/8\nfirewall-sources = none,10.0.0.0/8\nfirewall-sources = fe80::1%eth0\n",
 	} {
 		f.Add(seed)
 	}

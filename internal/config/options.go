@@ -321,6 +321,9 @@ var options = []*option{
 	{name: "machine-ssh-port", arg: "PORT", usage: "port the machines' sshd listens on",
 		def: "22", localDef: "2022",
 		bind: func(c *Config) value { return number(&c.MachineSSHPort, 1, 65535, "a port") }},
+	{name: "firewall-sources", arg: "CIDR,...", usage: "who may reach the machines' SSH port through the gateway's Hetzner firewall, like 203.0.113.7/32,2001:db8::/64; none keeps no firewall, for operators who guard the machines themselves (docs/security.md)",
+		localDef: "127.0.0.0/8", defHelp: "the gateway's own public addresses from Hetzner's metadata service in hcloud mode (required off Hetzner), 127.0.0.0/8 in local mode",
+		bind: func(c *Config) value { return text(&c.FirewallSources, checkFirewallSources) }},
 	{name: "gateway-name", arg: "NAME", usage: "name in the labels of everything this gateway creates; give each gateway sharing a project its own", def: "default",
 		bind: func(c *Config) value {
 			return text(&c.GatewayName, matching(labelValue, "cannot be a Hetzner label value: 1 to 63 letters, digits, -, _ or ., starting and ending with a letter or digit"))
@@ -422,6 +425,15 @@ func checkNames(what, example string) func(string) string {
 		}
 		return fmt.Sprintf("%s; give a Hetzner %s, or a comma-separated list of them in order of preference like %s", problem, what, example)
 	}
+}
+
+// checkFirewallSources says why s is neither none nor a list of address
+// blocks.
+func checkFirewallSources(s string) string {
+	if _, err := parseFirewallSources(s); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 // checkLeads says why s is not a list of warning lead times.

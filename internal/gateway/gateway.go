@@ -71,6 +71,11 @@ type Options struct {
 	Pool         *proxy.Pool
 	InstanceUser string
 
+	// Guarded says the machines are reachable only through the gateway (a
+	// firewall lets nothing else reach their SSH port), so people's status
+	// does not show an address they cannot use.
+	Guarded bool
+
 	// Invocation is how people reach this gateway, used in help and hints,
 	// e.g. "ssh cc.example.com" or "ssh -p 2222 localhost".
 	Invocation string

@@ -70,13 +70,18 @@ func (g *Gateway) status(_ context.Context, c call) int {
 		IdleSeconds: int64(now.Sub(l.LastActivity).Seconds()),
 		Sessions:    g.Sessions(c.fingerprint),
 	}
+	if g.opts.Guarded {
+		st.Address = "" // no use to anyone but the gateway
+	}
 	st.Cost, st.Currency = g.opts.Leases.Cost(l)
 	if asJSON {
 		return writeJSON(c, st)
 	}
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "Machine\t%s (%s)\n", st.Name, st.State)
-	fmt.Fprintf(w, "Address\t%s\n", st.Address)
+	if st.Address != "" {
+		fmt.Fprintf(w, "Address\t%s\n", st.Address)
+	}
 	fmt.Fprintf(w, "Type\t%s in %s\n", st.ServerType, st.Location)
 	fmt.Fprintf(w, "Created\t%s (%s ago)\n", st.Created.Format(timeLayout), lease.FormatDuration(now.Sub(l.Created)))
 	if l.Expires.After(now) {

@@ -140,6 +140,7 @@ type fakeProvider struct {
 	deleteImageFn func(ctx context.Context, id int64) error
 	cpuUsageFn    func(ctx context.Context, id int64, window time.Duration) (float64, error)
 	pricesFn      func(ctx context.Context, serverType, location string) (Prices, error)
+	guardFn       func(ctx context.Context) ([]string, error)
 
 	mu    sync.Mutex
 	calls []string
@@ -175,12 +176,12 @@ func (p *fakeProvider) made(prefix string) []string {
 	return out
 }
 
-// changes returns the calls made so far that change something: listings
-// and prices aside.
+// changes returns the calls made so far that change something: listings,
+// prices and guard checks aside.
 func (p *fakeProvider) changes() []string {
 	var out []string
 	for _, c := range p.made("") {
-		if c != "List" && c != "Images" && !strings.HasPrefix(c, "Prices ") {
+		if c != "List" && c != "Images" && c != "GuardMachines" && !strings.HasPrefix(c, "Prices ") {
 			out = append(out, c)
 		}
 	}
@@ -229,6 +230,15 @@ func (p *fakeProvider) Delete(ctx context.Context, id int64) error {
 func (p *fakeProvider) DeleteImage(ctx context.Context, id int64) error {
 	p.record("DeleteImage %d", id)
 	return callOr(p.deleteImageFn, ctx, id)
+}
+
+// GuardMachines repairs nothing unless guardFn says otherwise.
+func (p *fakeProvider) GuardMachines(ctx context.Context) ([]string, error) {
+	p.record("GuardMachines")
+	if p.guardFn == nil {
+		return nil, nil
+	}
+	return p.guardFn(ctx)
 }
 
 func callOr(fn func(context.Context, int64) error, ctx context.Context, id int64) error {

@@ -195,6 +195,13 @@ type Provider interface {
 	CPUUsage(ctx context.Context, id int64, window time.Duration) (float64, error)
 	// Prices of a server type in a location, and of snapshots.
 	Prices(ctx context.Context, serverType, location string) (Prices, error)
+
+	// GuardMachines makes sure the machines can be reached only through the
+	// gateway (on Hetzner: the gateway's firewall exists, has its rules and
+	// guards every labelled server), repairs what someone changed, and
+	// returns one sentence per repair. A provider told to keep no guard
+	// does nothing.
+	GuardMachines(ctx context.Context) ([]string, error)
 }
 
 // Machines reaches machines over SSH, always checking the pinned host key.

@@ -20,7 +20,9 @@ const LeaseLabel = "cc-gateway-lease"
 //     at most OrphanDeletes in one reconcile (decideOrphan);
 //   - a lease whose server or snapshot vanished is closed;
 //   - a lease left in a transitional state by a crash is driven on to a
-//     consistent one.
+//     consistent one;
+//   - what keeps the machines reachable only through the gateway (the
+//     provider's firewall) is put back if someone changed it (guard).
 //
 // Leases with an Ensure in flight are left alone. Each lease is settled
 // under its lock, one after the other, and each lease or orphan gets its
@@ -28,19 +30,22 @@ const LeaseLabel = "cc-gateway-lease"
 // up the time of the rest.
 func (r *Reaper) Reconcile(ctx context.Context) error {
 	m := r.m
+	// First, and whatever else fails: a machine open to the world is the
+	// most urgent thing reconcile can find.
+	guardErr := r.guard(ctx)
 	// Leases first, then the provider: a lease that changes after this
 	// read may have changed the provider after its listing too, and
 	// settle leaves it alone.
 	leases, err := m.cfg.Store.List()
 	if err != nil {
-		return err
+		return errors.Join(guardErr, err)
 	}
 	servers, images, err := m.inventory(ctx)
 	if err != nil {
-		return err
+		return errors.Join(guardErr, err)
 	}
 
-	var errs []error
+	errs := []error{guardErr}
 	for _, l := range leases {
 		if m.busy(l.Fingerprint) {
 			continue
@@ -58,7 +63,7 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 	// listing is older than its going.
 	settled, err := m.cfg.Store.List()
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
 	// A store that never recorded anything takes every machine for an
 	// orphan: CheckStore refused to start on one, unless it could not list
@@ -66,7 +71,7 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 	policy := r.cfg.Orphans
 	fresh, err := m.storeIsNew(settled)
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
 	if fresh && len(servers)+len(images) > 0 {
 		m.log.Error("reconcile: the lease database is new but the cloud holds " + labelledCount(len(servers), len(images)) +
@@ -74,6 +79,23 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 		policy = OrphansKeep
 	}
 	return errors.Join(append(errs, r.deleteOrphans(ctx, policy, append(leases, settled...), servers, images)...)...)
+}
+
+// guard has the provider put back what keeps the machines reachable only
+// through the gateway, within OperationTimeout, and records each repair.
+func (r *Reaper) guard(ctx context.Context) error {
+	m := r.m
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.OperationTimeout)
+	defer cancel()
+	fixed, err := m.cfg.Provider.GuardMachines(ctx)
+	for _, f := range fixed {
+		m.log.Warn("reconcile: " + f)
+		m.Record(Event{Kind: "reconcile", Detail: f})
+	}
+	if err != nil {
+		return fmt.Errorf("guard machines: %w", err)
+	}
+	return nil
 }
 
 // inventory lists the provider's labelled servers and snapshots.

@@ -577,3 +577,31 @@ func TestReconcileLeavesALeaseChangedAfterTheListing(t *testing.T) {
 		t.Errorf("events %q", ev)
 	}
 }
+
+// TestReconcileGuardsMachines: reconcile has the provider put its guard
+// back, records each repair, and goes on settling leases when the guard
+// cannot be kept, reporting that too.
+func TestReconcileGuardsMachines(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute})
+	ctx := testkit.Context(t, 10*time.Second)
+	d.cloud.guardFn = func(context.Context) ([]string, error) {
+		return []string{"applied firewall fw to server s (7)"}, nil
+	}
+	if err := d.r.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.details(); !slices.Contains(got, "applied firewall fw to server s (7)") {
+		t.Errorf("events %q, want the repair recorded", got)
+	}
+
+	l := d.running(t, "gone", 3)
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return nil, nil }
+	broken := errors.New("firewall API down")
+	d.cloud.guardFn = func(context.Context) ([]string, error) { return nil, broken }
+	if err := d.r.Reconcile(ctx); !errors.Is(err, broken) {
+		t.Errorf("reconcile with a broken guard: %v, want it reported", err)
+	}
+	if got, ok := d.stored(t, l.Fingerprint); ok {
+		t.Errorf("lease whose server vanished is still %s after reconcile; the broken guard kept it from being settled", got.State)
+	}
+}

@@ -34,7 +34,7 @@ func (c *Cloud) serverView(s *serverRecord) serverJSON {
 		PublicNet: publicNetJSON{
 			IPv4:        &ipv4JSON{ID: s.ID, IP: s.IPv4, DNSPtr: "static." + s.IPv4 + ".clients.local"},
 			FloatingIPs: []int64{},
-			Firewalls:   []any{},
+			Firewalls:   c.serverFirewalls(s.ID),
 		},
 		PrivateNet:      []any{},
 		ServerType:      c.serverTypeView(t),
@@ -108,6 +108,7 @@ type createServerRequest struct {
 	UserData         string            `json:"user_data"`
 	StartAfterCreate *bool             `json:"start_after_create"`
 	Labels           map[string]string `json:"labels"`
+	Firewalls        []firewallRef     `json:"firewalls"`
 }
 
 // POST /servers. The server starts "initializing" with two actions:
@@ -145,6 +146,10 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	firewalls, ok := c.serverFirewallRefs(w, req.Firewalls)
+	if !ok {
+		return
+	}
 	if slices.ContainsFunc(c.st.Servers, func(s *serverRecord) bool { return s.Name == req.Name }) {
 		writeError(w, http.StatusConflict, "uniqueness_error", "server name is already used",
 			fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
@@ -168,6 +173,9 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 	c.st.NextServerID++
 	s.IPv4 = c.st.addressFor(s.ID)
 	c.st.Servers = append(c.st.Servers, s)
+	for _, f := range firewalls {
+		f.Servers = append(f.Servers, s.ID)
+	}
 
 	d := c.opts.ActionDuration
 	afterCreate := "off"

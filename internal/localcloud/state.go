@@ -20,8 +20,9 @@ const stateVersion = 1
 // state is what survives a restart of the gateway process: the project's
 // servers, SSH keys and snapshots and the counters that hand out ids.
 // Actions are kept in memory only; after a restart nobody is waiting on the
-// old ones. Images and NextImageID came later without a version bump: a
-// file without them reads as a project without snapshots.
+// old ones. Images and NextImageID, Firewalls and NextFirewallID came
+// later without a version bump: a file without them reads as a project
+// without snapshots or firewalls.
 type state struct {
 	Version      int             `json:"version"`
 	Subnet       int             `json:"subnet"` // second octet of the machines' loopback addresses
@@ -32,6 +33,9 @@ type state struct {
 	Servers      []*serverRecord `json:"servers"`
 	SSHKeys      []*sshKeyRecord `json:"ssh_keys"`
 	Images       []*imageRecord  `json:"images,omitempty"`
+
+	NextFirewallID int64             `json:"next_firewall_id,omitempty"`
+	Firewalls      []*firewallRecord `json:"firewalls,omitempty"`
 }
 
 // firstImageID keeps snapshot ids clear of the catalog's images.
@@ -90,6 +94,8 @@ func newState() (*state, error) {
 		NextKeyID:    1,
 		NextActionID: 1,
 		NextImageID:  firstImageID,
+
+		NextFirewallID: 1,
 	}, nil
 }
 
@@ -111,6 +117,7 @@ func loadState(path string) (*state, error) {
 	if st.NextImageID < firstImageID {
 		st.NextImageID = firstImageID
 	}
+	st.NextFirewallID = max(st.NextFirewallID, 1)
 	if st.Subnet < 1 || st.Subnet > 254 {
 		return nil, fmt.Errorf("local cloud state %s names subnet 127.%d, which is not usable", path, st.Subnet)
 	}
@@ -123,6 +130,7 @@ func (st *state) save(path string) error {
 	slices.SortFunc(st.Servers, func(a, b *serverRecord) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(st.SSHKeys, func(a, b *sshKeyRecord) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(st.Images, func(a, b *imageRecord) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(st.Firewalls, func(a, b *firewallRecord) int { return cmp.Compare(a.ID, b.ID) })
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode local cloud state: %w", err)
@@ -158,8 +166,13 @@ func (st *state) server(id int64) *serverRecord {
 	return nil
 }
 
+// removeServer forgets a server, and takes it out of the firewalls applied
+// to it, as Hetzner does when a server is deleted.
 func (st *state) removeServer(id int64) {
 	st.Servers = slices.DeleteFunc(st.Servers, func(s *serverRecord) bool { return s.ID == id })
+	for _, f := range st.Firewalls {
+		f.Servers = slices.DeleteFunc(f.Servers, func(s int64) bool { return s == id })
+	}
 }
 
 func (st *state) image(id int64) *imageRecord {

@@ -140,10 +140,10 @@ type ipv4JSON struct {
 }
 
 type publicNetJSON struct {
-	IPv4        *ipv4JSON `json:"ipv4"`
-	IPv6        any       `json:"ipv6"`
-	FloatingIPs []int64   `json:"floating_ips"`
-	Firewalls   []any     `json:"firewalls"`
+	IPv4        *ipv4JSON            `json:"ipv4"`
+	IPv6        any                  `json:"ipv6"`
+	FloatingIPs []int64              `json:"floating_ips"`
+	Firewalls   []serverFirewallJSON `json:"firewalls"`
 }
 
 type serverProtectionJSON struct {

@@ -45,7 +45,7 @@ func (p *Provider) Preflight(ctx context.Context) []preflight.Check {
 	if len(serving) > 0 {
 		checks = append(checks, p.checkPrices(ctx, serving))
 	}
-	return checks
+	return append(checks, p.checkFirewall(ctx))
 }
 
 // checkLocations finds every configured location among Hetzner's.

@@ -79,8 +79,8 @@ func TestPreflight(t *testing.T) {
 				t.Errorf("%s: no %s check among %v", tc.name, want, checks)
 			}
 		}
-		if tc.bad == "" && tc.warn == "" && len(checks) != 5 {
-			t.Errorf("%s: %d checks, want API, location, server type, image and prices: %v", tc.name, len(checks), checks)
+		if tc.bad == "" && tc.warn == "" && len(checks) != 6 {
+			t.Errorf("%s: %d checks, want API, location, server type, image, prices and firewall: %v", tc.name, len(checks), checks)
 		}
 		if tc.bad == "API" && len(checks) != 1 {
 			t.Errorf("a refused token is one problem, got %v", checks)

@@ -5,7 +5,8 @@
 //
 // Everything it creates (servers, SSH keys, snapshots) carries the labels
 // cc-gateway=<gateway> and cc-gateway-lease=<lease id>, and it never touches
-// a server or image without its gateway's label.
+// a server or image without its gateway's label. Its firewall carries the
+// gateway label alone (see firewall.go).
 //
 // Hetzner's transient faults (429, 423 locked, 5xx, failed actions, no
 // answer) are retried within bounds; see retry.go for which and how.
@@ -72,6 +73,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Retry bounds retries of requests and operations.
 	Retry Retry
+	// Firewall says who may reach the machines' SSH port.
+	Firewall Firewall
 	// Clock tells the time for metric windows and rate-limit resets;
 	// nil means the system clock.
 	Clock  lease.Clock
@@ -85,6 +88,7 @@ type Provider struct {
 	client  *hc.Client
 	backoff hc.BackoffFunc // pauses between retries
 	log     *slog.Logger
+	fw      firewallState
 }
 
 var _ lease.Provider = (*Provider)(nil)
@@ -122,6 +126,9 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.Firewall.SSHPort == 0 {
+		cfg.Firewall.SSHPort = 22
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -186,6 +193,10 @@ func (p *Provider) create(ctx context.Context, spec lease.CreateSpec) (lease.Ser
 	if err != nil {
 		return lease.Server{}, err
 	}
+	firewalls, err := p.createFirewalls(ctx)
+	if err != nil {
+		return lease.Server{}, err
+	}
 	start := true
 	// createOnPairs sets the server type and location.
 	res, err := p.createOnPairs(ctx, spec, hc.ServerCreateOpts{
@@ -195,6 +206,7 @@ func (p *Provider) create(ctx context.Context, spec lease.CreateSpec) (lease.Ser
 		UserData:         spec.UserData,
 		StartAfterCreate: &start,
 		Labels:           p.serverLabels(spec),
+		Firewalls:        firewalls,
 	})
 	if hc.IsError(err, hc.ErrorCodeUniquenessError) {
 		// Someone (a previous attempt whose answer we lost) made it already.
