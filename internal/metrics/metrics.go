@@ -77,3 +77,9 @@ func (r *Registry) Handler() http.Handler {
 func (r *Registry) register(cs ...prometheus.Collector) {
 	r.reg.MustRegister(cs...)
 }
+
+// ReadyCheck is one condition of readiness (the store is usable, the SSH
+// listener accepts, the cloud answered recently): nil when it holds, else
+// an error whose text is the one line /readyz answers, naming what is
+// wrong.
+type ReadyCheck func() error
