@@ -194,7 +194,8 @@ func (p *Prometheus) Query(expr string) ([]Sample, error) {
 type Alert struct {
 	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations"`
-	State       string            `json:"state"` // "pending" or "firing"
+	State       string            `json:"state"`    // "pending" or "firing"
+	ActiveAt    time.Time         `json:"activeAt"` // since when it is pending or firing
 }
 
 // Alerts returns the alerts pending or firing now.

@@ -48,7 +48,7 @@ func TestPrometheus(t *testing.T) {
 			return err
 		}
 		for _, a := range alerts {
-			if a.Labels["alertname"] == "DemoHigh" && a.State == "firing" && a.Annotations["summary"] == "value 3" {
+			if a.Labels["alertname"] == "DemoHigh" && a.State == "firing" && a.Annotations["summary"] == "value 3" && !a.ActiveAt.IsZero() {
 				return nil
 			}
 		}
