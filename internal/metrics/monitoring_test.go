@@ -47,6 +47,7 @@ var exported = []string{
 	"cc_gateway_reaper_interval_seconds",
 	"cc_gateway_cloud_requests_total",
 	"cc_gateway_cloud_rate_limit_remaining",
+	"cc_gateway_cloud_rate_limit_limit", // beside remaining, for a ratio
 	"cc_gateway_cloud_retries_total",
 	"cc_gateway_proxy_bytes_total",
 	"cc_gateway_proxy_channels_active",
