@@ -32,6 +32,7 @@ var exported = []string{
 	"cc_gateway_connections_active",
 	"cc_gateway_sessions_active",
 	"cc_gateway_auth_attempts_total",
+	"cc_gateway_limited_total", // issue 9's limits
 	"cc_gateway_machine_operations_total",
 	"cc_gateway_machine_operation_duration_seconds",
 	"cc_gateway_machine_operation_duration_seconds_bucket",
