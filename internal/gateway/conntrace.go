@@ -49,7 +49,8 @@ func (g *Gateway) newConnTrace() *connTrace {
 type connTraceKey struct{}
 
 // traceOf returns the trace of ctx's connection, which the server's
-// ConnCallback puts in every connection's context before anything else.
+// ConnCallback puts in every connection's context (they all come from
+// accept) before anything else.
 func traceOf(ctx ssh.Context) *connTrace {
 	t, _ := ctx.Value(connTraceKey{}).(*connTrace)
 	return t

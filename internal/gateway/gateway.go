@@ -171,14 +171,13 @@ func New(opts Options) (*Gateway, error) {
 			// A connection counts as a startup until it authenticates:
 			// accept puts its release in the context, the log of a
 			// successful authentication calls it. Its trace (id and
-			// logger) goes there too, for everything that follows.
+			// logger) goes there too, for everything that follows. Every
+			// connection comes from accept.
 			s.ConnCallback = func(ctx ssh.Context, c net.Conn) net.Conn {
-				trace := g.newConnTrace()
 				if sc, ok := c.(*startupConn); ok {
 					ctx.SetValue(startupKey{}, sc.release)
-					trace = sc.trace
+					ctx.SetValue(connTraceKey{}, sc.trace)
 				}
-				ctx.SetValue(connTraceKey{}, trace)
 				return c
 			}
 			s.ServerConfigCallback = func(ctx ssh.Context) *gossh.ServerConfig {
