@@ -103,6 +103,10 @@ type Gateway struct {
 
 	startups *startups // connections not yet authenticated
 	drops    dropLog
+	// serving holds each connection's *connTrace by its remote address
+	// while it is served, for ConnectionFailedCallback, which is given
+	// only charm.land/ssh's wrapper of the connection.
+	serving sync.Map
 
 	mu       sync.Mutex // held to read or change these fields only; lock order in notify.go
 	sessions map[*liveSession]struct{}
@@ -166,10 +170,13 @@ func New(opts Options) (*Gateway, error) {
 			s.Version = "cc-gateway"
 			// A connection counts as a startup until it authenticates:
 			// accept puts its release in the context, the log of a
-			// successful authentication calls it.
+			// successful authentication calls it. Its trace (id and
+			// logger) goes there too, for everything that follows. Every
+			// connection comes from accept.
 			s.ConnCallback = func(ctx ssh.Context, c net.Conn) net.Conn {
 				if sc, ok := c.(*startupConn); ok {
 					ctx.SetValue(startupKey{}, sc.release)
+					ctx.SetValue(connTraceKey{}, sc.trace)
 				}
 				return c
 			}
@@ -198,7 +205,11 @@ func New(opts Options) (*Gateway, error) {
 				"default":              g.limitGlobalRequests(refuseRequest),
 			}
 			s.ConnectionFailedCallback = func(c net.Conn, err error) {
-				g.log.Debug("connection failed", "remote", c.RemoteAddr(), "err", err)
+				log := g.log
+				if trace, ok := g.serving.Load(c.RemoteAddr().String()); ok {
+					log = trace.(*connTrace).log
+				}
+				log.Debug("connection failed", "remote", c.RemoteAddr(), "err", err)
 			}
 			return nil
 		},
@@ -229,7 +240,7 @@ func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 		return true
 	}
 	fp := gossh.FingerprintSHA256(key)
-	g.log.Info("key refused", "fingerprint", fp, "remote", ctx.RemoteAddr(), "user", ctx.User())
+	traceOf(ctx).log.Info("key refused", "fingerprint", fp, "remote", ctx.RemoteAddr(), "user", ctx.User())
 	g.opts.Leases.Refused(lease.RefusedKey, sourceOf(ctx.RemoteAddr()), fp)
 	return false
 }
@@ -255,7 +266,7 @@ func (g *Gateway) admit(ctx ssh.Context, key gossh.PublicKey) (Permit, bool) {
 		err = adminErr
 	}
 	if !errors.Is(err, errNotListed) {
-		g.log.Info("listed key kept out", "fingerprint", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr(), "reason", err)
+		traceOf(ctx).log.Info("listed key kept out", "fingerprint", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr(), "reason", err)
 	}
 	return Permit{}, false
 }

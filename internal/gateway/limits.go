@@ -82,8 +82,9 @@ const (
 // event of kind "limited". Callers call it at most once per connection and
 // limit, so a person who keeps hitting one cannot flood the trail.
 func (g *Gateway) limited(fingerprint, limit string, ctx ssh.Context, detail string) {
-	g.log.Warn("limit hit", "fingerprint", fingerprint, "limit", limit, "remote", ctx.RemoteAddr(), "detail", detail)
-	g.opts.Leases.Record(lease.Event{Kind: "limited", Fingerprint: fingerprint,
+	trace := traceOf(ctx)
+	trace.log.Warn("limit hit", "fingerprint", fingerprint, "limit", limit, "remote", ctx.RemoteAddr(), "detail", detail)
+	g.opts.Leases.Record(lease.Event{Kind: "limited", Fingerprint: fingerprint, Conn: trace.id,
 		Detail: fmt.Sprintf("%s: %s, from %s", limit, detail, ctx.RemoteAddr())})
 }
 
@@ -159,7 +160,7 @@ func (g *Gateway) admitConnection(ctx ssh.Context) func(gossh.ConnMetadata, goss
 				"cc-gateway: this key already has %d connections open, the most allowed at once; close one (or share one with ControlMaster) and try again\r\n", most)}
 		}
 		context.AfterFunc(ctx, func() { g.people.leave(fp) })
-		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: fp, Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
+		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: fp, Conn: traceOf(ctx).id, Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
 		return perms, nil
 	}
 }
@@ -265,7 +266,7 @@ func (g *Gateway) limitGlobalRequests(next ssh.RequestHandler) ssh.RequestHandle
 			g.limited(fp, limitGlobal, ctx, fmt.Sprintf("more than %d a second (bursts of %d)", lim.GlobalRate, lim.GlobalBurst))
 		}
 		if flooding {
-			g.log.Warn("closing a connection that keeps flooding global requests", "fingerprint", fp, "remote", ctx.RemoteAddr(), "refused_in_a_row", lim.GlobalBurst)
+			traceOf(ctx).log.Warn("closing a connection that keeps flooding global requests", "fingerprint", fp, "remote", ctx.RemoteAddr(), "refused_in_a_row", lim.GlobalBurst)
 			c.conn.Close()
 		}
 		return false, nil

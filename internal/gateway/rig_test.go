@@ -23,7 +23,7 @@ type rigSpec struct {
 	policy   lease.Policy
 	clock    lease.Clock   // nil for the system clock
 	idle     time.Duration // the pool's idle timeout; 0 for the default
-	logger   *slog.Logger  // the gateway's log; nil for quiet
+	logger   *slog.Logger  // the log of the gateway, its pool and lease manager; nil for quiet
 }
 
 // plainPolicy caps leases and nothing more: no idle stops, no warnings.
@@ -54,10 +54,10 @@ func startRig(t *testing.T, s rigSpec) *rig {
 	}
 	t.Cleanup(func() { r.store.Close() })
 	upstream := testkit.NewKey(t).Signer
-	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, IdleTimeout: s.idle, Logger: testkit.Quiet})
+	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, IdleTimeout: s.idle, Logger: s.logger})
 	r.leases = lease.NewManager(lease.Config{
 		Store: r.store, Provider: s.provider, Machines: proxy.NewMachines(pool, s.user),
-		Clock: s.clock, Policy: s.policy, Logger: testkit.Quiet,
+		Clock: s.clock, Policy: s.policy, Logger: s.logger,
 		Machine: lease.MachineSpec{User: s.user, SSHPort: s.sshPort, GatewayKey: upstream.PublicKey(), ServerTypes: []string{"cx23"}, Locations: []string{"fsn1"}},
 	})
 	users, _ := LoadKeyList("", testkit.Quiet)

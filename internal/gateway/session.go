@@ -28,6 +28,7 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	}
 	fp := lease.Fingerprint(key)
 	c := g.clientConn(ctx)
+	trace := traceOf(ctx)
 	if !g.listed(key) {
 		nc.Reject(gossh.Prohibited, revokedMessage)
 		return
@@ -71,7 +72,8 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		if args, ok := gatewayCommand(execCommand(s.Start.Payload)); ok {
 			s.Start.Reply(true, nil)
 			go discardRequests(s.Requests)
-			code := g.runCommand(ctx, call{args: args, key: key, remote: ctx.RemoteAddr(), fingerprint: fp, stdout: ch, stderr: ch.Stderr()})
+			code := g.runCommand(lease.WithConn(ctx, trace.id), call{args: args, key: key, remote: ctx.RemoteAddr(), fingerprint: fp,
+				trace: trace, stdout: ch, stderr: ch.Stderr()})
 			sendExit(ch, code)
 			return
 		}
@@ -86,20 +88,21 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		live.mu.Unlock()
 	})
 	if err != nil {
-		g.fail(ch, s.Start, live, err)
+		g.fail(ch, s.Start, live, trace, err)
 		return
 	}
 	g.remindExpiry(live, l)
 	activity := g.activity(fp)
 	seat, err := g.sessionSeat(ctx, c, t, wantsAgent(s.Early), activity)
 	if err != nil {
-		g.fail(ch, s.Start, live, forPerson(err, "could not connect to your machine %s", l.ServerName))
+		g.fail(ch, s.Start, live, trace, forPerson(err, "could not connect to your machine %s", l.ServerName))
 		return
 	}
 	defer seat.Close()
-	hooks := proxy.Hooks{Activity: activity, Lost: func() string { return g.lostMessage(fp) }}
+	hooks := proxy.Hooks{Activity: activity, Lost: func() string { return g.lostMessage(fp) },
+		Log: g.opts.Logger.With("component", "proxy", "conn", trace.id, "fingerprint", fp)}
 	if err := proxy.Bridge(ctx, seat, s, hooks); err != nil {
-		g.log.Debug("session ended", "fingerprint", fp, "err", err)
+		trace.log.Debug("session ended", "fingerprint", fp, "err", err)
 	}
 }
 
@@ -186,9 +189,9 @@ func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) (started 
 
 // fail tells the person why their session cannot go on (see tell), then
 // ends it.
-func (g *Gateway) fail(ch gossh.Channel, start *gossh.Request, live *liveSession, err error) {
+func (g *Gateway) fail(ch gossh.Channel, start *gossh.Request, live *liveSession, trace *connTrace, err error) {
 	start.Reply(true, nil)
-	live.notify(tell(g.log.With("fingerprint", live.fingerprint), err))
+	live.notify(trace.tell(err, "fingerprint", live.fingerprint))
 	sendExit(ch, exitGatewayFailure)
 }
 

@@ -98,6 +98,7 @@ func (s *startups) count() int {
 type startupConn struct {
 	net.Conn
 	release func()
+	trace   *connTrace
 }
 
 // startupKey holds a connection's release in its ssh.Context.
@@ -138,6 +139,7 @@ func (d *dropLog) drop(now time.Time) (logNow bool, dropped int) {
 // accept admits conn as a startup and serves it, or drops it at once
 // without a word, as sshd does, counting, logging and recording the drop.
 func (g *Gateway) accept(conn net.Conn) {
+	trace := g.newConnTrace()
 	source := sourceOf(conn.RemoteAddr())
 	release, why := g.startups.admit(source)
 	if release == nil {
@@ -145,13 +147,17 @@ func (g *Gateway) accept(conn net.Conn) {
 		// finds the drop on record.
 		g.opts.Leases.Refused(lease.RefusedLimited, source, "")
 		if logNow, dropped := g.drops.drop(g.opts.Clock.Now()); logNow {
-			g.log.Warn("dropped a connection before its handshake", "remote", source, "reason", why, "dropped", dropped)
+			trace.log.Warn("dropped a connection before its handshake", "remote", source, "reason", why, "dropped", dropped)
 		}
 		conn.Close()
 		return
 	}
+	// A remote address names one open TCP connection to the listener.
+	remote := conn.RemoteAddr().String()
+	g.serving.Store(remote, trace)
 	go func() {
+		defer g.serving.Delete(remote)
 		defer release()
-		g.server.HandleConn(&startupConn{Conn: conn, release: release})
+		g.server.HandleConn(&startupConn{Conn: conn, release: release, trace: trace})
 	}()
 }

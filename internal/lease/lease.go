@@ -109,7 +109,11 @@ type Event struct {
 	Kind        string    `json:"kind"` // connect, create, resume, stop, … (refused connections are Refusals)
 	Fingerprint string    `json:"fingerprint,omitempty"`
 	LeaseID     string    `json:"lease_id,omitempty"`
-	Detail      string    `json:"detail,omitempty"`
+	// Conn is the id of the connection that caused the event, as the
+	// gateway's log and the references people are told carry it; empty
+	// for the reaper's, reconcile's and an allow list edit's events.
+	Conn   string `json:"conn,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Server is what a provider knows about one machine.

@@ -119,7 +119,9 @@ func (m *Manager) Ensure(ctx context.Context, key ssh.PublicKey, progress func(S
 	if !ok {
 		f = &flight{start: m.cfg.Clock.Now(), done: make(chan struct{}), subs: map[int]*subscriber{}}
 		m.flights[fp] = f
-		go m.fly(fp, key, f)
+		// The work outlives the caller's context but keeps its
+		// connection: the one that caused it.
+		go m.fly(WithConn(context.Background(), ConnOf(ctx)), fp, key, f)
 	}
 	m.mu.Unlock()
 	// A flight that ends meanwhile keeps its steps, so the replay is whole.
@@ -134,8 +136,8 @@ func (m *Manager) Ensure(ctx context.Context, key ssh.PublicKey, progress func(S
 	}
 }
 
-func (m *Manager) fly(fp string, key ssh.PublicKey, f *flight) {
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.OperationTimeout)
+func (m *Manager) fly(ctx context.Context, fp string, key ssh.PublicKey, f *flight) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.OperationTimeout)
 	defer cancel()
 	report := func(format string, args ...any) {
 		f.publish(Step{Elapsed: m.cfg.Clock.Now().Sub(f.start), Text: fmt.Sprintf(format, args...)})
@@ -147,9 +149,9 @@ func (m *Manager) fly(fp string, key ssh.PublicKey, f *flight) {
 		var expired *ExpiredError
 		if errors.As(err, &expired) {
 			// A refusal by the rules, not a fault: the person is told.
-			m.log.Info("ensure machine refused", "fingerprint", fp, "reason", err)
+			m.logFor(ctx).Info("ensure machine refused", "fingerprint", fp, "reason", err)
 		} else {
-			m.log.Error("ensure machine", "fingerprint", fp, "err", err)
+			m.logFor(ctx).Error("ensure machine", "fingerprint", fp, "err", err)
 		}
 	}
 	m.mu.Lock()

@@ -347,7 +347,7 @@ func (r *Reaper) idle(ctx context.Context, l Lease, now time.Time) error {
 		}
 		if cpu >= p.BusyCPU {
 			m.touchAt(l.Fingerprint, now)
-			m.event(l, "busy", "idle for %s but using %.0f%% CPU; left running", FormatDuration(now.Sub(l.LastActivity)), cpu)
+			m.event(ctx, l, "busy", "idle for %s but using %.0f%% CPU; left running", FormatDuration(now.Sub(l.LastActivity)), cpu)
 			return nil
 		}
 	}
@@ -385,7 +385,7 @@ func (r *Reaper) warn(l Lease, dl deadline, now time.Time) {
 	}
 	msg := r.warningText(l, dl.kind, FormatTimeLeft(left), now)
 	if n := r.notify.Warn(l.Fingerprint, msg); n > 0 {
-		r.m.event(l, "warning", "%s (to %d sessions)", msg, n)
+		r.m.event(context.Background(), l, "warning", "%s (to %d sessions)", msg, n)
 	}
 }
 

@@ -496,7 +496,7 @@ func (r *Reaper) settle(ctx context.Context, seen Lease, servers []Server, image
 	d := decideSettle(l, srv, imageKept(l, images))
 	notes := make([]Event, len(d.found))
 	for i, f := range d.found {
-		notes[i] = m.note(l, "reconcile", "%s", f)
+		notes[i] = m.note(ctx, l, "reconcile", "%s", f)
 	}
 	if d.action != settleState {
 		// What reconcile found is on record before it acts on it; the

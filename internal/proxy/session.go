@@ -53,6 +53,9 @@ type Hooks struct {
 	// Lost returns the line the person reads when the machine went away
 	// mid-session, for example that it was stopped; LostMessage if nil.
 	Lost func() string
+	// Log receives the session's log lines; the caller's logger says which
+	// connection they are about. slog's default if nil.
+	Log *slog.Logger
 }
 
 // Bridge opens a session channel on up, replays s.Early, sends s.Start and
@@ -77,6 +80,9 @@ func Bridge(ctx context.Context, up Upstream, s ClientSession, h Hooks) error {
 	if h.Lost == nil {
 		h.Lost = func() string { return LostMessage }
 	}
+	if h.Log == nil {
+		h.Log = slog.Default().With("component", "proxy")
+	}
 	b := &bridge{
 		up:       up,
 		down:     s.Channel,
@@ -84,7 +90,7 @@ func Bridge(ctx context.Context, up Upstream, s ClientSession, h Hooks) error {
 		activity: h.Activity,
 		lost:     h.Lost,
 		newline:  "\n",
-		log:      slog.Default().With("component", "proxy"),
+		log:      h.Log,
 	}
 	for _, r := range s.Early {
 		if r.Type == "pty-req" {
