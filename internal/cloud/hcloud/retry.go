@@ -162,8 +162,11 @@ func (t *retryTransport) attempt(req *http.Request, n int, hasBody bool) (*http.
 	}
 	resp, err := t.next.RoundTrip(r)
 	if err != nil {
+		// Read before cancel, which would make every failure look like
+		// this attempt's timeout.
+		timedOut := ctx.Err() != nil && req.Context().Err() == nil
 		cancel()
-		if ctx.Err() != nil && req.Context().Err() == nil {
+		if timedOut {
 			return nil, fmt.Errorf("%w within %s: %w", errAttemptTimeout, t.retry.Timeout, err)
 		}
 		return nil, err
