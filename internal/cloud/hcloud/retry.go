@@ -111,7 +111,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if attempt >= t.retry.Attempts || time.Since(start)+wait > t.retry.Budget {
 			t.log.Warn("Hetzner API request failed; giving up", "method", req.Method, "path", req.URL.Path,
-				"reason", reason, "err", err, "attempts", attempt, "elapsed", time.Since(start).Round(time.Millisecond))
+				"reason", reason, answerAttr(resp, err), "attempts", attempt, "elapsed", time.Since(start).Round(time.Millisecond))
 			return resp, err
 		}
 		t.observe.Retry(reason)
@@ -120,7 +120,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			_ = resp.Body.Close()
 		}
 		t.log.Info("Hetzner API request failed; retrying", "method", req.Method, "path", req.URL.Path,
-			"reason", reason, "err", err, "attempt", attempt, "wait", wait.Round(time.Millisecond))
+			"reason", reason, answerAttr(resp, err), "attempt", attempt, "wait", wait.Round(time.Millisecond))
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -142,6 +142,15 @@ func (t *retryTransport) observeAnswer(method string, resp *http.Response) {
 	if remaining, limit, ok := t.budget.note(resp.Header, t.clock.Now()); ok {
 		t.observe.RateLimit(remaining, limit)
 	}
+}
+
+// answerAttr is what a log line says of an attempt's answer: its status,
+// or the error for none.
+func answerAttr(resp *http.Response, err error) slog.Attr {
+	if resp != nil {
+		return slog.Int("status", resp.StatusCode)
+	}
+	return slog.Any("err", err)
 }
 
 // errAttemptTimeout marks an attempt that got no answer within
