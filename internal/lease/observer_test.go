@@ -198,6 +198,25 @@ func TestReaperObserved(t *testing.T) {
 	}
 }
 
+// TestReaperPassFailsWhileReconcileDoes: a failed reconcile fails its
+// pass and the passes after it, until a reconcile succeeds.
+func TestReaperPassFailsWhileReconcileDoes(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{ReconcileEvery: 10 * time.Minute})
+	d.cloud.imagesFn = func(context.Context) ([]Image, error) { return nil, nil }
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return nil, errors.New("503") }
+	d.r.Tick(context.Background())
+	d.clock.Advance(time.Minute) // no reconcile due
+	d.r.Tick(context.Background())
+	d.cloud.listFn = func(context.Context) ([]Server, error) { return nil, nil }
+	d.r.Tick(context.Background()) // a failed reconcile is due again at once
+	d.clock.Advance(time.Minute)
+	d.r.Tick(context.Background())
+	_, _, passes := d.obs.take()
+	if want := []string{"09:00 0s false", "09:01 0s false", "09:01 0s true", "09:02 0s true"}; !slices.Equal(passes, want) {
+		t.Errorf("passes %q, want %q", passes, want)
+	}
+}
+
 // TestReaperPassFailsWhenTheStoreDoes: a pass that cannot list the leases
 // did nothing, and says so.
 func TestReaperPassFailsWhenTheStoreDoes(t *testing.T) {

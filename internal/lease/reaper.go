@@ -74,9 +74,10 @@ type Reaper struct {
 	working map[string]bool
 	// warned remembers which warnings went out, by lease, deadline and
 	// lead time.
-	warned        map[warning]bool
-	reconciling   bool
-	lastReconcile time.Time
+	warned          map[warning]bool
+	reconciling     bool
+	lastReconcile   time.Time
+	reconcileFailed bool // the latest reconcile to finish failed
 	// orphans holds when reconcile first saw each current orphan; kept in
 	// memory only, so after a restart an orphan waits a grace period again.
 	orphans map[orphanKey]time.Time
@@ -154,9 +155,9 @@ func (r *Reaper) Tick(ctx context.Context) { r.pass(ctx).Wait() }
 // no Ensure or worker is on. The returned group ends with the pass's work
 // and its report to the Observer: the pass succeeded when the leases
 // could be listed, every lease it worked on was dealt with without error,
-// its reconcile (if one was due) too, and it was not cut short. So one
-// lease the reaper keeps failing to stop fails every pass: it costs money
-// until someone looks.
+// the latest reconcile to finish (its own, if one was due) succeeded, and
+// it was not cut short. So one lease the reaper keeps failing to stop, or
+// a reconcile that keeps failing, fails every pass until someone looks.
 func (r *Reaper) pass(ctx context.Context) *sync.WaitGroup {
 	m := r.m
 	now := m.cfg.Clock.Now()
@@ -169,7 +170,10 @@ func (r *Reaper) pass(ctx context.Context) *sync.WaitGroup {
 	r.goTracked(&done, func() {
 		work.Wait()
 		end := m.cfg.Clock.Now()
-		m.cfg.Observer.ReaperPass(end, end.Sub(now), !failed.Load() && ctx.Err() == nil)
+		r.mu.Lock()
+		reconciled := !r.reconcileFailed
+		r.mu.Unlock()
+		m.cfg.Observer.ReaperPass(end, end.Sub(now), !failed.Load() && reconciled && ctx.Err() == nil)
 	})
 	return &done
 }
@@ -185,11 +189,7 @@ func (r *Reaper) startWork(ctx context.Context, now time.Time, work *sync.WaitGr
 	}
 	m.refreshPrices(ctx, leases)
 	if ctx.Err() == nil && r.startReconcile(now) {
-		r.goTracked(work, func() {
-			if err := r.reconcileAt(ctx, now); err != nil {
-				failed.Store(true)
-			}
-		})
+		r.goTracked(work, func() { r.reconcileAt(ctx, now) })
 	}
 	for _, l := range leases {
 		if m.busy(l.Fingerprint) {
@@ -270,7 +270,7 @@ func (r *Reaper) startReconcile(now time.Time) bool {
 	return true
 }
 
-func (r *Reaper) reconcileAt(ctx context.Context, now time.Time) error {
+func (r *Reaper) reconcileAt(ctx context.Context, now time.Time) {
 	err := r.Reconcile(ctx)
 	if err != nil {
 		r.m.log.Error("reconcile", "err", err)
@@ -278,10 +278,10 @@ func (r *Reaper) reconcileAt(ctx context.Context, now time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reconciling = false
+	r.reconcileFailed = err != nil
 	if err == nil {
 		r.lastReconcile = now
 	}
-	return err
 }
 
 func (r *Reaper) forgetWarnings(now time.Time) {
