@@ -77,7 +77,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	// The metrics registry (m-lease's observers are wired here; m-core's
 	// listener serves reg and ready).
 	reg := metrics.New()
-	cloudMetrics := metrics.NewCloud(reg, hcloud.RetryReasons)
+	cloudMetrics := reg.Cloud()
 	// The reaper asks the cloud at every reconcile at least: three of
 	// them without an answer and the gateway is not ready.
 	ready := []metrics.ReadyCheck{cloudMetrics.Ready(3 * max(cfg.ReaperInterval, cfg.ReconcileInterval))}
@@ -146,7 +146,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		OperationTimeout: cfg.OperationTimeout(),
 		Logger:           log,
 		Fault:            crashAt(os.Getenv(crashEnv), log),
-		Observer:         metrics.NewLease(reg, store, cfg.ReaperInterval),
+		Observer:         reg.Lease(store, cfg.ReaperInterval),
 	})
 
 	if err := manager.CheckStore(ctx, cfg.Orphans); err != nil {

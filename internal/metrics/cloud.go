@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 )
 
 // Cloud holds the cloud API's metrics and knows when it last answered.
-// It implements the Hetzner provider's hcloud.Observer.
+// It implements hcloud.Observer.
 type Cloud struct {
 	requests  *prometheus.CounterVec
 	retries   *prometheus.CounterVec
@@ -23,9 +25,10 @@ type Cloud struct {
 	lastAnswer time.Time
 }
 
-// NewCloud registers the cloud API's metrics in r; retryReasons are the
-// provider's reasons for a retry, each shown from the start.
-func NewCloud(r *Registry, retryReasons []string) *Cloud {
+var _ hcloud.Observer = (*Cloud)(nil)
+
+// Cloud registers the cloud API's metrics.
+func (r *Registry) Cloud() *Cloud {
 	c := &Cloud{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "cloud_requests_total",
@@ -45,7 +48,7 @@ func NewCloud(r *Registry, retryReasons []string) *Cloud {
 		}, nil),
 		now: time.Now,
 	}
-	for _, reason := range retryReasons {
+	for _, reason := range hcloud.RetryReasons {
 		c.retries.WithLabelValues(reason)
 	}
 	r.register(c.requests, c.retries, c.remaining, c.limit)

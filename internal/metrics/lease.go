@@ -34,10 +34,10 @@ type leaseLister interface {
 	List() ([]lease.Lease, error)
 }
 
-// NewLease registers the lease domain's metrics in r. leases is read at
-// every scrape for cc_gateway_leases; reaperInterval is the time between
-// the reaper's passes, exported for alert rules.
-func NewLease(r *Registry, leases leaseLister, reaperInterval time.Duration) *Lease {
+// Lease registers the lease domain's metrics. leases is read at every
+// scrape for cc_gateway_leases; reaperInterval is the time between the
+// reaper's passes, exported for alert rules.
+func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Lease {
 	m := &Lease{
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "machine_operations_total",

@@ -25,7 +25,7 @@ func (l *leaseList) List() ([]lease.Lease, error) { return l.leases, l.err }
 func TestLeaseMetrics(t *testing.T) {
 	r := New()
 	list := &leaseList{leases: []lease.Lease{{State: lease.StateRunning}, {State: lease.StateRunning}, {State: lease.StateStopped}}}
-	m := NewLease(r, list, 30*time.Second)
+	m := r.Lease(list, 30*time.Second)
 
 	m.Operation(lease.OpCreate, lease.ResultOK, 90*time.Second)
 	m.Operation(lease.OpCreate, lease.ResultError, 10*time.Second)
@@ -88,7 +88,7 @@ cc_gateway_reaper_interval_seconds 30
 
 func TestCloudMetrics(t *testing.T) {
 	r := New()
-	c := NewCloud(r, hcloud.RetryReasons)
+	c := r.Cloud()
 	now := time.Unix(1000, 0)
 	c.now = func() time.Time { return now }
 
@@ -147,11 +147,11 @@ func TestPromtoolAcceptsTheMetrics(t *testing.T) {
 		t.Skip("promtool is not installed (Debian's prometheus package has it)")
 	}
 	r := New()
-	m := NewLease(r, &leaseList{}, time.Minute)
+	m := r.Lease(&leaseList{}, time.Minute)
 	m.Operation(lease.OpStart, lease.ResultOK, time.Second)
 	m.ReaperPass(time.Now(), time.Millisecond, true)
 	m.Cost(0.01, "EUR")
-	c := NewCloud(r, hcloud.RetryReasons)
+	c := r.Cloud()
 	c.Request("GET", 200)
 	c.RateLimit(3599, 3600)
 

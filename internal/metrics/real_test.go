@@ -24,7 +24,7 @@ import (
 // answers make the gateway ready and show its rate limit.
 func TestMetricsOfRealMachines(t *testing.T) {
 	r := New()
-	cloudMetrics := NewCloud(r, hcloud.RetryReasons)
+	cloudMetrics := r.Cloud()
 	ready := cloudMetrics.Ready(time.Minute)
 
 	sshPort := testkit.FreePort(t)
@@ -50,7 +50,7 @@ func TestMetricsOfRealMachines(t *testing.T) {
 	upstream := testkit.NewKey(t).Signer
 	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, Logger: testkit.Quiet})
 	t.Cleanup(pool.Close)
-	leaseMetrics := NewLease(r, store, 30*time.Second)
+	leaseMetrics := r.Lease(store, 30*time.Second)
 	m := lease.NewManager(lease.Config{
 		Store: store, Provider: provider, Machines: proxy.NewMachines(pool, "claude"), Logger: testkit.Quiet,
 		Policy:   lease.Policy{DefaultTTL: time.Hour, MaxTTL: time.Hour, MaxLifetime: time.Hour},
