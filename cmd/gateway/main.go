@@ -23,6 +23,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/gateway"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/metrics"
 	"github.com/cc-gateway/cc-gateway/internal/preflight"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
@@ -73,6 +74,14 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: cfg.Level()}))
 	slog.SetDefault(log) // the store logs through the default logger
 	log.Info("starting", "config", cfg)
+	// The metrics registry (m-lease's observers are wired here; m-core's
+	// listener serves reg and ready).
+	reg := metrics.New()
+	cloudMetrics := reg.Cloud()
+	// The reaper asks the cloud at every reconcile at least: three of
+	// them without an answer and the gateway is not ready.
+	ready := []metrics.ReadyCheck{cloudMetrics.Ready(3 * max(cfg.ReaperInterval, cfg.ReconcileInterval))}
+	_ = ready // until the metrics listener serves /readyz
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
@@ -100,7 +109,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	}
 	defer store.Close()
 
-	provider, closeCloud, err := newProvider(cfg, log)
+	provider, closeCloud, err := newProvider(cfg, log, cloudMetrics)
 	if err != nil {
 		return err
 	}
@@ -137,6 +146,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		OperationTimeout: cfg.OperationTimeout(),
 		Logger:           log,
 		Fault:            crashAt(os.Getenv(crashEnv), log),
+		Observer:         reg.Lease(store, cfg.ReaperInterval),
 	})
 
 	if err := manager.CheckStore(ctx, cfg.Orphans); err != nil {
@@ -208,7 +218,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 func runPreflight(ctx context.Context, cfg config.Config, out, logOut io.Writer) bool {
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var checks []preflight.Check
-	provider, closeCloud, err := newProvider(cfg, log)
+	provider, closeCloud, err := newProvider(cfg, log, nil)
 	if err != nil {
 		checks = append(checks, preflight.Failed("cloud", "%v", err))
 	} else {
@@ -271,13 +281,14 @@ func machineSpec(cfg config.Config, upstreamKey gossh.Signer) lease.MachineSpec 
 }
 
 // newProvider returns the Hetzner provider, pointed at Hetzner itself or at
-// the local cloud it starts; the returned func stops what it started.
-func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(), error) {
+// the local cloud it starts, telling observer (if not nil) of its
+// requests; the returned func stops what it started.
+func newProvider(cfg config.Config, log *slog.Logger, observer hcloud.Observer) (*hcloud.Provider, func(), error) {
 	pc := hcloud.Config{
 		Token: cfg.HCloudToken, Endpoint: cfg.HCloudEndpoint, Gateway: cfg.GatewayName,
 		ServerTypes: cfg.ServerTypes(), Locations: cfg.Locations(),
 		Image: cfg.Image, ImageSelector: cfg.SnapshotSelector(),
-		Logger: log,
+		Logger: log, Observer: observer,
 	}
 	if sources, keep := cfg.Firewall(); keep {
 		pc.Firewall = hcloud.Firewall{Sources: sources, SSHPort: cfg.MachineSSHPort}

@@ -30,6 +30,9 @@ const (
 	StateDestroying  State = "destroying"
 )
 
+// States lists every State.
+var States = []State{StateCreating, StateRunning, StateStarting, StateStopping, StateStopped, StateHibernating, StateHibernated, StateDestroying}
+
 // Lease is one person's claim on one machine. People are known by the
 // SHA256 fingerprint of their public key, so that is the lease's key.
 type Lease struct {

@@ -155,14 +155,18 @@ func (m *Manager) checkRunning(ctx context.Context, l Lease, report func(string,
 // hibernated). The lease id names the server, so a retry after a crash
 // finds the server it already asked for. events, if any, say why and are
 // written with the intent.
-func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any), events ...Event) (Lease, error) {
+func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any), events ...Event) (_ Lease, err error) {
 	if l.ID == "" {
-		var err error
 		if l, err = m.newLease(fp, key); err != nil {
 			return l, err
 		}
 	}
 	restoring := l.ImageID != 0
+	op := OpCreate
+	if restoring {
+		op = OpResume
+	}
+	defer m.timed(op)(&err)
 	l.State = StateCreating
 	if err := m.put(l, events...); err != nil {
 		return l, err
@@ -259,7 +263,8 @@ func (m *Manager) newLease(fp string, key ssh.PublicKey) (Lease, error) {
 	}, nil
 }
 
-func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
+func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...any)) (_ Lease, err error) {
+	defer m.timed(OpStart)(&err)
 	l.State = StateStarting
 	if err := m.put(l); err != nil {
 		return l, err
@@ -271,7 +276,7 @@ func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...an
 	}
 	m.fault(FaultResumePoweredOn)
 	m.event(ctx, l, "resume", "server %d powered on", l.ServerID)
-	l, err := m.waitReady(ctx, l, report)
+	l, err = m.waitReady(ctx, l, report)
 	if err != nil {
 		return l, err
 	}
@@ -386,11 +391,12 @@ func (m *Manager) Stop(ctx context.Context, fp string) (Lease, error) {
 	return m.stop(ctx, l, "on request")
 }
 
-func (m *Manager) stop(ctx context.Context, l Lease, why string) (Lease, error) {
-	switch {
-	case l.State == StateStopped || l.State == StateHibernated:
+func (m *Manager) stop(ctx context.Context, l Lease, why string) (_ Lease, err error) {
+	if l.State == StateStopped || l.State == StateHibernated {
 		return l, nil
-	case l.ServerID == 0:
+	}
+	defer m.timed(OpStop)(&err)
+	if l.ServerID == 0 {
 		return l, &CreatingError{Name: l.ServerName}
 	}
 	l.State = StateStopping
@@ -421,11 +427,12 @@ func (m *Manager) Hibernate(ctx context.Context, fp string) (Lease, error) {
 	return m.hibernate(ctx, l)
 }
 
-func (m *Manager) hibernate(ctx context.Context, l Lease) (Lease, error) {
-	switch {
-	case l.State == StateHibernated:
+func (m *Manager) hibernate(ctx context.Context, l Lease) (_ Lease, err error) {
+	if l.State == StateHibernated {
 		return l, nil
-	case l.ServerID == 0 && l.ImageID == 0:
+	}
+	defer m.timed(OpHibernate)(&err)
+	if l.ServerID == 0 && l.ImageID == 0 {
 		return l, &CreatingError{Name: l.ServerName}
 	}
 	l.State = StateHibernating
@@ -499,7 +506,8 @@ func (m *Manager) Destroy(ctx context.Context, fp string) (Lease, error) {
 	return l, m.destroy(ctx, l, "on request")
 }
 
-func (m *Manager) destroy(ctx context.Context, l Lease, why string) error {
+func (m *Manager) destroy(ctx context.Context, l Lease, why string) (err error) {
+	defer m.timed(OpDestroy)(&err)
 	l.State = StateDestroying
 	if err := m.put(l); err != nil {
 		return err
@@ -520,6 +528,8 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) error {
 	if err := m.cfg.Store.Delete(l.Fingerprint, m.note(ctx, l, "destroy", "%s; it cost %.4f %s", why, cost, currency)); err != nil {
 		return fmt.Errorf("delete lease: %w", err)
 	}
+	m.accrue(l)
+	m.forgetCost(l)
 	m.mu.Lock()
 	delete(m.activity, l.Fingerprint)
 	m.mu.Unlock()

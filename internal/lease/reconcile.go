@@ -365,7 +365,9 @@ func (p *orphanPass) act(ctx context.Context, key orphanKey, leaseID, what strin
 	detail := done + " " + what
 	if remove {
 		delete(p.after, key)
+		m.cfg.Observer.ReaperAction(ReaperOrphanDelete)
 	} else {
+		m.cfg.Observer.ReaperAction(ReaperOrphanPowerOff)
 		detail += fmt.Sprintf("; deleting it if no lease claims it %s from now", FormatDuration(p.r.cfg.OrphanGrace))
 	}
 	m.log.Warn("reconcile: "+detail, "lease", leaseID)
