@@ -53,6 +53,8 @@ type Hooks struct {
 	// Lost returns the line the person reads when the machine went away
 	// mid-session, for example that it was stopped; LostMessage if nil.
 	Lost func() string
+	// Observer, if not nil, sees the session while it runs and its bytes.
+	Observer Observer
 }
 
 // Bridge opens a session channel on up, replays s.Early, sends s.Start and
@@ -83,6 +85,7 @@ func Bridge(ctx context.Context, up Upstream, s ClientSession, h Hooks) error {
 		downReqs: s.Requests,
 		activity: h.Activity,
 		lost:     h.Lost,
+		obs:      h.Observer,
 		newline:  "\n",
 		log:      slog.Default().With("component", "proxy"),
 	}
@@ -144,6 +147,7 @@ type bridge struct {
 	downReqs <-chan *gossh.Request
 	activity func()
 	lost     func() string
+	obs      Observer
 	lead     string // written before a message of ours
 	newline  string
 	log      *slog.Logger
@@ -165,11 +169,12 @@ func (b *bridge) refuse(start *gossh.Request, msg string) {
 
 // pump runs a started session until both sides are done.
 func (b *bridge) pump(ctx context.Context, uch gossh.Channel, ureqs <-chan *gossh.Request) error {
+	defer opened(b.obs, "session")()
 	// Goroutines reading from the person's side end when that channel closes.
 	var downWG sync.WaitGroup
 	downGone := make(chan struct{})
 	downWG.Go(func() {
-		b.copy(uch, b.down)
+		b.copy(uch, b.down, ToMachine)
 		// The person's EOF goes on independently: the machine may still
 		// be writing (cat big | ssh gw sha256sum).
 		uch.CloseWrite()
@@ -185,8 +190,8 @@ func (b *bridge) pump(ctx context.Context, uch gossh.Channel, ureqs <-chan *goss
 	// Output from the machine; once both streams reach EOF every byte has
 	// been written downstream.
 	var outWG sync.WaitGroup
-	outWG.Go(func() { b.copy(b.down, uch) })
-	outWG.Go(func() { b.copy(b.down.Stderr(), uch.Stderr()) })
+	outWG.Go(func() { b.copy(b.down, uch, FromMachine) })
+	outWG.Go(func() { b.copy(b.down.Stderr(), uch.Stderr(), FromMachine) })
 	outDone := make(chan struct{})
 	go func() {
 		outWG.Wait()
@@ -319,7 +324,8 @@ func (b *bridge) upstreamAlive() bool {
 	}
 }
 
-// copy moves bytes from src to dst until EOF or an error on either side.
-func (b *bridge) copy(dst io.Writer, src io.Reader) {
-	copyStream(dst, src, b.activity)
+// copy moves bytes from src to dst, flowing in direction d, until EOF or
+// an error on either side.
+func (b *bridge) copy(dst io.Writer, src io.Reader, d Direction) {
+	copyStream(dst, src, meter{activity: b.activity, obs: b.obs, d: d})
 }
