@@ -24,6 +24,7 @@ type frontDoor struct {
 	results    chan error   // one per bridged session, after Bridge returned
 	activity   atomic.Int64
 	sent       sentLog // what bridges sent downstream besides data
+	obs        countingObserver
 
 	ln    net.Listener
 	wg    sync.WaitGroup
@@ -121,7 +122,7 @@ func (fd *frontDoor) session(ctx context.Context, nc gossh.NewChannel, up *gossh
 			early = append(early, req)
 		case "shell", "exec", "subsystem":
 			s := ClientSession{Channel: loggedChannel{ch, &fd.sent}, Requests: reqs, Early: early, Start: req}
-			fd.results <- Bridge(ctx, up, s, Hooks{Activity: func() { fd.activity.Add(1) }})
+			fd.results <- Bridge(ctx, up, s, Hooks{Activity: func() { fd.activity.Add(1) }, Observer: &fd.obs})
 			return
 		default:
 			req.Reply(false, nil)
