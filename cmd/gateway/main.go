@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/gateway"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/metrics"
 	"github.com/cc-gateway/cc-gateway/internal/preflight"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
@@ -94,6 +96,18 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return err
 	}
 
+	// Metrics only with a listener to serve them: without, the observers
+	// stay nil and nothing is recorded.
+	var (
+		reg        *metrics.Registry
+		proxyObs   proxy.Observer
+		gatewayObs gateway.Observer
+	)
+	if cfg.MetricsListen != "" {
+		reg = metrics.New()
+		proxyObs, gatewayObs = reg.Proxy(), reg.Gateway()
+	}
+
 	store, err := bolt.Open(cfg.StorePath())
 	if err != nil {
 		return err
@@ -122,7 +136,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 
 	// One pool of machine connections: the lease manager checks machines
 	// through it, and sessions then use the connection it leaves.
-	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log})
+	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log, Observer: proxyObs})
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
 		Provider: provider,
@@ -152,7 +166,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	gw, err := gateway.New(gateway.Options{
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
-		Invocation: invocation, Logger: log, Guarded: guarded,
+		Invocation: invocation, Logger: log, Guarded: guarded, Observer: gatewayObs,
 		MaxStartups: gateway.StartupLimits{
 			Start: cfg.MaxStartups.Start, Rate: cfg.MaxStartups.Rate, Full: cfg.MaxStartups.Full,
 			PerSource: cfg.MaxStartupsPerSource,
@@ -166,6 +180,18 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	if reg != nil {
+		stopMetrics, err := serveMetrics(cfg, reg, log, []metrics.ReadyCheck{
+			store.Healthy,
+			gw.Accepting,
+			// The cloud answered recently: its check comes with the cloud's metrics.
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopMetrics()
 	}
 	if cfg.OpenAccess() {
 		log.Warn("no --users allow list: any SSH key gets in; listening on loopback only", "listen", ln.Addr().String())
@@ -198,6 +224,37 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
 	gw.Shutdown(cfg.ShutdownGrace)
 	return nil
+}
+
+// metricsShutdownGrace bounds how long a scrape in flight may finish once
+// the gateway has stopped.
+const metricsShutdownGrace = 5 * time.Second
+
+// serveMetrics starts the listener of --metrics-listen; the returned func
+// stops it.
+func serveMetrics(cfg config.Config, reg *metrics.Registry, log *slog.Logger, ready []metrics.ReadyCheck) (stop func(), err error) {
+	ln, err := net.Listen("tcp", cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s for metrics: %w", cfg.MetricsListen, err)
+	}
+	if cfg.MetricsExposed() {
+		log.Warn("the metrics listener is not on loopback: /metrics, /readyz and pprof have no authentication; let only your Prometheus reach it (docs/operations.md)", "metrics_listen", ln.Addr().String())
+	}
+	srv := reg.NewServer(metrics.ServerOptions{Ready: ready, Pprof: cfg.Pprof, Logger: log})
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(ln); err != nil {
+			log.Error("the metrics listener stopped; the gateway serves on without it", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String(), "pprof", cfg.Pprof)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownGrace)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-served
+	}, nil
 }
 
 // runPreflight prints the checks `gateway preflight` runs (the cloud's,
