@@ -101,9 +101,10 @@ func get(b *testing.B) *harness {
 	return shared
 }
 
-// start runs the gateway with a machine and writes the ssh_config that
-// reaches both; the caller closes h, even when start fails tb.
-func (h *harness) start(tb testing.TB) {
+// start runs the gateway, with extra options if given, and a machine, and
+// writes the ssh_config that reaches both; the caller closes h, even when
+// start fails tb.
+func (h *harness) start(tb testing.TB, extra ...string) {
 	tb.Helper()
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
 		tb.Fatal("the benchmarks need OpenSSH's sshd in /usr/sbin (Debian: openssh-server)")
@@ -129,6 +130,7 @@ func (h *harness) start(tb testing.TB) {
 		// BenchmarkIdleSessions is one person with many connections.
 		"--max-connections", "1000",
 	)
+	gw.Args = append(gw.Args, extra...)
 	gw.Env = append(os.Environ(), "HCLOUD_TOKEN=")
 	logs, err := os.Create(filepath.Join(h.dir, "gateway.log"))
 	if err != nil {
