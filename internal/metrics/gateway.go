@@ -51,6 +51,7 @@ func (r *Registry) Gateway() *Gateway {
 	return g
 }
 
+// ConnectionOpened and the three below move the gauges of gateway.Observer.
 func (g *Gateway) ConnectionOpened() { g.connections.Inc() }
 func (g *Gateway) ConnectionClosed() { g.connections.Dec() }
 func (g *Gateway) SessionStarted()   { g.sessions.Inc() }

@@ -50,6 +50,7 @@ func (r *Registry) Proxy() *Proxy {
 	return p
 }
 
+// ChannelOpened and ChannelClosed move the gauge of kind's label.
 func (p *Proxy) ChannelOpened(kind string) { p.channel(kind).Inc() }
 func (p *Proxy) ChannelClosed(kind string) { p.channel(kind).Dec() }
 
