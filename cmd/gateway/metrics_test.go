@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,13 +73,15 @@ func sample(scrape, series string) (float64, error) {
 // TestMetricsEndpoint: a real gateway with --metrics-listen, reached with
 // the real ssh: a session, a refused key, an extend and a session over a
 // limit show in /metrics, which promtool accepts; /healthz and /readyz
-// answer; the profiler is off.
+// answer, and /readyz says why not once the gateway is shutting down; the
+// profiler is off.
 func TestMetricsEndpoint(t *testing.T) {
 	dir := t.TempDir()
 	alice := newPerson(t, filepath.Join(dir, "alice"))
 	stranger := newPerson(t, filepath.Join(dir, "stranger"))
 	users := writeKeyList(t, filepath.Join(dir, "users"), alice)
-	lg := newLocalGatewayIn(t, dir, "--users", users, "--metrics-listen", "127.0.0.1:0", "--max-early-requests", "8")
+	lg := newLocalGatewayIn(t, dir, "--users", users, "--metrics-listen", "127.0.0.1:0", "--max-early-requests", "8",
+		"--shutdown-grace", "1m")
 	g := lg.start(t)
 	m := metricsOf(t, g)
 
@@ -151,6 +154,32 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Errorf("the process and Go collectors are missing from the scrape")
 	}
 	promtoolCheckMetrics(t, scrape)
+
+	// Shutting down with a session open: the grace keeps the process up,
+	// alive but no longer ready, and /readyz says why.
+	ended := make(chan result, 1)
+	go func() { ended <- alice.ssh(g, "", "sleep 120") }()
+	testkit.Eventually(t, 30*time.Second, func() error {
+		_, scrape := m.get("/metrics")
+		if v, err := sample(scrape, "cc_gateway_sessions_active"); err != nil || v != 1 {
+			return fmt.Errorf("sessions active: %v (%v), want 1", v, err)
+		}
+		return nil
+	})
+	if err := g.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if code, body := m.get("/readyz"); code != 503 || body != "the SSH listener is shutting down\n" {
+			return fmt.Errorf("/readyz while shutting down: %d %q", code, body)
+		}
+		return nil
+	})
+	if code, _ := m.get("/healthz"); code != 200 {
+		t.Errorf("/healthz while shutting down: %d, want 200", code)
+	}
+	g.Stop(syscall.SIGKILL, time.Minute)
+	<-ended
 }
 
 // promtoolCheckMetrics lints a scrape with Prometheus's own tool: names,
