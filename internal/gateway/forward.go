@@ -68,7 +68,7 @@ func (g *Gateway) handleDirectTCPIP(_ *ssh.Server, _ *gossh.ServerConn, nc gossh
 		uch.Close()
 		return
 	}
-	proxy.Pipe(ch, reqs, uch, ureqs, g.activity(fp))
+	proxy.Pipe(ch, reqs, uch, ureqs, "direct-tcpip", g.activity(fp), g.pool.Observer())
 }
 
 // forwardRequest is the payload of tcpip-forward and cancel-tcpip-forward.

@@ -153,12 +153,15 @@ func (g *Gateway) admitConnection(ctx ssh.Context) func(gossh.ConnMetadata, goss
 		most := g.opts.Limits.ConnsPerPerson
 		ok, first := g.people.admit(fp, most)
 		if !ok {
+			g.opts.Observer.Authenticated(AuthLimited)
+			g.opts.Observer.Limited(LimitConnections)
 			if first {
 				g.limited(fp, limitConnections, ctx, fmt.Sprintf("%d open", most))
 			}
 			return nil, &gossh.BannerError{Err: errTooManyConnections, Message: fmt.Sprintf(
 				"cc-gateway: this key already has %d connections open, the most allowed at once; close one (or share one with ControlMaster) and try again\r\n", most)}
 		}
+		g.opts.Observer.Authenticated(AuthAccepted)
 		context.AfterFunc(ctx, func() { g.people.leave(fp) })
 		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: fp, Conn: traceOf(ctx).id, Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
 		return perms, nil
@@ -260,6 +263,7 @@ func (g *Gateway) limitGlobalRequests(next ssh.RequestHandler) ssh.RequestHandle
 		if ok {
 			return next(ctx, srv, req)
 		}
+		g.opts.Observer.Limited(LimitGlobalRequests)
 		// The request's type is the client's text: neither logged nor kept.
 		fp := fingerprintOf(ctx)
 		if c.limits.first(limitGlobal) {

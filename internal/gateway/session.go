@@ -34,6 +34,7 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		return
 	}
 	if most := g.opts.Limits.SessionsPerConn; !c.limits.openSession(most) {
+		g.opts.Observer.Limited(LimitSessions)
 		if c.limits.first(limitSessions) {
 			g.limited(fp, limitSessions, ctx, fmt.Sprintf("%d open", most))
 		}
@@ -52,12 +53,13 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	defer stop()
 
 	s := proxy.ClientSession{Channel: ch, Requests: permitted(sctx, reqs, permitOf(ctx))}
-	started, over := g.collect(ctx, &s)
+	started, limit, over := g.collect(ctx, &s)
 	hasPTY := false
 	for _, r := range s.Early {
 		hasPTY = hasPTY || r.Type == "pty-req"
 	}
 	if over != "" {
+		g.opts.Observer.Limited(limit)
 		if c.limits.first(limitEarly) {
 			g.limited(fp, limitEarly, ctx, over)
 		}
@@ -99,7 +101,7 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		return
 	}
 	defer seat.Close()
-	hooks := proxy.Hooks{Activity: activity, Lost: func() string { return g.lostMessage(fp) },
+	hooks := proxy.Hooks{Activity: activity, Lost: func() string { return g.lostMessage(fp) }, Observer: g.pool.Observer(),
 		Log: g.opts.Logger.With("component", "proxy", "conn", trace.id, "fingerprint", fp)}
 	if err := proxy.Bridge(ctx, seat, s, hooks); err != nil {
 		trace.log.Debug("session ended", "fingerprint", fp, "err", err)
@@ -147,9 +149,9 @@ const agentRequest = "auth-agent-req@openssh.com"
 // starts a program, which it leaves unanswered in s.Start, and reports
 // whether it came. What it keeps for the machine is bounded by
 // Limits.EarlyRequests and EarlyBytes: going over refuses the request and
-// returns the sentence that tells the person why. It reports false when
-// the client went away or took too long.
-func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) (started bool, over string) {
+// returns the limit and the sentence that tells the person why. It reports
+// false when the client went away or took too long.
+func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) (started bool, limit Limit, over string) {
 	timeout := time.NewTimer(g.opts.StartTimeout)
 	defer timeout.Stop()
 	maxCount, maxBytes := g.opts.Limits.EarlyRequests, g.opts.Limits.EarlyBytes
@@ -158,21 +160,21 @@ func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) (started 
 		select {
 		case req, ok := <-s.Requests:
 			if !ok {
-				return false, ""
+				return false, "", ""
 			}
 			switch req.Type {
 			case "shell", "exec", "subsystem":
 				s.Start = req
-				return true, ""
+				return true, "", ""
 			case "pty-req", "env", "window-change", agentRequest:
 				kept += len(req.Payload)
 				switch {
 				case len(s.Early) >= maxCount:
 					req.Reply(false, nil)
-					return false, fmt.Sprintf("this session sent more than %d requests (environment variables, terminal settings) before starting its program, the most allowed; send fewer (see SendEnv and SetEnv in your ssh config)", maxCount)
+					return false, LimitEarlyRequests, fmt.Sprintf("this session sent more than %d requests (environment variables, terminal settings) before starting its program, the most allowed; send fewer (see SendEnv and SetEnv in your ssh config)", maxCount)
 				case kept > maxBytes:
 					req.Reply(false, nil)
-					return false, fmt.Sprintf("this session's environment variables and terminal settings came to more than %d bytes before its program started, the most allowed; send fewer or smaller ones (see SendEnv and SetEnv in your ssh config)", maxBytes)
+					return false, LimitEarlyBytes, fmt.Sprintf("this session's environment variables and terminal settings came to more than %d bytes before its program started, the most allowed; send fewer or smaller ones (see SendEnv and SetEnv in your ssh config)", maxBytes)
 				}
 				s.Early = append(s.Early, req)
 				req.Reply(true, nil)
@@ -180,9 +182,9 @@ func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) (started 
 				req.Reply(false, nil)
 			}
 		case <-timeout.C:
-			return false, ""
+			return false, "", ""
 		case <-ctx.Done():
-			return false, ""
+			return false, "", ""
 		}
 	}
 }

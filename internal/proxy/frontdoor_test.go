@@ -27,6 +27,7 @@ type frontDoor struct {
 	sent       sentLog // what bridges sent downstream besides data
 	log        *slog.Logger
 	logs       *testkit.Buffer // what bridges logged through log
+	obs        countingObserver
 
 	ln    net.Listener
 	wg    sync.WaitGroup
@@ -127,7 +128,7 @@ func (fd *frontDoor) session(ctx context.Context, nc gossh.NewChannel, up *gossh
 			early = append(early, req)
 		case "shell", "exec", "subsystem":
 			s := ClientSession{Channel: loggedChannel{ch, &fd.sent}, Requests: reqs, Early: early, Start: req}
-			fd.results <- Bridge(ctx, up, s, Hooks{Activity: func() { fd.activity.Add(1) }, Log: fd.log})
+			fd.results <- Bridge(ctx, up, s, Hooks{Activity: func() { fd.activity.Add(1) }, Log: fd.log, Observer: &fd.obs})
 			return
 		default:
 			req.Reply(false, nil)
