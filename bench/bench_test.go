@@ -101,9 +101,10 @@ func get(b *testing.B) *harness {
 	return shared
 }
 
-// start runs the gateway with a machine and writes the ssh_config that
-// reaches both; the caller closes h, even when start fails tb.
-func (h *harness) start(tb testing.TB) {
+// start runs the gateway, with extra options if given, and a machine, and
+// writes the ssh_config that reaches both; the caller closes h, even when
+// start fails tb.
+func (h *harness) start(tb testing.TB, extra ...string) {
 	tb.Helper()
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
 		tb.Fatal("the benchmarks need OpenSSH's sshd in /usr/sbin (Debian: openssh-server)")
@@ -128,7 +129,11 @@ func (h *harness) start(tb testing.TB) {
 		"--log-level", "info",
 		// BenchmarkIdleSessions is one person with many connections.
 		"--max-connections", "1000",
+		// The direct runs reach the machine itself: no firewall, so that
+		// status shows its address.
+		"--firewall-sources", "none",
 	)
+	gw.Args = append(gw.Args, extra...)
 	gw.Env = append(os.Environ(), "HCLOUD_TOKEN=")
 	logs, err := os.Create(filepath.Join(h.dir, "gateway.log"))
 	if err != nil {
@@ -413,22 +418,33 @@ func BenchmarkConnect(b *testing.B) {
 // percentile (target p99 < 2 ms).
 func BenchmarkKeystroke(b *testing.B) {
 	h := get(b)
-	const keys = 2000
-	lat := map[string][]time.Duration{}
-	for range 2 { // alternate, twice each
-		for _, host := range []string{"machine", "gw"} {
-			ds, err := h.echo(host, keys/2)
-			if err != nil {
-				b.Fatal(err)
-			}
-			lat[host] = append(lat[host], ds...)
-		}
+	lat, err := keystrokes([]string{"machine", "gw"}, h.echo)
+	if err != nil {
+		b.Fatal(err)
 	}
 	for _, p := range []float64{50, 99} {
 		d, g := percentile(lat["machine"], p), percentile(lat["gw"], p)
 		b.Logf("keystroke echo p%.0f: direct %s, through the gateway %s: added %s", p, d.Round(time.Microsecond), g.Round(time.Microsecond), (g - d).Round(time.Microsecond))
 		b.ReportMetric(float64(g-d)/float64(time.Millisecond), fmt.Sprintf("added-p%.0f-ms", p))
 	}
+}
+
+// keystrokes types 2000 keystrokes through each of the sessions echo
+// opens by name, 1000 at a time, alternating between them, and returns each
+// one's round trips.
+func keystrokes(names []string, echo func(name string, n int) ([]time.Duration, error)) (map[string][]time.Duration, error) {
+	const keys = 2000
+	lat := map[string][]time.Duration{}
+	for range 2 {
+		for _, name := range names {
+			ds, err := echo(name, keys/2)
+			if err != nil {
+				return nil, err
+			}
+			lat[name] = append(lat[name], ds...)
+		}
+	}
+	return lat, nil
 }
 
 // echo times n keystrokes echoed by the machine.

@@ -165,6 +165,8 @@ func TestGatewayModuleConfigFileLoads(t *testing.T) {
 		cloud = "local";
 		"public-name" = "cc.example.com";
 		"log-level" = null;
+		"metrics-listen" = "127.0.0.1:9464";
+		pprof = true;
 		_module = { args = { }; };
 	}`)
 	if err != nil {
@@ -180,7 +182,8 @@ func TestGatewayModuleConfigFileLoads(t *testing.T) {
 		t.Fatalf("the gateway refuses the module's config file:\n%s\n%v", text, err)
 	}
 	if cfg.Listen != "127.0.0.1:2022" || cfg.DataDir != "/var/lib/cc-gateway" || cfg.IdleTimeout != 45*time.Minute ||
-		cfg.MachineSSHPort != 2222 || cfg.Cloud != "local" || cfg.PublicName != "cc.example.com" || cfg.LogLevel != "info" {
+		cfg.MachineSSHPort != 2222 || cfg.Cloud != "local" || cfg.PublicName != "cc.example.com" || cfg.LogLevel != "info" ||
+		cfg.MetricsListen != "127.0.0.1:9464" || !cfg.Pprof {
 		t.Errorf("the gateway read the module's config file as %+v:\n%s", cfg, text)
 	}
 
@@ -190,7 +193,7 @@ func TestGatewayModuleConfigFileLoads(t *testing.T) {
 		`{ listen = "a\nidle-timeout = 1s"; }`,
 		`{ listen = " :22"; }`,
 		`{ "Listen" = ":22"; }`,
-		`{ listen = true; }`,
+		`{ listen = [ ":22" ]; }`,
 	} {
 		if text, err := evalConfigFile(t, bad); err == nil {
 			t.Errorf("the renderer accepted %s:\n%s", bad, text)

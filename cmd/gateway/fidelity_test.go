@@ -354,9 +354,13 @@ func (r *rig) testTerminal(t *testing.T) {
 	waitFor("size: 30 100")
 
 	// ^G interrupts a running program on the machine. (bash abandons the
-	// rest of a command line on an interrupt, hence the second line.)
-	keys("clear; echo sleeping; sleep 60", "Enter")
-	waitFor("sleeping")
+	// rest of a command line on an interrupt, hence the second line.) The
+	// marker is printed by the process that then becomes sleep, with
+	// SIGINT at its default: seen on screen, an interrupt cannot fall in
+	// bash's window between fork and exec, where it would be lost. It is
+	// computed, so the typed command line does not already show it.
+	keys("clear; sh -c 'echo SLEEPING$((6*7)); exec sleep 60'", "Enter")
+	waitFor("SLEEPING42")
 	keys("C-g")
 	keys("echo status=$?", "Enter")
 	waitFor("status=130")

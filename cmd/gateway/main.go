@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/gateway"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
+	"github.com/cc-gateway/cc-gateway/internal/metrics"
 	"github.com/cc-gateway/cc-gateway/internal/preflight"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
@@ -73,7 +75,6 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: cfg.Level()}))
 	slog.SetDefault(log) // the store logs through the default logger
 	log.Info("starting", "config", cfg)
-
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
@@ -94,13 +95,34 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return err
 	}
 
+	// Metrics only with a listener to serve them: without, the observers
+	// stay nil and nothing is recorded.
+	// (Each observer is held as its interface, so that "none" is a nil
+	// interface rather than a typed nil.)
+	var (
+		reg          *metrics.Registry
+		cloudMetrics *metrics.Cloud
+		cloudObs     hcloud.Observer
+		leaseObs     lease.Observer
+		proxyObs     proxy.Observer
+		gatewayObs   gateway.Observer
+	)
+	if cfg.MetricsListen != "" {
+		reg = metrics.New()
+		cloudMetrics = reg.Cloud()
+		cloudObs, proxyObs, gatewayObs = cloudMetrics, reg.Proxy(), reg.Gateway()
+	}
+
 	store, err := bolt.Open(cfg.StorePath())
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if reg != nil {
+		leaseObs = reg.Lease(store, cfg.ReaperInterval)
+	}
 
-	provider, closeCloud, err := newProvider(cfg, log)
+	provider, closeCloud, err := newProvider(cfg, log, cloudObs)
 	if err != nil {
 		return err
 	}
@@ -122,7 +144,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 
 	// One pool of machine connections: the lease manager checks machines
 	// through it, and sessions then use the connection it leaves.
-	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log})
+	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log, Observer: proxyObs})
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
 		Provider: provider,
@@ -137,6 +159,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		OperationTimeout: cfg.OperationTimeout(),
 		Logger:           log,
 		Fault:            crashAt(os.Getenv(crashEnv), log),
+		Observer:         leaseObs,
 	})
 
 	if err := manager.CheckStore(ctx, cfg.Orphans); err != nil {
@@ -152,7 +175,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	gw, err := gateway.New(gateway.Options{
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
-		Invocation: invocation, Logger: log, Guarded: guarded,
+		Invocation: invocation, Logger: log, Guarded: guarded, Observer: gatewayObs,
 		MaxStartups: gateway.StartupLimits{
 			Start: cfg.MaxStartups.Start, Rate: cfg.MaxStartups.Rate, Full: cfg.MaxStartups.Full,
 			PerSource: cfg.MaxStartupsPerSource,
@@ -166,6 +189,20 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	if reg != nil {
+		stopMetrics, err := serveMetrics(cfg, reg, log, []metrics.ReadyCheck{
+			store.Healthy,
+			gw.Accepting,
+			// Every reconcile asks the cloud: three of them without an
+			// answer and the gateway is not ready.
+			cloudMetrics.Ready(3 * max(cfg.ReaperInterval, cfg.ReconcileInterval)),
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopMetrics()
 	}
 	if cfg.OpenAccess() {
 		log.Warn("no --users allow list: any SSH key gets in; listening on loopback only", "listen", ln.Addr().String())
@@ -200,6 +237,37 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	return nil
 }
 
+// metricsShutdownGrace bounds how long a scrape in flight may finish once
+// the gateway has stopped.
+const metricsShutdownGrace = 5 * time.Second
+
+// serveMetrics starts the listener of --metrics-listen; the returned func
+// stops it.
+func serveMetrics(cfg config.Config, reg *metrics.Registry, log *slog.Logger, ready []metrics.ReadyCheck) (stop func(), err error) {
+	ln, err := net.Listen("tcp", cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s for metrics: %w", cfg.MetricsListen, err)
+	}
+	if cfg.MetricsExposed() {
+		log.Warn("the metrics listener is not on loopback: /metrics, /readyz and pprof have no authentication; let only your Prometheus reach it (docs/operations.md)", "metrics_listen", ln.Addr().String())
+	}
+	srv := reg.NewServer(metrics.ServerOptions{Ready: ready, Pprof: cfg.Pprof, Logger: log})
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(ln); err != nil {
+			log.Error("the metrics listener stopped; the gateway serves on without it", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String(), "pprof", cfg.Pprof)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownGrace)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-served
+	}, nil
+}
+
 // runPreflight prints the checks `gateway preflight` runs (the cloud's,
 // as at start, and the allow lists') and reports whether the gateway can
 // serve; with --create-test-machine, and every check passed, whether a
@@ -208,7 +276,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 func runPreflight(ctx context.Context, cfg config.Config, out, logOut io.Writer) bool {
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var checks []preflight.Check
-	provider, closeCloud, err := newProvider(cfg, log)
+	provider, closeCloud, err := newProvider(cfg, log, nil)
 	if err != nil {
 		checks = append(checks, preflight.Failed("cloud", "%v", err))
 	} else {
@@ -271,13 +339,14 @@ func machineSpec(cfg config.Config, upstreamKey gossh.Signer) lease.MachineSpec 
 }
 
 // newProvider returns the Hetzner provider, pointed at Hetzner itself or at
-// the local cloud it starts; the returned func stops what it started.
-func newProvider(cfg config.Config, log *slog.Logger) (*hcloud.Provider, func(), error) {
+// the local cloud it starts, telling observer (if not nil) of its
+// requests; the returned func stops what it started.
+func newProvider(cfg config.Config, log *slog.Logger, observer hcloud.Observer) (*hcloud.Provider, func(), error) {
 	pc := hcloud.Config{
 		Token: cfg.HCloudToken, Endpoint: cfg.HCloudEndpoint, Gateway: cfg.GatewayName,
 		ServerTypes: cfg.ServerTypes(), Locations: cfg.Locations(),
 		Image: cfg.Image, ImageSelector: cfg.SnapshotSelector(),
-		Logger: log,
+		Logger: log, Observer: observer,
 	}
 	if sources, keep := cfg.Firewall(); keep {
 		pc.Firewall = hcloud.Firewall{Sources: sources, SSHPort: cfg.MachineSSHPort}

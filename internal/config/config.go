@@ -85,6 +85,8 @@ type Config struct {
 	MaxStartups          Startups            // bounds the connections not yet authenticated
 	MaxStartupsPerSource int                 // unauthenticated connections one source may hold
 	LogLevel             LogLevel            // how much is logged
+	MetricsListen        string              // host:port of the metrics and health listener; empty: off
+	Pprof                bool                // serve the profiler on the metrics listener
 	CreateTestMachine    bool                // gateway preflight makes a test machine
 	TestMachineTimeout   time.Duration       // its bound from create to SSH ready; 0: OperationTimeout
 	ConfigFile           string              // the config file read, if any

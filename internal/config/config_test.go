@@ -264,6 +264,8 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_GLOBAL_REQUEST_RATE", "2", nil, func(c Config) any { return c.GlobalRequestRate }, 2},
 		{"CC_GATEWAY_GLOBAL_REQUEST_BURST", "20", nil, func(c Config) any { return c.GlobalRequestBurst }, 20},
 		{"CC_GATEWAY_CREATE_TEST_MACHINE", "true", nil, func(c Config) any { return c.CreateTestMachine }, true},
+		{"CC_GATEWAY_METRICS_LISTEN", "127.0.0.1:9464", nil, func(c Config) any { return c.MetricsListen }, "127.0.0.1:9464"},
+		{"CC_GATEWAY_PPROF", "true", map[string]string{"CC_GATEWAY_METRICS_LISTEN": "127.0.0.1:0"}, func(c Config) any { return c.Pprof }, true},
 		{"CC_GATEWAY_TEST_MACHINE_TIMEOUT", "3m", nil, func(c Config) any { return c.TestMachineTimeout }, 3 * time.Minute},
 	}
 	covered := map[string]bool{}
@@ -429,6 +431,10 @@ func TestValidationRules(t *testing.T) {
 			`--warn-before (from the command line): "soon" is not a positive duration like 15m`},
 		{"faults outside local mode", []string{"--local-faults=rate=0.5", "--cloud=hcloud", "--users", users}, map[string]string{"HCLOUD_TOKEN": "t"},
 			`--local-faults (from the command line): fault injection is for the local cloud only`},
+		{"metrics listen not host:port", []string{"--metrics-listen=9464"}, nil,
+			`--metrics-listen (from the command line): "9464" is not host:port, like 127.0.0.1:2222 or :22`},
+		{"pprof without a metrics listener", []string{"--pprof"}, nil,
+			`--pprof (from the command line): the profiler is served on the metrics listener, which is off; set --metrics-listen too, like 127.0.0.1:9464`},
 		{"unknown local machines", []string{"--local-machines=docker"}, nil,
 			`--local-machines (from the command line): "docker" is not builtin or openssh`},
 		{"unknown orphan policy", []string{"--orphans=adopt"}, nil,
@@ -793,5 +799,19 @@ func TestWarnLeads(t *testing.T) {
 	}
 	if got := mustLoad(t, []string{"--warn-before="}, nil).WarnLeads(); len(got) != 0 {
 		t.Errorf("an empty list warns at %v", got)
+	}
+}
+
+// TestMetricsExposed: the listener without authentication is flagged when
+// it is on and other hosts may reach it.
+func TestMetricsExposed(t *testing.T) {
+	for _, tc := range []struct {
+		listen  string
+		exposed bool
+	}{{"", false}, {"127.0.0.1:9464", false}, {"localhost:9464", false}, {"[::1]:9464", false}, {":9464", true}, {"10.0.0.5:9464", true}} {
+		c := mustLoad(t, []string{"--metrics-listen=" + tc.listen}, nil)
+		if got := c.MetricsExposed(); got != tc.exposed {
+			t.Errorf("--metrics-listen=%q: MetricsExposed() = %v, want %v", tc.listen, got, tc.exposed)
+		}
 	}
 }

@@ -179,3 +179,9 @@ func parseLeads(s string) ([]time.Duration, error) {
 	}
 	return leads, nil
 }
+
+// MetricsExposed says whether the metrics listener is on, on an address
+// other hosts may reach: it has no authentication, so the gateway warns.
+func (c Config) MetricsExposed() bool {
+	return c.MetricsListen != "" && !isLoopback(c.MetricsListen)
+}

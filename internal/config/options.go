@@ -350,6 +350,10 @@ var options = []*option{
 		bind: func(c *Config) value { return number(&c.GlobalRequestRate, 1, 10000, "a number of requests a second") }},
 	{name: "global-request-burst", arg: "N", usage: "global requests one connection may send at once beyond the rate; a connection refused this many in a row is closed", def: "100",
 		bind: func(c *Config) value { return number(&c.GlobalRequestBurst, 1, 100000, "a number of requests") }},
+	{name: "metrics-listen", arg: "ADDR", usage: "host:port of the HTTP listener serving /metrics (Prometheus), /healthz and /readyz, like 127.0.0.1:9464; empty: off. Keep it on loopback or a private network: it is not authenticated (docs/operations.md)",
+		bind: func(c *Config) value { return text(&c.MetricsListen, orOff(checkListen)) }},
+	{name: "pprof", usage: "also serve Go's profiler on the metrics listener, at /debug/pprof/ (needs --metrics-listen)", def: "false",
+		bind: func(c *Config) value { return switched(&c.Pprof) }},
 	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7 (random errors), unavailable=cx23@fsn1 (a sold-out pair; repeatable)",
 		bind: func(c *Config) value { return text(&c.LocalFaults, nil) }},
 	{name: "create-test-machine", usage: "gateway preflight only: once the checks pass, create one machine as the gateway would for a person, report how long create, boot and SSH ready take, then delete it (bills one hour of the server type)", def: "false",
@@ -381,6 +385,17 @@ func checkListen(addr string) string {
 		return fmt.Sprintf("%q does not end in a port number from 0 to 65535", addr)
 	}
 	return ""
+}
+
+// orOff lets an option be empty, which turns it off, and checks any other
+// value with check.
+func orOff(check func(string) string) func(string) string {
+	return func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return check(s)
+	}
 }
 
 // checkKeyFile says why path is not a readable authorized_keys file. An

@@ -57,6 +57,7 @@ var rules = []rule{
 	faultsOnlyLocal,
 	someImage,
 	infectNeedsFlake,
+	pprofNeedsMetrics,
 }
 
 // leaseBoundsInOrder: a new lease fits the extension cap, which fits the
@@ -132,6 +133,13 @@ func someImage(c Config, valid func(string) bool, report report) {
 func infectNeedsFlake(c Config, valid func(string) bool, report report) {
 	if valid("provisioning") && valid("infect-flake") && c.Provisioning == ProvisionInfect && c.InfectFlake == "" {
 		report("infect-flake", "is empty; infect provisioning installs NixOS from a flake, so name one with a cloud-instance configuration and a committed flake.lock, like github:owner/repo?dir=nix (see docs/nixos.md)")
+	}
+}
+
+// pprofNeedsMetrics: the profiler has no listener of its own.
+func pprofNeedsMetrics(c Config, valid func(string) bool, report report) {
+	if valid("pprof") && valid("metrics-listen") && c.Pprof && c.MetricsListen == "" {
+		report("pprof", "the profiler is served on the metrics listener, which is off; set --metrics-listen too, like 127.0.0.1:9464")
 	}
 }
 

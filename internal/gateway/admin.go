@@ -78,8 +78,8 @@ func (g *Gateway) adminEvents(c call, n int) int {
 		return g.leaseError(c, forPerson(err, "could not read the events"))
 	}
 	for _, e := range events {
-		fmt.Fprintf(c.stdout, "%s  %-12s  %-10s  %s  %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind,
-			orDash(e.LeaseID), orDash(e.Fingerprint), e.Detail)
+		fmt.Fprintf(c.stdout, "%s  %-12s  %-10s  %s  %-8s  %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind,
+			orDash(e.LeaseID), orDash(e.Fingerprint), orDash(e.Conn), e.Detail)
 	}
 	return 0
 }
@@ -125,7 +125,7 @@ func (g *Gateway) adminAct(ctx context.Context, c call, sub string, rest []strin
 	if err != nil {
 		return g.leaseError(c, forPerson(err, "could not %s %s", sub, l.ServerName))
 	}
-	g.opts.Leases.Record(lease.Event{Kind: "admin", Fingerprint: l.Fingerprint, LeaseID: l.ID,
+	g.opts.Leases.Record(lease.Event{Kind: "admin", Fingerprint: l.Fingerprint, LeaseID: l.ID, Conn: c.trace.id,
 		Detail: fmt.Sprintf("%s by %s", strings.Join(c.args[1:], " "), c.fingerprint)})
 	fmt.Fprintf(c.stdout, "%s: %s done; state %s, expires %s.\n", l.ServerName, sub, l.State, l.Expires.UTC().Format(timeLayout))
 	return 0

@@ -18,6 +18,7 @@ type call struct {
 	key         gossh.PublicKey
 	remote      net.Addr // where the connection comes from
 	fingerprint string
+	trace       *connTrace // the connection it came on
 	stdout      io.Writer
 	stderr      io.Writer
 }
@@ -67,5 +68,5 @@ func (g *Gateway) leaseError(c call, err error) int {
 	if errors.Is(err, lease.ErrNotFound) {
 		return refuse(c, "you have no machine; `%s` creates one", g.opts.Invocation)
 	}
-	return refuse(c, "%s", tell(g.log.With("command", c.args[0], "fingerprint", c.fingerprint), err))
+	return refuse(c, "%s", c.trace.tell(err, "command", c.args[0], "fingerprint", c.fingerprint))
 }

@@ -86,7 +86,7 @@ func FuzzCommand(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var stdout, stderr bytes.Buffer
-		code := g.runCommand(ctx, call{args: args, key: key, fingerprint: lease.Fingerprint(key), stdout: &stdout, stderr: &stderr})
+		code := g.runCommand(ctx, call{args: args, key: key, fingerprint: lease.Fingerprint(key), trace: g.newConnTrace(), stdout: &stdout, stderr: &stderr})
 		switch code {
 		case 0:
 			if stderr.Len() != 0 {

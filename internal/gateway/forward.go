@@ -42,16 +42,18 @@ func (g *Gateway) handleDirectTCPIP(_ *ssh.Server, _ *gossh.ServerConn, nc gossh
 		return
 	}
 	fp := lease.Fingerprint(key)
-	log := g.log.With("fingerprint", fp, "dest", fmt.Sprintf("%s:%d", dest.Addr, dest.Port))
+	trace := traceOf(ctx)
+	about := []any{"fingerprint", fp, "dest", fmt.Sprintf("%s:%d", dest.Addr, dest.Port)}
+	log := trace.log.With(about...)
 	// A forwarding channel has no terminal to show progress on.
 	_, t, err := g.machine(ctx, key, func(st lease.Step) { log.Info("preparing machine for a forward", "step", st.Text) })
 	if err != nil {
-		nc.Reject(gossh.ConnectionFailed, "cc-gateway: "+tell(log, err))
+		nc.Reject(gossh.ConnectionFailed, "cc-gateway: "+trace.tell(err, about...))
 		return
 	}
 	seat, err := g.pool.ChannelSeat(ctx, t)
 	if err != nil {
-		nc.Reject(gossh.ConnectionFailed, "cc-gateway: "+tell(log, forPerson(err, "could not connect to your machine")))
+		nc.Reject(gossh.ConnectionFailed, "cc-gateway: "+trace.tell(forPerson(err, "could not connect to your machine"), about...))
 		return
 	}
 	defer seat.Close()
@@ -66,7 +68,7 @@ func (g *Gateway) handleDirectTCPIP(_ *ssh.Server, _ *gossh.ServerConn, nc gossh
 		uch.Close()
 		return
 	}
-	proxy.Pipe(ch, reqs, uch, ureqs, g.activity(fp))
+	proxy.Pipe(ch, reqs, uch, ureqs, "direct-tcpip", g.activity(fp), g.pool.Observer())
 }
 
 // forwardRequest is the payload of tcpip-forward and cancel-tcpip-forward.
@@ -92,7 +94,7 @@ func (g *Gateway) handleTCPIPForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 		return false, nil
 	}
 	fp := lease.Fingerprint(key)
-	log := g.log.With("fingerprint", fp, "listen", fmt.Sprintf("%s:%d", r.Addr, r.Port))
+	log := traceOf(ctx).log.With("fingerprint", fp, "listen", fmt.Sprintf("%s:%d", r.Addr, r.Port))
 	_, t, err := g.machine(ctx, key, func(st lease.Step) { log.Info("preparing machine for a remote forward", "step", st.Text) })
 	if err != nil {
 		log.Warn("remote forward failed", "err", err)
@@ -129,7 +131,7 @@ func (g *Gateway) watchForward(ctx ssh.Context, c *clientConn, f *proxy.Forward)
 	idle := !c.closed && c.limits.openSessions() == 0
 	c.mu.Unlock()
 	if idle {
-		g.log.Info("machine connection carrying a remote forward ended; closing the client connection", "port", f.Port())
+		traceOf(ctx).log.Info("machine connection carrying a remote forward ended; closing the client connection", "port", f.Port())
 		c.conn.Close()
 	}
 }
@@ -150,7 +152,7 @@ func (g *Gateway) handleCancelTCPIPForward(ctx ssh.Context, _ *ssh.Server, req *
 		return false, nil
 	}
 	if err := f.Cancel(); err != nil {
-		g.log.Info("cancel remote forward", "err", err)
+		traceOf(ctx).log.Info("cancel remote forward", "err", err)
 		return false, nil
 	}
 	return true, nil

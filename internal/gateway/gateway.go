@@ -91,6 +91,9 @@ type Options struct {
 	StartTimeout time.Duration // a session must start a program within this; default 1m
 	Limits       Limits        // what one person may hold; zero fields take DefaultLimits
 	Logger       *slog.Logger
+	// Observer, if not nil, sees connections, sessions, authentications
+	// and limits, for the metrics.
+	Observer Observer
 }
 
 // Gateway is the SSH front door.
@@ -103,13 +106,19 @@ type Gateway struct {
 
 	startups *startups // connections not yet authenticated
 	drops    dropLog
+	// serving holds each connection's *connTrace by its remote address
+	// while it is served, for ConnectionFailedCallback, which is given
+	// only charm.land/ssh's wrapper of the connection.
+	serving sync.Map
 
 	mu       sync.Mutex // held to read or change these fields only; lock order in notify.go
 	sessions map[*liveSession]struct{}
 	conns    map[*clientConn]struct{} // client connections that opened a channel or asked a forward
 	listener net.Listener
-	closing  bool
-	done     chan struct{} // closed by Shutdown
+	// acceptErr is the last accept's error until one succeeds again.
+	acceptErr error
+	closing   bool
+	done      chan struct{} // closed by Shutdown
 }
 
 // New builds a Gateway; Serve starts it.
@@ -125,6 +134,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Observer == nil {
+		opts.Observer = noObserver{}
 	}
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = 20 * time.Second
@@ -166,10 +178,13 @@ func New(opts Options) (*Gateway, error) {
 			s.Version = "cc-gateway"
 			// A connection counts as a startup until it authenticates:
 			// accept puts its release in the context, the log of a
-			// successful authentication calls it.
+			// successful authentication calls it. Its trace (id and
+			// logger) goes there too, for everything that follows. Every
+			// connection comes from accept.
 			s.ConnCallback = func(ctx ssh.Context, c net.Conn) net.Conn {
 				if sc, ok := c.(*startupConn); ok {
 					ctx.SetValue(startupKey{}, sc.release)
+					ctx.SetValue(connTraceKey{}, sc.trace)
 				}
 				return c
 			}
@@ -198,7 +213,11 @@ func New(opts Options) (*Gateway, error) {
 				"default":              g.limitGlobalRequests(refuseRequest),
 			}
 			s.ConnectionFailedCallback = func(c net.Conn, err error) {
-				g.log.Debug("connection failed", "remote", c.RemoteAddr(), "err", err)
+				log := g.log
+				if trace, ok := g.serving.Load(c.RemoteAddr().String()); ok {
+					log = trace.(*connTrace).log
+				}
+				log.Debug("connection failed", "remote", c.RemoteAddr(), "err", err)
 			}
 			return nil
 		},
@@ -228,8 +247,9 @@ func (g *Gateway) authorize(ctx ssh.Context, key ssh.PublicKey) bool {
 		setPermit(ctx, permit)
 		return true
 	}
+	g.opts.Observer.Authenticated(AuthRefused)
 	fp := gossh.FingerprintSHA256(key)
-	g.log.Info("key refused", "fingerprint", fp, "remote", ctx.RemoteAddr(), "user", ctx.User())
+	traceOf(ctx).log.Info("key refused", "fingerprint", fp, "remote", ctx.RemoteAddr(), "user", ctx.User())
 	g.opts.Leases.Refused(lease.RefusedKey, sourceOf(ctx.RemoteAddr()), fp)
 	return false
 }
@@ -255,7 +275,7 @@ func (g *Gateway) admit(ctx ssh.Context, key gossh.PublicKey) (Permit, bool) {
 		err = adminErr
 	}
 	if !errors.Is(err, errNotListed) {
-		g.log.Info("listed key kept out", "fingerprint", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr(), "reason", err)
+		traceOf(ctx).log.Info("listed key kept out", "fingerprint", gossh.FingerprintSHA256(key), "remote", ctx.RemoteAddr(), "reason", err)
 	}
 	return Permit{}, false
 }
@@ -283,6 +303,7 @@ func (g *Gateway) Serve(l net.Listener) error {
 	g.listener = l
 	g.mu.Unlock()
 	go g.watchLists(g.done)
+	defer g.acceptFailed(nil, true)
 	var backoff time.Duration
 	for {
 		conn, err := l.Accept()
@@ -290,6 +311,7 @@ func (g *Gateway) Serve(l net.Listener) error {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			g.acceptFailed(err, false)
 			// Out of file descriptors and the like: wait a little, bounded,
 			// as net/http does, rather than give up on everyone.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
@@ -297,9 +319,43 @@ func (g *Gateway) Serve(l net.Listener) error {
 			time.Sleep(backoff)
 			continue
 		}
+		if backoff > 0 {
+			g.acceptFailed(nil, false)
+		}
 		backoff = 0
 		g.accept(conn)
 	}
+}
+
+// acceptFailed notes the last accept's error, nil once one succeeds again;
+// stopped notes that Serve has returned.
+func (g *Gateway) acceptFailed(err error, stopped bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.acceptErr = err
+	if stopped {
+		g.listener = nil
+	}
+}
+
+// Accepting says whether the SSH listener takes connections: nil while
+// Serve runs and its last accept worked, else why not, in the line
+// /readyz shows. It reads the accept loop's state rather than dialling the
+// gateway: a self-dial would take a startup slot, show up in the
+// connection and refusal counts, and be dropped exactly when the startup
+// limits are full, which a probe should not turn into "not ready".
+func (g *Gateway) Accepting() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.closing:
+		return errors.New("the SSH listener is shutting down")
+	case g.listener == nil:
+		return errors.New("the SSH listener is not serving")
+	case g.acceptErr != nil:
+		return fmt.Errorf("the SSH listener cannot accept connections: %w", g.acceptErr)
+	}
+	return nil
 }
 
 // Shutdown stops accepting connections, tells every live session that the
@@ -335,9 +391,11 @@ func (g *Gateway) track(s *liveSession) (untrack func()) {
 	g.mu.Lock()
 	g.sessions[s] = struct{}{}
 	g.mu.Unlock()
+	g.opts.Observer.SessionStarted()
 	return func() {
 		g.mu.Lock()
 		delete(g.sessions, s)
 		g.mu.Unlock()
+		g.opts.Observer.SessionEnded()
 	}
 }

@@ -82,8 +82,9 @@ const (
 // event of kind "limited". Callers call it at most once per connection and
 // limit, so a person who keeps hitting one cannot flood the trail.
 func (g *Gateway) limited(fingerprint, limit string, ctx ssh.Context, detail string) {
-	g.log.Warn("limit hit", "fingerprint", fingerprint, "limit", limit, "remote", ctx.RemoteAddr(), "detail", detail)
-	g.opts.Leases.Record(lease.Event{Kind: "limited", Fingerprint: fingerprint,
+	trace := traceOf(ctx)
+	trace.log.Warn("limit hit", "fingerprint", fingerprint, "limit", limit, "remote", ctx.RemoteAddr(), "detail", detail)
+	g.opts.Leases.Record(lease.Event{Kind: "limited", Fingerprint: fingerprint, Conn: trace.id,
 		Detail: fmt.Sprintf("%s: %s, from %s", limit, detail, ctx.RemoteAddr())})
 }
 
@@ -152,14 +153,17 @@ func (g *Gateway) admitConnection(ctx ssh.Context) func(gossh.ConnMetadata, goss
 		most := g.opts.Limits.ConnsPerPerson
 		ok, first := g.people.admit(fp, most)
 		if !ok {
+			g.opts.Observer.Authenticated(AuthLimited)
+			g.opts.Observer.Limited(LimitConnections)
 			if first {
 				g.limited(fp, limitConnections, ctx, fmt.Sprintf("%d open", most))
 			}
 			return nil, &gossh.BannerError{Err: errTooManyConnections, Message: fmt.Sprintf(
 				"cc-gateway: this key already has %d connections open, the most allowed at once; close one (or share one with ControlMaster) and try again\r\n", most)}
 		}
+		g.opts.Observer.Authenticated(AuthAccepted)
 		context.AfterFunc(ctx, func() { g.people.leave(fp) })
-		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: fp, Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
+		g.opts.Leases.Record(lease.Event{Kind: "connect", Fingerprint: fp, Conn: traceOf(ctx).id, Detail: fmt.Sprintf("from %s", ctx.RemoteAddr())})
 		return perms, nil
 	}
 }
@@ -259,13 +263,14 @@ func (g *Gateway) limitGlobalRequests(next ssh.RequestHandler) ssh.RequestHandle
 		if ok {
 			return next(ctx, srv, req)
 		}
+		g.opts.Observer.Limited(LimitGlobalRequests)
 		// The request's type is the client's text: neither logged nor kept.
 		fp := fingerprintOf(ctx)
 		if c.limits.first(limitGlobal) {
 			g.limited(fp, limitGlobal, ctx, fmt.Sprintf("more than %d a second (bursts of %d)", lim.GlobalRate, lim.GlobalBurst))
 		}
 		if flooding {
-			g.log.Warn("closing a connection that keeps flooding global requests", "fingerprint", fp, "remote", ctx.RemoteAddr(), "refused_in_a_row", lim.GlobalBurst)
+			traceOf(ctx).log.Warn("closing a connection that keeps flooding global requests", "fingerprint", fp, "remote", ctx.RemoteAddr(), "refused_in_a_row", lim.GlobalBurst)
 			c.conn.Close()
 		}
 		return false, nil

@@ -23,6 +23,7 @@ type limitRig struct {
 	addr    string
 	hostKey gossh.PublicKey
 	leases  *lease.Manager
+	obs     *countingObserver
 }
 
 func startLimitRig(t *testing.T, clock lease.Clock) *limitRig {
@@ -34,10 +35,10 @@ func startLimitRig(t *testing.T, clock lease.Clock) *limitRig {
 	t.Cleanup(func() { store.Close() })
 	users, _ := LoadKeyList("", testkit.Quiet)
 	hostKey := testkit.NewKey(t).Signer
-	r := &limitRig{hostKey: hostKey.PublicKey(), leases: lease.NewManager(lease.Config{Store: store, Logger: testkit.Quiet})}
+	r := &limitRig{hostKey: hostKey.PublicKey(), leases: lease.NewManager(lease.Config{Store: store, Logger: testkit.Quiet}), obs: newCountingObserver()}
 	g, err := New(Options{
 		HostKey: hostKey, Pool: newPool(testkit.NewKey(t).Signer), Users: users, Admins: users, OpenAccess: true,
-		Leases: r.leases, Clock: clock, Logger: testkit.Quiet,
+		Leases: r.leases, Clock: clock, Logger: testkit.Quiet, Observer: r.obs,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +127,8 @@ func TestSessionsPerConnectionAreBounded(t *testing.T) {
 		}
 	}
 	r.wantOneLimited(t, limitSessions, lease.Fingerprint(person.PublicKey()))
+	// The metrics count every refusal.
+	r.obs.wantLimited(t, map[Limit]int{LimitSessions: 3})
 
 	// Another connection of the same person, and another person, are
 	// unaffected.
@@ -169,6 +172,12 @@ func TestConnectionsPerPersonAreBounded(t *testing.T) {
 		}
 	}
 	r.wantOneLimited(t, limitConnections, lease.Fingerprint(person.PublicKey()))
+	r.obs.wantLimited(t, map[Limit]int{LimitConnections: 3})
+	r.obs.mu.Lock()
+	if r.obs.auth[AuthAccepted] != most || r.obs.auth[AuthLimited] != 3 {
+		t.Errorf("authentications counted %v, want %d accepted and 3 limited", r.obs.auth, most)
+	}
+	r.obs.mu.Unlock()
 
 	// Someone else gets in.
 	r.mustDial(t, testkit.NewKey(t).Signer)
@@ -234,6 +243,7 @@ func TestEarlyRequestsAreBounded(t *testing.T) {
 			t.Errorf("session ended with %q and status %d, want the limit named and %d", stderr, status, exitGatewayFailure)
 		}
 		r.wantOneLimited(t, limitEarly, lease.Fingerprint(person.PublicKey()))
+		r.obs.wantLimited(t, map[Limit]int{LimitEarlyRequests: 1})
 	})
 	t.Run("bytes", func(t *testing.T) {
 		r := startLimitRig(t, nil)
@@ -256,6 +266,7 @@ func TestEarlyRequestsAreBounded(t *testing.T) {
 			}
 		}
 		r.wantOneLimited(t, limitEarly, lease.Fingerprint(person.PublicKey()))
+		r.obs.wantLimited(t, map[Limit]int{LimitEarlyBytes: 3})
 
 		// Up to the limit is kept: a terminal and environment variables
 		// that fill it.
@@ -314,6 +325,8 @@ func TestGlobalRequestRate(t *testing.T) {
 		t.Errorf("the connection closed after %d requests, want after %d", sent, 2*lim.GlobalBurst)
 	}
 	r.wantOneLimited(t, limitGlobal, lease.Fingerprint(person.PublicKey()))
+	// Every refused request counts: all but the burst's.
+	r.obs.wantLimited(t, map[Limit]int{LimitGlobalRequests: sent - lim.GlobalBurst})
 
 	// The person's other connection is unaffected.
 	if _, _, err := c.SendRequest("keepalive@openssh.com", true, nil); err != nil {

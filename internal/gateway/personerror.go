@@ -1,11 +1,8 @@
 package gateway
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 )
@@ -40,9 +37,10 @@ const storeSentence = "the gateway's lease database has failed, so no machine ca
 // tell returns the line a person is told for err. The lease domain's
 // errors that are worded for people (an expired lease, a refused
 // extension, a machine still being created) are told as they are;
-// anything else is told as its personError's sentence with a fresh
-// reference, under which log gets the whole chain.
-func tell(log *slog.Logger, err error) string {
+// anything else is told as its personError's sentence with the next
+// reference of t's connection, under which t's log gets the whole chain
+// with attrs.
+func (t *connTrace) tell(err error, attrs ...any) string {
 	var (
 		expired  *lease.ExpiredError
 		extend   *lease.ExtendError
@@ -64,15 +62,7 @@ func tell(log *slog.Logger, err error) string {
 	case errors.As(err, &pe):
 		sentence = pe.sentence
 	}
-	ref := newRef()
-	log.Error("a person was told of an error", "ref", ref, "told", sentence, "err", err)
+	ref := t.nextRef()
+	t.log.With(attrs...).Error("a person was told of an error", "ref", ref, "told", sentence, "err", err)
 	return fmt.Sprintf("%s; try again in a few minutes, and if it keeps failing, tell the gateway's operator: ref %s", sentence, ref)
-}
-
-// newRef returns a short reference that finds one error in the log: six
-// hex digits, unique enough among the errors of a few days.
-func newRef() string {
-	b := make([]byte, 3)
-	rand.Read(b) // never fails (crypto/rand)
-	return hex.EncodeToString(b)
 }

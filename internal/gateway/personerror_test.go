@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -38,7 +40,8 @@ func newRefusingCloud(t *testing.T) *refusingCloud {
 	}
 	r := &refusingCloud{logs: &testkit.Buffer{}}
 	r.rig = startRig(t, rigSpec{
-		provider: provider, sshPort: cloud.SSHPort, logger: slog.New(slog.NewTextHandler(r.logs, nil)),
+		provider: provider, sshPort: cloud.SSHPort,
+		logger: slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		policy: plainPolicy,
 	})
 	return r
@@ -61,7 +64,8 @@ func (r *refusingCloud) run(t *testing.T, person gossh.Signer, cmd string) (stri
 	return stderr.String(), ee.ExitStatus()
 }
 
-var refPattern = regexp.MustCompile(`ref ([0-9a-f]{6})\b`)
+// refPattern matches a reference: the connection's id, the error's number.
+var refPattern = regexp.MustCompile(`ref (([0-9a-z]{8})-[0-9]+)\b`)
 
 // checkTold checks that the person was told sentence and a reference, none
 // of the operator's details, and that the log holds the whole chain under
@@ -82,15 +86,32 @@ func (r *refusingCloud) checkTold(t *testing.T, stderr, sentence string) {
 	if m == nil {
 		t.Fatalf("person was told %q: no reference", stderr)
 	}
-	for l := range strings.Lines(r.logs.String()) {
-		if strings.Contains(l, "ref="+m[1]) {
-			if !strings.Contains(l, "HCLOUD_TOKEN") || !strings.Contains(l, "401") {
-				t.Errorf("log line with ref %s lacks the cause: %s", m[1], l)
+	for _, l := range r.lines(t) {
+		if l["ref"] == m[1] {
+			if err, _ := l["err"].(string); !strings.Contains(err, "HCLOUD_TOKEN") || !strings.Contains(err, "401") {
+				t.Errorf("log line with ref %s lacks the cause: %v", m[1], l)
+			}
+			if l["conn"] != m[2] {
+				t.Errorf("log line with ref %s is about connection %v", m[1], l["conn"])
 			}
 			return
 		}
 	}
 	t.Errorf("no log line has ref %s:\n%s", m[1], r.logs.String())
+}
+
+// lines returns the lines of the log so far, each an attribute map.
+func (r *refusingCloud) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for l := range strings.Lines(r.logs.String()) {
+		var attrs map[string]any
+		if err := json.Unmarshal([]byte(l), &attrs); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		out = append(out, attrs)
+	}
+	return out
 }
 
 // TestRefusedTokenIsToldAsSentenceAndRef: when the cloud refuses the
@@ -142,7 +163,7 @@ func TestDomainErrorsKeepTheirSentence(t *testing.T) {
 		&lease.CreatingError{Name: "cc-a"},
 	} {
 		var logs bytes.Buffer
-		told := tell(slog.New(slog.NewTextHandler(&logs, nil)), forPerson(err, "could not stop your machine"))
+		told := traceTo(&logs).tell(forPerson(err, "could not stop your machine"))
 		if told != err.Error() {
 			t.Errorf("told %q, want %q", told, err.Error())
 		}
@@ -157,11 +178,40 @@ func TestDomainErrorsKeepTheirSentence(t *testing.T) {
 func TestStoreFailureIsToldPlainly(t *testing.T) {
 	var logs bytes.Buffer
 	err := fmt.Errorf("get lease SHA256:x: %w: /data/gateway.db: bbolt panicked", lease.ErrStoreFailed)
-	told := tell(slog.New(slog.NewTextHandler(&logs, nil)), forPerson(err, "could not connect to your machine"))
+	told := traceTo(&logs).tell(forPerson(err, "could not connect to your machine"))
 	if !strings.HasPrefix(told, storeSentence+"; ") || !strings.Contains(told, "ref ") {
 		t.Errorf("told %q, want the store's sentence and a reference", told)
 	}
 	if strings.Contains(told, "gateway.db") || !strings.Contains(logs.String(), "gateway.db") {
 		t.Errorf("told %q, logged %s: the file is for the log only", told, logs.String())
+	}
+}
+
+// traceTo is the trace of a connection whose log is written to w.
+func traceTo(w io.Writer) *connTrace {
+	return &connTrace{id: "k3v9x2mq", log: slog.New(slog.NewTextHandler(w, nil))}
+}
+
+// TestRefsNumberAConnectionsErrors: the references a connection's person
+// is told are its id and the error's number on it, so each finds its own
+// line and all of them the connection's.
+func TestRefsNumberAConnectionsErrors(t *testing.T) {
+	var logs bytes.Buffer
+	trace := traceTo(&logs)
+	var refs []string
+	for range 2 {
+		m := refPattern.FindStringSubmatch(trace.tell(forPerson(errors.New("boom"), "could not")))
+		if m == nil {
+			t.Fatal("told no reference")
+		}
+		refs = append(refs, m[1])
+	}
+	if refs[0] != "k3v9x2mq-1" || refs[1] != "k3v9x2mq-2" {
+		t.Errorf("refs %q, want k3v9x2mq-1 and k3v9x2mq-2", refs)
+	}
+	for _, ref := range refs {
+		if n := strings.Count(logs.String(), "ref="+ref+" "); n != 1 {
+			t.Errorf("%d log lines with ref %s, want 1:\n%s", n, ref, logs.String())
+		}
 	}
 }

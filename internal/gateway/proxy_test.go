@@ -47,9 +47,38 @@ func (c *countingProvider) Get(ctx context.Context, id int64) (lease.Server, err
 // proxyRig is a gateway whose machines run sshd, with one person.
 type proxyRig struct {
 	*rig
-	t      *testing.T
-	cloud  *countingProvider
-	person gossh.Signer
+	t        *testing.T
+	cloud    *countingProvider
+	person   gossh.Signer
+	observer *countingObserver
+	channels *channelCounter
+}
+
+// channelCounter counts what the proxy tells its Observer.
+type channelCounter struct {
+	mu     sync.Mutex
+	opened map[string]int // by channel type, since the start
+	open   int
+	bytes  [2]int // by proxy.Direction
+}
+
+func (c *channelCounter) ChannelOpened(kind string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opened[kind]++
+	c.open++
+}
+
+func (c *channelCounter) ChannelClosed(string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.open--
+}
+
+func (c *channelCounter) Carried(d proxy.Direction, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bytes[d] += n
 }
 
 // idleClose is the pool's idle timeout in these tests: short, so a test can
@@ -61,11 +90,12 @@ func newProxyRig(t *testing.T) *proxyRig {
 	user := localcloudtest.OpenSSHUser(t)
 	cloud := localcloudtest.Start(t, localcloud.KindOpenSSH)
 	provider := &countingProvider{Provider: cloud.Provider}
+	obs, channels := newCountingObserver(), &channelCounter{opened: map[string]int{}}
 	r := startRig(t, rigSpec{
 		provider: provider, sshPort: cloud.SSHPort, user: user, idle: idleClose,
-		policy: plainPolicy,
+		policy: plainPolicy, observer: obs, proxyObs: channels,
 	})
-	return &proxyRig{rig: r, t: t, cloud: provider, person: testkit.NewKey(t).Signer}
+	return &proxyRig{rig: r, t: t, cloud: provider, person: testkit.NewKey(t).Signer, observer: obs, channels: channels}
 }
 
 // connect connects the rig's person to the gateway.
@@ -270,6 +300,26 @@ func TestActivityOnEveryChannel(t *testing.T) {
 		echoTrip(t, conn, 1000)
 		ln.Close()
 	})
+
+	// The metrics saw every kind of channel, each counted open until it
+	// closed, and at least the bytes each way of the two forwards' echoes.
+	testkit.Eventually(t, 10*time.Second, func() error {
+		r.channels.mu.Lock()
+		defer r.channels.mu.Unlock()
+		r.observer.mu.Lock()
+		defer r.observer.mu.Unlock()
+		if r.channels.open != 0 || r.observer.sessions != 0 {
+			return fmt.Errorf("%d channels and %d sessions still counted open", r.channels.open, r.observer.sessions)
+		}
+		return nil
+	})
+	want := map[string]int{"session": 4, "direct-tcpip": 1, "forwarded-tcpip": 1}
+	if fmt.Sprint(r.channels.opened) != fmt.Sprint(want) {
+		t.Errorf("channels counted %v, want %v", r.channels.opened, want)
+	}
+	if b := r.channels.bytes; b[proxy.ToMachine] < 2000 || b[proxy.FromMachine] < 2000 {
+		t.Errorf("bytes counted: %d to the machine, %d from it; want at least the 2000 each way of the echoes", b[proxy.ToMachine], b[proxy.FromMachine])
+	}
 }
 
 // TestRunningMachineSkipsTheCloud: while the pool holds a connection to the

@@ -21,9 +21,11 @@ type rigSpec struct {
 	sshPort  int    // the machines' SSH port
 	user     string // the instance user; "claude" if empty
 	policy   lease.Policy
-	clock    lease.Clock   // nil for the system clock
-	idle     time.Duration // the pool's idle timeout; 0 for the default
-	logger   *slog.Logger  // the gateway's log; nil for quiet
+	clock    lease.Clock    // nil for the system clock
+	idle     time.Duration  // the pool's idle timeout; 0 for the default
+	logger   *slog.Logger   // the log of the gateway, its pool and lease manager; nil for quiet
+	observer Observer       // the gateway's; nil for none
+	proxyObs proxy.Observer // the pool's; nil for none
 }
 
 // plainPolicy caps leases and nothing more: no idle stops, no warnings.
@@ -54,10 +56,10 @@ func startRig(t *testing.T, s rigSpec) *rig {
 	}
 	t.Cleanup(func() { r.store.Close() })
 	upstream := testkit.NewKey(t).Signer
-	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, IdleTimeout: s.idle, Logger: testkit.Quiet})
+	pool := proxy.NewPool(proxy.PoolOptions{Key: upstream, IdleTimeout: s.idle, Logger: s.logger, Observer: s.proxyObs})
 	r.leases = lease.NewManager(lease.Config{
 		Store: r.store, Provider: s.provider, Machines: proxy.NewMachines(pool, s.user),
-		Clock: s.clock, Policy: s.policy, Logger: testkit.Quiet,
+		Clock: s.clock, Policy: s.policy, Logger: s.logger,
 		Machine: lease.MachineSpec{User: s.user, SSHPort: s.sshPort, GatewayKey: upstream.PublicKey(), ServerTypes: []string{"cx23"}, Locations: []string{"fsn1"}},
 	})
 	users, _ := LoadKeyList("", testkit.Quiet)
@@ -66,6 +68,7 @@ func startRig(t *testing.T, s rigSpec) *rig {
 	r.g, err = New(Options{
 		HostKey: hostKey, Pool: pool, InstanceUser: s.user, Users: users, Admins: users,
 		OpenAccess: true, Leases: r.leases, Clock: s.clock, Logger: s.logger, Invocation: "ssh gw",
+		Observer: s.observer,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -28,11 +28,13 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	}
 	fp := lease.Fingerprint(key)
 	c := g.clientConn(ctx)
+	trace := traceOf(ctx)
 	if !g.listed(key) {
 		nc.Reject(gossh.Prohibited, revokedMessage)
 		return
 	}
 	if most := g.opts.Limits.SessionsPerConn; !c.limits.openSession(most) {
+		g.opts.Observer.Limited(LimitSessions)
 		if c.limits.first(limitSessions) {
 			g.limited(fp, limitSessions, ctx, fmt.Sprintf("%d open", most))
 		}
@@ -51,12 +53,13 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 	defer stop()
 
 	s := proxy.ClientSession{Channel: ch, Requests: permitted(sctx, reqs, permitOf(ctx))}
-	started, over := g.collect(ctx, &s)
+	started, limit, over := g.collect(ctx, &s)
 	hasPTY := false
 	for _, r := range s.Early {
 		hasPTY = hasPTY || r.Type == "pty-req"
 	}
 	if over != "" {
+		g.opts.Observer.Limited(limit)
 		if c.limits.first(limitEarly) {
 			g.limited(fp, limitEarly, ctx, over)
 		}
@@ -71,7 +74,8 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		if args, ok := gatewayCommand(execCommand(s.Start.Payload)); ok {
 			s.Start.Reply(true, nil)
 			go discardRequests(s.Requests)
-			code := g.runCommand(ctx, call{args: args, key: key, remote: ctx.RemoteAddr(), fingerprint: fp, stdout: ch, stderr: ch.Stderr()})
+			code := g.runCommand(lease.WithConn(ctx, trace.id), call{args: args, key: key, remote: ctx.RemoteAddr(), fingerprint: fp,
+				trace: trace, stdout: ch, stderr: ch.Stderr()})
 			sendExit(ch, code)
 			return
 		}
@@ -86,20 +90,21 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 		live.mu.Unlock()
 	})
 	if err != nil {
-		g.fail(ch, s.Start, live, err)
+		g.fail(ch, s.Start, live, trace, err)
 		return
 	}
 	g.remindExpiry(live, l)
 	activity := g.activity(fp)
 	seat, err := g.sessionSeat(ctx, c, t, wantsAgent(s.Early), activity)
 	if err != nil {
-		g.fail(ch, s.Start, live, forPerson(err, "could not connect to your machine %s", l.ServerName))
+		g.fail(ch, s.Start, live, trace, forPerson(err, "could not connect to your machine %s", l.ServerName))
 		return
 	}
 	defer seat.Close()
-	hooks := proxy.Hooks{Activity: activity, Lost: func() string { return g.lostMessage(fp) }}
+	hooks := proxy.Hooks{Activity: activity, Lost: func() string { return g.lostMessage(fp) }, Observer: g.pool.Observer(),
+		Log: g.opts.Logger.With("component", "proxy", "conn", trace.id, "fingerprint", fp)}
 	if err := proxy.Bridge(ctx, seat, s, hooks); err != nil {
-		g.log.Debug("session ended", "fingerprint", fp, "err", err)
+		trace.log.Debug("session ended", "fingerprint", fp, "err", err)
 	}
 }
 
@@ -144,9 +149,9 @@ const agentRequest = "auth-agent-req@openssh.com"
 // starts a program, which it leaves unanswered in s.Start, and reports
 // whether it came. What it keeps for the machine is bounded by
 // Limits.EarlyRequests and EarlyBytes: going over refuses the request and
-// returns the sentence that tells the person why. It reports false when
-// the client went away or took too long.
-func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) (started bool, over string) {
+// returns the limit and the sentence that tells the person why. It reports
+// false when the client went away or took too long.
+func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) (started bool, limit Limit, over string) {
 	timeout := time.NewTimer(g.opts.StartTimeout)
 	defer timeout.Stop()
 	maxCount, maxBytes := g.opts.Limits.EarlyRequests, g.opts.Limits.EarlyBytes
@@ -155,21 +160,21 @@ func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) (started 
 		select {
 		case req, ok := <-s.Requests:
 			if !ok {
-				return false, ""
+				return false, "", ""
 			}
 			switch req.Type {
 			case "shell", "exec", "subsystem":
 				s.Start = req
-				return true, ""
+				return true, "", ""
 			case "pty-req", "env", "window-change", agentRequest:
 				kept += len(req.Payload)
 				switch {
 				case len(s.Early) >= maxCount:
 					req.Reply(false, nil)
-					return false, fmt.Sprintf("this session sent more than %d requests (environment variables, terminal settings) before starting its program, the most allowed; send fewer (see SendEnv and SetEnv in your ssh config)", maxCount)
+					return false, LimitEarlyRequests, fmt.Sprintf("this session sent more than %d requests (environment variables, terminal settings) before starting its program, the most allowed; send fewer (see SendEnv and SetEnv in your ssh config)", maxCount)
 				case kept > maxBytes:
 					req.Reply(false, nil)
-					return false, fmt.Sprintf("this session's environment variables and terminal settings came to more than %d bytes before its program started, the most allowed; send fewer or smaller ones (see SendEnv and SetEnv in your ssh config)", maxBytes)
+					return false, LimitEarlyBytes, fmt.Sprintf("this session's environment variables and terminal settings came to more than %d bytes before its program started, the most allowed; send fewer or smaller ones (see SendEnv and SetEnv in your ssh config)", maxBytes)
 				}
 				s.Early = append(s.Early, req)
 				req.Reply(true, nil)
@@ -177,18 +182,18 @@ func (g *Gateway) collect(ctx context.Context, s *proxy.ClientSession) (started 
 				req.Reply(false, nil)
 			}
 		case <-timeout.C:
-			return false, ""
+			return false, "", ""
 		case <-ctx.Done():
-			return false, ""
+			return false, "", ""
 		}
 	}
 }
 
 // fail tells the person why their session cannot go on (see tell), then
 // ends it.
-func (g *Gateway) fail(ch gossh.Channel, start *gossh.Request, live *liveSession, err error) {
+func (g *Gateway) fail(ch gossh.Channel, start *gossh.Request, live *liveSession, trace *connTrace, err error) {
 	start.Reply(true, nil)
-	live.notify(tell(g.log.With("fingerprint", live.fingerprint), err))
+	live.notify(trace.tell(err, "fingerprint", live.fingerprint))
 	sendExit(ch, exitGatewayFailure)
 }
 

@@ -57,24 +57,24 @@ func newStartups(limits StartupLimits, percent func() int) *startups {
 	return &startups{limits: limits, percent: percent, bySource: map[string]int{}}
 }
 
-// admit counts a new connection from source, or says why it is dropped.
-// release, safe to call more than once, ends the count: when the
+// admit counts a new connection from source, or says which limit drops it
+// and why. release, safe to call more than once, ends the count: when the
 // connection authenticates or closes.
-func (s *startups) admit(source string) (release func(), why string) {
+func (s *startups) admit(source string) (release func(), limit Limit, why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch chance := s.limits.dropPercent(s.total); {
 	case s.bySource[source] >= s.limits.PerSource:
-		return nil, "too many unauthenticated connections from this source"
+		return nil, LimitStartupsPerSource, "too many unauthenticated connections from this source"
 	case chance == 100:
-		return nil, "too many unauthenticated connections"
+		return nil, LimitStartups, "too many unauthenticated connections"
 	case chance > 0 && s.percent() < chance:
-		return nil, "many unauthenticated connections: random early drop"
+		return nil, LimitStartups, "many unauthenticated connections: random early drop"
 	}
 	s.total++
 	s.bySource[source]++
 	var once sync.Once
-	return func() { once.Do(func() { s.release(source) }) }, ""
+	return func() { once.Do(func() { s.release(source) }) }, "", ""
 }
 
 func (s *startups) release(source string) {
@@ -98,6 +98,7 @@ func (s *startups) count() int {
 type startupConn struct {
 	net.Conn
 	release func()
+	trace   *connTrace
 }
 
 // startupKey holds a connection's release in its ssh.Context.
@@ -138,20 +139,28 @@ func (d *dropLog) drop(now time.Time) (logNow bool, dropped int) {
 // accept admits conn as a startup and serves it, or drops it at once
 // without a word, as sshd does, counting, logging and recording the drop.
 func (g *Gateway) accept(conn net.Conn) {
+	trace := g.newConnTrace()
 	source := sourceOf(conn.RemoteAddr())
-	release, why := g.startups.admit(source)
+	release, limit, why := g.startups.admit(source)
 	if release == nil {
+		g.opts.Observer.Limited(limit)
 		// Counted and logged before the close, so whoever sees the close
 		// finds the drop on record.
 		g.opts.Leases.Refused(lease.RefusedLimited, source, "")
 		if logNow, dropped := g.drops.drop(g.opts.Clock.Now()); logNow {
-			g.log.Warn("dropped a connection before its handshake", "remote", source, "reason", why, "dropped", dropped)
+			trace.log.Warn("dropped a connection before its handshake", "remote", source, "reason", why, "dropped", dropped)
 		}
 		conn.Close()
 		return
 	}
+	// A remote address names one open TCP connection to the listener.
+	remote := conn.RemoteAddr().String()
+	g.serving.Store(remote, trace)
+	g.opts.Observer.ConnectionOpened()
 	go func() {
+		defer g.serving.Delete(remote)
+		defer g.opts.Observer.ConnectionClosed()
 		defer release()
-		g.server.HandleConn(&startupConn{Conn: conn, release: release})
+		g.server.HandleConn(&startupConn{Conn: conn, release: release, trace: trace})
 	}()
 }

@@ -248,10 +248,12 @@ func isReset(err error) bool {
 func TestStartupLimits(t *testing.T) {
 	var draw atomic.Int32 // the early-drop draw, 0 to 99: lower drops more
 	logger, logs := testkit.Logger()
+	obs := newCountingObserver()
 	d := startDoor(t, func(o *Options) {
 		o.MaxStartups = StartupLimits{Start: 4, Rate: 50, Full: 8, PerSource: 3}
 		o.Percent = func() int { return int(draw.Load()) }
 		o.Logger = logger
+		o.Observer = obs
 	})
 	draw.Store(99) // spares every connection between the limits
 	mustTake := func(from string) net.Conn {
@@ -333,6 +335,10 @@ func TestStartupLimits(t *testing.T) {
 	}
 	d.clock.Advance(dropLogEvery)
 	mustDrop("127.0.0.7", "full")
+	// The metrics count every drop, by limit, and only taken connections
+	// as open: eight unauthenticated and the person's.
+	obs.wantLimited(t, map[Limit]int{LimitStartupsPerSource: 1, LimitStartups: 3})
+	obs.wantOpen(t, 9)
 	if n := strings.Count(logs.String(), "dropped a connection"); n != 2 || !strings.Contains(logs.String(), "dropped=3") {
 		t.Errorf("after %s, a drop logged %d lines in all, want 2, the second counting 3 drops since the first:\n%s", dropLogEvery, n, logs)
 	}

@@ -23,8 +23,9 @@ const activityEvery = time.Second
 // machine returns the person's running machine and how to reach it. Every
 // connection asks the lease manager, which checks the lease each time; a
 // machine the pool already reaches is answered without asking the cloud.
-func (g *Gateway) machine(ctx context.Context, key gossh.PublicKey, progress func(lease.Step)) (lease.Lease, proxy.Target, error) {
-	l, err := g.opts.Leases.Ensure(ctx, key, progress)
+// The lease manager learns which connection asks.
+func (g *Gateway) machine(ctx ssh.Context, key gossh.PublicKey, progress func(lease.Step)) (lease.Lease, proxy.Target, error) {
+	l, err := g.opts.Leases.Ensure(lease.WithConn(ctx, traceOf(ctx).id), key, progress)
 	if err != nil {
 		return l, proxy.Target{}, forPerson(err, "could not prepare your machine")
 	}

@@ -26,8 +26,9 @@ type memStore struct {
 	// refusals are kept as a list of the batches written, to see the writes.
 	refusals [][]Refusal
 	writes   int // Puts, Deletes, AppendEvents and AppendRefusals: what would be fsyncs
-	// failPut, if set, fails every Put with its error.
-	failPut error
+	// failPut, if set, fails every Put with its error; failList every List.
+	failPut  error
+	failList error
 }
 
 func newMemStore() *memStore { return &memStore{leases: map[string]Lease{}} }
@@ -67,6 +68,9 @@ func (s *memStore) Delete(fp string, events ...Event) error {
 func (s *memStore) List() ([]Lease, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failList != nil {
+		return nil, s.failList
+	}
 	var out []Lease
 	for _, l := range s.leases {
 		out = append(out, l)
@@ -379,6 +383,7 @@ type domain struct {
 	machines *fakeMachines
 	clock    *testkit.Clock
 	notify   *recNotifier
+	obs      *recObserver
 }
 
 // newDomain wires a Manager and Reaper with policy and rc over fakes. The
@@ -390,6 +395,7 @@ func newDomain(t *testing.T, policy Policy, rc ReaperConfig) *domain {
 		cloud:  &fakeProvider{t: t},
 		clock:  testkit.NewClock(t0),
 		notify: &recNotifier{sessions: 1},
+		obs:    &recObserver{},
 	}
 	d.machines = &fakeMachines{calls: d.cloud}
 	d.cloud.pricesFn = func(context.Context, string, string) (Prices, error) { return testPrices, nil }
@@ -398,6 +404,7 @@ func newDomain(t *testing.T, policy Policy, rc ReaperConfig) *domain {
 		Machine:          MachineSpec{SSHPort: 22, ServerTypes: []string{"cx23"}, Locations: []string{"fsn1"}},
 		Logger:           testkit.Quiet,
 		OperationTimeout: time.Minute,
+		Observer:         d.obs,
 	})
 	if rc.Invocation == "" {
 		rc.Invocation = "ssh gw"

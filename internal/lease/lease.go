@@ -30,6 +30,9 @@ const (
 	StateDestroying  State = "destroying"
 )
 
+// States lists every State.
+var States = []State{StateCreating, StateRunning, StateStarting, StateStopping, StateStopped, StateHibernating, StateHibernated, StateDestroying}
+
 // Lease is one person's claim on one machine. People are known by the
 // SHA256 fingerprint of their public key, so that is the lease's key.
 type Lease struct {
@@ -109,7 +112,11 @@ type Event struct {
 	Kind        string    `json:"kind"` // connect, create, resume, stop, … (refused connections are Refusals)
 	Fingerprint string    `json:"fingerprint,omitempty"`
 	LeaseID     string    `json:"lease_id,omitempty"`
-	Detail      string    `json:"detail,omitempty"`
+	// Conn is the id of the connection that caused the event, as the
+	// gateway's log and the references people are told carry it; empty
+	// for the reaper's, reconcile's and an allow list edit's events.
+	Conn   string `json:"conn,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Server is what a provider knows about one machine.

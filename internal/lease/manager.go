@@ -51,6 +51,8 @@ type Config struct {
 	// Fault, if set, is called at each named step of every operation (see
 	// faultPoints). Tests use it to crash the gateway between two steps.
 	Fault func(point string)
+	// Observer, if set, is told of operations, reaper passes and cost.
+	Observer Observer
 }
 
 // Manager creates, resumes, extends, stops and destroys machines. All
@@ -70,6 +72,10 @@ type Manager struct {
 	locks    map[string]*keyLock
 	activity map[string]time.Time // in memory; written to the store with the next change
 	prices   map[string]cachedPrices
+	// accrued is each lease's cost as last reported to the Observer, and
+	// started when this Manager began reporting (see accrue).
+	accrued map[string]float64
+	started time.Time
 
 	refusals refusals // has its own lock, a leaf
 }
@@ -94,6 +100,9 @@ func NewManager(cfg Config) *Manager {
 	if cfg.SSHProbeTimeout == 0 {
 		cfg.SSHProbeTimeout = 15 * time.Second
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
 	return &Manager{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "lease"),
@@ -101,6 +110,8 @@ func NewManager(cfg Config) *Manager {
 		locks:    map[string]*keyLock{},
 		activity: map[string]time.Time{},
 		prices:   map[string]cachedPrices{},
+		accrued:  map[string]float64{},
+		started:  cfg.Clock.Now(),
 	}
 }
 
@@ -113,13 +124,16 @@ func Fingerprint(key ssh.PublicKey) string { return ssh.FingerprintSHA256(key) }
 // not the work: another connection may be waiting on it too, and half-done
 // work is worse than finished work.
 func (m *Manager) Ensure(ctx context.Context, key ssh.PublicKey, progress func(Step)) (Lease, error) {
+	start := m.cfg.Clock.Now()
 	fp := Fingerprint(key)
 	m.mu.Lock()
 	f, ok := m.flights[fp]
 	if !ok {
 		f = &flight{start: m.cfg.Clock.Now(), done: make(chan struct{}), subs: map[int]*subscriber{}}
 		m.flights[fp] = f
-		go m.fly(fp, key, f)
+		// The work outlives the caller's context but keeps its
+		// connection: the one that caused it.
+		go m.fly(WithConn(context.Background(), ConnOf(ctx)), fp, key, f)
 	}
 	m.mu.Unlock()
 	// A flight that ends meanwhile keeps its steps, so the replay is whole.
@@ -128,14 +142,15 @@ func (m *Manager) Ensure(ctx context.Context, key ssh.PublicKey, progress func(S
 
 	select {
 	case <-f.done:
+		m.observe(OpFirstShell, start, f.err)
 		return f.lease, f.err
 	case <-ctx.Done():
 		return Lease{}, ctx.Err()
 	}
 }
 
-func (m *Manager) fly(fp string, key ssh.PublicKey, f *flight) {
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.OperationTimeout)
+func (m *Manager) fly(ctx context.Context, fp string, key ssh.PublicKey, f *flight) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.OperationTimeout)
 	defer cancel()
 	report := func(format string, args ...any) {
 		f.publish(Step{Elapsed: m.cfg.Clock.Now().Sub(f.start), Text: fmt.Sprintf(format, args...)})
@@ -147,9 +162,9 @@ func (m *Manager) fly(fp string, key ssh.PublicKey, f *flight) {
 		var expired *ExpiredError
 		if errors.As(err, &expired) {
 			// A refusal by the rules, not a fault: the person is told.
-			m.log.Info("ensure machine refused", "fingerprint", fp, "reason", err)
+			m.logFor(ctx).Info("ensure machine refused", "fingerprint", fp, "reason", err)
 		} else {
-			m.log.Error("ensure machine", "fingerprint", fp, "err", err)
+			m.logFor(ctx).Error("ensure machine", "fingerprint", fp, "err", err)
 		}
 	}
 	m.mu.Lock()

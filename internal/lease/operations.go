@@ -106,7 +106,7 @@ func (m *Manager) ensure(ctx context.Context, fp string, key ssh.PublicKey, repo
 	switch {
 	case errors.Is(err, ErrServerNotFound):
 		// The server vanished behind our back; the person gets a fresh one.
-		vanished := m.note(l, "vanished", "server %d is gone; creating a new one", l.ServerID)
+		vanished := m.note(ctx, l, "vanished", "server %d is gone; creating a new one", l.ServerID)
 		l = m.closeServer(l)
 		return m.create(ctx, l, fp, key, report, vanished)
 	case err != nil:
@@ -155,14 +155,18 @@ func (m *Manager) checkRunning(ctx context.Context, l Lease, report func(string,
 // hibernated). The lease id names the server, so a retry after a crash
 // finds the server it already asked for. events, if any, say why and are
 // written with the intent.
-func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any), events ...Event) (Lease, error) {
+func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any), events ...Event) (_ Lease, err error) {
 	if l.ID == "" {
-		var err error
 		if l, err = m.newLease(fp, key); err != nil {
 			return l, err
 		}
 	}
 	restoring := l.ImageID != 0
+	op := OpCreate
+	if restoring {
+		op = OpResume
+	}
+	defer m.timed(op)(&err)
 	l.State = StateCreating
 	if err := m.put(l, events...); err != nil {
 		return l, err
@@ -189,9 +193,9 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	l = m.adopt(l, srv)
 	var created Event
 	if restoring {
-		created = m.note(l, "resume", "restored server %d from snapshot %d", srv.ID, l.ImageID)
+		created = m.note(ctx, l, "resume", "restored server %d from snapshot %d", srv.ID, l.ImageID)
 	} else {
-		created = m.note(l, "create", "server %d at %s", srv.ID, l.Address)
+		created = m.note(ctx, l, "create", "server %d at %s", srv.ID, l.Address)
 	}
 	if err := m.put(l, created); err != nil {
 		return l, err
@@ -259,7 +263,8 @@ func (m *Manager) newLease(fp string, key ssh.PublicKey) (Lease, error) {
 	}, nil
 }
 
-func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...any)) (Lease, error) {
+func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...any)) (_ Lease, err error) {
+	defer m.timed(OpStart)(&err)
 	l.State = StateStarting
 	if err := m.put(l); err != nil {
 		return l, err
@@ -270,8 +275,8 @@ func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...an
 		return l, fmt.Errorf("start server %s: %w", l.ServerName, err)
 	}
 	m.fault(FaultResumePoweredOn)
-	m.event(l, "resume", "server %d powered on", l.ServerID)
-	l, err := m.waitReady(ctx, l, report)
+	m.event(ctx, l, "resume", "server %d powered on", l.ServerID)
+	l, err = m.waitReady(ctx, l, report)
 	if err != nil {
 		return l, err
 	}
@@ -292,7 +297,7 @@ func (m *Manager) pushExpiry(ctx context.Context, l Lease) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.SSHProbeTimeout)
 	defer cancel()
 	if err := m.cfg.Machines.SetExpiry(ctx, l.Address, l.HostKey, l.Expires); err != nil {
-		m.log.Warn("could not tell the machine its expiry", "server", l.ServerName, "err", err)
+		m.logFor(ctx).Warn("could not tell the machine its expiry", "server", l.ServerName, "err", err)
 	}
 }
 
@@ -326,11 +331,11 @@ func (m *Manager) revokeKeyOnMachine(ctx context.Context, l Lease) (Lease, error
 	probe, cancel := context.WithTimeout(ctx, m.cfg.SSHProbeTimeout)
 	defer cancel()
 	if err := m.cfg.Machines.RevokeKey(probe, l.Address, l.HostKey, l.PublicKey); err != nil {
-		m.log.Warn("could not revoke the key on its machine; trying again later", "server", l.ServerName, "err", err)
+		m.logFor(ctx).Warn("could not revoke the key on its machine; trying again later", "server", l.ServerName, "err", err)
 		return l, nil
 	}
 	l.KeyRevokedOn = l.ServerID
-	if err := m.put(l, m.note(l, "revoke", "key revoked on server %d", l.ServerID)); err != nil {
+	if err := m.put(l, m.note(ctx, l, "revoke", "key revoked on server %d", l.ServerID)); err != nil {
 		return l, err
 	}
 	return l, nil
@@ -369,7 +374,7 @@ func (m *Manager) Extend(ctx context.Context, fp string, d time.Duration) (Lease
 		return l, err
 	}
 	l.Expires = next
-	if err := m.put(l, m.note(l, "extend", "by %s to %s", FormatDuration(d), next.UTC().Format(time.RFC3339))); err != nil {
+	if err := m.put(l, m.note(ctx, l, "extend", "by %s to %s", FormatDuration(d), next.UTC().Format(time.RFC3339))); err != nil {
 		return l, err
 	}
 	m.pushExpiry(ctx, l)
@@ -386,11 +391,12 @@ func (m *Manager) Stop(ctx context.Context, fp string) (Lease, error) {
 	return m.stop(ctx, l, "on request")
 }
 
-func (m *Manager) stop(ctx context.Context, l Lease, why string) (Lease, error) {
-	switch {
-	case l.State == StateStopped || l.State == StateHibernated:
+func (m *Manager) stop(ctx context.Context, l Lease, why string) (_ Lease, err error) {
+	if l.State == StateStopped || l.State == StateHibernated {
 		return l, nil
-	case l.ServerID == 0:
+	}
+	defer m.timed(OpStop)(&err)
+	if l.ServerID == 0 {
 		return l, &CreatingError{Name: l.ServerName}
 	}
 	l.State = StateStopping
@@ -403,7 +409,7 @@ func (m *Manager) stop(ctx context.Context, l Lease, why string) (Lease, error) 
 	}
 	m.fault(FaultStopPoweredOff)
 	l.State = StateStopped
-	if err := m.put(l, m.note(l, "stop", "%s", why)); err != nil {
+	if err := m.put(l, m.note(ctx, l, "stop", "%s", why)); err != nil {
 		return l, err
 	}
 	return l, nil
@@ -421,11 +427,12 @@ func (m *Manager) Hibernate(ctx context.Context, fp string) (Lease, error) {
 	return m.hibernate(ctx, l)
 }
 
-func (m *Manager) hibernate(ctx context.Context, l Lease) (Lease, error) {
-	switch {
-	case l.State == StateHibernated:
+func (m *Manager) hibernate(ctx context.Context, l Lease) (_ Lease, err error) {
+	if l.State == StateHibernated {
 		return l, nil
-	case l.ServerID == 0 && l.ImageID == 0:
+	}
+	defer m.timed(OpHibernate)(&err)
+	if l.ServerID == 0 && l.ImageID == 0 {
 		return l, &CreatingError{Name: l.ServerName}
 	}
 	l.State = StateHibernating
@@ -460,7 +467,7 @@ func (m *Manager) hibernate(ctx context.Context, l Lease) (Lease, error) {
 		l = m.closeServer(l)
 	}
 	l.State = StateHibernated
-	if err := m.put(l, m.note(l, "hibernate", "snapshot %d (%.1f GB)", l.ImageID, l.ImageSizeGB)); err != nil {
+	if err := m.put(l, m.note(ctx, l, "hibernate", "snapshot %d (%.1f GB)", l.ImageID, l.ImageSizeGB)); err != nil {
 		return l, err
 	}
 	return l, nil
@@ -499,7 +506,8 @@ func (m *Manager) Destroy(ctx context.Context, fp string) (Lease, error) {
 	return l, m.destroy(ctx, l, "on request")
 }
 
-func (m *Manager) destroy(ctx context.Context, l Lease, why string) error {
+func (m *Manager) destroy(ctx context.Context, l Lease, why string) (err error) {
+	defer m.timed(OpDestroy)(&err)
 	l.State = StateDestroying
 	if err := m.put(l); err != nil {
 		return err
@@ -517,9 +525,11 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) error {
 	}
 	m.fault(FaultDestroyDeleted)
 	cost, currency := m.Cost(l)
-	if err := m.cfg.Store.Delete(l.Fingerprint, m.note(l, "destroy", "%s; it cost %.4f %s", why, cost, currency)); err != nil {
+	if err := m.cfg.Store.Delete(l.Fingerprint, m.note(ctx, l, "destroy", "%s; it cost %.4f %s", why, cost, currency)); err != nil {
 		return fmt.Errorf("delete lease: %w", err)
 	}
+	m.accrue(l)
+	m.forgetCost(l)
 	m.mu.Lock()
 	delete(m.activity, l.Fingerprint)
 	m.mu.Unlock()
@@ -541,13 +551,13 @@ func (m *Manager) Revoke(ctx context.Context, fp string) error {
 	}
 	l, err := m.cfg.Store.Get(fp)
 	if errors.Is(err, ErrNotFound) {
-		m.Record(Event{Kind: "revoke", Fingerprint: fp, Detail: "the key left the allow list; it has no machine"})
+		m.Record(Event{Kind: "revoke", Fingerprint: fp, Conn: ConnOf(ctx), Detail: "the key left the allow list; it has no machine"})
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	revoked := m.note(l, "revoke", "the key left the allow list; revoked action: %s", action)
+	revoked := m.note(ctx, l, "revoke", "the key left the allow list; revoked action: %s", action)
 	const why = "its key left the allow list"
 	if action == RevokedDestroy {
 		m.Record(revoked)
@@ -579,7 +589,7 @@ func (m *Manager) Record(e Event) {
 	// A failed store logs its failure once itself; this would log it at
 	// every login.
 	if err := m.cfg.Store.AppendEvent(e); err != nil && !errors.Is(err, ErrStoreFailed) {
-		m.log.Error("write audit event", "kind", e.Kind, "err", err)
+		m.log.Error("write audit event", "kind", e.Kind, "conn", e.Conn, "err", err)
 	}
 }
 
@@ -587,14 +597,15 @@ func (m *Manager) Record(e Event) {
 func (m *Manager) Events(n int) ([]Event, error) { return m.cfg.Store.Events(n) }
 
 // event records something that happened to l without changing it.
-func (m *Manager) event(l Lease, kind, format string, args ...any) {
-	m.Record(m.note(l, kind, format, args...))
+func (m *Manager) event(ctx context.Context, l Lease, kind, format string, args ...any) {
+	m.Record(m.note(ctx, l, kind, format, args...))
 }
 
 // note logs what happened to l and returns its audit event, to be written
-// with the lease change it records (put) or on its own (Record).
-func (m *Manager) note(l Lease, kind, format string, args ...any) Event {
+// with the lease change it records (put) or on its own (Record). Both
+// carry the id of the connection that caused it, if one did (see WithConn).
+func (m *Manager) note(ctx context.Context, l Lease, kind, format string, args ...any) Event {
 	detail := fmt.Sprintf(format, args...)
-	m.log.Info(kind, "lease", l.ID, "server", l.ServerName, "detail", detail)
-	return Event{Time: m.cfg.Clock.Now(), Kind: kind, Fingerprint: l.Fingerprint, LeaseID: l.ID, Detail: detail}
+	m.logFor(ctx).Info(kind, "lease", l.ID, "server", l.ServerName, "detail", detail)
+	return Event{Time: m.cfg.Clock.Now(), Kind: kind, Fingerprint: l.Fingerprint, LeaseID: l.ID, Conn: ConnOf(ctx), Detail: detail}
 }

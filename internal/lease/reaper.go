@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,9 +74,10 @@ type Reaper struct {
 	working map[string]bool
 	// warned remembers which warnings went out, by lease, deadline and
 	// lead time.
-	warned        map[warning]bool
-	reconciling   bool
-	lastReconcile time.Time
+	warned          map[warning]bool
+	reconciling     bool
+	lastReconcile   time.Time
+	reconcileFailed bool // the latest reconcile to finish failed
 	// orphans holds when reconcile first saw each current orphan; kept in
 	// memory only, so after a restart an orphan waits a grace period again.
 	orphans map[orphanKey]time.Time
@@ -150,29 +152,54 @@ func (r *Reaper) Tick(ctx context.Context) { r.pass(ctx).Wait() }
 
 // pass starts one pass: prices, a reconcile when one is due (beside the
 // workers, so busy workers do not hold it up), and a reap of every lease
-// no Ensure or worker is on. The returned group ends with the pass's work.
+// no Ensure or worker is on. The returned group ends with the pass's work
+// and its report to the Observer: the pass succeeded when the leases
+// could be listed, every lease it worked on was dealt with without error,
+// the latest reconcile to finish (its own, if one was due) succeeded, and
+// it was not cut short. So one lease the reaper keeps failing to stop, or
+// a reconcile that keeps failing, fails every pass until someone looks.
 func (r *Reaper) pass(ctx context.Context) *sync.WaitGroup {
 	m := r.m
-	var pass sync.WaitGroup
 	now := m.cfg.Clock.Now()
+	var work, done sync.WaitGroup
+	var failed atomic.Bool
+	if err := r.startWork(ctx, now, &work, &failed); err != nil {
+		m.log.Error("reaper: list leases", "err", err)
+		failed.Store(true)
+	}
+	r.goTracked(&done, func() {
+		work.Wait()
+		end := m.cfg.Clock.Now()
+		r.mu.Lock()
+		reconciled := !r.reconcileFailed
+		r.mu.Unlock()
+		m.cfg.Observer.ReaperPass(end, end.Sub(now), !failed.Load() && reconciled && ctx.Err() == nil)
+	})
+	return &done
+}
+
+// startWork starts the work of a pass at now in work, and records in
+// failed any part of it that fails.
+func (r *Reaper) startWork(ctx context.Context, now time.Time, work *sync.WaitGroup, failed *atomic.Bool) error {
+	m := r.m
 	m.flushRefusals(now.Truncate(time.Minute)) // the minutes that are over, one write
 	leases, err := m.cfg.Store.List()
 	if err != nil {
-		m.log.Error("reaper: list leases", "err", err)
-		return &pass
+		return err
 	}
 	m.refreshPrices(ctx, leases)
 	if ctx.Err() == nil && r.startReconcile(now) {
-		r.goTracked(&pass, func() { r.reconcileAt(ctx, now) })
+		r.goTracked(work, func() { r.reconcileAt(ctx, now) })
 	}
 	for _, l := range leases {
 		if m.busy(l.Fingerprint) {
 			continue
 		}
 		fp, id := l.Fingerprint, l.ID
-		started := r.work(ctx, &pass, fp, func(ctx context.Context) {
+		started := r.work(ctx, work, fp, func(ctx context.Context) {
 			if err := r.reap(ctx, fp, now); err != nil {
 				m.log.Error("reaper", "lease", id, "err", err)
+				failed.Store(true)
 			}
 		})
 		if !started {
@@ -180,7 +207,7 @@ func (r *Reaper) pass(ctx context.Context) *sync.WaitGroup {
 		}
 	}
 	r.forgetWarnings(now)
-	return &pass
+	return nil
 }
 
 // work runs fn on the lease fp in a worker, under a deadline of
@@ -251,6 +278,7 @@ func (r *Reaper) reconcileAt(ctx context.Context, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reconciling = false
+	r.reconcileFailed = err != nil
 	if err == nil {
 		r.lastReconcile = now
 	}
@@ -318,6 +346,7 @@ func (r *Reaper) reap(ctx context.Context, fp string, now time.Time) error {
 	if l, err = m.flushActivity(l); err != nil {
 		return err
 	}
+	m.accrue(l)
 	d := decideReap(l, m.cfg.Policy, now)
 	for _, dl := range d.deadlines {
 		r.warn(l, dl, now)
@@ -326,7 +355,7 @@ func (r *Reaper) reap(ctx context.Context, fp string, now time.Time) error {
 	case reapExpire:
 		r.notify.End(fp, fmt.Sprintf("your machine %s expired at %s and is being deleted.",
 			l.ServerName, l.Expires.UTC().Format(time.RFC3339)))
-		return m.destroy(ctx, l, "expired")
+		return r.did(ReaperDestroy, m.destroy(ctx, l, "expired"))
 	case reapIdle:
 		return r.idle(ctx, l, now)
 	}
@@ -347,21 +376,31 @@ func (r *Reaper) idle(ctx context.Context, l Lease, now time.Time) error {
 		}
 		if cpu >= p.BusyCPU {
 			m.touchAt(l.Fingerprint, now)
-			m.event(l, "busy", "idle for %s but using %.0f%% CPU; left running", FormatDuration(now.Sub(l.LastActivity)), cpu)
+			m.event(ctx, l, "busy", "idle for %s but using %.0f%% CPU; left running", FormatDuration(now.Sub(l.LastActivity)), cpu)
+			m.cfg.Observer.ReaperAction(ReaperBusy)
 			return nil
 		}
 	}
 	why := fmt.Sprintf("idle for %s", FormatDuration(now.Sub(l.LastActivity)))
 	r.notify.End(l.Fingerprint, fmt.Sprintf("your machine %s is being %s: it had no activity for %s. `%s` starts it again.",
 		l.ServerName, pastTense(p.IdleAction), FormatDuration(p.IdleTimeout), r.cfg.Invocation))
-	var err error
 	switch p.IdleAction {
 	case IdleHibernate:
-		_, err = m.hibernate(ctx, l)
+		_, err := m.hibernate(ctx, l)
+		return r.did(ReaperHibernate, err)
 	case IdleDestroy:
-		err = m.destroy(ctx, l, why)
+		return r.did(ReaperDestroy, m.destroy(ctx, l, why))
 	default:
-		_, err = m.stop(ctx, l, why)
+		_, err := m.stop(ctx, l, why)
+		return r.did(ReaperStop, err)
+	}
+}
+
+// did reports action to the Observer unless it failed with err, and
+// returns err.
+func (r *Reaper) did(action ReaperAction, err error) error {
+	if err == nil {
+		r.m.cfg.Observer.ReaperAction(action)
 	}
 	return err
 }
@@ -385,7 +424,8 @@ func (r *Reaper) warn(l Lease, dl deadline, now time.Time) {
 	}
 	msg := r.warningText(l, dl.kind, FormatTimeLeft(left), now)
 	if n := r.notify.Warn(l.Fingerprint, msg); n > 0 {
-		r.m.event(l, "warning", "%s (to %d sessions)", msg, n)
+		r.m.event(context.Background(), l, "warning", "%s (to %d sessions)", msg, n)
+		r.m.cfg.Observer.ReaperAction(ReaperWarn)
 	}
 }
 

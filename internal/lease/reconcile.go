@@ -365,7 +365,9 @@ func (p *orphanPass) act(ctx context.Context, key orphanKey, leaseID, what strin
 	detail := done + " " + what
 	if remove {
 		delete(p.after, key)
+		m.cfg.Observer.ReaperAction(ReaperOrphanDelete)
 	} else {
+		m.cfg.Observer.ReaperAction(ReaperOrphanPowerOff)
 		detail += fmt.Sprintf("; deleting it if no lease claims it %s from now", FormatDuration(p.r.cfg.OrphanGrace))
 	}
 	m.log.Warn("reconcile: "+detail, "lease", leaseID)
@@ -496,7 +498,7 @@ func (r *Reaper) settle(ctx context.Context, seen Lease, servers []Server, image
 	d := decideSettle(l, srv, imageKept(l, images))
 	notes := make([]Event, len(d.found))
 	for i, f := range d.found {
-		notes[i] = m.note(l, "reconcile", "%s", f)
+		notes[i] = m.note(ctx, l, "reconcile", "%s", f)
 	}
 	if d.action != settleState {
 		// What reconcile found is on record before it acts on it; the

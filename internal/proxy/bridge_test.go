@@ -179,6 +179,26 @@ func TestEarlyEnvReplayed(t *testing.T) {
 	}
 }
 
+// TestBridgeLogsToItsCaller: a bridge's lines go to the logger its caller
+// gave, which says which connection they are about.
+func TestBridgeLogsToItsCaller(t *testing.T) {
+	_, fd := setup(t.Context(), t)
+	s := newSession(t, fd.dial(t))
+	// sshd accepts only CCGW_* variables: the machine refuses this one.
+	if err := s.Setenv("NOT_ACCEPTED", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run("true"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fd.result(t); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fd.logs.String(), `msg="machine refused early request" conn=fd000001 type=env`) {
+		t.Errorf("the bridge's log:\n%s", fd.logs.String())
+	}
+}
+
 func TestPTYEarlyWindowChange(t *testing.T) {
 	s := ptySession(t)
 	// Resized before the program starts: the front door holds this back.

@@ -13,16 +13,19 @@ type Opener interface {
 	OpenChannel(name string, data []byte) (gossh.Channel, <-chan *gossh.Request, error)
 }
 
-// Pipe joins two accepted channels that carry a byte stream (direct-tcpip,
-// forwarded-tcpip, auth-agent@openssh.com): data and EOF flow both ways
+// Pipe joins two accepted channels of type kind that carry a byte stream
+// (direct-tcpip, forwarded-tcpip, auth-agent@openssh.com): a on the
+// person's connection, b on the machine's. Data and EOF flow both ways
 // independently, requests are passed on with their replies, and when either
 // side closes its channel, or both have sent EOF, both are closed. activity,
-// if not nil, is called after every read that returned data. Pipe returns
-// once every goroutine it started has ended.
-func Pipe(a gossh.Channel, aReqs <-chan *gossh.Request, b gossh.Channel, bReqs <-chan *gossh.Request, activity func()) {
+// if not nil, is called after every read that returned data; obs, if not
+// nil, sees the channel and its bytes. Pipe returns once every goroutine it
+// started has ended.
+func Pipe(a gossh.Channel, aReqs <-chan *gossh.Request, b gossh.Channel, bReqs <-chan *gossh.Request, kind string, activity func(), obs Observer) {
 	if activity == nil {
 		activity = func() {}
 	}
+	defer opened(obs, kind)()
 	// Events, each sent once: a side's stream reached EOF (every byte it
 	// sent was passed on), or a side's channel closed.
 	const (
@@ -32,8 +35,8 @@ func Pipe(a gossh.Channel, aReqs <-chan *gossh.Request, b gossh.Channel, bReqs <
 		bClosed
 	)
 	events := make(chan int, 4)
-	flow := func(dst, src gossh.Channel, drained int) {
-		copyStream(dst, src, activity)
+	flow := func(dst, src gossh.Channel, drained int, d Direction) {
+		copyStream(dst, src, meter{activity: activity, obs: obs, d: d})
 		dst.CloseWrite()
 		events <- drained
 	}
@@ -46,8 +49,8 @@ func Pipe(a gossh.Channel, aReqs <-chan *gossh.Request, b gossh.Channel, bReqs <
 		events <- closed
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { flow(b, a, aDrained) })
-	wg.Go(func() { flow(a, b, bDrained) })
+	wg.Go(func() { flow(b, a, aDrained, ToMachine) })
+	wg.Go(func() { flow(a, b, bDrained, FromMachine) })
 	wg.Go(func() { requests(b, aReqs, aClosed) })
 	wg.Go(func() { requests(a, bReqs, bClosed) })
 

@@ -152,7 +152,7 @@ func (c *Conn) relay(nc gossh.NewChannel, r route) {
 	}
 	c.countChannel(1)
 	defer c.countChannel(-1)
-	Pipe(dch, dreqs, uch, ureqs, r.activity)
+	Pipe(dch, dreqs, uch, ureqs, nc.ChannelType(), r.activity, c.pool.opts.Observer)
 }
 
 func (c *Conn) countChannel(d int) {

@@ -21,11 +21,12 @@ var burstBuffers = sync.Pool{New: func() any {
 }}
 
 // copyStream moves bytes from src to dst until EOF or an error on either
-// side, calling activity after every read that returned data. It reads into
+// side, reporting to m after every read that returned data: the activity
+// at once, the bytes once written. It reads into
 // a small buffer and borrows a large one only while a read fills the small
 // one, so an idle session holds little memory while a bulk transfer moves
 // 64 KiB per read.
-func copyStream(dst io.Writer, src io.Reader, activity func()) error {
+func copyStream(dst io.Writer, src io.Reader, m meter) error {
 	small := make([]byte, idleBufferSize)
 	buf := small
 	var big *[]byte
@@ -37,10 +38,11 @@ func copyStream(dst io.Writer, src io.Reader, activity func()) error {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			activity()
+			m.activity()
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
+			m.count(n)
 		}
 		if errors.Is(err, io.EOF) {
 			return nil

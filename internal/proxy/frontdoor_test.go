@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"slices"
 	"sync"
@@ -24,6 +25,9 @@ type frontDoor struct {
 	results    chan error   // one per bridged session, after Bridge returned
 	activity   atomic.Int64
 	sent       sentLog // what bridges sent downstream besides data
+	log        *slog.Logger
+	logs       *testkit.Buffer // what bridges logged through log
+	obs        countingObserver
 
 	ln    net.Listener
 	wg    sync.WaitGroup
@@ -47,7 +51,10 @@ func startFrontDoor(ctx context.Context, t testing.TB, m *sshd, gatewayKey gossh
 	if err != nil {
 		t.Fatal(err)
 	}
+	log, logs := testkit.Logger()
 	fd := &frontDoor{
+		log:        log.With("conn", "fd000001"),
+		logs:       logs,
 		addr:       ln.Addr().String(),
 		hostKey:    hostSigner.PublicKey(),
 		gatewayKey: gatewayKey,
@@ -121,7 +128,7 @@ func (fd *frontDoor) session(ctx context.Context, nc gossh.NewChannel, up *gossh
 			early = append(early, req)
 		case "shell", "exec", "subsystem":
 			s := ClientSession{Channel: loggedChannel{ch, &fd.sent}, Requests: reqs, Early: early, Start: req}
-			fd.results <- Bridge(ctx, up, s, Hooks{Activity: func() { fd.activity.Add(1) }})
+			fd.results <- Bridge(ctx, up, s, Hooks{Activity: func() { fd.activity.Add(1) }, Log: fd.log, Observer: &fd.obs})
 			return
 		default:
 			req.Reply(false, nil)

@@ -41,6 +41,10 @@ type PoolOptions struct {
 	// DialTimeout bounds connecting and the SSH handshake. Default 30s.
 	DialTimeout time.Duration
 	Logger      *slog.Logger
+	// Observer, if not nil, sees every channel the proxy carries and its
+	// bytes: those of the machine connections' channels, and those of the
+	// sessions and forwards the gateway bridges (see Pool.Observer).
+	Observer Observer
 }
 
 // ErrPoolClosed is returned once the pool has been closed.
@@ -97,6 +101,10 @@ func NewPool(opts PoolOptions) *Pool {
 		all:     map[*Conn]struct{}{},
 	}
 }
+
+// Observer is the pool's Observer, for the channels the gateway bridges
+// onto its connections; nil when it has none.
+func (p *Pool) Observer() Observer { return p.opts.Observer }
 
 // Has reports whether the pool holds a live shared connection to t: proof,
 // without asking the cloud, that the machine runs.

@@ -216,7 +216,7 @@ func TestCopyStreamSwitchesBuffers(t *testing.T) {
 	}
 	var dst bytes.Buffer
 	reads := 0
-	err := copyStream(&dst, iotest.HalfReader(&src), func() { reads++ })
+	err := copyStream(&dst, iotest.HalfReader(&src), meter{activity: func() { reads++ }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestCopyStreamSwitchesBuffers(t *testing.T) {
 		t.Error("no activity reported")
 	}
 	errWrite := fmt.Errorf("disk full")
-	if err := copyStream(failingWriter{errWrite}, bytes.NewReader(want), func() {}); err != errWrite {
+	if err := copyStream(failingWriter{errWrite}, bytes.NewReader(want), meter{activity: func() {}}); err != errWrite {
 		t.Errorf("a failing writer ends the copy with %v, want %v", err, errWrite)
 	}
 }

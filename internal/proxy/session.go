@@ -53,6 +53,11 @@ type Hooks struct {
 	// Lost returns the line the person reads when the machine went away
 	// mid-session, for example that it was stopped; LostMessage if nil.
 	Lost func() string
+	// Log receives the session's log lines; the caller's logger says which
+	// connection they are about. slog's default if nil.
+	Log *slog.Logger
+	// Observer, if not nil, sees the session while it runs and its bytes.
+	Observer Observer
 }
 
 // Bridge opens a session channel on up, replays s.Early, sends s.Start and
@@ -77,14 +82,18 @@ func Bridge(ctx context.Context, up Upstream, s ClientSession, h Hooks) error {
 	if h.Lost == nil {
 		h.Lost = func() string { return LostMessage }
 	}
+	if h.Log == nil {
+		h.Log = slog.Default().With("component", "proxy")
+	}
 	b := &bridge{
 		up:       up,
 		down:     s.Channel,
 		downReqs: s.Requests,
 		activity: h.Activity,
 		lost:     h.Lost,
+		obs:      h.Observer,
 		newline:  "\n",
-		log:      slog.Default().With("component", "proxy"),
+		log:      h.Log,
 	}
 	for _, r := range s.Early {
 		if r.Type == "pty-req" {
@@ -144,6 +153,7 @@ type bridge struct {
 	downReqs <-chan *gossh.Request
 	activity func()
 	lost     func() string
+	obs      Observer
 	lead     string // written before a message of ours
 	newline  string
 	log      *slog.Logger
@@ -165,11 +175,12 @@ func (b *bridge) refuse(start *gossh.Request, msg string) {
 
 // pump runs a started session until both sides are done.
 func (b *bridge) pump(ctx context.Context, uch gossh.Channel, ureqs <-chan *gossh.Request) error {
+	defer opened(b.obs, "session")()
 	// Goroutines reading from the person's side end when that channel closes.
 	var downWG sync.WaitGroup
 	downGone := make(chan struct{})
 	downWG.Go(func() {
-		b.copy(uch, b.down)
+		b.copy(uch, b.down, ToMachine)
 		// The person's EOF goes on independently: the machine may still
 		// be writing (cat big | ssh gw sha256sum).
 		uch.CloseWrite()
@@ -185,8 +196,8 @@ func (b *bridge) pump(ctx context.Context, uch gossh.Channel, ureqs <-chan *goss
 	// Output from the machine; once both streams reach EOF every byte has
 	// been written downstream.
 	var outWG sync.WaitGroup
-	outWG.Go(func() { b.copy(b.down, uch) })
-	outWG.Go(func() { b.copy(b.down.Stderr(), uch.Stderr()) })
+	outWG.Go(func() { b.copy(b.down, uch, FromMachine) })
+	outWG.Go(func() { b.copy(b.down.Stderr(), uch.Stderr(), FromMachine) })
 	outDone := make(chan struct{})
 	go func() {
 		outWG.Wait()
@@ -319,7 +330,8 @@ func (b *bridge) upstreamAlive() bool {
 	}
 }
 
-// copy moves bytes from src to dst until EOF or an error on either side.
-func (b *bridge) copy(dst io.Writer, src io.Reader) {
-	copyStream(dst, src, b.activity)
+// copy moves bytes from src to dst, flowing in direction d, until EOF or
+// an error on either side.
+func (b *bridge) copy(dst io.Writer, src io.Reader, d Direction) {
+	copyStream(dst, src, meter{activity: b.activity, obs: b.obs, d: d})
 }

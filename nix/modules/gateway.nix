@@ -100,6 +100,7 @@ in
             types.oneOf [
               line
               types.int
+              types.bool
               types.path
             ]
           )
@@ -174,6 +175,14 @@ in
           "max-early-bytes" = setting types.ints.positive "Bytes those requests may carry in total (65536).";
           "global-request-rate" = setting types.ints.positive "Global requests (keepalives, remote forwards) a second per connection (10).";
           "global-request-burst" = setting types.ints.positive "Global requests at once beyond the rate; a connection refused this many in a row is closed (100).";
+          "metrics-listen" = setting (types.strMatching "[^\n\r ]*:[0-9]+") ''
+            host:port of the HTTP listener serving Prometheus metrics at
+            /metrics, with /healthz and /readyz, like 127.0.0.1:9464 (off).
+            Nothing there asks who is calling: keep it on loopback or a
+            private network only your Prometheus reaches. openFirewall never
+            opens its port.
+          '';
+          pprof = setting types.bool "Also serve Go's profiler at /debug/pprof/ on the metrics listener, for a debugging session (false); needs metrics-listen.";
           "local-faults" = setting line "Local mode only, for testing: faults the fake Hetzner API injects, e.g. rate=0.2,seed=7.";
           "log-level" = setting (types.enum [
             "debug"
@@ -199,6 +208,10 @@ in
       {
         assertion = cfg.settings.cloud == "hcloud" -> cfg.settings.users != null;
         message = "services.cc-gateway: hcloud mode needs an allow list: allowedKeys or settings.users.";
+      }
+      {
+        assertion = cfg.settings.pprof == true -> cfg.settings."metrics-listen" != null;
+        message = "services.cc-gateway.settings: pprof is served on the metrics listener; set metrics-listen too, like \"127.0.0.1:9464\".";
       }
       {
         assertion = lib.all (d: lib.hasPrefix stateDir d) [

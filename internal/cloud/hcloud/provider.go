@@ -79,6 +79,8 @@ type Config struct {
 	// nil means the system clock.
 	Clock  lease.Clock
 	Logger *slog.Logger
+	// Observer, if set, is told of every request and answer.
+	Observer Observer
 }
 
 // Provider drives servers on Hetzner Cloud (or on the local cloud's fake
@@ -136,12 +138,15 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = lease.SystemClock{}
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
 	cfg.Retry = cfg.Retry.withDefaults()
 	log := cfg.Logger.With("component", "hcloud")
 	backoff := hc.ExponentialBackoffWithOpts(hc.ExponentialBackoffOpts{
 		Base: 2 * cfg.PollInterval, Multiplier: 2, Cap: 30 * time.Second, Jitter: true,
 	})
-	transport := &retryTransport{next: http.DefaultTransport, retry: cfg.Retry, backoff: backoff, clock: cfg.Clock, log: log}
+	transport := &retryTransport{next: http.DefaultTransport, retry: cfg.Retry, backoff: backoff, clock: cfg.Clock, observe: cfg.Observer, log: log}
 	opts := []hc.ClientOption{
 		hc.WithToken(cfg.Token),
 		hc.WithApplication("cc-gateway", ""),

@@ -24,14 +24,14 @@ type budget struct {
 // lowBudget is the share of the limit below which requests are paced.
 const lowBudget = 10 // a tenth
 
-// note reads an answer's rate-limit headers; answers without them change
-// nothing.
-func (b *budget) note(h http.Header, now time.Time) {
+// note reads an answer's rate-limit headers and returns what they say,
+// ok false when they are missing or unusable: then nothing changes.
+func (b *budget) note(h http.Header, now time.Time) (remaining, limit int, ok bool) {
 	limit, err1 := strconv.Atoi(h.Get("RateLimit-Limit"))
 	remaining, err2 := strconv.Atoi(h.Get("RateLimit-Remaining"))
 	reset, err3 := strconv.ParseInt(h.Get("RateLimit-Reset"), 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil || limit <= 0 || remaining < 0 {
-		return
+		return 0, 0, false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -42,6 +42,7 @@ func (b *budget) note(h http.Header, now time.Time) {
 	if missing := limit - remaining; missing > 0 && b.reset.After(now) {
 		b.refill = b.reset.Sub(now) / time.Duration(missing)
 	}
+	return remaining, limit, true
 }
 
 // slot is one request's place in the budget.

@@ -90,6 +90,7 @@ type retryTransport struct {
 	backoff hc.BackoffFunc
 	clock   lease.Clock // reads RateLimit-Reset, a wall-clock time
 	budget  budget
+	observe Observer
 	log     *slog.Logger
 }
 
@@ -103,24 +104,23 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		resp, err := t.attempt(req, attempt, hasBody)
-		if resp != nil {
-			t.budget.note(resp.Header, t.clock.Now())
-		}
+		t.observeAnswer(req.Method, resp)
 		wait, reason := t.verdict(req, resp, err, attempt)
 		if reason == "" || !replayable || ctx.Err() != nil {
 			return resp, err
 		}
 		if attempt >= t.retry.Attempts || time.Since(start)+wait > t.retry.Budget {
 			t.log.Warn("Hetzner API request failed; giving up", "method", req.Method, "path", req.URL.Path,
-				"reason", reason, "attempts", attempt, "elapsed", time.Since(start).Round(time.Millisecond))
+				"reason", reason, answerAttr(resp, err), "attempts", attempt, "elapsed", time.Since(start).Round(time.Millisecond))
 			return resp, err
 		}
+		t.observe.Retry(reason)
 		if resp != nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 			_ = resp.Body.Close()
 		}
 		t.log.Info("Hetzner API request failed; retrying", "method", req.Method, "path", req.URL.Path,
-			"reason", reason, "attempt", attempt, "wait", wait.Round(time.Millisecond))
+			"reason", reason, answerAttr(resp, err), "attempt", attempt, "wait", wait.Round(time.Millisecond))
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -130,6 +130,32 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 }
+
+// observeAnswer reports one attempt's answer (nil for none) and reads
+// its rate-limit headers.
+func (t *retryTransport) observeAnswer(method string, resp *http.Response) {
+	if resp == nil {
+		t.observe.Request(method, 0)
+		return
+	}
+	t.observe.Request(method, resp.StatusCode)
+	if remaining, limit, ok := t.budget.note(resp.Header, t.clock.Now()); ok {
+		t.observe.RateLimit(remaining, limit)
+	}
+}
+
+// answerAttr is what a log line says of an attempt's answer: its status,
+// or the error for none.
+func answerAttr(resp *http.Response, err error) slog.Attr {
+	if resp != nil {
+		return slog.Int("status", resp.StatusCode)
+	}
+	return slog.Any("err", err)
+}
+
+// errAttemptTimeout marks an attempt that got no answer within
+// Retry.Timeout.
+var errAttemptTimeout = errors.New("no answer")
 
 // attempt sends req once, bounded by Retry.Timeout.
 func (t *retryTransport) attempt(req *http.Request, n int, hasBody bool) (*http.Response, error) {
@@ -145,9 +171,12 @@ func (t *retryTransport) attempt(req *http.Request, n int, hasBody bool) (*http.
 	}
 	resp, err := t.next.RoundTrip(r)
 	if err != nil {
+		// Read before cancel, which would make every failure look like
+		// this attempt's timeout.
+		timedOut := ctx.Err() != nil && req.Context().Err() == nil
 		cancel()
-		if ctx.Err() != nil && req.Context().Err() == nil {
-			return nil, fmt.Errorf("no answer within %s: %w", t.retry.Timeout, err)
+		if timedOut {
+			return nil, fmt.Errorf("%w within %s: %w", errAttemptTimeout, t.retry.Timeout, err)
 		}
 		return nil, err
 	}
@@ -166,33 +195,36 @@ func (b *cancelOnClose) Close() error {
 	return err
 }
 
-// verdict says whether to retry and after how long; an empty reason means
-// the answer stands.
+// verdict says whether to retry and after how long, and why (one of
+// RetryReasons); an empty reason means the answer stands.
 func (t *retryTransport) verdict(req *http.Request, resp *http.Response, err error, attempt int) (time.Duration, string) {
 	backoff := t.backoff(attempt - 1)
 	if err != nil {
 		if req.Context().Err() != nil {
 			return 0, ""
 		}
-		if safeToRepeat(req.Method) || notSent(err) {
-			return backoff, "no answer: " + err.Error()
+		if !safeToRepeat(req.Method) && !notSent(err) {
+			return 0, ""
 		}
-		return 0, ""
+		if errors.Is(err, errAttemptTimeout) {
+			return backoff, RetryTimeout
+		}
+		return backoff, RetryConnection
 	}
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests:
-		return t.untilReset(resp.Header, backoff), "rate limited"
+		return t.untilReset(resp.Header, backoff), RetryRateLimited
 	case http.StatusLocked:
-		return backoff, "locked"
+		return backoff, RetryLocked
 	case http.StatusServiceUnavailable:
-		return backoff, "unavailable (503)"
+		return backoff, RetryUnavailable
 	case http.StatusConflict:
 		if errorCode(resp) == string(hc.ErrorCodeConflict) {
-			return backoff, "conflict"
+			return backoff, RetryConflict
 		}
 	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
 		if safeToRepeat(req.Method) {
-			return backoff, "server error (" + strconv.Itoa(resp.StatusCode) + ")"
+			return backoff, RetryServerError
 		}
 	}
 	return 0, ""

@@ -209,11 +209,12 @@ func newestBackup(path string) string {
 }
 
 // Healthy returns nil while every transaction has worked, and otherwise
-// the first failure: the database is damaged or its disk failing, and the
-// gateway is not ready until the operator repairs it and restarts.
+// the first failure, naming the database (it is the line /readyz shows):
+// the database is damaged or its disk failing, and the gateway is not
+// ready until the operator repairs it and restarts.
 func (s *Store) Healthy() error {
 	if err := s.failure.Load(); err != nil {
-		return *err
+		return fmt.Errorf("%w: %s: %w", lease.ErrStoreFailed, s.path, *err)
 	}
 	return nil
 }

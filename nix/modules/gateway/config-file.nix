@@ -17,8 +17,11 @@ let
           "${value}"
         else if builtins.isInt value then
           toString value
+        # A switch, such as pprof.
+        else if builtins.isBool value then
+          (if value then "true" else "false")
         else
-          throw "cc-gateway setting ${name}: a ${builtins.typeOf value} is neither a string nor an integer";
+          throw "cc-gateway setting ${name}: a ${builtins.typeOf value} is neither a string, an integer nor a boolean";
     in
     if builtins.match "[a-z][a-z0-9-]*" name == null then
       throw "cc-gateway setting ${name}: not an option name (lower case, dashes)"

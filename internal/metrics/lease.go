@@ -1,0 +1,137 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+)
+
+// Lease holds the lease domain's metrics: machine operations, the
+// reaper, cost, and the leases by state. It implements lease.Observer.
+type Lease struct {
+	ops         *prometheus.CounterVec
+	durations   *prometheus.HistogramVec
+	actions     *prometheus.CounterVec
+	passes      prometheus.Histogram
+	lastSuccess prometheus.Gauge
+	cost        prometheus.Counter
+}
+
+var _ lease.Observer = (*Lease)(nil)
+
+// operationBuckets suit machine operations, which take seconds to
+// minutes; the first-shell wait of a running machine falls in the first.
+var operationBuckets = []float64{0.25, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600}
+
+// passBuckets suit a reaper pass: milliseconds when there is nothing to
+// do, up to the minutes a provider call may take.
+var passBuckets = []float64{0.005, 0.025, 0.1, 0.5, 1, 5, 15, 60, 300}
+
+// leaseLister reads every lease; lease.Manager is one.
+type leaseLister interface {
+	List() ([]lease.Lease, error)
+}
+
+// Lease registers the lease domain's metrics. leases is read at every
+// scrape for cc_gateway_leases; reaperInterval is the time between the
+// reaper's passes, exported for alert rules.
+func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Lease {
+	m := &Lease{
+		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "machine_operations_total",
+			Help: "Machine operations by op (create, resume, start, stop, hibernate, destroy, first_shell) and result (ok, error, refused).",
+		}, []string{"op", "result"}),
+		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "machine_operation_duration_seconds",
+			Help:    "Time machine operations took, by op; first_shell is the wait a connection had for a running machine.",
+			Buckets: operationBuckets,
+		}, []string{"op"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "reaper_actions_total",
+			Help: "What the reaper did, by action (warn, stop, hibernate, destroy, busy, orphan_power_off, orphan_delete); counted when it succeeded.",
+		}, []string{"action"}),
+		passes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "reaper_pass_duration_seconds",
+			Help:    "Time each reaper pass took, its work on every lease and any reconcile included.",
+			Buckets: passBuckets,
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "reaper_last_success_timestamp_seconds",
+			Help: "When the last reaper pass ended in which every lease and the reconcile were dealt with without error.",
+		}),
+		cost: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "cost_euros_total",
+			Help: "Cost the cloud accrued for all leases' servers, addresses and snapshots since the gateway started, in gross EUR (VAT included).",
+		}),
+	}
+	interval := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "reaper_interval_seconds",
+		Help: "The configured time between reaper passes.",
+	})
+	interval.Set(reaperInterval.Seconds())
+	// Every series exists from the start, so a rate over a first event
+	// counts it and a dashboard shows zero, not nothing.
+	for _, op := range lease.Operations {
+		m.durations.WithLabelValues(string(op))
+		for _, res := range lease.Results {
+			m.ops.WithLabelValues(string(op), string(res))
+		}
+	}
+	for _, a := range lease.ReaperActions {
+		m.actions.WithLabelValues(string(a))
+	}
+	r.register(m.ops, m.durations, m.actions, m.passes, m.lastSuccess, m.cost, interval, leaseStates{leases})
+	return m
+}
+
+// Operation counts an operation and records its duration.
+func (m *Lease) Operation(op lease.Operation, result lease.Result, took time.Duration) {
+	m.ops.WithLabelValues(string(op), string(result)).Inc()
+	m.durations.WithLabelValues(string(op)).Observe(took.Seconds())
+}
+
+// ReaperAction counts a reaper action.
+func (m *Lease) ReaperAction(a lease.ReaperAction) { m.actions.WithLabelValues(string(a)).Inc() }
+
+// ReaperPass records a pass, and its end when it succeeded.
+func (m *Lease) ReaperPass(end time.Time, took time.Duration, ok bool) {
+	m.passes.Observe(took.Seconds())
+	if ok {
+		m.lastSuccess.Set(float64(end.UnixNano()) / 1e9)
+	}
+}
+
+// Cost adds accrued cost. Hetzner bills in euros; a cost in another
+// currency cannot be added to a counter of euros and is left out.
+func (m *Lease) Cost(amount float64, currency string) {
+	if currency == "EUR" && amount > 0 {
+		m.cost.Add(amount)
+	}
+}
+
+// leaseStates collects cc_gateway_leases at scrape time from the store:
+// always true, never drifting from it, and cheap (one read of a few
+// hundred leases at most).
+type leaseStates struct{ leases leaseLister }
+
+var leasesDesc = prometheus.NewDesc(Namespace+"_leases", "Leases by the state of their machine.", []string{"state"}, nil)
+
+func (c leaseStates) Describe(ch chan<- *prometheus.Desc) { ch <- leasesDesc }
+
+func (c leaseStates) Collect(ch chan<- prometheus.Metric) {
+	all, err := c.leases.List()
+	if err != nil {
+		// No figure beats a wrong one, and a failed scrape would hide
+		// every other metric; /readyz names the store's failure.
+		return
+	}
+	counts := map[lease.State]int{}
+	for _, l := range all {
+		counts[l.State]++
+	}
+	for _, s := range lease.States {
+		ch <- prometheus.MustNewConstMetric(leasesDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+}
