@@ -21,7 +21,6 @@ import (
 // rule is written against the reaper interval the gateway exports, so a
 // 1s interval makes it fire within seconds, with the file unchanged.
 func TestMonitoring(t *testing.T) {
-	t.Skip("waits for issue 11's --metrics-listen (m-core) and reaper metrics (m-lease) in main")
 	dir := t.TempDir()
 	alice := newPerson(t, filepath.Join(dir, "alice"))
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
