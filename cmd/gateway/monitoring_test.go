@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,10 +19,15 @@ import (
 // TestMonitoring: a real Prometheus, loading the alert rules operators
 // load (docs/monitoring/alerts.yml), scrapes a real gateway. After a
 // session by OpenSSH its HTTP API answers PromQL queries with the
-// gateway's series; once the cloud refuses the gateway's token, the
+// gateway's series, among them every metric the rules and the dashboard
+// use; once the cloud refuses the gateway's token, the
 // reaper stops succeeding and CCGatewayReaperNotSucceeding fires. The
 // rule is written against the reaper interval the gateway exports, so a
 // 1s interval makes it fire within seconds, with the file unchanged.
+// metricName matches the metric names in PromQL and in the text around it:
+// the gateway's, the process collector's, and Prometheus' up.
+var metricName = regexp.MustCompile(`\b(?:cc_gateway_[a-z0-9_]+|process_[a-z_]+|up)\b`)
+
 func TestMonitoring(t *testing.T) {
 	dir := t.TempDir()
 	alice := newPerson(t, filepath.Join(dir, "alice"))
@@ -70,6 +78,32 @@ func TestMonitoring(t *testing.T) {
 			}
 			return nil
 		})
+	}
+
+	// Every metric the monitoring kit uses is one this gateway exports:
+	// each of its series shows from the start, so a rename or a typo
+	// leaves a name no scrape has.
+	scraped, err := prom.Query(`group by (__name__) ({job="cc-gateway"})`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, s := range scraped {
+		name := s.Metric["__name__"]
+		exported[name] = true
+		// A histogram's own name, which prose uses, has no series.
+		exported[strings.TrimSuffix(name, "_bucket")] = true
+	}
+	for _, file := range []string{"alerts.yml", "alerts_test.yml", "dashboard.json", "README.md"} {
+		text, err := os.ReadFile(filepath.Join("../../docs/monitoring", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range metricName.FindAllString(string(text), -1) {
+			if !exported[name] {
+				t.Errorf("docs/monitoring/%s uses %s, which the gateway does not export", file, name)
+			}
+		}
 	}
 
 	revoked := time.Now()
