@@ -16,18 +16,17 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
-// TestMonitoring: a real Prometheus, loading the alert rules operators
-// load (docs/monitoring/alerts.yml), scrapes a real gateway. After a
-// session by OpenSSH its HTTP API answers PromQL queries with the
-// gateway's series, among them every metric the rules and the dashboard
-// use; once the cloud refuses the gateway's token, the
-// reaper stops succeeding and CCGatewayReaperNotSucceeding fires. The
-// rule is written against the reaper interval the gateway exports, so a
-// 1s interval makes it fire within seconds, with the file unchanged.
 // metricName matches the metric names in PromQL and in the text around it:
 // the gateway's, the process collector's, and Prometheus' up.
 var metricName = regexp.MustCompile(`\b(?:cc_gateway_[a-z0-9_]+|process_[a-z_]+|up)\b`)
 
+// TestMonitoring: a real Prometheus, loading the alert rules operators
+// load (docs/monitoring/alerts.yml), scrapes a real gateway. After a
+// session by OpenSSH its HTTP API answers PromQL queries with the
+// gateway's series, among them every metric the rules and the dashboard
+// use; once the cloud refuses the gateway's token, the reaper stops
+// succeeding and CCGatewayReaperNotSucceeding fires. The rule is written against the reaper interval the gateway exports, so a
+// 2s interval makes it fire within seconds, with the file unchanged.
 func TestMonitoring(t *testing.T) {
 	dir := t.TempDir()
 	alice := newPerson(t, filepath.Join(dir, "alice"))
@@ -35,8 +34,10 @@ func TestMonitoring(t *testing.T) {
 	lg := newLocalGatewayIn(t, dir,
 		"--users", writeKeyList(t, filepath.Join(dir, "users"), alice),
 		"--metrics-listen", metricsAddr,
-		// Every pass reconciles, so every pass asks the cloud.
-		"--reaper-interval", "1s", "--reconcile-interval", "1s",
+		// Every pass reconciles, so every pass asks the cloud. Two
+		// seconds, not one: the alert's 3 intervals then leave room for
+		// a late scrape on a busy machine before the token is refused.
+		"--reaper-interval", "2s", "--reconcile-interval", "2s",
 	)
 	// The gateway runs in Hetzner mode against a local cloud of the
 	// test's, which the test can make refuse the token after the start
@@ -65,7 +66,7 @@ func TestMonitoring(t *testing.T) {
 		`cc_gateway_build_info{job="cc-gateway", version!=""} == 1`,
 		`cc_gateway_auth_attempts_total{job="cc-gateway", result="accepted"} >= 1`,
 		`cc_gateway_machine_operations_total{job="cc-gateway", op="create", result="ok"} == 1`,
-		`cc_gateway_reaper_interval_seconds{job="cc-gateway"} == 1`,
+		`cc_gateway_reaper_interval_seconds{job="cc-gateway"} == 2`,
 		`cc_gateway_cloud_requests_total{job="cc-gateway", code="200"} > 0`,
 	} {
 		testkit.Eventually(t, 2*time.Minute, func() error {
