@@ -25,8 +25,9 @@ var metricName = regexp.MustCompile(`\b(?:cc_gateway_[a-z0-9_]+|process_[a-z_]+|
 // session by OpenSSH its HTTP API answers PromQL queries with the
 // gateway's series, among them every metric the rules and the dashboard
 // use; once the cloud refuses the gateway's token, the reaper stops
-// succeeding and CCGatewayReaperNotSucceeding fires. The rule is written against the reaper interval the gateway exports, so a
-// 2s interval makes it fire within seconds, with the file unchanged.
+// succeeding and CCGatewayReaperNotSucceeding fires. The rule is written
+// against the reaper interval the gateway exports, so a 2s interval makes
+// it fire within seconds, with the file unchanged.
 func TestMonitoring(t *testing.T) {
 	dir := t.TempDir()
 	alice := newPerson(t, filepath.Join(dir, "alice"))
