@@ -124,8 +124,9 @@ func TestMonitoring(t *testing.T) {
 			if a.ActiveAt.Before(revoked) {
 				return fmt.Errorf("CCGatewayReaperNotSucceeding active since %s, before the cloud refused the token (%s)", a.ActiveAt, revoked)
 			}
-			if a.State != "firing" || a.Labels["severity"] != "critical" || a.Labels["instance"] != metricsAddr {
-				return fmt.Errorf("CCGatewayReaperNotSucceeding: %+v, want it firing, critical, for %s", a, metricsAddr)
+			if a.State != "firing" || a.Labels["severity"] != "critical" || a.Labels["instance"] != metricsAddr ||
+				!strings.HasPrefix(a.Annotations["summary"], "cc-gateway "+metricsAddr+": the reaper has not succeeded for ") {
+				return fmt.Errorf("CCGatewayReaperNotSucceeding: %+v, want it firing, critical, for %s, with its summary", a, metricsAddr)
 			}
 			return nil
 		}

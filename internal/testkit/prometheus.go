@@ -28,15 +28,14 @@ func Tool(t testing.TB, name string) string {
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s is not installed, and CI must run every test: %v", name, err)
 	}
-	t.Skipf("%s is not installed (Debian: apt-get install prometheus)", name)
+	t.Skipf("%s is not installed; CI installs it (.ci/run)", name)
 	return ""
 }
 
 // Prometheus is a real Prometheus server a test runs on loopback,
 // scraping and evaluating rules every PrometheusInterval.
 type Prometheus struct {
-	URL  string // http://127.0.0.1:PORT
-	logs *Buffer
+	URL string // http://127.0.0.1:PORT
 }
 
 // PrometheusInterval is how often the test's Prometheus scrapes its
@@ -90,8 +89,9 @@ func StartPrometheus(t testing.TB, job string, targets []string, ruleFiles ...st
 		"--web.listen-address="+addr,
 		"--log.level=warn",
 	)
-	p := &Prometheus{URL: "http://" + addr, logs: &Buffer{}}
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	p := &Prometheus{URL: "http://" + addr}
+	logs := &Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	proc, err := StartProcess(cmd)
 	if err != nil {
 		t.Fatalf("start prometheus: %v", err)
@@ -99,13 +99,13 @@ func StartPrometheus(t testing.TB, job string, targets []string, ruleFiles ...st
 	t.Cleanup(func() {
 		proc.Stop(syscall.SIGTERM, 30*time.Second)
 		if t.Failed() {
-			t.Logf("prometheus log:\n%s", p.logs.String())
+			t.Logf("prometheus log:\n%s", logs.String())
 		}
 	})
 	Eventually(t, time.Minute, func() error {
 		select {
 		case <-proc.Done():
-			return fmt.Errorf("prometheus exited: %v\n%s", proc.Err(), p.logs.String())
+			return fmt.Errorf("prometheus exited: %v\n%s", proc.Err(), logs.String())
 		default:
 		}
 		_, err := p.get("/-/ready", nil)
