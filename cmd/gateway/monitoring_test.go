@@ -23,8 +23,10 @@ var metricName = regexp.MustCompile(`\b(?:cc_gateway_[a-z0-9_]+|process_[a-z_]+|
 // TestMonitoring: a real Prometheus, loading the alert rules operators
 // load (docs/monitoring/alerts.yml), scrapes a real gateway. After a
 // session by OpenSSH its HTTP API answers PromQL queries with the
-// gateway's series, among them every metric the rules and the dashboard
-// use; once the cloud refuses the gateway's token, the reaper stops
+// gateway's series, moved by the session (its login, its machine's create
+// and first-shell wait, the bytes it read, its lease, the cloud's requests
+// and rate limit, the cost), and among them every metric the rules and
+// the dashboard use; once the cloud refuses the gateway's token, the reaper stops
 // succeeding and CCGatewayReaperNotSucceeding fires. The rule is written
 // against the reaper interval the gateway exports, so a 2s interval makes
 // it fire within seconds, with the file unchanged.
@@ -68,7 +70,12 @@ func TestMonitoring(t *testing.T) {
 		`cc_gateway_auth_attempts_total{job="cc-gateway", result="accepted"} >= 1`,
 		`cc_gateway_machine_operations_total{job="cc-gateway", op="create", result="ok"} == 1`,
 		`cc_gateway_reaper_interval_seconds{job="cc-gateway"} == 2`,
+		`cc_gateway_machine_operation_duration_seconds_count{job="cc-gateway", op="first_shell"} >= 1`,
+		`cc_gateway_proxy_bytes_total{job="cc-gateway", direction="from_machine"} > 0`,
+		`cc_gateway_leases{job="cc-gateway", state="running"} == 1`,
 		`cc_gateway_cloud_requests_total{job="cc-gateway", code="200"} > 0`,
+		`cc_gateway_cloud_rate_limit_remaining{job="cc-gateway"} < cc_gateway_cloud_rate_limit_limit{job="cc-gateway"}`,
+		`cc_gateway_cost_euros_total{job="cc-gateway"} > 0`,
 	} {
 		testkit.Eventually(t, 2*time.Minute, func() error {
 			samples, err := prom.Query(expr)
