@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,8 +27,8 @@ var metricName = regexp.MustCompile(`\b(?:cc_gateway_[a-z0-9_]+|process_[a-z_]+|
 // session by OpenSSH its HTTP API answers PromQL queries with the
 // gateway's series, moved by the session (its login, its machine's create
 // and first-shell wait, the bytes it read, its lease, the cloud's requests
-// and rate limit, the cost), and among them every metric the rules and
-// the dashboard use; once the cloud refuses the gateway's token, the reaper stops
+// and rate limit, the cost), among them every metric the rules and the
+// dashboard use, and each dashboard query answers with series; once the cloud refuses the gateway's token, the reaper stops
 // succeeding and CCGatewayReaperNotSucceeding fires. The rule is written
 // against the reaper interval the gateway exports, so a 2s interval makes
 // it fire within seconds, with the file unchanged.
@@ -112,6 +114,39 @@ func TestMonitoring(t *testing.T) {
 			if !exported[name] {
 				t.Errorf("docs/monitoring/%s uses %s, which the gateway does not export", file, name)
 			}
+		}
+	}
+
+	// Every dashboard query is PromQL this Prometheus runs, and answers
+	// with series, with the dashboard's variables as Grafana fills them.
+	var dashboard struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	text, err := os.ReadFile("../../docs/monitoring/dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(text, &dashboard); err != nil {
+		t.Fatal(err)
+	}
+	grafana := strings.NewReplacer("$instance", ".+", "$__rate_interval", "1m")
+	for _, p := range dashboard.Panels {
+		for _, q := range p.Targets {
+			expr := grafana.Replace(q.Expr)
+			// A rate has series from its second scrape on.
+			testkit.Eventually(t, time.Minute, func() error {
+				samples, err := prom.Query(expr)
+				if err == nil && len(samples) == 0 {
+					err = errors.New("no series")
+				}
+				if err != nil {
+					return fmt.Errorf("panel %q: %w", p.Title, err)
+				}
+				return nil
+			})
 		}
 	}
 
