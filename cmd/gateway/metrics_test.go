@@ -186,10 +186,7 @@ func TestMetricsEndpoint(t *testing.T) {
 // units, help texts, counters' _total.
 func promtoolCheckMetrics(t *testing.T, scrape string) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatal("promtool is missing: install Debian's prometheus package (.ci/run does)")
-	}
+	path := testkit.Tool(t, "promtool")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, "check", "metrics")

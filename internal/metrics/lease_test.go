@@ -12,6 +12,7 @@ import (
 
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
 // leaseList is a leaseLister over a fixed list.
@@ -142,10 +143,7 @@ cc_gateway_cloud_requests_total{code="error",method="GET"} 1
 // TestPromtoolAcceptsTheMetrics lints the exposition of the lease and cloud
 // metrics, every series present, with Prometheus's own tool.
 func TestPromtoolAcceptsTheMetrics(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool is not installed (Debian's prometheus package has it)")
-	}
+	promtool := testkit.Tool(t, "promtool")
 	r := New()
 	m := r.Lease(&leaseList{}, time.Minute)
 	m.Operation(lease.OpStart, lease.ResultOK, time.Second)

@@ -2,8 +2,8 @@
 // every form they need, a manual clock, log buffers a test can wait on and
 // loggers for the code under test, the ssh_config and known_hosts files that
 // point the real OpenSSH client at a gateway and its machines, free loopback
-// ports, a loopback echo server, bounded contexts, and polling for state
-// that nothing signals. Only tests import it, and it imports nothing of the
+// ports, a loopback echo server, bounded contexts, polling for state that
+// nothing signals, and a real Prometheus server to scrape and query. Only tests import it, and it imports nothing of the
 // project's, so any package's own tests can use it (the lease package's
 // in-package tests do).
 //
