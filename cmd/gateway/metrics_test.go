@@ -209,3 +209,39 @@ func TestMetricsPprof(t *testing.T) {
 		t.Errorf("the goroutine profile: %d, lacks the gateway's main.run", code)
 	}
 }
+
+// TestMetricsReaperAction: the reaper's work shows in /metrics. An idle
+// machine stopped by the reaper is a reaper action and a stop, the lease
+// shows as stopped, its create is counted, and its first billed hour is
+// in the cost.
+func TestMetricsReaperAction(t *testing.T) {
+	dir := t.TempDir()
+	alice := newPerson(t, filepath.Join(dir, "alice"))
+	users := writeKeyList(t, filepath.Join(dir, "users"), alice)
+	lg := newLocalGatewayIn(t, dir, "--users", users, "--metrics-listen", "127.0.0.1:0",
+		"--idle-timeout", "1s", "--reaper-interval", "1s")
+	g := lg.start(t)
+	m := metricsOf(t, g)
+
+	if r := alice.ssh(g, "", "true"); r.code != 0 {
+		t.Fatalf("alice's command: %+v", r)
+	}
+	testkit.Eventually(t, time.Minute, func() error {
+		_, scrape := m.get("/metrics")
+		for series, want := range map[string]float64{
+			`cc_gateway_reaper_actions_total{action="stop"}`:               1,
+			`cc_gateway_machine_operations_total{op="stop",result="ok"}`:   1,
+			`cc_gateway_machine_operations_total{op="create",result="ok"}`: 1,
+			`cc_gateway_leases{state="stopped"}`:                           1,
+			`cc_gateway_leases{state="running"}`:                           0,
+		} {
+			if got, err := sample(scrape, series); err != nil || got != want {
+				return fmt.Errorf("%s = %v (%v), want %v", series, got, err, want)
+			}
+		}
+		if cost, err := sample(scrape, "cc_gateway_cost_euros_total"); err != nil || cost <= 0 {
+			return fmt.Errorf("cost %v (%v), want the machine's first hour", cost, err)
+		}
+		return nil
+	})
+}
