@@ -22,6 +22,7 @@ import (
 type memStore struct {
 	mu     sync.Mutex
 	leases map[string]Lease
+	people map[string]Person
 	events []Event
 	// refusals are kept as a list of the batches written, to see the writes.
 	refusals [][]Refusal
@@ -31,7 +32,27 @@ type memStore struct {
 	failList error
 }
 
-func newMemStore() *memStore { return &memStore{leases: map[string]Lease{}} }
+func newMemStore() *memStore {
+	return &memStore{leases: map[string]Lease{}, people: map[string]Person{}}
+}
+
+func (s *memStore) Person(fp string) (Person, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.people[fp]; ok {
+		return p, nil
+	}
+	return Person{Fingerprint: fp}, nil
+}
+
+func (s *memStore) PutPerson(p Person, events ...Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.people[p.Fingerprint] = p
+	s.events = append(s.events, events...)
+	s.writes++
+	return nil
+}
 
 func (s *memStore) Get(fp string) (Lease, error) {
 	s.mu.Lock()

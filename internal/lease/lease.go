@@ -92,6 +92,13 @@ type Store interface {
 	// as one write.
 	Delete(fingerprint string, events ...Event) error
 	List() ([]Lease, error)
+	// Person returns what the person keeps apart from leases; a person
+	// who has kept nothing yet is a Person with only the fingerprint, and
+	// no error.
+	Person(fingerprint string) (Person, error)
+	// PutPerson writes p (replacing what the person kept) and appends
+	// events to the audit log, as one write.
+	PutPerson(p Person, events ...Event) error
 	// AppendEvent adds an event without a lease change to the audit log,
 	// which keeps a bounded number of the newest events.
 	AppendEvent(e Event) error

@@ -4,14 +4,16 @@
 //
 //	root
 //	├── meta                      bucket
-//	│   └── schema_version        uint64, 8 bytes big-endian (currently 3)
+//	│   └── schema_version        uint64, 8 bytes big-endian (currently 4)
 //	├── leases                    bucket
 //	│   └── <fingerprint>         JSON of lease.Lease, key "SHA256:…"
 //	├── events                    bucket, the audit log
 //	│   └── <sequence>            JSON of lease.Event, key uint64 big-endian,
 //	│                             so byte order is time order
-//	└── refusals                  bucket, counts of refused connections
-//	    └── <sequence>            JSON of lease.Refusal, keyed as events
+//	├── refusals                  bucket, counts of refused connections
+//	│   └── <sequence>            JSON of lease.Refusal, keyed as events
+//	└── people                    bucket, what people keep apart from leases
+//	    └── <fingerprint>         JSON of lease.Person (secrets sealed)
 //
 // Schema history:
 //
@@ -19,6 +21,7 @@
 //	v1  meta bucket with schema_version added
 //	v2  events bucket added
 //	v3  refusals bucket added: refused connections leave the events bucket
+//	v4  people bucket added (notification targets, sealed secrets)
 //
 // Open checks schema_version. A file written by a newer gateway is refused
 // untouched; an older file is first copied to <path>.v<N>.bak and then
@@ -63,10 +66,11 @@ var (
 	leasesBucket     = []byte("leases")
 	eventsBucket     = []byte("events")
 	refusalsBucket   = []byte("refusals")
+	peopleBucket     = []byte("people")
 )
 
 // schemaVersion is the layout this binary writes and understands.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // migrations[n] turns a version n file into a version n+1 file, so
 // len(migrations) must equal schemaVersion.
@@ -74,6 +78,7 @@ var migrations = []func(tx *bbolt.Tx) error{
 	migrateV0ToV1,
 	migrateV1ToV2,
 	migrateV2ToV3,
+	migrateV3ToV4,
 }
 
 // EventLimit is how many audit events the store keeps.
@@ -329,7 +334,7 @@ func (s *Store) version() (version uint64, fresh bool, err error) {
 }
 
 func initialise(tx *bbolt.Tx) error {
-	for _, name := range [][]byte{metaBucket, leasesBucket, eventsBucket, refusalsBucket} {
+	for _, name := range [][]byte{metaBucket, leasesBucket, eventsBucket, refusalsBucket, peopleBucket} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -422,8 +427,17 @@ func migrateV1ToV2(tx *bbolt.Tx) error {
 // migrateV2ToV3 adds the refusals bucket. Refusals already in the events
 // bucket stay there, to age out with the events around them.
 func migrateV2ToV3(tx *bbolt.Tx) error {
-	if _, err := tx.CreateBucketIfNotExists(refusalsBucket); err != nil {
-		return fmt.Errorf("create bucket %s: %w", refusalsBucket, err)
+	return createBucket(tx, refusalsBucket)
+}
+
+// migrateV3ToV4 adds the people bucket.
+func migrateV3ToV4(tx *bbolt.Tx) error {
+	return createBucket(tx, peopleBucket)
+}
+
+func createBucket(tx *bbolt.Tx, name []byte) error {
+	if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+		return fmt.Errorf("create bucket %s: %w", name, err)
 	}
 	return nil
 }
@@ -519,8 +533,55 @@ func (s *Store) List() ([]lease.Lease, error) {
 }
 
 func decode(fingerprint string, raw []byte, l *lease.Lease) error {
-	if err := json.Unmarshal(raw, l); err != nil {
-		return fmt.Errorf("record %s in bucket %s is damaged: %w", fingerprint, leasesBucket, err)
+	return decodeIn(leasesBucket, fingerprint, raw, l)
+}
+
+func decodeIn(bucket []byte, key string, raw []byte, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("record %s in bucket %s is damaged: %w", key, bucket, err)
+	}
+	return nil
+}
+
+// Person returns what the person of fingerprint keeps apart from leases:
+// only the fingerprint when they keep nothing.
+func (s *Store) Person(fingerprint string) (lease.Person, error) {
+	p := lease.Person{Fingerprint: fingerprint}
+	err := s.view(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(peopleBucket).Get([]byte(fingerprint))
+		if raw == nil {
+			return nil
+		}
+		return decodeIn(peopleBucket, fingerprint, raw, &p)
+	})
+	if err != nil {
+		return lease.Person{}, fmt.Errorf("get person %s: %w", fingerprint, err)
+	}
+	return p, nil
+}
+
+// PutPerson writes p under its fingerprint and appends events, in one
+// transaction.
+func (s *Store) PutPerson(p lease.Person, events ...lease.Event) error {
+	if p.Fingerprint == "" {
+		return errors.New("put person: no fingerprint")
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("put person %s: encode: %w", p.Fingerprint, err)
+	}
+	rawEvents, err := encodeEvents(events)
+	if err != nil {
+		return fmt.Errorf("put person %s: %w", p.Fingerprint, err)
+	}
+	err = s.update(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(peopleBucket).Put([]byte(p.Fingerprint), raw); err != nil {
+			return err
+		}
+		return s.appendEvents(tx, rawEvents)
+	})
+	if err != nil {
+		return fmt.Errorf("put person %s: %w", p.Fingerprint, err)
 	}
 	return nil
 }
