@@ -53,6 +53,9 @@ type Config struct {
 	Fault func(point string)
 	// Observer, if set, is told of operations, reaper passes and cost.
 	Observer Observer
+	// Teller, if set, tells people things out of band (their notification
+	// targets), whether or not they are connected.
+	Teller Teller
 }
 
 // Manager creates, resumes, extends, stops and destroys machines. All
@@ -102,6 +105,9 @@ func NewManager(cfg Config) *Manager {
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
+	}
+	if cfg.Teller == nil {
+		cfg.Teller = nopTeller{}
 	}
 	return &Manager{
 		cfg:      cfg,

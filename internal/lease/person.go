@@ -25,3 +25,18 @@ type Secret struct {
 	Sealed []byte    `json:"sealed"`
 	Set    time.Time `json:"set"`
 }
+
+// Teller tells a person something out of band, at the notification
+// targets they registered, whether or not they are connected. about is a
+// short fixed word saying what ("agent", "warning", "created", "test"), for
+// logs and for targets that want JSON. Tell must not block its caller (the
+// reaper, an operation): an implementation queues, bounded, and drops when
+// full.
+type Teller interface {
+	Tell(fingerprint, about, message string)
+}
+
+// nopTeller tells nobody: a Manager without a Teller uses it.
+type nopTeller struct{}
+
+func (nopTeller) Tell(string, string, string) {}
