@@ -206,6 +206,12 @@ func (s *sentSecrets) set(fp string, v [32]byte) {
 	s.sent[fp] = v
 }
 
+func (s *sentSecrets) forget(fp string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sent, fp)
+}
+
 // secretsDigest names what a delivery of p's secrets to l's server holds.
 func secretsDigest(l Lease, p Person) [32]byte {
 	h := sha256.New()
@@ -219,8 +225,9 @@ func secretsDigest(l Lease, p Person) [32]byte {
 }
 
 // syncSecrets hands the person's secrets to l's running machine unless it
-// already has them: after every start, and on an attach after a change the
-// machine missed. Without a Sealer the gateway keeps no secrets and hands
+// already has them: after every start (waitReady forgets what the machine
+// had), and on an attach after a change the machine missed or a restart of
+// the gateway. Without a Sealer the gateway keeps no secrets and hands
 // none over. A failure is logged, never fatal: the person still gets their
 // machine, and the next attach tries again. Called with the person's lock
 // held.

@@ -76,8 +76,9 @@ func TestSetSecretSealsAuditsByNameAndReachesTheRunningMachine(t *testing.T) {
 func equalSecret(a, b SecretValue) bool { return a.Name == b.Name && bytes.Equal(a.Value, b.Value) }
 
 // TestSecretsReachAMachineAtStartAndAttach: set while the machine is
-// stopped, they reach it when it starts; an attach to a machine that has
-// them hands nothing over again, one that missed a change gets it.
+// stopped, they reach it when it starts, and again at every start; an
+// attach to a machine that has them hands nothing over again, one that
+// missed a change gets it.
 func TestSecretsReachAMachineAtStartAndAttach(t *testing.T) {
 	d := newDomain(t, Policy{DefaultTTL: 4 * time.Hour}, ReaperConfig{})
 	d.withSecrets(t)
@@ -96,8 +97,20 @@ func TestSecretsReachAMachineAtStartAndAttach(t *testing.T) {
 		t.Fatalf("after the start the machine has %q", got)
 	}
 
-	// An attach with nothing changed does not hand them over again.
+	// Stopped and started again, the machine gets them again.
+	if _, err := d.m.Stop(context.Background(), fp); err != nil {
+		t.Fatal(err)
+	}
 	before := len(d.cloud.made("SetSecrets"))
+	if _, err := d.m.Ensure(context.Background(), key, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(d.cloud.made("SetSecrets")) - before; n != 1 {
+		t.Errorf("a start handed the secrets over %d times, want 1", n)
+	}
+
+	// An attach with nothing changed does not hand them over again.
+	before = len(d.cloud.made("SetSecrets"))
 	if _, err := d.m.Ensure(context.Background(), key, nil); err != nil {
 		t.Fatal(err)
 	}
