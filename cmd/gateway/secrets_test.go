@@ -118,3 +118,24 @@ func TestSecretsReachTheMachineAndNothingElse(t *testing.T) {
 		})
 	}
 }
+
+// TestLooseSecretsKeyFileStopsTheStart: a secrets key file others may read
+// stops the gateway before it listens, with the one line that says what to
+// do, and is left as it was.
+func TestLooseSecretsKeyFileStopsTheStart(t *testing.T) {
+	lg := newLocalGateway(t)
+	key := filepath.Join(t.TempDir(), "secrets.key")
+	if err := os.WriteFile(key, make([]byte, 32), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runGateway([]string{"HCLOUD_TOKEN="}, append(lg.args, "--secrets-key-file", key)...)
+	if err == nil || !strings.Contains(out, "the secrets key file "+key+" has mode 0644, which lets others read it; make it 0600 (chmod 600 "+key+")") {
+		t.Fatalf("gateway with a 0644 secrets key file: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "msg=listening") {
+		t.Errorf("the gateway listened with a loose secrets key file:\n%s", out)
+	}
+	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("the key file was changed: %v, %v", st, err)
+	}
+}

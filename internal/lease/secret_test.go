@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -184,5 +185,30 @@ func TestCheckSecretValue(t *testing.T) {
 	}
 	if _, err := CheckSecretValue([]byte(strings.Repeat("x", MaxSecretSize) + "\n")); err != nil {
 		t.Errorf("a value of the most size with echo's newline: %v", err)
+	}
+}
+
+// TestSecretsUnderAnotherKeyAreLeftOut: after the key file was replaced,
+// the secrets sealed under the old one do not open; the machine gets the
+// others, and the value is nowhere in what is logged.
+func TestSecretsUnderAnotherKeyAreLeftOut(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{})
+	logs := &testkit.Buffer{}
+	d.m.log = slog.New(slog.NewTextHandler(logs, nil))
+	d.withSecrets(t)
+	l := d.running(t, "a", 1)
+	if _, err := d.m.SetSecret(context.Background(), l.Fingerprint, "OLD_TOKEN", []byte("old-value")); err != nil {
+		t.Fatal(err)
+	}
+	d.withSecrets(t)
+	if _, err := d.m.SetSecret(context.Background(), l.Fingerprint, "NEW_TOKEN", []byte("new-value")); err != nil {
+		t.Fatal(err)
+	}
+	want := []SecretValue{{Name: "NEW_TOKEN", Value: []byte("new-value")}}
+	if got := d.given(l.Address); !slices.EqualFunc(got, want, equalSecret) {
+		t.Errorf("the machine was given %q, want %q", got, want)
+	}
+	if out := logs.String(); !strings.Contains(out, "name=OLD_TOKEN") || strings.Contains(out, "old-value") || strings.Contains(out, "new-value") {
+		t.Errorf("log %q; want the secret that does not open named, without its value", out)
 	}
 }
