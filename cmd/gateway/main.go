@@ -27,6 +27,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/metrics"
 	"github.com/cc-gateway/cc-gateway/internal/preflight"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
+	"github.com/cc-gateway/cc-gateway/internal/secrets"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
@@ -142,6 +143,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		log.Error("the firewall could not be put in place at start; reconcile tries again", "err", err)
 	}
 
+	sealer, err := secrets.LoadKeyFile(cfg.SecretsKeyPath())
+	if err != nil {
+		return err
+	}
+
 	// One pool of machine connections: the lease manager checks machines
 	// through it, and sessions then use the connection it leaves.
 	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log, Observer: proxyObs})
@@ -160,6 +166,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Logger:           log,
 		Fault:            crashAt(os.Getenv(crashEnv), log),
 		Observer:         leaseObs,
+		Sealer:           sealer,
 	})
 
 	if err := manager.CheckStore(ctx, cfg.Orphans); err != nil {

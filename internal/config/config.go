@@ -49,6 +49,7 @@ type Config struct {
 	Listen               string              // address of the SSH front door
 	PublicName           string              // how people reach the gateway, for hints
 	DataDir              string              // holds the lease database
+	SecretsKeyFile       string              // seals people's secrets; empty: in DataDir
 	HostKeyDir           string              // holds the gateway's host keys
 	Users                string              // authorized_keys allow list; empty: anyone (local mode, loopback only)
 	Admins               string              // authorized_keys file of admin keys

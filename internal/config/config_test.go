@@ -266,6 +266,7 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_CREATE_TEST_MACHINE", "true", nil, func(c Config) any { return c.CreateTestMachine }, true},
 		{"CC_GATEWAY_METRICS_LISTEN", "127.0.0.1:9464", nil, func(c Config) any { return c.MetricsListen }, "127.0.0.1:9464"},
 		{"CC_GATEWAY_PPROF", "true", map[string]string{"CC_GATEWAY_METRICS_LISTEN": "127.0.0.1:0"}, func(c Config) any { return c.Pprof }, true},
+		{"CC_GATEWAY_SECRETS_KEY_FILE", "/keys/secrets", nil, func(c Config) any { return c.SecretsKeyPath() }, "/keys/secrets"},
 		{"CC_GATEWAY_TEST_MACHINE_TIMEOUT", "3m", nil, func(c Config) any { return c.TestMachineTimeout }, 3 * time.Minute},
 	}
 	covered := map[string]bool{}
@@ -582,6 +583,7 @@ func TestDerivedValues(t *testing.T) {
 	for got, want := range map[string]string{
 		c.StorePath(): "/d/gateway.db", c.UpstreamKeyPath(): "/d/upstream_ed25519_key",
 		c.LocalCloudDir(): "/d/localcloud", c.HostKeyPath(): "/h/ssh_host_ed25519_key",
+		c.SecretsKeyPath(): "/d/secrets.key",
 	} {
 		if got != want {
 			t.Errorf("path %s, want %s", got, want)

@@ -110,6 +110,14 @@ func (c Config) UpstreamKeyPath() string { return filepath.Join(c.DataDir, "upst
 // StorePath is the lease database.
 func (c Config) StorePath() string { return filepath.Join(c.DataDir, "gateway.db") }
 
+// SecretsKeyPath is the key that seals people's secrets at rest.
+func (c Config) SecretsKeyPath() string {
+	if c.SecretsKeyFile != "" {
+		return c.SecretsKeyFile
+	}
+	return filepath.Join(c.DataDir, "secrets.key")
+}
+
 // LocalCloudDir holds the local cloud's state and machines.
 func (c Config) LocalCloudDir() string { return filepath.Join(c.DataDir, "localcloud") }
 

@@ -19,6 +19,7 @@ type call struct {
 	remote      net.Addr // where the connection comes from
 	fingerprint string
 	trace       *connTrace // the connection it came on
+	stdin       io.Reader
 	stdout      io.Writer
 	stderr      io.Writer
 }
@@ -43,7 +44,7 @@ var (
 // Filled in init, not in the declaration: help reads the list, which would
 // make the declaration refer to itself.
 func init() {
-	commandOrder = []command{statusCommand, extendCommand, stopCommand, destroyCommand, helpCommand, adminCommand}
+	commandOrder = []command{statusCommand, extendCommand, stopCommand, destroyCommand, secretCommand, helpCommand, adminCommand}
 	for _, cmd := range commandOrder {
 		commands[cmd.name] = cmd
 	}

@@ -13,6 +13,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/secrets"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
@@ -42,10 +43,14 @@ func FuzzCommand(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { store.Close() })
+	box, err := secrets.LoadKeyFile(filepath.Join(dir, "secrets.key"))
+	if err != nil {
+		f.Fatal(err)
+	}
 	users, _ := LoadKeyList("", testkit.Quiet)
 	g, err := New(Options{
 		HostKey: testkit.FixedKey(f, 2).Signer, Pool: newPool(testkit.FixedKey(f, 3).Signer), Users: users, Admins: admins,
-		Leases: lease.NewManager(lease.Config{Store: store, Logger: testkit.Quiet}), Logger: testkit.Quiet,
+		Leases: lease.NewManager(lease.Config{Store: store, Logger: testkit.Quiet, Sealer: box}), Logger: testkit.Quiet,
 		Invocation: "ssh gw",
 	})
 	if err != nil {
@@ -60,6 +65,7 @@ func FuzzCommand(f *testing.F) {
 		"admin events 99999999999999999999", "admin refusals", "admin refusals 0", "admin stop cc-nobody", "admin extend cc-nobody 2h",
 		"admin extend cc-nobody soon", "admin frobnicate", "  status\t--json ", "echo status", "",
 		"status\x00", "extend \u00a02h", "extend 1h\n", "statusx",
+		"secret", "secret list", "secret list all", "secret set GH_TOKEN", "secret set PATH", "secret set gh", "secret rm GH_TOKEN", "secret rm NOPE",
 	} {
 		f.Add(seed, false)
 		f.Add(seed, true)
@@ -86,7 +92,8 @@ func FuzzCommand(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var stdout, stderr bytes.Buffer
-		code := g.runCommand(ctx, call{args: args, key: key, fingerprint: lease.Fingerprint(key), trace: g.newConnTrace(), stdout: &stdout, stderr: &stderr})
+		code := g.runCommand(ctx, call{args: args, key: key, fingerprint: lease.Fingerprint(key), trace: g.newConnTrace(),
+			stdin: strings.NewReader("a secret value\n"), stdout: &stdout, stderr: &stderr})
 		switch code {
 		case 0:
 			if stderr.Len() != 0 {

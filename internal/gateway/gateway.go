@@ -50,6 +50,11 @@ type Leases interface {
 
 	// Revoke deals with the machine of a key that left the allow lists.
 	Revoke(ctx context.Context, fingerprint string) error
+
+	// A person's secrets: names and times out, values only in.
+	Secrets(fingerprint string) ([]lease.Secret, error)
+	SetSecret(ctx context.Context, fingerprint, name string, value []byte) (delivered bool, err error)
+	RemoveSecret(ctx context.Context, fingerprint, name string) (delivered bool, err error)
 }
 
 // Options configure a Gateway.

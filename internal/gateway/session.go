@@ -75,7 +75,7 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 			s.Start.Reply(true, nil)
 			go discardRequests(s.Requests)
 			code := g.runCommand(lease.WithConn(ctx, trace.id), call{args: args, key: key, remote: ctx.RemoteAddr(), fingerprint: fp,
-				trace: trace, stdout: ch, stderr: ch.Stderr()})
+				trace: trace, stdin: ch, stdout: ch, stderr: ch.Stderr()})
 			sendExit(ch, code)
 			return
 		}

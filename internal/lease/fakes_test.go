@@ -281,6 +281,26 @@ type fakeMachines struct {
 	waitFn      func(ctx context.Context, addr, hostKey string) error
 	setExpiryFn func(ctx context.Context, addr, hostKey string, expires time.Time) error
 	revokeKeyFn func(ctx context.Context, addr, hostKey, key string) error
+	// setSecretsFn, when set, answers SetSecrets; secrets holds what each
+	// address was last given either way.
+	setSecretsFn func(ctx context.Context, addr, hostKey string, secrets []SecretValue) error
+	secrets      map[string][]SecretValue
+}
+
+func (f *fakeMachines) SetSecrets(ctx context.Context, addr, hostKey string, secrets []SecretValue) error {
+	f.calls.record("SetSecrets %s", addr)
+	if f.setSecretsFn != nil {
+		if err := f.setSecretsFn(ctx, addr, hostKey, secrets); err != nil {
+			return err
+		}
+	}
+	f.calls.mu.Lock()
+	defer f.calls.mu.Unlock()
+	if f.secrets == nil {
+		f.secrets = map[string][]SecretValue{}
+	}
+	f.secrets[addr] = secrets
+	return nil
 }
 
 func (f *fakeMachines) Wait(ctx context.Context, addr, hostKey string) error {

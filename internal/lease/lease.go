@@ -230,6 +230,9 @@ type Machines interface {
 	// RevokeKey makes the running machine's sshd refuse key (authorized_keys
 	// form) from now on, for every user; revoking it again is no error.
 	RevokeKey(ctx context.Context, addr, hostKey, key string) error
+	// SetSecrets replaces the secrets the running machine gives every new
+	// session as environment variables with secrets (none: it gives none).
+	SetSecrets(ctx context.Context, addr, hostKey string, secrets []SecretValue) error
 }
 
 // Clock is injected so policies and tests never depend on wall time.

@@ -56,6 +56,9 @@ type Config struct {
 	// Teller, if set, tells people things out of band (their notification
 	// targets), whether or not they are connected.
 	Teller Teller
+	// Sealer, if set, seals people's secrets at rest; without one the
+	// gateway keeps no secrets.
+	Sealer Sealer
 }
 
 // Manager creates, resumes, extends, stops and destroys machines. All
@@ -80,7 +83,8 @@ type Manager struct {
 	accrued map[string]float64
 	started time.Time
 
-	refusals refusals // has its own lock, a leaf
+	refusals refusals    // has its own lock, a leaf
+	sent     sentSecrets // has its own lock, a leaf
 }
 
 // Step is one line of progress while a machine is prepared.
@@ -163,6 +167,9 @@ func (m *Manager) fly(ctx context.Context, fp string, key ssh.PublicKey, f *flig
 	}
 	unlock := m.lock(fp)
 	l, err := m.ensure(ctx, fp, key, report)
+	if err == nil {
+		m.syncSecrets(ctx, l)
+	}
 	unlock()
 	if err != nil {
 		var expired *ExpiredError

@@ -315,6 +315,9 @@ func (m *Manager) waitReady(ctx context.Context, l Lease, report func(string, ..
 	if err := m.put(l); err != nil {
 		return l, err
 	}
+	// A started machine gets the secrets again (syncSecrets, once Ensure
+	// has its machine), whatever became of its copy while it was off.
+	m.sent.forget(l.Fingerprint)
 	report("Machine %s is ready", l.ServerName)
 	return m.revokeKeyOnMachine(ctx, l)
 }

@@ -96,30 +96,46 @@ func (m *Machines) Wait(ctx context.Context, addr, hostKey string) error {
 // SetExpiry writes expires into the running machine's expires file
 // (bootstrap.ExpiresCommand) over a pooled session.
 func (m *Machines) SetExpiry(ctx context.Context, addr, hostKey string, expires time.Time) error {
-	return m.runAt(ctx, addr, hostKey, "set expiry", bootstrap.ExpiresCommand(expires))
+	return m.runAt(ctx, addr, hostKey, "set expiry", bootstrap.ExpiresCommand(expires), nil)
 }
 
 // RevokeKey adds key to the running machine's revoked keys
 // (bootstrap.RevokeKeyCommand) over a pooled session.
 func (m *Machines) RevokeKey(ctx context.Context, addr, hostKey, key string) error {
-	return m.runAt(ctx, addr, hostKey, "revoke key", bootstrap.RevokeKeyCommand(key))
+	return m.runAt(ctx, addr, hostKey, "revoke key", bootstrap.RevokeKeyCommand(key), nil)
 }
 
-// runAt runs command on the machine at addr, pinned to hostKey; what
-// names it in the error.
-func (m *Machines) runAt(ctx context.Context, addr, hostKey, what, command string) error {
+// SetSecrets replaces the running machine's secrets file
+// (bootstrap.SecretsFile) with secrets, one NAME=value line each, written
+// through the standard input of bootstrap.SecretsCommand. Errors name the
+// machine, never a value.
+func (m *Machines) SetSecrets(ctx context.Context, addr, hostKey string, secrets []lease.SecretValue) error {
+	var file bytes.Buffer
+	file.WriteString("# Your secrets, from the gateway (ssh GATEWAY secret list); rewritten at every start.\n")
+	for _, s := range secrets {
+		file.WriteString(s.Name + "=")
+		file.Write(s.Value)
+		file.WriteString("\n")
+	}
+	return m.runAt(ctx, addr, hostKey, "set secrets", bootstrap.SecretsCommand, file.Bytes())
+}
+
+// runAt runs command on the machine at addr, pinned to hostKey, with stdin
+// as its standard input; what names it in the error.
+func (m *Machines) runAt(ctx context.Context, addr, hostKey, what, command string, stdin []byte) error {
 	t, err := m.target(addr, hostKey)
 	if err != nil {
 		return err
 	}
-	if err := m.run(ctx, t, command); err != nil {
+	if err := m.run(ctx, t, command, stdin); err != nil {
 		return fmt.Errorf("%s on machine at %s: %w", what, addr, err)
 	}
 	return nil
 }
 
-// run runs command on t in a pooled session and waits for its exit status.
-func (m *Machines) run(ctx context.Context, t Target, command string) error {
+// run runs command on t in a pooled session, writing stdin to it, and
+// waits for its exit status.
+func (m *Machines) run(ctx context.Context, t Target, command string, stdin []byte) error {
 	seat, err := m.pool.SessionSeat(ctx, t)
 	if err != nil {
 		return err
@@ -147,6 +163,10 @@ func (m *Machines) run(ctx context.Context, t Target, command string) error {
 		io.Copy(io.Discard, all)
 		close(copied)
 	}()
+	if _, err := ch.Write(stdin); err != nil {
+		return fmt.Errorf("write to the command: %w", err)
+	}
+	ch.CloseWrite()
 	status := -1
 	for req := range reqs {
 		if req.Type == "exit-status" && len(req.Payload) >= 4 {

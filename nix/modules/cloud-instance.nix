@@ -186,8 +186,11 @@ in
         }
       ];
       authorizedKeysFiles = [ "${bootstrapKeysDir}/%u" ];
+      # PermitUserEnvironment: every session gets the person's secrets,
+      # which the gateway writes to ~/.ssh/environment (bootstrap.SecretsFile).
       extraConfig = ''
         RevokedKeys ${revokedKeys}
+        PermitUserEnvironment yes
       '';
     };
 

@@ -303,6 +303,8 @@ func sshdConfig(addr, dir, user string, version int, env []string) (string, erro
 	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", authorized)
 	fmt.Fprintf(&b, "RevokedKeys %s\n", path(RevokedKeys))
 	fmt.Fprintf(&b, "AllowUsers %s\n", user)
+	// PermitUserEnvironment: sessions get the person's secrets, which the
+	// gateway writes to bootstrap.SecretsFile, as on the NixOS image.
 	b.WriteString(`UsePAM no
 StrictModes no
 PubkeyAuthentication yes
@@ -312,7 +314,7 @@ PermitRootLogin prohibit-password
 AllowTcpForwarding yes
 AllowAgentForwarding yes
 X11Forwarding no
-PermitUserEnvironment no
+PermitUserEnvironment yes
 PrintMotd no
 PrintLastLog no
 UseDNS no

@@ -295,6 +295,13 @@ func (s *session) environ(shell string) []string {
 		// Where the gateway's expiry update finds the expires file.
 		"CLOUD_INSTANCE_DIR": s.m.dir,
 	}
+	// The person's secrets, as sshd gives them with PermitUserEnvironment;
+	// the machine's own variables win.
+	for k, v := range userEnvironment(s.m.home, s.log) {
+		if _, ok := vars[k]; !ok {
+			vars[k] = v
+		}
+	}
 	if client, server, ok := hostPorts(s.conn.RemoteAddr(), s.conn.LocalAddr()); ok {
 		vars["SSH_CONNECTION"] = client[0] + " " + client[1] + " " + server[0] + " " + server[1]
 		vars["SSH_CLIENT"] = client[0] + " " + client[1] + " " + server[1]
