@@ -349,7 +349,7 @@ func decideReap(l Lease, p Policy, now time.Time) reapDecision {
 	idleAt := active.Add(p.IdleTimeout)
 	if now.Before(idleAt) {
 		d.deadlines = append(d.deadlines, deadline{"idle", idleAt})
-		d.unattended = !now.Before(personIdleAt) && !l.Agent.KeptAfter.Equal(l.LastActivity)
+		d.unattended = l.Agent.Seen.Equal(now) && !now.Before(personIdleAt) && !l.Agent.KeptAfter.Equal(l.LastActivity)
 		return d
 	}
 	d.action = reapIdle
