@@ -1,8 +1,10 @@
 package nix_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -57,5 +59,62 @@ func TestAgentStateScript(t *testing.T) {
 				t.Errorf("the state folder holds %d entries, want only the state file", len(entries))
 			}
 		})
+	}
+}
+
+// TestClaudeHooks evaluates the image's Claude Code managed settings: the
+// hooks, in the shape of Claude Code's settings, run cc-agent-state with
+// the state of each event.
+func TestClaudeHooks(t *testing.T) {
+	nixInstantiate := tool(t, "nix-instantiate", "nix-bin")
+	hooks, err := filepath.Abs("modules/cloud-instance/claude-hooks.nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runTool(t, nixInstantiate, "--eval", "--strict", "--json", "--expr",
+		"import "+hooks+` { agentState = "/bin/cc-agent-state"; }`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type command struct{ Type, Command string }
+	type matcher struct {
+		Matcher *string
+		Hooks   []command
+	}
+	var settings struct{ Hooks map[string][]matcher }
+	if err := json.Unmarshal([]byte(out), &settings); err != nil {
+		t.Fatalf("settings %s: %v", out, err)
+	}
+	every := "*"
+	on := func(m *string, state string) []matcher {
+		return []matcher{{Matcher: m, Hooks: []command{{"command", "/bin/cc-agent-state " + state}}}}
+	}
+	want := map[string][]matcher{
+		"UserPromptSubmit": on(nil, "working"),
+		"PreToolUse":       on(&every, "working"),
+		"PostToolUse":      on(&every, "working"),
+		"Notification":     on(nil, "waiting"),
+		"Stop":             on(nil, "idle"),
+	}
+	if !reflect.DeepEqual(settings.Hooks, want) {
+		t.Errorf("hooks %s, want %+v", out, want)
+	}
+
+	b, err := os.ReadFile("modules/cloud-instance.nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	module := string(b)
+	for _, want := range []string{
+		`pkgs.writeScriptBin "` + bootstrap.AgentStateProgram + `"`,
+		`exec ${pkgs.dash}/bin/dash ${./cloud-instance/agent-state.sh} "$@"`,
+		`agentStateFile = "${config.users.users.${cfg.user}.home}/` + bootstrap.AgentStateFile + `";`,
+		`"r ${agentStateFile} - - - - -"`,
+		`environment.etc."claude-code/managed-settings.json".text = builtins.toJSON managedSettings;`,
+		`[ agentState ]`,
+	} {
+		if !strings.Contains(module, want) {
+			t.Errorf("modules/cloud-instance.nix lacks %q", want)
+		}
 	}
 }
