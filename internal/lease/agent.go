@@ -39,7 +39,11 @@ func (r *Reaper) readAgent(ctx context.Context, l Lease, now time.Time) Lease {
 	m := r.m
 	prev := l.Agent
 	next := Agent{Seen: now, WorkingSeen: prev.WorkingSeen, KeptAfter: prev.KeptAfter}
-	state, since, err := m.cfg.Machines.AgentState(ctx, l.Address, l.HostKey)
+	// A quarter of the lease's time: a machine that does not answer must
+	// leave the rest for stopping it.
+	readCtx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout/4)
+	defer cancel()
+	state, since, err := m.cfg.Machines.AgentState(readCtx, l.Address, l.HostKey)
 	if err != nil {
 		m.log.Warn("reaper: agent state unreadable; counted as none", "lease", l.ID, "err", err)
 	} else {
