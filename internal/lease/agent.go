@@ -33,7 +33,7 @@ type Agent struct {
 }
 
 // readAgent reads the agent of l's machine at now into l.Agent and tells
-// the person when it has gone from working (or waiting) to waiting or idle.
+// the person when it has changed to waiting or idle since the last read.
 // A state that cannot be read counts as none: it keeps nothing running.
 func (r *Reaper) readAgent(ctx context.Context, l Lease, now time.Time) Lease {
 	m := r.m

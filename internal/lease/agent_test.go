@@ -46,7 +46,7 @@ func TestDecideReapWithAgent(t *testing.T) {
 		{"idle, never seen working", idleFor(40*time.Minute, seen(AgentIdle, -1)), p,
 			reapDecision{action: reapIdle, deadlines: []deadline{expiry}}},
 		{"waiting, working 5m ago: the timeout runs from then", idleFor(40*time.Minute, seen(AgentWaiting, 5*time.Minute)), p,
-			reapDecision{deadlines: []deadline{expiry, idleAt(25 * time.Minute)}, unattended: true}},
+			reapDecision{deadlines: []deadline{expiry, idleAt(25 * time.Minute)}}},
 		{"idle, working a timeout ago", idleFor(80*time.Minute, seen(AgentIdle, 30*time.Minute)), p,
 			reapDecision{action: reapIdle, deadlines: []deadline{expiry}}},
 		{"unreadable: no state, worked long ago", idleFor(40*time.Minute, seen("", 50*time.Minute)), p,

@@ -313,8 +313,9 @@ type deadline struct {
 type reapDecision struct {
 	action    reapAction
 	deadlines []deadline
-	// unattended: only a working agent keeps the machine running, for the
-	// first time since the person's last activity (an audit event).
+	// unattended: the agent, read working at now, keeps the machine
+	// running, for the first time since the person's last activity (an
+	// audit event).
 	unattended bool
 }
 
@@ -349,7 +350,8 @@ func decideReap(l Lease, p Policy, now time.Time) reapDecision {
 	idleAt := active.Add(p.IdleTimeout)
 	if now.Before(idleAt) {
 		d.deadlines = append(d.deadlines, deadline{"idle", idleAt})
-		d.unattended = l.Agent.Seen.Equal(now) && !now.Before(personIdleAt) && !l.Agent.KeptAfter.Equal(l.LastActivity)
+		d.unattended = l.Agent.Seen.Equal(now) && l.Agent.State == AgentWorking &&
+			!now.Before(personIdleAt) && !l.Agent.KeptAfter.Equal(l.LastActivity)
 		return d
 	}
 	d.action = reapIdle
