@@ -133,6 +133,9 @@ func TestWorkingAgentKeepsTheMachine(t *testing.T) {
 	if ev := d.store.kinds(l.Fingerprint); !slices.Equal(ev, want) {
 		t.Errorf("events %q, want one unattended event %q", ev, want)
 	}
+	if _, actions, _ := d.obs.take(); !slices.Equal(actions, []string{"unattended"}) {
+		t.Errorf("reaper actions %q, want one unattended", actions)
+	}
 
 	*agent = AgentWaiting
 	if after := pass(10 * time.Minute); after.State != StateRunning || after.Agent.State != AgentWaiting {

@@ -418,6 +418,9 @@ func (r *Reaper) askAgent(ctx context.Context, l Lease, now time.Time) (Lease, e
 	if err := m.put(l, events...); err != nil {
 		return l, err
 	}
+	if len(events) > 0 {
+		m.cfg.Observer.ReaperAction(ReaperUnattended)
+	}
 	return l, nil
 }
 
