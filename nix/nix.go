@@ -21,3 +21,12 @@ var InfectScript string
 //
 //go:embed modules/cloud-instance/revoke-key.sh
 var RevokeKeyScript string
+
+// AgentStateScript is cc-agent-state, the POSIX shell script that records
+// what the machine's coding agent is doing (working, waiting or idle) for
+// the gateway's reaper (bootstrap.AgentStateCommand reads what it writes).
+// The NixOS image installs it on PATH and runs it from Claude Code's hooks;
+// the local cloud's machines write it into their folder's bin.
+//
+//go:embed modules/cloud-instance/agent-state.sh
+var AgentStateScript string

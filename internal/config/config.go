@@ -64,6 +64,7 @@ type Config struct {
 	IdleAction           lease.IdleAction    // what happens to an idle machine
 	RevokedAction        lease.RevokedAction // what happens to the machine of a revoked key
 	BusyCPU              int                 // percent of CPU that exempts an idle machine; 0 never checks
+	MaxUnattended        time.Duration       // how long after the last activity a working agent keeps a machine
 	WarnBefore           string              // comma-separated warning lead times
 	ReaperInterval       time.Duration       // between reaper passes
 	ReconcileInterval    time.Duration       // between reconciles

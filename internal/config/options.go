@@ -293,6 +293,8 @@ var options = []*option{
 		}},
 	{name: "busy-cpu", arg: "PERCENT", usage: "an idle machine using at least this much CPU is left running (0: never checked)", def: "10",
 		bind: func(c *Config) value { return number(&c.BusyCPU, 0, 100, "a percentage") }},
+	{name: "max-unattended", arg: "DURATION", usage: "how long after a person's last activity a working agent (cc-agent-state working) keeps their machine running (at most the idle timeout: agents keep nothing)", def: "8h",
+		bind: func(c *Config) value { return duration(&c.MaxUnattended) }},
 	{name: "warn-before", arg: "DURATIONS", usage: "comma-separated lead times at which connected people are warned before an idle stop or an expiry", def: "15m,5m,1m",
 		bind: func(c *Config) value { return text(&c.WarnBefore, checkLeads) }},
 	{name: "reaper-interval", arg: "DURATION", usage: "how often the reaper looks at every lease", def: "30s",

@@ -33,5 +33,7 @@ func (g *Gateway) help(_ context.Context, c call) int {
 			fmt.Fprintf(c.stdout, "  %s %s\n", inv, ex)
 		}
 	}
+	fmt.Fprintf(c.stdout, "\nOn your machine, `cc-agent-state working|waiting|idle` says what your agent is doing:\n"+
+		"a working agent keeps the machine running while you are away (Claude Code's hooks run it for you).\n")
 	return 0
 }

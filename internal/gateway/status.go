@@ -40,6 +40,14 @@ type statusJSON struct {
 	Sessions     int       `json:"sessions"`
 	Cost         float64   `json:"cost"`               // billed so far, gross
 	Currency     string    `json:"currency,omitempty"` // empty when prices are unknown
+	// Agent is what the reaper last read of the running machine's agent.
+	Agent *statusAgent `json:"agent,omitempty"`
+}
+
+type statusAgent struct {
+	State string    `json:"state"` // working, waiting or idle
+	Since time.Time `json:"since"` // by the machine's clock
+	Seen  time.Time `json:"seen"`  // when the gateway read it
 }
 
 func (g *Gateway) status(_ context.Context, c call) int {
@@ -73,6 +81,10 @@ func (g *Gateway) status(_ context.Context, c call) int {
 	if g.opts.Guarded {
 		st.Address = "" // no use to anyone but the gateway
 	}
+	// A stopped machine's agent is not running, whatever it said last.
+	if a := l.Agent; l.State == lease.StateRunning && a.State != "" {
+		st.Agent = &statusAgent{State: string(a.State), Since: a.Since.UTC(), Seen: a.Seen.UTC()}
+	}
 	st.Cost, st.Currency = g.opts.Leases.Cost(l)
 	if asJSON {
 		return writeJSON(c, st)
@@ -91,6 +103,9 @@ func (g *Gateway) status(_ context.Context, c call) int {
 	}
 	fmt.Fprintf(w, "Idle for\t%s\n", lease.FormatDuration(now.Sub(l.LastActivity)))
 	fmt.Fprintf(w, "Sessions\t%d\n", st.Sessions)
+	if a := st.Agent; a != nil {
+		fmt.Fprintf(w, "Agent\t%s since %s (seen %s ago)\n", a.State, a.Since.Format(timeLayout), lease.FormatDuration(now.Sub(a.Seen)))
+	}
 	fmt.Fprintf(w, "Cost so far\t%s\n", money(st.Cost, st.Currency))
 	w.Flush()
 	return 0

@@ -281,6 +281,7 @@ type fakeMachines struct {
 	waitFn      func(ctx context.Context, addr, hostKey string) error
 	setExpiryFn func(ctx context.Context, addr, hostKey string, expires time.Time) error
 	revokeKeyFn func(ctx context.Context, addr, hostKey, key string) error
+	agentFn     func(ctx context.Context, addr, hostKey string) (AgentState, time.Time, error)
 	// setSecretsFn, when set, answers SetSecrets; secrets holds what each
 	// address was last given either way.
 	setSecretsFn func(ctx context.Context, addr, hostKey string, secrets []SecretValue) error
@@ -325,6 +326,14 @@ func (f *fakeMachines) RevokeKey(ctx context.Context, addr, hostKey, key string)
 		return nil
 	}
 	return f.revokeKeyFn(ctx, addr, hostKey, key)
+}
+
+func (f *fakeMachines) AgentState(ctx context.Context, addr, hostKey string) (AgentState, time.Time, error) {
+	f.calls.record("AgentState %s", addr)
+	if f.agentFn == nil {
+		return "", time.Time{}, nil
+	}
+	return f.agentFn(ctx, addr, hostKey)
 }
 
 func (p *fakeProvider) Snapshot(ctx context.Context, serverID int64, leaseID string) (Image, error) {

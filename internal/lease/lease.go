@@ -63,6 +63,9 @@ type Lease struct {
 	ImageSizeGB   float64   `json:"image_size_gb,omitempty"`
 	ImageCreated  time.Time `json:"image_created,omitzero"`
 	Spent         float64   `json:"spent,omitempty"`
+
+	// Agent is what the reaper last read of the machine's coding agent.
+	Agent Agent `json:"agent,omitzero"`
 }
 
 // keyRevocationPending reports whether l's key was revoked and its
@@ -233,6 +236,10 @@ type Machines interface {
 	// SetSecrets replaces the secrets the running machine gives every new
 	// session as environment variables with secrets (none: it gives none).
 	SetSecrets(ctx context.Context, addr, hostKey string, secrets []SecretValue) error
+	// AgentState reads what the running machine's coding agent last said it
+	// is doing and when, by the machine's clock; "" and the zero time when
+	// it has said nothing.
+	AgentState(ctx context.Context, addr, hostKey string) (AgentState, time.Time, error)
 }
 
 // Clock is injected so policies and tests never depend on wall time.

@@ -77,12 +77,13 @@ const (
 	ReaperHibernate      ReaperAction = "hibernate"        // an idle machine hibernated
 	ReaperDestroy        ReaperAction = "destroy"          // an expired (or idle, if so configured) machine destroyed
 	ReaperBusy           ReaperAction = "busy"             // an idle machine left running: its CPU is busy
+	ReaperUnattended     ReaperAction = "unattended"       // a machine its person left kept running for a working agent, once per stretch
 	ReaperOrphanPowerOff ReaperAction = "orphan_power_off" // reconcile powered off an orphan server
 	ReaperOrphanDelete   ReaperAction = "orphan_delete"    // reconcile deleted an orphan server or snapshot
 )
 
 // ReaperActions lists every ReaperAction.
-var ReaperActions = []ReaperAction{ReaperWarn, ReaperStop, ReaperHibernate, ReaperDestroy, ReaperBusy, ReaperOrphanPowerOff, ReaperOrphanDelete}
+var ReaperActions = []ReaperAction{ReaperWarn, ReaperStop, ReaperHibernate, ReaperDestroy, ReaperBusy, ReaperUnattended, ReaperOrphanPowerOff, ReaperOrphanDelete}
 
 // nopObserver records nothing: a Manager without an Observer uses it.
 type nopObserver struct{}

@@ -16,6 +16,10 @@ type Policy struct {
 	// is left alone: an agent or build may be running without a connection.
 	// Zero disables the check.
 	BusyCPU float64
+	// MaxUnattended is how long after the person's last activity a working
+	// agent keeps the machine as active as the person would. Zero: the
+	// agent is never asked.
+	MaxUnattended time.Duration
 	// WarnBefore are the lead times at which connected people are warned
 	// before their machine is stopped for idleness or destroyed at expiry.
 	WarnBefore []time.Duration

@@ -298,9 +298,10 @@ func (r *Reaper) forgetWarnings(now time.Time) {
 type reapAction int
 
 const (
-	reapNothing reapAction = iota
-	reapExpire             // the lease ran out: end its sessions, destroy it
-	reapIdle               // idle past the timeout: the idle action, unless busy
+	reapNothing  reapAction = iota
+	reapExpire              // the lease ran out: end its sessions, destroy it
+	reapIdle                // idle past the timeout: the idle action, unless busy
+	reapAskAgent            // the person is idle: read the agent, then decide again
 )
 
 // deadline is something connected people are warned of before it comes.
@@ -312,9 +313,20 @@ type deadline struct {
 type reapDecision struct {
 	action    reapAction
 	deadlines []deadline
+	// unattended: the agent, read working at now, keeps the machine
+	// running, for the first time since the person's last activity (an
+	// audit event).
+	unattended bool
 }
 
 // decideReap says what a pass at now does to l under p.
+//
+// The idle timeout runs from the person's last activity or, up to
+// MaxUnattended after it, from the latest read that found the agent
+// working, whichever is later. Once the person has been idle for the idle
+// timeout and MaxUnattended has not passed, the agent is asked first
+// (reapAskAgent): the reaper reads it into l.Agent with Seen at now and
+// decides again.
 func decideReap(l Lease, p Policy, now time.Time) reapDecision {
 	if !now.Before(l.Expires) {
 		return reapDecision{action: reapExpire}
@@ -323,13 +335,34 @@ func decideReap(l Lease, p Policy, now time.Time) reapDecision {
 	if l.State != StateRunning || p.IdleTimeout <= 0 {
 		return d
 	}
-	idleAt := l.LastActivity.Add(p.IdleTimeout)
+	personIdleAt := l.LastActivity.Add(p.IdleTimeout)
+	active := l.LastActivity
+	if p.MaxUnattended > 0 {
+		unattendedEnd := l.LastActivity.Add(p.MaxUnattended)
+		if !now.Before(personIdleAt) && now.Before(unattendedEnd) && !l.Agent.Seen.Equal(now) {
+			d.action = reapAskAgent
+			return d
+		}
+		if w := minTime(l.Agent.WorkingSeen, unattendedEnd); w.After(active) {
+			active = w
+		}
+	}
+	idleAt := active.Add(p.IdleTimeout)
 	if now.Before(idleAt) {
 		d.deadlines = append(d.deadlines, deadline{"idle", idleAt})
+		d.unattended = l.Agent.Seen.Equal(now) && l.Agent.State == AgentWorking &&
+			!now.Before(personIdleAt) && !l.Agent.KeptAfter.Equal(l.LastActivity)
 		return d
 	}
 	d.action = reapIdle
 	return d
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // reap looks at one lease under its lock.
@@ -348,6 +381,12 @@ func (r *Reaper) reap(ctx context.Context, fp string, now time.Time) error {
 	}
 	m.accrue(l)
 	d := decideReap(l, m.cfg.Policy, now)
+	if d.action == reapAskAgent {
+		if l, err = r.askAgent(ctx, l, now); err != nil {
+			return err
+		}
+		d = decideReap(l, m.cfg.Policy, now)
+	}
 	for _, dl := range d.deadlines {
 		r.warn(l, dl, now)
 	}
@@ -362,6 +401,27 @@ func (r *Reaper) reap(ctx context.Context, fp string, now time.Time) error {
 	// A kept machine that could not be told of its key's revocation.
 	_, err = m.revokeKeyOnMachine(ctx, l)
 	return err
+}
+
+// askAgent reads l's agent at now and saves what it read, with an audit
+// event when a working agent starts keeping the machine for the person.
+func (r *Reaper) askAgent(ctx context.Context, l Lease, now time.Time) (Lease, error) {
+	m := r.m
+	l = r.readAgent(ctx, l, now)
+	var events []Event
+	if decideReap(l, m.cfg.Policy, now).unattended {
+		l.Agent.KeptAfter = l.LastActivity
+		events = append(events, m.note(ctx, l, "unattended",
+			"no activity for %s but the agent is working; kept running for at most %s after the last activity",
+			FormatDuration(now.Sub(l.LastActivity)), FormatDuration(m.cfg.Policy.MaxUnattended)))
+	}
+	if err := m.put(l, events...); err != nil {
+		return l, err
+	}
+	if len(events) > 0 {
+		m.cfg.Observer.ReaperAction(ReaperUnattended)
+	}
+	return l, nil
 }
 
 // idle applies the idle action to l, unless its CPU says someone's work is

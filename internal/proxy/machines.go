@@ -120,6 +120,24 @@ func (m *Machines) SetSecrets(ctx context.Context, addr, hostKey string, secrets
 	return m.runAt(ctx, addr, hostKey, "set secrets", bootstrap.SecretsCommand, file.Bytes())
 }
 
+// AgentState reads the agent state file of the machine at addr
+// (bootstrap.AgentStateCommand) over a pooled session.
+func (m *Machines) AgentState(ctx context.Context, addr, hostKey string) (lease.AgentState, time.Time, error) {
+	t, err := m.target(addr, hostKey)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	out, err := m.run(ctx, t, bootstrap.AgentStateCommand, nil)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("read agent state on machine at %s: %w", addr, err)
+	}
+	state, since, err := bootstrap.ParseAgentState(out)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("machine at %s: %w", addr, err)
+	}
+	return lease.AgentState(state), since, nil
+}
+
 // runAt runs command on the machine at addr, pinned to hostKey, with stdin
 // as its standard input; what names it in the error.
 func (m *Machines) runAt(ctx context.Context, addr, hostKey, what, command string, stdin []byte) error {
@@ -127,23 +145,23 @@ func (m *Machines) runAt(ctx context.Context, addr, hostKey, what, command strin
 	if err != nil {
 		return err
 	}
-	if err := m.run(ctx, t, command, stdin); err != nil {
+	if _, err := m.run(ctx, t, command, stdin); err != nil {
 		return fmt.Errorf("%s on machine at %s: %w", what, addr, err)
 	}
 	return nil
 }
 
-// run runs command on t in a pooled session, writing stdin to it, and
-// waits for its exit status.
-func (m *Machines) run(ctx context.Context, t Target, command string, stdin []byte) error {
+// run runs command on t in a pooled session, writing stdin to it, waits
+// for its exit status and returns the first maxOutput bytes of its output.
+func (m *Machines) run(ctx context.Context, t Target, command string, stdin []byte) ([]byte, error) {
 	seat, err := m.pool.SessionSeat(ctx, t)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer seat.Close()
 	ch, reqs, err := seat.OpenChannel("session", nil)
 	if err != nil {
-		return fmt.Errorf("open session: %w", err)
+		return nil, fmt.Errorf("open session: %w", err)
 	}
 	defer ch.Close()
 	// Closing the channel when ctx ends unblocks the reads below.
@@ -152,19 +170,21 @@ func (m *Machines) run(ctx context.Context, t Target, command string, stdin []by
 
 	ok, err := ch.SendRequest("exec", true, gossh.Marshal(struct{ Command string }{command}))
 	if err != nil || !ok {
-		return fmt.Errorf("the machine refused to run the command (%v)", err)
+		return nil, fmt.Errorf("the machine refused to run the command (%v)", err)
 	}
-	var out bytes.Buffer
-	copied := make(chan struct{})
-	go func() {
-		// The command prints at most an error line; keep that much.
-		all := io.MultiReader(ch, ch.Stderr())
-		io.Copy(&out, io.LimitReader(all, 4096))
-		io.Copy(io.Discard, all)
-		close(copied)
-	}()
+	// The commands print a line or two on either stream; keep that much
+	// of each, apart, so a warning on stderr never mixes into the output.
+	var out, errOut bytes.Buffer
+	copied := make(chan struct{}, 2)
+	keep := func(w *bytes.Buffer, r io.Reader) {
+		io.Copy(w, io.LimitReader(r, maxOutput))
+		io.Copy(io.Discard, r)
+		copied <- struct{}{}
+	}
+	go keep(&out, ch)
+	go keep(&errOut, ch.Stderr())
 	if _, err := ch.Write(stdin); err != nil {
-		return fmt.Errorf("write to the command: %w", err)
+		return nil, fmt.Errorf("write to the command: %w", err)
 	}
 	ch.CloseWrite()
 	status := -1
@@ -177,11 +197,15 @@ func (m *Machines) run(ctx context.Context, t Target, command string, stdin []by
 		}
 	}
 	<-copied
+	<-copied
 	switch {
 	case ctx.Err() != nil:
-		return fmt.Errorf("no answer: %w", ctx.Err())
+		return nil, fmt.Errorf("no answer: %w", ctx.Err())
 	case status != 0:
-		return fmt.Errorf("exit status %d: %s", status, bytes.TrimSpace(out.Bytes()))
+		return nil, fmt.Errorf("exit status %d: %s", status, bytes.TrimSpace(append(out.Bytes(), errOut.Bytes()...)))
 	}
-	return nil
+	return out.Bytes(), nil
 }
+
+// maxOutput bounds what run keeps of each of a command's output streams.
+const maxOutput = 4096

@@ -60,6 +60,24 @@ let
     exec ${config.security.wrapperDir}/sudo -n ${revokeKeyRoot} "$@"
   '';
 
+  # cc-agent-state: records what the coding agent is doing, for the
+  # gateway's reaper (bootstrap.AgentStateCommand reads it). On PATH for
+  # everyone, so any agent can say it is working.
+  agentState = pkgs.writeScriptBin "cc-agent-state" ''
+    #!${pkgs.dash}/bin/dash
+    PATH=${lib.makeBinPath [ pkgs.coreutils ]}:$PATH
+    export PATH
+    exec ${pkgs.dash}/bin/dash ${./cloud-instance/agent-state.sh} "$@"
+  '';
+  agentStateFile = "${config.users.users.${cfg.user}.home}/.local/state/cc-gateway/agent";
+
+  # Claude Code's hooks that mark the agent's state, as managed settings:
+  # they apply to every user and project, and a person's own settings add
+  # to them.
+  managedSettings = import ./cloud-instance/claude-hooks.nix {
+    agentState = "${agentState}/bin/cc-agent-state";
+  };
+
   claudeMd =
     builtins.replaceStrings
       [ "@gateway@" "@user@" ]
@@ -250,10 +268,15 @@ in
       # Made empty once, never truncated: revocations outlive reboots.
       "f ${revokedKeys} 0644 root root -"
       "R! /old-root - - - - -"
+      # No agent runs on a machine that just booted: forget what the last
+      # one said, or a stale "working" would keep the machine running.
+      "r ${agentStateFile} - - - - -"
     ];
 
     # Claude Code reads this file on Linux for every user and project.
     environment.etc."claude-code/CLAUDE.md".text = claudeMd;
+    # Claude Code reads its managed settings from here on Linux.
+    environment.etc."claude-code/managed-settings.json".text = builtins.toJSON managedSettings;
 
     environment.loginShellInit = ''
       if [ -r /etc/cloud-instance/expires ]; then
@@ -262,7 +285,7 @@ in
       fi
     '';
 
-    environment.systemPackages = [ revokeKey ] ++ cfg.packages ++ lib.optional cfg.claudeCode.enable cfg.claudeCode.package;
+    environment.systemPackages = [ revokeKey ] ++ [ agentState ] ++ cfg.packages ++ lib.optional cfg.claudeCode.enable cfg.claudeCode.package;
 
     nixpkgs.config.allowUnfreePredicate = mkIf cfg.claudeCode.enable (
       pkg: builtins.elem (lib.getName pkg) [ "claude-code" ]

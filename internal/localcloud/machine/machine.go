@@ -44,7 +44,9 @@
 // Sessions find the image's cc-instance-revoke-key (nix.RevokeKeyScript),
 // which adds a key to it, first on their PATH, in Dir/bin: so the gateway's
 // revocation (bootstrap.RevokeKeyCommand) is the same command line as on
-// NixOS. Unlike there, it runs as the machine's user, not root.
+// NixOS. Unlike there, it runs as the machine's user, not root. Beside it
+// is the image's cc-agent-state (nix.AgentStateScript), which records the
+// agent's state under HOME; a start removes that record, as a boot does.
 package machine
 
 import (
@@ -130,25 +132,35 @@ func prepare(cfg *Config) (string, error) {
 		return "", fmt.Errorf("create revoked keys file: %w", err)
 	}
 	f.Close()
-	if err := installRevokeKey(dir); err != nil {
+	// No agent runs on a machine that just started, as a NixOS boot
+	// removes the file.
+	if err := os.Remove(filepath.Join(home, bootstrap.AgentStateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("forget the agent's state: %w", err)
+	}
+	if err := installPrograms(dir); err != nil {
 		return "", err
 	}
 	return dir, nil
 }
 
-// installRevokeKey writes the revoke command into Dir/bin, fresh at every
+// installPrograms writes the image's commands into Dir/bin, fresh at every
 // start.
-func installRevokeKey(dir string) error {
+func installPrograms(dir string) error {
 	bin := filepath.Join(dir, BinDir)
 	if err := os.MkdirAll(bin, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", bin, err)
 	}
-	program := filepath.Join(bin, bootstrap.RevokeKeyProgram)
-	if err := writeFile(program, []byte(nix.RevokeKeyScript)); err != nil {
-		return err
-	}
-	if err := os.Chmod(program, 0o700); err != nil {
-		return fmt.Errorf("make %s executable: %w", program, err)
+	for name, script := range map[string]string{
+		bootstrap.RevokeKeyProgram:  nix.RevokeKeyScript,
+		bootstrap.AgentStateProgram: nix.AgentStateScript,
+	} {
+		program := filepath.Join(bin, name)
+		if err := writeFile(program, []byte(script)); err != nil {
+			return err
+		}
+		if err := os.Chmod(program, 0o700); err != nil {
+			return fmt.Errorf("make %s executable: %w", program, err)
+		}
 	}
 	return nil
 }
