@@ -1,0 +1,112 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+)
+
+// What one person may register to be told at: a few targets, each a URL
+// of sensible length, so a person cannot make the gateway's deliveries or
+// records grow without bound.
+const (
+	MaxNotifyTargets = 5
+	MaxNotifyURL     = 512
+)
+
+// ErrNotifyTargetUnknown is returned when removing a target the person does
+// not have.
+var ErrNotifyTargetUnknown = errors.New("no such notification target")
+
+// Person returns what the person keeps apart from leases.
+func (m *Manager) Person(fp string) (Person, error) {
+	p, err := m.cfg.Store.Person(fp)
+	if err != nil {
+		return p, fmt.Errorf("read person: %w", err)
+	}
+	return p, nil
+}
+
+// AddNotifyTarget registers rawURL as a place to tell the person things.
+// Whether the gateway may reach it is the caller's check (internal/notify);
+// the bounds are the domain's. Adding a target the person has is no error.
+func (m *Manager) AddNotifyTarget(ctx context.Context, fp, rawURL string) (Person, error) {
+	if len(rawURL) > MaxNotifyURL {
+		return Person{}, fmt.Errorf("the URL is %d characters long; at most %d are allowed", len(rawURL), MaxNotifyURL)
+	}
+	return m.changeNotify(ctx, fp, "notify-add", rawURL, func(p *Person) error {
+		if slices.ContainsFunc(p.Notify, func(t NotifyTarget) bool { return t.URL == rawURL }) {
+			return errUnchanged
+		}
+		if len(p.Notify) >= MaxNotifyTargets {
+			return fmt.Errorf("you have %d notification targets, the most allowed; remove one first", len(p.Notify))
+		}
+		p.Notify = append(p.Notify, NotifyTarget{URL: rawURL, Added: m.cfg.Clock.Now()})
+		return nil
+	})
+}
+
+// RemoveNotifyTarget forgets one of the person's targets.
+func (m *Manager) RemoveNotifyTarget(ctx context.Context, fp, rawURL string) (Person, error) {
+	return m.changeNotify(ctx, fp, "notify-remove", rawURL, func(p *Person) error {
+		i := slices.IndexFunc(p.Notify, func(t NotifyTarget) bool { return t.URL == rawURL })
+		if i < 0 {
+			return ErrNotifyTargetUnknown
+		}
+		p.Notify = slices.Delete(p.Notify, i, i+1)
+		return nil
+	})
+}
+
+// errUnchanged says a change has nothing to write.
+var errUnchanged = errors.New("unchanged")
+
+// changeNotify reads the person, applies change and writes the result with
+// an audit event of kind naming the target without its secrets.
+func (m *Manager) changeNotify(ctx context.Context, fp, kind, rawURL string, change func(*Person) error) (Person, error) {
+	m.person.Lock()
+	defer m.person.Unlock()
+	p, err := m.Person(fp)
+	if err != nil {
+		return p, err
+	}
+	switch err := change(&p); {
+	case errors.Is(err, errUnchanged):
+		return p, nil
+	case err != nil:
+		return p, err
+	}
+	e := Event{Time: m.cfg.Clock.Now(), Kind: kind, Fingerprint: fp, Conn: ConnOf(ctx), Detail: RedactURL(rawURL)}
+	if err := m.cfg.Store.PutPerson(p, e); err != nil {
+		return p, fmt.Errorf("save notification targets: %w", err)
+	}
+	m.logFor(ctx).Info(kind, "fingerprint", fp, "target", e.Detail)
+	return p, nil
+}
+
+// RedactURL names a notification target without its secrets, for logs and
+// audit events: an ntfy topic or a webhook's path is what lets anyone post
+// to it, so only the scheme and host are shown, and how long the rest is.
+func RedactURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return fmt.Sprintf("(a URL that does not parse, %d chars)", len(rawURL))
+	}
+	rest := len(u.EscapedPath()) + len(u.RawQuery)
+	if u.RawQuery != "" {
+		rest++
+	}
+	s := u.Scheme + "://" + u.Host
+	if u.User != nil {
+		s = u.Scheme + "://(credentials)@" + u.Host
+	}
+	if rest > 0 {
+		s += fmt.Sprintf(" (%d chars of path)", rest)
+	}
+	if u.Fragment == "json" {
+		s += " #json"
+	}
+	return s
+}
