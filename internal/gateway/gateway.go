@@ -50,6 +50,11 @@ type Leases interface {
 
 	// Revoke deals with the machine of a key that left the allow lists.
 	Revoke(ctx context.Context, fingerprint string) error
+
+	// A person's notification targets.
+	Person(fingerprint string) (lease.Person, error)
+	AddNotifyTarget(ctx context.Context, fingerprint, rawURL string) (lease.Person, error)
+	RemoveNotifyTarget(ctx context.Context, fingerprint, rawURL string) (lease.Person, error)
 }
 
 // Options configure a Gateway.
@@ -94,6 +99,9 @@ type Options struct {
 	// Observer, if not nil, sees connections, sessions, authentications
 	// and limits, for the metrics.
 	Observer Observer
+	// Notify, if not nil, checks and tries people's notification targets;
+	// without it the notify command says the gateway sends none.
+	Notify Notifications
 }
 
 // Gateway is the SSH front door.

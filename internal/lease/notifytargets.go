@@ -16,9 +16,11 @@ const (
 	MaxNotifyURL     = 512
 )
 
-// ErrNotifyTargetUnknown is returned when removing a target the person does
-// not have.
-var ErrNotifyTargetUnknown = errors.New("no such notification target")
+// TargetError refuses a change to a person's notification targets; it is a
+// sentence for the person who asked.
+type TargetError struct{ Reason string }
+
+func (e *TargetError) Error() string { return e.Reason }
 
 // Person returns what the person keeps apart from leases.
 func (m *Manager) Person(fp string) (Person, error) {
@@ -34,14 +36,14 @@ func (m *Manager) Person(fp string) (Person, error) {
 // the bounds are the domain's. Adding a target the person has is no error.
 func (m *Manager) AddNotifyTarget(ctx context.Context, fp, rawURL string) (Person, error) {
 	if len(rawURL) > MaxNotifyURL {
-		return Person{}, fmt.Errorf("the URL is %d characters long; at most %d are allowed", len(rawURL), MaxNotifyURL)
+		return Person{}, &TargetError{fmt.Sprintf("the URL is %d characters long; at most %d are allowed", len(rawURL), MaxNotifyURL)}
 	}
 	return m.changeNotify(ctx, fp, "notify-add", rawURL, func(p *Person) error {
 		if slices.ContainsFunc(p.Notify, func(t NotifyTarget) bool { return t.URL == rawURL }) {
 			return errUnchanged
 		}
 		if len(p.Notify) >= MaxNotifyTargets {
-			return fmt.Errorf("you have %d notification targets, the most allowed; remove one first", len(p.Notify))
+			return &TargetError{fmt.Sprintf("you have %d notification targets, the most allowed; remove one first", len(p.Notify))}
 		}
 		p.Notify = append(p.Notify, NotifyTarget{URL: rawURL, Added: m.cfg.Clock.Now()})
 		return nil
@@ -53,7 +55,7 @@ func (m *Manager) RemoveNotifyTarget(ctx context.Context, fp, rawURL string) (Pe
 	return m.changeNotify(ctx, fp, "notify-remove", rawURL, func(p *Person) error {
 		i := slices.IndexFunc(p.Notify, func(t NotifyTarget) bool { return t.URL == rawURL })
 		if i < 0 {
-			return ErrNotifyTargetUnknown
+			return &TargetError{"you have no notification target with that URL; `notify list` shows yours"}
 		}
 		p.Notify = slices.Delete(p.Notify, i, i+1)
 		return nil
@@ -109,4 +111,16 @@ func RedactURL(rawURL string) string {
 		s += " #json"
 	}
 	return s
+}
+
+// tellIfAway tells the person their machine was created or resumed
+// (what) when the work did not come over a connection: a person who
+// connects sees it happen, anyone else's doing (work without a connection
+// of the person's) would otherwise go unnoticed, and cost money.
+func (m *Manager) tellIfAway(ctx context.Context, l Lease, what string) {
+	if ConnOf(ctx) != "" {
+		return
+	}
+	m.cfg.Teller.Tell(l.Fingerprint, what, fmt.Sprintf("your machine %s was %s for you while you were away; it expires at %s",
+		l.ServerName, what, l.Expires.UTC().Format("2006-01-02 15:04 MST")))
 }

@@ -204,6 +204,7 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	if l, err = m.waitReady(ctx, l, report); err != nil {
 		return l, err
 	}
+	m.tellIfAway(ctx, l, "created")
 	if restoring {
 		// The snapshot costs money for as long as it exists.
 		return m.dropImage(ctx, l)
@@ -284,6 +285,7 @@ func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...an
 	// an extend may since have moved. (A created machine's document is
 	// rendered with the current expiry.)
 	m.pushExpiry(ctx, l)
+	m.tellIfAway(ctx, l, "resumed")
 	return l, nil
 }
 
@@ -378,6 +380,7 @@ func (m *Manager) Extend(ctx context.Context, fp string, d time.Duration) (Lease
 		return l, err
 	}
 	m.pushExpiry(ctx, l)
+	m.tellIfAway(ctx, l, "resumed")
 	return l, nil
 }
 
