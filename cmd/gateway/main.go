@@ -25,6 +25,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/metrics"
+	"github.com/cc-gateway/cc-gateway/internal/notify"
 	"github.com/cc-gateway/cc-gateway/internal/preflight"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
@@ -145,6 +146,22 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	// One pool of machine connections: the lease manager checks machines
 	// through it, and sessions then use the connection it leaves.
 	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log, Observer: proxyObs})
+	// People's notification targets; local mode allows loopback, so a
+	// receiver on this computer can be tried.
+	teller := notify.New(notify.Options{
+		People: store, Logger: log,
+		Rules: notify.Rules{AllowPrivate: cfg.NotifyAllowPrivate, AllowLoopback: cfg.Local()},
+	})
+	told := make(chan struct{})
+	tellerCtx, stopTeller := context.WithCancel(ctx)
+	go func() {
+		teller.Run(tellerCtx)
+		close(told)
+	}()
+	defer func() {
+		stopTeller()
+		<-told
+	}()
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
 		Provider: provider,
@@ -160,6 +177,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Logger:           log,
 		Fault:            crashAt(os.Getenv(crashEnv), log),
 		Observer:         leaseObs,
+		Teller:           teller,
 	})
 
 	if err := manager.CheckStore(ctx, cfg.Orphans); err != nil {
@@ -176,6 +194,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
 		Invocation: invocation, Logger: log, Guarded: guarded, Observer: gatewayObs,
+		Notify: teller,
 		MaxStartups: gateway.StartupLimits{
 			Start: cfg.MaxStartups.Start, Rate: cfg.MaxStartups.Rate, Full: cfg.MaxStartups.Full,
 			PerSource: cfg.MaxStartupsPerSource,

@@ -64,6 +64,7 @@ type Config struct {
 	RevokedAction        lease.RevokedAction // what happens to the machine of a revoked key
 	BusyCPU              int                 // percent of CPU that exempts an idle machine; 0 never checks
 	WarnBefore           string              // comma-separated warning lead times
+	NotifyAllowPrivate   bool                // notification targets may be private addresses, over http too
 	ReaperInterval       time.Duration       // between reaper passes
 	ReconcileInterval    time.Duration       // between reconciles
 	OrphanGrace          time.Duration       // age before an unclaimed server is an orphan

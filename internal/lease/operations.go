@@ -204,11 +204,12 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	if l, err = m.waitReady(ctx, l, report); err != nil {
 		return l, err
 	}
-	m.tellIfAway(ctx, l, "created")
 	if restoring {
+		m.tellIfAway(ctx, l, "resumed")
 		// The snapshot costs money for as long as it exists.
 		return m.dropImage(ctx, l)
 	}
+	m.tellIfAway(ctx, l, "created")
 	return l, nil
 }
 
