@@ -60,6 +60,7 @@ func FuzzCommand(f *testing.F) {
 		"admin events 99999999999999999999", "admin refusals", "admin refusals 0", "admin stop cc-nobody", "admin extend cc-nobody 2h",
 		"admin extend cc-nobody soon", "admin frobnicate", "  status\t--json ", "echo status", "",
 		"status\x00", "extend \u00a02h", "extend 1h\n", "statusx",
+		"notify", "notify list", "notify add https://ntfy.sh/t", "notify remove x", "notify test", "notify add",
 	} {
 		f.Add(seed, false)
 		f.Add(seed, true)
