@@ -107,11 +107,12 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		leaseObs     lease.Observer
 		proxyObs     proxy.Observer
 		gatewayObs   gateway.Observer
+		notifyObs    notify.Observer
 	)
 	if cfg.MetricsListen != "" {
 		reg = metrics.New()
 		cloudMetrics = reg.Cloud()
-		cloudObs, proxyObs, gatewayObs = cloudMetrics, reg.Proxy(), reg.Gateway()
+		cloudObs, proxyObs, gatewayObs, notifyObs = cloudMetrics, reg.Proxy(), reg.Gateway(), reg.Notify()
 	}
 
 	store, err := bolt.Open(cfg.StorePath())
@@ -149,7 +150,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	// People's notification targets; local mode allows loopback, so a
 	// receiver on this computer can be tried.
 	teller := notify.New(notify.Options{
-		People: store, Logger: log,
+		People: store, Logger: log, Observer: notifyObs,
 		Rules: notify.Rules{AllowPrivate: cfg.NotifyAllowPrivate, AllowLoopback: cfg.Local()},
 	})
 	told := make(chan struct{})

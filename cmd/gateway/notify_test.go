@@ -78,7 +78,7 @@ func TestNotify(t *testing.T) {
 	alice := newPerson(t, filepath.Join(dir, "alice"))
 	bob := newPerson(t, filepath.Join(dir, "bob"))
 	users := writeKeyList(t, filepath.Join(dir, "users"), alice, bob)
-	lg := newLocalGatewayIn(t, dir, "--users", users,
+	lg := newLocalGatewayIn(t, dir, "--users", users, "--metrics-listen", "127.0.0.1:0",
 		"--idle-timeout", "4s", "--warn-before", "3s", "--reaper-interval", "1s")
 	g := lg.start(t)
 	rc := newNotifyReceiver(t)
@@ -145,6 +145,11 @@ func TestNotify(t *testing.T) {
 	}
 	if r := alice.ssh(g, "", "notify", "remove", rc.url+topic); r.code != 1 || !strings.Contains(r.stderr, "no notification target with that URL") {
 		t.Fatalf("notify remove again: %+v", r)
+	}
+	// Two test deliveries and two warnings to alice's targets at least.
+	_, scrape := metricsOf(t, g).get("/metrics")
+	if n, err := sample(scrape, `cc_gateway_notifications_total{result="delivered"}`); err != nil || n < 4 {
+		t.Errorf("delivered notifications counted: %v, %v; want 4 or more", n, err)
 	}
 	if strings.Contains(g.logs.String(), "s3cret") {
 		t.Fatalf("the target's path is in the gateway's log:\n%s", g.logs.String())

@@ -25,6 +25,26 @@ type People interface {
 	Get(fingerprint string) (lease.Lease, error)
 }
 
+// Observer is told how each delivery to a target ended, for the metrics:
+// Delivered or Failed (after its last try), or Dropped for a message the
+// full queue turned away.
+type Observer interface {
+	Notified(result Result)
+}
+
+// Result is how a delivery ended.
+type Result string
+
+const (
+	Delivered Result = "delivered"
+	Failed    Result = "failed"
+	Dropped   Result = "dropped"
+)
+
+type nopObserver struct{}
+
+func (nopObserver) Notified(Result) {}
+
 // Options configure a Teller. Zero fields take the defaults in New.
 type Options struct {
 	People   People
@@ -32,6 +52,7 @@ type Options struct {
 	Resolver Resolver // default net.DefaultResolver
 	Clock    lease.Clock
 	Logger   *slog.Logger
+	Observer Observer // default none
 
 	Queue    int           // messages waiting to be delivered; more are dropped (default 256)
 	Workers  int           // deliveries at once (default 4)
@@ -68,6 +89,9 @@ func New(o Options) *Teller {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
 	if o.Queue <= 0 {
 		o.Queue = 256
 	}
@@ -96,6 +120,7 @@ func (t *Teller) Tell(fingerprint, about, text string) {
 		t.dropped++
 		n := t.dropped
 		t.mu.Unlock()
+		t.opts.Observer.Notified(Dropped)
 		t.log.Warn("notification dropped: the queue is full", "fingerprint", fingerprint, "about", about, "dropped", n)
 	}
 }
@@ -135,10 +160,12 @@ func (t *Teller) deliverAll(ctx context.Context, m message) {
 		for attempt := 1; ; attempt++ {
 			status, err := t.deliver(ctx, target.URL, m)
 			if err == nil {
+				t.opts.Observer.Notified(Delivered)
 				t.log.Info("notification delivered", "fingerprint", m.fingerprint, "about", m.about, "target", name, "status", status)
 				break
 			}
 			if attempt >= t.opts.Attempts || !retryable(status) {
+				t.opts.Observer.Notified(Failed)
 				t.log.Warn("notification not delivered", "fingerprint", m.fingerprint, "about", m.about, "target", name,
 					"attempts", attempt, "err", err)
 				break
@@ -184,13 +211,22 @@ func (t *Teller) Test(ctx context.Context, fingerprint string, report func(targe
 	m := message{fingerprint, "test", "a test notification from cc-gateway: this target works", t.opts.Clock.Now()}
 	for _, target := range p.Notify {
 		status, err := t.deliver(ctx, target.URL, m)
+		result := Delivered
+		if err != nil {
+			result = Failed
+		}
+		t.opts.Observer.Notified(result)
 		report(lease.RedactURL(target.URL), status, err)
 	}
 	return nil
 }
 
-// maxResponse bounds how much of an answer is read: only its status counts.
-const maxResponse = 4 << 10
+// maxResponse and maxResponseHeader bound how much of an answer is read:
+// only its status counts, but chat services send many headers.
+const (
+	maxResponse       = 4 << 10
+	maxResponseHeader = 64 << 10
+)
 
 // deliver posts m to raw once and returns the answer's status.
 func (t *Teller) deliver(ctx context.Context, raw string, m message) (int, error) {
@@ -220,7 +256,7 @@ func (t *Teller) deliver(ctx context.Context, raw string, m message) (int, error
 			DisableKeepAlives:      true,
 			TLSHandshakeTimeout:    t.opts.Timeout,
 			ResponseHeaderTimeout:  t.opts.Timeout,
-			MaxResponseHeaderBytes: maxResponse,
+			MaxResponseHeaderBytes: maxResponseHeader,
 		},
 		// A redirect could lead anywhere, so none is followed.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -108,6 +108,27 @@ func running(tb testing.TB, t *Teller) *Teller {
 
 var loopback = Rules{AllowLoopback: true}
 
+// results counts the deliveries' ends an Observer is told of.
+type results struct {
+	mu sync.Mutex
+	n  map[Result]int
+}
+
+func (r *results) Notified(result Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[Result]int{}
+	}
+	r.n[result]++
+}
+
+func (r *results) count(result Result) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[result]
+}
+
 func TestTellPostsTextAndJSON(t *testing.T) {
 	rc := newReceiver(t, nil)
 	at := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
@@ -150,8 +171,9 @@ func TestRetriesThenDelivers(t *testing.T) {
 		}
 	})
 	log, logs := testkit.Logger()
+	obs := &results{}
 	teller := running(t, New(Options{
-		People: peopleWith("fp", rc.url+"/flaky"), Rules: loopback, Logger: log,
+		People: peopleWith("fp", rc.url+"/flaky"), Rules: loopback, Logger: log, Observer: obs,
 		Attempts: 3, Backoff: time.Millisecond,
 	}))
 	teller.Tell("fp", "agent", "your agent is waiting for you")
@@ -160,6 +182,9 @@ func TestRetriesThenDelivers(t *testing.T) {
 	}
 	if !logs.WaitFor("notification delivered", 30*time.Second) {
 		t.Fatalf("no delivery logged after the third try:\n%s", logs)
+	}
+	if obs.count(Delivered) != 1 || obs.count(Failed) != 0 {
+		t.Errorf("counted %d deliveries and %d failures, want one delivery", obs.count(Delivered), obs.count(Failed))
 	}
 }
 
@@ -220,8 +245,9 @@ func TestTellNeverBlocks(t *testing.T) {
 	rc := newReceiver(t, func(http.ResponseWriter, *http.Request) { <-release })
 	defer close(release) // before the receiver's Close, which waits for the handler
 	log, logs := testkit.Logger()
+	obs := &results{}
 	teller := running(t, New(Options{
-		People: peopleWith("fp", rc.url+"/hang"), Rules: loopback, Logger: log,
+		People: peopleWith("fp", rc.url+"/hang"), Rules: loopback, Logger: log, Observer: obs,
 		Queue: 2, Workers: 1, Timeout: time.Hour,
 	}))
 	teller.Tell("fp", "warning", "first")
@@ -229,8 +255,8 @@ func TestTellNeverBlocks(t *testing.T) {
 	for i := range 10 {
 		teller.Tell("fp", "warning", fmt.Sprint("more ", i))
 	}
-	if got := strings.Count(logs.String(), "notification dropped"); got != 8 {
-		t.Fatalf("%d drops logged, want 8 (10 told, 2 queued):\n%s", got, logs)
+	if got := strings.Count(logs.String(), "notification dropped"); got != 8 || obs.count(Dropped) != 8 {
+		t.Fatalf("%d drops logged, %d counted, want 8 (10 told, 2 queued):\n%s", got, obs.count(Dropped), logs)
 	}
 }
 
