@@ -107,6 +107,10 @@ func TestToldOfMachinesMadeWhileAway(t *testing.T) {
 	if _, err := d.m.Ensure(context.Background(), key, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Nothing else is news of that kind.
+	if _, err := d.m.Extend(context.Background(), fp, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	got := told.got()
 	if len(got) != 2 || !strings.HasPrefix(got[0], fp+" resumed: your machine cc-") ||
 		!strings.HasPrefix(got[1], fp+" created: your machine cc-") || !strings.Contains(got[1], "while you were away") {

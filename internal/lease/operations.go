@@ -381,7 +381,6 @@ func (m *Manager) Extend(ctx context.Context, fp string, d time.Duration) (Lease
 		return l, err
 	}
 	m.pushExpiry(ctx, l)
-	m.tellIfAway(ctx, l, "resumed")
 	return l, nil
 }
 
