@@ -65,27 +65,38 @@ func (m *Manager) RemoveNotifyTarget(ctx context.Context, fp, rawURL string) (Pe
 // errUnchanged says a change has nothing to write.
 var errUnchanged = errors.New("unchanged")
 
-// changeNotify reads the person, applies change and writes the result with
+// changeNotify applies change to the person's targets and records it with
 // an audit event of kind naming the target without its secrets.
 func (m *Manager) changeNotify(ctx context.Context, fp, kind, rawURL string, change func(*Person) error) (Person, error) {
+	e := Event{Time: m.cfg.Clock.Now(), Kind: kind, Fingerprint: fp, Conn: ConnOf(ctx), Detail: RedactURL(rawURL)}
+	p, changed, err := m.changePerson(fp, change, e)
+	if changed {
+		m.logFor(ctx).Info(kind, "fingerprint", fp, "target", e.Detail)
+	}
+	return p, err
+}
+
+// changePerson reads the person, applies change and writes the result with
+// e, all under m.person, so changes to one record (its targets, its
+// secrets) never undo one another. change returns errUnchanged when there
+// is nothing to write.
+func (m *Manager) changePerson(fp string, change func(*Person) error, e Event) (_ Person, changed bool, _ error) {
 	m.person.Lock()
 	defer m.person.Unlock()
 	p, err := m.Person(fp)
 	if err != nil {
-		return p, err
+		return p, false, err
 	}
 	switch err := change(&p); {
 	case errors.Is(err, errUnchanged):
-		return p, nil
+		return p, false, nil
 	case err != nil:
-		return p, err
+		return p, false, err
 	}
-	e := Event{Time: m.cfg.Clock.Now(), Kind: kind, Fingerprint: fp, Conn: ConnOf(ctx), Detail: RedactURL(rawURL)}
 	if err := m.cfg.Store.PutPerson(p, e); err != nil {
-		return p, fmt.Errorf("save notification targets: %w", err)
+		return p, false, fmt.Errorf("save person: %w", err)
 	}
-	m.logFor(ctx).Info(kind, "fingerprint", fp, "target", e.Detail)
-	return p, nil
+	return p, true, nil
 }
 
 // RedactURL names a notification target without its secrets, for logs and
