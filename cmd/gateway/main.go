@@ -25,6 +25,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/metrics"
+	"github.com/cc-gateway/cc-gateway/internal/notify"
 	"github.com/cc-gateway/cc-gateway/internal/preflight"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/secrets"
@@ -107,11 +108,12 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		leaseObs     lease.Observer
 		proxyObs     proxy.Observer
 		gatewayObs   gateway.Observer
+		notifyObs    notify.Observer
 	)
 	if cfg.MetricsListen != "" {
 		reg = metrics.New()
 		cloudMetrics = reg.Cloud()
-		cloudObs, proxyObs, gatewayObs = cloudMetrics, reg.Proxy(), reg.Gateway()
+		cloudObs, proxyObs, gatewayObs, notifyObs = cloudMetrics, reg.Proxy(), reg.Gateway(), reg.Notify()
 	}
 
 	store, err := bolt.Open(cfg.StorePath())
@@ -151,6 +153,22 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	// One pool of machine connections: the lease manager checks machines
 	// through it, and sessions then use the connection it leaves.
 	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log, Observer: proxyObs})
+	// People's notification targets; local mode allows loopback, so a
+	// receiver on this computer can be tried.
+	teller := notify.New(notify.Options{
+		People: store, Logger: log, Observer: notifyObs,
+		Rules: notify.Rules{AllowPrivate: cfg.NotifyAllowPrivate, AllowLoopback: cfg.Local()},
+	})
+	told := make(chan struct{})
+	tellerCtx, stopTeller := context.WithCancel(ctx)
+	go func() {
+		teller.Run(tellerCtx)
+		close(told)
+	}()
+	defer func() {
+		stopTeller()
+		<-told
+	}()
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
 		Provider: provider,
@@ -168,6 +186,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Fault:            crashAt(os.Getenv(crashEnv), log),
 		Observer:         leaseObs,
 		Sealer:           sealer,
+		Teller:           teller,
 	})
 
 	if err := manager.CheckStore(ctx, cfg.Orphans); err != nil {
@@ -184,6 +203,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
 		Invocation: invocation, Logger: log, Guarded: guarded, Observer: gatewayObs,
+		Notify: teller,
 		MaxStartups: gateway.StartupLimits{
 			Start: cfg.MaxStartups.Start, Rate: cfg.MaxStartups.Rate, Full: cfg.MaxStartups.Full,
 			PerSource: cfg.MaxStartupsPerSource,

@@ -66,6 +66,7 @@ type Config struct {
 	BusyCPU              int                 // percent of CPU that exempts an idle machine; 0 never checks
 	MaxUnattended        time.Duration       // how long after the last activity a working agent keeps a machine
 	WarnBefore           string              // comma-separated warning lead times
+	NotifyAllowPrivate   bool                // notification targets may be private addresses, over http too
 	ReaperInterval       time.Duration       // between reaper passes
 	ReconcileInterval    time.Duration       // between reconciles
 	OrphanGrace          time.Duration       // age before an unclaimed server is an orphan

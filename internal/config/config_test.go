@@ -245,6 +245,7 @@ func TestEnvNames(t *testing.T) {
 		{"CC_GATEWAY_REVOKED_ACTION", "keep", nil, func(c Config) any { return c.RevokedAction }, lease.RevokedKeep},
 		{"CC_GATEWAY_BUSY_CPU", "40", nil, func(c Config) any { return c.BusyCPU }, 40},
 		{"CC_GATEWAY_MAX_UNATTENDED", "2h", nil, func(c Config) any { return c.MaxUnattended }, 2 * time.Hour},
+		{"CC_GATEWAY_NOTIFY_ALLOW_PRIVATE", "true", nil, func(c Config) any { return c.NotifyAllowPrivate }, true},
 		{"CC_GATEWAY_WARN_BEFORE", "10m,2m", nil, func(c Config) any { return c.WarnBefore }, "10m,2m"},
 		{"CC_GATEWAY_REAPER_INTERVAL", "10s", nil, func(c Config) any { return c.ReaperInterval }, 10 * time.Second},
 		{"CC_GATEWAY_RECONCILE_INTERVAL", "1m", nil, func(c Config) any { return c.ReconcileInterval }, time.Minute},

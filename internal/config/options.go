@@ -297,6 +297,8 @@ var options = []*option{
 		bind: func(c *Config) value { return duration(&c.MaxUnattended) }},
 	{name: "warn-before", arg: "DURATIONS", usage: "comma-separated lead times at which connected people are warned before an idle stop or an expiry", def: "15m,5m,1m",
 		bind: func(c *Config) value { return text(&c.WarnBefore, checkLeads) }},
+	{name: "notify-allow-private", usage: "let people's notification targets be on private networks, and plain http (by default only https to public addresses; local mode also allows loopback)", def: "false",
+		bind: func(c *Config) value { return switched(&c.NotifyAllowPrivate) }},
 	{name: "reaper-interval", arg: "DURATION", usage: "how often the reaper looks at every lease", def: "30s",
 		bind: func(c *Config) value { return duration(&c.ReaperInterval) }},
 	{name: "reconcile-interval", arg: "DURATION", usage: "how often leases are reconciled with the cloud's servers (also at start-up)", def: "5m",

@@ -44,7 +44,7 @@ var (
 // Filled in init, not in the declaration: help reads the list, which would
 // make the declaration refer to itself.
 func init() {
-	commandOrder = []command{statusCommand, extendCommand, stopCommand, destroyCommand, secretCommand, helpCommand, adminCommand}
+	commandOrder = []command{statusCommand, extendCommand, stopCommand, destroyCommand, secretCommand, notifyCommand, helpCommand, adminCommand}
 	for _, cmd := range commandOrder {
 		commands[cmd.name] = cmd
 	}

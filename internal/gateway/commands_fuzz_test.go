@@ -66,6 +66,7 @@ func FuzzCommand(f *testing.F) {
 		"admin extend cc-nobody soon", "admin frobnicate", "  status\t--json ", "echo status", "",
 		"status\x00", "extend \u00a02h", "extend 1h\n", "statusx",
 		"secret", "secret list", "secret list all", "secret set GH_TOKEN", "secret set PATH", "secret set gh", "secret rm GH_TOKEN", "secret rm NOPE",
+		"notify", "notify list", "notify add https://ntfy.sh/t", "notify remove x", "notify test", "notify add",
 	} {
 		f.Add(seed, false)
 		f.Add(seed, true)

@@ -55,6 +55,10 @@ type Leases interface {
 	Secrets(fingerprint string) ([]lease.Secret, error)
 	SetSecret(ctx context.Context, fingerprint, name string, value []byte) (delivered bool, err error)
 	RemoveSecret(ctx context.Context, fingerprint, name string) (delivered bool, err error)
+	// A person's notification targets.
+	Person(fingerprint string) (lease.Person, error)
+	AddNotifyTarget(ctx context.Context, fingerprint, rawURL string) (lease.Person, error)
+	RemoveNotifyTarget(ctx context.Context, fingerprint, rawURL string) (lease.Person, error)
 }
 
 // Options configure a Gateway.
@@ -99,6 +103,9 @@ type Options struct {
 	// Observer, if not nil, sees connections, sessions, authentications
 	// and limits, for the metrics.
 	Observer Observer
+	// Notify, if not nil, checks and tries people's notification targets;
+	// without it the notify command says the gateway sends none.
+	Notify Notifications
 }
 
 // Gateway is the SSH front door.

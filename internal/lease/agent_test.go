@@ -67,24 +67,6 @@ func TestDecideReapWithAgent(t *testing.T) {
 	}
 }
 
-// recTeller records what people are told out of band.
-type recTeller struct {
-	mu   sync.Mutex
-	told []string
-}
-
-func (r *recTeller) Tell(fp, about, message string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.told = append(r.told, fp+" "+about+": "+message)
-}
-
-func (r *recTeller) all() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.told)
-}
-
 // agentDomain is a domain whose machine's agent says what *state says.
 func agentDomain(t *testing.T, p Policy) (*domain, *recTeller, *AgentState) {
 	d := newDomain(t, p, ReaperConfig{})
@@ -142,13 +124,13 @@ func TestWorkingAgentKeepsTheMachine(t *testing.T) {
 		t.Fatalf("just after the agent stopped working: %s, agent %+v; want running, the idle timeout from its last work", after.State, after.Agent)
 	}
 	told := []string{"SHA256:a agent: The agent on your machine cc-a is waiting for you (a permission or an answer)."}
-	if got := teller.all(); !slices.Equal(got, told) {
+	if got := teller.got(); !slices.Equal(got, told) {
 		t.Errorf("told %q, want %q", got, told)
 	}
 	if after := pass(30 * time.Minute); after.State != StateStopped {
 		t.Errorf("a timeout after the agent's last work: %s, want stopped", after.State)
 	}
-	if got := teller.all(); !slices.Equal(got, told) {
+	if got := teller.got(); !slices.Equal(got, told) {
 		t.Errorf("told %q, want only %q: once per change", got, told)
 	}
 }
@@ -195,7 +177,7 @@ func TestIdleAgentKeepsNothing(t *testing.T) {
 			if stopped := after.State == StateStopped; stopped != tc.stopped {
 				t.Errorf("state %s, want stopped %v", after.State, tc.stopped)
 			}
-			if got := teller.all(); len(got) != 0 {
+			if got := teller.got(); len(got) != 0 {
 				t.Errorf("told %q: nothing changed since a read", got)
 			}
 		})

@@ -535,3 +535,21 @@ func (d *domain) stored(t *testing.T, fp string) (Lease, bool) {
 	}
 	return l, true
 }
+
+// recTeller records what people are told out of band.
+type recTeller struct {
+	mu   sync.Mutex
+	told []string // "fingerprint about: message"
+}
+
+func (r *recTeller) Tell(fp, about, message string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.told = append(r.told, fmt.Sprintf("%s %s: %s", fp, about, message))
+}
+
+func (r *recTeller) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.told)
+}

@@ -85,6 +85,9 @@ type Manager struct {
 
 	refusals refusals    // has its own lock, a leaf
 	sent     sentSecrets // has its own lock, a leaf
+	// person serialises changes to Person records (read, change, write),
+	// apart from the lease locks: a slow create must not hold them up. A leaf.
+	person sync.Mutex
 }
 
 // Step is one line of progress while a machine is prepared.

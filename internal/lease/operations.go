@@ -205,9 +205,11 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 		return l, err
 	}
 	if restoring {
+		m.tellIfAway(ctx, l, "resumed")
 		// The snapshot costs money for as long as it exists.
 		return m.dropImage(ctx, l)
 	}
+	m.tellIfAway(ctx, l, "created")
 	return l, nil
 }
 
@@ -284,6 +286,7 @@ func (m *Manager) resume(ctx context.Context, l Lease, report func(string, ...an
 	// an extend may since have moved. (A created machine's document is
 	// rendered with the current expiry.)
 	m.pushExpiry(ctx, l)
+	m.tellIfAway(ctx, l, "resumed")
 	return l, nil
 }
 

@@ -483,6 +483,9 @@ func (r *Reaper) warn(l Lease, dl deadline, now time.Time) {
 		return
 	}
 	msg := r.warningText(l, dl.kind, FormatTimeLeft(left), now)
+	// Told out of band too, connected or not: a person in a session may
+	// not be looking at it. Tell does not block.
+	r.m.cfg.Teller.Tell(l.Fingerprint, "warning", msg)
 	if n := r.notify.Warn(l.Fingerprint, msg); n > 0 {
 		r.m.event(context.Background(), l, "warning", "%s (to %d sessions)", msg, n)
 		r.m.cfg.Observer.ReaperAction(ReaperWarn)

@@ -126,60 +126,66 @@ func (m *Manager) SetSecret(ctx context.Context, fp, name string, value []byte) 
 		return false, errNoSealer
 	}
 	defer m.lock(fp)()
-	p, err := m.cfg.Store.Person(fp)
-	if err != nil {
-		return false, fmt.Errorf("read person: %w", err)
-	}
-	// A copy: the store's own slice is never changed in place.
-	p.Secrets = slices.Clone(p.Secrets)
-	i := slices.IndexFunc(p.Secrets, func(s Secret) bool { return s.Name == name })
-	if i < 0 && len(p.Secrets) >= MaxSecrets {
-		return false, &SecretError{fmt.Sprintf("you have %d secrets, the most allowed; remove one first", MaxSecrets)}
-	}
-	sealed, err := m.cfg.Sealer.Seal(fp, name, value)
+	p, _, err := m.changePerson(fp, func(p *Person) error {
+		// A copy: the store's own slice is never changed in place.
+		p.Secrets = slices.Clone(p.Secrets)
+		i := slices.IndexFunc(p.Secrets, func(s Secret) bool { return s.Name == name })
+		if i < 0 && len(p.Secrets) >= MaxSecrets {
+			return &SecretError{fmt.Sprintf("you have %d secrets, the most allowed; remove one first", MaxSecrets)}
+		}
+		sealed, err := m.cfg.Sealer.Seal(fp, name, value)
+		if err != nil {
+			return err
+		}
+		s := Secret{Name: name, Sealed: sealed, Set: m.cfg.Clock.Now()}
+		if i < 0 {
+			p.Secrets = append(p.Secrets, s)
+		} else {
+			p.Secrets[i] = s
+		}
+		return nil
+	}, m.secretEvent(ctx, fp, "secret-set", name))
 	if err != nil {
 		return false, err
 	}
-	s := Secret{Name: name, Sealed: sealed, Set: m.cfg.Clock.Now()}
-	if i < 0 {
-		p.Secrets = append(p.Secrets, s)
-	} else {
-		p.Secrets[i] = s
-	}
-	return m.putSecrets(ctx, p, "secret-set", name)
+	return m.secretsChanged(ctx, p, "secret-set", name), nil
 }
 
 // RemoveSecret removes the person's secret name, from their machine too at
 // once if it runs; delivered says whether it did.
 func (m *Manager) RemoveSecret(ctx context.Context, fp, name string) (delivered bool, err error) {
 	defer m.lock(fp)()
-	p, err := m.cfg.Store.Person(fp)
+	p, _, err := m.changePerson(fp, func(p *Person) error {
+		i := slices.IndexFunc(p.Secrets, func(s Secret) bool { return s.Name == name })
+		if i < 0 {
+			return &SecretError{fmt.Sprintf("you have no secret named %q; `secret list` shows yours", name)}
+		}
+		p.Secrets = slices.Delete(slices.Clone(p.Secrets), i, i+1)
+		return nil
+	}, m.secretEvent(ctx, fp, "secret-rm", name))
 	if err != nil {
-		return false, fmt.Errorf("read person: %w", err)
+		return false, err
 	}
-	i := slices.IndexFunc(p.Secrets, func(s Secret) bool { return s.Name == name })
-	if i < 0 {
-		return false, &SecretError{fmt.Sprintf("you have no secret named %q; `secret list` shows yours", name)}
-	}
-	p.Secrets = slices.Delete(slices.Clone(p.Secrets), i, i+1)
-	return m.putSecrets(ctx, p, "secret-rm", name)
+	return m.secretsChanged(ctx, p, "secret-rm", name), nil
 }
 
-// putSecrets writes p with an audit event of kind naming the secret (never
-// its value), then hands p's secrets to the person's running machine.
-// Called with the person's lock held.
-func (m *Manager) putSecrets(ctx context.Context, p Person, kind, name string) (bool, error) {
+// secretEvent is the audit event of a change to the person's secret name:
+// it names the secret, never its value.
+func (m *Manager) secretEvent(ctx context.Context, fp, kind, name string) Event {
+	return Event{Time: m.cfg.Clock.Now(), Kind: kind, Fingerprint: fp, Conn: ConnOf(ctx), Detail: name}
+}
+
+// secretsChanged logs a change written to p's secrets and hands them to
+// the person's running machine, reporting whether it did. Called with the
+// person's lease lock held.
+func (m *Manager) secretsChanged(ctx context.Context, p Person, kind, name string) bool {
 	m.logFor(ctx).Info(kind, "fingerprint", p.Fingerprint, "name", name)
-	e := Event{Time: m.cfg.Clock.Now(), Kind: kind, Fingerprint: p.Fingerprint, Conn: ConnOf(ctx), Detail: name}
-	if err := m.cfg.Store.PutPerson(p, e); err != nil {
-		return false, fmt.Errorf("save person: %w", err)
-	}
 	l, err := m.cfg.Store.Get(p.Fingerprint)
 	if err != nil || l.State != StateRunning {
 		// No running machine: it gets them when it starts.
-		return false, nil
+		return false
 	}
-	return m.deliverSecrets(ctx, l, p), nil
+	return m.deliverSecrets(ctx, l, p)
 }
 
 // sentSecrets remembers, per person, which secrets this Manager last

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -210,5 +211,34 @@ func TestSecretsUnderAnotherKeyAreLeftOut(t *testing.T) {
 	}
 	if out := logs.String(); !strings.Contains(out, "name=OLD_TOKEN") || strings.Contains(out, "old-value") || strings.Contains(out, "new-value") {
 		t.Errorf("log %q; want the secret that does not open named, without its value", out)
+	}
+}
+
+// Secrets and notification targets share one Person record: changes to
+// both at once never undo one another.
+func TestSecretsAndTargetsChangedAtOnceAreAllKept(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{})
+	d.withSecrets(t)
+	const fp = "SHA256:both"
+	const n = 5 // the most targets a person may have
+	done := make(chan error, 2*n)
+	for i := range n {
+		go func() {
+			_, err := d.m.SetSecret(context.Background(), fp, fmt.Sprintf("TOKEN_%d", i), []byte("v"))
+			done <- err
+		}()
+		go func() {
+			_, err := d.m.AddNotifyTarget(context.Background(), fp, fmt.Sprintf("http://127.0.0.1:9/t%d", i))
+			done <- err
+		}()
+	}
+	for range 2 * n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := d.store.Person(fp)
+	if err != nil || len(p.Secrets) != n || len(p.Notify) != n {
+		t.Fatalf("after %d of each at once: %d secrets, %d targets (%v)", n, len(p.Secrets), len(p.Notify), err)
 	}
 }

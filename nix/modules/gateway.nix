@@ -145,6 +145,7 @@ in
           "busy-cpu" = setting (types.ints.between 0 100) "An idle machine using at least this much CPU, in percent, is left running; 0 never checks (10).";
           "max-unattended" = setting duration "How long after a person's last activity a working agent keeps their machine running; at most the idle timeout: agents keep nothing (8h).";
           "warn-before" = setting (types.strMatching "([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+(,([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+)*") "Comma-separated lead times of the warnings before an idle stop or an expiry (15m,5m,1m).";
+          "notify-allow-private" = setting types.bool "Let people's notification targets be on private networks, and plain http (false: https to public addresses only).";
           "reaper-interval" = setting duration "How often the reaper looks at every lease (30s).";
           "reconcile-interval" = setting duration "How often leases are reconciled with the cloud's servers (5m).";
           "orphan-grace" = setting duration "How old a labelled server or snapshot without a lease must be before reconcile takes it for an orphan, and how long it then stays one before it is deleted (10m).";
