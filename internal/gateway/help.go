@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"slices"
 	"text/tabwriter"
 )
 
@@ -20,7 +21,7 @@ func (g *Gateway) help(_ context.Context, c call) int {
 	fmt.Fprintf(c.stdout, "  %s COMMAND         runs COMMAND on your machine\n\n", inv)
 	fmt.Fprintf(c.stdout, "Gateway commands:\n")
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 3, ' ', 0)
-	for _, cmd := range commandOrder {
+	for _, cmd := range slices.Concat(commandOrder, machineCommands) {
 		if cmd.admin && !g.isAdmin(c.key, c.remote) {
 			continue
 		}
@@ -28,7 +29,7 @@ func (g *Gateway) help(_ context.Context, c call) int {
 	}
 	w.Flush()
 	fmt.Fprintf(c.stdout, "\nExamples:\n")
-	for _, cmd := range commandOrder {
+	for _, cmd := range slices.Concat(commandOrder, machineCommands) {
 		if ex := cmd.example; ex != "" {
 			fmt.Fprintf(c.stdout, "  %s %s\n", inv, ex)
 		}
