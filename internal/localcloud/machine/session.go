@@ -294,6 +294,8 @@ func (s *session) environ(shell string) []string {
 		"PATH":    sessionPath(s.m.dir),
 		// Where the gateway's expiry update finds the expires file.
 		"CLOUD_INSTANCE_DIR": s.m.dir,
+		// Where tmux keeps this machine's persistent sessions.
+		tmuxEnv: s.m.tmux.dir,
 	}
 	if client, server, ok := hostPorts(s.conn.RemoteAddr(), s.conn.LocalAddr()); ok {
 		vars["SSH_CONNECTION"] = client[0] + " " + client[1] + " " + server[0] + " " + server[1]
