@@ -120,7 +120,8 @@ func (g *Gateway) sessionStart(start *gossh.Request, terminal bool, fingerprint 
 		if errors.Is(err, lease.ErrNotFound) {
 			return fmt.Sprintf("you have no machine, so no persistent sessions; `%s` creates one", inv), false, true
 		}
-		if err == nil && (l.State == lease.StateStopped || l.State == lease.StateHibernated) {
+		if err == nil && (l.State == lease.StateStopping || l.State == lease.StateStopped ||
+			l.State == lease.StateHibernating || l.State == lease.StateHibernated) {
 			return fmt.Sprintf("your machine %s is stopped, so no persistent sessions run; `%s` starts it", l.ServerName, inv), false, true
 		}
 		rewriteExec(start, sessionsScript)

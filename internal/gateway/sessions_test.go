@@ -124,30 +124,46 @@ func TestSessionNames(t *testing.T) {
 		}
 		g := &Gateway{opts: Options{Invocation: "ssh gw", PersistentSessions: true}}
 		start := execRequest("attach " + name)
-		if _, refused, _ := g.sessionStart(start, true, "SHA256:x"); !refused && name != "" && !strings.ContainsAny(name, " ") {
+		if _, refused, _ := g.sessionStart(start, true, "SHA256:x"); !refused {
 			t.Errorf("attach %q: not refused; the machine would run %q", name, execCommand(start.Payload))
 		}
 	}
 }
 
-// machineShell runs script as the machine's sshd would, through sh -c, with
-// a login shell that keeps PATH (a login /bin/sh might reset it from
+// machineShell runs script as the machine's sshd would, through shell -c,
+// with a login shell that keeps PATH (a login shell might reset it from
 // /etc/profile) and tmux's sockets in tmuxDir.
-func machineShell(t *testing.T, path, tmuxDir, script string) (stdout, stderr string) {
+func machineShell(t *testing.T, shell, path, tmuxDir, script string) (stdout, stderr string) {
 	t.Helper()
 	dir := t.TempDir()
-	shell := filepath.Join(dir, "login-shell")
-	if err := os.WriteFile(shell, []byte("#!/bin/sh\n[ \"$1\" = -l ] && shift\n[ \"$1\" = -lc ] && shift && set -- -c \"$@\"\nexec /bin/sh \"$@\"\n"), 0o700); err != nil {
+	login := filepath.Join(dir, "login-shell")
+	wrapper := "#!" + shell + "\n[ \"$1\" = -l ] && shift\n[ \"$1\" = -lc ] && shift && set -- -c \"$@\"\nexec " + shell + " \"$@\"\n"
+	if err := os.WriteFile(login, []byte(wrapper), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("/bin/sh", "-c", script)
-	cmd.Env = []string{"SHELL=" + shell, "PATH=" + path, "HOME=" + dir, "TMUX_TMPDIR=" + tmuxDir}
+	cmd := exec.Command(shell, "-c", script)
+	cmd.Env = []string{"SHELL=" + login, "PATH=" + path, "HOME=" + dir, "TMUX_TMPDIR=" + tmuxDir}
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%v; stderr %q", err, errOut.String())
 	}
 	return out.String(), errOut.String()
+}
+
+// loginShells are the shells on this host that the scripts run in, as
+// people's login shells on their machines.
+func loginShells(t *testing.T) []string {
+	var shells []string
+	for _, name := range []string{"sh", "bash", "zsh"} {
+		if p, err := exec.LookPath(name); err == nil {
+			shells = append(shells, p)
+		}
+	}
+	if len(shells) == 0 {
+		t.Fatal("no shell found")
+	}
+	return shells
 }
 
 // newTmuxDir is a TMUX_TMPDIR short enough for a socket path, its server
@@ -172,35 +188,43 @@ func TestSessionsScript(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux not installed")
 	}
-	path, tmux := os.Getenv("PATH"), newTmuxDir(t)
-	out, _ := machineShell(t, path, tmux, sessionsScript)
-	if out != "no persistent sessions on your machine\n" {
-		t.Errorf("no tmux server: %q", out)
-	}
+	for _, shell := range loginShells(t) {
+		t.Run(filepath.Base(shell), func(t *testing.T) {
+			path, tmux := os.Getenv("PATH"), newTmuxDir(t)
+			out, _ := machineShell(t, shell, path, tmux, sessionsScript)
+			if out != "no persistent sessions on your machine\n" {
+				t.Errorf("no tmux server: %q", out)
+			}
 
-	start := exec.Command("tmux", "-f", "/dev/null", "new-session", "-d", "-s", "build", "sleep 600")
-	start.Env = []string{"TMUX_TMPDIR=" + tmux, "PATH=" + path}
-	if res, err := start.CombinedOutput(); err != nil {
-		t.Fatalf("tmux new-session: %v %s", err, res)
-	}
-	out, _ = machineShell(t, path, tmux, sessionsScript)
-	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if len(lines) != 2 || !regexp.MustCompile(`^NAME +AGE +ATTACHED$`).MatchString(lines[0]) ||
-		!regexp.MustCompile(`^build +[0-9]+[smhd][0-9hm]* +no$`).MatchString(lines[1]) {
-		t.Errorf("one detached session: %q", out)
-	}
+			start := exec.Command("tmux", "-f", "/dev/null", "new-session", "-d", "-s", "build", "sleep 600")
+			start.Env = []string{"TMUX_TMPDIR=" + tmux, "PATH=" + path}
+			if res, err := start.CombinedOutput(); err != nil {
+				t.Fatalf("tmux new-session: %v %s", err, res)
+			}
+			out, _ = machineShell(t, shell, path, tmux, sessionsScript)
+			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+			if len(lines) != 2 || !regexp.MustCompile(`^NAME +AGE +ATTACHED$`).MatchString(lines[0]) ||
+				!regexp.MustCompile(`^build +[0-9]+[smhd][0-9hm]* +no$`).MatchString(lines[1]) {
+				t.Errorf("one detached session: %q", out)
+			}
 
-	out, _ = machineShell(t, t.TempDir(), tmux, sessionsScript)
-	if out != "tmux is not installed on your machine, so it keeps no persistent sessions\n" {
-		t.Errorf("without tmux: %q", out)
+			out, _ = machineShell(t, shell, t.TempDir(), tmux, sessionsScript)
+			if out != "tmux is not installed on your machine, so it keeps no persistent sessions\n" {
+				t.Errorf("without tmux: %q", out)
+			}
+		})
 	}
 }
 
 // TestAttachWithoutTmux: a machine without tmux gives a plain shell and
 // says so in one line, never a broken session.
 func TestAttachWithoutTmux(t *testing.T) {
-	out, errOut := machineShell(t, t.TempDir(), t.TempDir(), attachScript("main"))
-	if out != "" || errOut != "cc-gateway: tmux is not installed on your machine, so this is a plain shell that ends with the connection\n" {
-		t.Errorf("stdout %q stderr %q", out, errOut)
+	for _, shell := range loginShells(t) {
+		t.Run(filepath.Base(shell), func(t *testing.T) {
+			out, errOut := machineShell(t, shell, t.TempDir(), t.TempDir(), attachScript("main"))
+			if out != "" || errOut != "cc-gateway: tmux is not installed on your machine, so this is a plain shell that ends with the connection\n" {
+				t.Errorf("stdout %q stderr %q", out, errOut)
+			}
+		})
 	}
 }
