@@ -106,6 +106,9 @@ func TestPlainSessions(t *testing.T) {
 	term.waitFor("t", "tmux=[]42")
 	term.keys("t", "exit", "Enter")
 	term.waitClosed("t")
+	if res := r.ssh(nil, "gw", "help"); res.code != 0 || strings.Contains(res.stdout, "attach") || !strings.Contains(res.stdout, "  shell ") {
+		t.Errorf("help lists the persistent sessions' commands, or not shell: %+v", res)
+	}
 	for _, cmd := range []string{"sessions", "attach"} {
 		if res := r.ssh(nil, "-t", "gw", cmd, "main"); res.code != 1 || !strings.Contains(res.stderr, cmd+": persistent sessions are off on this gateway") {
 			t.Errorf("%s: %+v", cmd, res)

@@ -48,6 +48,12 @@ var (
 	machineCommands = []command{attachCommand, sessionsCommand, shellCommand}
 )
 
+// offered reports whether help lists cmd: the commands of persistent
+// sessions only when they are on.
+func (g *Gateway) offered(cmd command) bool {
+	return g.opts.PersistentSessions || cmd.name != attachCommand.name && cmd.name != sessionsCommand.name
+}
+
 // attachScript attaches to the tmux session name, creating it when missing,
 // through the person's login shell so their PATH and profile apply. Without
 // tmux it says so in one line and runs a plain login shell instead. name

@@ -349,7 +349,8 @@ LogLevel INFO
 	// (the same folder when nss_wrapper gives sshd the machine's one), tells
 	// the gateway's expiry update where this machine keeps its expires file,
 	// puts the revoke command first on PATH, and gives sessions the
-	// machine's user database too. sshd reads only the first SetEnv line.
+	// machine's user database and tmux server too. sshd reads only the
+	// first SetEnv line.
 	sessPath, err := q(sessionPath(dir))
 	errs = append(errs, err)
 	fmt.Fprintf(&b, "SetEnv HOME=%s CLOUD_INSTANCE_DIR=%s PATH=%s", home, path(""), sessPath)
