@@ -64,16 +64,19 @@ func attachScript(name string) string {
 }
 
 // sessionsScript lists the tmux sessions, one line each: name, age, and how
-// many clients are attached. It runs through the login shell, as attach
-// does, so it finds the same tmux.
-const sessionsScript = `exec "${SHELL:-/bin/sh}" -lc '` +
-	`command -v tmux >/dev/null 2>&1 || { echo "tmux is not installed on your machine, so it keeps no persistent sessions"; exit 0; }; ` +
-	`tmux list-sessions -F "#{session_name} #{session_created} #{session_attached}" 2>/dev/null | ` +
-	`awk -v now="$(date +%s)" "` +
-	`function age(s) { if (s >= 86400) return int(s / 86400) \"d\" int(s % 86400 / 3600) \"h\"; if (s >= 3600) return int(s / 3600) \"h\" int(s % 3600 / 60) \"m\"; if (s >= 60) return int(s / 60) \"m\"; return s \"s\" } ` +
-	`NR == 1 { printf \"%-32s  %-7s  %s\\n\", \"NAME\", \"AGE\", \"ATTACHED\" } ` +
-	`{ printf \"%-32s  %-7s  %s\\n\", \$1, age(now - \$2), (\$3 > 0 ? \"yes (\" \$3 \")\" : \"no\") } ` +
-	`END { if (NR == 0) print \"no persistent sessions on your machine\" }"'`
+// many clients are attached. It runs in the shell sshd starts, not a login
+// shell, whose profile may print (the NixOS image's prints the expiry).
+const sessionsScript = `command -v tmux >/dev/null 2>&1 || { echo "tmux is not installed on your machine, so it keeps no persistent sessions"; exit 0; }
+tmux list-sessions -F '#{session_name} #{session_created} #{session_attached}' 2>/dev/null | awk -v now="$(date +%s)" '
+function age(s) {
+	if (s >= 86400) return int(s / 86400) "d" int(s % 86400 / 3600) "h"
+	if (s >= 3600) return int(s / 3600) "h" int(s % 3600 / 60) "m"
+	if (s >= 60) return int(s / 60) "m"
+	return s "s"
+}
+NR == 1 { printf "%-32s  %-7s  %s\n", "NAME", "AGE", "ATTACHED" }
+{ printf "%-32s  %-7s  %s\n", $1, age(now - $2), ($3 > 0 ? "yes (" $3 ")" : "no") }
+END { if (NR == 0) print "no persistent sessions on your machine" }'`
 
 // sessionStart turns the start of a session that asks for a persistent
 // session, a listing or a plain shell into the program the machine runs,

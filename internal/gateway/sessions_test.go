@@ -131,13 +131,14 @@ func TestSessionNames(t *testing.T) {
 }
 
 // machineShell runs script as the machine's sshd would, through shell -c,
-// with a login shell that keeps PATH (a login shell might reset it from
-// /etc/profile) and tmux's sockets in tmuxDir.
+// with a login shell whose profile prints "profile" (as the NixOS image's
+// prints the expiry) and keeps PATH (a real login shell might reset it from
+// /etc/profile), and tmux's sockets in tmuxDir.
 func machineShell(t *testing.T, shell, path, tmuxDir, script string) (stdout, stderr string) {
 	t.Helper()
 	dir := t.TempDir()
 	login := filepath.Join(dir, "login-shell")
-	wrapper := "#!" + shell + "\n[ \"$1\" = -l ] && shift\n[ \"$1\" = -lc ] && shift && set -- -c \"$@\"\nexec " + shell + " \"$@\"\n"
+	wrapper := "#!" + shell + "\ncase $1 in -l*) echo profile;; esac\n[ \"$1\" = -l ] && shift\n[ \"$1\" = -lc ] && shift && set -- -c \"$@\"\nexec " + shell + " \"$@\"\n"
 	if err := os.WriteFile(login, []byte(wrapper), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,8 @@ func TestAttachWithoutTmux(t *testing.T) {
 	for _, shell := range loginShells(t) {
 		t.Run(filepath.Base(shell), func(t *testing.T) {
 			out, errOut := machineShell(t, shell, t.TempDir(), t.TempDir(), attachScript("main"))
-			if out != "" || errOut != "cc-gateway: tmux is not installed on your machine, so this is a plain shell that ends with the connection\n" {
+			// Both shells are login shells, so PATH and the profile apply.
+			if out != "profile\nprofile\n" || errOut != "cc-gateway: tmux is not installed on your machine, so this is a plain shell that ends with the connection\n" {
 				t.Errorf("stdout %q stderr %q", out, errOut)
 			}
 		})
