@@ -97,8 +97,9 @@ func newLocalGatewayIn(t testing.TB, dir string, extra ...string) *localGateway 
 // it listens; the test's end kills it if it still runs.
 func (lg *localGateway) start(t testing.TB, env ...string) *gatewayProc {
 	t.Helper()
+	tmp := gatewayTempDir(t)
 	cmd := exec.Command(gatewayBin, lg.args...)
-	cmd.Env = append(append(os.Environ(), "HCLOUD_TOKEN="), env...)
+	cmd.Env = append(append(os.Environ(), "HCLOUD_TOKEN=", "TMPDIR="+tmp), env...)
 	pr, pw := io.Pipe()
 	logs := &testkit.Buffer{}
 	cmd.Stdout = logs
@@ -138,6 +139,26 @@ func (lg *localGateway) start(t testing.TB, env ...string) *gatewayProc {
 	}
 	g.hostKey = testkit.LoadKey(t, filepath.Join(lg.hostKeys, "ssh_host_ed25519_key")).AuthorizedKey()
 	return g
+}
+
+// gatewayTempDir is a gateway's TMPDIR, short for the Unix sockets in it
+// (agents, the local machines' tmux). A gateway killed at the end of a test
+// closes no machine, so the cleanup also ends the tmux servers of its
+// machines' persistent sessions, then removes the folder.
+func gatewayTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ccgw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sockets, _ := filepath.Glob(filepath.Join(dir, "cc-tmux-*", "tmux-*", "default"))
+		for _, sock := range sockets {
+			exec.Command("tmux", "-S", sock, "kill-server").Run()
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
 }
 
 // stop sends SIGTERM and waits for a clean exit.

@@ -299,47 +299,16 @@ func (r *rig) testTerminal(t *testing.T) {
 		}
 	}
 
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux not installed")
-	}
-	sock := filepath.Join(shortTempDir(t), "tmux")
-	tmux := func(args ...string) result {
-		t.Helper()
-		return r.run(nil, nil, "tmux", append([]string{"-S", sock, "-f", "/dev/null"}, args...)...)
-	}
+	// The plain shell (`shell`): a persistent session's program runs on
+	// the terminal of the machine's tmux, which has modes of its own
+	// (sessions_test.go tests those sessions).
+	term := newTerminals(t, r)
 	// The local terminal interrupts with ^G, not ^C: the machine must use
 	// the client's modes.
-	start := tmux("new-session", "-d", "-s", "t", "-x", "80", "-y", "24",
-		"stty intr ^G && exec ssh -F "+r.config+" gw")
-	if start.code != 0 {
-		t.Fatalf("tmux new-session: %+v", start)
-	}
-	t.Cleanup(func() { tmux("kill-server") })
-	screen := func() string { return tmux("capture-pane", "-p", "-t", "t").stdout }
-	waitFor := func(want string) {
-		t.Helper()
-		testkit.Eventually(t, 30*time.Second, func() error {
-			if s := screen(); !strings.Contains(s, want) {
-				return fmt.Errorf("the terminal does not show %q:\n%s", want, s)
-			}
-			return nil
-		})
-	}
-	waitGone := func(gone string) {
-		t.Helper()
-		testkit.Eventually(t, 30*time.Second, func() error {
-			if s := screen(); strings.Contains(s, gone) {
-				return fmt.Errorf("the terminal still shows %q:\n%s", gone, s)
-			}
-			return nil
-		})
-	}
-	keys := func(k ...string) {
-		t.Helper()
-		if res := tmux(append([]string{"send-keys", "-t", "t"}, k...)...); res.code != 0 {
-			t.Fatalf("send-keys: %+v", res)
-		}
-	}
+	term.open("t", "stty intr ^G && exec ssh -t -F "+r.config+" gw shell")
+	waitFor := func(want string) { t.Helper(); term.waitFor("t", want) }
+	waitGone := func(gone string) { t.Helper(); term.waitGone("t", gone) }
+	keys := func(k ...string) { t.Helper(); term.keys("t", k...) }
 
 	keys("echo READY$((40+2))", "Enter")
 	waitFor("READY42")
@@ -347,9 +316,7 @@ func (r *rig) testTerminal(t *testing.T) {
 	waitFor("mode: intr = ^G")
 	keys("echo size: $(stty size)", "Enter")
 	waitFor("size: 24 80")
-	if res := tmux("resize-window", "-t", "t", "-x", "100", "-y", "30"); res.code != 0 {
-		t.Fatalf("resize-window: %+v", res)
-	}
+	term.resize("t", 100, 30)
 	keys("clear; echo size: $(stty size)", "Enter")
 	waitFor("size: 30 100")
 
@@ -388,12 +355,7 @@ func (r *rig) testTerminal(t *testing.T) {
 	}
 
 	keys("exit", "Enter")
-	testkit.Eventually(t, 30*time.Second, func() error {
-		if tmux("has-session", "-t", "t").code == 0 {
-			return errors.New("the tmux session still runs after the shell's exit")
-		}
-		return nil
-	})
+	term.waitClosed("t")
 }
 
 // shortTempDir is a temporary folder with a short path, for Unix sockets

@@ -203,7 +203,8 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
 		Invocation: invocation, Logger: log, Guarded: guarded, Observer: gatewayObs,
-		Notify: teller,
+		Notify:             teller,
+		PersistentSessions: cfg.PersistentSessions,
 		MaxStartups: gateway.StartupLimits{
 			Start: cfg.MaxStartups.Start, Rate: cfg.MaxStartups.Rate, Full: cfg.MaxStartups.Full,
 			PerSource: cfg.MaxStartupsPerSource,

@@ -85,6 +85,7 @@ type Config struct {
 	GatewayName          string              // value of the label that marks this gateway's resources
 	LocalMachines        LocalMachines       // how local mode boots machines
 	ShutdownGrace        time.Duration       // how long sessions get to end on shutdown
+	PersistentSessions   bool                // an interactive shell attaches to the persistent session on the machine
 	MaxStartups          Startups            // bounds the connections not yet authenticated
 	MaxStartupsPerSource int                 // unauthenticated connections one source may hold
 	LogLevel             LogLevel            // how much is logged

@@ -337,6 +337,8 @@ var options = []*option{
 		}},
 	{name: "local-machines", usage: "local mode only: machines as in-process SSH servers, or as real sshd processes", def: "builtin",
 		bind: func(c *Config) value { return enum(&c.LocalMachines, LocalBuiltin, LocalOpenSSH) }},
+	{name: "persistent-sessions", usage: "a plain interactive `ssh HOST` attaches to the person's persistent terminal session `main` on their machine (tmux), which outlives the connection; false: a plain login shell, as `ssh -t HOST shell` gives (docs/agents.md)", def: "true",
+		bind: func(c *Config) value { return switched(&c.PersistentSessions) }},
 	{name: "shutdown-grace", arg: "DURATION", usage: "on SIGINT or SIGTERM, how long open sessions get to end before they are closed", def: "10s",
 		bind: func(c *Config) value { return duration(&c.ShutdownGrace) }},
 	{name: "max-startups", arg: "START:RATE:FULL", usage: "connections not yet authenticated: from START on, new ones are dropped with a chance of RATE percent, rising to all at FULL, as sshd's MaxStartups (a single N is N:100:N)", def: "10:30:100",

@@ -89,6 +89,11 @@ type Options struct {
 	// e.g. "ssh cc.example.com" or "ssh -p 2222 localhost".
 	Invocation string
 
+	// PersistentSessions turns a person's interactive shell into the
+	// persistent terminal session "main" on their machine, and enables the
+	// attach and sessions commands (sessions.go).
+	PersistentSessions bool
+
 	HandshakeTimeout time.Duration // default 20s
 	MaxAuthTries     int           // default 6
 	// MaxStartups bounds the connections that have not authenticated yet;

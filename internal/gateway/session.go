@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -79,6 +80,18 @@ func (g *Gateway) handleSession(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.New
 			sendExit(ch, code)
 			return
 		}
+	}
+
+	if answer, refused, done := g.sessionStart(s.Start, hasPTY, fp); refused || done {
+		s.Start.Reply(true, nil)
+		go discardRequests(s.Requests)
+		out, code := io.Writer(ch), 0
+		if refused {
+			out, code = ch.Stderr(), 1
+		}
+		fmt.Fprintln(out, answer)
+		sendExit(ch, code)
+		return
 	}
 
 	live := newLiveSession(fp, ch, hasPTY)

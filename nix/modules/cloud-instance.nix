@@ -173,13 +173,12 @@ in
         python3
         ripgrep
         rsync
-        tmux
         tree
         unzip
         wget
         zip
       ];
-      defaultText = lib.literalMD "a developer tool set: git, gh, ripgrep, fd, jq, tmux, neovim, gcc, make, Python, Node.js and the like";
+      defaultText = lib.literalMD "a developer tool set: git, gh, ripgrep, fd, jq, neovim, gcc, make, Python, Node.js and the like";
       description = "Packages installed for everyone besides Claude Code.";
     };
   };
@@ -272,6 +271,34 @@ in
       # one said, or a stale "working" would keep the machine running.
       "r ${agentStateFile} - - - - -"
     ];
+
+    # The persistent terminal sessions: the gateway turns a person's
+    # interactive `ssh HOST` into `tmux new-session -A -s main` here, so tmux
+    # is installed whatever cfg.packages says.
+    programs.tmux = {
+      enable = true;
+      # Several terminals of different sizes on one session: a window is as
+      # small as the smallest terminal showing it, not every window.
+      aggressiveResize = true;
+      # Inside tmux; tmux itself reads the person's TERM, which sshd passes on.
+      terminal = "tmux-256color";
+      # Editors see Escape at once, not after half a second.
+      escapeTime = 10;
+      historyLimit = 50000;
+      extraConfig = ''
+        # The person's terminal's colours and keys pass through (Claude
+        # Code's Shift+Enter needs the extended keys).
+        set -as terminal-features ",*:RGB"
+        set -s extended-keys on
+        set -as terminal-features ",xterm*:extkeys"
+        # A plain status line: which session this is, nothing that changes.
+        set -g status-left "[#S] "
+        set -g status-left-length 40
+        set -g status-right ""
+        set -g set-titles on
+        set -g set-titles-string "#S on #h"
+      '';
+    };
 
     # Claude Code reads this file on Linux for every user and project.
     environment.etc."claude-code/CLAUDE.md".text = claudeMd;

@@ -34,6 +34,7 @@ type builtin struct {
 	home   string
 	keys   [][]byte // authorized keys in wire form
 	nssEnv []string // preloads the machine's user database; nil without nss_wrapper
+	tmux   *tmuxServer
 	config *ssh.ServerConfig
 	log    *slog.Logger
 	ln     net.Listener
@@ -87,6 +88,10 @@ func StartBuiltin(cfg Config) (Machine, error) {
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		return nil, fmt.Errorf("start builtin machine: %w", err)
+	}
+	if m.tmux, err = newTmuxServer(); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("start builtin machine: %w", err)
 	}
 	m.ln = ln
@@ -171,6 +176,7 @@ func (m *builtin) Close() error {
 		if err != nil {
 			m.closeErr = fmt.Errorf("close builtin machine %s: %w", m.addr, err)
 		}
+		m.tmux.stop(m.log)
 		m.log.Debug("machine closed")
 	})
 	return m.closeErr

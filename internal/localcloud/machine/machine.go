@@ -38,6 +38,12 @@
 // Sessions of both kinds get CLOUD_INSTANCE_DIR=Dir, so the gateway's
 // expiry update (bootstrap.ExpiresScript) replaces Dir/expires.
 //
+// Both run the host's tmux for persistent sessions, each machine on a tmux
+// server of its own (TMUX_TMPDIR names a private folder in the host's
+// temporary folder): all machines run as one OS user, and must not see each
+// other's sessions. Close ends that server and the programs in its sessions,
+// as powering a machine off does; a gateway that is killed leaves it running.
+//
 // Both refuse the keys listed in Dir/revoked_keys, as the NixOS image's sshd
 // refuses those of /etc/ssh/revoked_keys (an unreadable file refuses every
 // key, as with sshd). The file is made empty once and kept across starts.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ type openSSH struct {
 	cmd    *exec.Cmd
 	stderr *logWriter
 	done   chan struct{} // closed once sshd has been reaped
+	tmux   *tmuxServer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -96,7 +98,22 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	if err := writeFile(filepath.Join(dir, sshdAuthorizedFile), []byte(strings.Join(cfg.Doc.AuthorizedKeys, "\n")+"\n")); err != nil {
 		return nil, err
 	}
-	conf, err := sshdConfig(cfg.Addr, dir, osUser, sshdVersion(sshd), nssEnv)
+	tmux, err := newTmuxServer()
+	if err != nil {
+		return nil, err
+	}
+	m, err := configureSSHD(cfg, dir, osUser, sshd, nssEnv, tmux, log)
+	if err != nil {
+		tmux.stop(log)
+		return nil, err
+	}
+	return m, nil
+}
+
+// configureSSHD writes sshd's config and runs it, its sessions' tmux on tmux.
+func configureSSHD(cfg Config, dir, osUser, sshd string, nssEnv []string, tmux *tmuxServer, log *slog.Logger) (*openSSH, error) {
+	sessionEnv := append(slices.Clone(nssEnv), tmuxEnv+"="+tmux.dir)
+	conf, err := sshdConfig(cfg.Addr, dir, osUser, sshdVersion(sshd), sessionEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +128,12 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	}
 	probe.Close()
 
-	return runSSHD(sshd, filepath.Join(dir, sshdConfigFile), dir, cfg.Addr, nssEnv, log)
+	m, err := runSSHD(sshd, filepath.Join(dir, sshdConfigFile), dir, cfg.Addr, nssEnv, log)
+	if err != nil {
+		return nil, err
+	}
+	m.tmux = tmux
+	return m, nil
 }
 
 // runSSHD starts sshd in the foreground on conf and waits until it listens
@@ -182,6 +204,9 @@ func (m *openSSH) Close() error {
 	m.closeOnce.Do(func() {
 		if err := m.stop(); err != nil {
 			m.closeErr = fmt.Errorf("close openssh machine %s: %w", m.addr, err)
+		}
+		if m.tmux != nil {
+			m.tmux.stop(m.log)
 		}
 		m.log.Debug("machine closed")
 	})
@@ -326,7 +351,8 @@ LogLevel INFO
 	// (the same folder when nss_wrapper gives sshd the machine's one), tells
 	// the gateway's expiry update where this machine keeps its expires file,
 	// puts the revoke command first on PATH, and gives sessions the
-	// machine's user database too. sshd reads only the first SetEnv line.
+	// machine's user database and tmux server too. sshd reads only the
+	// first SetEnv line.
 	sessPath, err := q(sessionPath(dir))
 	errs = append(errs, err)
 	fmt.Fprintf(&b, "SetEnv HOME=%s CLOUD_INSTANCE_DIR=%s PATH=%s", home, path(""), sessPath)

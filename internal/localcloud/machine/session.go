@@ -294,6 +294,8 @@ func (s *session) environ(shell string) []string {
 		"PATH":    sessionPath(s.m.dir),
 		// Where the gateway's expiry update finds the expires file.
 		"CLOUD_INSTANCE_DIR": s.m.dir,
+		// Where tmux keeps this machine's persistent sessions.
+		tmuxEnv: s.m.tmux.dir,
 	}
 	// The person's secrets, as sshd gives them with PermitUserEnvironment;
 	// the machine's own variables win.
