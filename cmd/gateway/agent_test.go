@@ -24,7 +24,9 @@ type agentStatus struct {
 // TestWorkingAgentKeepsTheMachine: a person marks the agent working with
 // the real ssh and leaves; the reaper keeps the machine running pass after
 // pass, well past the idle timeout, records one unattended event, and
-// status shows the agent. Marked idle, the machine stops at the timeout.
+// status shows the agent. When the agent then waits for an answer with
+// nobody there, the person is told at their notification target, and the
+// machine stops at the timeout.
 func TestWorkingAgentKeepsTheMachine(t *testing.T) {
 	dir := t.TempDir()
 	alice := newPerson(t, filepath.Join(dir, "alice"))
@@ -32,6 +34,10 @@ func TestWorkingAgentKeepsTheMachine(t *testing.T) {
 	g := newLocalGatewayIn(t, dir, "--users", list, "--admins", list,
 		"--idle-timeout", "2s", "--reaper-interval", "1s", "--max-unattended", "1h").start(t)
 
+	told := newNotifyReceiver(t)
+	if r := alice.ssh(g, "", "notify", "add", told.url+"/alice#json"); r.code != 0 {
+		t.Fatalf("notify add: %+v", r)
+	}
 	if r := alice.ssh(g, "", "cc-agent-state", "working"); r.code != 0 {
 		t.Fatalf("cc-agent-state working: %+v", r)
 	}
@@ -62,12 +68,19 @@ func TestWorkingAgentKeepsTheMachine(t *testing.T) {
 		t.Errorf("%d unattended events, want 1 for the stretch:\n%s", n, events)
 	}
 
-	if r := alice.ssh(g, "", "cc-agent-state", "idle"); r.code != 0 {
-		t.Fatalf("cc-agent-state idle: %+v", r)
+	// The agent asks for a permission while nobody is there: alice is
+	// told, and a waiting agent does not keep the machine.
+	if r := alice.ssh(g, "", "cc-agent-state", "waiting"); r.code != 0 {
+		t.Fatalf("cc-agent-state waiting: %+v", r)
+	}
+	d := told.waitFor(t, "/alice", "is waiting for you")
+	var msg struct{ About, Machine string }
+	if err := json.Unmarshal([]byte(d.body), &msg); err != nil || msg.About != "agent" || !strings.HasPrefix(msg.Machine, "cc-") {
+		t.Errorf("the waiting agent's notification: %q (%v)", d.body, err)
 	}
 	testkit.Eventually(t, time.Minute, func() error {
 		if st := status(); st.State != "stopped" {
-			return fmt.Errorf("the machine is %s with the agent idle, want stopped", st.State)
+			return fmt.Errorf("the machine is %s with the agent waiting, want stopped", st.State)
 		}
 		return nil
 	})
