@@ -97,35 +97,14 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return err
 	}
 
-	// Metrics only with a listener to serve them: without, the observers
-	// stay nil and nothing is recorded.
-	// (Each observer is held as its interface, so that "none" is a nil
-	// interface rather than a typed nil.)
-	var (
-		reg          *metrics.Registry
-		cloudMetrics *metrics.Cloud
-		cloudObs     hcloud.Observer
-		leaseObs     lease.Observer
-		proxyObs     proxy.Observer
-		gatewayObs   gateway.Observer
-		notifyObs    notify.Observer
-	)
-	if cfg.MetricsListen != "" {
-		reg = metrics.New()
-		cloudMetrics = reg.Cloud()
-		cloudObs, proxyObs, gatewayObs, notifyObs = cloudMetrics, reg.Proxy(), reg.Gateway(), reg.Notify()
-	}
-
 	store, err := bolt.Open(cfg.StorePath())
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	if reg != nil {
-		leaseObs = reg.Lease(store, cfg.ReaperInterval)
-	}
+	obs := newObservers(cfg, store)
 
-	provider, closeCloud, err := newProvider(cfg, log, cloudObs)
+	provider, closeCloud, err := newProvider(cfg, log, obs.cloud)
 	if err != nil {
 		return err
 	}
@@ -152,23 +131,14 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 
 	// One pool of machine connections: the lease manager checks machines
 	// through it, and sessions then use the connection it leaves.
-	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log, Observer: proxyObs})
+	pool := proxy.NewPool(proxy.PoolOptions{Key: upstreamKey, Logger: log, Observer: obs.proxy})
 	// People's notification targets; local mode allows loopback, so a
 	// receiver on this computer can be tried.
 	teller := notify.New(notify.Options{
-		People: store, Logger: log, Observer: notifyObs,
+		People: store, Logger: log, Observer: obs.notify,
 		Rules: notify.Rules{AllowPrivate: cfg.NotifyAllowPrivate, AllowLoopback: cfg.Local()},
 	})
-	told := make(chan struct{})
-	tellerCtx, stopTeller := context.WithCancel(ctx)
-	go func() {
-		teller.Run(tellerCtx)
-		close(told)
-	}()
-	defer func() {
-		stopTeller()
-		<-told
-	}()
+	defer inBackground(ctx, teller.Run)()
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
 		Provider: provider,
@@ -184,7 +154,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		OperationTimeout: cfg.OperationTimeout(),
 		Logger:           log,
 		Fault:            crashAt(os.Getenv(crashEnv), log),
-		Observer:         leaseObs,
+		Observer:         obs.lease,
 		Sealer:           sealer,
 		Teller:           teller,
 	})
@@ -202,7 +172,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	gw, err := gateway.New(gateway.Options{
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
-		Invocation: invocation, Logger: log, Guarded: guarded, Observer: gatewayObs,
+		Invocation: invocation, Logger: log, Guarded: guarded, Observer: obs.gateway,
 		Notify:             teller,
 		PersistentSessions: cfg.PersistentSessions,
 		MaxStartups: gateway.StartupLimits{
@@ -219,13 +189,13 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		ln.Close()
 		return err
 	}
-	if reg != nil {
-		stopMetrics, err := serveMetrics(cfg, reg, log, []metrics.ReadyCheck{
+	if obs.reg != nil {
+		stopMetrics, err := serveMetrics(cfg, obs.reg, log, []metrics.ReadyCheck{
 			store.Healthy,
 			gw.Accepting,
 			// Every reconcile asks the cloud: three of them without an
 			// answer and the gateway is not ready.
-			cloudMetrics.Ready(3 * max(cfg.ReaperInterval, cfg.ReconcileInterval)),
+			obs.cloudMetrics.Ready(3 * max(cfg.ReaperInterval, cfg.ReconcileInterval)),
 		})
 		if err != nil {
 			ln.Close()
@@ -244,16 +214,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		OrphanGrace: cfg.OrphanGrace, Orphans: cfg.Orphans, OrphanDeletes: cfg.OrphanDeletes,
 		Invocation: invocation,
 	})
-	reaped := make(chan struct{})
-	reaperCtx, stopReaper := context.WithCancel(ctx)
-	go func() {
-		reaper.Run(reaperCtx)
-		close(reaped)
-	}()
-	defer func() {
-		stopReaper()
-		<-reaped
-	}()
+	defer inBackground(ctx, reaper.Run)()
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve(ln) }()
 	select {
@@ -295,6 +256,48 @@ func serveMetrics(cfg config.Config, reg *metrics.Registry, log *slog.Logger, re
 		srv.Shutdown(ctx)
 		<-served
 	}, nil
+}
+
+// observers are what measures the gateway. They exist only with a metrics
+// listener to serve them: without, every one stays nil and nothing is
+// recorded. Each is held as its interface, so that "none" is a nil
+// interface rather than a typed nil.
+type observers struct {
+	reg          *metrics.Registry
+	cloudMetrics *metrics.Cloud // also the cloud's readiness check
+	cloud        hcloud.Observer
+	lease        lease.Observer
+	proxy        proxy.Observer
+	gateway      gateway.Observer
+	notify       notify.Observer
+}
+
+func newObservers(cfg config.Config, store *bolt.Store) observers {
+	if cfg.MetricsListen == "" {
+		return observers{}
+	}
+	reg := metrics.New()
+	cloud := reg.Cloud()
+	return observers{
+		reg: reg, cloudMetrics: cloud, cloud: cloud,
+		lease: reg.Lease(store, cfg.ReaperInterval), proxy: reg.Proxy(),
+		gateway: reg.Gateway(), notify: reg.Notify(),
+	}
+}
+
+// inBackground runs run until ctx ends or the returned stop is called;
+// stop returns once run has.
+func inBackground(ctx context.Context, run func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		run(ctx)
+		close(done)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // runPreflight prints the checks `gateway preflight` runs (the cloud's,
