@@ -198,8 +198,11 @@ func installProfile(dir, home string) error {
 		return err
 	}
 	path := filepath.Join(home, ".profile")
-	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
-		return err // the person's own, kept; or an error reading HOME
+	switch _, err := os.Lstat(path); {
+	case err == nil:
+		return nil // the person's own, kept
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("look for .profile: %w", err)
 	}
 	return writeFile(path, []byte(profile))
 }
