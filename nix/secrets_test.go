@@ -38,14 +38,15 @@ func TestCloudInstanceLoginShellsReadTheSecrets(t *testing.T) {
 	}
 }
 
-// TestSecretsEnvScript sources the snippet under dash and bash as a login
+// TestSecretsEnvScript sources the snippet under dash, bash and zsh as a login
 // shell does, starting from the environment an earlier shell left (as a
 // new tmux window starts from its server's): set, changed and removed
 // secrets follow the file; values are taken literally, never run; lines
 // that name no variable are skipped; variables that were never secrets
 // stay.
 func TestSecretsEnvScript(t *testing.T) {
-	for _, shell := range []string{"dash", "bash"} {
+	// zsh is the instance user's login shell on the NixOS image.
+	for _, shell := range []string{"dash", "bash", "zsh"} {
 		t.Run(shell, func(t *testing.T) {
 			sh := tool(t, shell, shell)
 			dir := t.TempDir()
@@ -82,7 +83,8 @@ func TestSecretsEnvScript(t *testing.T) {
 					k, v, _ := strings.Cut(line, "=")
 					got[k] = v
 				}
-				for _, k := range []string{"HOME", "PATH", "PWD", "SHLVL", "_"} {
+				// What the shells set themselves.
+				for _, k := range []string{"HOME", "PATH", "PWD", "OLDPWD", "SHLVL", "LOGNAME", "_"} {
 					delete(got, k)
 				}
 				return got
@@ -97,7 +99,8 @@ func TestSecretsEnvScript(t *testing.T) {
 			hostile := "$(touch " + ran + ") `touch " + ran + "` ${HOME} \\n 'q' \"dq\" ;|&"
 			write("# Your secrets\n\nGH_TOKEN=one\nA=b=c\nEMPTY=\nSPACED=  two  words  \nHOSTILE=" + hostile +
 				"\nno equals sign\nlower=x\n1ST=x\nBAD-NAME=x\n  INDENTED=x\nCC_GATEWAY_SECRETS=FORGED\n=x\nLAST=no newline")
-			first := login(map[string]string{"KEEP": "mine"})
+			// A list of names the snippet did not write is read safely.
+			first := login(map[string]string{"KEEP": "mine", "GONE": "x", "CC_GATEWAY_SECRETS": "  GONE  bad-name * KEEP2 "})
 			check(first, map[string]string{
 				"GH_TOKEN": "one", "A": "b=c", "EMPTY": "", "SPACED": "  two  words  ", "HOSTILE": hostile,
 				"LAST": "no newline", "KEEP": "mine",

@@ -1,6 +1,7 @@
 # shellcheck shell=sh
-# Sourced by every login shell on a machine (the NixOS image's /etc/profile,
-# a local machine's ~/.profile): exports the person's current secrets from
+# Sourced by every login shell on a machine (bash's /etc/profile and zsh's
+# /etc/zprofile on the NixOS image, a local machine's ~/.profile), so it is
+# written for sh, bash and zsh alike: exports the person's current secrets from
 # ~/.ssh/environment and unsets those removed since.
 #
 # sshd already puts the file into each session's environment, but a
@@ -24,10 +25,15 @@ if [ -r "$HOME/.ssh/environment" ]; then
 		__cc_names="$__cc_names $__cc_name"
 	done <"$HOME/.ssh/environment"
 fi
-# The names hold no blanks, so splitting the list on them is safe.
-for __cc_name in ${CC_GATEWAY_SECRETS-}; do
+# One name at a time off the blank-separated list, not a for loop over it:
+# zsh, the image's login shell, does not split an unquoted variable.
+__cc_old=${CC_GATEWAY_SECRETS-}
+while [ -n "$__cc_old" ]; do
+	__cc_name=${__cc_old%% *}
+	__cc_old=${__cc_old#"$__cc_name"}
+	__cc_old=${__cc_old# }
 	case $__cc_name in
-	[0-9]* | *[!A-Z0-9_]*) continue ;;
+	'' | [0-9]* | *[!A-Z0-9_]*) continue ;;
 	esac
 	case "$__cc_names " in
 	*" $__cc_name "*) ;;
@@ -36,4 +42,4 @@ for __cc_name in ${CC_GATEWAY_SECRETS-}; do
 done
 CC_GATEWAY_SECRETS=${__cc_names# }
 export CC_GATEWAY_SECRETS
-unset __cc_line __cc_name __cc_names
+unset __cc_line __cc_name __cc_names __cc_old
