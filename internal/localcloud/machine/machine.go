@@ -56,8 +56,8 @@
 //
 // Login shells of both kinds read the person's current secrets, as the
 // NixOS image's /etc/profile makes them (nix.SecretsEnvScript): each start
-// writes the snippet to Dir/secrets-env.sh and, when HOME has no .profile,
-// one that sources it. So a new window of a persistent session sees a
+// writes the snippet to Dir/secrets-env.sh and, when HOME has no .profile
+// or .zprofile, ones that source it. So a new window of a persistent session sees a
 // secret set or removed after its tmux server started.
 package machine
 
@@ -96,9 +96,10 @@ const (
 	SecretsEnvFile = "secrets-env.sh" // sourced by login shells: the current secrets
 )
 
-// profile is the ~/.profile a machine gives a HOME that has none: login
-// shells (bash's and dash's) read it, as they read the NixOS image's
-// /etc/profile, which sources the same snippet.
+// profile is what a machine writes to HOME's .profile and .zprofile when
+// missing: login shells (sh's and bash's, zsh's) read them, as on the
+// NixOS image they read /etc/profile or /etc/zprofile, which source the
+// same snippet.
 const profile = `# Written by cc-gateway's local machine, once: your own edits stay.
 # The secrets you set through the gateway, current in every login shell.
 if [ -r "$CLOUD_INSTANCE_DIR/` + SecretsEnvFile + `" ]; then
@@ -192,19 +193,24 @@ func installPrograms(dir string) error {
 }
 
 // installProfile writes the secrets snippet, fresh at every start, and
-// HOME's .profile that sources it when HOME has none.
+// the login shells' files that source it where HOME has none.
 func installProfile(dir, home string) error {
 	if err := writeFile(filepath.Join(dir, SecretsEnvFile), []byte(nix.SecretsEnvScript)); err != nil {
 		return err
 	}
-	path := filepath.Join(home, ".profile")
-	switch _, err := os.Lstat(path); {
-	case err == nil:
-		return nil // the person's own, kept
-	case !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("look for .profile: %w", err)
+	for _, name := range []string{".profile", ".zprofile"} {
+		path := filepath.Join(home, name)
+		switch _, err := os.Lstat(path); {
+		case err == nil:
+			continue // the person's own, kept
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("look for %s: %w", name, err)
+		}
+		if err := writeFile(path, []byte(profile)); err != nil {
+			return err
+		}
 	}
-	return writeFile(path, []byte(profile))
+	return nil
 }
 
 // sessionPath is the PATH of the sessions of the machine in dir.
