@@ -30,3 +30,13 @@ var RevokeKeyScript string
 //
 //go:embed modules/cloud-instance/agent-state.sh
 var AgentStateScript string
+
+// SecretsEnvScript is the POSIX shell snippet every login shell on a
+// machine sources: it exports the person's current secrets from
+// bootstrap.SecretsFile and unsets removed ones, so new windows of a
+// persistent tmux session see changes made after its server started. The
+// NixOS image sources it from /etc/profile; the local cloud's machines
+// write it into their folder and source it from the user's ~/.profile.
+//
+//go:embed modules/cloud-instance/secrets-env.sh
+var SecretsEnvScript string

@@ -119,6 +119,53 @@ func TestSecretsReachTheMachineAndNothingElse(t *testing.T) {
 	}
 }
 
+// TestSecretsReachNewWindowsOfAPersistentSession: the persistent
+// session's tmux server keeps the environment of the connection that
+// started it, yet a window opened in it after a secret was changed or
+// removed from another connection has the secret as it is now. On both
+// kinds of local machine, with the real ssh client in the test's tmux and
+// the machine's tmux opening the windows (its prefix key, then c).
+func TestSecretsReachNewWindowsOfAPersistentSession(t *testing.T) {
+	t.Run("builtin", func(t *testing.T) { testSecretsInNewWindows(t, newRigOf(t, "builtin", "claude")) })
+	t.Run("openssh", func(t *testing.T) { testSecretsInNewWindows(t, newRig(t)) })
+}
+
+func testSecretsInNewWindows(t *testing.T, r *rig) {
+	set := func(value string) {
+		t.Helper()
+		if res := r.ssh(strings.NewReader(value+"\n"), "gw", "secret", "set", "GH_TOKEN"); res.code != 0 {
+			t.Fatalf("secret set: %+v", res)
+		}
+	}
+	set("first-VALUE-1")
+	term := newTerminals(t, r)
+	term.open("laptop", "exec ssh -F "+r.config+" gw")
+	// The typed lines hold no value: only the shell's output matches.
+	term.keys("laptop", `echo "${TMUX:+tmux}[$GH_TOKEN]"`, "Enter")
+	term.waitFor("laptop", "tmux[first-VALUE-1]")
+
+	set("second-VALUE-2")
+	term.keys("laptop", "C-b", "c")
+	term.keys("laptop", `echo "${TMUX:+tmux}[$GH_TOKEN]"`, "Enter")
+	term.waitFor("laptop", "tmux[second-VALUE-2]")
+
+	if res := r.ssh(nil, "gw", "secret", "rm", "GH_TOKEN"); res.code != 0 {
+		t.Fatalf("secret rm: %+v", res)
+	}
+	term.keys("laptop", "C-b", "c")
+	term.keys("laptop", `echo "${TMUX:+tmux}[${GH_TOKEN-removed}]"`, "Enter")
+	term.waitFor("laptop", "tmux[removed]")
+
+	// Each shell ends before the test removes HOME, which it writes its
+	// history to on the way out.
+	term.keys("laptop", "exit", "Enter")
+	term.waitGone("laptop", "tmux[removed]")
+	term.keys("laptop", "exit", "Enter")
+	term.waitGone("laptop", "tmux[second-VALUE-2]")
+	term.keys("laptop", "exit", "Enter")
+	term.waitClosed("laptop")
+}
+
 // TestLooseSecretsKeyFileStopsTheStart: a secrets key file others may read
 // stops the gateway before it listens, with the one line that says what to
 // do, and is left as it was.

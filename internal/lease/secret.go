@@ -46,7 +46,7 @@ var (
 		"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "MAIL", "PWD", "OLDPWD",
 		"TMPDIR", "TZ", "LANG", "LANGUAGE", "DISPLAY", "IFS", "ENV", "BASH_ENV",
 		"CDPATH", "SHLVL", "HOSTNAME", "PS1", "PS2", "PS4", "PROMPT_COMMAND",
-		"COLORTERM", "NO_COLOR", "CLOUD_INSTANCE_DIR",
+		"COLORTERM", "NO_COLOR", "CLOUD_INSTANCE_DIR", "CC_GATEWAY_SECRETS",
 	}
 	deniedSecretPrefixes = []string{"LD_", "SSH_", "LC_", "XDG_", "TMUX", "NSS_WRAPPER_"}
 )

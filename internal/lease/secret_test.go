@@ -161,7 +161,7 @@ func TestCheckSecretName(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "gh_token", "1X", "A-B", "A B", "A=B", "É", strings.Repeat("A", MaxSecretNameSize+1),
-		"PATH", "HOME", "USER", "SHELL", "TERM", "LD_PRELOAD", "LD_LIBRARY_PATH", "SSH_AUTH_SOCK", "LC_ALL", "TMUX", "XDG_RUNTIME_DIR"} {
+		"PATH", "HOME", "USER", "SHELL", "TERM", "LD_PRELOAD", "LD_LIBRARY_PATH", "SSH_AUTH_SOCK", "LC_ALL", "TMUX", "XDG_RUNTIME_DIR", "CC_GATEWAY_SECRETS"} {
 		err := CheckSecretName(bad)
 		var refused *SecretError
 		if !errors.As(err, &refused) || strings.Contains(err.Error(), "\n") {

@@ -305,7 +305,10 @@ in
     # Claude Code reads its managed settings from here on Linux.
     environment.etc."claude-code/managed-settings.json".text = builtins.toJSON managedSettings;
 
+    # Every login shell, the persistent sessions' new windows among them,
+    # reads the person's current secrets (see the script for why).
     environment.loginShellInit = ''
+      . ${./cloud-instance/secrets-env.sh}
       if [ -r /etc/cloud-instance/expires ]; then
         printf 'This machine expires at %s (UTC). Extend it from your computer: ssh %s extend 2h\n' \
           "$(cat /etc/cloud-instance/expires)" ${lib.escapeShellArg cfg.gatewayHost}

@@ -53,6 +53,12 @@
 // NixOS. Unlike there, it runs as the machine's user, not root. Beside it
 // is the image's cc-agent-state (nix.AgentStateScript), which records the
 // agent's state under HOME; a start removes that record, as a boot does.
+//
+// Login shells of both kinds read the person's current secrets, as the
+// NixOS image's /etc/profile makes them (nix.SecretsEnvScript): each start
+// writes the snippet to Dir/secrets-env.sh and, when HOME has no .profile
+// or .zprofile, ones that source it. So a new window of a persistent session sees a
+// secret set or removed after its tmux server started.
 package machine
 
 import (
@@ -82,12 +88,24 @@ type Machine interface {
 
 // Names of the files a machine keeps in its folder.
 const (
-	HomeDir        = "home"         // the user's HOME
-	InstanceIDFile = "instance-id"  // the document's instance id and a newline
-	ExpiresFile    = "expires"      // the document's expires_at and a newline
-	RevokedKeys    = "revoked_keys" // keys refused whatever the document says
-	BinDir         = "bin"          // programs first on the sessions' PATH
+	HomeDir        = "home"           // the user's HOME
+	InstanceIDFile = "instance-id"    // the document's instance id and a newline
+	ExpiresFile    = "expires"        // the document's expires_at and a newline
+	RevokedKeys    = "revoked_keys"   // keys refused whatever the document says
+	BinDir         = "bin"            // programs first on the sessions' PATH
+	SecretsEnvFile = "secrets-env.sh" // sourced by login shells: the current secrets
 )
+
+// profile is what a machine writes to HOME's .profile and .zprofile when
+// missing: login shells (sh's and bash's, zsh's) read them, as on the
+// NixOS image they read /etc/profile or /etc/zprofile, which source the
+// same snippet.
+const profile = `# Written by cc-gateway's local machine, once: your own edits stay.
+# The secrets you set through the gateway, current in every login shell.
+if [ -r "$CLOUD_INSTANCE_DIR/` + SecretsEnvFile + `" ]; then
+	. "$CLOUD_INSTANCE_DIR/` + SecretsEnvFile + `"
+fi
+`
 
 // OpenSSHUser returns the user name that logs in to an OpenSSH machine: the
 // OS user running this process.
@@ -146,6 +164,9 @@ func prepare(cfg *Config) (string, error) {
 	if err := installPrograms(dir); err != nil {
 		return "", err
 	}
+	if err := installProfile(dir, home); err != nil {
+		return "", err
+	}
 	return dir, nil
 }
 
@@ -166,6 +187,27 @@ func installPrograms(dir string) error {
 		}
 		if err := os.Chmod(program, 0o700); err != nil {
 			return fmt.Errorf("make %s executable: %w", program, err)
+		}
+	}
+	return nil
+}
+
+// installProfile writes the secrets snippet, fresh at every start, and
+// the login shells' files that source it where HOME has none.
+func installProfile(dir, home string) error {
+	if err := writeFile(filepath.Join(dir, SecretsEnvFile), []byte(nix.SecretsEnvScript)); err != nil {
+		return err
+	}
+	for _, name := range []string{".profile", ".zprofile"} {
+		path := filepath.Join(home, name)
+		switch _, err := os.Lstat(path); {
+		case err == nil:
+			continue // the person's own, kept
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("look for %s: %w", name, err)
+		}
+		if err := writeFile(path, []byte(profile)); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -40,3 +40,36 @@ func TestSecretsReachEverySession(t *testing.T) {
 		}
 	})
 }
+
+// TestLoginShellsReadCurrentSecrets: a login shell started from an older
+// environment, as a persistent session's new window is from its tmux
+// server's, has the secrets file's current values and not the removed
+// ones, through the .profile and .zprofile a machine gives a HOME without
+// them; a person's own .profile is kept across a restart.
+func TestLoginShellsReadCurrentSecrets(t *testing.T) {
+	forKinds(t, func(t *testing.T, f *fixture) {
+		if res := f.ssh(t, f.gateway, f.kind.user, strings.NewReader("GH_TOKEN=now\n"), bootstrap.SecretsCommand); res.code != 0 {
+			t.Fatalf("secrets update: exit %d, stderr %q", res.code, res.stderr)
+		}
+		// The host's login shell, and zsh (the NixOS image's) through .zprofile.
+		for _, shell := range []string{`"$SHELL"`, "zsh"} {
+			res := f.ssh(t, f.user, f.kind.user, nil,
+				`GH_TOKEN=stale OLD=gone-VALUE CC_GATEWAY_SECRETS="GH_TOKEN OLD" exec `+shell+` -lc 'echo "[$GH_TOKEN][${OLD-removed}]"'`)
+			if res.code != 0 || res.stdout != "[now][removed]\n" {
+				t.Errorf("a login shell (%s) printed %q (exit %d, stderr %q); want [now][removed]", shell, res.stdout, res.code, res.stderr)
+			}
+		}
+
+		own := []byte("# mine\n")
+		if err := os.WriteFile(filepath.Join(f.home(), ".profile"), own, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.start(t)
+		if got, err := os.ReadFile(filepath.Join(f.home(), ".profile")); err != nil || string(got) != string(own) {
+			t.Errorf("after a restart .profile holds %q, %v; want the person's own", got, err)
+		}
+	})
+}
