@@ -1,0 +1,204 @@
+package lease
+
+// The warm pool (issue 13) keeps machines booted and unassigned, so a new
+// person's first shell does not wait for a cloud server to boot.
+//
+// # Identity
+//
+// A pool machine is made as a test machine is (testmachine.go): from the
+// configured image, with a host key the gateway generates and pins, and the
+// gateway's own key as the only one authorised. Its bootstrap document
+// names no person. Its server is named PoolMachinePrefix+id and carries
+// the gateway's labels, with PoolLabel=<id> in place of LeaseLabel, so
+// operators see what it is and reconcile can tell it from an orphan.
+//
+// # Records
+//
+// Each pool machine has a PoolMachine record in the store's pool bucket
+// (schema v5), keyed by its id. Its State moves only forward:
+//
+//	creating ──▶ ready ──▶ claiming ──▶ (record deleted: the lease owns the server)
+//	    │          │
+//	    └──────────┴──▶ draining ──▶ (record deleted with the server)
+//
+//   - creating is written before Provider.Create, like a lease's creating,
+//     so a crash leaves a record of the server that may exist; ServerID is
+//     set once Create returns.
+//   - ready once the machine presents the pinned host key and accepts the
+//     gateway's key.
+//   - claiming is written in the same store write as the new person's lease
+//     (state creating, naming the pool machine's server, host key and
+//     address): that one write is the lock. Only a ready record can become
+//     claiming, and nothing ever makes a claiming record ready again, so a
+//     machine is never handed to two people and a claimed machine never
+//     returns to the pool.
+//   - draining is written before Provider.Delete, for machines past
+//     --warm-pool-max-age, extras when the pool shrinks, and machines whose
+//     create failed.
+//
+// # Claiming
+//
+// A new person's create takes the oldest ready machine of the configured
+// pair (pickPoolMachine). After the claim write it personalises the machine
+// over the pinned SSH connection (the person's key authorised beside the
+// gateway's, instance id, name, expiry and secrets: a new bootstrap
+// document on the personalise command's stdin), renames and relabels the
+// server through the provider (PoolLabel replaced by LeaseLabel), then
+// writes the lease running and deletes the pool record in one write. The
+// host key stays the one pinned at the pool machine's creation. Each step
+// has its fault point. When no machine is ready the cold path runs as
+// before, and the person is told so.
+//
+// # Reconcile
+//
+// A server labelled PoolLabel is the pool's when a pool record of that id
+// names it (or names no server yet: a create on its way), and is never an
+// orphan then. One without a record is an orphan as any other, with the
+// same grace. Records are settled as leases are:
+//   - creating with no server found after the grace: record deleted;
+//     with one: drained (the keeper cannot know it finished booting);
+//   - claiming: the lease that names it decides. A lease still creating is
+//     finished (personalise and relabel again: both are idempotent) or, if
+//     the server is gone, closed; with no lease naming it (the claim write
+//     never happened) the record is drained, never made ready again.
+//   - draining: the delete is repeated until the server is gone.
+//
+// # Cost
+//
+// Pool machines are nobody's lease, so they are never anyone's cost: `admin
+// list` and the metrics show them as pool cost, apart.
+//
+// # Locks
+//
+// The pool keeper runs beside the reaper, one round at a time. A claim runs
+// under the person's lease lock (Ensure), and takes the pool's own mutex
+// only around reading the records and the claim write, never around a
+// provider or SSH call. Lock order: a lease lock, then the pool mutex.
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+// PoolLabel is the provider label that names a pool machine's id on its
+// server, in place of LeaseLabel.
+const PoolLabel = "cc-gateway-pool"
+
+// PoolMachinePrefix starts a pool machine's server name until it is claimed
+// and renamed as the person's.
+const PoolMachinePrefix = "cc-pool-"
+
+// PoolState is where a pool machine is in its life.
+type PoolState string
+
+// The states of a pool machine; see the package comment of pool.go.
+const (
+	PoolCreating PoolState = "creating"
+	PoolReady    PoolState = "ready"
+	PoolClaiming PoolState = "claiming"
+	PoolDraining PoolState = "draining"
+)
+
+// PoolMachine is one machine of the warm pool: booted, pinned, and nobody's.
+type PoolMachine struct {
+	ID         string    `json:"id"`           // random, names the server and labels it
+	State      PoolState `json:"state"`        //
+	ServerID   int64     `json:"server_id"`    // provider's id; 0 before creation returns
+	ServerName string    `json:"server_name"`  // PoolMachinePrefix + ID
+	Address    string    `json:"address"`      // host:port of the machine's sshd
+	HostKey    string    `json:"host_key"`     // pinned host key, authorized_keys form
+	HostKeyPEM []byte    `json:"host_key_pem"` // its private half
+	ServerType string    `json:"server_type"`  //
+	Location   string    `json:"location"`     //
+	Created    time.Time `json:"created"`      // when the creating record was written
+	// Claimant is the fingerprint of the person claiming the machine, set
+	// with State claiming.
+	Claimant string `json:"claimant,omitempty"`
+}
+
+// PoolStore keeps the pool's records. Like Store, every write is durable
+// when it returns, and its events go to the same audit log in the same
+// write.
+type PoolStore interface {
+	// PoolMachines returns every pool record, sorted by id.
+	PoolMachines() ([]PoolMachine, error)
+	PutPoolMachine(p PoolMachine, events ...Event) error
+	// DeletePoolMachine removes the record (absent is no error).
+	DeletePoolMachine(id string, events ...Event) error
+	// ClaimPoolMachine writes p (claiming) and l (the person's lease,
+	// naming p's server) as one write: the claim's intent and its lock.
+	// It fails, writing nothing, unless the stored record of p is ready.
+	ClaimPoolMachine(p PoolMachine, l Lease, events ...Event) error
+}
+
+// poolPlan is what one round of the pool keeper does.
+type poolPlan struct {
+	Create int      // machines to create
+	Drain  []string // ids of records to drain, oldest first
+}
+
+// planPool decides a keeper round for a pool that should hold want
+// machines no older than maxAge at now. Machines being created count as
+// the pool's (so a slow boot is not doubled); claiming ones are no longer
+// the pool's and are left to the claim and reconcile; draining ones are
+// drained again until gone. Ready machines past maxAge are recycled; when
+// the pool holds more than want, the oldest ready ones go first. Machines
+// still being created are never drained here: their create finishes, and
+// a later round drains them if they are still too many.
+func planPool(machines []PoolMachine, want int, maxAge time.Duration, now time.Time) poolPlan {
+	var plan poolPlan
+	var ready []PoolMachine
+	counted := 0
+	for _, m := range machines {
+		switch m.State {
+		case PoolDraining:
+			plan.Drain = append(plan.Drain, m.ID)
+		case PoolCreating:
+			counted++
+		case PoolReady:
+			if maxAge > 0 && now.Sub(m.Created) >= maxAge {
+				plan.Drain = append(plan.Drain, m.ID)
+				continue
+			}
+			ready = append(ready, m)
+			counted++
+		}
+	}
+	slices.SortStableFunc(ready, oldestFirst)
+	for i := 0; counted > max(want, 0) && i < len(ready); i++ {
+		plan.Drain = append(plan.Drain, ready[i].ID)
+		counted--
+	}
+	plan.Create = max(want-counted, 0)
+	return plan
+}
+
+// pickPoolMachine returns the oldest ready machine of serverType in
+// location that is younger than maxAge at now, so stale ones are used
+// before they are recycled; false when none is.
+func pickPoolMachine(machines []PoolMachine, serverType, location string, maxAge time.Duration, now time.Time) (PoolMachine, bool) {
+	var best PoolMachine
+	found := false
+	for _, m := range machines {
+		if m.State != PoolReady || m.ServerType != serverType || m.Location != location {
+			continue
+		}
+		if maxAge > 0 && now.Sub(m.Created) >= maxAge {
+			continue
+		}
+		if !found || oldestFirst(m, best) < 0 {
+			best, found = m, true
+		}
+	}
+	return best, found
+}
+
+// oldestFirst orders pool machines by creation, then id, so the order
+// never depends on how the store listed them.
+func oldestFirst(a, b PoolMachine) int {
+	if c := a.Created.Compare(b.Created); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
