@@ -77,6 +77,7 @@ package lease
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"time"
 )
@@ -117,6 +118,10 @@ type PoolMachine struct {
 	Claimant string `json:"claimant,omitempty"`
 }
 
+// ErrPoolMachineTaken is returned by ClaimPoolMachine when the machine is
+// no longer ready: another claim, a drain or a recycle took it first.
+var ErrPoolMachineTaken = errors.New("pool machine is no longer ready")
+
 // PoolStore keeps the pool's records. Like Store, every write is durable
 // when it returns, and its events go to the same audit log in the same
 // write.
@@ -128,7 +133,8 @@ type PoolStore interface {
 	DeletePoolMachine(id string, events ...Event) error
 	// ClaimPoolMachine writes p (claiming) and l (the person's lease,
 	// naming p's server) as one write: the claim's intent and its lock.
-	// It fails, writing nothing, unless the stored record of p is ready.
+	// It fails, writing nothing, with an error wrapping
+	// ErrPoolMachineTaken unless the stored record of p is ready.
 	ClaimPoolMachine(p PoolMachine, l Lease, events ...Event) error
 }
 
