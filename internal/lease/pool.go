@@ -8,9 +8,12 @@ package lease
 // A pool machine is made as a test machine is (testmachine.go): from the
 // configured image, with a host key the gateway generates and pins, and the
 // gateway's own key as the only one authorised. Its bootstrap document
-// names no person. Its server is named PoolMachinePrefix+id and carries
-// the gateway's labels, with PoolLabel=<id> in place of LeaseLabel, so
-// operators see what it is and reconcile can tell it from an orphan.
+// names no person. Its server is named and labelled as a lease's would be
+// ("cc-"+id, LeaseLabel=id), plus the role label PoolLabel=true
+// (CreateSpec.Pool), so operators see what it is. The person who claims it
+// gets a lease with the pool machine's id, so the server needs no rename
+// and keeps its LeaseLabel; the claim only removes the role label
+// (the provider's Unpool).
 //
 // # Records
 //
@@ -42,8 +45,8 @@ package lease
 // pair (pickPoolMachine). After the claim write it personalises the machine
 // over the pinned SSH connection (the person's key authorised beside the
 // gateway's, instance id, name, expiry and secrets: a new bootstrap
-// document on the personalise command's stdin), renames and relabels the
-// server through the provider (PoolLabel replaced by LeaseLabel), then
+// document on the personalise command's stdin), removes the server's pool
+// label through the provider, then
 // writes the lease running and deletes the pool record in one write. The
 // host key stays the one pinned at the pool machine's creation. Each step
 // has its fault point. When no machine is ready the cold path runs as
@@ -51,10 +54,11 @@ package lease
 //
 // # Reconcile
 //
-// A server labelled PoolLabel is the pool's when a pool record of that id
-// names it (or names no server yet: a create on its way), and is never an
-// orphan then. One without a record is an orphan as any other, with the
-// same grace. Records are settled as leases are:
+// A server whose LeaseLabel is a pool record's id is the pool's (while the
+// record is creating, ready or draining) or the claiming lease's, which has
+// that id: never an orphan. One whose id no record and no lease has is an
+// orphan as any other, with the same grace. Records are settled as leases
+// are:
 //   - creating with no server found after the grace: record deleted;
 //     with one: drained (the keeper cannot know it finished booting);
 //   - claiming: the lease that names it decides. A lease still creating is
@@ -82,13 +86,9 @@ import (
 	"time"
 )
 
-// PoolLabel is the provider label that names a pool machine's id on its
-// server, in place of LeaseLabel.
+// PoolLabel marks, with the value "true", the server of a pool machine
+// nobody has claimed yet; providers set it and remove it (Unpool).
 const PoolLabel = "cc-gateway-pool"
-
-// PoolMachinePrefix starts a pool machine's server name until it is claimed
-// and renamed as the person's.
-const PoolMachinePrefix = "cc-pool-"
 
 // PoolState is where a pool machine is in its life.
 type PoolState string
@@ -106,7 +106,7 @@ type PoolMachine struct {
 	ID         string    `json:"id"`           // random, names the server and labels it
 	State      PoolState `json:"state"`        //
 	ServerID   int64     `json:"server_id"`    // provider's id; 0 before creation returns
-	ServerName string    `json:"server_name"`  // PoolMachinePrefix + ID
+	ServerName string    `json:"server_name"`  // as a lease's: "cc-" + ID
 	Address    string    `json:"address"`      // host:port of the machine's sshd
 	HostKey    string    `json:"host_key"`     // pinned host key, authorized_keys form
 	HostKeyPEM []byte    `json:"host_key_pem"` // its private half

@@ -15,7 +15,7 @@ import (
 
 func readyMachine(id string) lease.PoolMachine {
 	return lease.PoolMachine{
-		ID: id, State: lease.PoolReady, ServerID: 42, ServerName: lease.PoolMachinePrefix + id,
+		ID: id, State: lease.PoolReady, ServerID: 42, ServerName: "cc-" + id,
 		Address: "127.0.0.1:2222", HostKey: "ssh-ed25519 AAAA", HostKeyPEM: []byte("pem"),
 		ServerType: "cx22", Location: "nbg1", Created: time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC),
 	}
