@@ -141,6 +141,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	defer inBackground(ctx, teller.Run)()
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
+		Pool:     store,
 		Provider: provider,
 		Machines: proxy.NewMachines(pool, cfg.InstanceUser),
 		Policy: lease.Policy{

@@ -148,6 +148,25 @@ func (s *memStore) kinds(fp string) []string {
 	return out
 }
 
+// memPool is a PoolStore in memory, for what reads pool records; writes
+// it does not expect fail the test's calls.
+type memPool struct {
+	mu       sync.Mutex
+	machines []PoolMachine
+}
+
+func (p *memPool) PoolMachines() ([]PoolMachine, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.machines), nil
+}
+
+var errPoolWrite = errors.New("memPool keeps only what a test puts in it")
+
+func (p *memPool) PutPoolMachine(PoolMachine, ...Event) error          { return errPoolWrite }
+func (p *memPool) DeletePoolMachine(string, ...Event) error            { return errPoolWrite }
+func (p *memPool) ClaimPoolMachine(PoolMachine, Lease, ...Event) error { return errPoolWrite }
+
 // fakeProvider is a Provider whose methods call its function fields. A nil
 // field of an action (power, delete, wait) succeeds; a nil field of a
 // method that must invent data fails the test. Every call is recorded.
@@ -429,6 +448,7 @@ type domain struct {
 	m        *Manager
 	r        *Reaper
 	store    *memStore
+	pool     *memPool
 	cloud    *fakeProvider
 	machines *fakeMachines
 	clock    *testkit.Clock
@@ -442,6 +462,7 @@ func newDomain(t *testing.T, policy Policy, rc ReaperConfig) *domain {
 	t.Helper()
 	d := &domain{
 		store:  newMemStore(),
+		pool:   &memPool{},
 		cloud:  &fakeProvider{t: t},
 		clock:  testkit.NewClock(t0),
 		notify: &recNotifier{sessions: 1},
@@ -450,7 +471,7 @@ func newDomain(t *testing.T, policy Policy, rc ReaperConfig) *domain {
 	d.machines = &fakeMachines{calls: d.cloud}
 	d.cloud.pricesFn = func(context.Context, string, string) (Prices, error) { return testPrices, nil }
 	d.m = NewManager(Config{
-		Store: d.store, Provider: d.cloud, Machines: d.machines, Clock: d.clock, Policy: policy,
+		Store: d.store, Pool: d.pool, Provider: d.cloud, Machines: d.machines, Clock: d.clock, Policy: policy,
 		Machine:          MachineSpec{SSHPort: 22, ServerTypes: []string{"cx23"}, Locations: []string{"fsn1"}},
 		Logger:           testkit.Quiet,
 		OperationTimeout: time.Minute,

@@ -36,7 +36,10 @@ type MachineSpec struct {
 
 // Config wires a Manager.
 type Config struct {
-	Store    Store
+	Store Store
+	// Pool keeps the warm pool's records (pool.go); nil when the store
+	// keeps none, as in tests without a pool.
+	Pool     PoolStore
 	Provider Provider
 	Machines Machines
 	Clock    Clock

@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -99,5 +100,43 @@ func TestPickPoolMachine(t *testing.T) {
 				t.Errorf("picked %q (%v), want %q", got.ID, ok, tc.want)
 			}
 		})
+	}
+}
+
+// Reconcile never takes a pool machine for an orphan: a record names its
+// server, or, while it is being created, its id labels the server. A
+// pool-labelled server no record knows is an orphan as any other.
+func TestReconcileLeavesPoolMachinesAlone(t *testing.T) {
+	d := newDomain(t, Policy{}, ReaperConfig{OrphanGrace: 10 * time.Minute, OrphanDeletes: 10})
+	d.inUse()
+	old := d.clock.Now().Add(-time.Hour)
+	d.pool.machines = []PoolMachine{
+		{ID: "ready1", State: PoolReady, ServerID: 7, Created: old},
+		{ID: "making", State: PoolCreating, Created: old}, // its create has not returned yet
+		{ID: "going", State: PoolDraining, ServerID: 9, Created: old},
+	}
+	pooled := func(id int64, poolID string) Server {
+		s := labelled(id, poolID, "running", old)
+		s.Labels[PoolLabel] = "true"
+		return s
+	}
+	stray := pooled(10, "stray")
+	d.cloud.powerOffFn = func(_ context.Context, id int64) error {
+		if id == stray.ID {
+			stray.Status = "off"
+		}
+		return nil
+	}
+	d.cloud.listFn = func(context.Context) ([]Server, error) {
+		return []Server{pooled(7, "ready1"), pooled(8, "making"), pooled(9, "going"), stray}, nil
+	}
+	for range 2 {
+		if err := d.r.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(10 * time.Minute)
+	}
+	if got := d.cloud.changes(); !slices.Equal(got, []string{"PowerOff 10", "Delete 10"}) {
+		t.Errorf("provider calls %q, want only the server no pool record knows powered off and deleted", got)
 	}
 }

@@ -40,6 +40,10 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(guardErr, err)
 	}
+	pool, err := m.poolMachines()
+	if err != nil {
+		return errors.Join(guardErr, err)
+	}
 	servers, images, err := m.inventory(ctx)
 	if err != nil {
 		return errors.Join(guardErr, err)
@@ -78,7 +82,15 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 			"; none is touched: restore the database, or restart with --orphans keep")
 		policy = OrphansKeep
 	}
-	return errors.Join(append(errs, r.deleteOrphans(ctx, policy, append(leases, settled...), servers, images)...)...)
+	return errors.Join(append(errs, r.deleteOrphans(ctx, policy, append(leases, settled...), pool, servers, images)...)...)
+}
+
+// poolMachines returns the warm pool's records; none without a pool store.
+func (m *Manager) poolMachines() ([]PoolMachine, error) {
+	if m.cfg.Pool == nil {
+		return nil, nil
+	}
+	return m.cfg.Pool.PoolMachines()
 }
 
 // guard has the provider put back what keeps the machines reachable only
@@ -286,7 +298,7 @@ func (p *orphanPass) judge(key orphanKey, f orphanFacts) orphanVerdict {
 
 // deleteOrphans powers off and deletes the servers and snapshots none of
 // leases claims, as decideOrphan says under policy.
-func (r *Reaper) deleteOrphans(ctx context.Context, policy Orphans, leases []Lease, servers []Server, images []Image) []error {
+func (r *Reaper) deleteOrphans(ctx context.Context, policy Orphans, leases []Lease, pool []PoolMachine, servers []Server, images []Image) []error {
 	m := r.m
 	claimedServers, claimedImages, byID := map[int64]bool{}, map[int64]bool{}, map[string]Lease{}
 	for _, l := range leases {
@@ -294,7 +306,17 @@ func (r *Reaper) deleteOrphans(ctx context.Context, policy Orphans, leases []Lea
 		claimedImages[l.ImageID] = true
 		byID[l.ID] = l
 	}
+	// A pool record claims its server as a lease does; one still being
+	// created may not know its server yet, which is labelled with its id.
+	poolCreating := map[string]bool{}
+	for _, p := range pool {
+		claimedServers[p.ServerID] = true
+		poolCreating[p.ID] = p.State == PoolCreating
+	}
 	inProgress := func(leaseID string) bool {
+		if poolCreating[leaseID] {
+			return true
+		}
 		l, ok := byID[leaseID]
 		return ok && (m.busy(l.Fingerprint) || l.State == StateCreating || l.State == StateHibernating)
 	}
