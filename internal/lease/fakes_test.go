@@ -163,9 +163,9 @@ func (p *memPool) PoolMachines() ([]PoolMachine, error) {
 
 var errPoolWrite = errors.New("memPool keeps only what a test puts in it")
 
-func (p *memPool) PutPoolMachine(PoolMachine, ...Event) error          { return errPoolWrite }
-func (p *memPool) DeletePoolMachine(string, ...Event) error            { return errPoolWrite }
-func (p *memPool) ClaimPoolMachine(PoolMachine, Lease, ...Event) error { return errPoolWrite }
+func (p *memPool) PutPoolMachine(PoolMachine, PoolState, ...Event) error { return errPoolWrite }
+func (p *memPool) DeletePoolMachine(string, ...Event) error              { return errPoolWrite }
+func (p *memPool) ClaimPoolMachine(PoolMachine, Lease, ...Event) error   { return errPoolWrite }
 
 // fakeProvider is a Provider whose methods call its function fields. A nil
 // field of an action (power, delete, wait) succeeds; a nil field of a

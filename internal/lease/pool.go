@@ -118,17 +118,22 @@ type PoolMachine struct {
 	Claimant string `json:"claimant,omitempty"`
 }
 
-// ErrPoolMachineTaken is returned by ClaimPoolMachine when the machine is
-// no longer ready: another claim, a drain or a recycle took it first.
-var ErrPoolMachineTaken = errors.New("pool machine is no longer ready")
+// ErrPoolMachineTaken is returned by a PoolStore write that found the
+// record no longer in the state it expected: another claim, a drain or a
+// recycle took the machine first.
+var ErrPoolMachineTaken = errors.New("pool machine is no longer in the state expected")
 
 // PoolStore keeps the pool's records. Like Store, every write is durable
 // when it returns, and its events go to the same audit log in the same
-// write.
+// write. Every change of state is a compare-and-set on the stored state, so
+// a claim and a drain of one machine cannot both pass.
 type PoolStore interface {
 	// PoolMachines returns every pool record, sorted by id.
 	PoolMachines() ([]PoolMachine, error)
-	PutPoolMachine(p PoolMachine, events ...Event) error
+	// PutPoolMachine writes p if the stored record is in state from ("":
+	// there is none yet); otherwise it writes nothing and returns an error
+	// wrapping ErrPoolMachineTaken.
+	PutPoolMachine(p PoolMachine, from PoolState, events ...Event) error
 	// DeletePoolMachine removes the record (absent is no error).
 	DeletePoolMachine(id string, events ...Event) error
 	// ClaimPoolMachine writes p (claiming) and l (the person's lease,

@@ -32,14 +32,18 @@ func (s *Store) PoolMachines() ([]lease.PoolMachine, error) {
 }
 
 // PutPoolMachine writes p under its id and appends events, in one
-// transaction.
-func (s *Store) PutPoolMachine(p lease.PoolMachine, events ...lease.Event) error {
+// transaction, if the stored record is in state from ("": none is stored).
+func (s *Store) PutPoolMachine(p lease.PoolMachine, from lease.PoolState, events ...lease.Event) error {
 	raw, rawEvents, err := encodePool(p, events)
 	if err != nil {
 		return fmt.Errorf("put pool machine %s: %w", p.ID, err)
 	}
 	err = s.update(func(tx *bbolt.Tx) error {
-		if err := tx.Bucket(poolBucket).Put([]byte(p.ID), raw); err != nil {
+		pool := tx.Bucket(poolBucket)
+		if err := expectPoolState(pool, p.ID, from); err != nil {
+			return err
+		}
+		if err := pool.Put([]byte(p.ID), raw); err != nil {
 			return err
 		}
 		return s.appendEvents(tx, rawEvents)
@@ -86,16 +90,8 @@ func (s *Store) ClaimPoolMachine(p lease.PoolMachine, l lease.Lease, events ...l
 	}
 	err = s.update(func(tx *bbolt.Tx) error {
 		pool := tx.Bucket(poolBucket)
-		var stored lease.PoolMachine
-		raw := pool.Get([]byte(p.ID))
-		if raw == nil {
-			return fmt.Errorf("no record: %w", lease.ErrPoolMachineTaken)
-		}
-		if err := decodeIn(poolBucket, p.ID, raw, &stored); err != nil {
+		if err := expectPoolState(pool, p.ID, lease.PoolReady); err != nil {
 			return err
-		}
-		if stored.State != lease.PoolReady {
-			return fmt.Errorf("it is %s: %w", stored.State, lease.ErrPoolMachineTaken)
 		}
 		if err := pool.Put([]byte(p.ID), rawPool); err != nil {
 			return err
@@ -107,6 +103,21 @@ func (s *Store) ClaimPoolMachine(p lease.PoolMachine, l lease.Lease, events ...l
 	})
 	if err != nil {
 		return fmt.Errorf("claim pool machine %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// expectPoolState returns an error wrapping lease.ErrPoolMachineTaken
+// unless the record of id is in state want ("": there is none).
+func expectPoolState(pool *bbolt.Bucket, id string, want lease.PoolState) error {
+	var stored lease.PoolMachine
+	if raw := pool.Get([]byte(id)); raw != nil {
+		if err := decodeIn(poolBucket, id, raw, &stored); err != nil {
+			return err
+		}
+	}
+	if stored.State != want {
+		return fmt.Errorf("it is %q, not %q: %w", stored.State, want, lease.ErrPoolMachineTaken)
 	}
 	return nil
 }

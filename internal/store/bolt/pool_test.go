@@ -22,18 +22,27 @@ func readyMachine(id string) lease.PoolMachine {
 }
 
 // Pool records are read back whole after a reopen, sorted by id, and
-// written and deleted with their events as one write.
+// written and deleted with their events as one write; a write expecting
+// another state than the stored one writes nothing.
 func TestPoolMachines(t *testing.T) {
 	s, path := openTemp(t)
 	b, a := readyMachine("b"), readyMachine("a")
 	a.State = lease.PoolCreating
 	for _, p := range []lease.PoolMachine{b, a} {
-		if err := s.PutPoolMachine(p, lease.Event{Kind: "pool", Detail: "put " + p.ID}); err != nil {
+		if err := s.PutPoolMachine(p, "", lease.Event{Kind: "pool", Detail: "put " + p.ID}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.PutPoolMachine(lease.PoolMachine{}); err == nil {
+	if err := s.PutPoolMachine(lease.PoolMachine{}, ""); err == nil {
 		t.Error("a pool machine without an id was written")
+	}
+	again := b
+	again.ServerID = 99
+	if err := s.PutPoolMachine(again, ""); !errors.Is(err, lease.ErrPoolMachineTaken) {
+		t.Errorf("writing a new record over one stored: %v, want ErrPoolMachineTaken", err)
+	}
+	if err := s.PutPoolMachine(again, lease.PoolCreating); !errors.Is(err, lease.ErrPoolMachineTaken) {
+		t.Errorf("writing from creating over a ready record: %v, want ErrPoolMachineTaken", err)
 	}
 	s.Close()
 
@@ -70,7 +79,7 @@ func TestPoolMachines(t *testing.T) {
 func TestClaimPoolMachineOnlyOnce(t *testing.T) {
 	s, _ := openTemp(t)
 	ready := readyMachine("a")
-	if err := s.PutPoolMachine(ready); err != nil {
+	if err := s.PutPoolMachine(ready, ""); err != nil {
 		t.Fatal(err)
 	}
 	const claims = 8
@@ -162,7 +171,7 @@ func TestMigrateFromV4(t *testing.T) {
 	if p, err := s.Person("SHA256:alice"); err != nil || len(p.Notify) != 1 {
 		t.Fatalf("person after migration: %+v, %v", p, err)
 	}
-	if err := s.PutPoolMachine(readyMachine("a")); err != nil {
+	if err := s.PutPoolMachine(readyMachine("a"), ""); err != nil {
 		t.Fatalf("put pool machine after migration: %v", err)
 	}
 	if v := rawVersion(t, path+".v4.bak"); v != 4 {
