@@ -148,11 +148,12 @@ func (s *memStore) kinds(fp string) []string {
 	return out
 }
 
-// memPool is a PoolStore in memory, for what reads pool records; writes
-// it does not expect fail the test's calls.
+// memPool is a PoolStore in memory, with the bolt store's
+// compare-and-set on every change of state.
 type memPool struct {
 	mu       sync.Mutex
-	machines []PoolMachine
+	machines []PoolMachine // sorted by id
+	events   []Event
 }
 
 func (p *memPool) PoolMachines() ([]PoolMachine, error) {
@@ -161,11 +162,60 @@ func (p *memPool) PoolMachines() ([]PoolMachine, error) {
 	return slices.Clone(p.machines), nil
 }
 
-var errPoolWrite = errors.New("memPool keeps only what a test puts in it")
+// find returns the index of id's record, or -1.
+func (p *memPool) find(id string) int {
+	return slices.IndexFunc(p.machines, func(m PoolMachine) bool { return m.ID == id })
+}
 
-func (p *memPool) PutPoolMachine(PoolMachine, PoolState, ...Event) error { return errPoolWrite }
-func (p *memPool) DeletePoolMachine(string, ...Event) error              { return errPoolWrite }
-func (p *memPool) ClaimPoolMachine(PoolMachine, Lease, ...Event) error   { return errPoolWrite }
+func (p *memPool) PutPoolMachine(m PoolMachine, from PoolState, events ...Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.put(m, from, events)
+}
+
+func (p *memPool) put(m PoolMachine, from PoolState, events []Event) error {
+	i := p.find(m.ID)
+	var stored PoolState
+	if i >= 0 {
+		stored = p.machines[i].State
+	}
+	if stored != from {
+		return fmt.Errorf("pool machine %s is %q, not %q: %w", m.ID, stored, from, ErrPoolMachineTaken)
+	}
+	if i >= 0 {
+		p.machines[i] = m
+	} else {
+		p.machines = append(p.machines, m)
+		slices.SortFunc(p.machines, func(a, b PoolMachine) int { return strings.Compare(a.ID, b.ID) })
+	}
+	p.events = append(p.events, events...)
+	return nil
+}
+
+func (p *memPool) DeletePoolMachine(id string, events ...Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := p.find(id); i >= 0 {
+		p.machines = slices.Delete(p.machines, i, i+1)
+	}
+	p.events = append(p.events, events...)
+	return nil
+}
+
+func (p *memPool) ClaimPoolMachine(m PoolMachine, l Lease, events ...Event) error {
+	return errors.New("memPool does not claim yet")
+}
+
+// states returns the state of every record, by id.
+func (p *memPool) states() map[string]PoolState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]PoolState{}
+	for _, m := range p.machines {
+		out[m.ID] = m.State
+	}
+	return out
+}
 
 // fakeProvider is a Provider whose methods call its function fields. A nil
 // field of an action (power, delete, wait) succeeds; a nil field of a
