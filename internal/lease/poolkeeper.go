@@ -181,7 +181,11 @@ func (m *Manager) drainPoolMachine(ctx context.Context, p PoolMachine) error {
 		}
 	}
 	m.fault(FaultPoolDrainDeleted)
-	return m.cfg.Pool.DeletePoolMachine(p.ID, m.poolEvent(p, "drained"))
+	if err := m.cfg.Pool.DeletePoolMachine(p.ID, m.poolEvent(p, "drained")); err != nil {
+		return err
+	}
+	m.log.Info("warm pool: machine drained", "pool", p.ID, "server", p.ServerName)
+	return nil
 }
 
 // newPoolMachine is a fresh pool machine's record, named as a lease's

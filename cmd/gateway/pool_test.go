@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/testkit"
+)
+
+// TestWarmPoolFillsAndDrains: a local gateway with --warm-pool 2 makes two
+// machines that answer with their pinned host keys, records them ready, and
+// a restart with the pool off deletes them.
+func TestWarmPoolFillsAndDrains(t *testing.T) {
+	dir := t.TempDir()
+	lg := newLocalGatewayIn(t, dir, "--warm-pool", "2")
+	g := lg.start(t)
+	testkit.Eventually(t, 2*time.Minute, func() error {
+		if n := strings.Count(g.logs.String(), "warm pool: machine ready"); n < 2 {
+			return fmt.Errorf("%d pool machines ready, want 2", n)
+		}
+		return nil
+	})
+	g.stop()
+	ready := poolRecords(t, dir)
+	if len(ready) != 2 || ready[0].State != lease.PoolReady || ready[1].State != lease.PoolReady || ready[0].ServerID == ready[1].ServerID {
+		t.Fatalf("pool records %+v, want two ready on two servers", ready)
+	}
+	if strings.Contains(g.logs.String(), "level=ERROR") {
+		t.Errorf("the gateway logged errors:\n%s", g.logs.String())
+	}
+
+	lg.args = append(lg.args, "--warm-pool", "0")
+	g = lg.start(t)
+	testkit.Eventually(t, time.Minute, func() error {
+		if n := strings.Count(g.logs.String(), "warm pool: machine drained"); n < 2 {
+			return fmt.Errorf("%d pool machines drained, want 2", n)
+		}
+		return nil
+	})
+	g.stop()
+	if left := poolRecords(t, dir); len(left) != 0 {
+		t.Errorf("pool records after the pool was turned off: %+v", left)
+	}
+}
+
+// poolRecords reads the pool's records of the stopped gateway in dir.
+func poolRecords(t *testing.T, dir string) []lease.PoolMachine {
+	t.Helper()
+	st, err := bolt.Open(filepath.Join(dir, "data", "gateway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	records, err := st.PoolMachines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return records
+}
