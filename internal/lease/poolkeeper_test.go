@@ -216,3 +216,25 @@ func TestPoolKeeperRecoversFromACrashAtEachStep(t *testing.T) {
 		})
 	}
 }
+
+// A ready pool machine whose server someone deleted is dropped from the
+// pool by reconcile, and the keeper replaces it.
+func TestReconcileDropsAPoolMachineWhoseServerIsGone(t *testing.T) {
+	d, c := newPoolDomain(t, 1, 6*time.Hour)
+	d.r.Tick(context.Background())
+	gone := readyServers(d)
+	c.mu.Lock()
+	delete(c.servers, gone[0])
+	c.mu.Unlock()
+
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if machines, _ := d.pool.PoolMachines(); len(machines) != 0 {
+		t.Fatalf("records after reconcile: %+v, want the vanished machine dropped", machines)
+	}
+	d.r.Tick(context.Background())
+	if got := readyServers(d); len(got) != 1 || got[0] == gone[0] {
+		t.Errorf("ready on %v after the next round, want one new machine", got)
+	}
+}

@@ -49,7 +49,7 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 		return errors.Join(guardErr, err)
 	}
 
-	errs := []error{guardErr}
+	errs := []error{guardErr, r.dropVanishedPoolMachines(ctx, pool, servers)}
 	for _, l := range leases {
 		if m.busy(l.Fingerprint) {
 			continue
@@ -83,6 +83,32 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 		policy = OrphansKeep
 	}
 	return errors.Join(append(errs, r.deleteOrphans(ctx, policy, append(leases, settled...), pool, servers, images)...)...)
+}
+
+// dropVanishedPoolMachines removes the records of ready pool machines
+// whose servers the listing does not hold (someone deleted them in the
+// console), so no claim takes a machine that is gone. The listing was
+// taken after the records were read, so a ready record's server was made
+// before it.
+func (r *Reaper) dropVanishedPoolMachines(ctx context.Context, pool []PoolMachine, servers []Server) error {
+	exists := map[int64]bool{}
+	for _, s := range servers {
+		exists[s.ID] = true
+	}
+	var errs []error
+	for _, p := range pool {
+		if p.State != PoolReady || exists[p.ServerID] {
+			continue
+		}
+		r.m.log.Warn("reconcile: a ready pool machine's server is gone; dropping it from the pool", "pool", p.ID, "server", p.ServerName)
+		ctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout)
+		err := r.m.drainPoolMachine(ctx, p)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pool machine %s: %w", p.ID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // poolMachines returns the warm pool's records; none without a pool store.
