@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,11 +14,14 @@ import (
 )
 
 // TestWarmPoolFillsAndDrains: a local gateway with --warm-pool 2 makes two
-// machines that answer with their pinned host keys, records them ready, and
-// a restart with the pool off deletes them.
+// machines that answer with their pinned host keys, records them ready and
+// shows them to admins as the pool's, not as leases; a restart with the
+// pool off deletes them.
 func TestWarmPoolFillsAndDrains(t *testing.T) {
 	dir := t.TempDir()
-	lg := newLocalGatewayIn(t, dir, "--warm-pool", "2")
+	root := newPerson(t, filepath.Join(dir, "root"))
+	admins := writeKeyList(t, filepath.Join(dir, "admins"), root)
+	lg := newLocalGatewayIn(t, dir, "--warm-pool", "2", "--admins", admins)
 	g := lg.start(t)
 	testkit.Eventually(t, 2*time.Minute, func() error {
 		if n := strings.Count(g.logs.String(), "warm pool: machine ready"); n < 2 {
@@ -25,6 +29,12 @@ func TestWarmPoolFillsAndDrains(t *testing.T) {
 		}
 		return nil
 	})
+	list := root.ssh(g, "", "admin", "list")
+	if list.code != 0 || !regexp.MustCompile(`(?m)^0 leases, `).MatchString(list.stdout) ||
+		len(regexp.MustCompile(`(?m)^[0-9a-f]{10} +cc-[0-9a-f]{10} +ready +`).FindAllString(list.stdout, -1)) != 2 ||
+		!regexp.MustCompile(`(?m)^2 pool machines, .* so far, apart from the leases$`).MatchString(list.stdout) {
+		t.Errorf("admin list exited %d and printed:\n%s\nwant no lease and two ready pool machines", list.code, list.stdout)
+	}
 	g.stop()
 	ready := poolRecords(t, dir)
 	if len(ready) != 2 || ready[0].State != lease.PoolReady || ready[1].State != lease.PoolReady || ready[0].ServerID == ready[1].ServerID {

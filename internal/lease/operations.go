@@ -357,6 +357,9 @@ func (m *Manager) Status(fp string) (Lease, error) {
 	return m.withActivity(l), nil
 }
 
+// Pool returns the warm pool's machines: nobody's leases.
+func (m *Manager) Pool() ([]PoolMachine, error) { return m.poolMachines() }
+
 // List returns every lease.
 func (m *Manager) List() ([]Lease, error) {
 	ls, err := m.cfg.Store.List()
