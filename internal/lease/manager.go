@@ -348,6 +348,16 @@ func (f *flight) deliver(s *subscriber) {
 	s.sent += len(pending)
 }
 
+// newIdentity is a new machine's: a fresh id to name and label it, and a
+// fresh host key.
+func newIdentity() (id string, hostPEM []byte, hostPub string, err error) {
+	if id, err = newID(); err != nil {
+		return "", nil, "", err
+	}
+	hostPEM, hostPub, err = newHostKey()
+	return id, hostPEM, hostPub, err
+}
+
 func newID() (string, error) {
 	b := make([]byte, 5)
 	if _, err := rand.Read(b); err != nil {

@@ -240,11 +240,7 @@ func first(names []string) string {
 }
 
 func (m *Manager) newLease(fp string, key ssh.PublicKey) (Lease, error) {
-	id, err := newID()
-	if err != nil {
-		return Lease{}, err
-	}
-	hostPEM, hostPub, err := newHostKey()
+	id, hostPEM, hostPub, err := newIdentity()
 	if err != nil {
 		return Lease{}, err
 	}

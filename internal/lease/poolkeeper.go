@@ -191,11 +191,7 @@ func (m *Manager) drainPoolMachine(ctx context.Context, p PoolMachine) error {
 // newPoolMachine is a fresh pool machine's record, named as a lease's
 // would be so that the lease claiming it takes its id.
 func (m *Manager) newPoolMachine() (PoolMachine, error) {
-	id, err := newID()
-	if err != nil {
-		return PoolMachine{}, err
-	}
-	hostPEM, hostPub, err := newHostKey()
+	id, hostPEM, hostPub, err := newIdentity()
 	if err != nil {
 		return PoolMachine{}, err
 	}

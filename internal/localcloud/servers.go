@@ -98,49 +98,6 @@ func (c *Cloud) getServer(w http.ResponseWriter, r *http.Request) {
 	}{view})
 }
 
-// PUT /servers/{id}: replaces the server's labels, as Hetzner does (the
-// warm pool relabels a machine it hands to a person). Renaming is not
-// needed by the gateway, so it is refused rather than half done.
-func (c *Cloud) updateServer(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "id")
-	if !ok {
-		return
-	}
-	var req struct {
-		Name   *string            `json:"name"`
-		Labels *map[string]string `json:"labels"`
-	}
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	if req.Name != nil {
-		writeInvalid(w, "name", "the local cloud does not rename servers")
-		return
-	}
-	if req.Labels != nil {
-		if err := validateLabels(*req.Labels); err != nil {
-			writeInvalid(w, "labels", err.Error())
-			return
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.serverToChange(w, id)
-	if s == nil {
-		return
-	}
-	if req.Labels != nil {
-		s.Labels = *req.Labels
-	}
-	if err := c.persist(); err != nil {
-		writeStateError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Server serverJSON `json:"server"`
-	}{c.serverView(s)})
-}
-
 type createServerRequest struct {
 	Name             string            `json:"name"`
 	ServerType       json.RawMessage   `json:"server_type"`
