@@ -15,13 +15,13 @@ import (
 
 // TestWarmPoolFillsAndDrains: a local gateway with --warm-pool 2 makes two
 // machines that answer with their pinned host keys, records them ready and
-// shows them to admins as the pool's, not as leases; a restart with the
-// pool off deletes them.
+// shows them to admins and in the metrics as the pool's, not as leases; a
+// restart with the pool off deletes them.
 func TestWarmPoolFillsAndDrains(t *testing.T) {
 	dir := t.TempDir()
 	root := newPerson(t, filepath.Join(dir, "root"))
 	admins := writeKeyList(t, filepath.Join(dir, "admins"), root)
-	lg := newLocalGatewayIn(t, dir, "--warm-pool", "2", "--admins", admins)
+	lg := newLocalGatewayIn(t, dir, "--warm-pool", "2", "--admins", admins, "--metrics-listen", "127.0.0.1:0")
 	g := lg.start(t)
 	testkit.Eventually(t, 2*time.Minute, func() error {
 		if n := strings.Count(g.logs.String(), "warm pool: machine ready"); n < 2 {
@@ -34,6 +34,15 @@ func TestWarmPoolFillsAndDrains(t *testing.T) {
 		len(regexp.MustCompile(`(?m)^[0-9a-f]{10} +cc-[0-9a-f]{10} +ready +`).FindAllString(list.stdout, -1)) != 2 ||
 		!regexp.MustCompile(`(?m)^2 pool machines, .* so far, apart from the leases$`).MatchString(list.stdout) {
 		t.Errorf("admin list exited %d and printed:\n%s\nwant no lease and two ready pool machines", list.code, list.stdout)
+	}
+	code, scrape := metricsOf(t, g).get("/metrics")
+	for series, want := range map[string]float64{
+		`cc_gateway_pool_machines{state="ready"}`: 2,
+		`cc_gateway_leases{state="running"}`:      0,
+	} {
+		if v, err := sample(scrape, series); code != 200 || err != nil || v != want {
+			t.Errorf("/metrics answered %d; %s = %v (%v), want %v", code, series, v, err, want)
+		}
 	}
 	g.stop()
 	ready := poolRecords(t, dir)

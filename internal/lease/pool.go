@@ -101,6 +101,9 @@ const (
 	PoolDraining PoolState = "draining"
 )
 
+// PoolStates lists every PoolState.
+var PoolStates = []PoolState{PoolCreating, PoolReady, PoolClaiming, PoolDraining}
+
 // PoolMachine is one machine of the warm pool: booted, pinned, and nobody's.
 type PoolMachine struct {
 	ID         string    `json:"id"`           // random, names the server and labels it
