@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,4 +81,73 @@ func poolRecords(t *testing.T, dir string) []lease.PoolMachine {
 		t.Fatal(err)
 	}
 	return records
+}
+
+// TestPoolCrashAtEveryStep kills the gateway with SIGKILL at each step of
+// making and draining a pool machine, restarts it with a pool of one, and
+// checks that it ends with one ready machine, recorded, and no other
+// server.
+func TestPoolCrashAtEveryStep(t *testing.T) {
+	for _, point := range lease.PoolFaultPoints {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			lg := newLocalGatewayIn(t, dir, "--metrics-listen", "127.0.0.1:0")
+			base := lg.args
+			withPool := func(n string) { lg.args = append(slices.Clone(base), "--warm-pool", n) }
+
+			size := "1"
+			if strings.HasPrefix(point, "pool.drain.") {
+				withPool("1")
+				g := lg.start(t)
+				waitPool(t, lg, g, 1)
+				g.stop()
+				size = "0" // the drain under test
+			}
+			withPool(size)
+			g := lg.start(t, "CC_GATEWAY_CRASH_AT="+point)
+			select {
+			case <-g.Done():
+			case <-time.After(time.Minute):
+				t.Fatalf("the gateway did not crash at %s:\n%s", point, g.logs.String())
+			}
+
+			withPool("1")
+			g = lg.start(t)
+			waitPool(t, lg, g, 1)
+			g.stop()
+			records := poolRecords(t, dir)
+			if len(records) != 1 || records[0].State != lease.PoolReady {
+				t.Fatalf("pool records after the restart: %+v, want one ready", records)
+			}
+		})
+	}
+}
+
+// waitPool waits until the running gateway g keeps exactly n ready pool
+// machines and nothing else: no machine in another state, and no server
+// in the cloud but theirs.
+func waitPool(t *testing.T, lg *localGateway, g *gatewayProc, n int) {
+	t.Helper()
+	m := metricsOf(t, g)
+	testkit.Eventually(t, 2*time.Minute, func() error {
+		code, scrape := m.get("/metrics")
+		if code != 200 {
+			return fmt.Errorf("/metrics answered %d", code)
+		}
+		for _, s := range lease.PoolStates {
+			want := 0.0
+			if s == lease.PoolReady {
+				want = float64(n)
+			}
+			series := fmt.Sprintf(`cc_gateway_pool_machines{state=%q}`, s)
+			if v, err := sample(scrape, series); err != nil || v != want {
+				return fmt.Errorf("%s = %v (%v), want %v", series, v, err, want)
+			}
+		}
+		if servers := countServers(t, lg); servers != n {
+			return fmt.Errorf("%d servers in the cloud, want %d", servers, n)
+		}
+		return nil
+	})
 }
