@@ -11,8 +11,8 @@ package lease
 // names no person. Its server is named and labelled as a lease's would be
 // ("cc-"+id, LeaseLabel=id), plus the role label PoolLabel=true
 // (CreateSpec.Pool), so operators see what it is. The person who claims it
-// gets a lease with the pool machine's id, so the server needs no rename
-// and keeps its LeaseLabel; the claim only removes the role label
+// is to get a lease with the pool machine's id, so the server needs no
+// rename and keeps its LeaseLabel; the claim only removes the role label
 // (the provider's Unpool).
 //
 // # Records
@@ -21,8 +21,8 @@ package lease
 // (schema v5), keyed by its id. Its State moves only forward:
 //
 //	creating ──▶ ready ──▶ claiming ──▶ (record deleted: the lease owns the server)
-//	    │          │
-//	    └──────────┴──▶ draining ──▶ (record deleted with the server)
+//	    │          │          │
+//	    └──────────┴──────────┴──▶ draining ──▶ (record deleted with the server)
 //
 //   - creating is written before Provider.Create, like a lease's creating,
 //     so a crash leaves a record of the server that may exist; ServerID is
@@ -36,48 +36,61 @@ package lease
 //     machine is never handed to two people and a claimed machine never
 //     returns to the pool.
 //   - draining is written before Provider.Delete, for machines past
-//     --warm-pool-max-age, extras when the pool shrinks, and machines whose
-//     create failed.
+//     --warm-pool-max-age, extras when the pool shrinks, machines whose
+//     create failed, leftovers of a crash, and ready machines whose server
+//     vanished.
 //
-// # Claiming
+// Every change of state is a compare-and-set in the store (PoolStore), so
+// a claim and a drain of one machine cannot both pass, whatever runs them.
 //
-// A new person's create takes the oldest ready machine of the configured
-// pair (pickPoolMachine). After the claim write it personalises the machine
-// over the pinned SSH connection (the person's key authorised beside the
-// gateway's, instance id, name, expiry and secrets: a new bootstrap
-// document on the personalise command's stdin), removes the server's pool
-// label through the provider, then
-// writes the lease running and deletes the pool record in one write. The
-// host key stays the one pinned at the pool machine's creation. Each step
-// has its fault point. When no machine is ready the cold path runs as
-// before, and the person is told so.
+// # Keeping (poolkeeper.go)
+//
+// The keeper runs beside the reaper's passes, one round at a time. A round
+// drains what planPool says, then creates machines up to the pool's size,
+// at once, and waits for them. As rounds never overlap, a record still
+// creating when a round starts was left by a crash: the round drains it,
+// finding its server by LeaseLabel when the record never learnt its id. A
+// draining record is drained again until its server is gone.
 //
 // # Reconcile
 //
-// A server whose LeaseLabel is a pool record's id is the pool's (while the
-// record is creating, ready or draining) or the claiming lease's, which has
-// that id: never an orphan. One whose id no record and no lease has is an
-// orphan as any other, with the same grace. Records are settled as leases
-// are:
-//   - creating with no server found after the grace: record deleted;
-//     with one: drained (the keeper cannot know it finished booting);
-//   - claiming: the lease that names it decides. A lease still creating is
-//     finished (personalise and relabel again: both are idempotent) or, if
-//     the server is gone, closed; with no lease naming it (the claim write
-//     never happened) the record is drained, never made ready again.
-//   - draining: the delete is repeated until the server is gone.
+// A server whose LeaseLabel is a pool record's id is the pool's: never an
+// orphan. (Once claimed, it is the claiming lease's, which has that id.) A
+// pool-labelled server whose id no record and no lease has is an orphan as
+// any other, with the same grace. A ready record whose server the listing
+// lacks is drained, so no claim takes a machine that is gone.
+//
+// # Claiming (not built yet)
+//
+// A new person's create is to take the oldest ready machine of the
+// configured pair (pickPoolMachine). The claim write comes first
+// (ClaimPoolMachine: the record claiming and the person's lease creating,
+// naming the machine's server, address and host key, one write). Then the
+// gateway personalises the machine over the pinned SSH connection (the
+// person's key authorised beside the gateway's, instance id, name, expiry,
+// secrets: a new bootstrap document on a personalise command's stdin, which
+// the NixOS unit and the local machines must learn), removes the pool
+// label (the provider's Unpool), and writes the lease running and deletes
+// the record. The host key stays the one pinned at the pool machine's
+// creation. Each step gets its fault point; reconcile finishes a claim
+// whose lease is still creating (personalising and unpooling again: both
+// idempotent) or closes it when the server is gone, and drains a claiming
+// record no lease names. When no machine is ready the cold path runs as
+// before, and the person is told so.
 //
 // # Cost
 //
-// Pool machines are nobody's lease, so they are never anyone's cost: `admin
-// list` and the metrics show them as pool cost, apart.
+// Pool machines are nobody's lease, so they are never anyone's cost:
+// `admin list` shows them and their cost apart; cc_gateway_pool_machines
+// counts them.
 //
 // # Locks
 //
-// The pool keeper runs beside the reaper, one round at a time. A claim runs
-// under the person's lease lock (Ensure), and takes the pool's own mutex
-// only around reading the records and the claim write, never around a
-// provider or SSH call. Lock order: a lease lock, then the pool mutex.
+// The keeper's round is marked by Reaper.keeping, under Reaper.mu (a
+// leaf). The keeper takes no lease lock and holds no lock across a store,
+// provider or SSH call: the store's compare-and-set is what orders it
+// against claims. A claim will run under the person's lease lock, as every
+// create does.
 
 import (
 	"cmp"
