@@ -141,6 +141,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	defer inBackground(ctx, teller.Run)()
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
+		Pool:     store,
 		Provider: provider,
 		Machines: proxy.NewMachines(pool, cfg.InstanceUser),
 		Policy: lease.Policy{
@@ -213,6 +214,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Interval: cfg.ReaperInterval, ReconcileEvery: cfg.ReconcileInterval,
 		OrphanGrace: cfg.OrphanGrace, Orphans: cfg.Orphans, OrphanDeletes: cfg.OrphanDeletes,
 		Invocation: invocation,
+		Pool:       lease.PoolConfig{Size: cfg.WarmPool, MaxAge: cfg.WarmPoolMaxAge},
 	})
 	defer inBackground(ctx, reaper.Run)()
 	served := make(chan error, 1)

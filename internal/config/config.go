@@ -72,6 +72,8 @@ type Config struct {
 	OrphanGrace          time.Duration       // age before an unclaimed server is an orphan
 	Orphans              lease.Orphans       // what reconcile does with orphans
 	OrphanDeletes        int                 // the most orphans one reconcile deletes
+	WarmPool             int                 // booted machines kept ready for new people; 0: none
+	WarmPoolMaxAge       time.Duration       // age at which a ready pool machine is replaced
 	LocalFaults          string              // fault injection spec for the local cloud
 	InstanceUser         string              // Unix user people land as on their machine
 	ServerType           string              // Hetzner server types of new machines, comma-separated (ServerTypes)

@@ -309,6 +309,10 @@ var options = []*option{
 		bind: func(c *Config) value { return enum(&c.Orphans, lease.OrphansDelete, lease.OrphansKeep) }},
 	{name: "orphan-deletes", arg: "N", usage: "the most orphans one reconcile deletes", def: "3",
 		bind: func(c *Config) value { return number(&c.OrphanDeletes, 1, 1000, "a count") }},
+	{name: "warm-pool", arg: "N", usage: "how many booted, unassigned machines to keep ready for new people (each costs as a running machine; 0: none, and what a larger pool left is deleted)", def: "0",
+		bind: func(c *Config) value { return number(&c.WarmPool, 0, 50, "a count of machines") }},
+	{name: "warm-pool-max-age", arg: "DURATION", usage: "how old a ready pool machine may grow before it is replaced, so none goes stale", def: "6h",
+		bind: func(c *Config) value { return duration(&c.WarmPoolMaxAge) }},
 	{name: "instance-user", arg: "NAME", usage: "Unix user people land as on their machine", def: "claude",
 		bind: func(c *Config) value {
 			return text(&c.InstanceUser, matching(unixUser, "is not a valid Unix user name: lower case letters, digits, _ and -, starting with a letter or _, at most 32 characters"))

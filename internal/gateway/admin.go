@@ -69,6 +69,29 @@ func (g *Gateway) adminList(c call) int {
 	}
 	w.Flush()
 	fmt.Fprintf(c.stdout, "%d leases, %s so far\n", len(leases), money(total, currency))
+	return g.adminPool(c, now)
+}
+
+// adminPool lists the warm pool's machines, if any, and their cost apart
+// from the leases': nobody owns them.
+func (g *Gateway) adminPool(c call, now time.Time) int {
+	pool, err := g.opts.Leases.Pool()
+	if err != nil {
+		return g.leaseError(c, forPerson(err, "could not list the warm pool"))
+	}
+	if len(pool) == 0 {
+		return 0
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "\nPOOL\tMACHINE\tSTATE\tAGE\tCOST")
+	total, currency := 0.0, ""
+	for _, p := range pool {
+		cost, cur := g.opts.Leases.PoolCost(p)
+		total, currency = total+cost, cur
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.ID, p.ServerName, p.State, lease.FormatDuration(now.Sub(p.Created)), money(cost, cur))
+	}
+	w.Flush()
+	fmt.Fprintf(c.stdout, "%d pool machines, %s so far, apart from the leases\n", len(pool), money(total, currency))
 	return 0
 }
 

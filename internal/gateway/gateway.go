@@ -40,6 +40,9 @@ type Leases interface {
 	List() ([]lease.Lease, error)
 	Hibernate(ctx context.Context, fingerprint string) (lease.Lease, error)
 	Cost(l lease.Lease) (amount float64, currency string)
+	// The warm pool's machines, and what each has cost, apart from leases.
+	Pool() ([]lease.PoolMachine, error)
+	PoolCost(p lease.PoolMachine) (amount float64, currency string)
 	Record(e lease.Event)
 	Events(n int) ([]lease.Event, error)
 

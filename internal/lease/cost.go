@@ -61,6 +61,16 @@ func (m *Manager) Cost(l Lease) (float64, string) {
 	return l.Spent + serverCost(p, l.ServerCreated, now) + imageCost(p, l.ImageSizeGB, l.ImageCreated, now), p.Currency
 }
 
+// PoolCost is what the warm pool machine p has cost so far, apart from
+// anyone's lease; zero and an empty currency when prices are unknown.
+func (m *Manager) PoolCost(p PoolMachine) (float64, string) {
+	prices, ok := m.cachedPrices(Lease{ServerType: p.ServerType, Location: p.Location})
+	if !ok || p.ServerID == 0 {
+		return 0, ""
+	}
+	return serverCost(prices, p.Created, m.cfg.Clock.Now()), prices.Currency
+}
+
 // priceKey names what a price applies to.
 func priceKey(serverType, location string) string { return serverType + "/" + location }
 

@@ -148,6 +148,75 @@ func (s *memStore) kinds(fp string) []string {
 	return out
 }
 
+// memPool is a PoolStore in memory, with the bolt store's
+// compare-and-set on every change of state.
+type memPool struct {
+	mu       sync.Mutex
+	machines []PoolMachine // sorted by id
+	events   []Event
+}
+
+func (p *memPool) PoolMachines() ([]PoolMachine, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.machines), nil
+}
+
+// find returns the index of id's record, or -1.
+func (p *memPool) find(id string) int {
+	return slices.IndexFunc(p.machines, func(m PoolMachine) bool { return m.ID == id })
+}
+
+func (p *memPool) PutPoolMachine(m PoolMachine, from PoolState, events ...Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.put(m, from, events)
+}
+
+func (p *memPool) put(m PoolMachine, from PoolState, events []Event) error {
+	i := p.find(m.ID)
+	var stored PoolState
+	if i >= 0 {
+		stored = p.machines[i].State
+	}
+	if stored != from {
+		return fmt.Errorf("pool machine %s is %q, not %q: %w", m.ID, stored, from, ErrPoolMachineTaken)
+	}
+	if i >= 0 {
+		p.machines[i] = m
+	} else {
+		p.machines = append(p.machines, m)
+		slices.SortFunc(p.machines, func(a, b PoolMachine) int { return strings.Compare(a.ID, b.ID) })
+	}
+	p.events = append(p.events, events...)
+	return nil
+}
+
+func (p *memPool) DeletePoolMachine(id string, events ...Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := p.find(id); i >= 0 {
+		p.machines = slices.Delete(p.machines, i, i+1)
+	}
+	p.events = append(p.events, events...)
+	return nil
+}
+
+func (p *memPool) ClaimPoolMachine(m PoolMachine, l Lease, events ...Event) error {
+	return errors.New("memPool does not claim yet")
+}
+
+// states returns the state of every record, by id.
+func (p *memPool) states() map[string]PoolState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]PoolState{}
+	for _, m := range p.machines {
+		out[m.ID] = m.State
+	}
+	return out
+}
+
 // fakeProvider is a Provider whose methods call its function fields. A nil
 // field of an action (power, delete, wait) succeeds; a nil field of a
 // method that must invent data fails the test. Every call is recorded.
@@ -429,6 +498,7 @@ type domain struct {
 	m        *Manager
 	r        *Reaper
 	store    *memStore
+	pool     *memPool
 	cloud    *fakeProvider
 	machines *fakeMachines
 	clock    *testkit.Clock
@@ -442,6 +512,7 @@ func newDomain(t *testing.T, policy Policy, rc ReaperConfig) *domain {
 	t.Helper()
 	d := &domain{
 		store:  newMemStore(),
+		pool:   &memPool{},
 		cloud:  &fakeProvider{t: t},
 		clock:  testkit.NewClock(t0),
 		notify: &recNotifier{sessions: 1},
@@ -450,7 +521,7 @@ func newDomain(t *testing.T, policy Policy, rc ReaperConfig) *domain {
 	d.machines = &fakeMachines{calls: d.cloud}
 	d.cloud.pricesFn = func(context.Context, string, string) (Prices, error) { return testPrices, nil }
 	d.m = NewManager(Config{
-		Store: d.store, Provider: d.cloud, Machines: d.machines, Clock: d.clock, Policy: policy,
+		Store: d.store, Pool: d.pool, Provider: d.cloud, Machines: d.machines, Clock: d.clock, Policy: policy,
 		Machine:          MachineSpec{SSHPort: 22, ServerTypes: []string{"cx23"}, Locations: []string{"fsn1"}},
 		Logger:           testkit.Quiet,
 		OperationTimeout: time.Minute,

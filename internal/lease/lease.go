@@ -155,6 +155,9 @@ type CreateSpec struct {
 	// TestMachine marks the machine of `gateway preflight
 	// --create-test-machine`, labelled so operators see what it is.
 	TestMachine bool
+	// Pool marks a warm pool machine (pool.go): nobody's yet, labelled so
+	// reconcile and operators tell it from a person's until it is claimed.
+	Pool bool
 	// Progress, if not nil, tells the person waiting what the provider
 	// does that they would otherwise wonder about (a sold-out server type
 	// it moves away from).

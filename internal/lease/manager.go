@@ -36,7 +36,10 @@ type MachineSpec struct {
 
 // Config wires a Manager.
 type Config struct {
-	Store    Store
+	Store Store
+	// Pool keeps the warm pool's records (pool.go); nil when the store
+	// keeps none, as in tests without a pool.
+	Pool     PoolStore
 	Provider Provider
 	Machines Machines
 	Clock    Clock
@@ -343,6 +346,16 @@ func (f *flight) deliver(s *subscriber) {
 		s.fn(st)
 	}
 	s.sent += len(pending)
+}
+
+// newIdentity is a new machine's: a fresh id to name and label it, and a
+// fresh host key.
+func newIdentity() (id string, hostPEM []byte, hostPub string, err error) {
+	if id, err = newID(); err != nil {
+		return "", nil, "", err
+	}
+	hostPEM, hostPub, err = newHostKey()
+	return id, hostPEM, hostPub, err
 }
 
 func newID() (string, error) {

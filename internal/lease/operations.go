@@ -240,11 +240,7 @@ func first(names []string) string {
 }
 
 func (m *Manager) newLease(fp string, key ssh.PublicKey) (Lease, error) {
-	id, err := newID()
-	if err != nil {
-		return Lease{}, err
-	}
-	hostPEM, hostPub, err := newHostKey()
+	id, hostPEM, hostPub, err := newIdentity()
 	if err != nil {
 		return Lease{}, err
 	}
@@ -356,6 +352,9 @@ func (m *Manager) Status(fp string) (Lease, error) {
 	}
 	return m.withActivity(l), nil
 }
+
+// Pool returns the warm pool's machines: nobody's leases.
+func (m *Manager) Pool() ([]PoolMachine, error) { return m.poolMachines() }
 
 // List returns every lease.
 func (m *Manager) List() ([]Lease, error) {

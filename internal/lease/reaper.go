@@ -39,6 +39,9 @@ type ReaperConfig struct {
 	// stop, a destroy, a settle); default the Manager's OperationTimeout.
 	LeaseTimeout time.Duration
 	Invocation   string // how people reach the gateway, for messages
+	// Pool sizes the warm pool the reaper keeps beside its passes; the
+	// zero value keeps none (and drains what a larger one left).
+	Pool PoolConfig
 }
 
 // Reaper stops idle machines, destroys expired ones, warns the people
@@ -76,6 +79,7 @@ type Reaper struct {
 	// lead time.
 	warned          map[warning]bool
 	reconciling     bool
+	keeping         bool // a round of the pool keeper runs
 	lastReconcile   time.Time
 	reconcileFailed bool // the latest reconcile to finish failed
 	// orphans holds when reconcile first saw each current orphan; kept in
@@ -191,6 +195,9 @@ func (r *Reaper) startWork(ctx context.Context, now time.Time, work *sync.WaitGr
 	if ctx.Err() == nil && r.startReconcile(now) {
 		r.goTracked(work, func() { r.reconcileAt(ctx, now) })
 	}
+	if ctx.Err() == nil && r.startKeeping() {
+		r.goTracked(work, func() { r.keepPoolRound(ctx) })
+	}
 	for _, l := range leases {
 		if m.busy(l.Fingerprint) {
 			continue
@@ -282,6 +289,27 @@ func (r *Reaper) reconcileAt(ctx context.Context, now time.Time) {
 	if err == nil {
 		r.lastReconcile = now
 	}
+}
+
+// startKeeping reports whether no round of the pool keeper runs, and if
+// so marks one running.
+func (r *Reaper) startKeeping() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keeping {
+		return false
+	}
+	r.keeping = true
+	return true
+}
+
+func (r *Reaper) keepPoolRound(ctx context.Context) {
+	if err := r.keepPool(ctx); err != nil {
+		r.m.log.Error("warm pool", "err", err)
+	}
+	r.mu.Lock()
+	r.keeping = false
+	r.mu.Unlock()
 }
 
 func (r *Reaper) forgetWarnings(now time.Time) {

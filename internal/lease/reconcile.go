@@ -40,12 +40,16 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(guardErr, err)
 	}
+	pool, err := m.poolMachines()
+	if err != nil {
+		return errors.Join(guardErr, err)
+	}
 	servers, images, err := m.inventory(ctx)
 	if err != nil {
 		return errors.Join(guardErr, err)
 	}
 
-	errs := []error{guardErr}
+	errs := []error{guardErr, r.dropVanishedPoolMachines(ctx, pool, servers)}
 	for _, l := range leases {
 		if m.busy(l.Fingerprint) {
 			continue
@@ -78,7 +82,41 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 			"; none is touched: restore the database, or restart with --orphans keep")
 		policy = OrphansKeep
 	}
-	return errors.Join(append(errs, r.deleteOrphans(ctx, policy, append(leases, settled...), servers, images)...)...)
+	return errors.Join(append(errs, r.deleteOrphans(ctx, policy, append(leases, settled...), pool, servers, images)...)...)
+}
+
+// dropVanishedPoolMachines removes the records of ready pool machines
+// whose servers the listing does not hold (someone deleted them in the
+// console), so no claim takes a machine that is gone. The listing was
+// taken after the records were read, so a ready record's server was made
+// before it.
+func (r *Reaper) dropVanishedPoolMachines(ctx context.Context, pool []PoolMachine, servers []Server) error {
+	exists := map[int64]bool{}
+	for _, s := range servers {
+		exists[s.ID] = true
+	}
+	var errs []error
+	for _, p := range pool {
+		if p.State != PoolReady || exists[p.ServerID] {
+			continue
+		}
+		r.m.log.Warn("reconcile: a ready pool machine's server is gone; dropping it from the pool", "pool", p.ID, "server", p.ServerName)
+		ctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout)
+		err := r.m.drainPoolMachine(ctx, p)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pool machine %s: %w", p.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// poolMachines returns the warm pool's records; none without a pool store.
+func (m *Manager) poolMachines() ([]PoolMachine, error) {
+	if m.cfg.Pool == nil {
+		return nil, nil
+	}
+	return m.cfg.Pool.PoolMachines()
 }
 
 // guard has the provider put back what keeps the machines reachable only
@@ -286,7 +324,7 @@ func (p *orphanPass) judge(key orphanKey, f orphanFacts) orphanVerdict {
 
 // deleteOrphans powers off and deletes the servers and snapshots none of
 // leases claims, as decideOrphan says under policy.
-func (r *Reaper) deleteOrphans(ctx context.Context, policy Orphans, leases []Lease, servers []Server, images []Image) []error {
+func (r *Reaper) deleteOrphans(ctx context.Context, policy Orphans, leases []Lease, pool []PoolMachine, servers []Server, images []Image) []error {
 	m := r.m
 	claimedServers, claimedImages, byID := map[int64]bool{}, map[int64]bool{}, map[string]Lease{}
 	for _, l := range leases {
@@ -294,7 +332,17 @@ func (r *Reaper) deleteOrphans(ctx context.Context, policy Orphans, leases []Lea
 		claimedImages[l.ImageID] = true
 		byID[l.ID] = l
 	}
+	// A pool record claims its server as a lease does; one still being
+	// created may not know its server yet, which is labelled with its id.
+	poolCreating := map[string]bool{}
+	for _, p := range pool {
+		claimedServers[p.ServerID] = true
+		poolCreating[p.ID] = p.State == PoolCreating
+	}
 	inProgress := func(leaseID string) bool {
+		if poolCreating[leaseID] {
+			return true
+		}
 		l, ok := byID[leaseID]
 		return ok && (m.busy(l.Fingerprint) || l.State == StateCreating || l.State == StateHibernating)
 	}

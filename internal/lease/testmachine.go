@@ -138,11 +138,7 @@ func (t TestMachine) Run(ctx context.Context) ([]Phase, error) {
 // lease is the test machine's: a fresh id and host key, the gateway's key
 // as the only one authorised.
 func (t TestMachine) lease() (Lease, error) {
-	id, err := newID()
-	if err != nil {
-		return Lease{}, err
-	}
-	hostPEM, hostPub, err := newHostKey()
+	id, hostPEM, hostPub, err := newIdentity()
 	if err != nil {
 		return Lease{}, err
 	}

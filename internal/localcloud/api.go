@@ -20,6 +20,7 @@ func (c *Cloud) routes() http.Handler {
 	mux.HandleFunc("GET /v1/servers", c.listServers)
 	mux.HandleFunc("POST /v1/servers", c.createServer)
 	mux.HandleFunc("GET /v1/servers/{id}", c.getServer)
+	mux.HandleFunc("PUT /v1/servers/{id}", c.updateServer)
 	mux.HandleFunc("DELETE /v1/servers/{id}", c.deleteServer)
 	mux.HandleFunc("GET /v1/servers/{id}/actions", c.listServerActions)
 	mux.HandleFunc("GET /v1/servers/{id}/actions/{action_id}", c.getAction)

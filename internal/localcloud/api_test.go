@@ -267,6 +267,22 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		t.Errorf("wrong token: %v, want unauthorized", err)
 	}
 
+	// Relabelling, as a claimed pool machine is; renaming is refused.
+	labelled, _, err := raw.Server.GetByID(ctx, srv.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelled.Labels[hcloud.LabelPool] = "true"
+	if _, _, err := raw.Server.Update(ctx, labelled, hc.ServerUpdateOpts{Labels: labelled.Labels}); err != nil {
+		t.Fatalf("label a server: %v", err)
+	}
+	if err := p.Unpool(ctx, srv.ID); err != nil {
+		t.Fatalf("unpool: %v", err)
+	}
+	if _, _, err := raw.Server.Update(ctx, labelled, hc.ServerUpdateOpts{Name: "cc-renamed"}); !hc.IsError(err, hc.ErrorCodeInvalidInput) {
+		t.Errorf("rename a server: %v, want invalid_input", err)
+	}
+
 	if err := p.Delete(ctx, srv.ID); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
@@ -279,6 +295,8 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		"GET /servers 200",
 		"GET /servers/{id} 200",
 		"DELETE /servers/{id} 200",
+		"PUT /servers/{id} 200",
+		"PUT /servers/{id} 400",
 		"GET /servers/{id}/actions 200",
 		"POST /servers/{id}/actions/poweron 201",
 		"POST /servers/{id}/actions/poweroff 201",

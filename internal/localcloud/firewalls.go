@@ -243,21 +243,12 @@ func (c *Cloud) updateFirewall(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req struct {
-		Name   *string            `json:"name"`
-		Labels *map[string]string `json:"labels"`
-	}
-	if !decodeBody(w, r, &req) {
+	req, ok := decodeUpdate(w, r)
+	if !ok {
 		return
 	}
 	if req.Name != nil && !validFirewallName(w, *req.Name) {
 		return
-	}
-	if req.Labels != nil {
-		if err := validateLabels(*req.Labels); err != nil {
-			writeInvalid(w, "labels", err.Error())
-			return
-		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -29,13 +29,15 @@ var operationBuckets = []float64{0.25, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 1
 // do, up to the minutes a provider call may take.
 var passBuckets = []float64{0.005, 0.025, 0.1, 0.5, 1, 5, 15, 60, 300}
 
-// leaseLister reads every lease; lease.Manager is one.
+// leaseLister reads every lease and the warm pool's machines; the store
+// is one.
 type leaseLister interface {
 	List() ([]lease.Lease, error)
+	PoolMachines() ([]lease.PoolMachine, error)
 }
 
 // Lease registers the lease domain's metrics. leases is read at every
-// scrape for cc_gateway_leases; reaperInterval is the time between the
+// scrape for cc_gateway_leases and cc_gateway_pool_machines; reaperInterval is the time between the
 // reaper's passes, exported for alert rules.
 func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Lease {
 	m := &Lease{
@@ -116,9 +118,15 @@ func (m *Lease) Cost(amount float64, currency string) {
 // hundred leases at most).
 type leaseStates struct{ leases leaseLister }
 
-var leasesDesc = prometheus.NewDesc(Namespace+"_leases", "Leases by the state of their machine.", []string{"state"}, nil)
+var (
+	leasesDesc = prometheus.NewDesc(Namespace+"_leases", "Leases by the state of their machine.", []string{"state"}, nil)
+	poolDesc   = prometheus.NewDesc(Namespace+"_pool_machines", "The warm pool's machines, nobody's leases, by state.", []string{"state"}, nil)
+)
 
-func (c leaseStates) Describe(ch chan<- *prometheus.Desc) { ch <- leasesDesc }
+func (c leaseStates) Describe(ch chan<- *prometheus.Desc) {
+	ch <- leasesDesc
+	ch <- poolDesc
+}
 
 func (c leaseStates) Collect(ch chan<- prometheus.Metric) {
 	all, err := c.leases.List()
@@ -133,5 +141,16 @@ func (c leaseStates) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range lease.States {
 		ch <- prometheus.MustNewConstMetric(leasesDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+	pool, err := c.leases.PoolMachines()
+	if err != nil {
+		return
+	}
+	inPool := map[lease.PoolState]int{}
+	for _, p := range pool {
+		inPool[p.State]++
+	}
+	for _, s := range lease.PoolStates {
+		ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(inPool[s]), string(s))
 	}
 }

@@ -15,17 +15,22 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
-// leaseList is a leaseLister over a fixed list.
+// leaseList is a leaseLister over fixed lists.
 type leaseList struct {
 	leases []lease.Lease
+	pool   []lease.PoolMachine
 	err    error
 }
 
-func (l *leaseList) List() ([]lease.Lease, error) { return l.leases, l.err }
+func (l *leaseList) List() ([]lease.Lease, error)               { return l.leases, l.err }
+func (l *leaseList) PoolMachines() ([]lease.PoolMachine, error) { return l.pool, l.err }
 
 func TestLeaseMetrics(t *testing.T) {
 	r := New()
-	list := &leaseList{leases: []lease.Lease{{State: lease.StateRunning}, {State: lease.StateRunning}, {State: lease.StateStopped}}}
+	list := &leaseList{
+		leases: []lease.Lease{{State: lease.StateRunning}, {State: lease.StateRunning}, {State: lease.StateStopped}},
+		pool:   []lease.PoolMachine{{State: lease.PoolReady}, {State: lease.PoolReady}, {State: lease.PoolCreating}},
+	}
 	m := r.Lease(list, 30*time.Second)
 
 	m.Operation(lease.OpCreate, lease.ResultOK, 90*time.Second)
@@ -67,11 +72,17 @@ cc_gateway_leases{state="running"} 2
 cc_gateway_leases{state="starting"} 0
 cc_gateway_leases{state="stopped"} 1
 cc_gateway_leases{state="stopping"} 0
+# HELP cc_gateway_pool_machines The warm pool's machines, nobody's leases, by state.
+# TYPE cc_gateway_pool_machines gauge
+cc_gateway_pool_machines{state="claiming"} 0
+cc_gateway_pool_machines{state="creating"} 1
+cc_gateway_pool_machines{state="draining"} 0
+cc_gateway_pool_machines{state="ready"} 2
 # HELP cc_gateway_reaper_interval_seconds The configured time between reaper passes.
 # TYPE cc_gateway_reaper_interval_seconds gauge
 cc_gateway_reaper_interval_seconds 30
 `
-	if err := testutil.GatherAndCompare(r.reg, strings.NewReader(want), "cc_gateway_leases", "cc_gateway_reaper_interval_seconds"); err != nil {
+	if err := testutil.GatherAndCompare(r.reg, strings.NewReader(want), "cc_gateway_leases", "cc_gateway_pool_machines", "cc_gateway_reaper_interval_seconds"); err != nil {
 		t.Error(err)
 	}
 	// Every op's histogram is there before its first observation.

@@ -13,5 +13,8 @@ func (p *Provider) serverLabels(spec lease.CreateSpec) map[string]string {
 	if spec.TestMachine {
 		labels[LabelTestMachine] = "true"
 	}
+	if spec.Pool {
+		labels[LabelPool] = "true"
+	}
 	return labels
 }

@@ -4,7 +4,7 @@
 //
 //	root
 //	├── meta                      bucket
-//	│   └── schema_version        uint64, 8 bytes big-endian (currently 4)
+//	│   └── schema_version        uint64, 8 bytes big-endian (currently 5)
 //	├── leases                    bucket
 //	│   └── <fingerprint>         JSON of lease.Lease, key "SHA256:…"
 //	├── events                    bucket, the audit log
@@ -12,8 +12,10 @@
 //	│                             so byte order is time order
 //	├── refusals                  bucket, counts of refused connections
 //	│   └── <sequence>            JSON of lease.Refusal, keyed as events
-//	└── people                    bucket, what people keep apart from leases
-//	    └── <fingerprint>         JSON of lease.Person (secrets sealed)
+//	├── people                    bucket, what people keep apart from leases
+//	│   └── <fingerprint>         JSON of lease.Person (secrets sealed)
+//	└── pool                      bucket, the warm pool's machines
+//	    └── <id>                  JSON of lease.PoolMachine
 //
 // Schema history:
 //
@@ -22,6 +24,7 @@
 //	v2  events bucket added
 //	v3  refusals bucket added: refused connections leave the events bucket
 //	v4  people bucket added (notification targets, sealed secrets)
+//	v5  pool bucket added (the warm pool)
 //
 // Open checks schema_version. A file written by a newer gateway is refused
 // untouched; an older file is first copied to <path>.v<N>.bak and then
@@ -67,10 +70,11 @@ var (
 	eventsBucket     = []byte("events")
 	refusalsBucket   = []byte("refusals")
 	peopleBucket     = []byte("people")
+	poolBucket       = []byte("pool")
 )
 
 // schemaVersion is the layout this binary writes and understands.
-const schemaVersion = 4
+const schemaVersion = 5
 
 // migrations[n] turns a version n file into a version n+1 file, so
 // len(migrations) must equal schemaVersion.
@@ -79,6 +83,7 @@ var migrations = []func(tx *bbolt.Tx) error{
 	migrateV1ToV2,
 	migrateV2ToV3,
 	migrateV3ToV4,
+	migrateV4ToV5,
 }
 
 // EventLimit is how many audit events the store keeps.
@@ -226,7 +231,7 @@ func (s *Store) Healthy() error {
 
 // view and update run a transaction as bbolt's View and Update do, turning
 // a panic inside bbolt (a damaged page) into an error. A failure other
-// than a missing lease makes the store unhealthy and is logged once; the
+// than a missing lease or a taken pool machine makes the store unhealthy and is logged once; the
 // error wraps lease.ErrStoreFailed, so people are told what happened.
 func (s *Store) view(fn func(*bbolt.Tx) error) error {
 	return s.guard(func() error { return s.db.View(fn) })
@@ -241,7 +246,9 @@ func (s *Store) guard(run func() error) (err error) {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("bbolt panicked, the file is damaged: %v", r)
 		}
-		if err == nil || errors.Is(err, lease.ErrNotFound) {
+		// A missing lease or a pool machine already taken is an answer,
+		// not a failure of the database.
+		if err == nil || errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrPoolMachineTaken) {
 			return
 		}
 		if failure := err; s.failure.CompareAndSwap(nil, &failure) {
@@ -334,7 +341,7 @@ func (s *Store) version() (version uint64, fresh bool, err error) {
 }
 
 func initialise(tx *bbolt.Tx) error {
-	for _, name := range [][]byte{metaBucket, leasesBucket, eventsBucket, refusalsBucket, peopleBucket} {
+	for _, name := range [][]byte{metaBucket, leasesBucket, eventsBucket, refusalsBucket, peopleBucket, poolBucket} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -433,6 +440,11 @@ func migrateV2ToV3(tx *bbolt.Tx) error {
 // migrateV3ToV4 adds the people bucket.
 func migrateV3ToV4(tx *bbolt.Tx) error {
 	return createBucket(tx, peopleBucket)
+}
+
+// migrateV4ToV5 adds the pool bucket.
+func migrateV4ToV5(tx *bbolt.Tx) error {
+	return createBucket(tx, poolBucket)
 }
 
 func createBucket(tx *bbolt.Tx, name []byte) error {
