@@ -510,6 +510,9 @@ func (c *Cloud) boot(id int64, requested time.Time) error {
 	if err != nil {
 		return err
 	}
+	if s.Status == "deleting" {
+		return fmt.Errorf("server %d is being deleted", id)
+	}
 	s.Status = "running"
 	if c.machines[id] == nil && c.boots[id] == nil {
 		b := &pendingBoot{}
