@@ -25,7 +25,9 @@
 //
 // Where real Hetzner would disagree with a careless client, the fake does
 // too: a shutdown is an ACPI request that the machine acts on only
-// Options.ShutdownDelay later; the API spends requests from a rate-limit
+// Options.ShutdownDelay later; with Options.BootDelay a new or started
+// server reports running while its machine's SSH does not answer yet, as a
+// guest's operating system boots; the API spends requests from a rate-limit
 // bucket (Options.RateLimit) and answers 429 when it is empty; server
 // answers carry no datacenter (removed in July 2026).
 //
