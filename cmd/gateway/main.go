@@ -400,6 +400,9 @@ func newProvider(cfg config.Config, log *slog.Logger, observer hcloud.Observer) 
 			Kind:    string(cfg.LocalMachines),
 			Faults:  faults,
 			Logger:  log,
+			// Zero means no boot delay and the fake's default action time.
+			BootDelay:      cfg.LocalBootDelay,
+			ActionDuration: cfg.LocalActionDelay,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("start local cloud: %w", err)

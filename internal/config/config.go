@@ -75,6 +75,8 @@ type Config struct {
 	WarmPool             int                 // booted machines kept ready for new people; 0: none
 	WarmPoolMaxAge       time.Duration       // age at which a ready pool machine is replaced
 	LocalFaults          string              // fault injection spec for the local cloud
+	LocalBootDelay       time.Duration       // local cloud: create or power-on to SSH answering
+	LocalActionDelay     time.Duration       // local cloud: how long actions run; 0: its default
 	InstanceUser         string              // Unix user people land as on their machine
 	ServerType           string              // Hetzner server types of new machines, comma-separated (ServerTypes)
 	Location             string              // Hetzner locations of new machines, comma-separated (Locations)

@@ -156,6 +156,23 @@ func orDefault(p *time.Duration) value {
 	return v
 }
 
+// maxLocalDelay bounds the local cloud's delays: a guest slower than
+// Hetzner's slowest boot tests nothing and only runs into timeouts.
+const maxLocalDelay = 10 * time.Minute
+
+// localDelay is a duration option of the local cloud, from 0 to
+// maxLocalDelay.
+func localDelay(p *time.Duration) value {
+	v := duration(p)
+	v.check = func() string {
+		if *p < 0 || *p > maxLocalDelay {
+			return fmtDuration(*p) + " is not from 0s to " + fmtDuration(maxLocalDelay)
+		}
+		return ""
+	}
+	return v
+}
+
 // maxStartups bounds the startup limits: the gateway keeps a little state
 // per connection, so no limit should let in an unbounded number.
 const maxStartups = 100000
@@ -369,6 +386,11 @@ var options = []*option{
 		bind: func(c *Config) value { return switched(&c.Pprof) }},
 	{name: "local-faults", arg: "SPEC", usage: "local mode only, for testing: the fake Hetzner API injects faults, e.g. rate=0.2,seed=7 (random errors), unavailable=cx23@fsn1 (a sold-out pair; repeatable)",
 		bind: func(c *Config) value { return text(&c.LocalFaults, nil) }},
+	{name: "local-boot-delay", arg: "DURATION", usage: "local mode only: how long a machine takes from create or power-on until its SSH answers, like Hetzner's 20s or so (the server reports running before); 0: at once", def: "0s",
+		bind: func(c *Config) value { return localDelay(&c.LocalBootDelay) }},
+	{name: "local-action-delay", arg: "DURATION", usage: "local mode only: how long the fake Hetzner API's actions (create, power, snapshot, delete) stay running",
+		defHelp: "0.5s",
+		bind:    func(c *Config) value { return localDelay(&c.LocalActionDelay) }},
 	{name: "create-test-machine", usage: "gateway preflight only: once the checks pass, create one machine as the gateway would for a person, report how long create, boot and SSH ready take, then delete it (bills one hour of the server type)", def: "false",
 		bind: func(c *Config) value { return switched(&c.CreateTestMachine) }},
 	{name: "test-machine-timeout", arg: "DURATION", usage: "gateway preflight --create-test-machine: how long the test machine may take from create to SSH ready",

@@ -54,7 +54,7 @@ var rules = []rule{
 	hcloudNeedsToken,
 	hcloudNeedsAllowList,
 	localOnLoopback,
-	faultsOnlyLocal,
+	localOnly,
 	someImage,
 	infectNeedsFlake,
 	pprofNeedsMetrics,
@@ -108,9 +108,20 @@ func localOnLoopback(c Config, valid func(string) bool, report report) {
 	report("listen", "%q is not a loopback address: %s, so local mode only listens on loopback; listen on 127.0.0.1, or use Hetzner mode to serve other hosts", c.Listen, why)
 }
 
-func faultsOnlyLocal(c Config, valid func(string) bool, report report) {
-	if valid("cloud") && valid("local-faults") && c.LocalFaults != "" && !c.Local() {
+// localOnly refuses the local cloud's options in Hetzner mode, where they
+// would silently do nothing.
+func localOnly(c Config, valid func(string) bool, report report) {
+	if !valid("cloud") || c.Local() {
+		return
+	}
+	if valid("local-faults") && c.LocalFaults != "" {
 		report("local-faults", "fault injection is for the local cloud only")
+	}
+	if valid("local-boot-delay") && c.LocalBootDelay != 0 {
+		report("local-boot-delay", "a boot delay is for the local cloud only; Hetzner's machines take their own time")
+	}
+	if valid("local-action-delay") && c.LocalActionDelay != 0 {
+		report("local-action-delay", "an action delay is for the local cloud only; Hetzner's actions take their own time")
 	}
 }
 

@@ -25,7 +25,9 @@
 //
 // Where real Hetzner would disagree with a careless client, the fake does
 // too: a shutdown is an ACPI request that the machine acts on only
-// Options.ShutdownDelay later; the API spends requests from a rate-limit
+// Options.ShutdownDelay later; with Options.BootDelay a new or started
+// server reports running while its machine's SSH does not answer yet, as a
+// guest's operating system boots; the API spends requests from a rate-limit
 // bucket (Options.RateLimit) and answers 429 when it is empty; server
 // answers carry no datacenter (removed in July 2026).
 //
@@ -81,6 +83,13 @@ type Options struct {
 	// this much later. Zero means 4 × ActionDuration, so local mode (and
 	// every test) feels a real guest's delay in proportion.
 	ShutdownDelay time.Duration
+	// BootDelay is how long a machine takes from the create or power-on
+	// request until its SSH port accepts connections (at least as long as
+	// the actions), as a real guest's operating system boots. The server
+	// reports "running" before, as Hetzner's does: running means the VM
+	// started. Zero boots at once. A restart of the cloud brings running
+	// servers back at once: their machines had booted already.
+	BootDelay time.Duration
 	// RateLimit sizes the request bucket; zero means Hetzner's.
 	RateLimit RateLimit
 	// Now tells the time for the rate-limit bucket, metric samples and the
@@ -108,10 +117,11 @@ type Cloud struct {
 	st       *state
 	actions  map[int64]*action
 	machines map[int64]machine.Machine
-	booted   map[int64]time.Time   // when each running machine booted, whole seconds (metrics start there)
-	timers   map[int64]*time.Timer // running actions' completions, by action id
-	halts    map[int64]*time.Timer // machines acting on an ACPI shutdown, by server id
-	pending  sync.WaitGroup        // completions scheduled or running
+	booted   map[int64]time.Time    // when each running machine booted, whole seconds (metrics start there)
+	timers   map[int64]*time.Timer  // running actions' completions, by action id
+	halts    map[int64]*time.Timer  // machines acting on an ACPI shutdown, by server id
+	boots    map[int64]*pendingBoot // machines whose OS is still booting (BootDelay), by server id
+	pending  sync.WaitGroup         // completions scheduled or running
 }
 
 // Start loads (or creates) the project in opts.DataDir, boots the servers
@@ -164,6 +174,7 @@ func Start(opts Options) (*Cloud, error) {
 		booted:    map[int64]time.Time{},
 		timers:    map[int64]*time.Timer{},
 		halts:     map[int64]*time.Timer{},
+		boots:     map[int64]*pendingBoot{},
 	}
 	if c.st, err = loadState(c.statePath); err != nil {
 		return nil, err
@@ -242,6 +253,9 @@ func (c *Cloud) Close() error {
 	}
 	for id := range c.halts {
 		c.cancelShutdown(id)
+	}
+	for id := range c.boots {
+		c.cancelBoot(id)
 	}
 	c.mu.Unlock()
 	c.pending.Wait()

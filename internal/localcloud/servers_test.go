@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
-
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
@@ -21,19 +19,9 @@ func TestServerHasNoDatacenter(t *testing.T) {
 	port := testkit.FreePort(t)
 	cloud := startCloud(t, t.TempDir(), port)
 	raw := rawClient(cloud.Endpoint(), cloud.Token())
-	spec, _ := newSpec(t, "dc1", port)
-	res, _, err := raw.Server.Create(ctx, hc.ServerCreateOpts{
-		Name: spec.Name, ServerType: &hc.ServerType{Name: "cx23"}, Image: &hc.Image{Name: "debian-12"},
-		Location: &hc.Location{Name: "nbg1"}, UserData: spec.UserData,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := raw.Action.WaitFor(ctx, append(res.NextActions, res.Action)...); err != nil {
-		t.Fatal(err)
-	}
+	created := createRunning(ctx, t, raw, "dc1", port)
 
-	r := httptest.NewRequest(http.MethodGet, "/v1/servers/"+strconv.FormatInt(res.Server.ID, 10), nil)
+	r := httptest.NewRequest(http.MethodGet, "/v1/servers/"+strconv.FormatInt(created.ID, 10), nil)
 	r.Header.Set("Authorization", "Bearer "+cloud.Token())
 	w := httptest.NewRecorder()
 	cloud.Handler().ServeHTTP(w, r)
@@ -47,7 +35,7 @@ func TestServerHasNoDatacenter(t *testing.T) {
 		t.Errorf("the server answer carries a datacenter: %s", dc)
 	}
 
-	s, _, err := raw.Server.GetByID(ctx, res.Server.ID)
+	s, _, err := raw.Server.GetByID(ctx, created.ID)
 	if err != nil || s == nil || s.Location == nil || s.Location.Name != "nbg1" {
 		t.Fatalf("hcloud-go reads the server as %+v, %v; want location nbg1", s, err)
 	}

@@ -15,10 +15,13 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 )
 
-// Bounds of Wait's polling.
+// Bounds of Wait's polling. A machine that comes up during a boot of tens
+// of seconds is found at most waitMaxDelay late (2 s cost a resume 1.8 s
+// on top of the boot: docs/benchmarks.md, Cold starts); an attempt on a
+// machine still booting is one refused or unanswered dial, cheap enough.
 const (
 	waitFirstDelay = 100 * time.Millisecond
-	waitMaxDelay   = 2 * time.Second
+	waitMaxDelay   = 250 * time.Millisecond
 	// waitMax caps a wait whose context has no deadline: a machine that
 	// has not answered in this long is not going to.
 	waitMax = 30 * time.Minute

@@ -186,6 +186,8 @@ in
           '';
           pprof = setting types.bool "Also serve Go's profiler at /debug/pprof/ on the metrics listener, for a debugging session (false); needs metrics-listen.";
           "local-faults" = setting line "Local mode only, for testing: faults the fake Hetzner API injects, e.g. rate=0.2,seed=7.";
+          "local-boot-delay" = setting duration "Local mode only: how long a machine takes from create or power-on until its SSH answers (0s).";
+          "local-action-delay" = setting duration "Local mode only: how long the fake Hetzner API's actions stay running (0.5s).";
           "log-level" = setting (types.enum [
             "debug"
             "info"
