@@ -24,10 +24,9 @@ type post struct {
 // receiver is a real HTTP server on loopback that records what it is
 // sent; answer, if set, writes the response.
 type receiver struct {
-	url  string // http://127.0.0.1:PORT
-	got  chan post
-	srv  *http.Server
-	hits chan struct{}
+	url string // http://127.0.0.1:PORT
+	got chan post
+	srv *http.Server
 }
 
 func newReceiver(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)) *receiver {
