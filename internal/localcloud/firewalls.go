@@ -349,7 +349,9 @@ func (c *Cloud) removeFromResources(w http.ResponseWriter, r *http.Request) {
 	c.changeResources(w, r, "remove_from", func(f *firewallRecord, servers []int64) {
 		for _, s := range servers {
 			if !slices.Contains(f.Servers, s) {
-				writeError(w, http.StatusUnprocessableEntity, "firewall_already_removed", fmt.Sprintf("firewall %d is not applied to server %d", f.ID, s), nil)
+				// Hetzner dropped firewall_already_removed (changelog of
+				// 2025-08-04); the resource to remove from is not found.
+				writeError(w, http.StatusNotFound, "firewall_resource_not_found", fmt.Sprintf("firewall %d is not applied to server %d", f.ID, s), nil)
 				return
 			}
 		}

@@ -14,7 +14,8 @@ func TestKeys(t *testing.T) {
 	if a.AuthorizedKey() == b.AuthorizedKey() {
 		t.Error("two new keys are the same")
 	}
-	if FixedKey(t, 7).AuthorizedKey() != FixedKey(t, 7).AuthorizedKey() || FixedKey(t, 7).AuthorizedKey() == FixedKey(t, 8).AuthorizedKey() {
+	seven, again, eight := FixedKey(t, 7), FixedKey(t, 7), FixedKey(t, 8)
+	if seven.AuthorizedKey() != again.AuthorizedKey() || seven.AuthorizedKey() == eight.AuthorizedKey() {
 		t.Error("fixed keys do not follow their seed")
 	}
 	// The file holds the same key, as OpenSSH reads it.

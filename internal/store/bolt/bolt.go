@@ -58,6 +58,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	bbolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 )
@@ -134,7 +135,7 @@ func open(path string, timeout time.Duration) (*Store, error) {
 		return nil, err
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, bbolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store: %s is %w; stop the other gateway or choose another --data-dir", path, ErrInUse)
 	}
 	if err != nil {
