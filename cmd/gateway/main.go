@@ -204,6 +204,10 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		}
 		defer stopMetrics()
 	}
+	if cfg.WarmPool > 0 {
+		// Issue 13 is half built: the pool is kept but not yet handed out.
+		log.Warn("the warm pool is kept but new people do not take its machines yet; it only costs money until they do", "warm_pool", cfg.WarmPool)
+	}
 	if cfg.OpenAccess() {
 		log.Warn("no --users allow list: any SSH key gets in; listening on loopback only", "listen", ln.Addr().String())
 	}
