@@ -116,13 +116,6 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	for _, w := range preflight.Warnings(checks) {
 		log.Warn("preflight: " + w)
 	}
-	// The firewall is put in place, and on machines made before it, now
-	// rather than at the first reconcile. A failure here exposes nothing
-	// new (every create applies the firewall, or fails), so the gateway
-	// serves and reconcile tries again.
-	if _, err := provider.GuardMachines(ctx); err != nil {
-		log.Error("the firewall could not be put in place at start; reconcile tries again", "err", err)
-	}
 
 	sealer, err := secrets.LoadKeyFile(cfg.SecretsKeyPath())
 	if err != nil {
