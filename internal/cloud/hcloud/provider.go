@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
@@ -91,6 +92,10 @@ type Provider struct {
 	backoff hc.BackoffFunc // pauses between retries
 	log     *slog.Logger
 	fw      firewallState
+	// vcpus caches each server's vCPU count (server id → int), which
+	// CPUUsage divides by: a server's type never changes under the
+	// gateway. Delete forgets a server's entry.
+	vcpus sync.Map
 }
 
 var _ lease.Provider = (*Provider)(nil)
@@ -460,6 +465,7 @@ func (p *Provider) Delete(ctx context.Context, id int64) error {
 		return err
 	}
 	p.log.Info("server deleted", "server", srv.Name, "id", id)
+	p.vcpus.Delete(id)
 	// The key costs nothing and a later create of the lease replaces it,
 	// so failing to delete it does not fail the delete.
 	if leaseID := srv.Labels[LabelLease]; leaseID != "" {

@@ -2,6 +2,7 @@ package hcloud
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -30,17 +31,14 @@ func (p *Provider) CPUUsage(ctx context.Context, id int64, window time.Duration)
 	if window < time.Second {
 		return 0, fmt.Errorf("%s: the window %s is shorter than a second", op, window)
 	}
-	srv, err := p.get(ctx, id)
+	cores, err := p.cores(ctx, id)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", op, err)
-	}
-	if srv.ServerType == nil || srv.ServerType.Cores < 1 {
-		return 0, fmt.Errorf("%s: Hetzner reports no vCPU count for its server type", op)
 	}
 	end := p.cfg.Clock.Now().UTC().Truncate(time.Second)
 	start := end.Add(-window)
 	step := max(1, int(window/time.Second)/cpuSamples)
-	m, _, err := p.client.Server.GetMetrics(ctx, srv, hc.ServerGetMetricsOpts{
+	m, _, err := p.client.Server.GetMetrics(ctx, &hc.Server{ID: id}, hc.ServerGetMetricsOpts{
 		Types: []hc.ServerMetricType{hc.ServerMetricCPU}, Start: start, End: end, Step: step,
 	})
 	if err != nil {
@@ -59,7 +57,24 @@ func (p *Provider) CPUUsage(ctx context.Context, id int64, window time.Duration)
 	if n == 0 {
 		return 0, fmt.Errorf("%s: Hetzner has no CPU figures for the last %s yet", op, window)
 	}
-	return sum / float64(n) / float64(srv.ServerType.Cores), nil
+	return sum / float64(n) / float64(cores), nil
+}
+
+// cores is the server's vCPU count, asked of Hetzner only the first time:
+// the reaper looks at an idle machine's CPU every pass.
+func (p *Provider) cores(ctx context.Context, id int64) (int, error) {
+	if n, ok := p.vcpus.Load(id); ok {
+		return n.(int), nil
+	}
+	srv, err := p.get(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if srv.ServerType == nil || srv.ServerType.Cores < 1 {
+		return 0, errors.New("Hetzner reports no vCPU count for its server type")
+	}
+	p.vcpus.Store(id, srv.ServerType.Cores)
+	return srv.ServerType.Cores, nil
 }
 
 // Prices reads what Hetzner charges, gross, for serverType in location, for

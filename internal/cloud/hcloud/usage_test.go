@@ -30,12 +30,16 @@ func TestCPUUsage(t *testing.T) {
 	// Look at the metrics requests on their way to the fake.
 	var mu sync.Mutex
 	var queries []string
+	serverGets := 0
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/metrics") {
-			mu.Lock()
+		mu.Lock()
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/metrics"):
 			queries = append(queries, r.URL.RawQuery)
-			mu.Unlock()
+		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/servers/"):
+			serverGets++
 		}
+		mu.Unlock()
 		e.cloud.Handler().ServeHTTP(w, r)
 	}))
 	defer ts.Close()
@@ -67,7 +71,18 @@ func TestCPUUsage(t *testing.T) {
 
 	mu.Lock()
 	last := queries[len(queries)-1]
+	gets := serverGets
 	mu.Unlock()
+	// The vCPU count is asked once: the reaper reads CPU every pass.
+	if got, err := p.CPUUsage(ctx, srv.ID, 10*time.Minute); err != nil || math.Abs(got-87.5) > 1e-9 {
+		t.Fatalf("cpu of a busy machine, again: %v, %v; want 87.5", got, err)
+	}
+	mu.Lock()
+	again := serverGets
+	mu.Unlock()
+	if again != gets {
+		t.Errorf("a second CPUUsage asked for the server again (%d GETs, then %d)", gets, again)
+	}
 	for _, want := range []string{"type=cpu", "start=2030-05-06T06%3A58%3A09Z", "end=2030-05-06T07%3A08%3A09Z", "step=10"} {
 		if !strings.Contains(last, want) {
 			t.Errorf("metrics query %q lacks %q: the window must end at the injected clock's now", last, want)
