@@ -40,3 +40,17 @@ const RevokeKeyProgram = "cc-instance-revoke-key"
 func RevokeKeyCommand(key string) string {
 	return RevokeKeyProgram + " " + shellQuote(key)
 }
+
+// PersonaliseProgram is the program on every machine that gives a warm
+// pool machine its person (nix/modules/cloud-instance/bootstrap.sh, in its
+// personalise mode): it reads a bootstrap document on standard input, for
+// the same instance and host key as the pool document the machine booted
+// with, and applies its authorized keys and expiry; the machine keeps them
+// across reboots. Once personalised, the same document again is no error,
+// any other is refused.
+const PersonaliseProgram = "cc-instance-personalise"
+
+// PersonaliseCommand is the command line of an SSH exec request that runs
+// PersonaliseProgram; the document goes on its standard input (it holds
+// the machine's private host key, which no command line may show).
+const PersonaliseCommand = PersonaliseProgram

@@ -355,6 +355,27 @@ type fakeMachines struct {
 	// address was last given either way.
 	setSecretsFn func(ctx context.Context, addr, hostKey string, secrets []SecretValue) error
 	secrets      map[string][]SecretValue
+	// personaliseFn, when set, answers Personalise; personalised holds
+	// the document each address was last given either way.
+	personaliseFn func(ctx context.Context, addr, hostKey string, doc string) error
+	personalised  map[string]string
+}
+
+// Personalise records the document each address was last given.
+func (f *fakeMachines) Personalise(ctx context.Context, addr, hostKey string, doc string) error {
+	f.calls.record("Personalise %s", addr)
+	if f.personaliseFn != nil {
+		if err := f.personaliseFn(ctx, addr, hostKey, doc); err != nil {
+			return err
+		}
+	}
+	f.calls.mu.Lock()
+	defer f.calls.mu.Unlock()
+	if f.personalised == nil {
+		f.personalised = map[string]string{}
+	}
+	f.personalised[addr] = doc
+	return nil
 }
 
 func (f *fakeMachines) SetSecrets(ctx context.Context, addr, hostKey string, secrets []SecretValue) error {

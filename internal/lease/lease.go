@@ -239,6 +239,11 @@ type Machines interface {
 	// SetSecrets replaces the secrets the running machine gives every new
 	// session as environment variables with secrets (none: it gives none).
 	SetSecrets(ctx context.Context, addr, hostKey string, secrets []SecretValue) error
+	// Personalise gives the warm pool machine at addr its person: doc is
+	// a bootstrap document (bootstrap.PersonaliseCommand) with the pool
+	// document's instance id and host key, and the person's key and
+	// expiry. Personalising again with the same document is no error.
+	Personalise(ctx context.Context, addr, hostKey string, doc string) error
 	// AgentState reads what the running machine's coding agent last said it
 	// is doing and when, by the machine's clock; "" and the zero time when
 	// it has said nothing.

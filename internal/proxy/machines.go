@@ -123,6 +123,13 @@ func (m *Machines) SetSecrets(ctx context.Context, addr, hostKey string, secrets
 	return m.runAt(ctx, addr, hostKey, "set secrets", bootstrap.SecretsCommand, file.Bytes())
 }
 
+// Personalise gives the pool machine at addr its person: doc goes to the
+// standard input of bootstrap.PersonaliseCommand over a pooled session.
+// Errors name the machine, never the document, which holds its host key.
+func (m *Machines) Personalise(ctx context.Context, addr, hostKey string, doc string) error {
+	return m.runAt(ctx, addr, hostKey, "personalise", bootstrap.PersonaliseCommand, []byte(doc))
+}
+
 // AgentState reads the agent state file of the machine at addr
 // (bootstrap.AgentStateCommand) over a pooled session.
 func (m *Machines) AgentState(ctx context.Context, addr, hostKey string) (lease.AgentState, time.Time, error) {
