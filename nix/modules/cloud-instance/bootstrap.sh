@@ -4,11 +4,14 @@
 # internal/bootstrap package). The NixOS unit cloud-instance-bootstrap runs it
 # before sshd starts; internal/bootstrap/script_test.go runs it in CI.
 #
-# It fetches the server's user_data from the Hetzner metadata service: either
-# the document itself, or the infect path's installer script with the
-# document on the line after the marker line below. It checks every field
-# against strict patterns, the keys with ssh-keygen as well, and only then
-# writes, under the root $CLOUD_INSTANCE_ROOT:
+# Usage: bootstrap.sh              boot mode: apply the server's user_data
+#        bootstrap.sh personalise  give a warm pool machine its person
+#
+# In boot mode it fetches the server's user_data from the Hetzner metadata
+# service: either the document itself, or the infect path's installer script
+# with the document on the line after the marker line below. It checks every
+# field against strict patterns, the keys with ssh-keygen as well, and only
+# then writes, under the root $CLOUD_INSTANCE_ROOT:
 #
 #   etc/ssh/ssh_host_ed25519_key          0600 root  the host key the gateway pins
 #   etc/ssh/ssh_host_ed25519_key.pub      0644 root
@@ -18,11 +21,38 @@
 #   etc/cloud-instance/id                 0644 root  the instance id
 #   etc/cloud-instance/expires            0644 root  RFC 3339 time, or "never"
 #   var/lib/cloud-instance/expires.applied 0600 root the expiry last applied
+#   var/lib/cloud-instance/pool           0600 root  a pool machine's instance id
+#   var/lib/cloud-instance/personalisation 0600 root the document that personalised
+#                                                    a pool machine (holds the host key)
 #   proc/sys/kernel/hostname                         if it exists: the hostname
 #
 # The expiry is written only when the source's value differs from the one
 # last applied: after an extend the gateway updates etc/cloud-instance/expires
 # itself, and a reboot must not bring back the older time in the user_data.
+#
+# The warm pool. A pool document ("pool": true) is one for a machine nobody
+# has yet: the gateway's key its only authorized key, expiry "never". Booting
+# with one applies it as any document and marks the machine a pool machine
+# (the pool file). Later the gateway, logged in as the instance user, runs
+# cc-instance-personalise (bootstrap.PersonaliseCommand), which runs this
+# script as root in personalise mode with the person's document on standard
+# input (at most 32 KiB). It checks it as boot mode checks the user_data, and
+# refuses it unless it is not a pool document, its instance id is the pool
+# machine's, its host key is the machine's current one (the key the gateway
+# pinned never changes), its user is the instance user, and the machine is
+# still a pool machine. Then it writes the authorized keys, the expiry (and
+# expires.applied) and the hostname, each file replaced atomically, saves the
+# document as the personalisation and removes the pool file. The very same
+# document again (a gateway retrying after a crash) succeeds and changes
+# nothing; any other document, once personalised, is refused.
+#
+# Hetzner's user_data cannot be changed, so a personalised machine powered
+# off and on again boots with the pool document again: when the user_data is
+# a pool document with the instance id of the saved personalisation, boot
+# mode applies the personalisation instead, and the machine stays no pool
+# machine. A document that is not a pool document (a machine restored from a
+# snapshot gets a fresh one) is applied, and any personalisation and pool
+# file are forgotten.
 #
 # Early in boot the network may not be up yet: curl then fails at once
 # ("Network is unreachable", exit 7). So every failure to get an answer
@@ -53,6 +83,9 @@
 #   CLOUD_INSTANCE_FETCH_PAUSE     first pause between tries in seconds,
 #                                  doubled after each, at most 10 (1)
 #   CLOUD_INSTANCE_ROOT            root the files are written under (/)
+#   CLOUD_INSTANCE_DIR             where id and expires are, instead of
+#                                  etc/cloud-instance under the root: the local
+#                                  cloud's machines keep them in their folder
 
 set -eu
 umask 077
@@ -74,6 +107,10 @@ attempts=${CLOUD_INSTANCE_FETCH_ATTEMPTS:-10}
 pause=${CLOUD_INSTANCE_FETCH_PAUSE:-1}
 root=${CLOUD_INSTANCE_ROOT:-/}
 root=${root%/}
+etc_dir=${CLOUD_INSTANCE_DIR:-$root/etc/cloud-instance}
+state_dir=$root/var/lib/cloud-instance
+pool_file=$state_dir/pool
+saved=$state_dir/personalisation
 
 # The patterns of internal/bootstrap, in jq's regular expression syntax;
 # each must match a whole value.
@@ -126,6 +163,16 @@ number_in() {
 	[ "${#1}" -le 5 ] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]
 }
 
+mode=boot
+case $# in
+0) ;;
+1)
+	[ "$1" = personalise ] || fail "unknown mode $1; the one mode besides boot is personalise"
+	mode=personalise
+	;;
+*) fail "too many arguments; usage: bootstrap.sh [personalise]" ;;
+esac
+
 # The same patterns as user_re and id_re, without starting jq.
 is_name "$user" 32 'a-z_' 'a-z0-9_-' || fail "CLOUD_INSTANCE_USER is not a valid user name"
 number_in "$port" 1 65535 || fail "CLOUD_INSTANCE_SSH_PORT is not a port number"
@@ -136,7 +183,7 @@ number_in "$pause" 0 10 || fail "CLOUD_INSTANCE_FETCH_PAUSE is not a number from
 [ "$static_expires" = never ] || matches "$static_expires" "$time_re" ||
 	fail "CLOUD_INSTANCE_STATIC_EXPIRES is neither an RFC 3339 time nor \"never\""
 
-# Private scratch space: the user_data holds the machine's private host key.
+# Private scratch space: the document holds the machine's private host key.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' HUP INT TERM
@@ -205,34 +252,39 @@ extract_document() {
 	return 1
 }
 
-doc=
-fetch
-if [ "$code" -eq 63 ]; then
-	fail "the user_data is over the $max_size byte limit; refusing it"
-elif [ "$code" -ne 0 ] && final; then
-	log "no user_data from $url (HTTP status $http)"
-elif [ "$code" -ne 0 ]; then
-	warn "the metadata service at $url gave no answer in $attempts tries (last: curl exit status $code, HTTP status $http); going on without a bootstrap document, so sshd will present a host key the gateway does not pin and the gateway will refuse this machine"
-elif [ ! -s "$work/user-data" ]; then
-	log "the server has no user_data"
-else
-	size=$(($(wc -c <"$work/user-data")))
-	if [ "$size" -gt "$max_size" ]; then
-		fail "the user_data is $size bytes, over the $max_size byte limit; refusing it"
-	fi
-	if [ "$(head -c 2 "$work/user-data")" = '#!' ]; then
-		if extract_document <"$work/user-data" >"$work/document"; then
-			doc=$work/document
-		else
-			log "the user_data is a script without a bootstrap document; it is not for this machine"
-		fi
+# fetch_document sets doc to the file holding the server's bootstrap
+# document, or to nothing when there is none.
+fetch_document() {
+	doc=
+	fetch
+	if [ "$code" -eq 63 ]; then
+		fail "the user_data is over the $max_size byte limit; refusing it"
+	elif [ "$code" -ne 0 ] && final; then
+		log "no user_data from $url (HTTP status $http)"
+	elif [ "$code" -ne 0 ]; then
+		warn "the metadata service at $url gave no answer in $attempts tries (last: curl exit status $code, HTTP status $http); going on without a bootstrap document, so sshd will present a host key the gateway does not pin and the gateway will refuse this machine"
+	elif [ ! -s "$work/user-data" ]; then
+		log "the server has no user_data"
 	else
-		doc=$work/user-data
+		size=$(($(wc -c <"$work/user-data")))
+		if [ "$size" -gt "$max_size" ]; then
+			fail "the user_data is $size bytes, over the $max_size byte limit; refusing it"
+		fi
+		if [ "$(head -c 2 "$work/user-data")" = '#!' ]; then
+			if extract_document <"$work/user-data" >"$work/document"; then
+				doc=$work/document
+			else
+				log "the user_data is a script without a bootstrap document; it is not for this machine"
+			fi
+		else
+			doc=$work/user-data
+		fi
 	fi
-fi
+}
 
-# check_document prints one line per problem of the document in $doc, and
-# fails if it is not JSON at all. The lines name fields, never their content.
+# check_document FILE prints one line per problem of the document in FILE,
+# and fails if it is not JSON at all. The lines name fields, never their
+# content.
 check_document() {
 	jq -rs \
 		--arg id_re "$id_re" --arg user_re "$user_re" --arg time_re "$time_re" \
@@ -244,7 +296,7 @@ check_document() {
 		else
 			.[0]
 			| problem(keys - ["version", "instance_id", "hostname", "user", "expires_at",
-				"authorized_keys", "host_key", "ssh_port"] != []; "it has unknown fields"),
+				"authorized_keys", "host_key", "ssh_port", "pool"] != []; "it has unknown fields"),
 			problem(.version != 1; "its version is not 1"),
 			problem(.instance_id | full($id_re) | not; "instance_id is not a valid instance id"),
 			problem(.hostname | full($id_re) | not; "hostname is not a valid hostname"),
@@ -264,32 +316,38 @@ check_document() {
 				problem(.host_key.private | full($pem_re) | not; "host_key.private is not an OpenSSH private key")
 			end),
 			problem(.ssh_port | (type == "number" and . == floor and . >= 1 and . <= 65535) | not;
-				"ssh_port is not a port number")
+				"ssh_port is not a port number"),
+			problem(has("pool") and .pool != true; "pool is not true")
 		end
-	' "$doc"
+	' "$1"
 }
 
-if [ -n "$doc" ]; then
-	problems=$(check_document) || fail "the user_data is neither a bootstrap document nor a script holding one; refusing it"
+# read_document FILE NOT_JSON checks the document in FILE, failing with
+# the message NOT_JSON if it is not JSON at all, and reads its fields into instance_id, hostname, expires, pool
+# and host_public, its keys into $work/authorized_keys and its host key
+# into $work/host_key and $work/host_key.pub. It fails on the first problem.
+read_document() {
+	problems=$(check_document "$1") || fail "$2; refusing it"
 	if [ -n "$problems" ]; then
 		printf '%s\n' "$problems" | while IFS= read -r p; do log "bootstrap document: $p"; done
 		fail "refusing the bootstrap document"
 	fi
 	# Every field now matches its pattern: one line each, safe to put in a
 	# variable and in a log line.
-	jq -r '.instance_id, .hostname, .user, .expires_at, .ssh_port, .host_key.public,
-		.authorized_keys[]' "$doc" >"$work/fields"
+	jq -r '.instance_id, .hostname, .user, .expires_at, .ssh_port, (.pool // false), .host_key.public,
+		.authorized_keys[]' "$1" >"$work/fields"
 	{
 		read -r instance_id
 		read -r hostname
 		read -r doc_user
 		read -r expires
 		read -r doc_port
+		read -r pool
 		read -r host_public
 		cat >"$work/authorized_keys"
 	} <"$work/fields"
 	printf '%s\n' "$host_public" >"$work/host_key.pub"
-	jq -j .host_key.private "$doc" >"$work/host_key"
+	jq -j .host_key.private "$1" >"$work/host_key"
 	if [ "$doc_user" != "$user" ]; then
 		fail "the document is for user $doc_user, but this machine's instance user is $user; refusing it"
 	fi
@@ -315,29 +373,7 @@ if [ -n "$doc" ]; then
 	if [ "$derived_type $derived_blob" != "$host_public" ]; then
 		fail "the host key's halves do not match; refusing the document"
 	fi
-elif [ -n "$static_id" ]; then
-	log "applying the static instance id $static_id of this machine's configuration"
-	instance_id=$static_id
-	expires=$static_expires
-else
-	log "no bootstrap document and no static instance id: nothing to apply"
-	exit 0
-fi
-
-# The instance user's numeric ids, from the passwd file under the root (on
-# NixOS with immutable users every user is there).
-[ -r "$root/etc/passwd" ] || fail "cannot read $root/etc/passwd"
-owner=
-while IFS=: read -r name _ uid gid _; do
-	if [ "$name" = "$user" ]; then
-		owner=$uid:$gid
-		break
-	fi
-done <"$root/etc/passwd"
-case $owner in
-[0-9]*:[0-9]*) ;;
-*) fail "the instance user $user is not in $root/etc/passwd" ;;
-esac
+}
 
 # ensure_dir PATH MODE OWNER: create PATH if needed and set its mode and owner.
 ensure_dir() {
@@ -364,18 +400,127 @@ put() {
 	mv -f "$tmp" "$2"
 }
 
-etc_dir=$root/etc/cloud-instance
-state_dir=$root/var/lib/cloud-instance
+# put_keys writes the document's authorized keys for sshd.
+put_keys() {
+	put "$work/authorized_keys" "$root/etc/ssh/authorized_keys.bootstrap/$user" 0644
+}
+
+# put_hostname sets the running hostname, where the kernel's file is.
+put_hostname() {
+	if [ -f "$root/proc/sys/kernel/hostname" ]; then
+		printf '%s' "$hostname" >"$root/proc/sys/kernel/hostname"
+	fi
+}
+
+# put_expires writes the expiry and records it as applied.
+put_expires() {
+	printf '%s\n' "$expires" >"$work/expires"
+	put "$work/expires" "$etc_dir/expires" 0644
+	put "$work/expires" "$state_dir/expires.applied" 0600
+}
+
+# canonical FILE prints the JSON document in FILE in one canonical form.
+canonical() {
+	jq -cS . "$1"
+}
+
+# personalise applies the person's document on standard input to this pool
+# machine (see the top of the file).
+personalise() {
+	# One byte over the limit is enough to know the document is too large.
+	head -c $((max_size + 1)) >"$work/document"
+	size=$(($(wc -c <"$work/document")))
+	if [ "$size" -gt "$max_size" ]; then
+		fail "the document on standard input is over the $max_size byte limit; refusing it"
+	fi
+	[ "$size" -gt 0 ] || fail "no document on standard input; give the person's bootstrap document there"
+	read_document "$work/document" "standard input holds no JSON document"
+	if [ "$pool" = true ]; then
+		fail "the document is a pool document, not a person's; refusing it"
+	fi
+	if [ -f "$saved" ]; then
+		if [ "$(canonical "$work/document")" = "$(canonical "$saved")" ]; then
+			# A crash may have come between saving and removing it.
+			rm -f "$pool_file"
+			log "instance $instance_id is personalised with this very document already; nothing to change"
+			exit 0
+		fi
+		fail "this machine is personalised already, with another document; refusing it"
+	fi
+	[ -f "$pool_file" ] || fail "this machine is not a pool machine; refusing to personalise it"
+	pool_id=$(cat "$pool_file")
+	if [ "$instance_id" != "$pool_id" ]; then
+		fail "the document is for instance $instance_id, but this pool machine is instance $pool_id; refusing it"
+	fi
+	current=$(cat "$root/etc/ssh/ssh_host_ed25519_key.pub")
+	current_type=${current%% *}
+	current_blob=${current#* }
+	current_blob=${current_blob%% *}
+	if [ "$current_type $current_blob" != "$host_public" ]; then
+		fail "the document's host key is not this machine's; refusing it"
+	fi
+
+	put_keys
+	put_expires
+	put_hostname
+	put "$work/document" "$saved" 0600
+	rm -f "$pool_file"
+	log "personalised pool instance $instance_id ($n authorized keys, expires $expires)"
+}
+
+if [ "$mode" = personalise ]; then
+	personalise
+	exit 0
+fi
+
+fetch_document
+# What the document makes of the machine's pool state: "pool" marks it a
+# pool machine, "personalised" keeps it personalised, "person" forgets a
+# pool machine's past, "" changes nothing.
+becomes=
+if [ -n "$doc" ]; then
+	read_document "$doc" "the user_data is neither a bootstrap document nor a script holding one"
+	if [ "$pool" != true ]; then
+		becomes=person
+	elif [ -f "$saved" ] && [ "$(jq -r .instance_id "$saved")" = "$instance_id" ]; then
+		log "the user_data is the pool document of instance $instance_id, which was personalised since: applying the saved personalisation"
+		read_document "$saved" "the saved personalisation is no JSON document"
+		[ "$pool" != true ] || fail "the saved personalisation is a pool document; refusing it"
+		becomes=personalised
+	else
+		becomes=pool
+	fi
+elif [ -n "$static_id" ]; then
+	log "applying the static instance id $static_id of this machine's configuration"
+	instance_id=$static_id
+	expires=$static_expires
+else
+	log "no bootstrap document and no static instance id: nothing to apply"
+	exit 0
+fi
+
+# The instance user's numeric ids, from the passwd file under the root (on
+# NixOS with immutable users every user is there).
+[ -r "$root/etc/passwd" ] || fail "cannot read $root/etc/passwd"
+owner=
+while IFS=: read -r name _ uid gid _; do
+	if [ "$name" = "$user" ]; then
+		owner=$uid:$gid
+		break
+	fi
+done <"$root/etc/passwd"
+case $owner in
+[0-9]*:[0-9]*) ;;
+*) fail "the instance user $user is not in $root/etc/passwd" ;;
+esac
 
 if [ -n "$doc" ]; then
 	ensure_dir "$root/etc/ssh" 0755 0:0
 	put "$work/host_key" "$root/etc/ssh/ssh_host_ed25519_key" 0600
 	put "$work/host_key.pub" "$root/etc/ssh/ssh_host_ed25519_key.pub" 0644
 	ensure_dir "$root/etc/ssh/authorized_keys.bootstrap" 0755 0:0
-	put "$work/authorized_keys" "$root/etc/ssh/authorized_keys.bootstrap/$user" 0644
-	if [ -f "$root/proc/sys/kernel/hostname" ]; then
-		printf '%s' "$hostname" >"$root/proc/sys/kernel/hostname"
-	fi
+	put_keys
+	put_hostname
 fi
 
 # The folder is root's while its files are written, so that nobody can swap
@@ -389,13 +534,32 @@ if [ -f "$state_dir/expires.applied" ]; then
 	applied=$(cat "$state_dir/expires.applied")
 fi
 if [ "$expires" != "$applied" ] || [ ! -f "$etc_dir/expires" ]; then
-	printf '%s\n' "$expires" >"$work/expires"
-	put "$work/expires" "$etc_dir/expires" 0644
-	put "$work/expires" "$state_dir/expires.applied" 0600
+	put_expires
 else
 	log "keeping $etc_dir/expires: the expiry $expires was applied before, and the gateway updates the file since"
 fi
 set_owner "$owner" "$etc_dir"
+
+case $becomes in
+pool)
+	if [ -f "$saved" ]; then
+		log "forgetting the saved personalisation of another instance"
+		rm -f "$saved"
+	fi
+	put "$work/id" "$pool_file" 0600
+	log "this is pool instance $instance_id: it waits for its person's document (cc-instance-personalise)"
+	;;
+personalised)
+	# A crash may have come between saving it and removing the pool file.
+	rm -f "$pool_file"
+	;;
+person)
+	if [ -f "$saved" ] || [ -f "$pool_file" ]; then
+		log "the user_data is no pool document: forgetting this machine's pool state"
+		rm -f "$saved" "$pool_file"
+	fi
+	;;
+esac
 
 if [ -n "$doc" ]; then
 	log "applied the bootstrap document of instance $instance_id ($n authorized keys, expires $expires)"
