@@ -100,19 +100,27 @@ type scriptResult struct {
 // entries of env override earlier ones.
 func (m *machine) run(t *testing.T, shell []string, url string, env ...string) scriptResult {
 	t.Helper()
+	return m.runMode(t, shell, nil, nil, append([]string{"CLOUD_INSTANCE_METADATA_URL=" + url}, env...)...)
+}
+
+// runMode runs the script under shell with args and stdin (nil: none).
+func (m *machine) runMode(t *testing.T, shell, args []string, stdin []byte, env ...string) scriptResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, shell[0], append(shell[1:], scriptPath)...)
+	cmd := exec.CommandContext(ctx, shell[0], append(append(shell[1:len(shell):len(shell)], scriptPath), args...)...)
 	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + m.home,
 		"TMPDIR=" + m.tmp,
 		"CLOUD_INSTANCE_ROOT=" + m.root,
-		"CLOUD_INSTANCE_METADATA_URL=" + url,
 		"CLOUD_INSTANCE_FETCH_ATTEMPTS=1",
 		"CLOUD_INSTANCE_FETCH_PAUSE=0",
 		"CLOUD_INSTANCE_USER=claude",
 	}, env...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

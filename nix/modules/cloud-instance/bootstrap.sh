@@ -433,7 +433,7 @@ personalise() {
 	if [ "$size" -gt "$max_size" ]; then
 		fail "the document on standard input is over the $max_size byte limit; refusing it"
 	fi
-	[ "$size" -gt 0 ] || fail "no document on standard input; give the person's bootstrap document there"
+	[ "$size" -gt 0 ] || fail "no document on standard input; refusing to personalise without one"
 	read_document "$work/document" "standard input holds no JSON document"
 	if [ "$pool" = true ]; then
 		fail "the document is a pool document, not a person's; refusing it"
