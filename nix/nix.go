@@ -40,3 +40,13 @@ var AgentStateScript string
 //
 //go:embed modules/cloud-instance/secrets-env.sh
 var SecretsEnvScript string
+
+// BootstrapScript is the NixOS image's bootstrap script
+// (modules/cloud-instance/bootstrap.sh). The image runs it at boot and, in
+// its personalise mode, as cc-instance-personalise
+// (bootstrap.PersonaliseCommand); the local cloud's machines write it into
+// their folder and run it in that mode as their user, on a tree laid out as
+// the image's (see package machine).
+//
+//go:embed modules/cloud-instance/bootstrap.sh
+var BootstrapScript string

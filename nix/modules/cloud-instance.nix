@@ -2,8 +2,10 @@
 # machines. One image serves everyone: at boot the bootstrap unit reads the
 # gateway's bootstrap document from the Hetzner metadata service and applies
 # it (host key, authorized keys, instance id, expiry; see
-# cloud-instance/bootstrap.sh). Values set here are the fallback for a machine
-# that boots without a document.
+# cloud-instance/bootstrap.sh). A warm pool machine boots with a pool
+# document and gets its person later, through cc-instance-personalise.
+# Values set here are the fallback for a machine that boots without a
+# document.
 {
   config,
   lib,
@@ -58,6 +60,37 @@ let
   revokeKey = pkgs.writeScriptBin "cc-instance-revoke-key" ''
     #!${pkgs.dash}/bin/dash
     exec ${config.security.wrapperDir}/sudo -n ${revokeKeyRoot} "$@"
+  '';
+
+  # The bootstrap unit's PATH, and that of its personalise mode.
+  bootstrapPath = with pkgs; [
+    coreutils
+    curl
+    jq
+    openssh
+  ];
+
+  # The second command the instance user may run as root: the bootstrap
+  # script in its personalise mode, which gives a warm pool machine its
+  # person from the document on standard input (see bootstrap.sh). As with
+  # revokeKeyRoot its environment is fixed here: the files it writes are
+  # the root's, and the folder named by no variable of the caller.
+  personaliseRoot = pkgs.writeScript "cc-instance-personalise-root" ''
+    #!${pkgs.dash}/bin/dash
+    PATH=${lib.makeBinPath bootstrapPath}
+    export PATH
+    unset CLOUD_INSTANCE_ROOT CLOUD_INSTANCE_DIR TMPDIR
+    CLOUD_INSTANCE_USER=${lib.escapeShellArg cfg.user}
+    CLOUD_INSTANCE_SSH_PORT=${toString sshPort}
+    export CLOUD_INSTANCE_USER CLOUD_INSTANCE_SSH_PORT
+    exec ${pkgs.dash}/bin/dash ${./cloud-instance/bootstrap.sh} personalise
+  '';
+
+  # What the gateway runs, as the instance user, to give a pool machine its
+  # person (bootstrap.PersonaliseCommand), the document on standard input.
+  personalise = pkgs.writeScriptBin "cc-instance-personalise" ''
+    #!${pkgs.dash}/bin/dash
+    exec ${config.security.wrapperDir}/sudo -n ${personaliseRoot}
   '';
 
   # cc-agent-state: records what the coding agent is doing, for the
@@ -219,6 +252,10 @@ in
             command = "${revokeKeyRoot}";
             options = [ "NOPASSWD" ];
           }
+          {
+            command = "${personaliseRoot}";
+            options = [ "NOPASSWD" ];
+          }
         ];
       }
     ];
@@ -233,12 +270,7 @@ in
       before = [ "sshd.service" ];
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];
-      path = with pkgs; [
-        coreutils
-        curl
-        jq
-        openssh
-      ];
+      path = bootstrapPath;
       environment = {
         CLOUD_INSTANCE_USER = cfg.user;
         CLOUD_INSTANCE_SSH_PORT = toString sshPort;
@@ -315,7 +347,7 @@ in
       fi
     '';
 
-    environment.systemPackages = [ revokeKey ] ++ [ agentState ] ++ cfg.packages ++ lib.optional cfg.claudeCode.enable cfg.claudeCode.package;
+    environment.systemPackages = [ revokeKey ] ++ [ personalise ] ++ [ agentState ] ++ cfg.packages ++ lib.optional cfg.claudeCode.enable cfg.claudeCode.package;
 
     nixpkgs.config.allowUnfreePredicate = mkIf cfg.claudeCode.enable (
       pkg: builtins.elem (lib.getName pkg) [ "claude-code" ]
