@@ -21,11 +21,11 @@ func ExpiresCommand(expires time.Time) string {
 	if !expires.IsZero() {
 		value = expires.UTC().Format(time.RFC3339)
 	}
-	return "sh -c " + shellQuote(ExpiresScript) + " sh " + shellQuote(value)
+	return "sh -c " + ShellQuote(ExpiresScript) + " sh " + ShellQuote(value)
 }
 
-// shellQuote makes s one word for a POSIX shell.
-func shellQuote(s string) string {
+// ShellQuote makes s one word for a POSIX shell, whatever it holds.
+func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
@@ -38,7 +38,7 @@ const RevokeKeyProgram = "cc-instance-revoke-key"
 // RevokeKeyCommand returns the command line of an SSH exec request that
 // revokes key (authorized_keys form) on the machine.
 func RevokeKeyCommand(key string) string {
-	return RevokeKeyProgram + " " + shellQuote(key)
+	return RevokeKeyProgram + " " + ShellQuote(key)
 }
 
 // PersonaliseProgram is the program on every machine that gives a warm

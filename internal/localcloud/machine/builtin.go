@@ -32,7 +32,6 @@ type builtin struct {
 	user   string
 	dir    string // the machine's folder, where its expires file is
 	home   string
-	keys   [][]byte // authorized keys in wire form
 	nssEnv []string // preloads the machine's user database; nil without nss_wrapper
 	tmux   *tmuxServer
 	config *ssh.ServerConfig
@@ -69,13 +68,6 @@ func StartBuiltin(cfg Config) (Machine, error) {
 	if m.nssEnv, err = userDatabase(dir, m.user, m.home, m.log); err != nil {
 		return nil, fmt.Errorf("start builtin machine: %w", err)
 	}
-	for i, line := range cfg.Doc.AuthorizedKeys {
-		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
-		if err != nil {
-			return nil, fmt.Errorf("start builtin machine: authorized key %d: %w", i+1, err)
-		}
-		m.keys = append(m.keys, k.Marshal())
-	}
 	hostKey, err := ssh.ParsePrivateKey([]byte(cfg.Doc.HostKey.Private))
 	if err != nil {
 		return nil, fmt.Errorf("start builtin machine: host key: %w", err)
@@ -102,51 +94,62 @@ func StartBuiltin(cfg Config) (Machine, error) {
 	return m, nil
 }
 
-// authorize lets in exactly the document's user with exactly its keys.
+// authorize lets in exactly the document's user with exactly the keys of
+// its authorized keys file, but for revoked ones. Both files are read at
+// each login, as sshd reads them: a revocation and a personalisation apply
+// at once.
 func (m *builtin) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	if meta.User() != m.user {
 		return nil, fmt.Errorf("user %q is not %q", meta.User(), m.user)
 	}
 	wire := key.Marshal()
-	if err := m.notRevoked(wire); err != nil {
-		return nil, err
+	revoked, err := listsKey(filepath.Join(m.dir, RevokedKeys), wire)
+	if err != nil {
+		return nil, fmt.Errorf("revoked keys unreadable, refusing every key: %w", err)
 	}
-	for _, k := range m.keys {
-		if bytes.Equal(k, wire) {
-			return &ssh.Permissions{Extensions: map[string]string{"fingerprint": ssh.FingerprintSHA256(key)}}, nil
-		}
+	if revoked {
+		return nil, errors.New("key revoked")
 	}
-	return nil, errors.New("key not authorized")
+	authorized, err := listsKey(authorizedKeysFile(m.dir, m.user), wire)
+	if err != nil {
+		return nil, fmt.Errorf("authorized keys unreadable: %w", err)
+	}
+	if !authorized {
+		return nil, errors.New("key not authorized")
+	}
+	return &ssh.Permissions{Extensions: map[string]string{"fingerprint": ssh.FingerprintSHA256(key)}}, nil
 }
 
-// maxRevokedKeys bounds what is read of the revoked keys file: some
-// thousand keys, far more than one machine's people ever had.
-const maxRevokedKeys = 1 << 20
+// maxKeysFile bounds what is read of a keys file: some thousand keys, far
+// more than one machine's people ever had.
+const maxKeysFile = 1 << 20
 
-// notRevoked refuses a key (wire form) that the machine's revoked keys
-// file lists, and every key when the file cannot be read, as sshd does.
-// The file is read at each login, so a revocation applies at once.
-func (m *builtin) notRevoked(wire []byte) error {
-	f, err := os.Open(filepath.Join(m.dir, RevokedKeys))
+// listsKey reports whether the keys file at path (authorized_keys form)
+// lists the key in wire form; a file that cannot be read whole is an error.
+func listsKey(path string, wire []byte) (bool, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("revoked keys unreadable, refusing every key: %w", err)
+		return false, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxRevokedKeys+1))
-	if err != nil || len(data) > maxRevokedKeys {
-		return fmt.Errorf("revoked keys unreadable or over %d bytes, refusing every key (%v)", maxRevokedKeys, err)
+	data, err := io.ReadAll(io.LimitReader(f, maxKeysFile+1))
+	if err != nil {
+		return false, err
+	}
+	if len(data) > maxKeysFile {
+		return false, fmt.Errorf("%s is over %d bytes", path, maxKeysFile)
 	}
 	for rest := data; len(rest) > 0; {
 		k, _, _, next, err := ssh.ParseAuthorizedKey(rest)
 		if err != nil {
-			return nil // no key in the rest of the file
+			return false, nil // no key in the rest of the file
 		}
 		if bytes.Equal(k.Marshal(), wire) {
-			return errors.New("key revoked")
+			return true, nil
 		}
 		rest = next
 	}
-	return nil
+	return false, nil
 }
 
 // Close stops listening, closes every connection, ends their processes and

@@ -144,6 +144,11 @@ func prepare(cfg *Config) (string, error) {
 			return "", fmt.Errorf("make %s private: %w", d, err)
 		}
 	}
+	doc, err := boot(dir, cfg.Doc, logger(*cfg).With("machine", cfg.Doc.InstanceID))
+	if err != nil {
+		return "", err
+	}
+	cfg.Doc = doc
 	if err := writeFile(filepath.Join(dir, InstanceIDFile), []byte(cfg.Doc.InstanceID+"\n")); err != nil {
 		return "", err
 	}
@@ -161,7 +166,7 @@ func prepare(cfg *Config) (string, error) {
 	if err := os.Remove(filepath.Join(home, bootstrap.AgentStateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("forget the agent's state: %w", err)
 	}
-	if err := installPrograms(dir); err != nil {
+	if err := installPrograms(dir, cfg.Addr, cfg.Doc.User); err != nil {
 		return "", err
 	}
 	if err := installProfile(dir, home); err != nil {
@@ -170,16 +175,24 @@ func prepare(cfg *Config) (string, error) {
 	return dir, nil
 }
 
-// installPrograms writes the image's commands into Dir/bin, fresh at every
-// start.
-func installPrograms(dir string) error {
+// installPrograms writes the image's commands into Dir/bin, and the
+// bootstrap script that one of them runs into Dir, fresh at every start.
+func installPrograms(dir, addr, user string) error {
 	bin := filepath.Join(dir, BinDir)
 	if err := os.MkdirAll(bin, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", bin, err)
 	}
+	if err := installBootstrap(dir); err != nil {
+		return err
+	}
+	personalise, err := personaliseWrapper(dir, addr, user)
+	if err != nil {
+		return err
+	}
 	for name, script := range map[string]string{
-		bootstrap.RevokeKeyProgram:  nix.RevokeKeyScript,
-		bootstrap.AgentStateProgram: nix.AgentStateScript,
+		bootstrap.RevokeKeyProgram:   nix.RevokeKeyScript,
+		bootstrap.AgentStateProgram:  nix.AgentStateScript,
+		bootstrap.PersonaliseProgram: personalise,
 	} {
 		program := filepath.Join(bin, name)
 		if err := writeFile(program, []byte(script)); err != nil {

@@ -31,12 +31,11 @@ const (
 	freezeRounds = 10
 )
 
-// Names of the files an OpenSSH machine keeps in its folder.
+// Names of the files an OpenSSH machine keeps in its folder; its host key
+// and authorized keys are in RootDir, where boot writes them.
 const (
-	sshdConfigFile     = "sshd_config"
-	sshdHostKeyFile    = "ssh_host_ed25519_key"
-	sshdAuthorizedFile = "authorized_keys"
-	sshdPidFile        = "sshd.pid"
+	sshdConfigFile = "sshd_config"
+	sshdPidFile    = "sshd.pid"
 )
 
 // openSSH is a real sshd process.
@@ -91,12 +90,6 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 			return nil, fmt.Errorf("create sshd's privilege separation directory: %w", err)
 		}
-	}
-	if err := writeFile(filepath.Join(dir, sshdHostKeyFile), []byte(cfg.Doc.HostKey.Private)); err != nil {
-		return nil, err
-	}
-	if err := writeFile(filepath.Join(dir, sshdAuthorizedFile), []byte(strings.Join(cfg.Doc.AuthorizedKeys, "\n")+"\n")); err != nil {
-		return nil, err
 	}
 	tmux, err := newTmuxServer()
 	if err != nil {
@@ -318,12 +311,12 @@ func sshdConfig(addr, dir, user string, version int, env []string) (string, erro
 		return v
 	}
 	// AuthorizedKeysFile expands %-tokens, so a literal % is doubled.
-	authorized := strings.ReplaceAll(path(sshdAuthorizedFile), "%", "%%")
+	authorized := strings.ReplaceAll(path(filepath.Join(RootDir, authorizedKeysDir, user)), "%", "%%")
 	home := path(HomeDir)
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by cc-gateway for a local machine; rewritten on every start.\n")
 	fmt.Fprintf(&b, "ListenAddress %s\n", addr)
-	fmt.Fprintf(&b, "HostKey %s\n", path(sshdHostKeyFile))
+	fmt.Fprintf(&b, "HostKey %s\n", path(filepath.Join(RootDir, hostKeyPath)))
 	fmt.Fprintf(&b, "PidFile %s\n", path(sshdPidFile))
 	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", authorized)
 	fmt.Fprintf(&b, "RevokedKeys %s\n", path(RevokedKeys))
