@@ -72,8 +72,8 @@ func boot(dir string, doc bootstrap.Document, log *slog.Logger) (bootstrap.Docum
 		}
 	}
 	files := map[string]string{
-		hostKeyPath:          doc.HostKey.Private,
-		hostKeyPath + ".pub": doc.HostKey.Public + "\n",
+		hostKeyPath:                        doc.HostKey.Private,
+		hostKeyPath + ".pub":               doc.HostKey.Public + "\n",
 		authorizedKeysDir + "/" + doc.User: strings.Join(doc.AuthorizedKeys, "\n") + "\n",
 	}
 	for path, content := range files {
