@@ -82,6 +82,15 @@ type fixture struct {
 
 func newFixture(t *testing.T, k kind) *fixture {
 	t.Helper()
+	f := makeFixture(t, k)
+	f.start(t)
+	return f
+}
+
+// makeFixture is newFixture without starting the machine, so that a test
+// can change its config first.
+func makeFixture(t *testing.T, k kind) *fixture {
+	t.Helper()
 	clientDir := t.TempDir()
 	host := testkit.NewKey(t)
 	f := &fixture{
@@ -110,7 +119,6 @@ func newFixture(t *testing.T, k kind) *fixture {
 	if err := os.WriteFile(f.knownHosts, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f.start(t)
 	return f
 }
 
