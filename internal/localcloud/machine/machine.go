@@ -38,6 +38,24 @@
 // Sessions of both kinds get CLOUD_INSTANCE_DIR=Dir, so the gateway's
 // expiry update (bootstrap.ExpiresScript) replaces Dir/expires.
 //
+// Dir/root (RootDir) is laid out as the NixOS image's root, as far as its
+// bootstrap script writes it: etc/ssh/ssh_host_ed25519_key{,.pub},
+// etc/ssh/authorized_keys.bootstrap/USER (the keys both kinds accept, read
+// at each login as sshd reads them) and var/lib/cloud-instance. Each start
+// does there what the image's bootstrap unit does at boot (boot.go), warm
+// pool included: a pool document (Document.Pool) marks the machine a pool
+// machine (var/lib/cloud-instance/pool), unless the machine was
+// personalised since, when it runs with the saved personalisation instead,
+// as the local cloud, like Hetzner, keeps the pool user_data; any other
+// document forgets the pool state. Sessions find cc-instance-personalise in
+// Dir/bin, so the gateway's claim (bootstrap.PersonaliseCommand, the
+// person's document on standard input) is the same command line as on
+// NixOS: it runs the image's own bootstrap script (nix.BootstrapScript,
+// kept as Dir/bootstrap.sh) in its personalise mode on Dir/root, with
+// CLOUD_INSTANCE_DIR=Dir for the expiry, as the machine's user, not root.
+// That script needs jq and ssh-keygen on the host. Its checks and files are
+// the image's: after it, new connections accept the person's key at once.
+//
 // Both run the host's tmux for persistent sessions, each machine on a tmux
 // server of its own (TMUX_TMPDIR names a private folder in the host's
 // temporary folder): all machines run as one OS user, and must not see each
