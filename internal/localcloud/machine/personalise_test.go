@@ -130,3 +130,23 @@ func assertContent(t *testing.T, path, want string) {
 		t.Errorf("%s holds %q (%v), want %q", path, got, err, want)
 	}
 }
+
+// TestPersonaliseWithoutJQ: on a host without jq, which the image's script
+// needs, a claim fails saying what to install, and the machine stays a
+// pool machine.
+func TestPersonaliseWithoutJQ(t *testing.T) {
+	f := poolFixture(t, kinds(t)[0])
+	person := f.document(t, time.Time{}, f.user.Public(), f.gateway.Public())
+	rendered, err := person.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	program := filepath.Join(f.cfg.Dir, BinDir, bootstrap.PersonaliseProgram)
+	r := run(t, strings.NewReader(rendered), "env", "PATH="+t.TempDir(), "/bin/sh", program)
+	if r.code != 1 || !strings.Contains(r.stderr, "jq is not installed on the gateway's host (Debian: apt-get install jq)") {
+		t.Errorf("without jq: exit %d, stderr %q; want the missing jq named", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(f.cfg.Dir, RootDir, poolPath)); err != nil {
+		t.Errorf("the machine is no pool machine any more: %v", err)
+	}
+}
