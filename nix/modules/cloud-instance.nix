@@ -72,9 +72,9 @@ let
 
   # The second command the instance user may run as root: the bootstrap
   # script in its personalise mode, which gives a warm pool machine its
-  # person from the document on standard input (see bootstrap.sh). As with
-  # revokeKeyRoot its environment is fixed here: the files it writes are
-  # the root's, and the folder named by no variable of the caller.
+  # person from the document on standard input (see bootstrap.sh). As for
+  # revokeKeyRoot, its environment is fixed here, whatever sudo passes: no
+  # caller chooses which files root writes.
   personaliseRoot = pkgs.writeScript "cc-instance-personalise-root" ''
     #!${pkgs.dash}/bin/dash
     PATH=${lib.makeBinPath bootstrapPath}
