@@ -153,7 +153,7 @@ func Start(opts Options) (*Cloud, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	for _, sub := range []string{"machines", "images"} {
+	for _, sub := range []string{"machines", "images", "volumes"} {
 		if err := os.MkdirAll(filepath.Join(opts.DataDir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("local cloud: create data directory: %w", err)
 		}
@@ -269,6 +269,7 @@ func (c *Cloud) Close() error {
 // interrupted snapshots are settled.
 func (c *Cloud) restore() error {
 	c.restoreImages()
+	c.restoreVolumes()
 	// Copies of snapshots a crash left half-made.
 	if staged, err := filepath.Glob(filepath.Join(c.opts.DataDir, "machines", ".restore-*")); err == nil {
 		for _, dir := range staged {
@@ -337,6 +338,7 @@ func (c *Cloud) machineConfig(s *serverRecord) (machine.Config, error) {
 		Addr:   net.JoinHostPort(s.IPv4, strconv.Itoa(port)),
 		Doc:    doc,
 		Dir:    c.machineDir(s.Name),
+		Home:   c.machineHome(s.ID),
 		Logger: c.opts.Logger.With("component", "machine", "server", s.Name),
 	}, nil
 }

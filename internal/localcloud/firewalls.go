@@ -433,50 +433,12 @@ func (c *Cloud) respondFirewallActions(w http.ResponseWriter, a *action) {
 
 // GET /firewalls/{id}/actions
 func (c *Cloud) listFirewallActions(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "id")
-	if !ok {
-		return
-	}
-	c.mu.Lock()
-	if c.st.firewall(id) == nil {
-		c.mu.Unlock()
-		writeNotFound(w, "firewall", id)
-		return
-	}
-	var list []*action
-	for _, a := range c.actions {
-		if slices.Contains(a.resources, actionResource{ID: id, Type: "firewall"}) {
-			list = append(list, a)
-		}
-	}
-	c.respondActions(w, r, list)
+	c.listResourceActions(w, r, "firewall", func(id int64) bool { return c.st.firewall(id) != nil })
 }
 
 // GET /firewalls/{id}/actions/{action_id}
 func (c *Cloud) getFirewallAction(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "id")
-	if !ok {
-		return
-	}
-	actionID, ok := pathID(w, r, "action_id")
-	if !ok {
-		return
-	}
-	c.mu.Lock()
-	a, found := c.actions[actionID]
-	found = found && slices.Contains(a.resources, actionResource{ID: id, Type: "firewall"})
-	var view actionJSON
-	if found {
-		view = c.actionJSON(a)
-	}
-	c.mu.Unlock()
-	if !found {
-		writeNotFound(w, "action", actionID)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Action actionJSON `json:"action"`
-	}{view})
+	c.getResourceAction(w, r, "firewall")
 }
 
 // firewallToChange finds the firewall a request is to change; if there is

@@ -45,7 +45,7 @@ func (c *Cloud) serverView(s *serverRecord) serverJSON {
 		IngoingTraffic:  &zero,
 		IncludedTraffic: &traffic,
 		Labels:          labelsView(s.Labels),
-		Volumes:         []int64{},
+		Volumes:         c.serverVolumes(s.ID),
 		LoadBalancers:   []int64{},
 		PrimaryDiskSize: int(t.disk),
 	}
@@ -109,6 +109,7 @@ type createServerRequest struct {
 	StartAfterCreate *bool             `json:"start_after_create"`
 	Labels           map[string]string `json:"labels"`
 	Firewalls        []firewallRef     `json:"firewalls"`
+	Volumes          []int64           `json:"volumes"`
 }
 
 // POST /servers. The server starts "initializing" with two actions:
@@ -150,6 +151,10 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	volumes, ok := c.serverVolumeRefs(w, req.Volumes, plan.location.loc.Name)
+	if !ok {
+		return
+	}
 	if slices.ContainsFunc(c.st.Servers, func(s *serverRecord) bool { return s.Name == req.Name }) {
 		writeError(w, http.StatusConflict, "uniqueness_error", "server name is already used",
 			fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
@@ -175,6 +180,9 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 	c.st.Servers = append(c.st.Servers, s)
 	for _, f := range firewalls {
 		f.Servers = append(f.Servers, s.ID)
+	}
+	for _, v := range volumes { // attached from the start: the machine boots with them
+		v.Server = s.ID
 	}
 
 	d := c.opts.ActionDuration
