@@ -122,6 +122,28 @@ func writeInvalid(w http.ResponseWriter, field, message string) {
 		fieldErrors{Fields: []fieldError{{Name: field, Messages: []string{message}}}})
 }
 
+// writeNameTaken answers 409 uniqueness_error: another resource of kind
+// has the name asked for.
+func writeNameTaken(w http.ResponseWriter, kind string) {
+	writeError(w, http.StatusConflict, "uniqueness_error", kind+" name is already used",
+		fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
+}
+
+// toChange returns rec, the resource of kind a request is to change,
+// unless there is none or the cloud is closing: then it answers so and
+// returns nil. Callers hold c.mu.
+func toChange[T any](c *Cloud, w http.ResponseWriter, kind string, id int64, rec *T) *T {
+	if rec == nil {
+		writeNotFound(w, kind, id)
+		return nil
+	}
+	if c.closed {
+		writeStateError(w, errClosed)
+		return nil
+	}
+	return rec
+}
+
 func writeNotFound(w http.ResponseWriter, kind string, id int64) {
 	writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s with ID '%d' not found", kind, id), nil)
 }

@@ -445,16 +445,7 @@ func (c *Cloud) getFirewallAction(w http.ResponseWriter, r *http.Request) {
 // none, or the cloud is closing, it answers so and returns nil. Callers
 // hold c.mu.
 func (c *Cloud) firewallToChange(w http.ResponseWriter, id int64) *firewallRecord {
-	f := c.st.firewall(id)
-	if f == nil {
-		writeNotFound(w, "firewall", id)
-		return nil
-	}
-	if c.closed {
-		writeStateError(w, errClosed)
-		return nil
-	}
-	return f
+	return toChange(c, w, "firewall", id, c.st.firewall(id))
 }
 
 func validFirewallName(w http.ResponseWriter, name string) bool {
@@ -470,8 +461,7 @@ func validFirewallName(w http.ResponseWriter, name string) bool {
 func (c *Cloud) firewallNameFree(w http.ResponseWriter, name string, except int64) bool {
 	for _, f := range c.st.Firewalls {
 		if f.Name == name && f.ID != except {
-			writeError(w, http.StatusConflict, "uniqueness_error", "firewall name is already used",
-				fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
+			writeNameTaken(w, "firewall")
 			return false
 		}
 	}

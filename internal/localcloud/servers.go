@@ -156,8 +156,7 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if slices.ContainsFunc(c.st.Servers, func(s *serverRecord) bool { return s.Name == req.Name }) {
-		writeError(w, http.StatusConflict, "uniqueness_error", "server name is already used",
-			fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
+		writeNameTaken(w, "server")
 		return
 	}
 	s := &serverRecord{
@@ -361,16 +360,7 @@ func (c *Cloud) findSSHKey(ref string) *sshKeyRecord {
 // none, or the cloud is closing, it answers so and returns nil. Callers
 // hold c.mu.
 func (c *Cloud) serverToChange(w http.ResponseWriter, id int64) *serverRecord {
-	s := c.st.server(id)
-	if s == nil {
-		writeNotFound(w, "server", id)
-		return nil
-	}
-	if c.closed {
-		writeStateError(w, errClosed)
-		return nil
-	}
-	return s
+	return toChange(c, w, "server", id, c.st.server(id))
 }
 
 // unlockedServer is serverToChange for requests that start an action: a

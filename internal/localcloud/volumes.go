@@ -311,8 +311,7 @@ func (c *Cloud) deleteVolume(w http.ResponseWriter, r *http.Request) {
 	}
 	if v.Server != 0 {
 		c.mu.Unlock()
-		writeError(w, http.StatusUnprocessableEntity, "volume_already_attached",
-			fmt.Sprintf("volume %d is attached to server %d; detach it first", id, v.Server), nil)
+		writeAttached(w, v)
 		return
 	}
 	c.st.removeVolume(id)
@@ -354,8 +353,7 @@ func (c *Cloud) attachVolume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v.Server != 0 {
-		writeError(w, http.StatusUnprocessableEntity, "volume_already_attached",
-			fmt.Sprintf("volume %d is attached to server %d; detach it first", id, v.Server), nil)
+		writeAttached(w, v)
 		return
 	}
 	s := c.serverToAttach(w, *req.Server)
@@ -491,16 +489,7 @@ func (c *Cloud) getVolumeAction(w http.ResponseWriter, r *http.Request) {
 // none, or the cloud is closing, it answers so and returns nil. Callers
 // hold c.mu.
 func (c *Cloud) volumeToChange(w http.ResponseWriter, id int64) *volumeRecord {
-	v := c.st.volume(id)
-	if v == nil {
-		writeNotFound(w, "volume", id)
-		return nil
-	}
-	if c.closed {
-		writeStateError(w, errClosed)
-		return nil
-	}
-	return v
+	return toChange(c, w, "volume", id, c.st.volume(id))
 }
 
 // unlockedVolume is volumeToChange for requests that act on the volume: one
@@ -508,10 +497,19 @@ func (c *Cloud) volumeToChange(w http.ResponseWriter, id int64) *volumeRecord {
 func (c *Cloud) unlockedVolume(w http.ResponseWriter, id int64) *volumeRecord {
 	v := c.volumeToChange(w, id)
 	if v != nil && c.volumeBusyWith(id) {
-		writeError(w, http.StatusLocked, "locked", fmt.Sprintf("volume %d is locked by a running action", id), nil)
+		writeVolumeLocked(w, id)
 		return nil
 	}
 	return v
+}
+
+func writeAttached(w http.ResponseWriter, v *volumeRecord) {
+	writeError(w, http.StatusUnprocessableEntity, "volume_already_attached",
+		fmt.Sprintf("volume %d is attached to server %d; detach it first", v.ID, v.Server), nil)
+}
+
+func writeVolumeLocked(w http.ResponseWriter, id int64) {
+	writeError(w, http.StatusLocked, "locked", fmt.Sprintf("volume %d is locked by a running action", id), nil)
 }
 
 // serverToAttach finds the server a volume is to be attached to; a
@@ -534,8 +532,7 @@ func (c *Cloud) serverToAttach(w http.ResponseWriter, id int64) *serverRecord {
 func (c *Cloud) volumeNameFree(w http.ResponseWriter, name string, except int64) bool {
 	for _, v := range c.st.Volumes {
 		if v.Name == name && v.ID != except {
-			writeError(w, http.StatusConflict, "uniqueness_error", "volume name is already used",
-				fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
+			writeNameTaken(w, "volume")
 			return false
 		}
 	}
@@ -555,10 +552,9 @@ func (c *Cloud) serverVolumeRefs(w http.ResponseWriter, ids []int64, location st
 		case v.Location != location:
 			writeInvalid(w, "volumes", fmt.Sprintf("volume %d is in %s, not %s", id, v.Location, location))
 		case v.Server != 0:
-			writeError(w, http.StatusUnprocessableEntity, "volume_already_attached",
-				fmt.Sprintf("volume %d is attached to server %d; detach it first", id, v.Server), nil)
+			writeAttached(w, v)
 		case c.volumeBusyWith(id):
-			writeError(w, http.StatusLocked, "locked", fmt.Sprintf("volume %d is locked by a running action", id), nil)
+			writeVolumeLocked(w, id)
 		default:
 			list = append(list, v)
 			continue
