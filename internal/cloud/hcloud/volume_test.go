@@ -10,6 +10,7 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 )
 
 // TestVolumeLifecycle drives a home volume through the provider: create
@@ -122,5 +123,52 @@ func TestVolumePrice(t *testing.T) {
 	// The local cloud's catalogue: 0.044 net, 19 % VAT.
 	if err != nil || price < 0.0523 || price > 0.0524 {
 		t.Fatalf("volume price %v, %v; want 0.05236 per GB-month gross", price, err)
+	}
+}
+
+// TestCreateVolumeFindsOneStillBeingCreated: a volume the owner got before
+// a crash, still being created, is waited for and returned, not made twice.
+func TestCreateVolumeFindsOneStillBeingCreated(t *testing.T) {
+	e, ctx := newEnv(t, 30*time.Second)
+	e.faults.set("create_volume", localcloud.ActionFault{Delay: 300 * time.Millisecond})
+	res, _, err := e.raw.Volume.Create(ctx, hc.VolumeCreateOpts{
+		Name: "cc-home-test-carol", Size: 10, Location: &hc.Location{Name: "fsn1"},
+		Labels: map[string]string{hcloud.LabelGateway: "test", hcloud.LabelHome: "carol"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.p.CreateVolume(ctx, hcloud.VolumeSpec{Name: "cc-home-test-carol", Owner: "carol", SizeGB: 10, Location: "fsn1"})
+	if err != nil || v.ID != res.Volume.ID {
+		t.Fatalf("create after a lost answer: %+v, %v; want volume %d", v, err, res.Volume.ID)
+	}
+	if got, _, err := e.raw.Volume.GetByID(ctx, v.ID); err != nil || got.Status != hc.VolumeStatusAvailable {
+		t.Fatalf("the volume CreateVolume returned: %+v, %v; want available", got, err)
+	}
+	if n := e.faults.count("create_volume"); n != 1 {
+		t.Errorf("%d create_volume actions, want 1", n)
+	}
+}
+
+// TestCreateVolumeActionFails: a create whose action fails leaves no
+// volume, is tried again within bounds, and ends in a sentence naming the
+// action; once Hetzner recovers, the same call succeeds.
+func TestCreateVolumeActionFails(t *testing.T) {
+	e, ctx := newEnv(t, 30*time.Second)
+	e.faults.set("create_volume", localcloud.ActionFault{Code: "action_failed", Message: "test fault"})
+	spec := hcloud.VolumeSpec{Name: "cc-home-test-dave", Owner: "dave", SizeGB: 10, Location: "fsn1"}
+	_, err := e.p.CreateVolume(ctx, spec)
+	if err == nil || !strings.Contains(err.Error(), "action create_volume failed") {
+		t.Fatalf("create with failing actions: %v", err)
+	}
+	if n := e.faults.count("create_volume"); n < 2 {
+		t.Errorf("%d create_volume actions, want retries", n)
+	}
+	if list, err := e.p.Volumes(ctx, ""); err != nil || len(list) != 0 {
+		t.Fatalf("volumes after failed creates: %+v, %v; want none", list, err)
+	}
+	e.faults.set("create_volume", localcloud.ActionFault{})
+	if _, err := e.p.CreateVolume(ctx, spec); err != nil {
+		t.Fatalf("create once Hetzner recovered: %v", err)
 	}
 }
