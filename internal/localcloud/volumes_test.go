@@ -294,3 +294,30 @@ func TestVolumeIsTheMachinesHome(t *testing.T) {
 		t.Fatalf("volume folder after delete: %v", err)
 	}
 }
+
+// TestRestartRemovesFoldersOfDeletedVolumes: a crash between a volume's
+// delete and its folder's removal leaves a folder; the next start removes
+// it and keeps the folders of volumes that exist.
+func TestRestartRemovesFoldersOfDeletedVolumes(t *testing.T) {
+	ctx := testkit.Context(t, 20*time.Second)
+	dir, port := t.TempDir(), testkit.FreePort(t)
+	cloud := startCloud(t, dir, port)
+	raw := rawClient(cloud.Endpoint(), cloud.Token())
+	kept := filepath.Join(dir, "volumes", strconv.FormatInt(createVolume(ctx, t, raw, "home-kept", "fsn1").ID, 10))
+	orphan := filepath.Join(dir, "volumes", "999")
+	for _, d := range []string{kept, orphan} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cloud.Close(); err != nil {
+		t.Fatal(err)
+	}
+	startCloud(t, dir, port)
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("folder of a deleted volume after a restart: %v", err)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("folder of a kept volume after a restart: %v", err)
+	}
+}
