@@ -16,6 +16,10 @@
 // with a copy of it, so a machine hibernated (snapshot, delete) and resumed
 // (create from the snapshot) has its files back.
 //
+// Volumes are folders, DataDir/volumes/<volume id>: a machine that starts
+// with a volume attached uses the folder as its HOME, so a home outlives
+// the server (see volumes.go).
+//
 // Metrics (GET /servers/{id}/metrics) report as CPU use the number in the
 // machine's file DataDir/machines/<server name>/cpu (see CPUFile), in
 // percent of the whole machine, or 0 without it, scaled per vCPU as
