@@ -279,9 +279,14 @@ func TestVolumeIsTheMachinesHome(t *testing.T) {
 
 	deleted, _, err := raw.Server.DeleteWithResult(ctx, first)
 	waitFor(ctx, t, raw, deleted.Action, err)
-	create("home3")
+	third := create("home3")
 	if b, err := os.ReadFile(filepath.Join(folder, "work.txt")); err != nil || string(b) != "kept\n" {
 		t.Fatalf("the home after a new server: %q, %v", b, err)
+	}
+	// A snapshot is of the server's own disk: the volume is not in it.
+	im := snapshot(t, ctx, raw, third, nil)
+	if _, err := os.Stat(filepath.Join(dir, "images", strconv.FormatInt(im.ID, 10), "home", "work.txt")); !os.IsNotExist(err) {
+		t.Fatalf("the volume's file in a snapshot: %v", err)
 	}
 
 	// Detached, the volume deletes and its folder goes.
