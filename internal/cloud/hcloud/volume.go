@@ -111,7 +111,7 @@ func (p *Provider) createVolume(ctx context.Context, spec VolumeSpec) (Volume, e
 // saying so.
 func (p *Provider) AttachVolume(ctx context.Context, volumeID, serverID int64) error {
 	return retryOpErr(ctx, p, "attach volume", func() error {
-		v, err := p.ownedVolume(ctx, volumeID)
+		v, err := p.ownedIdleVolume(ctx, volumeID)
 		if err != nil {
 			return err
 		}
@@ -149,7 +149,7 @@ func (p *Provider) AttachVolume(ctx context.Context, volumeID, serverID int64) e
 // waits until it is detached.
 func (p *Provider) DetachVolume(ctx context.Context, volumeID int64) error {
 	return retryOpErr(ctx, p, "detach volume", func() error {
-		v, err := p.ownedVolume(ctx, volumeID)
+		v, err := p.ownedIdleVolume(ctx, volumeID)
 		if err != nil || v.Server == nil {
 			return err
 		}
@@ -170,7 +170,7 @@ func (p *Provider) DetachVolume(ctx context.Context, volumeID int64) error {
 // one is refused; one that is gone is ErrVolumeNotFound.
 func (p *Provider) DeleteVolume(ctx context.Context, volumeID int64) error {
 	return retryOpErr(ctx, p, "delete volume", func() error {
-		v, err := p.ownedVolume(ctx, volumeID)
+		v, err := p.ownedIdleVolume(ctx, volumeID)
 		if err != nil {
 			return err
 		}
@@ -252,6 +252,19 @@ func (p *Provider) ownedVolume(ctx context.Context, id int64) (*hc.Volume, error
 		return nil, fmt.Errorf("volume %s (%d) is not labelled %s=%s; the gateway leaves it alone", v.Name, id, LabelGateway, p.cfg.Gateway)
 	}
 	return v, nil
+}
+
+// ownedIdleVolume is ownedVolume for a volume about to be acted on, which
+// Hetzner refuses while an action runs on it (one being created, say): it
+// waits until none does, then fetches the volume again.
+func (p *Provider) ownedIdleVolume(ctx context.Context, id int64) (*hc.Volume, error) {
+	if _, err := p.ownedVolume(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := p.waitVolumeIdle(ctx, id); err != nil {
+		return nil, err
+	}
+	return p.ownedVolume(ctx, id)
 }
 
 // waitVolumeIdle waits until no action runs on the volume, whatever their

@@ -172,3 +172,25 @@ func TestCreateVolumeActionFails(t *testing.T) {
 		t.Fatalf("create once Hetzner recovered: %v", err)
 	}
 }
+
+// TestAttachWaitsForTheVolumesCreation: Hetzner refuses to attach a volume
+// still being created ("locked"); the attach waits for the creation
+// however long it takes, instead of spending its retries.
+func TestAttachWaitsForTheVolumesCreation(t *testing.T) {
+	e, ctx := newEnv(t, 30*time.Second)
+	_, srv := e.server(t, ctx, "vol2")
+	e.faults.set("create_volume", localcloud.ActionFault{Delay: 2 * time.Second})
+	res, _, err := e.raw.Volume.Create(ctx, hc.VolumeCreateOpts{
+		Name: "cc-home-test-erin", Size: 10, Location: &hc.Location{Name: "fsn1"},
+		Labels: map[string]string{hcloud.LabelGateway: "test", hcloud.LabelHome: "erin"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.AttachVolume(ctx, res.Volume.ID, srv.ID); err != nil {
+		t.Fatalf("attach a volume being created: %v", err)
+	}
+	if v, _, err := e.raw.Volume.GetByID(ctx, res.Volume.ID); err != nil || v.Server == nil || v.Server.ID != srv.ID {
+		t.Fatalf("the volume after attach: %+v, %v", v, err)
+	}
+}
