@@ -387,6 +387,9 @@ func (c *Cloud) detachVolume(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if v := c.st.volume(id); v != nil && !c.closed {
+			if c.machines[v.Server] != nil {
+				c.log.Info("volume detached from a running machine: it stays HOME until the machine's next start", "volume", v.Name, "server_id", v.Server)
+			}
 			v.Server = 0
 			return c.persist()
 		}
@@ -451,6 +454,9 @@ func (c *Cloud) attachAction(v *volumeRecord, s *serverRecord, after time.Durati
 			return fmt.Errorf("server %d was deleted", serverID)
 		}
 		v.Server = serverID
+		if c.machines[serverID] != nil {
+			c.log.Info("volume attached to a running machine: it becomes HOME at the machine's next start", "volume", v.Name, "server_id", serverID)
+		}
 		return c.persist()
 	})
 }
