@@ -1,6 +1,7 @@
 package hcloud_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +13,20 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 )
+
+// volumeBehindItsBack creates owner's volume in fsn1 with the plain
+// client, as the provider before a crash would, without waiting for it.
+func (e *testEnv) volumeBehindItsBack(t *testing.T, ctx context.Context, owner string) hc.VolumeCreateResult {
+	t.Helper()
+	res, _, err := e.raw.Volume.Create(ctx, hc.VolumeCreateOpts{
+		Name: "cc-home-test-" + owner, Size: 10, Location: &hc.Location{Name: "fsn1"},
+		Labels: map[string]string{hcloud.LabelGateway: "test", hcloud.LabelHome: owner},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
 
 // TestVolumeLifecycle drives a home volume through the provider: create
 // (twice: the second finds the first), attach to the owner's server,
@@ -131,13 +146,7 @@ func TestVolumePrice(t *testing.T) {
 func TestCreateVolumeFindsOneStillBeingCreated(t *testing.T) {
 	e, ctx := newEnv(t, 30*time.Second)
 	e.faults.set("create_volume", localcloud.ActionFault{Delay: 300 * time.Millisecond})
-	res, _, err := e.raw.Volume.Create(ctx, hc.VolumeCreateOpts{
-		Name: "cc-home-test-carol", Size: 10, Location: &hc.Location{Name: "fsn1"},
-		Labels: map[string]string{hcloud.LabelGateway: "test", hcloud.LabelHome: "carol"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := e.volumeBehindItsBack(t, ctx, "carol")
 	v, err := e.p.CreateVolume(ctx, hcloud.VolumeSpec{Name: "cc-home-test-carol", Owner: "carol", SizeGB: 10, Location: "fsn1"})
 	if err != nil || v.ID != res.Volume.ID {
 		t.Fatalf("create after a lost answer: %+v, %v; want volume %d", v, err, res.Volume.ID)
@@ -180,13 +189,7 @@ func TestAttachWaitsForTheVolumesCreation(t *testing.T) {
 	e, ctx := newEnv(t, 30*time.Second)
 	_, srv := e.server(t, ctx, "vol2")
 	e.faults.set("create_volume", localcloud.ActionFault{Delay: 2 * time.Second})
-	res, _, err := e.raw.Volume.Create(ctx, hc.VolumeCreateOpts{
-		Name: "cc-home-test-erin", Size: 10, Location: &hc.Location{Name: "fsn1"},
-		Labels: map[string]string{hcloud.LabelGateway: "test", hcloud.LabelHome: "erin"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := e.volumeBehindItsBack(t, ctx, "erin")
 	if err := e.p.AttachVolume(ctx, res.Volume.ID, srv.ID); err != nil {
 		t.Fatalf("attach a volume being created: %v", err)
 	}
