@@ -247,3 +247,54 @@ func (c *Cloud) getAction(w http.ResponseWriter, r *http.Request) {
 		Action actionJSON `json:"action"`
 	}{view})
 }
+
+// listResourceActions answers GET /{kind}s/{id}/actions for a resource
+// that is not a server: the actions listing it. exists reports whether the
+// resource is there; it is called with c.mu held.
+func (c *Cloud) listResourceActions(w http.ResponseWriter, r *http.Request, kind string, exists func(id int64) bool) {
+	id, ok := pathID(w, r, "id")
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	if !exists(id) {
+		c.mu.Unlock()
+		writeNotFound(w, kind, id)
+		return
+	}
+	var list []*action
+	for _, a := range c.actions {
+		if slices.Contains(a.resources, actionResource{ID: id, Type: kind}) {
+			list = append(list, a)
+		}
+	}
+	c.respondActions(w, r, list)
+}
+
+// getResourceAction answers GET /{kind}s/{id}/actions/{action_id} for a
+// resource that is not a server: the action, if it lists the resource.
+func (c *Cloud) getResourceAction(w http.ResponseWriter, r *http.Request, kind string) {
+	id, ok := pathID(w, r, "id")
+	if !ok {
+		return
+	}
+	actionID, ok := pathID(w, r, "action_id")
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	a, found := c.actions[actionID]
+	found = found && slices.Contains(a.resources, actionResource{ID: id, Type: kind})
+	var view actionJSON
+	if found {
+		view = c.actionJSON(a)
+	}
+	c.mu.Unlock()
+	if !found {
+		writeNotFound(w, "action", actionID)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Action actionJSON `json:"action"`
+	}{view})
+}

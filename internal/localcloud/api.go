@@ -43,6 +43,16 @@ func (c *Cloud) routes() http.Handler {
 	mux.HandleFunc("POST /v1/firewalls/{id}/actions/set_rules", c.setFirewallRules)
 	mux.HandleFunc("POST /v1/firewalls/{id}/actions/apply_to_resources", c.applyToResources)
 	mux.HandleFunc("POST /v1/firewalls/{id}/actions/remove_from_resources", c.removeFromResources)
+	mux.HandleFunc("GET /v1/volumes", c.listVolumes)
+	mux.HandleFunc("POST /v1/volumes", c.createVolume)
+	mux.HandleFunc("GET /v1/volumes/{id}", c.getVolume)
+	mux.HandleFunc("PUT /v1/volumes/{id}", c.updateVolume)
+	mux.HandleFunc("DELETE /v1/volumes/{id}", c.deleteVolume)
+	mux.HandleFunc("GET /v1/volumes/{id}/actions", c.listVolumeActions)
+	mux.HandleFunc("GET /v1/volumes/{id}/actions/{action_id}", c.getVolumeAction)
+	mux.HandleFunc("POST /v1/volumes/{id}/actions/attach", c.attachVolume)
+	mux.HandleFunc("POST /v1/volumes/{id}/actions/detach", c.detachVolume)
+	mux.HandleFunc("POST /v1/volumes/{id}/actions/resize", c.resizeVolume)
 	mux.HandleFunc("GET /v1/images", c.listImages)
 	mux.HandleFunc("GET /v1/images/{id}", c.getImage)
 	mux.HandleFunc("DELETE /v1/images/{id}", c.deleteImage)
@@ -110,6 +120,28 @@ type fieldError struct {
 func writeInvalid(w http.ResponseWriter, field, message string) {
 	writeError(w, http.StatusBadRequest, "invalid_input", "invalid input in field '"+field+"'",
 		fieldErrors{Fields: []fieldError{{Name: field, Messages: []string{message}}}})
+}
+
+// writeNameTaken answers 409 uniqueness_error: another resource of kind
+// has the name asked for.
+func writeNameTaken(w http.ResponseWriter, kind string) {
+	writeError(w, http.StatusConflict, "uniqueness_error", kind+" name is already used",
+		fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
+}
+
+// toChange returns rec, the resource of kind a request is to change,
+// unless there is none or the cloud is closing: then it answers so and
+// returns nil. Callers hold c.mu.
+func toChange[T any](c *Cloud, w http.ResponseWriter, kind string, id int64, rec *T) *T {
+	if rec == nil {
+		writeNotFound(w, kind, id)
+		return nil
+	}
+	if c.closed {
+		writeStateError(w, errClosed)
+		return nil
+	}
+	return rec
 }
 
 func writeNotFound(w http.ResponseWriter, kind string, id int64) {

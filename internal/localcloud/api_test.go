@@ -424,7 +424,7 @@ func TestActionsRunThenSucceed(t *testing.T) {
 
 func TestUnknownPathAnswersNotFound(t *testing.T) {
 	cloud := startCloud(t, t.TempDir(), testkit.FreePort(t))
-	req, err := http.NewRequest(http.MethodGet, cloud.Endpoint()+"/volumes", nil)
+	req, err := http.NewRequest(http.MethodGet, cloud.Endpoint()+"/load_balancers", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,10 @@
 // with a copy of it, so a machine hibernated (snapshot, delete) and resumed
 // (create from the snapshot) has its files back.
 //
+// Volumes are folders, DataDir/volumes/<volume id>: a machine that starts
+// with a volume attached uses the folder as its HOME, so a home outlives
+// the server (see volumes.go).
+//
 // Metrics (GET /servers/{id}/metrics) report as CPU use the number in the
 // machine's file DataDir/machines/<server name>/cpu (see CPUFile), in
 // percent of the whole machine, or 0 without it, scaled per vCPU as
@@ -153,7 +157,7 @@ func Start(opts Options) (*Cloud, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	for _, sub := range []string{"machines", "images"} {
+	for _, sub := range []string{"machines", "images", "volumes"} {
 		if err := os.MkdirAll(filepath.Join(opts.DataDir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("local cloud: create data directory: %w", err)
 		}
@@ -269,6 +273,7 @@ func (c *Cloud) Close() error {
 // interrupted snapshots are settled.
 func (c *Cloud) restore() error {
 	c.restoreImages()
+	c.restoreVolumes()
 	// Copies of snapshots a crash left half-made.
 	if staged, err := filepath.Glob(filepath.Join(c.opts.DataDir, "machines", ".restore-*")); err == nil {
 		for _, dir := range staged {
@@ -337,6 +342,7 @@ func (c *Cloud) machineConfig(s *serverRecord) (machine.Config, error) {
 		Addr:   net.JoinHostPort(s.IPv4, strconv.Itoa(port)),
 		Doc:    doc,
 		Dir:    c.machineDir(s.Name),
+		Home:   c.machineHome(s.ID),
 		Logger: c.opts.Logger.With("component", "machine", "server", s.Name),
 	}, nil
 }

@@ -433,66 +433,19 @@ func (c *Cloud) respondFirewallActions(w http.ResponseWriter, a *action) {
 
 // GET /firewalls/{id}/actions
 func (c *Cloud) listFirewallActions(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "id")
-	if !ok {
-		return
-	}
-	c.mu.Lock()
-	if c.st.firewall(id) == nil {
-		c.mu.Unlock()
-		writeNotFound(w, "firewall", id)
-		return
-	}
-	var list []*action
-	for _, a := range c.actions {
-		if slices.Contains(a.resources, actionResource{ID: id, Type: "firewall"}) {
-			list = append(list, a)
-		}
-	}
-	c.respondActions(w, r, list)
+	c.listResourceActions(w, r, "firewall", func(id int64) bool { return c.st.firewall(id) != nil })
 }
 
 // GET /firewalls/{id}/actions/{action_id}
 func (c *Cloud) getFirewallAction(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "id")
-	if !ok {
-		return
-	}
-	actionID, ok := pathID(w, r, "action_id")
-	if !ok {
-		return
-	}
-	c.mu.Lock()
-	a, found := c.actions[actionID]
-	found = found && slices.Contains(a.resources, actionResource{ID: id, Type: "firewall"})
-	var view actionJSON
-	if found {
-		view = c.actionJSON(a)
-	}
-	c.mu.Unlock()
-	if !found {
-		writeNotFound(w, "action", actionID)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Action actionJSON `json:"action"`
-	}{view})
+	c.getResourceAction(w, r, "firewall")
 }
 
 // firewallToChange finds the firewall a request is to change; if there is
 // none, or the cloud is closing, it answers so and returns nil. Callers
 // hold c.mu.
 func (c *Cloud) firewallToChange(w http.ResponseWriter, id int64) *firewallRecord {
-	f := c.st.firewall(id)
-	if f == nil {
-		writeNotFound(w, "firewall", id)
-		return nil
-	}
-	if c.closed {
-		writeStateError(w, errClosed)
-		return nil
-	}
-	return f
+	return toChange(c, w, "firewall", id, c.st.firewall(id))
 }
 
 func validFirewallName(w http.ResponseWriter, name string) bool {
@@ -508,8 +461,7 @@ func validFirewallName(w http.ResponseWriter, name string) bool {
 func (c *Cloud) firewallNameFree(w http.ResponseWriter, name string, except int64) bool {
 	for _, f := range c.st.Firewalls {
 		if f.Name == name && f.ID != except {
-			writeError(w, http.StatusConflict, "uniqueness_error", "firewall name is already used",
-				fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
+			writeNameTaken(w, "firewall")
 			return false
 		}
 	}

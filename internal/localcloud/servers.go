@@ -45,7 +45,7 @@ func (c *Cloud) serverView(s *serverRecord) serverJSON {
 		IngoingTraffic:  &zero,
 		IncludedTraffic: &traffic,
 		Labels:          labelsView(s.Labels),
-		Volumes:         []int64{},
+		Volumes:         c.serverVolumes(s.ID),
 		LoadBalancers:   []int64{},
 		PrimaryDiskSize: int(t.disk),
 	}
@@ -109,6 +109,7 @@ type createServerRequest struct {
 	StartAfterCreate *bool             `json:"start_after_create"`
 	Labels           map[string]string `json:"labels"`
 	Firewalls        []firewallRef     `json:"firewalls"`
+	Volumes          []int64           `json:"volumes"`
 }
 
 // POST /servers. The server starts "initializing" with two actions:
@@ -150,9 +151,12 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	volumes, ok := c.serverVolumeRefs(w, req.Volumes, plan.location.loc.Name)
+	if !ok {
+		return
+	}
 	if slices.ContainsFunc(c.st.Servers, func(s *serverRecord) bool { return s.Name == req.Name }) {
-		writeError(w, http.StatusConflict, "uniqueness_error", "server name is already used",
-			fieldErrors{Fields: []fieldError{{Name: "name", Messages: []string{"already used"}}}})
+		writeNameTaken(w, "server")
 		return
 	}
 	s := &serverRecord{
@@ -175,6 +179,9 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request) {
 	c.st.Servers = append(c.st.Servers, s)
 	for _, f := range firewalls {
 		f.Servers = append(f.Servers, s.ID)
+	}
+	for _, v := range volumes { // attached from the start: the machine boots with them
+		v.Server = s.ID
 	}
 
 	d := c.opts.ActionDuration
@@ -353,16 +360,7 @@ func (c *Cloud) findSSHKey(ref string) *sshKeyRecord {
 // none, or the cloud is closing, it answers so and returns nil. Callers
 // hold c.mu.
 func (c *Cloud) serverToChange(w http.ResponseWriter, id int64) *serverRecord {
-	s := c.st.server(id)
-	if s == nil {
-		writeNotFound(w, "server", id)
-		return nil
-	}
-	if c.closed {
-		writeStateError(w, errClosed)
-		return nil
-	}
-	return s
+	return toChange(c, w, "server", id, c.st.server(id))
 }
 
 // unlockedServer is serverToChange for requests that start an action: a

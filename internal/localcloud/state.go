@@ -21,8 +21,8 @@ const stateVersion = 1
 // servers, SSH keys and snapshots and the counters that hand out ids.
 // Actions are kept in memory only; after a restart nobody is waiting on the
 // old ones. Images and NextImageID, Firewalls and NextFirewallID came
-// later without a version bump: a file without them reads as a project
-// without snapshots or firewalls.
+// later without a version bump, and so did Volumes and NextVolumeID: a file
+// without them reads as a project without snapshots, firewalls or volumes.
 type state struct {
 	Version      int             `json:"version"`
 	Subnet       int             `json:"subnet"` // second octet of the machines' loopback addresses
@@ -36,6 +36,9 @@ type state struct {
 
 	NextFirewallID int64             `json:"next_firewall_id,omitempty"`
 	Firewalls      []*firewallRecord `json:"firewalls,omitempty"`
+
+	NextVolumeID int64           `json:"next_volume_id,omitempty"`
+	Volumes      []*volumeRecord `json:"volumes,omitempty"`
 }
 
 // firstImageID keeps snapshot ids clear of the catalog's images.
@@ -96,6 +99,7 @@ func newState() (*state, error) {
 		NextImageID:  firstImageID,
 
 		NextFirewallID: 1,
+		NextVolumeID:   1,
 	}, nil
 }
 
@@ -118,6 +122,7 @@ func loadState(path string) (*state, error) {
 		st.NextImageID = firstImageID
 	}
 	st.NextFirewallID = max(st.NextFirewallID, 1)
+	st.NextVolumeID = max(st.NextVolumeID, 1)
 	if st.Subnet < 1 || st.Subnet > 254 {
 		return nil, fmt.Errorf("local cloud state %s names subnet 127.%d, which is not usable", path, st.Subnet)
 	}
@@ -131,6 +136,7 @@ func (st *state) save(path string) error {
 	slices.SortFunc(st.SSHKeys, func(a, b *sshKeyRecord) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(st.Images, func(a, b *imageRecord) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(st.Firewalls, func(a, b *firewallRecord) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(st.Volumes, func(a, b *volumeRecord) int { return cmp.Compare(a.ID, b.ID) })
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode local cloud state: %w", err)
@@ -166,12 +172,17 @@ func (st *state) server(id int64) *serverRecord {
 	return nil
 }
 
-// removeServer forgets a server, and takes it out of the firewalls applied
-// to it, as Hetzner does when a server is deleted.
+// removeServer forgets a server, takes it out of the firewalls applied to
+// it and detaches its volumes, as Hetzner does when a server is deleted.
 func (st *state) removeServer(id int64) {
 	st.Servers = slices.DeleteFunc(st.Servers, func(s *serverRecord) bool { return s.ID == id })
 	for _, f := range st.Firewalls {
 		f.Servers = slices.DeleteFunc(f.Servers, func(s int64) bool { return s == id })
+	}
+	for _, v := range st.Volumes {
+		if v.Server == id {
+			v.Server = 0
+		}
 	}
 }
 

@@ -527,15 +527,21 @@ func (p *Provider) wait(ctx context.Context, op string, actions ...*hc.Action) e
 // waitIdle waits until no action runs on the server, whatever their
 // outcome, so the next action is not refused as "locked".
 func (p *Provider) waitIdle(ctx context.Context, id int64) error {
-	running, err := p.client.Server.Action.AllFor(ctx, &hc.Server{ID: id}, hc.ActionListOpts{
-		Status: []hc.ActionStatus{hc.ActionStatusRunning},
+	return p.waitRunning(ctx, fmt.Sprintf("server %d", id), func(opts hc.ActionListOpts) ([]*hc.Action, error) {
+		return p.client.Server.Action.AllFor(ctx, &hc.Server{ID: id}, opts)
 	})
+}
+
+// waitRunning waits for the running actions that list returns (those of
+// resource, "server 7"), whatever their outcome.
+func (p *Provider) waitRunning(ctx context.Context, resource string, list func(hc.ActionListOpts) ([]*hc.Action, error)) error {
+	running, err := list(hc.ActionListOpts{Status: []hc.ActionStatus{hc.ActionStatusRunning}})
 	if err != nil {
-		return explain(fmt.Sprintf("list actions of server %d", id), err)
+		return explain("list actions of "+resource, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, maxActionWait)
 	defer cancel()
-	return explain(fmt.Sprintf("wait for running actions of server %d", id), p.client.Action.WaitForFunc(wctx, nil, running...))
+	return explain("wait for running actions of "+resource, p.client.Action.WaitForFunc(wctx, nil, running...))
 }
 
 func (p *Provider) labels(leaseID string) map[string]string {

@@ -61,7 +61,7 @@ func StartBuiltin(cfg Config) (Machine, error) {
 		addr:  cfg.Addr,
 		user:  cfg.Doc.User,
 		dir:   dir,
-		home:  filepath.Join(dir, HomeDir),
+		home:  cfg.Home,
 		log:   logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "builtin"),
 		conns: make(map[net.Conn]struct{}),
 	}

@@ -96,6 +96,7 @@ type Config struct {
 	Addr   string             // host:port to listen on, e.g. 127.1.0.5:2022
 	Doc    bootstrap.Document // host key, authorized keys, user, instance id
 	Dir    string             // the machine's own folder; HOME lives under it
+	Home   string             // when set, HOME instead of Dir/home: an attached volume's folder
 	Logger *slog.Logger       // nil discards; sessions and sshd's lines log at debug level
 }
 
@@ -135,8 +136,9 @@ func OpenSSHUser() (string, error) {
 	return u.Username, nil
 }
 
-// prepare validates cfg and readies the machine's folder: Dir and Dir/home
-// with mode 0700, and the metadata files. It returns the absolute Dir.
+// prepare validates cfg and readies the machine's folder: Dir and HOME
+// with mode 0700, and the metadata files. It returns the absolute Dir and
+// sets cfg.Home to the absolute HOME.
 func prepare(cfg *Config) (string, error) {
 	if cfg.Addr == "" {
 		return "", errors.New("no listen address")
@@ -152,6 +154,12 @@ func prepare(cfg *Config) (string, error) {
 		return "", fmt.Errorf("machine folder: %w", err)
 	}
 	home := filepath.Join(dir, HomeDir)
+	if cfg.Home != "" {
+		if home, err = filepath.Abs(cfg.Home); err != nil {
+			return "", fmt.Errorf("home folder: %w", err)
+		}
+	}
+	cfg.Home = home
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return "", fmt.Errorf("create home: %w", err)
 	}

@@ -80,7 +80,7 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	}
 	log := logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "openssh")
 	// sshd starts sessions in the home folder the user database names.
-	nssEnv, err := userDatabase(dir, osUser, filepath.Join(dir, HomeDir), log)
+	nssEnv, err := userDatabase(dir, osUser, cfg.Home, log)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 // configureSSHD writes sshd's config and runs it, its sessions' tmux on tmux.
 func configureSSHD(cfg Config, dir, osUser, sshd string, nssEnv []string, tmux *tmuxServer, log *slog.Logger) (*openSSH, error) {
 	sessionEnv := append(slices.Clone(nssEnv), tmuxEnv+"="+tmux.dir)
-	conf, err := sshdConfig(cfg.Addr, dir, osUser, sshdVersion(sshd), sessionEnv)
+	conf, err := sshdConfig(cfg.Addr, dir, cfg.Home, osUser, sshdVersion(sshd), sessionEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +297,7 @@ func sshdVersion(sshd string) int {
 }
 
 // sshdConfig renders the machine's sshd_config.
-func sshdConfig(addr, dir, user string, version int, env []string) (string, error) {
+func sshdConfig(addr, dir, home, user string, version int, env []string) (string, error) {
 	q := func(s string) (string, error) {
 		if strings.ContainsAny(s, "\"\\\r\n") {
 			return "", fmt.Errorf("path %q holds a character sshd_config cannot quote", s)
@@ -312,7 +312,8 @@ func sshdConfig(addr, dir, user string, version int, env []string) (string, erro
 	}
 	// AuthorizedKeysFile expands %-tokens, so a literal % is doubled.
 	authorized := strings.ReplaceAll(path(filepath.Join(RootDir, authorizedKeysDir, user)), "%", "%%")
-	home := path(HomeDir)
+	quotedHome, err := q(home)
+	errs = append(errs, err)
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by cc-gateway for a local machine; rewritten on every start.\n")
 	fmt.Fprintf(&b, "ListenAddress %s\n", addr)
@@ -348,7 +349,7 @@ LogLevel INFO
 	// first SetEnv line.
 	sessPath, err := q(sessionPath(dir))
 	errs = append(errs, err)
-	fmt.Fprintf(&b, "SetEnv HOME=%s CLOUD_INSTANCE_DIR=%s PATH=%s", home, path(""), sessPath)
+	fmt.Fprintf(&b, "SetEnv HOME=%s CLOUD_INSTANCE_DIR=%s PATH=%s", quotedHome, path(""), sessPath)
 	for _, kv := range env {
 		name, value, _ := strings.Cut(kv, "=")
 		v, err := q(value)
