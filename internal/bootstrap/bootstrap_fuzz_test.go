@@ -33,6 +33,9 @@ func FuzzParse(f *testing.F) {
 		strings.Replace(doc, `"expires_at":"2026-01-02T03:04:05Z"`, `"expires_at":"never"`, 1),
 		strings.Replace(doc, `"ssh_port":22`, `"ssh_port":70000`, 1),
 		strings.Replace(doc, `"version":1`, `"version":1,"extra":true`, 1),
+		strings.Replace(doc, `"version":1`, `"version":1,"home_device":"/dev/disk/by-id/scsi-0HC_Volume_42"`, 1),
+		strings.Replace(doc, `"version":1`, `"version":1,"home_device":"/dev/sda"`, 1),
+		strings.Replace(doc, `"version":1`, `"version":1,"pool":true,"home_device":"/dev/disk/by-id/scsi-0HC_Volume_42"`, 1),
 		"", "null", "{}", "[]", `{"version":1}`,
 	} {
 		f.Add([]byte(seed))

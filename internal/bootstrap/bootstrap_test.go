@@ -136,3 +136,66 @@ func TestNewDropsKeyComments(t *testing.T) {
 		t.Errorf("comment reached the document: %q", d.AuthorizedKeys[0])
 	}
 }
+
+// TestHomeDevice: the home device reaches mkfs and mount as root on the
+// machine, so only the one path Hetzner gives an attached volume passes.
+func TestHomeDevice(t *testing.T) {
+	good, err := New("a1", "cc-a1", "claude", time.Now(), 22, []ssh.PublicKey{testkit.NewKey(t).Public()}, testkit.NewKey(t).PEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		device string
+		pool   bool
+		ok     bool
+	}{
+		{device: "", ok: true},
+		{device: "", pool: true, ok: true},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_1", ok: true},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_102938475", ok: true},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_9223372036854775807", ok: true},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_102938475", pool: true},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_0"},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_012"},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_"},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_12345678901234567890"},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_12 /dev/sda"},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_12\n"},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_12/../../../sda"},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_-1"},
+		{device: "/dev/disk/by-id/scsi-0HC_Volume_$(reboot)"},
+		{device: "/dev/sda"},
+		{device: "/dev/sdb1"},
+		{device: "dev/disk/by-id/scsi-0HC_Volume_12"},
+		{device: "/dev/disk/by-id/../../sda"},
+		{device: "-o remount /dev/disk/by-id/scsi-0HC_Volume_12"},
+	}
+	for _, tt := range tests {
+		d := good
+		d.HomeDevice, d.Pool = tt.device, tt.pool
+		_, err := d.Render()
+		if tt.ok && err != nil {
+			t.Errorf("home device %q (pool %t): %v", tt.device, tt.pool, err)
+		}
+		if !tt.ok && (err == nil || !strings.Contains(err.Error(), "home device")) {
+			t.Errorf("home device %q (pool %t): err = %v, want it refused, naming the home device", tt.device, tt.pool, err)
+		}
+	}
+
+	d := good
+	d.HomeDevice = "/dev/disk/by-id/scsi-0HC_Volume_42"
+	out, err := d.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"home_device":"/dev/disk/by-id/scsi-0HC_Volume_42"`) {
+		t.Errorf("rendered %s, want the home_device field", out)
+	}
+	back, err := Parse([]byte(out))
+	if err != nil || back.HomeDevice != d.HomeDevice {
+		t.Errorf("parsed home device %q, %v; want %q", back.HomeDevice, err, d.HomeDevice)
+	}
+	if out, err := good.Render(); err != nil || strings.Contains(out, "home_device") {
+		t.Errorf("a document without a home device renders %s, %v; want no home_device field", out, err)
+	}
+}
