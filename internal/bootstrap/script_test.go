@@ -106,9 +106,16 @@ func (m *machine) run(t *testing.T, shell []string, url string, env ...string) s
 // runMode runs the script under shell with args and stdin (nil: none).
 func (m *machine) runMode(t *testing.T, shell, args []string, stdin []byte, env ...string) scriptResult {
 	t.Helper()
+	return m.runScript(t, scriptPath, shell, args, stdin, env...)
+}
+
+// runScript runs one of the image's scripts under shell on m, with args
+// and stdin (nil: none).
+func (m *machine) runScript(t *testing.T, script string, shell, args []string, stdin []byte, env ...string) scriptResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, shell[0], append(append(shell[1:len(shell):len(shell)], scriptPath), args...)...)
+	cmd := exec.CommandContext(ctx, shell[0], append(append(shell[1:len(shell):len(shell)], script), args...)...)
 	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + m.home,
@@ -126,10 +133,10 @@ func (m *machine) runMode(t *testing.T, shell, args []string, stdin []byte, env 
 	err := cmd.Run()
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {
-		t.Fatalf("run %s: %v", scriptPath, err)
+		t.Fatalf("run %s: %v", script, err)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("%s did not finish within %s; stderr:\n%s", scriptPath, scriptTimeout, stderr.String())
+		t.Fatalf("%s did not finish within %s; stderr:\n%s", script, scriptTimeout, stderr.String())
 	}
 	t.Logf("script exit %d; stderr:\n%s", cmd.ProcessState.ExitCode(), stderr.String())
 	if stdout.Len() > 0 {

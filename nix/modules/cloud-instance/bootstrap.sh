@@ -24,6 +24,8 @@
 #   var/lib/cloud-instance/pool           0600 root  a pool machine's instance id
 #   var/lib/cloud-instance/personalisation 0600 root the document that personalised
 #                                                    a pool machine (holds the host key)
+#   var/lib/cloud-instance/home-device    0600 root  the person's home volume's device
+#                                                    path, when the document names one
 #   proc/sys/kernel/hostname                         if it exists: the hostname
 #
 # The expiry is written only when the source's value differs from the one
@@ -45,6 +47,18 @@
 # document as the personalisation and removes the pool file. The very same
 # document again (a gateway retrying after a crash) succeeds and changes
 # nothing; any other document, once personalised, is refused.
+#
+# The home volume. A person's document may name the stable device path of
+# their home volume (home_device: /dev/disk/by-id/scsi-0HC_Volume_ID and
+# nothing else; never in a pool document). Applying the document records it
+# in the home-device file, or removes that file when the document names
+# none. The unit cloud-instance-home (home.sh), ordered after this one and
+# before sshd, formats the volume once and mounts it on the instance user's
+# home. The file is in the root-only state folder, not in etc/cloud-instance,
+# which belongs to the instance user: that unit runs as root. Personalise
+# mode starts that unit (CLOUD_INSTANCE_HOME_UNIT) once the document is
+# applied, and fails if it fails, so the gateway must attach the volume
+# before it personalises; the same document again starts it again.
 #
 # Hetzner's user_data cannot be changed, so a personalised machine powered
 # off and on again boots with the pool document again: when the user_data is
@@ -86,6 +100,9 @@
 #   CLOUD_INSTANCE_DIR             where id and expires are, instead of
 #                                  etc/cloud-instance under the root: the local
 #                                  cloud's machines keep them in their folder
+#   CLOUD_INSTANCE_HOME_UNIT       the unit personalise mode starts to mount a
+#                                  home volume (NixOS: cloud-instance-home.service);
+#                                  unset: the device is only recorded
 
 set -eu
 umask 077
@@ -111,6 +128,8 @@ etc_dir=${CLOUD_INSTANCE_DIR:-$root/etc/cloud-instance}
 state_dir=$root/var/lib/cloud-instance
 pool_file=$state_dir/pool
 saved=$state_dir/personalisation
+home_record=$state_dir/home-device
+home_unit=${CLOUD_INSTANCE_HOME_UNIT:-}
 
 # The patterns of internal/bootstrap, in jq's regular expression syntax;
 # each must match a whole value.
@@ -120,6 +139,8 @@ time_re='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|
 # A bare authorized key: type and base64, no options, no comment.
 key_re='(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}'
 host_re='ssh-ed25519 [A-Za-z0-9+/]+={0,2}'
+# A Hetzner volume's stable device path; home.sh has the same pattern.
+home_re='/dev/disk/by-id/scsi-0HC_Volume_[1-9][0-9]{0,18}'
 pem_re='-----BEGIN OPENSSH PRIVATE KEY-----\n([A-Za-z0-9+/=]{1,76}\n){1,100}-----END OPENSSH PRIVATE KEY-----\n?'
 
 log() {
@@ -182,6 +203,12 @@ number_in "$pause" 0 10 || fail "CLOUD_INSTANCE_FETCH_PAUSE is not a number from
 	fail "CLOUD_INSTANCE_STATIC_ID is not a valid instance id"
 [ "$static_expires" = never ] || matches "$static_expires" "$time_re" ||
 	fail "CLOUD_INSTANCE_STATIC_EXPIRES is neither an RFC 3339 time nor \"never\""
+if [ -n "$home_unit" ]; then
+	case $home_unit in
+	*.service) is_name "${home_unit%.service}" 64 'a-z' 'a-z0-9-' ;;
+	*) false ;;
+	esac || fail "CLOUD_INSTANCE_HOME_UNIT is not a unit name such as cloud-instance-home.service"
+fi
 
 # Private scratch space: the document holds the machine's private host key.
 work=$(mktemp -d)
@@ -288,7 +315,7 @@ fetch_document() {
 check_document() {
 	jq -rs \
 		--arg id_re "$id_re" --arg user_re "$user_re" --arg time_re "$time_re" \
-		--arg key_re "$key_re" --arg host_re "$host_re" --arg pem_re "$pem_re" '
+		--arg key_re "$key_re" --arg host_re "$host_re" --arg pem_re "$pem_re" --arg home_re "$home_re" '
 		def full($re): if type == "string" then test("\\A(?:" + $re + ")\\z") else false end;
 		def problem($cond; $text): if $cond then $text else empty end;
 		if length != 1 or (.[0] | type) != "object" then
@@ -296,7 +323,7 @@ check_document() {
 		else
 			.[0]
 			| problem(keys - ["version", "instance_id", "hostname", "user", "expires_at",
-				"authorized_keys", "host_key", "ssh_port", "pool"] != []; "it has unknown fields"),
+				"authorized_keys", "host_key", "ssh_port", "pool", "home_device"] != []; "it has unknown fields"),
 			problem(.version != 1; "its version is not 1"),
 			problem(.instance_id | full($id_re) | not; "instance_id is not a valid instance id"),
 			problem(.hostname | full($id_re) | not; "hostname is not a valid hostname"),
@@ -317,14 +344,17 @@ check_document() {
 			end),
 			problem(.ssh_port | (type == "number" and . == floor and . >= 1 and . <= 65535) | not;
 				"ssh_port is not a port number"),
-			problem(has("pool") and .pool != true; "pool is not true")
+			problem(has("pool") and .pool != true; "pool is not true"),
+			problem(has("home_device") and (.home_device | full($home_re) | not);
+				"home_device is not a Hetzner volume'"'"'s /dev/disk/by-id/scsi-0HC_Volume_ID path"),
+			problem(.pool == true and has("home_device"); "a pool document has a home_device")
 		end
 	' "$1"
 }
 
 # read_document FILE NOT_JSON checks the document in FILE, failing with
-# the message NOT_JSON if it is not JSON at all, and reads its fields into instance_id, hostname, expires, pool
-# and host_public, its keys into $work/authorized_keys and its host key
+# the message NOT_JSON if it is not JSON at all, and reads its fields into instance_id, hostname, expires, pool,
+# home_device (empty: none) and host_public, its keys into $work/authorized_keys and its host key
 # into $work/host_key and $work/host_key.pub. It fails on the first problem.
 read_document() {
 	problems=$(check_document "$1") || fail "$2; refusing it"
@@ -334,8 +364,8 @@ read_document() {
 	fi
 	# Every field now matches its pattern: one line each, safe to put in a
 	# variable and in a log line.
-	jq -r '.instance_id, .hostname, .user, .expires_at, .ssh_port, (.pool // false), .host_key.public,
-		.authorized_keys[]' "$1" >"$work/fields"
+	jq -r '.instance_id, .hostname, .user, .expires_at, .ssh_port, (.pool // false), (.home_device // ""),
+		.host_key.public, .authorized_keys[]' "$1" >"$work/fields"
 	{
 		read -r instance_id
 		read -r hostname
@@ -343,6 +373,7 @@ read_document() {
 		read -r expires
 		read -r doc_port
 		read -r pool
+		read -r home_device
 		read -r host_public
 		cat >"$work/authorized_keys"
 	} <"$work/fields"
@@ -419,6 +450,31 @@ put_expires() {
 	put "$work/expires" "$state_dir/expires.applied" 0600
 }
 
+# put_home_device records the document's home device for the home unit, or
+# forgets the one of an earlier document.
+put_home_device() {
+	if [ -n "$home_device" ]; then
+		printf '%s\n' "$home_device" >"$work/home-device"
+		put "$work/home-device" "$home_record" 0600
+	else
+		rm -f "$home_record"
+	fi
+}
+
+# start_home mounts a personalised machine's home volume now, through the
+# unit that mounts it at boot, and fails if that fails.
+start_home() {
+	if [ -z "$home_device" ]; then
+		return 0
+	fi
+	if [ -z "$home_unit" ]; then
+		log "recorded the home device $home_device; nothing here mounts it (CLOUD_INSTANCE_HOME_UNIT is unset)"
+		return 0
+	fi
+	systemctl start "$home_unit" ||
+		fail "instance $instance_id is personalised, but its home volume $home_device is not mounted: systemctl start $home_unit failed (journalctl -u $home_unit says why); the same document again tries again"
+}
+
 # canonical FILE prints the JSON document in FILE in one canonical form.
 canonical() {
 	jq -cS . "$1"
@@ -443,6 +499,7 @@ personalise() {
 			# A crash may have come between saving and removing it.
 			rm -f "$pool_file"
 			log "instance $instance_id is personalised with this very document already; nothing to change"
+			start_home
 			exit 0
 		fi
 		fail "this machine is personalised already, with another document; refusing it"
@@ -463,9 +520,11 @@ personalise() {
 	put_keys
 	put_expires
 	put_hostname
+	put_home_device
 	put "$work/document" "$saved" 0600
 	rm -f "$pool_file"
 	log "personalised pool instance $instance_id ($n authorized keys, expires $expires)"
+	start_home
 }
 
 if [ "$mode" = personalise ]; then
@@ -527,6 +586,9 @@ fi
 # them underneath, and the instance user's afterwards.
 ensure_dir "$etc_dir" 0755 0:0
 ensure_dir "$state_dir" 0700 0:0
+if [ -n "$doc" ]; then
+	put_home_device
+fi
 printf '%s\n' "$instance_id" >"$work/id"
 put "$work/id" "$etc_dir/id" 0644
 applied=
