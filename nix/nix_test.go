@@ -125,7 +125,7 @@ func TestNixFilesParse(t *testing.T) {
 func TestShellScripts(t *testing.T) {
 	shellcheck := tool(t, "shellcheck", "shellcheck")
 	scripts := filesNamed(t, ".sh")
-	requireAll(t, scripts, "modules/cloud-instance/bootstrap.sh", "modules/cloud-instance/secrets-env.sh", "infect/user-data.sh")
+	requireAll(t, scripts, "modules/cloud-instance/bootstrap.sh", "modules/cloud-instance/home.sh", "modules/cloud-instance/secrets-env.sh", "infect/user-data.sh")
 	for _, s := range scripts {
 		// Plain POSIX sh: NixOS runs the bootstrap script with dash, and
 		// cloud-init runs the installer with the stock image's /bin/sh.

@@ -4,6 +4,8 @@
 # it (host key, authorized keys, instance id, expiry; see
 # cloud-instance/bootstrap.sh). A warm pool machine boots with a pool
 # document and gets its person later, through cc-instance-personalise.
+# A person's home volume, when the document names one, is formatted once and
+# mounted on the instance user's home (cloud-instance/home.sh).
 # Values set here are the fallback for a machine that boots without a
 # document.
 {
@@ -70,19 +72,26 @@ let
     openssh
   ];
 
+  # The unit that mounts a person's home volume (see home.sh), and the file
+  # in which the bootstrap script records the volume's device for it.
+  homeUnit = "cloud-instance-home.service";
+  homeRecord = "/var/lib/cloud-instance/home-device";
+
   # The second command the instance user may run as root: the bootstrap
   # script in its personalise mode, which gives a warm pool machine its
-  # person from the document on standard input (see bootstrap.sh). As for
+  # person from the document on standard input (see bootstrap.sh), and then
+  # starts the home unit when the person has a home volume. As for
   # revokeKeyRoot, its environment is fixed here, whatever sudo passes: no
   # caller chooses which files root writes.
   personaliseRoot = pkgs.writeScript "cc-instance-personalise-root" ''
     #!${pkgs.dash}/bin/dash
-    PATH=${lib.makeBinPath bootstrapPath}
+    PATH=${lib.makeBinPath (bootstrapPath ++ [ config.systemd.package ])}
     export PATH
     unset CLOUD_INSTANCE_ROOT CLOUD_INSTANCE_DIR TMPDIR
     CLOUD_INSTANCE_USER=${lib.escapeShellArg cfg.user}
     CLOUD_INSTANCE_SSH_PORT=${toString sshPort}
-    export CLOUD_INSTANCE_USER CLOUD_INSTANCE_SSH_PORT
+    CLOUD_INSTANCE_HOME_UNIT=${homeUnit}
+    export CLOUD_INSTANCE_USER CLOUD_INSTANCE_SSH_PORT CLOUD_INSTANCE_HOME_UNIT
     exec ${pkgs.dash}/bin/dash ${./cloud-instance/bootstrap.sh} personalise
   '';
 
@@ -290,6 +299,40 @@ in
       };
     };
 
+    # The person's home volume, when the bootstrap document names one:
+    # formatted once, mounted on the instance user's home (see home.sh).
+    # sshd and logins wait for it but do not need it: when the volume never
+    # appears the unit fails, mounts nothing, and the person can still log
+    # in (the login message says their home is not there). Not
+    # RemainAfterExit: cc-instance-personalise starts it again after a
+    # claim, and starting it when the home is mounted does nothing.
+    systemd.services.cloud-instance-home = {
+      description = "Mount the person's home volume on the instance user's home";
+      wantedBy = [
+        "multi-user.target"
+        "sshd.service"
+      ];
+      after = [ "cloud-instance-bootstrap.service" ];
+      before = [
+        "sshd.service"
+        "systemd-user-sessions.service"
+      ];
+      unitConfig.ConditionPathExists = homeRecord;
+      path = with pkgs; [
+        coreutils
+        e2fsprogs
+        util-linux
+      ];
+      environment.CLOUD_INSTANCE_USER = cfg.user;
+      serviceConfig = {
+        Type = "oneshot";
+        ExecStart = "${pkgs.dash}/bin/dash ${./cloud-instance/home.sh}";
+        # The wait for the device is at most 90 s (home.sh); the first
+        # format of a large volume takes a little longer.
+        TimeoutStartSec = "5min";
+      };
+    };
+
     # The bootstrap unit makes the folder too; this keeps its owner right if
     # the instance user changes. Owned by the instance user, so that the
     # gateway, logged in as that user, can replace the expires file in it.
@@ -341,6 +384,10 @@ in
     # reads the person's current secrets (see the script for why).
     environment.loginShellInit = ''
       . ${./cloud-instance/secrets-env.sh}
+      if systemctl is-failed --quiet ${homeUnit} 2>/dev/null; then
+        printf 'Your home volume is not mounted (journalctl -u %s says why): what you save in %s now stays on this machine and is lost with it.\n' \
+          ${homeUnit} "$HOME"
+      fi
       if [ -r /etc/cloud-instance/expires ]; then
         printf 'This machine expires at %s (UTC). Extend it from your computer: ssh %s extend 2h\n' \
           "$(cat /etc/cloud-instance/expires)" ${lib.escapeShellArg cfg.gatewayHost}
