@@ -161,6 +161,13 @@ func TestScriptPersonalisesHome(t *testing.T) {
 	if got := readOr(t, filepath.Join(dir, "calls"), ""); got != calls+calls {
 		t.Errorf("systemctl ran with %q, want %q twice", got, calls)
 	}
+
+	// Powered off and on again with the pool user_data: the saved
+	// personalisation, home device and all, is what applies.
+	if res := m.run(t, dash, serveUserData(t, render(t, p.pool), true)); res.code != 0 {
+		t.Fatalf("reboot: exit status %d", res.code)
+	}
+	compareTrees(t, snapshot(t, m.root), done)
 }
 
 // TestScriptPersonalisesWithoutHomeUnit: with no home volume, personalising
