@@ -92,41 +92,6 @@ func TestScriptRecordsHomeDevice(t *testing.T) {
 	compareTrees(t, snapshot(t, m.root), want)
 }
 
-// TestScriptRefusesBadHomeDevice: a home device of any other form, or one
-// in a pool document, is refused with the document, and nothing is written.
-func TestScriptRefusesBadHomeDevice(t *testing.T) {
-	t.Parallel()
-	d := newDoc(t, "h2", "cc-h2", "claude", time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC), 22, testkit.NewKey(t).Public())
-	good := render(t, d)
-	p := newPoolSet(t, "h3")
-	with := func(doc, device string) string {
-		return strings.Replace(doc, `"version":1`, `"version":1,"home_device":`+device, 1)
-	}
-	tests := []struct {
-		name, userData, reason string
-	}{
-		{"the root disk", with(good, `"/dev/sda"`), "home_device is not a Hetzner volume's"},
-		{"empty", with(good, `""`), "home_device is not a Hetzner volume's"},
-		{"a second device", with(good, `"`+volumeDevice+` /dev/sda"`), "home_device is not a Hetzner volume's"},
-		{"a newline", with(good, `"`+volumeDevice+`\n/dev/sda"`), "home_device is not a Hetzner volume's"},
-		{"a command", with(good, `"/dev/disk/by-id/scsi-0HC_Volume_$(touch MARKER)"`), "home_device is not a Hetzner volume's"},
-		{"a number", with(good, `4711`), "home_device is not a Hetzner volume's"},
-		{"a pool document", with(render(t, p.pool), `"`+volumeDevice+`"`), "a pool document has a home_device"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			m := newMachine(t)
-			before := snapshot(t, m.root)
-			res := m.run(t, dash, serveUserData(t, strings.ReplaceAll(tt.userData, "MARKER", m.marker), true))
-			if res.code == 0 || !strings.Contains(res.stderr, tt.reason) {
-				t.Fatalf("exit status %d, want the document refused because %s", res.code, tt.reason)
-			}
-			compareTrees(t, snapshot(t, m.root), before)
-		})
-	}
-}
-
 // TestScriptPersonalisesHome: a pool machine claimed by a person with a
 // home volume records it and starts the home unit after applying the
 // document; when the unit fails, so does personalising, and the same

@@ -453,6 +453,7 @@ func TestScriptRefusesHostileDocuments(t *testing.T) {
 	// marker differs per subtest, so MARKER is replaced there.
 	const touch = "touch MARKER"
 	const badKey = "an authorized key is not a bare key of a known type"
+	const badHome = "home_device is not a Hetzner volume's /dev/disk/by-id/scsi-0HC_Volume_ID path"
 	tests := []struct {
 		name     string
 		userData string
@@ -514,6 +515,21 @@ func TestScriptRefusesHostileDocuments(t *testing.T) {
 			"ssh_port is not a port number"},
 		{"port out of range", edited(func(d map[string]any) { d["ssh_port"] = 70000 }),
 			"ssh_port is not a port number"},
+		{"home device that is the root disk", edited(func(d map[string]any) { d["home_device"] = "/dev/sda" }), badHome},
+		{"home device that is empty", edited(func(d map[string]any) { d["home_device"] = "" }), badHome},
+		{"home device with a second device", edited(func(d map[string]any) {
+			d["home_device"] = "/dev/disk/by-id/scsi-0HC_Volume_4711 /dev/sda"
+		}), badHome},
+		{"home device with a newline", edited(func(d map[string]any) {
+			d["home_device"] = "/dev/disk/by-id/scsi-0HC_Volume_4711\n/dev/sda"
+		}), badHome},
+		{"home device with a command", edited(func(d map[string]any) {
+			d["home_device"] = "/dev/disk/by-id/scsi-0HC_Volume_$(" + touch + ")"
+		}), badHome},
+		{"home device that is a number", edited(func(d map[string]any) { d["home_device"] = 4711 }), badHome},
+		{"home device in a pool document", edited(func(d map[string]any) {
+			d["pool"], d["home_device"] = true, "/dev/disk/by-id/scsi-0HC_Volume_4711"
+		}), "a pool document has a home_device"},
 		{"two documents in one", rendered + rendered, "it is not one JSON object"},
 		{"not JSON", "{version: 1, $(" + touch + ")}", "neither a bootstrap document nor a script holding one"},
 		{"infect script with a hostile document line",
