@@ -40,7 +40,8 @@ func TestCloudInstanceMountsHome(t *testing.T) {
 		"before = [\n        \"sshd.service\"\n        \"systemd-user-sessions.service\"\n      ];",
 		"unitConfig.ConditionPathExists = homeRecord;",
 		`ExecStart = "${pkgs.dash}/bin/dash ${./cloud-instance/home.sh}";`,
-		"environment.CLOUD_INSTANCE_USER = cfg.user;",
+		"CLOUD_INSTANCE_USER = cfg.user;",
+		"CLOUD_INSTANCE_AGENT_STATE = agentStateFile;",
 		`Type = "oneshot";`,
 		"e2fsprogs", "util-linux", "coreutils",
 	} {

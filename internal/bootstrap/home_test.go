@@ -308,15 +308,36 @@ func (m *homeMachine) mountLine() string {
 
 // TestHomeFormatsOnceAndMounts: an empty volume is formatted ext4 once,
 // seeded with the image's home for the instance user, and mounted by its
-// stable path; the script started again changes nothing; after a reboot the
-// volume, with the person's files on it, is mounted again, not formatted.
+// stable path, and the agent's state on it is forgotten; the script started
+// again changes nothing; after a reboot the volume, with the person's files
+// on it, is mounted again, not formatted.
 func TestHomeFormatsOnceAndMounts(t *testing.T) {
 	t.Parallel()
 	m := newHomeMachine(t, volumeDevice)
 	m.attach(t)
-	res := m.runHome(t)
+	stateFile := "/home/claude/.local/state/cc-gateway/agent"
+	agentState := "CLOUD_INSTANCE_AGENT_STATE=" + stateFile
+	res := m.runHome(t, "CLOUD_INSTANCE_AGENT_STATE=/home/claude/../../etc/passwd")
+	if res.code == 0 || !strings.Contains(res.stderr, "CLOUD_INSTANCE_AGENT_STATE is not a file in /home/claude") {
+		t.Fatalf("an agent state outside the home: exit status %d, want it refused", res.code)
+	}
+	if got := m.mounts(t); got != "" {
+		t.Fatalf("mount ran with %q", got)
+	}
+	// What the agent said last on the volume's last machine, as the mount
+	// would show it (mount here is a stand-in).
+	stale := filepath.Join(m.root, stateFile)
+	if err := os.MkdirAll(filepath.Dir(stale), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, stale, "working\n", 0o644)
+
+	res = m.runHome(t, agentState)
 	if res.code != 0 || !strings.Contains(res.stderr, "formatting it ext4") {
 		t.Fatalf("first start: exit status %d, want the volume formatted", res.code)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the agent's state on the mounted home is still there (%v)", err)
 	}
 	if got := m.mounts(t); got != m.mountLine() {
 		t.Errorf("mount ran with %q, want %q", got, m.mountLine())
@@ -344,10 +365,13 @@ func TestHomeFormatsOnceAndMounts(t *testing.T) {
 		}
 	}
 
-	res = m.runHome(t)
+	// An agent runs now: starting the unit again must not forget it.
+	writeFile(t, stale, "working\n", 0o644)
+	res = m.runHome(t, agentState)
 	if res.code != 0 || !strings.Contains(res.stderr, "mounted already; nothing to do") {
 		t.Fatalf("started again: exit status %d, want nothing done", res.code)
 	}
+	assertFile(t, stale, "working\n")
 	if got := m.mounts(t); got != m.mountLine() {
 		t.Errorf("started again, mount ran with %q, want only the first %q", got, m.mountLine())
 	}

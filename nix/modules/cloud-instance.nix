@@ -323,7 +323,11 @@ in
         e2fsprogs
         util-linux
       ];
-      environment.CLOUD_INSTANCE_USER = cfg.user;
+      environment = {
+        CLOUD_INSTANCE_USER = cfg.user;
+        # The tmpfiles rule below removes it before the volume is mounted.
+        CLOUD_INSTANCE_AGENT_STATE = agentStateFile;
+      };
       serviceConfig = {
         Type = "oneshot";
         ExecStart = "${pkgs.dash}/bin/dash ${./cloud-instance/home.sh}";

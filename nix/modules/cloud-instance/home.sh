@@ -26,6 +26,10 @@
 #    home's mode.
 # 4. Mount it if it holds ext4; leave anything else (another filesystem, a
 #    partition table) alone and fail, saying what it holds.
+# 5. Once mounted, remove the agent's state file (CLOUD_INSTANCE_AGENT_STATE)
+#    from it: what the last machine's agent said means nothing here, and the
+#    tmpfiles rule that forgets it at boot ran on the folder beneath the
+#    mount, before it.
 #
 # It mounts by the stable path, never /dev/sdX, which may differ from one
 # boot to the next, with:
@@ -42,8 +46,9 @@
 # (the pattern of internal/bootstrap), so nothing else reaches mkfs or
 # mount.
 #
-# Environment (the NixOS module sets the first):
+# Environment (the NixOS module sets the first two):
 #   CLOUD_INSTANCE_USER       the instance user, whose home this is (claude)
+#   CLOUD_INSTANCE_AGENT_STATE the agent's state file, in that home (none)
 #   CLOUD_INSTANCE_HOME_WAIT  seconds to wait for the device (90)
 #   CLOUD_INSTANCE_ROOT       root the files and device are under (/)
 
@@ -53,6 +58,7 @@ export LC_ALL=C
 
 user=${CLOUD_INSTANCE_USER:-claude}
 wait_max=${CLOUD_INSTANCE_HOME_WAIT:-90}
+agent_state=${CLOUD_INSTANCE_AGENT_STATE:-}
 root=${CLOUD_INSTANCE_ROOT:-/}
 root=${root%/}
 record=$root/var/lib/cloud-instance/home-device
@@ -115,6 +121,12 @@ esac
 dev=$root$device
 target=$root$home
 [ -d "$target" ] || fail "the home folder $home of $user does not exist; not mounting the home volume"
+case $agent_state in
+'') ;;
+*/../* | */..) fail "CLOUD_INSTANCE_AGENT_STATE is not a file in $home" ;;
+"$home"/?*) ;;
+*) fail "CLOUD_INSTANCE_AGENT_STATE is not a file in $home" ;;
+esac
 
 if mountpoint -q "$target"; then
 	log "$home is mounted already; nothing to do"
@@ -181,3 +193,6 @@ esac
 mount -t ext4 -o nodev,nosuid,noatime,errors=remount-ro "$dev" "$target" ||
 	fail "cannot mount the home volume $device on $home"
 log "mounted the home volume $device on $home"
+if [ -n "$agent_state" ]; then
+	rm -f "$root$agent_state"
+fi
