@@ -108,6 +108,13 @@ func TestScriptPersonalisesHome(t *testing.T) {
 	person := p.person(t, time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC))
 	person.HomeDevice = volumeDevice
 	sent := render(t, person)
+	for _, bad := range []string{"cloud-instance-home", "--user.service", "a;reboot.service", "Home.service"} {
+		res := m.runMode(t, dash, personaliseArgs, []byte(sent), path, "CLOUD_INSTANCE_HOME_UNIT="+bad)
+		if res.code == 0 || !strings.Contains(res.stderr, "CLOUD_INSTANCE_HOME_UNIT is not a unit name") {
+			t.Fatalf("home unit %q: exit status %d, want it refused", bad, res.code)
+		}
+		compareTrees(t, snapshot(t, m.root), pooled)
+	}
 	res := m.runMode(t, dash, personaliseArgs, []byte(sent), path, unit)
 	if res.code == 0 || !strings.Contains(res.stderr, "its home volume "+volumeDevice+" is not mounted") {
 		t.Fatalf("personalise with a failing home unit: exit status %d, want it to fail, saying the home is not mounted", res.code)
