@@ -173,7 +173,7 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	}
 	m.fault(FaultCreateIntent)
 
-	userData, err := m.cfg.Machine.userData(l)
+	userData, err := m.cfg.Machine.userData(l, false)
 	if err != nil {
 		return l, err
 	}

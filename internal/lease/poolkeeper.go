@@ -100,7 +100,7 @@ func (m *Manager) createPoolMachine(ctx context.Context) error {
 		return err
 	}
 	l := p.lease(m.cfg.Machine.GatewayKey)
-	userData, err := m.cfg.Machine.userData(l)
+	userData, err := m.cfg.Machine.userData(l, true)
 	if err != nil {
 		return err
 	}

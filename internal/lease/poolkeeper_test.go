@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
@@ -102,6 +103,9 @@ func TestPoolKeeperFills(t *testing.T) {
 		m := machines[slices.IndexFunc(machines, func(m PoolMachine) bool { return m.ID == spec.LeaseID })]
 		if !spec.Pool || spec.PublicKey != gatewayKey || spec.Name != "cc-"+m.ID || !strings.Contains(spec.UserData, m.ID) {
 			t.Errorf("create %d: %+v, want a pool machine of the gateway's key named for record %s", i, spec, m.ID)
+		}
+		if doc, err := bootstrap.Parse([]byte(spec.UserData)); err != nil || !doc.Pool || len(doc.AuthorizedKeys) != 1 {
+			t.Errorf("create %d: user_data %v (%v), want a pool document with the gateway's key alone", i, doc, err)
 		}
 		if m.Address == "" || m.HostKey == "" || len(m.HostKeyPEM) == 0 {
 			t.Errorf("record %s lacks where it is or its host key: %+v", m.ID, m)
