@@ -32,6 +32,8 @@ type Observer interface {
 //   - stop: a server powered off;
 //   - hibernate: a server snapshotted and deleted;
 //   - destroy: a lease's server, snapshot and lease deleted;
+//   - claim: a warm pool machine made a new person's, from the claim to
+//     a running machine (no boot: it was ready);
 //   - first_shell: Ensure as a connection experiences it, from its call to
 //     a running machine, waiting on another connection's work included.
 //     A connection that leaves before the answer is not counted.
@@ -46,11 +48,12 @@ const (
 	OpHibernate  Operation = "hibernate"
 	OpDestroy    Operation = "destroy"
 	OpFirstShell Operation = "first_shell"
+	OpClaim      Operation = "claim"
 )
 
 // Operations lists every Operation, for metrics that show each from the
 // start.
-var Operations = []Operation{OpCreate, OpResume, OpStart, OpStop, OpHibernate, OpDestroy, OpFirstShell}
+var Operations = []Operation{OpCreate, OpResume, OpStart, OpStop, OpHibernate, OpDestroy, OpFirstShell, OpClaim}
 
 // Result is how an operation ended.
 type Result string

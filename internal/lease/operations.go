@@ -152,11 +152,26 @@ func (m *Manager) checkRunning(ctx context.Context, l Lease, report func(string,
 
 // create makes the person's server: a new lease when l is empty, a fresh
 // server for an existing lease otherwise (restored from its snapshot when
-// hibernated). The lease id names the server, so a retry after a crash
-// finds the server it already asked for. events, if any, say why and are
-// written with the intent.
+// hibernated). A new lease takes a ready warm pool machine when there is
+// one (claim.go), and finishes such a claim a crash cut short. The lease
+// id names the server, so a retry after a crash finds the server it
+// already asked for. events, if any, say why and are written with the
+// intent.
 func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any), events ...Event) (_ Lease, err error) {
+	pending, err := m.claimPending(l)
+	if err != nil {
+		return l, err
+	}
+	if pending {
+		report("Finishing the preparation of %s, taken from the warm pool", l.ServerName)
+		return m.finishClaim(ctx, l)
+	}
 	if l.ID == "" {
+		claimed, ok, err := m.claimPoolMachine(ctx, fp, key, report, events...)
+		if ok || err != nil {
+			return claimed, err
+		}
+		m.coldPathNote(report)
 		if l, err = m.newLease(fp, key); err != nil {
 			return l, err
 		}

@@ -157,6 +157,11 @@ type PoolStore interface {
 	// It fails, writing nothing, with an error wrapping
 	// ErrPoolMachineTaken unless the stored record of p is ready.
 	ClaimPoolMachine(p PoolMachine, l Lease, events ...Event) error
+	// FinishPoolClaim writes l (the claiming lease, now running) and
+	// deletes the pool record of l.ID, as one write: the machine is the
+	// lease's from then on. It fails, writing nothing, with an error
+	// wrapping ErrPoolMachineTaken unless that record is claiming.
+	FinishPoolClaim(l Lease, events ...Event) error
 }
 
 // poolPlan is what one round of the pool keeper does.
@@ -201,24 +206,32 @@ func planPool(machines []PoolMachine, want int, maxAge time.Duration, now time.T
 	return plan
 }
 
-// pickPoolMachine returns the oldest ready machine of serverType in
-// location that is younger than maxAge at now, so stale ones are used
-// before they are recycled; false when none is.
-func pickPoolMachine(machines []PoolMachine, serverType, location string, maxAge time.Duration, now time.Time) (PoolMachine, bool) {
+// pickPoolMachine returns the ready machine a new person takes: of the
+// most preferred pair (server type, then location, in the order of
+// types and locations, as the provider tries them) that has one, the
+// oldest, so stale ones are used before they are recycled. Machines
+// maxAge old at now and machines of a pair no longer configured are never
+// taken. It returns false when no machine fits.
+func pickPoolMachine(machines []PoolMachine, types, locations []string, maxAge time.Duration, now time.Time) (PoolMachine, bool) {
+	rank := func(m PoolMachine) int {
+		t, l := slices.Index(types, m.ServerType), slices.Index(locations, m.Location)
+		if t < 0 || l < 0 {
+			return -1
+		}
+		return t*len(locations) + l
+	}
 	var best PoolMachine
-	found := false
+	bestRank := -1
 	for _, m := range machines {
-		if m.State != PoolReady || m.ServerType != serverType || m.Location != location {
+		r := rank(m)
+		if m.State != PoolReady || r < 0 || (maxAge > 0 && now.Sub(m.Created) >= maxAge) {
 			continue
 		}
-		if maxAge > 0 && now.Sub(m.Created) >= maxAge {
-			continue
-		}
-		if !found || oldestFirst(m, best) < 0 {
-			best, found = m, true
+		if bestRank < 0 || r < bestRank || (r == bestRank && oldestFirst(m, best) < 0) {
+			best, bestRank = m, r
 		}
 	}
-	return best, found
+	return best, bestRank >= 0
 }
 
 // oldestFirst orders pool machines by creation, then id, so the order

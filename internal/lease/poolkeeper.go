@@ -63,7 +63,7 @@ func (r *Reaper) keepPool(ctx context.Context) error {
 		}
 		planned = append(planned, p)
 	}
-	plan := planPool(planned, r.cfg.Pool.Size, r.cfg.Pool.MaxAge, m.cfg.Clock.Now())
+	plan := planPool(planned, m.cfg.WarmPool.Size, m.cfg.WarmPool.MaxAge, m.cfg.Clock.Now())
 	if plan.Create > 0 && m.cfg.Machine.GatewayKey == nil {
 		return errors.New("warm pool: no gateway key to authorise on pool machines")
 	}
@@ -131,7 +131,11 @@ func (m *Manager) createPoolMachine(ctx context.Context) error {
 	if err := m.cfg.Pool.PutPoolMachine(ready, PoolCreating, m.poolEvent(p, "ready")); err != nil {
 		return m.abandonPoolMachine(ctx, p, err)
 	}
-	m.log.Info("warm pool: machine ready", "pool", p.ID, "server", p.ServerName, "took", FormatDuration(m.cfg.Clock.Now().Sub(p.Created)))
+	took := m.cfg.Clock.Now().Sub(p.Created)
+	m.mu.Lock()
+	m.poolBoot = took
+	m.mu.Unlock()
+	m.log.Info("warm pool: machine ready", "pool", p.ID, "server", p.ServerName, "took", FormatDuration(took))
 	return nil
 }
 

@@ -28,7 +28,8 @@ type poolCloud struct {
 
 func newPoolDomain(t *testing.T, size int, maxAge time.Duration) (*domain, *poolCloud) {
 	t.Helper()
-	d := newDomain(t, Policy{}, ReaperConfig{Pool: PoolConfig{Size: size, MaxAge: maxAge}})
+	d := newDomain(t, Policy{}, ReaperConfig{})
+	d.m.cfg.WarmPool = PoolConfig{Size: size, MaxAge: maxAge}
 	d.reconciled()
 	d.m.cfg.Machine.GatewayKey = testkit.NewKey(t).Signer.PublicKey()
 	d.m.cfg.Machine.User = "claude"
@@ -138,7 +139,7 @@ func TestPoolKeeperRecyclesAndDrains(t *testing.T) {
 		t.Errorf("servers %v, want only the ready ones: the stale ones deleted", got)
 	}
 
-	d.r.cfg.Pool.Size = 0
+	d.m.cfg.WarmPool.Size = 0
 	d.r.Tick(context.Background())
 	if got, servers := readyServers(d), c.serverIDs(); len(got) != 0 || len(servers) != 0 {
 		t.Errorf("after turning the pool off: ready %v, servers %v; want none", got, servers)
@@ -158,7 +159,7 @@ func TestPoolKeeperLeavesAClaimedMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.clock.Advance(2 * time.Hour) // it would be stale, were it the pool's
-	d.r.cfg.Pool.Size = 0
+	d.m.cfg.WarmPool.Size = 0
 	d.r.Tick(context.Background())
 	if got := d.pool.states()[claimed.ID]; got != PoolClaiming {
 		t.Errorf("claimed record is %q, want still claiming", got)
@@ -203,7 +204,8 @@ func TestPoolKeeperRecoversFromACrashAtEachStep(t *testing.T) {
 			d.r.Tick(context.Background())
 
 			// The next gateway: the same store and cloud, a new manager.
-			next := newDomain(t, Policy{}, ReaperConfig{Pool: PoolConfig{Size: 1, MaxAge: time.Hour}})
+			next := newDomain(t, Policy{}, ReaperConfig{})
+			next.m.cfg.WarmPool = PoolConfig{Size: 1, MaxAge: time.Hour}
 			next.reconciled()
 			next.pool, next.m.cfg.Pool = d.pool, d.pool
 			next.m.cfg.Machine = d.m.cfg.Machine
