@@ -328,3 +328,42 @@ func (d *domain) restart(t *testing.T, c *poolCloud) *domain {
 	c.wire(next)
 	return next
 }
+
+// After a claim, the running reaper refills the pool at once: its next
+// pass is an hour away.
+func TestClaimWakesTheKeeper(t *testing.T) {
+	d, _, key := claimDomain(t, 2)
+	d.r.cfg.Interval = time.Hour
+	_, _, filled := d.obs.take() // the passes that filled the pool
+	if len(filled) == 0 {
+		t.Fatal("no pass filled the pool")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		d.r.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-stopped
+	}()
+	testkit.Eventually(t, time.Minute, func() error { // its first pass, the pool full, is over
+		d.obs.mu.Lock()
+		defer d.obs.mu.Unlock()
+		if len(d.obs.passes) == 0 {
+			return errors.New("no pass yet")
+		}
+		return nil
+	})
+	l, _, err := d.ensure(t, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, time.Minute, func() error {
+		if got := readyServers(d); len(got) != 2 || slices.Contains(got, l.ServerID) {
+			return fmt.Errorf("ready pool machines on %v, want two others than the claimed %d", got, l.ServerID)
+		}
+		return nil
+	})
+}
