@@ -81,6 +81,10 @@ func (m *Manager) claimPoolMachine(ctx context.Context, fp string, key ssh.Publi
 		if err != nil {
 			return l, false, fmt.Errorf("claim pool machine %s: %w", p.ServerName, err)
 		}
+		// The machine's cost was the pool's until now; the lease's from
+		// now on (claimLease).
+		m.accruePool(p)
+		m.forgetPoolCost(p)
 		m.fault(FaultClaimIntent)
 		report("A machine was ready for you: %s (%s in %s)", l.ServerName, l.ServerType, l.Location)
 		l, err = m.finishClaim(ctx, l)

@@ -367,3 +367,30 @@ func TestClaimWakesTheKeeper(t *testing.T) {
 		return nil
 	})
 }
+
+// A pool machine's cost is the pool's until its claim and the claimant's
+// lease's from then on: never counted twice, never as a person's before.
+func TestClaimMovesCostFromThePoolToTheLease(t *testing.T) {
+	d, _, key := claimDomain(t, 1)
+	d.m.cfg.WarmPool.Size = 0 // no refill: the pool's cost is the claimed machine's alone
+	d.clock.Advance(90 * time.Minute)
+	d.r.Tick(context.Background())
+	d.obs.mu.Lock()
+	before, leases := d.obs.poolCost, d.obs.cost
+	d.obs.mu.Unlock()
+	if before <= 0 || leases != 0 {
+		t.Fatalf("before the claim: pool cost %v, leases' %v; want the pool's only", before, leases)
+	}
+
+	if _, _, err := d.ensure(t, key); err != nil {
+		t.Fatal(err)
+	}
+	d.clock.Advance(3 * time.Hour)
+	d.r.Tick(context.Background())
+	d.obs.mu.Lock()
+	after, leases := d.obs.poolCost, d.obs.cost
+	d.obs.mu.Unlock()
+	if after != before || leases <= 0 {
+		t.Errorf("after the claim: pool cost %v (was %v), leases' %v; want the pool's unchanged and the lease's counted", after, before, leases)
+	}
+}

@@ -20,6 +20,8 @@ type recObserver struct {
 	actions []string
 	passes  []string // "end took ok"
 	cost    float64
+	// poolCost is the warm pool's, apart.
+	poolCost float64
 }
 
 func (o *recObserver) Operation(op Operation, result Result, took time.Duration) {
@@ -50,6 +52,15 @@ func (o *recObserver) Cost(amount float64, currency string) {
 }
 
 // take returns and forgets what was recorded.
+func (o *recObserver) PoolCost(amount float64, currency string) {
+	if currency != "EUR" {
+		panic("cost in " + currency)
+	}
+	o.mu.Lock()
+	o.poolCost += amount
+	o.mu.Unlock()
+}
+
 func (o *recObserver) take() (ops, actions, passes []string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -57,6 +57,9 @@ func (r *Reaper) keepPool(ctx context.Context) error {
 	byID := map[string]PoolMachine{}
 	planned := make([]PoolMachine, 0, len(machines))
 	for _, p := range machines {
+		if p.State != PoolClaiming { // a claim booked its pool cost
+			m.accruePool(p)
+		}
 		byID[p.ID] = p
 		if p.State == PoolCreating {
 			p.State = PoolDraining // a leftover: see above
@@ -154,6 +157,7 @@ func (m *Manager) abandonPoolMachine(ctx context.Context, p PoolMachine, cause e
 // drainPoolMachine deletes p's server and then its record, recording the
 // intent first. A machine claimed meanwhile is left to its claim.
 func (m *Manager) drainPoolMachine(ctx context.Context, p PoolMachine) error {
+	claimed := p.State == PoolClaiming // its claim booked its pool cost
 	if p.State != PoolDraining {
 		from := p.State
 		p.State = PoolDraining
@@ -188,6 +192,10 @@ func (m *Manager) drainPoolMachine(ctx context.Context, p PoolMachine) error {
 	if err := m.cfg.Pool.DeletePoolMachine(p.ID, m.poolEvent(p, "drained")); err != nil {
 		return err
 	}
+	if !claimed {
+		m.accruePool(p)
+	}
+	m.forgetPoolCost(p)
 	m.log.Info("warm pool: machine drained", "pool", p.ID, "server", p.ServerName)
 	return nil
 }
