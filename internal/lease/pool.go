@@ -60,36 +60,45 @@ package lease
 // any other, with the same grace. A ready record whose server the listing
 // lacks is drained, so no claim takes a machine that is gone.
 //
-// # Claiming (not built yet)
+// # Claiming (claim.go)
 //
-// A new person's create is to take the oldest ready machine of the
-// configured pair (pickPoolMachine). The claim write comes first
+// A new person's create takes a ready machine (pickPoolMachine): of the
+// most preferred pair (server type, then location, in the configured
+// order) that has one, the oldest. The claim write comes first
 // (ClaimPoolMachine: the record claiming and the person's lease creating,
-// naming the machine's server, address and host key, one write). Then the
-// gateway personalises the machine over the pinned SSH connection (the
-// person's key authorised beside the gateway's, instance id, name, expiry,
-// secrets: a new bootstrap document on a personalise command's stdin, which
-// the NixOS unit and the local machines must learn), removes the pool
-// label (the provider's Unpool), and writes the lease running and deletes
-// the record. The host key stays the one pinned at the pool machine's
-// creation. Each step gets its fault point; reconcile finishes a claim
-// whose lease is still creating (personalising and unpooling again: both
-// idempotent) or closes it when the server is gone, and drains a claiming
-// record no lease names. When no machine is ready the cold path runs as
-// before, and the person is told so.
+// naming the machine's id, server, address and host key, one write); a
+// machine taken meanwhile is skipped for the next, a few times at most.
+// Then the gateway personalises the machine over the pinned SSH
+// connection (Machines.Personalise: the lease's bootstrap document, with
+// the person's key beside the gateway's and the expiry, the pool
+// document's instance id and host key), removes the pool label (the
+// provider's Unpool), and writes the lease running and deletes the
+// record (FinishPoolClaim, one write). The person's secrets follow as
+// after any start. Each step has its fault point (ClaimFaultPoints); a
+// step that fails leaves the lease creating and the record claiming, and
+// the person is told so (ClaimError): a half-personalised machine is never
+// handed out. Their next connection, or reconcile, finishes the claim
+// (personalising with the same document and unpooling again: both
+// idempotent), or closes the lease when the server is gone; reconcile
+// drains a claiming record no lease names, judged under its claimant's
+// lease lock. After a claim the keeper is nudged to refill at once. When
+// no machine is ready the cold path runs as before, and the person is
+// told so, with how long the latest pool machine took to boot.
 //
 // # Cost
 //
 // Pool machines are nobody's lease, so they are never anyone's cost:
 // `admin list` shows them and their cost apart; cc_gateway_pool_machines
-// counts them.
+// counts them and Observer.PoolCost reports their cost apart. A claimed
+// machine's cost is the pool's until its claim and the lease's from then
+// on (its ServerCreated is the claim's time).
 //
 // # Locks
 //
 // The keeper's round is marked by Reaper.keeping, under Reaper.mu (a
 // leaf). The keeper takes no lease lock and holds no lock across a store,
 // provider or SSH call: the store's compare-and-set is what orders it
-// against claims. A claim will run under the person's lease lock, as every
+// against claims. A claim runs under the person's lease lock, as every
 // create does.
 
 import (
