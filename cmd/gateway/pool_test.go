@@ -109,11 +109,7 @@ func TestPoolCrashAtEveryStep(t *testing.T) {
 			}
 			withPool(size)
 			g := lg.start(t, "CC_GATEWAY_CRASH_AT="+point)
-			select {
-			case <-g.Done():
-			case <-time.After(time.Minute):
-				t.Fatalf("the gateway did not crash at %s:\n%s", point, g.logs.String())
-			}
+			waitCrash(t, g, point)
 
 			withPool("1")
 			g = lg.start(t)
@@ -225,11 +221,7 @@ func TestClaimCrashAtEveryStep(t *testing.T) {
 			ivy := newPerson(t, filepath.Join(dir, "ivy"))
 			g = lg.start(t, "CC_GATEWAY_CRASH_AT="+point)
 			ivy.ssh(g, "", "true")
-			select {
-			case <-g.Done():
-			case <-time.After(time.Minute):
-				t.Fatalf("the gateway did not crash at %s:\n%s", point, g.logs.String())
-			}
+			waitCrash(t, g, point)
 
 			g = lg.start(t)
 			st := waitSettled(t, ivy, g)

@@ -217,19 +217,7 @@ func TestClaimCrashAtEachStepIsFinishedByReconcile(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			d, c, key := claimDomain(t, 1)
 			servers := c.serverIDs()
-			d.m.cfg.Fault = func(p string) {
-				if p == point {
-					runtime.Goexit() // the gateway stops here: nothing after runs
-				}
-			}
-			fp := Fingerprint(key)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				defer d.m.lock(fp)()
-				_, _ = d.m.ensure(context.Background(), fp, key, func(string, ...any) {})
-			}()
-			<-done
+			fp := d.crashedClaim(key, point)
 
 			next := d.restart(t, c)
 			if err := next.r.Reconcile(context.Background()); err != nil {
@@ -257,19 +245,7 @@ func TestClaimCrashAtEachStepIsFinishedByReconcile(t *testing.T) {
 // new machine, and nothing is left claimed.
 func TestClaimOfAVanishedServerIsClosed(t *testing.T) {
 	d, c, key := claimDomain(t, 1)
-	d.m.cfg.Fault = func(p string) {
-		if p == FaultClaimIntent {
-			runtime.Goexit()
-		}
-	}
-	fp := Fingerprint(key)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer d.m.lock(fp)()
-		_, _ = d.m.ensure(context.Background(), fp, key, func(string, ...any) {})
-	}()
-	<-done
+	fp := d.crashedClaim(key, FaultClaimIntent)
 	c.mu.Lock()
 	clear(c.servers)
 	c.mu.Unlock()
@@ -314,6 +290,25 @@ func TestReconcileDrainsAbandonedClaims(t *testing.T) {
 	if claimAbandoned(ready, Lease{}, false) {
 		t.Error("a ready machine was taken for an abandoned claim")
 	}
+}
+
+// crashedClaim runs the person key's first connection, as Ensure does,
+// until the gateway stops at point, and returns their fingerprint.
+func (d *domain) crashedClaim(key ssh.PublicKey, point string) string {
+	d.m.cfg.Fault = func(p string) {
+		if p == point {
+			runtime.Goexit() // the gateway stops here: nothing after runs
+		}
+	}
+	fp := Fingerprint(key)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer d.m.lock(fp)()
+		_, _ = d.m.ensure(context.Background(), fp, key, func(string, ...any) {})
+	}()
+	<-done
+	return fp
 }
 
 // restart is the next gateway over d's store, pool and cloud c.

@@ -42,25 +42,19 @@ func (o *recObserver) ReaperPass(end time.Time, took time.Duration, ok bool) {
 	o.mu.Unlock()
 }
 
-func (o *recObserver) Cost(amount float64, currency string) {
+func (o *recObserver) Cost(amount float64, currency string)     { o.add(&o.cost, amount, currency) }
+func (o *recObserver) PoolCost(amount float64, currency string) { o.add(&o.poolCost, amount, currency) }
+
+func (o *recObserver) add(to *float64, amount float64, currency string) {
 	if currency != "EUR" {
 		panic("cost in " + currency)
 	}
 	o.mu.Lock()
-	o.cost += amount
+	*to += amount
 	o.mu.Unlock()
 }
 
 // take returns and forgets what was recorded.
-func (o *recObserver) PoolCost(amount float64, currency string) {
-	if currency != "EUR" {
-		panic("cost in " + currency)
-	}
-	o.mu.Lock()
-	o.poolCost += amount
-	o.mu.Unlock()
-}
-
 func (o *recObserver) take() (ops, actions, passes []string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
