@@ -160,6 +160,20 @@ func (m *Manager) claimPending(l Lease) (bool, error) {
 	}), nil
 }
 
+// refuseWhileClaiming refuses to stop or hibernate l while its claim is
+// not finished: the claim personalises a running machine, and a claimed
+// machine that never was would stay the pool's in all but name.
+func (m *Manager) refuseWhileClaiming(l Lease) error {
+	pending, err := m.claimPending(l)
+	if err != nil {
+		return err
+	}
+	if pending {
+		return &CreatingError{Name: l.ServerName}
+	}
+	return nil
+}
+
 // wakeKeeper nudges the pool keeper to refill (Reaper.Run), never
 // blocking.
 func (m *Manager) wakeKeeper() {

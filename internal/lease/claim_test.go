@@ -208,6 +208,34 @@ func TestClaimFailureIsFinishedByTheNextConnection(t *testing.T) {
 	}
 }
 
+// While a claim is not finished the machine is neither stopped nor
+// hibernated; a destroy takes it, and reconcile drains its record: it
+// never returns to the pool.
+func TestUnfinishedClaimIsNotStoppedAndDestroyDrainsIt(t *testing.T) {
+	d, c, key := claimDomain(t, 1)
+	d.machines.personaliseFn = func(context.Context, string, string, string) error { return errors.New("no answer") }
+	if _, _, err := d.ensure(t, key); err == nil {
+		t.Fatal("the claim succeeded without personalising")
+	}
+	fp := Fingerprint(key)
+	var creating *CreatingError
+	if _, err := d.m.Stop(context.Background(), fp); !errors.As(err, &creating) {
+		t.Errorf("stop: %v, want a CreatingError", err)
+	}
+	if _, err := d.m.Hibernate(context.Background(), fp); !errors.As(err, &creating) {
+		t.Errorf("hibernate: %v, want a CreatingError", err)
+	}
+	if _, err := d.m.Destroy(context.Background(), fp); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.r.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if states := d.pool.states(); len(states) != 0 || len(c.serverIDs()) != 0 {
+		t.Errorf("pool records %v, servers %v after destroy and reconcile; want none", states, c.serverIDs())
+	}
+}
+
 // A crash at each step of a claim leaves a lease creating and a record
 // claiming; the next gateway's reconcile finishes the claim: the person's
 // machine is running, personalised and unpooled, the pool record is gone,

@@ -419,6 +419,9 @@ func (m *Manager) stop(ctx context.Context, l Lease, why string) (_ Lease, err e
 	if l.ServerID == 0 {
 		return l, &CreatingError{Name: l.ServerName}
 	}
+	if err := m.refuseWhileClaiming(l); err != nil {
+		return l, err
+	}
 	l.State = StateStopping
 	if err := m.put(l); err != nil {
 		return l, err
@@ -454,6 +457,9 @@ func (m *Manager) hibernate(ctx context.Context, l Lease) (_ Lease, err error) {
 	defer m.timed(OpHibernate)(&err)
 	if l.ServerID == 0 && l.ImageID == 0 {
 		return l, &CreatingError{Name: l.ServerName}
+	}
+	if err := m.refuseWhileClaiming(l); err != nil {
+		return l, err
 	}
 	l.State = StateHibernating
 	if err := m.put(l); err != nil {
