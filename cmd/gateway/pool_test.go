@@ -278,3 +278,27 @@ func directLogin(t *testing.T, dir, user, keyPath string, st statusDoc) result {
 	}
 	return r
 }
+
+// TestWarmPoolSoldOutPair: with cx23 sold out in fsn1, pool machines go
+// to nbg1 as a person's would, keep that pair in their records, and a new
+// person takes one there.
+func TestWarmPoolSoldOutPair(t *testing.T) {
+	dir := t.TempDir()
+	lg := newLocalGatewayIn(t, dir, "--warm-pool", "1", "--metrics-listen", "127.0.0.1:0",
+		"--local-faults", "unavailable=cx23@fsn1", "--server-type", "cx23", "--location", "fsn1,nbg1")
+	g := lg.start(t)
+	waitPool(t, lg, g, 1)
+	g.stop()
+	if records := poolRecords(t, dir); len(records) != 1 || records[0].Location != "nbg1" {
+		t.Fatalf("pool records %+v, want one in nbg1", records)
+	}
+
+	g = lg.start(t)
+	mia := newPerson(t, filepath.Join(dir, "mia"))
+	if r := mia.ssh(g, "", "echo ready"); r.code != 0 || !strings.Contains(r.stderr, "A machine was ready for you: cc-") {
+		t.Fatalf("first command: %+v", r)
+	}
+	if r := mia.ssh(g, "", "status"); r.code != 0 || !regexp.MustCompile(`(?m)^Type\s+cx23 in nbg1$`).MatchString(r.stdout) {
+		t.Errorf("status does not say nbg1: %+v", r)
+	}
+}
