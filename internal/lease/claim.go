@@ -160,9 +160,10 @@ func (m *Manager) claimPending(l Lease) (bool, error) {
 	}), nil
 }
 
-// refuseWhileClaiming refuses to stop or hibernate l while its claim is
-// not finished: the claim personalises a running machine, and a claimed
-// machine that never was would stay the pool's in all but name.
+// refuseWhileClaiming refuses to stop, hibernate or extend l while its
+// claim is not finished: the claim personalises a running machine with
+// l's document as claimed, and a claimed machine that never was would stay
+// the pool's in all but name.
 func (m *Manager) refuseWhileClaiming(l Lease) error {
 	pending, err := m.claimPending(l)
 	if err != nil {

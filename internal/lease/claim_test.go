@@ -209,8 +209,9 @@ func TestClaimFailureIsFinishedByTheNextConnection(t *testing.T) {
 }
 
 // While a claim is not finished the machine is neither stopped nor
-// hibernated; a destroy takes it, and reconcile drains its record: it
-// never returns to the pool.
+// hibernated, nor its lease extended (the machine takes one document);
+// a destroy takes it, and reconcile drains its record: it never returns
+// to the pool.
 func TestUnfinishedClaimIsNotStoppedAndDestroyDrainsIt(t *testing.T) {
 	d, c, key := claimDomain(t, 1)
 	d.machines.personaliseFn = func(context.Context, string, string, string) error { return errors.New("no answer") }
@@ -224,6 +225,9 @@ func TestUnfinishedClaimIsNotStoppedAndDestroyDrainsIt(t *testing.T) {
 	}
 	if _, err := d.m.Hibernate(context.Background(), fp); !errors.As(err, &creating) {
 		t.Errorf("hibernate: %v, want a CreatingError", err)
+	}
+	if _, err := d.m.Extend(context.Background(), fp, time.Hour); !errors.As(err, &creating) {
+		t.Errorf("extend: %v, want a CreatingError", err)
 	}
 	if _, err := d.m.Destroy(context.Background(), fp); err != nil {
 		t.Fatal(err)

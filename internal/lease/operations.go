@@ -381,13 +381,18 @@ func (m *Manager) List() ([]Lease, error) {
 }
 
 // Extend pushes the expiry of the person's lease by d, within policy, and
-// tells a running machine. It works in any state: a stopped or hibernated
-// machine can be kept too.
+// tells a running machine. It works in any state, a stopped or hibernated
+// machine can be kept too, but for an unfinished claim: the claim is
+// finished with the document of the expiry it was claimed with, which the
+// machine takes only once.
 func (m *Manager) Extend(ctx context.Context, fp string, d time.Duration) (Lease, error) {
 	defer m.lock(fp)()
 	l, err := m.cfg.Store.Get(fp)
 	if err != nil {
 		return Lease{}, err
+	}
+	if err := m.refuseWhileClaiming(l); err != nil {
+		return l, err
 	}
 	next, err := m.cfg.Policy.NewExpiry(l, d, m.cfg.Clock.Now())
 	if err != nil {
