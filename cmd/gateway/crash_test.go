@@ -63,11 +63,7 @@ func crashAndRecover(t *testing.T, point string) {
 	case "destroy":
 		ssh(g, "destroy", "--yes")
 	}
-	select {
-	case <-g.Done():
-	case <-time.After(time.Minute):
-		t.Fatalf("the gateway did not crash at %s:\n%s", point, g.logs.String())
-	}
+	waitCrash(t, g, point)
 
 	// Restart: reconcile runs at start-up and settles the lease.
 	g = lg.start(t)
@@ -98,6 +94,16 @@ func crashAndRecover(t *testing.T, point string) {
 	}
 	if servers, _ := cloudContents(t, lg); len(servers) != 1 {
 		t.Errorf("after recovery: %d servers", len(servers))
+	}
+}
+
+// waitCrash waits for the gateway g, armed to crash at point, to die there.
+func waitCrash(t *testing.T, g *gatewayProc, point string) {
+	t.Helper()
+	select {
+	case <-g.Done():
+	case <-time.After(time.Minute):
+		t.Fatalf("the gateway did not crash at %s:\n%s", point, g.logs.String())
 	}
 }
 

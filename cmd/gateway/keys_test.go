@@ -191,18 +191,7 @@ func TestRevocationKeep(t *testing.T) {
 	// One client config per key, each trying only its key.
 	direct := func(keyPath, name string) result {
 		t.Helper()
-		clientDir := filepath.Join(dir, name)
-		if err := os.MkdirAll(clientDir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		config := testkit.WriteSSHConfig(t, clientDir, user, keyPath, []testkit.Host{{Alias: "machine", Addr: st.Address, HostKey: st.HostKey}})
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		r, err := runTool(ctx, exec.CommandContext(ctx, "ssh", "-F", config, "machine", "echo", "in"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
+		return directLogin(t, filepath.Join(dir, name), user, keyPath, st)
 	}
 	gatewayKey := filepath.Join(lg.dir, "data", "upstream_ed25519_key")
 	if r := direct(carol.keyPath, "carol-direct"); r.code != 0 || r.stdout != "in\n" {

@@ -135,6 +135,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	manager := lease.NewManager(lease.Config{
 		Store:    store,
 		Pool:     store,
+		WarmPool: lease.PoolConfig{Size: cfg.WarmPool, MaxAge: cfg.WarmPoolMaxAge},
 		Provider: provider,
 		Machines: proxy.NewMachines(pool, cfg.InstanceUser),
 		Policy: lease.Policy{
@@ -197,10 +198,6 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		}
 		defer stopMetrics()
 	}
-	if cfg.WarmPool > 0 {
-		// Issue 13 is half built: the pool is kept but not yet handed out.
-		log.Warn("the warm pool is kept but new people do not take its machines yet; it only costs money until they do", "warm_pool", cfg.WarmPool)
-	}
 	if cfg.OpenAccess() {
 		log.Warn("no --users allow list: any SSH key gets in; listening on loopback only", "listen", ln.Addr().String())
 	}
@@ -211,7 +208,6 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Interval: cfg.ReaperInterval, ReconcileEvery: cfg.ReconcileInterval,
 		OrphanGrace: cfg.OrphanGrace, Orphans: cfg.Orphans, OrphanDeletes: cfg.OrphanDeletes,
 		Invocation: invocation,
-		Pool:       lease.PoolConfig{Size: cfg.WarmPool, MaxAge: cfg.WarmPoolMaxAge},
 	})
 	defer inBackground(ctx, reaper.Run)()
 	served := make(chan error, 1)

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -30,11 +33,6 @@ func TestWarmPoolFillsAndDrains(t *testing.T) {
 		}
 		return nil
 	})
-	// Until new people take pool machines, the operator is told the pool
-	// only costs money.
-	if !strings.Contains(g.logs.String(), "new people do not take its machines yet") {
-		t.Error("no warning that the pool is not handed out yet")
-	}
 	list := root.ssh(g, "", "admin", "list")
 	if list.code != 0 || !regexp.MustCompile(`(?m)^0 leases, `).MatchString(list.stdout) ||
 		len(regexp.MustCompile(`(?m)^[0-9a-f]{10} +cc-[0-9a-f]{10} +ready +`).FindAllString(list.stdout, -1)) != 2 ||
@@ -111,11 +109,7 @@ func TestPoolCrashAtEveryStep(t *testing.T) {
 			}
 			withPool(size)
 			g := lg.start(t, "CC_GATEWAY_CRASH_AT="+point)
-			select {
-			case <-g.Done():
-			case <-time.After(time.Minute):
-				t.Fatalf("the gateway did not crash at %s:\n%s", point, g.logs.String())
-			}
+			waitCrash(t, g, point)
 
 			withPool("1")
 			g = lg.start(t)
@@ -134,6 +128,13 @@ func TestPoolCrashAtEveryStep(t *testing.T) {
 // in the cloud but theirs.
 func waitPool(t *testing.T, lg *localGateway, g *gatewayProc, n int) {
 	t.Helper()
+	waitPoolBeside(t, lg, g, n, 0)
+}
+
+// waitPoolBeside is waitPool when the cloud also holds the servers of
+// leases leases.
+func waitPoolBeside(t *testing.T, lg *localGateway, g *gatewayProc, n, leases int) {
+	t.Helper()
 	m := metricsOf(t, g)
 	testkit.Eventually(t, 2*time.Minute, func() error {
 		code, scrape := m.get("/metrics")
@@ -150,9 +151,154 @@ func waitPool(t *testing.T, lg *localGateway, g *gatewayProc, n int) {
 				return fmt.Errorf("%s = %v (%v), want %v", series, v, err, want)
 			}
 		}
-		if servers := countServers(t, lg); servers != n {
-			return fmt.Errorf("%d servers in the cloud, want %d", servers, n)
+		if servers := countServers(t, lg); servers != n+leases {
+			return fmt.Errorf("%d servers in the cloud, want %d", servers, n+leases)
 		}
 		return nil
 	})
+}
+
+// TestWarmPoolClaim is issue 13's end to end: with --warm-pool 2 and a
+// 20 s boot delay, a new person's first command runs on a machine that
+// was ready, their key is authorised on it (a direct login proves it),
+// and the pool is back to two ready machines, none of them theirs.
+func TestWarmPoolClaim(t *testing.T) {
+	dir := t.TempDir()
+	root := newPerson(t, filepath.Join(dir, "root"))
+	// No firewall: status shows the machine's address, to reach it directly.
+	lg := newLocalGatewayIn(t, dir, "--warm-pool", "2", "--local-boot-delay", "20s",
+		"--admins", writeKeyList(t, filepath.Join(dir, "admins"), root),
+		"--firewall-sources", "none", "--metrics-listen", "127.0.0.1:0")
+	g := lg.start(t)
+	waitPool(t, lg, g, 2)
+	ready := readyPoolIDs(t, root, g)
+
+	zoe := newPerson(t, filepath.Join(dir, "zoe"))
+	r := zoe.ssh(g, "", "echo ready")
+	if r.code != 0 || r.stdout != "ready\n" {
+		t.Fatalf("first command: %+v", r)
+	}
+	if !strings.Contains(r.stderr, "A machine was ready for you: cc-") || strings.Contains(r.stderr, "Creating your machine") {
+		t.Errorf("progress does not say a machine was ready:\n%s", r.stderr)
+	}
+	st := zoe.status(g)
+	if !slices.Contains(ready, st.LeaseID) || st.State != "running" {
+		t.Errorf("status %+v, want a running lease of a ready pool machine (%v)", st, ready)
+	}
+	if in := directLogin(t, filepath.Join(dir, "zoe-direct"), "claude", zoe.keyPath, st); in.code != 0 || in.stdout != "in\n" {
+		t.Errorf("zoe, directly to her machine: %+v; want her key authorised", in)
+	}
+
+	waitPoolBeside(t, lg, g, 2, 1)
+	if now := readyPoolIDs(t, root, g); slices.Contains(now, st.LeaseID) {
+		t.Errorf("pool machines %v hold zoe's claimed %s", now, st.LeaseID)
+	}
+	list := zoe.ssh(g, "", "status")
+	if list.code != 0 || strings.Contains(list.stdout, "pool") {
+		t.Errorf("status shows the pool:\n%s", list.stdout)
+	}
+	g.stop()
+	if strings.Contains(g.logs.String(), "level=ERROR") {
+		t.Errorf("the gateway logged errors:\n%s", g.logs.String())
+	}
+}
+
+// TestClaimCrashAtEveryStep kills the gateway with SIGKILL at each step of
+// a claim, restarts it, and checks that the person gets a working machine,
+// the one they claimed, and that the pool refills beside it: no machine
+// shared, none lost.
+func TestClaimCrashAtEveryStep(t *testing.T) {
+	for _, point := range lease.ClaimFaultPoints {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			lg := newLocalGatewayIn(t, dir, "--warm-pool", "1", "--metrics-listen", "127.0.0.1:0")
+			g := lg.start(t)
+			waitPool(t, lg, g, 1)
+			g.stop()
+			claimed := poolRecords(t, dir)[0]
+
+			ivy := newPerson(t, filepath.Join(dir, "ivy"))
+			g = lg.start(t, "CC_GATEWAY_CRASH_AT="+point)
+			ivy.ssh(g, "", "true")
+			waitCrash(t, g, point)
+
+			g = lg.start(t)
+			st := waitSettled(t, ivy, g)
+			if st.State != "running" || st.LeaseID != claimed.ID {
+				t.Fatalf("after the restart: %+v, want the claim of %s finished", st, claimed.ID)
+			}
+			if r := ivy.ssh(g, "", "echo alive"); r.code != 0 || r.stdout != "alive\n" {
+				t.Errorf("after recovery: %+v", r)
+			}
+			waitPoolBeside(t, lg, g, 1, 1)
+			servers, _ := cloudContents(t, lg)
+			for _, s := range servers {
+				_, pooled := s.Labels[lease.PoolLabel]
+				if mine := s.Labels[lease.LeaseLabel] == claimed.ID; mine == pooled {
+					t.Errorf("server %s labelled %v: the claimed one must have lost the pool label, the other kept it", s.Name, s.Labels)
+				}
+			}
+			g.stop()
+			if records := poolRecords(t, dir); len(records) != 1 || records[0].ID == claimed.ID {
+				t.Errorf("pool records %+v, want one, not the claimed machine", records)
+			}
+		})
+	}
+}
+
+// readyPoolIDs returns the ids of the ready pool machines of the running
+// gateway g, as `admin list` shows them to admin.
+func readyPoolIDs(t *testing.T, admin *person, g *gatewayProc) []string {
+	t.Helper()
+	list := admin.ssh(g, "", "admin", "list")
+	if list.code != 0 {
+		t.Fatalf("admin list: %+v", list)
+	}
+	var ids []string
+	for _, m := range regexp.MustCompile(`(?m)^([0-9a-f]{10}) +cc-[0-9a-f]{10} +ready +`).FindAllStringSubmatch(list.stdout, -1) {
+		ids = append(ids, m[1])
+	}
+	return ids
+}
+
+// directLogin runs `echo in` on the machine of st as user with the key at
+// keyPath, past the gateway, pinning the machine's host key.
+func directLogin(t *testing.T, dir, user, keyPath string, st statusDoc) result {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	config := testkit.WriteSSHConfig(t, dir, user, keyPath, []testkit.Host{{Alias: "machine", Addr: st.Address, HostKey: st.HostKey}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := runTool(ctx, exec.CommandContext(ctx, "ssh", "-F", config, "machine", "echo", "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestWarmPoolSoldOutPair: with cx23 sold out in fsn1, pool machines go
+// to nbg1 as a person's would, keep that pair in their records, and a new
+// person takes one there.
+func TestWarmPoolSoldOutPair(t *testing.T) {
+	dir := t.TempDir()
+	lg := newLocalGatewayIn(t, dir, "--warm-pool", "1", "--metrics-listen", "127.0.0.1:0",
+		"--local-faults", "unavailable=cx23@fsn1", "--server-type", "cx23", "--location", "fsn1,nbg1")
+	g := lg.start(t)
+	waitPool(t, lg, g, 1)
+	g.stop()
+	if records := poolRecords(t, dir); len(records) != 1 || records[0].Location != "nbg1" {
+		t.Fatalf("pool records %+v, want one in nbg1", records)
+	}
+
+	g = lg.start(t)
+	mia := newPerson(t, filepath.Join(dir, "mia"))
+	if r := mia.ssh(g, "", "echo ready"); r.code != 0 || !strings.Contains(r.stderr, "A machine was ready for you: cc-") {
+		t.Fatalf("first command: %+v", r)
+	}
+	if r := mia.ssh(g, "", "status"); r.code != 0 || !regexp.MustCompile(`(?m)^Type\s+cx23 in nbg1$`).MatchString(r.stdout) {
+		t.Errorf("status does not say nbg1: %+v", r)
+	}
 }

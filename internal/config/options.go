@@ -326,7 +326,7 @@ var options = []*option{
 		bind: func(c *Config) value { return enum(&c.Orphans, lease.OrphansDelete, lease.OrphansKeep) }},
 	{name: "orphan-deletes", arg: "N", usage: "the most orphans one reconcile deletes", def: "3",
 		bind: func(c *Config) value { return number(&c.OrphanDeletes, 1, 1000, "a count") }},
-	{name: "warm-pool", arg: "N", usage: "how many booted, unassigned machines to keep ready for new people (each costs as a running machine; 0: none, and what a larger pool left is deleted)", def: "0",
+	{name: "warm-pool", arg: "N", usage: "how many booted, unassigned machines to keep ready for new people, who take one at their first connection (each costs as a running machine; 0: none, and what a larger pool left is deleted). With --server-type/--location lists they are placed with the same fallback as a person's machine, and a new person takes the oldest ready one of the most preferred type, then location", def: "0",
 		bind: func(c *Config) value { return number(&c.WarmPool, 0, 50, "a count of machines") }},
 	{name: "warm-pool-max-age", arg: "DURATION", usage: "how old a ready pool machine may grow before it is replaced, so none goes stale", def: "6h",
 		bind: func(c *Config) value { return duration(&c.WarmPoolMaxAge) }},

@@ -55,10 +55,16 @@ func (t *connTrace) tell(err error, attrs ...any) string {
 		return creating.Error()
 	}
 	sentence := genericSentence
-	var pe *personError
+	var (
+		pe    *personError
+		claim *lease.ClaimError
+	)
 	switch {
 	case errors.Is(err, lease.ErrStoreFailed):
 		sentence = storeSentence
+	case errors.As(err, &claim):
+		// Worded by the domain, but the operator wants the chain too.
+		sentence = claim.Sentence()
 	case errors.As(err, &pe):
 		sentence = pe.sentence
 	}

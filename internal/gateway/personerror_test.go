@@ -187,6 +187,21 @@ func TestStoreFailureIsToldPlainly(t *testing.T) {
 	}
 }
 
+// TestClaimFailureIsToldAsItsSentence: a claim of a warm pool machine
+// cut short is told as the domain words it, with a reference, and the
+// cause goes to the log only.
+func TestClaimFailureIsToldAsItsSentence(t *testing.T) {
+	var logs bytes.Buffer
+	err := &lease.ClaimError{Name: "cc-a", Err: errors.New("personalise: connection refused by 10.0.0.7")}
+	told := traceTo(&logs).tell(forPerson(err, "could not connect to your machine"))
+	if !strings.HasPrefix(told, err.Sentence()+"; ") || !strings.Contains(told, "ref ") {
+		t.Errorf("told %q, want the claim's sentence and a reference", told)
+	}
+	if strings.Contains(told, "10.0.0.7") || !strings.Contains(logs.String(), "10.0.0.7") {
+		t.Errorf("told %q, logged %s: the cause is for the log only", told, logs.String())
+	}
+}
+
 // traceTo is the trace of a connection whose log is written to w.
 func traceTo(w io.Writer) *connTrace {
 	return &connTrace{id: "k3v9x2mq", log: slog.New(slog.NewTextHandler(w, nil))}

@@ -149,11 +149,13 @@ func (s *memStore) kinds(fp string) []string {
 }
 
 // memPool is a PoolStore in memory, with the bolt store's
-// compare-and-set on every change of state.
+// compare-and-set on every change of state. Claims write their leases to
+// leases, under mu: mu, then the memStore's lock.
 type memPool struct {
 	mu       sync.Mutex
 	machines []PoolMachine // sorted by id
 	events   []Event
+	leases   *memStore
 }
 
 func (p *memPool) PoolMachines() ([]PoolMachine, error) {
@@ -203,7 +205,24 @@ func (p *memPool) DeletePoolMachine(id string, events ...Event) error {
 }
 
 func (p *memPool) ClaimPoolMachine(m PoolMachine, l Lease, events ...Event) error {
-	return errors.New("memPool does not claim yet")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.put(m, PoolReady, events); err != nil {
+		return err
+	}
+	return p.leases.Put(l)
+}
+
+func (p *memPool) FinishPoolClaim(l Lease, events ...Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := p.find(l.ID)
+	if i < 0 || p.machines[i].State != PoolClaiming {
+		return fmt.Errorf("pool machine %s is not claiming: %w", l.ID, ErrPoolMachineTaken)
+	}
+	p.machines = slices.Delete(p.machines, i, i+1)
+	p.events = append(p.events, events...)
+	return p.leases.Put(l)
 }
 
 // states returns the state of every record, by id.
@@ -229,6 +248,7 @@ type fakeProvider struct {
 	powerOnFn     func(ctx context.Context, id int64) error
 	powerOffFn    func(ctx context.Context, id int64) error
 	deleteFn      func(ctx context.Context, id int64) error
+	unpoolFn      func(ctx context.Context, id int64) error
 	snapshotFn    func(ctx context.Context, serverID int64, leaseID string) (Image, error)
 	imagesFn      func(ctx context.Context) ([]Image, error)
 	deleteImageFn func(ctx context.Context, id int64) error
@@ -319,6 +339,11 @@ func (p *fakeProvider) PowerOff(ctx context.Context, id int64) error {
 func (p *fakeProvider) Delete(ctx context.Context, id int64) error {
 	p.record("Delete %d", id)
 	return callOr(p.deleteFn, ctx, id)
+}
+
+func (p *fakeProvider) Unpool(ctx context.Context, id int64) error {
+	p.record("Unpool %d", id)
+	return callOr(p.unpoolFn, ctx, id)
 }
 
 func (p *fakeProvider) DeleteImage(ctx context.Context, id int64) error {
@@ -533,12 +558,12 @@ func newDomain(t *testing.T, policy Policy, rc ReaperConfig) *domain {
 	t.Helper()
 	d := &domain{
 		store:  newMemStore(),
-		pool:   &memPool{},
 		cloud:  &fakeProvider{t: t},
 		clock:  testkit.NewClock(t0),
 		notify: &recNotifier{sessions: 1},
 		obs:    &recObserver{},
 	}
+	d.pool = &memPool{leases: d.store}
 	d.machines = &fakeMachines{calls: d.cloud}
 	d.cloud.pricesFn = func(context.Context, string, string) (Prices, error) { return testPrices, nil }
 	d.m = NewManager(Config{

@@ -202,6 +202,10 @@ type Provider interface {
 	PowerOn(ctx context.Context, id int64) error
 	PowerOff(ctx context.Context, id int64) error
 	Delete(ctx context.Context, id int64) error
+	// Unpool removes the pool label from a claimed warm pool machine's
+	// server (pool.go); a server without it is no error, so a claim
+	// finished again succeeds.
+	Unpool(ctx context.Context, id int64) error
 
 	// Snapshot images the server's disk, labelled with leaseID. Taking a
 	// second snapshot for the same lease returns the existing one.

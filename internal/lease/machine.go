@@ -12,26 +12,45 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 )
 
-// userData renders the bootstrap document of l's machine: the instance
-// user with l's key and the gateway's authorised, l's host key to present.
-// A fresh machine under infect provisioning gets the document that installs
-// NixOS; one restored from its snapshot has NixOS already.
-func (s MachineSpec) userData(l Lease) (string, error) {
+// document is the bootstrap document of l's machine: the instance user
+// with l's key and the gateway's authorised, l's host key to present.
+func (s MachineSpec) document(l Lease) (bootstrap.Document, error) {
 	person, _, _, _, err := ssh.ParseAuthorizedKey([]byte(l.PublicKey))
 	if err != nil {
-		return "", fmt.Errorf("parse lease key: %w", err)
+		return bootstrap.Document{}, fmt.Errorf("parse lease key: %w", err)
 	}
 	keys := []ssh.PublicKey{person}
 	// A test machine's only key is the gateway's: authorised once.
 	if s.GatewayKey != nil && !bytes.Equal(s.GatewayKey.Marshal(), person.Marshal()) {
 		keys = append(keys, s.GatewayKey)
 	}
-	doc, err := bootstrap.New(l.ID, l.ServerName, s.User, l.Expires, s.SSHPort, keys, l.HostKeyPEM)
+	return bootstrap.New(l.ID, l.ServerName, s.User, l.Expires, s.SSHPort, keys, l.HostKeyPEM)
+}
+
+// userData renders the user_data of l's new server: its bootstrap
+// document, marked as a warm pool machine's when pool is set. A fresh
+// machine under infect provisioning gets the document that installs
+// NixOS; one restored from its snapshot has NixOS already.
+func (s MachineSpec) userData(l Lease, pool bool) (string, error) {
+	doc, err := s.document(l)
 	if err != nil {
 		return "", err
 	}
+	doc.Pool = pool
 	if s.Infect != nil && l.ImageID == 0 {
 		return doc.RenderInfect(*s.Infect)
+	}
+	return doc.Render()
+}
+
+// personalisation renders the document that gives a claimed pool
+// machine its person (Machines.Personalise): l's, with the pool
+// machine's instance id and host key, which l took over. It depends only
+// on l, so a claim finished again sends the same document.
+func (s MachineSpec) personalisation(l Lease) (string, error) {
+	doc, err := s.document(l)
+	if err != nil {
+		return "", err
 	}
 	return doc.Render()
 }

@@ -39,7 +39,11 @@ type Config struct {
 	Store Store
 	// Pool keeps the warm pool's records (pool.go); nil when the store
 	// keeps none, as in tests without a pool.
-	Pool     PoolStore
+	Pool PoolStore
+	// WarmPool sizes the warm pool the reaper keeps beside its passes and
+	// new people claim from; the zero value keeps none (and drains what a
+	// larger one left).
+	WarmPool PoolConfig
 	Provider Provider
 	Machines Machines
 	Clock    Clock
@@ -85,6 +89,13 @@ type Manager struct {
 	// started when this Manager began reporting (see accrue).
 	accrued map[string]float64
 	started time.Time
+	// poolBoot is how long the latest pool machine took from its create
+	// to ready: what a new person waits when the pool is empty.
+	poolBoot time.Duration
+
+	// wake nudges the pool keeper to refill after a claim; buffered, so a
+	// nudge never blocks and nudges while one waits are one.
+	wake chan struct{}
 
 	refusals refusals    // has its own lock, a leaf
 	sent     sentSecrets // has its own lock, a leaf
@@ -128,6 +139,7 @@ func NewManager(cfg Config) *Manager {
 		prices:   map[string]cachedPrices{},
 		accrued:  map[string]float64{},
 		started:  cfg.Clock.Now(),
+		wake:     make(chan struct{}, 1),
 	}
 }
 

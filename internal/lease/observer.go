@@ -20,6 +20,10 @@ type Observer interface {
 	// Cost reports what leases accrued since the last report, in currency
 	// (as the provider reports prices: gross).
 	Cost(amount float64, currency string)
+	// PoolCost reports what the warm pool's machines accrued since the
+	// last report, apart from any lease's: a claimed machine's cost is
+	// the pool's until its claim and the lease's from then on.
+	PoolCost(amount float64, currency string)
 }
 
 // Operation names a machine operation as operators see it. The Manager's
@@ -32,6 +36,8 @@ type Observer interface {
 //   - stop: a server powered off;
 //   - hibernate: a server snapshotted and deleted;
 //   - destroy: a lease's server, snapshot and lease deleted;
+//   - claim: a warm pool machine made a new person's, from the claim to
+//     a running machine (no boot: it was ready);
 //   - first_shell: Ensure as a connection experiences it, from its call to
 //     a running machine, waiting on another connection's work included.
 //     A connection that leaves before the answer is not counted.
@@ -46,11 +52,12 @@ const (
 	OpHibernate  Operation = "hibernate"
 	OpDestroy    Operation = "destroy"
 	OpFirstShell Operation = "first_shell"
+	OpClaim      Operation = "claim"
 )
 
 // Operations lists every Operation, for metrics that show each from the
 // start.
-var Operations = []Operation{OpCreate, OpResume, OpStart, OpStop, OpHibernate, OpDestroy, OpFirstShell}
+var Operations = []Operation{OpCreate, OpResume, OpStart, OpStop, OpHibernate, OpDestroy, OpFirstShell, OpClaim}
 
 // Result is how an operation ended.
 type Result string
@@ -92,6 +99,7 @@ func (nopObserver) Operation(Operation, Result, time.Duration) {}
 func (nopObserver) ReaperAction(ReaperAction)                  {}
 func (nopObserver) ReaperPass(time.Time, time.Duration, bool)  {}
 func (nopObserver) Cost(float64, string)                       {}
+func (nopObserver) PoolCost(float64, string)                   {}
 
 // timed starts timing op; the returned function reports it with the error
 // it ended with: defer m.timed(op)(&err).
@@ -121,24 +129,47 @@ func (m *Manager) observe(op Operation, start time.Time, err error) {
 // prices there is nothing to report yet.
 func (m *Manager) accrue(l Lease) {
 	cost, currency := m.Cost(l)
+	m.accrueAs(l.ID, l.Created, cost, currency, m.cfg.Observer.Cost)
+}
+
+// accruePool is accrue for the warm pool machine p, reported apart
+// (Observer.PoolCost).
+func (m *Manager) accruePool(p PoolMachine) {
+	cost, currency := m.PoolCost(p)
+	m.accrueAs(poolCostKey(p.ID), p.Created, cost, currency, m.cfg.Observer.PoolCost)
+}
+
+// accrueAs reports to observe what the thing named key, begun at created,
+// has cost since it was last reported, when it costs cost now.
+func (m *Manager) accrueAs(key string, created time.Time, cost float64, currency string, observe func(float64, string)) {
 	if currency == "" {
 		return
 	}
 	m.mu.Lock()
-	last, seen := m.accrued[l.ID]
-	if !seen && l.Created.Before(m.started) {
+	last, seen := m.accrued[key]
+	if !seen && created.Before(m.started) {
 		last = cost
 	}
-	m.accrued[l.ID] = max(last, cost) // a price that fell never takes back
+	m.accrued[key] = max(last, cost) // a price that fell never takes back
 	m.mu.Unlock()
 	if cost > last {
-		m.cfg.Observer.Cost(cost-last, currency)
+		observe(cost-last, currency)
 	}
 }
 
+// poolCostKey names a pool machine in Manager.accrued, apart from the
+// lease that takes its id when it is claimed.
+func poolCostKey(id string) string { return "pool/" + id }
+
 // forgetCost drops the cost record of l, which no longer exists.
-func (m *Manager) forgetCost(l Lease) {
+func (m *Manager) forgetCost(l Lease) { m.forgetAccrued(l.ID) }
+
+// forgetPoolCost drops the cost record of the pool machine p, which is
+// deleted or claimed.
+func (m *Manager) forgetPoolCost(p PoolMachine) { m.forgetAccrued(poolCostKey(p.ID)) }
+
+func (m *Manager) forgetAccrued(key string) {
 	m.mu.Lock()
-	delete(m.accrued, l.ID)
+	delete(m.accrued, key)
 	m.mu.Unlock()
 }

@@ -20,6 +20,8 @@ type recObserver struct {
 	actions []string
 	passes  []string // "end took ok"
 	cost    float64
+	// poolCost is the warm pool's, apart.
+	poolCost float64
 }
 
 func (o *recObserver) Operation(op Operation, result Result, took time.Duration) {
@@ -40,12 +42,15 @@ func (o *recObserver) ReaperPass(end time.Time, took time.Duration, ok bool) {
 	o.mu.Unlock()
 }
 
-func (o *recObserver) Cost(amount float64, currency string) {
+func (o *recObserver) Cost(amount float64, currency string)     { o.add(&o.cost, amount, currency) }
+func (o *recObserver) PoolCost(amount float64, currency string) { o.add(&o.poolCost, amount, currency) }
+
+func (o *recObserver) add(to *float64, amount float64, currency string) {
 	if currency != "EUR" {
 		panic("cost in " + currency)
 	}
 	o.mu.Lock()
-	o.cost += amount
+	*to += amount
 	o.mu.Unlock()
 }
 

@@ -152,11 +152,26 @@ func (m *Manager) checkRunning(ctx context.Context, l Lease, report func(string,
 
 // create makes the person's server: a new lease when l is empty, a fresh
 // server for an existing lease otherwise (restored from its snapshot when
-// hibernated). The lease id names the server, so a retry after a crash
-// finds the server it already asked for. events, if any, say why and are
-// written with the intent.
+// hibernated). A new lease takes a ready warm pool machine when there is
+// one (claim.go), and finishes such a claim a crash cut short. The lease
+// id names the server, so a retry after a crash finds the server it
+// already asked for. events, if any, say why and are written with the
+// intent.
 func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.PublicKey, report func(string, ...any), events ...Event) (_ Lease, err error) {
+	pending, err := m.claimPending(l)
+	if err != nil {
+		return l, err
+	}
+	if pending {
+		report("Finishing the preparation of %s, taken from the warm pool", l.ServerName)
+		return m.finishClaim(ctx, l)
+	}
 	if l.ID == "" {
+		claimed, ok, err := m.claimPoolMachine(ctx, fp, key, report, events...)
+		if ok || err != nil {
+			return claimed, err
+		}
+		m.coldPathNote(report)
 		if l, err = m.newLease(fp, key); err != nil {
 			return l, err
 		}
@@ -173,7 +188,7 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	}
 	m.fault(FaultCreateIntent)
 
-	userData, err := m.cfg.Machine.userData(l)
+	userData, err := m.cfg.Machine.userData(l, false)
 	if err != nil {
 		return l, err
 	}
@@ -366,13 +381,18 @@ func (m *Manager) List() ([]Lease, error) {
 }
 
 // Extend pushes the expiry of the person's lease by d, within policy, and
-// tells a running machine. It works in any state: a stopped or hibernated
-// machine can be kept too.
+// tells a running machine. It works in any state, a stopped or hibernated
+// machine can be kept too, but for an unfinished claim: the claim is
+// finished with the document of the expiry it was claimed with, which the
+// machine takes only once.
 func (m *Manager) Extend(ctx context.Context, fp string, d time.Duration) (Lease, error) {
 	defer m.lock(fp)()
 	l, err := m.cfg.Store.Get(fp)
 	if err != nil {
 		return Lease{}, err
+	}
+	if err := m.refuseWhileClaiming(l); err != nil {
+		return l, err
 	}
 	next, err := m.cfg.Policy.NewExpiry(l, d, m.cfg.Clock.Now())
 	if err != nil {
@@ -403,6 +423,9 @@ func (m *Manager) stop(ctx context.Context, l Lease, why string) (_ Lease, err e
 	defer m.timed(OpStop)(&err)
 	if l.ServerID == 0 {
 		return l, &CreatingError{Name: l.ServerName}
+	}
+	if err := m.refuseWhileClaiming(l); err != nil {
+		return l, err
 	}
 	l.State = StateStopping
 	if err := m.put(l); err != nil {
@@ -439,6 +462,9 @@ func (m *Manager) hibernate(ctx context.Context, l Lease) (_ Lease, err error) {
 	defer m.timed(OpHibernate)(&err)
 	if l.ServerID == 0 && l.ImageID == 0 {
 		return l, &CreatingError{Name: l.ServerName}
+	}
+	if err := m.refuseWhileClaiming(l); err != nil {
+		return l, err
 	}
 	l.State = StateHibernating
 	if err := m.put(l); err != nil {

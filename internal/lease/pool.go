@@ -60,36 +60,45 @@ package lease
 // any other, with the same grace. A ready record whose server the listing
 // lacks is drained, so no claim takes a machine that is gone.
 //
-// # Claiming (not built yet)
+// # Claiming (claim.go)
 //
-// A new person's create is to take the oldest ready machine of the
-// configured pair (pickPoolMachine). The claim write comes first
+// A new person's create takes a ready machine (pickPoolMachine): of the
+// most preferred pair (server type, then location, in the configured
+// order) that has one, the oldest. The claim write comes first
 // (ClaimPoolMachine: the record claiming and the person's lease creating,
-// naming the machine's server, address and host key, one write). Then the
-// gateway personalises the machine over the pinned SSH connection (the
-// person's key authorised beside the gateway's, instance id, name, expiry,
-// secrets: a new bootstrap document on a personalise command's stdin, which
-// the NixOS unit and the local machines must learn), removes the pool
-// label (the provider's Unpool), and writes the lease running and deletes
-// the record. The host key stays the one pinned at the pool machine's
-// creation. Each step gets its fault point; reconcile finishes a claim
-// whose lease is still creating (personalising and unpooling again: both
-// idempotent) or closes it when the server is gone, and drains a claiming
-// record no lease names. When no machine is ready the cold path runs as
-// before, and the person is told so.
+// naming the machine's id, server, address and host key, one write); a
+// machine taken meanwhile is skipped for the next, a few times at most.
+// Then the gateway personalises the machine over the pinned SSH
+// connection (Machines.Personalise: the lease's bootstrap document, with
+// the person's key beside the gateway's and the expiry, the pool
+// document's instance id and host key), removes the pool label (the
+// provider's Unpool), and writes the lease running and deletes the
+// record (FinishPoolClaim, one write). The person's secrets follow as
+// after any start. Each step has its fault point (ClaimFaultPoints); a
+// step that fails leaves the lease creating and the record claiming, and
+// the person is told so (ClaimError): a half-personalised machine is never
+// handed out. Their next connection, or reconcile, finishes the claim
+// (personalising with the same document and unpooling again: both
+// idempotent), or closes the lease when the server is gone; reconcile
+// drains a claiming record no lease names, judged under its claimant's
+// lease lock. After a claim the keeper is nudged to refill at once. When
+// no machine is ready the cold path runs as before, and the person is
+// told so, with how long the latest pool machine took to boot.
 //
 // # Cost
 //
 // Pool machines are nobody's lease, so they are never anyone's cost:
 // `admin list` shows them and their cost apart; cc_gateway_pool_machines
-// counts them.
+// counts them and Observer.PoolCost reports their cost apart. A claimed
+// machine's cost is the pool's until its claim and the lease's from then
+// on (its ServerCreated is the claim's time).
 //
 // # Locks
 //
 // The keeper's round is marked by Reaper.keeping, under Reaper.mu (a
 // leaf). The keeper takes no lease lock and holds no lock across a store,
 // provider or SSH call: the store's compare-and-set is what orders it
-// against claims. A claim will run under the person's lease lock, as every
+// against claims. A claim runs under the person's lease lock, as every
 // create does.
 
 import (
@@ -157,6 +166,11 @@ type PoolStore interface {
 	// It fails, writing nothing, with an error wrapping
 	// ErrPoolMachineTaken unless the stored record of p is ready.
 	ClaimPoolMachine(p PoolMachine, l Lease, events ...Event) error
+	// FinishPoolClaim writes l (the claiming lease, now running) and
+	// deletes the pool record of l.ID, as one write: the machine is the
+	// lease's from then on. It fails, writing nothing, with an error
+	// wrapping ErrPoolMachineTaken unless that record is claiming.
+	FinishPoolClaim(l Lease, events ...Event) error
 }
 
 // poolPlan is what one round of the pool keeper does.
@@ -201,24 +215,32 @@ func planPool(machines []PoolMachine, want int, maxAge time.Duration, now time.T
 	return plan
 }
 
-// pickPoolMachine returns the oldest ready machine of serverType in
-// location that is younger than maxAge at now, so stale ones are used
-// before they are recycled; false when none is.
-func pickPoolMachine(machines []PoolMachine, serverType, location string, maxAge time.Duration, now time.Time) (PoolMachine, bool) {
+// pickPoolMachine returns the ready machine a new person takes: of the
+// most preferred pair (server type, then location, in the order of
+// types and locations, as the provider tries them) that has one, the
+// oldest, so stale ones are used before they are recycled. Machines
+// maxAge old at now and machines of a pair no longer configured are never
+// taken. It returns false when no machine fits.
+func pickPoolMachine(machines []PoolMachine, types, locations []string, maxAge time.Duration, now time.Time) (PoolMachine, bool) {
+	rank := func(m PoolMachine) int {
+		t, l := slices.Index(types, m.ServerType), slices.Index(locations, m.Location)
+		if t < 0 || l < 0 {
+			return -1
+		}
+		return t*len(locations) + l
+	}
 	var best PoolMachine
-	found := false
+	bestRank := -1
 	for _, m := range machines {
-		if m.State != PoolReady || m.ServerType != serverType || m.Location != location {
+		r := rank(m)
+		if m.State != PoolReady || r < 0 || (maxAge > 0 && now.Sub(m.Created) >= maxAge) {
 			continue
 		}
-		if maxAge > 0 && now.Sub(m.Created) >= maxAge {
-			continue
-		}
-		if !found || oldestFirst(m, best) < 0 {
-			best, found = m, true
+		if bestRank < 0 || r < bestRank || (r == bestRank && oldestFirst(m, best) < 0) {
+			best, bestRank = m, r
 		}
 	}
-	return best, found
+	return best, bestRank >= 0
 }
 
 // oldestFirst orders pool machines by creation, then id, so the order

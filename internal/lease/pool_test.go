@@ -72,14 +72,29 @@ func TestPickPoolMachine(t *testing.T) {
 		want     string // "" when none is picked
 	}{
 		{name: "empty pool", want: ""},
-		{name: "the oldest ready one of the pair",
+		{name: "the oldest ready one of the first pair",
 			machines: []PoolMachine{
 				m("young", PoolReady, "cx22", "nbg1", time.Minute),
 				m("old", PoolReady, "cx22", "nbg1", time.Hour),
-				m("other-type", PoolReady, "cx32", "nbg1", 2*time.Hour),
-				m("other-place", PoolReady, "cx22", "fsn1", 2*time.Hour),
+				m("next-type", PoolReady, "cx32", "nbg1", 2*time.Hour),
+				m("next-place", PoolReady, "cx22", "fsn1", 2*time.Hour),
 			},
 			want: "old"},
+		{name: "the next location before the next type",
+			machines: []PoolMachine{
+				m("next-type", PoolReady, "cx32", "nbg1", 2*time.Hour),
+				m("next-place", PoolReady, "cx22", "fsn1", time.Minute),
+			},
+			want: "next-place"},
+		{name: "the next type when the first has none",
+			machines: []PoolMachine{
+				m("last", PoolReady, "cx32", "fsn1", 2*time.Hour),
+				m("next-type", PoolReady, "cx32", "nbg1", time.Minute),
+			},
+			want: "next-type"},
+		{name: "never a pair no longer configured",
+			machines: []PoolMachine{m("gone", PoolReady, "cx42", "nbg1", time.Hour), m("far", PoolReady, "cx22", "hel1", time.Hour)},
+			want:     ""},
 		{name: "never one being claimed, created or drained",
 			machines: []PoolMachine{
 				m("claiming", PoolClaiming, "cx22", "nbg1", time.Hour),
@@ -95,7 +110,7 @@ func TestPickPoolMachine(t *testing.T) {
 			want:     "a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := pickPoolMachine(tc.machines, "cx22", "nbg1", maxAge, now)
+			got, ok := pickPoolMachine(tc.machines, []string{"cx22", "cx32"}, []string{"nbg1", "fsn1"}, maxAge, now)
 			if ok != (tc.want != "") || got.ID != tc.want {
 				t.Errorf("picked %q (%v), want %q", got.ID, ok, tc.want)
 			}

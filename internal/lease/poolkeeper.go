@@ -57,13 +57,16 @@ func (r *Reaper) keepPool(ctx context.Context) error {
 	byID := map[string]PoolMachine{}
 	planned := make([]PoolMachine, 0, len(machines))
 	for _, p := range machines {
+		if p.State != PoolClaiming { // a claim booked its pool cost
+			m.accruePool(p)
+		}
 		byID[p.ID] = p
 		if p.State == PoolCreating {
 			p.State = PoolDraining // a leftover: see above
 		}
 		planned = append(planned, p)
 	}
-	plan := planPool(planned, r.cfg.Pool.Size, r.cfg.Pool.MaxAge, m.cfg.Clock.Now())
+	plan := planPool(planned, m.cfg.WarmPool.Size, m.cfg.WarmPool.MaxAge, m.cfg.Clock.Now())
 	if plan.Create > 0 && m.cfg.Machine.GatewayKey == nil {
 		return errors.New("warm pool: no gateway key to authorise on pool machines")
 	}
@@ -100,7 +103,7 @@ func (m *Manager) createPoolMachine(ctx context.Context) error {
 		return err
 	}
 	l := p.lease(m.cfg.Machine.GatewayKey)
-	userData, err := m.cfg.Machine.userData(l)
+	userData, err := m.cfg.Machine.userData(l, true)
 	if err != nil {
 		return err
 	}
@@ -131,7 +134,11 @@ func (m *Manager) createPoolMachine(ctx context.Context) error {
 	if err := m.cfg.Pool.PutPoolMachine(ready, PoolCreating, m.poolEvent(p, "ready")); err != nil {
 		return m.abandonPoolMachine(ctx, p, err)
 	}
-	m.log.Info("warm pool: machine ready", "pool", p.ID, "server", p.ServerName, "took", FormatDuration(m.cfg.Clock.Now().Sub(p.Created)))
+	took := m.cfg.Clock.Now().Sub(p.Created)
+	m.mu.Lock()
+	m.poolBoot = took
+	m.mu.Unlock()
+	m.log.Info("warm pool: machine ready", "pool", p.ID, "server", p.ServerName, "took", FormatDuration(took))
 	return nil
 }
 
@@ -150,6 +157,7 @@ func (m *Manager) abandonPoolMachine(ctx context.Context, p PoolMachine, cause e
 // drainPoolMachine deletes p's server and then its record, recording the
 // intent first. A machine claimed meanwhile is left to its claim.
 func (m *Manager) drainPoolMachine(ctx context.Context, p PoolMachine) error {
+	claimed := p.State == PoolClaiming // its claim booked its pool cost
 	if p.State != PoolDraining {
 		from := p.State
 		p.State = PoolDraining
@@ -184,6 +192,10 @@ func (m *Manager) drainPoolMachine(ctx context.Context, p PoolMachine) error {
 	if err := m.cfg.Pool.DeletePoolMachine(p.ID, m.poolEvent(p, "drained")); err != nil {
 		return err
 	}
+	if !claimed {
+		m.accruePool(p)
+	}
+	m.forgetPoolCost(p)
 	m.log.Info("warm pool: machine drained", "pool", p.ID, "server", p.ServerName)
 	return nil
 }

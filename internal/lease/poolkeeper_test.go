@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
@@ -27,7 +28,8 @@ type poolCloud struct {
 
 func newPoolDomain(t *testing.T, size int, maxAge time.Duration) (*domain, *poolCloud) {
 	t.Helper()
-	d := newDomain(t, Policy{}, ReaperConfig{Pool: PoolConfig{Size: size, MaxAge: maxAge}})
+	d := newDomain(t, Policy{}, ReaperConfig{})
+	d.m.cfg.WarmPool = PoolConfig{Size: size, MaxAge: maxAge}
 	d.reconciled()
 	d.m.cfg.Machine.GatewayKey = testkit.NewKey(t).Signer.PublicKey()
 	d.m.cfg.Machine.User = "claude"
@@ -103,6 +105,9 @@ func TestPoolKeeperFills(t *testing.T) {
 		if !spec.Pool || spec.PublicKey != gatewayKey || spec.Name != "cc-"+m.ID || !strings.Contains(spec.UserData, m.ID) {
 			t.Errorf("create %d: %+v, want a pool machine of the gateway's key named for record %s", i, spec, m.ID)
 		}
+		if doc, err := bootstrap.Parse([]byte(spec.UserData)); err != nil || !doc.Pool || len(doc.AuthorizedKeys) != 1 {
+			t.Errorf("create %d: user_data %v (%v), want a pool document with the gateway's key alone", i, doc, err)
+		}
 		if m.Address == "" || m.HostKey == "" || len(m.HostKeyPEM) == 0 {
 			t.Errorf("record %s lacks where it is or its host key: %+v", m.ID, m)
 		}
@@ -134,7 +139,7 @@ func TestPoolKeeperRecyclesAndDrains(t *testing.T) {
 		t.Errorf("servers %v, want only the ready ones: the stale ones deleted", got)
 	}
 
-	d.r.cfg.Pool.Size = 0
+	d.m.cfg.WarmPool.Size = 0
 	d.r.Tick(context.Background())
 	if got, servers := readyServers(d), c.serverIDs(); len(got) != 0 || len(servers) != 0 {
 		t.Errorf("after turning the pool off: ready %v, servers %v; want none", got, servers)
@@ -154,7 +159,7 @@ func TestPoolKeeperLeavesAClaimedMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.clock.Advance(2 * time.Hour) // it would be stale, were it the pool's
-	d.r.cfg.Pool.Size = 0
+	d.m.cfg.WarmPool.Size = 0
 	d.r.Tick(context.Background())
 	if got := d.pool.states()[claimed.ID]; got != PoolClaiming {
 		t.Errorf("claimed record is %q, want still claiming", got)
@@ -199,7 +204,8 @@ func TestPoolKeeperRecoversFromACrashAtEachStep(t *testing.T) {
 			d.r.Tick(context.Background())
 
 			// The next gateway: the same store and cloud, a new manager.
-			next := newDomain(t, Policy{}, ReaperConfig{Pool: PoolConfig{Size: 1, MaxAge: time.Hour}})
+			next := newDomain(t, Policy{}, ReaperConfig{})
+			next.m.cfg.WarmPool = PoolConfig{Size: 1, MaxAge: time.Hour}
 			next.reconciled()
 			next.pool, next.m.cfg.Pool = d.pool, d.pool
 			next.m.cfg.Machine = d.m.cfg.Machine

@@ -39,9 +39,6 @@ type ReaperConfig struct {
 	// stop, a destroy, a settle); default the Manager's OperationTimeout.
 	LeaseTimeout time.Duration
 	Invocation   string // how people reach the gateway, for messages
-	// Pool sizes the warm pool the reaper keeps beside its passes; the
-	// zero value keeps none (and drains what a larger one left).
-	Pool PoolConfig
 }
 
 // Reaper stops idle machines, destroys expired ones, warns the people
@@ -80,6 +77,7 @@ type Reaper struct {
 	warned          map[warning]bool
 	reconciling     bool
 	keeping         bool // a round of the pool keeper runs
+	keepAgain       bool // a claim asked for a round while one ran
 	lastReconcile   time.Time
 	reconcileFailed bool // the latest reconcile to finish failed
 	// orphans holds when reconcile first saw each current orphan; kept in
@@ -133,21 +131,48 @@ func NewReaper(m *Manager, notify Notifier, cfg ReaperConfig) *Reaper {
 
 // Run makes a pass at once, then one every Interval until ctx ends, and
 // returns once all the work it started has stopped and the refusals
-// counted in memory are written.
+// counted in memory are written. A claim of a pool machine starts a
+// round of the pool keeper at once, so the pool refills without waiting
+// for the next pass.
 func (r *Reaper) Run(ctx context.Context) {
 	defer r.all.Wait()
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	for {
 		r.pass(ctx)
-		select {
-		case <-ctx.Done():
+		if !r.waitTick(ctx, t.C) {
 			// The refusals still counted in memory, this minute's too.
 			r.m.flushRefusals(r.m.cfg.Clock.Now().Add(time.Minute))
 			return
-		case <-t.C:
 		}
 	}
+}
+
+// waitTick waits for the next tick, starting the pool keeper at each
+// nudge meanwhile, and reports false when ctx ended first.
+func (r *Reaper) waitTick(ctx context.Context, tick <-chan time.Time) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-r.m.wake:
+			r.keepSoon(ctx)
+		case <-tick:
+			return true
+		}
+	}
+}
+
+// keepSoon starts a round of the pool keeper, or, when one runs, has it
+// run once more when it ends: the round may have begun before the claim.
+func (r *Reaper) keepSoon(ctx context.Context) {
+	if r.startKeeping() {
+		r.goTracked(&sync.WaitGroup{}, func() { r.keepPoolRound(ctx) })
+		return
+	}
+	r.mu.Lock()
+	r.keepAgain = true
+	r.mu.Unlock()
 }
 
 // Tick makes one pass and waits for the work it started. A lease a worker
@@ -303,13 +328,24 @@ func (r *Reaper) startKeeping() bool {
 	return true
 }
 
+// keepPoolRound runs rounds of the pool keeper until none was asked for
+// meanwhile (keepSoon), then marks the keeper idle.
 func (r *Reaper) keepPoolRound(ctx context.Context) {
-	if err := r.keepPool(ctx); err != nil {
-		r.m.log.Error("warm pool", "err", err)
+	for {
+		if err := r.keepPool(ctx); err != nil {
+			r.m.log.Error("warm pool", "err", err)
+		}
+		r.mu.Lock()
+		again := r.keepAgain && ctx.Err() == nil
+		r.keepAgain = false
+		if !again {
+			r.keeping = false
+		}
+		r.mu.Unlock()
+		if !again {
+			return
+		}
 	}
-	r.mu.Lock()
-	r.keeping = false
-	r.mu.Unlock()
 }
 
 func (r *Reaper) forgetWarnings(now time.Time) {

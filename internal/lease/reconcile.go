@@ -62,6 +62,8 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 		}
 	}
 
+	errs = append(errs, r.drainAbandonedClaims(ctx, pool))
+
 	// Read the leases again: settling may have adopted servers. A lease
 	// settling closed still claims what it had: that went with it, and the
 	// listing is older than its going.
@@ -104,6 +106,46 @@ func (r *Reaper) dropVanishedPoolMachines(ctx context.Context, pool []PoolMachin
 		ctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout)
 		err := r.m.drainPoolMachine(ctx, p)
 		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pool machine %s: %w", p.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// claimAbandoned reports whether the claiming pool record p is no one's:
+// its claimant has no lease (found false), or one that names another
+// machine (the claim's lease was closed, and a new one made since).
+func claimAbandoned(p PoolMachine, claimant Lease, found bool) bool {
+	return p.State == PoolClaiming && (!found || claimant.ID != p.ID)
+}
+
+// drainAbandonedClaims drains the claiming pool records no lease names,
+// as claimAbandoned says: a claimed machine never returns to the pool.
+// Each is judged under its claimant's lease lock, which every claim holds
+// from its claim write to its end, so a claim on its way is never taken
+// for an abandoned one.
+func (r *Reaper) drainAbandonedClaims(ctx context.Context, pool []PoolMachine) error {
+	m := r.m
+	var errs []error
+	for _, p := range pool {
+		if p.State != PoolClaiming || m.busy(p.Claimant) {
+			continue
+		}
+		err := func() error {
+			defer m.lock(p.Claimant)()
+			l, err := m.cfg.Store.Get(p.Claimant)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			if !claimAbandoned(p, l, err == nil) {
+				return nil
+			}
+			m.log.Warn("reconcile: a claimed pool machine no lease names; draining it", "pool", p.ID, "server", p.ServerName)
+			ctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTimeout)
+			defer cancel()
+			return m.drainPoolMachine(ctx, p)
+		}()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pool machine %s: %w", p.ID, err))
 		}
@@ -431,6 +473,7 @@ const (
 	settleHibernate              // finish an interrupted hibernation
 	settleStop                   // finish an interrupted stop
 	settleState                  // record state: the provider's truth
+	settleClaim                  // finish the claim of a pool machine
 )
 
 type settleDecision struct {
@@ -445,9 +488,19 @@ type settleDecision struct {
 }
 
 // decideSettle says how reconcile drives l on, given its server (nil when
-// the provider has none for it) and whether its snapshot still exists.
-func decideSettle(l Lease, srv *Server, imageKept bool) settleDecision {
+// the provider has none for it), whether its snapshot still exists, and
+// whether its pool record is claiming (a claim cut short).
+func decideSettle(l Lease, srv *Server, imageKept, claiming bool) settleDecision {
 	var d settleDecision
+	switch {
+	case l.State == StateCreating && claiming && srv != nil:
+		return settleDecision{action: settleClaim, found: []string{"finishing the claim of a warm pool machine"}}
+	case l.State == StateCreating && claiming:
+		// Closed as any lease whose server vanished; its record, then
+		// no lease's, is drained.
+		return settleDecision{action: settleDestroy, why: "the claimed pool machine's server vanished", forgetServer: true,
+			found: []string{fmt.Sprintf("the claimed pool machine's server %d vanished; closing the lease", l.ServerID)}}
+	}
 	switch l.State {
 	case StateDestroying:
 		return settleDecision{action: settleDestroy, why: "interrupted destroy finished",
@@ -543,7 +596,11 @@ func (r *Reaper) settle(ctx context.Context, seen Lease, servers []Server, image
 		return nil
 	}
 	srv := serverOf(l, servers)
-	d := decideSettle(l, srv, imageKept(l, images))
+	claiming, err := m.claimPending(l)
+	if err != nil {
+		return err
+	}
+	d := decideSettle(l, srv, imageKept(l, images), claiming)
 	notes := make([]Event, len(d.found))
 	for i, f := range d.found {
 		notes[i] = m.note(ctx, l, "reconcile", "%s", f)
@@ -572,6 +629,9 @@ func (r *Reaper) settle(ctx context.Context, seen Lease, servers []Server, image
 		return err
 	case settleStop:
 		_, err := m.stop(ctx, l, "interrupted stop finished")
+		return err
+	case settleClaim:
+		_, err := m.finishClaim(ctx, l)
 		return err
 	case settleState:
 		l.State = d.state

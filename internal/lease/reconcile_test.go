@@ -22,37 +22,44 @@ func TestDecideSettle(t *testing.T) {
 		srv       *Server
 		imageKept bool
 		want      settleDecision
+		claiming  bool // its pool record is claiming
 	}{
 		{"destroying", lease(StateDestroying), on, true, settleDecision{action: settleDestroy,
-			why: "interrupted destroy finished", found: []string{"finishing an interrupted destroy"}}},
+			why: "interrupted destroy finished", found: []string{"finishing an interrupted destroy"}}, false},
 		{"hibernating", lease(StateHibernating), nil, true, settleDecision{action: settleHibernate,
-			found: []string{"finishing an interrupted hibernation"}}},
+			found: []string{"finishing an interrupted hibernation"}}, false},
 		{"stopping, server there", lease(StateStopping), on, false, settleDecision{action: settleStop,
-			found: []string{"finishing an interrupted stop"}}},
+			found: []string{"finishing an interrupted stop"}}, false},
 		{"stopping, server gone", lease(StateStopping), nil, false, settleDecision{action: settleDestroy,
 			why: "server vanished", forgetServer: true,
-			found: []string{"finishing an interrupted stop", "server 7 vanished; closing the lease"}}},
-		{"hibernated, snapshot kept", lease(StateHibernated), nil, true, settleDecision{}},
+			found: []string{"finishing an interrupted stop", "server 7 vanished; closing the lease"}}, false},
+		{"hibernated, snapshot kept", lease(StateHibernated), nil, true, settleDecision{}, false},
 		{"hibernated, snapshot gone", lease(StateHibernated), nil, false, settleDecision{action: settleDestroy,
-			why: "snapshot vanished", forgetImage: true, found: []string{"snapshot 9 vanished; closing the lease"}}},
+			why: "snapshot vanished", forgetImage: true, found: []string{"snapshot 9 vanished; closing the lease"}}, false},
 		{"creating from a kept snapshot, no server", lease(StateCreating), nil, true, settleDecision{action: settleState,
-			state: StateHibernated, found: []string{"no server was made; back to hibernated"}}},
+			state: StateHibernated, found: []string{"no server was made; back to hibernated"}}, false},
 		{"creating, no server", lease(StateCreating), nil, false, settleDecision{action: settleDestroy,
-			why: "creation never reached the provider", found: []string{"no server was made; closing the lease"}}},
+			why: "creation never reached the provider", found: []string{"no server was made; closing the lease"}}, false},
 		{"creating, server booting", lease(StateCreating), booting, false, settleDecision{action: settleState,
 			state: StateStarting, adopt: true,
-			found: []string{"adopting server 7", "state creating but the server is initializing; now starting"}}},
+			found: []string{"adopting server 7", "state creating but the server is initializing; now starting"}}, false},
 		{"running, server gone", lease(StateRunning), nil, true, settleDecision{action: settleDestroy,
-			why: "server vanished", forgetServer: true, found: []string{"server 7 vanished; closing the lease"}}},
-		{"running, server running", lease(StateRunning), on, false, settleDecision{}},
+			why: "server vanished", forgetServer: true, found: []string{"server 7 vanished; closing the lease"}}, false},
+		{"running, server running", lease(StateRunning), on, false, settleDecision{}, false},
 		{"running, server off", lease(StateRunning), off, false, settleDecision{action: settleState,
-			state: StateStopped, found: []string{"state running but the server is off; now stopped"}}},
+			state: StateStopped, found: []string{"state running but the server is off; now stopped"}}, false},
 		{"starting, server running", lease(StateStarting), on, false, settleDecision{action: settleState,
-			state: StateRunning, found: []string{"state starting but the server is running; now running"}}},
-		{"stopped, server off", lease(StateStopped), off, false, settleDecision{}},
+			state: StateRunning, found: []string{"state starting but the server is running; now running"}}, false},
+		{"stopped, server off", lease(StateStopped), off, false, settleDecision{}, false},
+		{"claim cut short, server there", lease(StateCreating), booting, false, settleDecision{action: settleClaim,
+			found: []string{"finishing the claim of a warm pool machine"}}, true},
+		{"claim cut short, server gone", lease(StateCreating), nil, false, settleDecision{action: settleDestroy,
+			why: "the claimed pool machine's server vanished", forgetServer: true,
+			found: []string{"the claimed pool machine's server 7 vanished; closing the lease"}}, true},
+		{"claimed and running: no claim left", lease(StateRunning), on, false, settleDecision{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := decideSettle(tc.lease, tc.srv, tc.imageKept)
+			got := decideSettle(tc.lease, tc.srv, tc.imageKept, tc.claiming)
 			same := got.action == tc.want.action && got.why == tc.want.why && got.state == tc.want.state &&
 				got.adopt == tc.want.adopt && got.forgetServer == tc.want.forgetServer &&
 				got.forgetImage == tc.want.forgetImage && slices.Equal(got.found, tc.want.found)

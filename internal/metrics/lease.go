@@ -17,6 +17,7 @@ type Lease struct {
 	passes      prometheus.Histogram
 	lastSuccess prometheus.Gauge
 	cost        prometheus.Counter
+	poolCost    prometheus.Counter
 }
 
 var _ lease.Observer = (*Lease)(nil)
@@ -43,7 +44,7 @@ func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Leas
 	m := &Lease{
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "machine_operations_total",
-			Help: "Machine operations by op (create, resume, start, stop, hibernate, destroy, first_shell) and result (ok, error, refused).",
+			Help: "Machine operations by op (create, resume, start, stop, hibernate, destroy, first_shell, claim) and result (ok, error, refused).",
 		}, []string{"op", "result"}),
 		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "machine_operation_duration_seconds",
@@ -67,6 +68,10 @@ func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Leas
 			Namespace: Namespace, Name: "cost_euros_total",
 			Help: "Cost the cloud accrued for all leases' servers, addresses and snapshots since the gateway started, in gross EUR (VAT included).",
 		}),
+		poolCost: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "pool_cost_euros_total",
+			Help: "Cost the cloud accrued for the warm pool's machines, nobody's leases, since the gateway started, in gross EUR (VAT included); a claimed machine's is the pool's until its claim.",
+		}),
 	}
 	interval := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "reaper_interval_seconds",
@@ -84,7 +89,7 @@ func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Leas
 	for _, a := range lease.ReaperActions {
 		m.actions.WithLabelValues(string(a))
 	}
-	r.register(m.ops, m.durations, m.actions, m.passes, m.lastSuccess, m.cost, interval, leaseStates{leases})
+	r.register(m.ops, m.durations, m.actions, m.passes, m.lastSuccess, m.cost, m.poolCost, interval, leaseStates{leases})
 	return m
 }
 
@@ -110,6 +115,13 @@ func (m *Lease) ReaperPass(end time.Time, took time.Duration, ok bool) {
 func (m *Lease) Cost(amount float64, currency string) {
 	if currency == "EUR" && amount > 0 {
 		m.cost.Add(amount)
+	}
+}
+
+// PoolCost adds the warm pool's accrued cost, in euros as Cost.
+func (m *Lease) PoolCost(amount float64, currency string) {
+	if currency == "EUR" && amount > 0 {
+		m.poolCost.Add(amount)
 	}
 }
 

@@ -43,6 +43,8 @@ func TestLeaseMetrics(t *testing.T) {
 	m.Cost(0.25, "EUR")
 	m.Cost(0.5, "EUR")
 	m.Cost(7, "USD") // not euros: left out
+	m.PoolCost(0.125, "EUR")
+	m.PoolCost(7, "USD")
 
 	for _, tc := range []struct {
 		name string
@@ -55,6 +57,7 @@ func TestLeaseMetrics(t *testing.T) {
 		{"stops by the reaper", testutil.ToFloat64(m.actions.WithLabelValues("stop")), 2},
 		{"last success", testutil.ToFloat64(m.lastSuccess), 1000.5},
 		{"cost", testutil.ToFloat64(m.cost), 0.75},
+		{"pool cost, apart", testutil.ToFloat64(m.poolCost), 0.125},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, tc.got, tc.want)
@@ -160,6 +163,7 @@ func TestPromtoolAcceptsTheMetrics(t *testing.T) {
 	m.Operation(lease.OpStart, lease.ResultOK, time.Second)
 	m.ReaperPass(time.Now(), time.Millisecond, true)
 	m.Cost(0.01, "EUR")
+	m.PoolCost(0.01, "EUR")
 	c := r.Cloud()
 	c.Request("GET", 200)
 	c.RateLimit(3599, 3600)

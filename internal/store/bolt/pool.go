@@ -107,6 +107,40 @@ func (s *Store) ClaimPoolMachine(p lease.PoolMachine, l lease.Lease, events ...l
 	return nil
 }
 
+// FinishPoolClaim writes l and deletes the pool record of l.ID and
+// appends events in one transaction, after checking in it that the
+// record is claiming: the claimed machine is then the lease's alone.
+func (s *Store) FinishPoolClaim(l lease.Lease, events ...lease.Event) error {
+	if l.Fingerprint == "" {
+		return fmt.Errorf("finish the claim of pool machine %s: lease has no fingerprint", l.ID)
+	}
+	rawLease, err := json.Marshal(l)
+	if err != nil {
+		return fmt.Errorf("finish the claim of pool machine %s: encode lease %s: %w", l.ID, l.Fingerprint, err)
+	}
+	rawEvents, err := encodeEvents(events)
+	if err != nil {
+		return fmt.Errorf("finish the claim of pool machine %s: %w", l.ID, err)
+	}
+	err = s.update(func(tx *bbolt.Tx) error {
+		pool := tx.Bucket(poolBucket)
+		if err := expectPoolState(pool, l.ID, lease.PoolClaiming); err != nil {
+			return err
+		}
+		if err := pool.Delete([]byte(l.ID)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(leasesBucket).Put([]byte(l.Fingerprint), rawLease); err != nil {
+			return err
+		}
+		return s.appendEvents(tx, rawEvents)
+	})
+	if err != nil {
+		return fmt.Errorf("finish the claim of pool machine %s: %w", l.ID, err)
+	}
+	return nil
+}
+
 // expectPoolState returns an error wrapping lease.ErrPoolMachineTaken
 // unless the record of id is in state want ("": there is none).
 func expectPoolState(pool *bbolt.Bucket, id string, want lease.PoolState) error {

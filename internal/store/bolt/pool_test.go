@@ -133,6 +133,46 @@ func TestClaimPoolMachineOnlyOnce(t *testing.T) {
 	}
 }
 
+// Finishing a claim writes the lease and deletes the claiming record as
+// one write; a record in any other state (or none) writes nothing.
+func TestFinishPoolClaim(t *testing.T) {
+	s, _ := openTemp(t)
+	ready := readyMachine("a")
+	if err := s.PutPoolMachine(ready, ""); err != nil {
+		t.Fatal(err)
+	}
+	l := lease.Lease{Fingerprint: "SHA256:heidi", ID: "a", State: lease.StateRunning, ServerID: ready.ServerID}
+	if err := s.FinishPoolClaim(l); !errors.Is(err, lease.ErrPoolMachineTaken) {
+		t.Errorf("finishing the claim of a ready machine: %v, want ErrPoolMachineTaken", err)
+	}
+	if leases, _ := s.List(); len(leases) != 0 {
+		t.Errorf("a refused finish wrote leases %+v", leases)
+	}
+	claiming := ready
+	claiming.State, claiming.Claimant = lease.PoolClaiming, l.Fingerprint
+	creating := l
+	creating.State = lease.StateCreating
+	if err := s.ClaimPoolMachine(claiming, creating); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishPoolClaim(l, lease.Event{Kind: "create", Fingerprint: l.Fingerprint}); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := s.PoolMachines()
+	if err != nil || len(pool) != 0 {
+		t.Errorf("pool after the finish: %+v, %v", pool, err)
+	}
+	if got, err := s.Get(l.Fingerprint); err != nil || got.State != lease.StateRunning {
+		t.Errorf("lease after the finish: %+v, %v", got, err)
+	}
+	if events, err := s.Events(0); err != nil || len(events) != 1 {
+		t.Errorf("events after the finish: %+v, %v", events, err)
+	}
+	if err := s.FinishPoolClaim(l); !errors.Is(err, lease.ErrPoolMachineTaken) {
+		t.Errorf("finishing it again: %v, want ErrPoolMachineTaken", err)
+	}
+}
+
 func fingerprintOf(i int) string { return "SHA256:person-" + string(rune('a'+i)) }
 
 func asJSON(t *testing.T, v any) string {
