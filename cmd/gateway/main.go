@@ -391,6 +391,7 @@ func newProvider(cfg config.Config, log *slog.Logger, observer hcloud.Observer) 
 			DataDir: cfg.LocalCloudDir(),
 			SSHPort: cfg.MachineSSHPort,
 			Kind:    string(cfg.LocalMachines),
+			User:    cfg.InstanceUser,
 			Faults:  faults,
 			Logger:  log,
 			// Zero means no boot delay and the fake's default action time.

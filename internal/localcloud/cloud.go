@@ -80,6 +80,10 @@ type Options struct {
 	SSHPort int
 	// Kind is KindBuiltin (the default) or KindOpenSSH.
 	Kind string
+	// User, when set, is the instance user the gateway names in its
+	// bootstrap documents. Start refuses one that OpenSSH machines cannot
+	// log in, rather than every machine failing to boot later.
+	User string
 	// ActionDuration is how long async actions stay "running".
 	ActionDuration time.Duration
 	// ShutdownDelay is how long a machine takes to act on an ACPI shutdown
@@ -141,6 +145,11 @@ func Start(opts Options) (*Cloud, error) {
 	case KindBuiltin, KindOpenSSH:
 	default:
 		return nil, fmt.Errorf("local cloud: machine kind %q is neither %q nor %q", opts.Kind, KindBuiltin, KindOpenSSH)
+	}
+	if opts.Kind == KindOpenSSH && opts.User != "" {
+		if _, err := machine.CheckOpenSSHUser(opts.User); err != nil {
+			return nil, fmt.Errorf("local cloud: %w", err)
+		}
 	}
 	if opts.SSHPort < 0 || opts.SSHPort > 65535 {
 		return nil, fmt.Errorf("local cloud: ssh port %d is out of range", opts.SSHPort)

@@ -136,6 +136,20 @@ func OpenSSHUser() (string, error) {
 	return u.Username, nil
 }
 
+// CheckOpenSSHUser returns the OS user an OpenSSH machine logs in, or an
+// error saying what to set when user, the instance user, is another one:
+// sshd only logs in real users.
+func CheckOpenSSHUser(user string) (string, error) {
+	osUser, err := OpenSSHUser()
+	if err != nil {
+		return "", err
+	}
+	if user != osUser {
+		return "", fmt.Errorf("the instance user %q is not %q, the OS user running the gateway; sshd machines only log in real users, so set --instance-user %s (or use builtin machines)", user, osUser, osUser)
+	}
+	return osUser, nil
+}
+
 // prepare validates cfg and readies the machine's folder: Dir and HOME
 // with mode 0700, and the metadata files. It returns the absolute Dir and
 // sets cfg.Home to the absolute HOME.

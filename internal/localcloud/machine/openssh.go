@@ -67,12 +67,9 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	if err != nil {
 		return nil, err
 	}
-	osUser, err := OpenSSHUser()
+	osUser, err := CheckOpenSSHUser(cfg.Doc.User)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Doc.User != osUser {
-		return nil, fmt.Errorf("the document's user %q is not %q, the OS user running the gateway; sshd only logs in real users, so set the instance user to %q", cfg.Doc.User, osUser, osUser)
 	}
 	sshd, err := findSSHD()
 	if err != nil {
