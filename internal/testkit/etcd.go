@@ -3,6 +3,7 @@ package testkit
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,13 +51,14 @@ func StartEtcd(t testing.TB, members int) *Etcd {
 	dir := t.TempDir()
 	e := &Etcd{}
 	var peers []string
+	ports := freePorts(t, 2*members)
 	peerURLs := make([]string, members)
 	for i := range members {
 		name := "m" + strconv.Itoa(i)
-		peerURLs[i] = "http://127.0.0.1:" + strconv.Itoa(FreePort(t))
+		peerURLs[i] = "http://127.0.0.1:" + strconv.Itoa(ports[2*i])
 		peers = append(peers, name+"="+peerURLs[i])
 		e.Members = append(e.Members, &EtcdMember{
-			Name: name, ClientURL: "http://127.0.0.1:" + strconv.Itoa(FreePort(t)), t: t, logs: &Buffer{},
+			Name: name, ClientURL: "http://127.0.0.1:" + strconv.Itoa(ports[2*i+1]), t: t, logs: &Buffer{},
 		})
 	}
 	for i, m := range e.Members {
@@ -77,10 +79,35 @@ func StartEtcd(t testing.TB, members int) *Etcd {
 		})
 		m.spawn()
 	}
-	for _, m := range e.Members {
-		m.waitHealthy()
-	}
+	e.WaitHealthy()
 	return e
+}
+
+// WaitHealthy waits until every running member says the cluster is
+// healthy: after a member was killed, the survivors have elected a leader
+// (if they can) and serve again.
+func (e *Etcd) WaitHealthy() {
+	for _, m := range e.Members {
+		if m.proc != nil {
+			m.waitHealthy()
+		}
+	}
+}
+
+// freePorts returns n distinct ports that were free on 127.0.0.1 a moment
+// ago: all are held until the last is found, so none comes twice.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
 }
 
 // Endpoints are the members' client URLs, for the etcd client.
