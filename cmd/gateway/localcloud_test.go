@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -101,5 +102,27 @@ func TestSharedLocalCloud(t *testing.T) {
 	client = hcloud.NewClient(hcloud.WithEndpoint(endpoint), hcloud.WithToken(token))
 	if got := gateways(hcloud.ServerStatusRunning); !slices.Equal(got, names) {
 		t.Errorf("after a restart the shared cloud's servers belong to %q, want %q", got, names)
+	}
+}
+
+// TestLocalCloudRefusesBadInput: each mistake gets one line that says what
+// to do, and the command exits without serving.
+func TestLocalCloudRefusesBadInput(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cloud")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "0.0.0.0:8080"}, `listen address "0.0.0.0:8080" is not on loopback`},
+		{[]string{"--listen", "127.0.0.1"}, `listen address "127.0.0.1": address 127.0.0.1: missing port in address; give host:port`},
+		{[]string{"--local-boot-delay", "1h"}, "--local-boot-delay: 1h0m0s is not from 0s to 10m0s"},
+		{[]string{"--local-machines", "docker"}, `machine kind "docker" is neither "builtin" nor "openssh"`},
+		{[]string{"--local-faults", "rate=2"}, "--local-faults:"},
+		{[]string{"serve"}, `unexpected argument "serve"`},
+	} {
+		out, err := runGateway(nil, append([]string{"localcloud", "--data-dir", dir}, tc.args...)...)
+		if err == nil || !strings.Contains(out, tc.want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("gateway localcloud %q: %v, output %q; want one line with %q", tc.args, err, out, tc.want)
+		}
 	}
 }
