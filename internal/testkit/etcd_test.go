@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -104,5 +105,67 @@ func TestEtcdCluster(t *testing.T) {
 		if v := get(key); v != want {
 			t.Errorf("after recovery %s = %q, want %q", key, v, want)
 		}
+	}
+}
+
+// TestEtcdLocksAndCompareAndSet: what the etcd store will build on works
+// between this client and the server StartEtcd runs: a compare-and-set
+// transaction on a key's revision passes once, and a lock held by a
+// session whose holder died (its lease no longer kept alive) passes to
+// another once the lease's TTL ends.
+func TestEtcdLocksAndCompareAndSet(t *testing.T) {
+	e := StartEtcd(t, 1)
+	newClient := func() *clientv3.Client {
+		t.Helper()
+		cli, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), DialTimeout: etcdOpTimeout, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.Close() })
+		return cli
+	}
+	a, b := newClient(), newClient()
+	ctx := Context(t, time.Minute)
+
+	put, err := a.Put(ctx, "/cas", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas := func(cli *clientv3.Client, value string) bool {
+		t.Helper()
+		resp, err := cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision("/cas"), "=", put.Header.Revision)).
+			Then(clientv3.OpPut("/cas", value)).Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Succeeded
+	}
+	if !cas(a, "by a") || cas(b, "by b") {
+		t.Fatal("two compare-and-sets on one revision: want the first to pass and the second to fail")
+	}
+
+	const ttl = 2 // seconds, etcd's unit
+	holder, err := concurrency.NewSession(a, concurrency.WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := concurrency.NewMutex(holder, "/lock/alice").Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waiter, err := concurrency.NewSession(b, concurrency.WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Close()
+	other := concurrency.NewMutex(waiter, "/lock/alice")
+	if err := other.TryLock(ctx); !errors.Is(err, concurrency.ErrLocked) {
+		t.Fatalf("TryLock of a held lock: %v, want ErrLocked", err)
+	}
+	holder.Orphan() // the holder dies: nobody keeps its lease alive
+	lockCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := other.Lock(lockCtx); err != nil {
+		t.Fatalf("the lock of a dead holder did not pass on: %v", err)
 	}
 }
