@@ -43,6 +43,12 @@ func main() {
 		debug.SetGCPercent(gcPercent)
 	}
 	args, check := os.Args[1:], false
+	if len(args) > 0 && args[0] == "localcloud" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := runLocalCloud(ctx, args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	if len(args) > 0 && args[0] == "preflight" {
 		args, check = args[1:], true
 	}

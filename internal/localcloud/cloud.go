@@ -74,6 +74,10 @@ const DefaultActionDuration = 500 * time.Millisecond
 type Options struct {
 	// DataDir holds state.json and machines/<server name>/. Required.
 	DataDir string
+	// Listen is the API's address, host:port; empty means 127.0.0.1 at a
+	// free port. Only a loopback host is accepted: whoever reaches the API
+	// drives machines that are shells as this OS user.
+	Listen string
 	// SSHPort is the port every machine listens on; each machine has its
 	// own loopback address. Zero means the port named in the server's
 	// bootstrap document.
@@ -151,6 +155,12 @@ func Start(opts Options) (*Cloud, error) {
 			return nil, fmt.Errorf("local cloud: %w", err)
 		}
 	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	if err := loopbackOnly(opts.Listen); err != nil {
+		return nil, err
+	}
 	if opts.SSHPort < 0 || opts.SSHPort > 65535 {
 		return nil, fmt.Errorf("local cloud: ssh port %d is out of range", opts.SSHPort)
 	}
@@ -198,7 +208,7 @@ func Start(opts Options) (*Cloud, error) {
 	}
 	c.handler = c.routes()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		c.stopMachines()
 		return nil, fmt.Errorf("local cloud: listen: %w", err)
@@ -219,6 +229,18 @@ func Start(opts Options) (*Cloud, error) {
 	c.log.Info("local cloud started", "endpoint", c.Endpoint(), "data_dir", opts.DataDir,
 		"kind", opts.Kind, "servers", len(c.st.Servers))
 	return c, nil
+}
+
+// loopbackOnly refuses an API address other hosts could reach.
+func loopbackOnly(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("local cloud: listen address %q: %w; give host:port, such as 127.0.0.1:8080", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("local cloud: listen address %q is not on loopback: its machines are shells as this OS user, so its API serves this host only; listen on 127.0.0.1", addr)
+	}
+	return nil
 }
 
 // Endpoint is the API's base URL, for hcloud.WithEndpoint.
