@@ -40,7 +40,7 @@ const bootstrapScriptFile = "bootstrap.sh"
 // off and on boots with its pool document again, and keeps its person. Any
 // other document forgets the pool state. The machine's host key and the
 // authorized keys of the document it runs with go where the image's sshd
-// has them.
+// has them, its home device where the image's home unit finds it.
 func boot(dir string, doc bootstrap.Document, log *slog.Logger) (bootstrap.Document, error) {
 	root := filepath.Join(dir, RootDir)
 	for _, d := range []string{authorizedKeysDir, stateDir} {
@@ -80,6 +80,9 @@ func boot(dir string, doc bootstrap.Document, log *slog.Logger) (bootstrap.Docum
 		if err := writeFile(filepath.Join(root, path), []byte(content)); err != nil {
 			return bootstrap.Document{}, err
 		}
+	}
+	if err := recordHomeDevice(root, doc); err != nil {
+		return bootstrap.Document{}, err
 	}
 	return doc, nil
 }

@@ -31,7 +31,7 @@ type builtin struct {
 	addr   string
 	user   string
 	dir    string // the machine's folder, where its expires file is
-	home   string
+	homes  *homes
 	nssEnv []string // preloads the machine's user database; nil without nss_wrapper
 	tmux   *tmuxServer
 	config *ssh.ServerConfig
@@ -61,11 +61,17 @@ func StartBuiltin(cfg Config) (Machine, error) {
 		addr:  cfg.Addr,
 		user:  cfg.Doc.User,
 		dir:   dir,
-		home:  cfg.Home,
 		log:   logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "builtin"),
 		conns: make(map[net.Conn]struct{}),
 	}
-	if m.nssEnv, err = userDatabase(dir, m.user, m.home, m.log); err != nil {
+	m.nssEnv = userDatabase(dir, m.user, m.log)
+	m.homes, err = newHomes(dir, m.log, func(home string) error {
+		if m.nssEnv == nil {
+			return nil
+		}
+		return writeUserDatabase(dir, m.user, home)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("start builtin machine: %w", err)
 	}
 	hostKey, err := ssh.ParsePrivateKey([]byte(cfg.Doc.HostKey.Private))

@@ -95,8 +95,7 @@ import (
 type Config struct {
 	Addr   string             // host:port to listen on, e.g. 127.1.0.5:2022
 	Doc    bootstrap.Document // host key, authorized keys, user, instance id
-	Dir    string             // the machine's own folder; HOME lives under it
-	Home   string             // when set, HOME instead of Dir/home: an attached volume's folder
+	Dir    string             // the machine's own folder; its own HOME lives under it
 	Logger *slog.Logger       // nil discards; sessions and sshd's lines log at debug level
 }
 
@@ -136,9 +135,8 @@ func OpenSSHUser() (string, error) {
 	return u.Username, nil
 }
 
-// prepare validates cfg and readies the machine's folder: Dir and HOME
-// with mode 0700, and the metadata files. It returns the absolute Dir and
-// sets cfg.Home to the absolute HOME.
+// prepare validates cfg and readies the machine's folder: Dir and its own
+// home with mode 0700, and the metadata files. It returns the absolute Dir.
 func prepare(cfg *Config) (string, error) {
 	if cfg.Addr == "" {
 		return "", errors.New("no listen address")
@@ -154,12 +152,6 @@ func prepare(cfg *Config) (string, error) {
 		return "", fmt.Errorf("machine folder: %w", err)
 	}
 	home := filepath.Join(dir, HomeDir)
-	if cfg.Home != "" {
-		if home, err = filepath.Abs(cfg.Home); err != nil {
-			return "", fmt.Errorf("home folder: %w", err)
-		}
-	}
-	cfg.Home = home
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return "", fmt.Errorf("create home: %w", err)
 	}
@@ -195,10 +187,23 @@ func prepare(cfg *Config) (string, error) {
 	if err := installPrograms(dir, cfg.Addr, cfg.Doc.User); err != nil {
 		return "", err
 	}
-	if err := installProfile(dir, home); err != nil {
+	if err := writeFile(filepath.Join(dir, SecretsEnvFile), []byte(nix.SecretsEnvScript)); err != nil {
+		return "", err
+	}
+	if err := installLoginFiles(home); err != nil {
 		return "", err
 	}
 	return dir, nil
+}
+
+// newHomes returns the machine's HOME finder (see homes), which calls use
+// when HOME changes. It has found the first HOME when it returns.
+func newHomes(dir string, log *slog.Logger, use func(home string) error) (*homes, error) {
+	h := &homes{dir: dir, own: filepath.Join(dir, HomeDir), log: log, use: use}
+	if _, err := h.resolve(); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // installPrograms writes the image's commands into Dir/bin, and the
@@ -231,12 +236,9 @@ func installPrograms(dir, addr, user string) error {
 	return nil
 }
 
-// installProfile writes the secrets snippet, fresh at every start, and
-// the login shells' files that source it where HOME has none.
-func installProfile(dir, home string) error {
-	if err := writeFile(filepath.Join(dir, SecretsEnvFile), []byte(nix.SecretsEnvScript)); err != nil {
-		return err
-	}
+// installLoginFiles writes the login shells' files that source the
+// secrets snippet (written fresh at every start) where home has none.
+func installLoginFiles(home string) error {
 	for _, name := range []string{".profile", ".zprofile"} {
 		path := filepath.Join(home, name)
 		switch _, err := os.Lstat(path); {
