@@ -338,11 +338,14 @@ func (c *Cloud) machineConfig(s *serverRecord) (machine.Config, error) {
 	if port == 0 {
 		port = doc.SSHPort
 	}
+	// The machine boots with its server's volumes there.
+	if err := c.linkVolumes(s); err != nil {
+		return machine.Config{}, err
+	}
 	return machine.Config{
 		Addr:   net.JoinHostPort(s.IPv4, strconv.Itoa(port)),
 		Doc:    doc,
 		Dir:    c.machineDir(s.Name),
-		Home:   c.machineHome(s.ID),
 		Logger: c.opts.Logger.With("component", "machine", "server", s.Name),
 	}, nil
 }

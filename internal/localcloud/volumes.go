@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 )
 
 // Volumes as the API keeps them: block storage bound to a location,
@@ -81,7 +83,7 @@ func (c *Cloud) volumeView(v *volumeRecord) volumeJSON {
 	view := volumeJSON{
 		ID: v.ID, Name: v.Name, Status: "available", Size: v.Size, Location: l.loc,
 		Labels: labelsView(v.Labels), Created: v.Created,
-		LinuxDevice: fmt.Sprintf("/dev/disk/by-id/scsi-0HC_Volume_%d", v.ID),
+		LinuxDevice: linuxDevice(v.ID),
 	}
 	if c.volumeCreating(v.ID) {
 		view.Status = "creating"
@@ -386,14 +388,19 @@ func (c *Cloud) detachVolume(w http.ResponseWriter, r *http.Request) {
 	a := c.volumeAction(cmdDetachVolume, v, v.Server, c.opts.ActionDuration, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if v := c.st.volume(id); v != nil && !c.closed {
-			if c.machines[v.Server] != nil {
-				c.log.Info("volume detached from a running machine: it stays HOME until the machine's next start", "volume", v.Name, "server_id", v.Server)
-			}
-			v.Server = 0
-			return c.persist()
+		v := c.st.volume(id)
+		if v == nil || c.closed {
+			return nil
 		}
-		return nil
+		s := c.st.server(v.Server)
+		v.Server = 0
+		if err := c.persist(); err != nil {
+			return err
+		}
+		if s == nil {
+			return nil
+		}
+		return c.linkVolumes(s)
 	})
 	c.respondVolumeAction(w, a)
 }
@@ -454,10 +461,10 @@ func (c *Cloud) attachAction(v *volumeRecord, s *serverRecord, after time.Durati
 			return fmt.Errorf("server %d was deleted", serverID)
 		}
 		v.Server = serverID
-		if c.machines[serverID] != nil {
-			c.log.Info("volume attached to a running machine: it becomes HOME at the machine's next start", "volume", v.Name, "server_id", serverID)
+		if err := c.persist(); err != nil {
+			return err
 		}
-		return c.persist()
+		return c.linkVolumes(c.st.server(serverID))
 	})
 }
 
@@ -583,14 +590,58 @@ func (c *Cloud) serverVolumes(serverID int64) []int64 {
 	return ids
 }
 
-// machineHome is the HOME a server's machine starts with: the folder of
-// its first attached volume, or "" for the machine's own. Callers hold
-// c.mu.
-func (c *Cloud) machineHome(serverID int64) string {
-	if ids := c.serverVolumes(serverID); len(ids) > 0 {
-		return c.volumeDir(ids[0])
+// linuxDevice is the stable path of volume id on the server it is attached
+// to, as Hetzner names it.
+func linuxDevice(id int64) string {
+	return fmt.Sprintf("/dev/disk/by-id/scsi-0HC_Volume_%d", id)
+}
+
+// linkVolumes makes the by-id folder under the root of s's machine hold a
+// link to the folder of each volume attached to s, at the volume's
+// linuxDevice, and no other: so the machine finds its volumes as the
+// NixOS image finds the block devices udev links there, at once after an
+// attach or a detach. A volume's folder is made when it is first linked.
+// Callers hold c.mu.
+func (c *Cloud) linkVolumes(s *serverRecord) error {
+	root := filepath.Join(c.machineDir(s.Name), machine.RootDir)
+	byID := filepath.Join(root, filepath.Dir(linuxDevice(1)))
+	if err := os.MkdirAll(byID, 0o700); err != nil {
+		return fmt.Errorf("link volumes of %s: %w", s.Name, err)
 	}
-	return ""
+	want := map[string]string{}
+	for _, id := range c.serverVolumes(s.ID) {
+		want[filepath.Base(linuxDevice(id))] = c.volumeDir(id)
+	}
+	entries, err := os.ReadDir(byID)
+	if err != nil {
+		return fmt.Errorf("link volumes of %s: %w", s.Name, err)
+	}
+	for _, e := range entries {
+		if _, ok := want[e.Name()]; !ok {
+			if err := os.Remove(filepath.Join(byID, e.Name())); err != nil {
+				return fmt.Errorf("unlink a detached volume of %s: %w", s.Name, err)
+			}
+		}
+	}
+	for name, folder := range want {
+		link := filepath.Join(byID, name)
+		if target, err := os.Readlink(link); err == nil && target == folder {
+			continue
+		}
+		if err := os.MkdirAll(folder, 0o700); err != nil {
+			return fmt.Errorf("create volume folder: %w", err)
+		}
+		// A new link renamed over the old one: the machine never sees none.
+		tmp := filepath.Join(byID, "."+name)
+		_ = os.Remove(tmp)
+		if err := os.Symlink(folder, tmp); err != nil {
+			return fmt.Errorf("link volume of %s: %w", s.Name, err)
+		}
+		if err := os.Rename(tmp, link); err != nil {
+			return fmt.Errorf("link volume of %s: %w", s.Name, err)
+		}
+	}
+	return nil
 }
 
 func (c *Cloud) volumeDir(id int64) string {
