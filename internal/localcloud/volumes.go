@@ -18,14 +18,17 @@ import (
 // Volumes as the API keeps them: block storage bound to a location,
 // attached to at most one server of that location at a time, that grows
 // but never shrinks. The local cloud's volume is a folder,
-// DataDir/volumes/<id>, made when a machine first uses it and removed with
-// the volume. A machine that starts with a volume attached uses its folder
-// as the instance user's HOME (the first volume, by id, when it has
-// several), as the NixOS image mounts the volume there. A folder cannot be
-// pulled out from under a running machine the way Hetzner detaches a block
-// device, so an attach or a detach takes effect at the machine's next
-// start; a server created with volumes boots with them. Deleting a server
-// detaches its volumes, as on Hetzner. A volume's size is only a number
+// DataDir/volumes/<id>, made when the volume is first attached and removed
+// with the volume. An attached volume appears on its server's machine as
+// Hetzner's udev makes a block device appear: a link at the volume's
+// linux_device (/dev/disk/by-id/scsi-0HC_Volume_<id>) under the machine's
+// root (machine.RootDir) to the folder, made when the attach action ends
+// and removed when the detach action ends, on a running machine too (a
+// hot plug), and made again before each boot from the state. The machine
+// decides what to do with it: a document whose home_device names it makes
+// it HOME from the next session on, as the NixOS image mounts it (see
+// package machine). Deleting a server detaches its volumes, as on Hetzner,
+// and its folder goes with the links. A volume's size is only a number
 // here: nothing limits what its folder holds.
 //
 // Where the API description names no error code, the fake answers as
