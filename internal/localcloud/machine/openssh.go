@@ -202,6 +202,8 @@ func (m *openSSH) serve(c net.Conn) error {
 			Pdeathsig: syscall.SIGTERM,
 		},
 	}
+	// Started under the lock, so that Close, which takes it first, either
+	// finds the process among procs or keeps it from starting.
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

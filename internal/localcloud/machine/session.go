@@ -260,6 +260,7 @@ func (s *session) start(kind, arg string) (bool, func()) {
 func (s *session) command(kind, arg string) (*exec.Cmd, error) {
 	home, err := s.m.homes.resolve()
 	if err != nil {
+		s.log.Warn("cannot find the session's HOME", "err", err)
 		return nil, err
 	}
 	shell := loginShell()
