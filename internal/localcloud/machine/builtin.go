@@ -193,20 +193,31 @@ func (m *builtin) Close() error {
 
 func (m *builtin) accept() {
 	defer m.wg.Done()
-	for {
-		c, err := m.ln.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				m.log.Warn("accept failed; machine stops listening", "err", err)
-			}
-			return
-		}
+	acceptLoop(m.ln, m.log, func(c net.Conn) bool {
 		if !m.track(c) {
 			c.Close()
-			return
+			return false
 		}
 		m.wg.Add(1)
 		go m.serveConn(c)
+		return true
+	})
+}
+
+// acceptLoop passes each connection ln accepts to handle, until ln is
+// closed or handle returns false.
+func acceptLoop(ln net.Listener, log *slog.Logger, handle func(net.Conn) bool) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				log.Warn("accept failed; machine stops listening", "err", err)
+			}
+			return
+		}
+		if !handle(c) {
+			return
+		}
 	}
 }
 

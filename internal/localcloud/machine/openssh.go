@@ -159,18 +159,12 @@ func checkSSHD(sshd, conf, dir string, env []string) error {
 
 func (m *openSSH) accept() {
 	defer m.wg.Done()
-	for {
-		c, err := m.ln.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				m.log.Warn("accept failed; machine stops listening", "err", err)
-			}
-			return
-		}
+	acceptLoop(m.ln, m.log, func(c net.Conn) bool {
 		if err := m.serve(c); err != nil {
 			m.log.Warn("cannot serve a connection", "remote", c.RemoteAddr().String(), "err", err)
 		}
-	}
+		return true
+	})
 }
 
 // serve hands the connection to an sshd of its own, once the HOME of its
