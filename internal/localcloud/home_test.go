@@ -154,7 +154,7 @@ func (h *homeCloud) ownHome(s *hc.Server) string {
 // machine, the next session's HOME is the machine's own, attached again
 // it is the volume; a pool machine that the volume is attached to and
 // that is then personalised with a document naming it, as a claim does,
-// has it as the next session's HOME.
+// has it as the next session's HOME, and after a power cycle too.
 func TestHomeVolumeThroughTheCloud(t *testing.T) {
 	for _, kind := range []string{localcloud.KindBuiltin, localcloud.KindOpenSSH} {
 		t.Run(kind, func(t *testing.T) {
@@ -214,5 +214,15 @@ func testHomeVolumeThroughTheCloud(t *testing.T, h *homeCloud) {
 	}
 	if got := h.ssh(pool, person, `cat ~/x && printf %s "$HOME"`); got != "kept\n"+h.folder {
 		t.Errorf("the personalised pool machine's session: %q, want the file and HOME %q", got, h.folder)
+	}
+
+	// Powered off and on, it boots with its pool document again, applies
+	// the saved personalisation, and its device with it.
+	off, _, err := h.raw.Server.Poweroff(h.ctx, pool)
+	waitFor(h.ctx, t, h.raw, off, err)
+	on, _, err := h.raw.Server.Poweron(h.ctx, pool)
+	waitFor(h.ctx, t, h.raw, on, err)
+	if home := h.home(pool, person); home != h.folder {
+		t.Errorf("HOME after a power cycle %q, want %q", home, h.folder)
 	}
 }
