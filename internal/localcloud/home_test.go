@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,10 +138,16 @@ func (h *homeCloud) ssh(s *hc.Server, doc bootstrap.Document, command string) st
 	return stdout.String()
 }
 
-// home is the HOME of a new session on s.
+// home is the folder that the HOME of a new session on s, always the
+// machine's home folder, really is.
 func (h *homeCloud) home(s *hc.Server, doc bootstrap.Document) string {
 	h.t.Helper()
-	return h.ssh(s, doc, `printf %s "$HOME"`)
+	got := h.ssh(s, doc, `printf '%s\n%s' "$HOME" "$(cd && pwd -P)"`)
+	home, real, _ := strings.Cut(got, "\n")
+	if home != h.ownHome(s) {
+		h.t.Fatalf("HOME on %s is %q, want %q", s.Name, home, h.ownHome(s))
+	}
+	return real
 }
 
 func (h *homeCloud) ownHome(s *hc.Server) string {
@@ -148,13 +155,14 @@ func (h *homeCloud) ownHome(s *hc.Server) string {
 }
 
 // TestHomeVolumeThroughTheCloud: through the API and the real ssh client,
-// a person's home volume is the HOME of every machine it is attached to
-// whose document names it: a file written on one machine is there on the
-// next, another server with a folder of its own; detached from a running
-// machine, the next session's HOME is the machine's own, attached again
-// it is the volume; a pool machine that the volume is attached to and
-// that is then personalised with a document naming it, as a claim does,
-// has it as the next session's HOME, and after a power cycle too.
+// a person's home volume is mounted on the HOME of every machine it is
+// attached to whose document names it: a file written on one machine is
+// there on the next, another server with a folder of its own; detached
+// from a running machine, the next session's HOME is the machine's own,
+// attached again it is the volume, which a snapshot leaves out; a pool
+// machine that the volume is attached to and that is then personalised
+// with a document naming it, as a claim does, has it as the next
+// session's HOME, and after a power cycle too.
 func TestHomeVolumeThroughTheCloud(t *testing.T) {
 	for _, kind := range []string{localcloud.KindBuiltin, localcloud.KindOpenSSH} {
 		t.Run(kind, func(t *testing.T) {
@@ -170,8 +178,9 @@ func TestHomeVolumeThroughTheCloud(t *testing.T) {
 func testHomeVolumeThroughTheCloud(t *testing.T, h *homeCloud) {
 	docA := h.document("home-a", false, testkit.NewKey(t).PEM)
 	a := h.create(docA, true)
-	if home := h.ssh(a, docA, `echo kept > ~/x && printf %s "$HOME"`); home != h.folder {
-		t.Fatalf("HOME on the first machine %q, want the volume's folder %q", home, h.folder)
+	h.ssh(a, docA, `echo kept > ~/x`)
+	if home := h.home(a, docA); home != h.folder {
+		t.Fatalf("HOME on the first machine is %q, want the volume's folder %q", home, h.folder)
 	}
 	if b, err := os.ReadFile(filepath.Join(h.folder, "x")); err != nil || string(b) != "kept\n" {
 		t.Fatalf("the file in the volume's folder: %q, %v", b, err)
@@ -194,6 +203,14 @@ func testHomeVolumeThroughTheCloud(t *testing.T, h *homeCloud) {
 	if home := h.home(b, docB); home != h.folder {
 		t.Errorf("HOME with the volume attached again %q, want %q", home, h.folder)
 	}
+	// A snapshot is of the machine's own disk, not of the volume on it.
+	im := filepath.Join(h.dir, "images", strconv.FormatInt(snapshot(t, h.ctx, h.raw, b, nil).ID, 10), machine.HomeDir)
+	if _, err := os.Stat(filepath.Join(im, ".profile")); err != nil {
+		t.Errorf("the machine's own home in its snapshot: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(im, "x")); !os.IsNotExist(err) {
+		t.Errorf("the volume's file in a snapshot: %v", err)
+	}
 	h.attach(nil)
 
 	// A warm pool machine: the volume attached while it runs, then the
@@ -212,8 +229,8 @@ func testHomeVolumeThroughTheCloud(t *testing.T, h *homeCloud) {
 	if err := proxy.NewMachines(conns, h.user).Personalise(h.ctx, addr, person.HostKey.Public, rendered); err != nil {
 		t.Fatalf("personalise: %v", err)
 	}
-	if got := h.ssh(pool, person, `cat ~/x && printf %s "$HOME"`); got != "kept\n"+h.folder {
-		t.Errorf("the personalised pool machine's session: %q, want the file and HOME %q", got, h.folder)
+	if got := h.ssh(pool, person, `cat ~/x`); got != "kept\n" {
+		t.Errorf("the file on the personalised pool machine: %q", got)
 	}
 
 	// Powered off and on, it boots with its pool document again, applies

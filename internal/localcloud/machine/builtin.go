@@ -31,6 +31,7 @@ type builtin struct {
 	addr   string
 	user   string
 	dir    string // the machine's folder, where its expires file is
+	home   string // Dir/home, where the home volume is mounted
 	homes  *homes
 	nssEnv []string // preloads the machine's user database; nil without nss_wrapper
 	tmux   *tmuxServer
@@ -61,17 +62,14 @@ func StartBuiltin(cfg Config) (Machine, error) {
 		addr:  cfg.Addr,
 		user:  cfg.Doc.User,
 		dir:   dir,
+		home:  filepath.Join(dir, HomeDir),
 		log:   logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "builtin"),
 		conns: make(map[net.Conn]struct{}),
 	}
-	m.nssEnv = userDatabase(dir, m.user, m.log)
-	m.homes, err = newHomes(dir, m.log, func(home string) error {
-		if m.nssEnv == nil {
-			return nil
-		}
-		return writeUserDatabase(dir, m.user, home)
-	})
-	if err != nil {
+	if m.nssEnv, err = userDatabase(dir, m.user, m.home, m.log); err != nil {
+		return nil, fmt.Errorf("start builtin machine: %w", err)
+	}
+	if m.homes, err = newHomes(dir, m.log); err != nil {
 		return nil, fmt.Errorf("start builtin machine: %w", err)
 	}
 	hostKey, err := ssh.ParsePrivateKey([]byte(cfg.Doc.HostKey.Private))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 )
 
@@ -26,65 +28,79 @@ const (
 	volumeDevicePrefix = "scsi-0HC_Volume_"
 )
 
-// homes finds the HOME of each new session, as the image's
-// cloud-instance-home unit decides what its home is: the recorded home
-// device's folder when it is there, the machine's own Dir/home when no
-// device is recorded or the recorded one is absent (warned about once).
-// Unlike the unit, which mounts at boot and when a personalisation starts
-// it, a local machine looks at each new session: a folder needs no mount.
+// Names in the machine's folder while a volume is mounted on HomeDir.
+const (
+	// homeBeneath holds the machine's own home while a volume is
+	// mounted, as the image's own home folder lies beneath the mount.
+	homeBeneath = "home.beneath"
+	// homeNext is a link made to replace HomeDir's.
+	homeNext = ".home.next"
+)
+
+// homes mounts the home volume on a machine's HOME, as the image's
+// cloud-instance-home unit mounts it on the instance user's home: HOME is
+// always Dir/home, and "mounting" a volume's folder there makes Dir/home
+// a link to the folder, the machine's own home set aside in
+// Dir/home.beneath, each step one atomic rename. So a session that
+// starts, on any connection, after a mount has its files in the volume,
+// whatever sshd read when the connection came.
+//
+// The machine looks at the record before each session (builtin), each
+// connection (OpenSSH, and a personalisation makes a connection of its
+// own once it has recorded a device: see personaliseWrapper): a recorded
+// device that is there is mounted, its folder seeded when empty as the
+// image formats an empty volume with the home's dotfiles, and the agent
+// state file in it removed, as the image does once it mounted the volume;
+// a recorded device that is not there leaves the machine's own home, with
+// one warning in the log (the image's unit fails); no record, the own
+// home. Unlike the unit, which runs at boot and when a personalisation
+// starts it, the machine looks each time: a folder needs no mount.
 type homes struct {
 	dir string // the machine's folder
-	own string // Dir/home
 	log *slog.Logger
-	// use makes home the one the machine's files name (its user
-	// database, sshd's config), before a session starts there.
-	use func(home string) error
 
-	// mu makes one session at a time switch HOME. Lock order: after
+	// mu makes one session at a time mount or unmount. Lock order: after
 	// nothing, before nothing.
 	mu      sync.Mutex
-	current string // HOME of the last session; "" before the first
 	missing string // the recorded device last warned about as absent
 }
 
-// resolve returns the HOME of a session starting now. A machine starting
-// to use a volume's folder seeds it if empty, as the image formats an empty
-// volume with its home's dotfiles, and forgets the agent state there, as
-// the image does once it mounted the volume: what the last machine's agent
-// said means nothing here.
-func (h *homes) resolve() (string, error) {
+// resolve mounts on HOME what the record says, if it is not mounted yet.
+func (h *homes) resolve() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	home := h.find()
-	if home == h.current {
-		return home, nil
+	want := h.find()
+	have, err := mounted(h.dir)
+	if err != nil || want == have {
+		return err
 	}
-	if home != h.own {
-		if err := seedVolume(home); err != nil {
-			return "", err
+	if want != "" {
+		if err := seedVolume(want); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(want, bootstrap.AgentStateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("forget the agent's state: %w", err)
 		}
 	}
-	if err := os.Remove(filepath.Join(home, bootstrap.AgentStateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("forget the agent's state: %w", err)
+	if err := mount(h.dir, have, want); err != nil {
+		return err
 	}
-	if err := h.use(home); err != nil {
-		return "", err
+	if want == "" {
+		h.log.Info("home volume unmounted: HOME is the machine's own folder")
+	} else {
+		h.log.Info("home volume mounted on HOME", "volume", want)
 	}
-	if h.current != "" || home != h.own {
-		h.log.Info("sessions get a new HOME", "home", home)
-	}
-	h.current = home
-	return home, nil
+	return nil
 }
 
-// find returns the folder of the recorded home device, or the machine's
-// own home.
+// find returns the folder of the recorded home device, or "" for the
+// machine's own home.
 func (h *homes) find() string {
 	record := filepath.Join(h.dir, RootDir, homeDevicePath)
 	data, err := os.ReadFile(record)
 	if errors.Is(err, os.ErrNotExist) {
 		h.missing = ""
-		return h.own
+		return ""
 	}
 	device := strings.TrimSpace(string(data))
 	// The record is written from a checked document; a path outside the
@@ -106,12 +122,101 @@ func (h *homes) find() string {
 		if h.missing != device {
 			h.missing = device
 			h.log.Warn("the recorded home volume is not attached: HOME is the machine's own folder, without the person's files",
-				"device", device, "home", h.own, "err", err)
+				"device", device, "err", err)
 		}
-		return h.own
+		return ""
 	}
 	h.missing = ""
 	return folder
+}
+
+// mounted returns the folder mounted on the HOME of the machine in dir, or
+// "" when HOME is the machine's own.
+func mounted(dir string) (string, error) {
+	target, err := os.Readlink(filepath.Join(dir, HomeDir))
+	var pathErr *os.PathError
+	if errors.As(err, &pathErr) && errors.Is(pathErr.Err, unix.EINVAL) {
+		return "", nil // a folder: the machine's own
+	}
+	if err != nil {
+		return "", fmt.Errorf("look at HOME: %w", err)
+	}
+	return target, nil
+}
+
+// mount makes the folder want HOME instead of have ("" for the machine's
+// own home in both), each step one rename, so that HOME is always there.
+func mount(dir, have, want string) error {
+	home, beneath, next := filepath.Join(dir, HomeDir), filepath.Join(dir, homeBeneath), filepath.Join(dir, homeNext)
+	switch {
+	case have == "":
+		// The link made beside HOME trades places with the own home.
+		if err := os.Symlink(want, beneath); err != nil {
+			return fmt.Errorf("mount the home volume: %w", err)
+		}
+		if err := exchange(beneath, home); err != nil {
+			os.Remove(beneath)
+			return fmt.Errorf("mount the home volume: %w", err)
+		}
+	case want == "":
+		if err := exchange(beneath, home); err != nil {
+			return fmt.Errorf("unmount the home volume: %w", err)
+		}
+		if err := os.Remove(beneath); err != nil {
+			return fmt.Errorf("unmount the home volume: %w", err)
+		}
+	default:
+		os.Remove(next)
+		if err := os.Symlink(want, next); err != nil {
+			return fmt.Errorf("mount the home volume: %w", err)
+		}
+		if err := os.Rename(next, home); err != nil {
+			os.Remove(next)
+			return fmt.Errorf("mount the home volume: %w", err)
+		}
+	}
+	return nil
+}
+
+// exchange swaps two paths at once (renameat2 with RENAME_EXCHANGE).
+func exchange(a, b string) error {
+	if err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE); err != nil {
+		return fmt.Errorf("exchange %s and %s: %w", a, b, err)
+	}
+	return nil
+}
+
+// unmountAtStart gives a starting machine its own home as HOME, as a boot
+// starts with nothing mounted: a machine that was not closed (the gateway
+// was killed) may have a volume mounted, or a link a mount left half made.
+func unmountAtStart(dir string) error {
+	have, err := mounted(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if have != "" {
+		if err := mount(dir, have, ""); err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{homeBeneath, homeNext} {
+		path := filepath.Join(dir, name)
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			if err := os.Remove(path); err != nil {
+				return fmt.Errorf("remove a half-made mount: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// OwnHome is the machine's own home in the machine folder dir, whatever is
+// mounted on its HOME: what a snapshot of its disk holds.
+func OwnHome(dir string) string {
+	if fi, err := os.Lstat(filepath.Join(dir, HomeDir)); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return filepath.Join(dir, homeBeneath)
+	}
+	return filepath.Join(dir, HomeDir)
 }
 
 // seedVolume gives an empty volume's folder the login files the machine

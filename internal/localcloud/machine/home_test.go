@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
@@ -34,24 +35,25 @@ func detachVolume(t *testing.T, dir, device string) {
 	}
 }
 
-// homeOf runs a session as the fixture's person and returns its HOME and
-// working folder, which must be the same.
+// homeOf runs a session as the fixture's person and returns the folder
+// its HOME, always Dir/home, really is, where the session starts.
 func (f *fixture) homeOf(t *testing.T) string {
 	t.Helper()
-	r := f.ssh(t, f.user, f.kind.user, nil, `printf '%s\n' "$HOME" "$(pwd)"`)
+	r := f.ssh(t, f.user, f.kind.user, nil, `printf '%s\n' "$HOME" "$(pwd -P)"`)
 	got := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
-	if r.code != 0 || len(got) != 2 || got[0] != got[1] {
-		t.Fatalf("HOME and working folder %q: exit %d, stderr %q", got, r.code, r.stderr)
+	if r.code != 0 || len(got) != 2 || got[0] != f.home() {
+		t.Fatalf("HOME and working folder %q: exit %d, stderr %q; want HOME %s", got, r.code, r.stderr, f.home())
 	}
-	return got[0]
+	return got[1]
 }
 
-// TestHomeVolume: a machine whose document names a home device makes the
-// attached volume's folder each session's HOME, seeded once with the login
-// files and without the last machine's agent state; with the volume
+// TestHomeVolume: a machine whose document names a home device mounts the
+// attached volume's folder on HOME for each session, seeded once with the
+// login files and without the last machine's agent state; with the volume
 // detached the next session's HOME is the machine's own, warned about
-// once; attached again, the person's files are back. A machine whose
-// document names no device keeps its own home, volume or not.
+// once; attached again, the person's files are back; a restart starts
+// with the own home and mounts again. A machine whose document names no
+// device keeps its own home, volume or not.
 func TestHomeVolume(t *testing.T) {
 	forKinds(t, func(t *testing.T, f *fixture) {
 		f.m.Close()
@@ -66,7 +68,7 @@ func TestHomeVolume(t *testing.T) {
 		f.start(t)
 
 		if home := f.homeOf(t); home != volume {
-			t.Fatalf("HOME %q, want the volume %q", home, volume)
+			t.Fatalf("HOME is %q, want the volume %q", home, volume)
 		}
 		if r := f.ssh(t, f.user, f.kind.user, nil, `echo kept > ~/x && mkdir -p "$(dirname ~/`+bootstrap.AgentStateFile+`)" && echo state > ~/`+bootstrap.AgentStateFile); r.code != 0 {
 			t.Fatalf("write to the home: exit %d, stderr %q", r.code, r.stderr)
@@ -76,7 +78,7 @@ func TestHomeVolume(t *testing.T) {
 		if fi, err := os.Stat(volume); err != nil || fi.Mode().Perm() != 0o700 {
 			t.Errorf("volume folder: %v, %v; want mode 0700", fi, err)
 		}
-		if _, err := os.Stat(filepath.Join(f.home(), "x")); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(OwnHome(f.cfg.Dir), "x")); !os.IsNotExist(err) {
 			t.Errorf("the file is in the machine's own home too: %v", err)
 		}
 		// The home is the volume already: its agent state stays.
@@ -108,6 +110,15 @@ func TestHomeVolume(t *testing.T) {
 			t.Errorf("the agent state of the volume's last use: %v, want it forgotten", err)
 		}
 
+		f.m.Close()
+		if own := OwnHome(f.cfg.Dir); own != filepath.Join(f.cfg.Dir, homeBeneath) {
+			t.Errorf("own home of a closed machine with a volume mounted: %s", own)
+		}
+		f.start(t)
+		if home := f.homeOf(t); home != volume {
+			t.Errorf("HOME after a restart is %q, want the volume %q", home, volume)
+		}
+
 		// Powered on with a document naming no device, the machine
 		// forgets the device and keeps its own home.
 		f.m.Close()
@@ -115,6 +126,45 @@ func TestHomeVolume(t *testing.T) {
 		f.start(t)
 		if home := f.homeOf(t); home != f.home() {
 			t.Errorf("HOME without a home device %q, want %q", home, f.home())
+		}
+	})
+}
+
+// TestPersonaliseMountsHomeVolume: a pool machine with the volume attached,
+// personalised with a document naming it as the gateway does it (one
+// connection, kept for the sessions that follow), has the volume as HOME
+// in the very next session on that same connection.
+func TestPersonaliseMountsHomeVolume(t *testing.T) {
+	forPoolKinds(t, func(t *testing.T, f *fixture) {
+		volume := t.TempDir()
+		attachVolume(t, f.cfg.Dir, testDevice, volume)
+		person := f.document(t, time.Time{}, f.user.Public(), f.gateway.Public())
+		person.HomeDevice = testDevice
+		rendered, err := person.Render()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := f.dial(f.kind.user, f.gateway)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		run := func(stdin, command string) string {
+			t.Helper()
+			s := f.session(t, c)
+			s.Stdin = strings.NewReader(stdin)
+			out, err := s.CombinedOutput(command)
+			if err != nil {
+				t.Fatalf("%s: %v, output %q", command, err, out)
+			}
+			return string(out)
+		}
+		if got := run("", "pwd -P"); got != f.home()+"\n" {
+			t.Fatalf("HOME of the pool machine is %q, want its own %s", got, f.home())
+		}
+		run(rendered, bootstrap.PersonaliseCommand)
+		if got := run("", "pwd -P"); got != volume+"\n" {
+			t.Errorf("HOME after the personalisation is %q, want the volume %s", got, volume)
 		}
 	})
 }

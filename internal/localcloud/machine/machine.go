@@ -173,6 +173,9 @@ func prepare(cfg *Config) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("machine folder: %w", err)
 	}
+	if err := unmountAtStart(dir); err != nil {
+		return "", err
+	}
 	home := filepath.Join(dir, HomeDir)
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return "", fmt.Errorf("create home: %w", err)
@@ -218,11 +221,11 @@ func prepare(cfg *Config) (string, error) {
 	return dir, nil
 }
 
-// newHomes returns the machine's HOME finder (see homes), which calls use
-// when HOME changes. It has found the first HOME when it returns.
-func newHomes(dir string, log *slog.Logger, use func(home string) error) (*homes, error) {
-	h := &homes{dir: dir, own: filepath.Join(dir, HomeDir), log: log, use: use}
-	if _, err := h.resolve(); err != nil {
+// newHomes returns the machine's home mounter (see homes), having mounted
+// what the record says.
+func newHomes(dir string, log *slog.Logger) (*homes, error) {
+	h := &homes{dir: dir, log: log}
+	if err := h.resolve(); err != nil {
 		return nil, err
 	}
 	return h, nil

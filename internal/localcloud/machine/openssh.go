@@ -37,10 +37,10 @@ const (
 const sshdConfigFile = "sshd_config"
 
 // openSSH runs a real sshd for each connection, in inetd mode (sshd -i, as
-// systemd's socket-activated sshd@.service does): each connection's sshd
-// reads the machine's configuration and user database as they are when
-// it arrives, so it finds the HOME its session is to have (see homes),
-// which a daemon, reading them once, would not.
+// systemd's socket-activated sshd@.service does), so that the machine
+// sees each connection come and mounts the home volume the record names
+// before sshd serves it (see homes): a daemon would serve connections
+// without the machine knowing.
 type openSSH struct {
 	addr   string
 	dir    string
@@ -102,30 +102,30 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	if err != nil {
 		return nil, err
 	}
+	home := filepath.Join(dir, HomeDir)
+	// sshd starts sessions in the home folder the user database names.
+	nssEnv, err := userDatabase(dir, osUser, home, log)
+	if err != nil {
+		tmux.stop(log)
+		return nil, err
+	}
 	m := &openSSH{
 		addr:   cfg.Addr,
 		dir:    dir,
 		sshd:   sshd,
-		env:    userDatabase(dir, osUser, log),
+		env:    nssEnv,
 		log:    log,
 		stderr: &logWriter{log: log},
 		tmux:   tmux,
 		procs:  map[*exec.Cmd]chan struct{}{},
 	}
-	// sshd starts sessions in the home folder the user database names.
-	sessionEnv := append(slices.Clone(m.env), tmuxEnv+"="+tmux.dir)
-	m.homes, err = newHomes(dir, log, func(home string) error {
-		if m.env != nil {
-			if err := writeUserDatabase(dir, osUser, home); err != nil {
-				return err
-			}
-		}
-		conf, err := sshdConfig(dir, home, osUser, sessionEnv)
-		if err != nil {
-			return err
-		}
-		return writeFile(filepath.Join(dir, sshdConfigFile), []byte(conf))
-	})
+	conf, err := sshdConfig(dir, home, osUser, append(slices.Clone(nssEnv), tmuxEnv+"="+tmux.dir))
+	if err == nil {
+		err = writeFile(filepath.Join(dir, sshdConfigFile), []byte(conf))
+	}
+	if err == nil {
+		m.homes, err = newHomes(dir, log)
+	}
 	if err == nil {
 		err = checkSSHD(sshd, filepath.Join(dir, sshdConfigFile), dir, m.env)
 	}
@@ -167,11 +167,11 @@ func (m *openSSH) accept() {
 	})
 }
 
-// serve hands the connection to an sshd of its own, once the HOME of its
-// sessions has been found.
+// serve hands the connection to an sshd of its own, once the home volume
+// the record names is mounted.
 func (m *openSSH) serve(c net.Conn) error {
 	defer c.Close()
-	if _, err := m.homes.resolve(); err != nil {
+	if err := m.homes.resolve(); err != nil {
 		return err
 	}
 	f, err := c.(*net.TCPConn).File()
@@ -338,7 +338,7 @@ func sshdConfig(dir, home, user string, env []string) (string, error) {
 	quotedHome, err := q(home)
 	errs = append(errs, err)
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by cc-gateway for a local machine; rewritten when HOME changes.\n")
+	fmt.Fprintf(&b, "# Written by cc-gateway for a local machine; rewritten on every start.\n")
 	fmt.Fprintf(&b, "HostKey %s\n", path(filepath.Join(RootDir, hostKeyPath)))
 	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", authorized)
 	fmt.Fprintf(&b, "RevokedKeys %s\n", path(RevokedKeys))

@@ -258,9 +258,8 @@ func (s *session) start(kind, arg string) (bool, func()) {
 }
 
 func (s *session) command(kind, arg string) (*exec.Cmd, error) {
-	home, err := s.m.homes.resolve()
-	if err != nil {
-		s.log.Warn("cannot find the session's HOME", "err", err)
+	if err := s.m.homes.resolve(); err != nil {
+		s.log.Warn("cannot mount the home volume", "err", err)
 		return nil, err
 	}
 	shell := loginShell()
@@ -282,17 +281,17 @@ func (s *session) command(kind, arg string) (*exec.Cmd, error) {
 		}
 		cmd = &exec.Cmd{Path: sftpServers[i], Args: []string{sftpServers[i]}}
 	}
-	cmd.Dir = home
-	cmd.Env = s.environ(shell, home)
+	cmd.Dir = s.m.home
+	cmd.Env = s.environ(shell)
 	// Its own session and process group, as under sshd, so a hangup
 	// reaches the process's children too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return cmd, nil
 }
 
-func (s *session) environ(shell, home string) []string {
+func (s *session) environ(shell string) []string {
 	vars := map[string]string{
-		"HOME":    home,
+		"HOME":    s.m.home,
 		"USER":    s.m.user,
 		"LOGNAME": s.m.user,
 		"SHELL":   shell,
@@ -304,7 +303,7 @@ func (s *session) environ(shell, home string) []string {
 	}
 	// The person's secrets, as sshd gives them with PermitUserEnvironment;
 	// the machine's own variables win.
-	for k, v := range userEnvironment(home, s.log) {
+	for k, v := range userEnvironment(s.m.home, s.log) {
 		if _, ok := vars[k]; !ok {
 			vars[k] = v
 		}

@@ -49,25 +49,18 @@ func NSSWrapper() string {
 // instance user exists, with the machine's HOME as home folder: so `~user`
 // expands there (Ansible's scp transfers, `cd ~claude`), `whoami` names
 // the instance user, and sshd starts sessions in HOME. The database is two
-// files in the machine's folder (see writeUserDatabase), read through
-// nss_wrapper, preloaded by the returned variables. Without
-// libnss_wrapper.so it returns no variables and warns once: programs then
-// see the host's user database.
-func userDatabase(dir, user string, log *slog.Logger) []string {
+// files in the machine's folder (the host's entries, with the instance
+// user's first), read through nss_wrapper, preloaded by the returned
+// variables. Without libnss_wrapper.so it returns no variables and warns
+// once: programs then see the host's user database.
+func userDatabase(dir, user, home string, log *slog.Logger) ([]string, error) {
 	lib := NSSWrapper()
 	if lib == "" {
 		warnNoNSSWrapper.Do(func() {
 			log.Warn("libnss_wrapper.so not found (Debian: apt install libnss-wrapper): on local machines ~" + user + " does not expand to the machine's home, and OpenSSH machines start sessions in the OS user's own home folder")
 		})
-		return nil
+		return nil, nil
 	}
-	return []string{"LD_PRELOAD=" + lib, "NSS_WRAPPER_PASSWD=" + filepath.Join(dir, passwdFile), "NSS_WRAPPER_GROUP=" + filepath.Join(dir, groupFile)}
-}
-
-// writeUserDatabase writes the user database's files: the host's
-// entries, with the instance user's first, home its home folder.
-// nss_wrapper reads them again when they change.
-func writeUserDatabase(dir, user, home string) error {
 	uid, gid := os.Getuid(), os.Getgid()
 	entry := fmt.Sprintf("%s:x:%d:%d:%s:%s:%s\n", user, uid, gid, user, home, loginShell())
 	passwd := []byte(entry)
@@ -76,10 +69,14 @@ func writeUserDatabase(dir, user, home string) error {
 	if !strings.Contains("\n"+string(group), "\n"+user+":") {
 		group = append(group, fmt.Sprintf("%s:x:%d:\n", user, gid)...)
 	}
-	if err := writeFile(filepath.Join(dir, passwdFile), passwd); err != nil {
-		return err
+	pw, gr := filepath.Join(dir, passwdFile), filepath.Join(dir, groupFile)
+	if err := writeFile(pw, passwd); err != nil {
+		return nil, err
 	}
-	return writeFile(filepath.Join(dir, groupFile), group)
+	if err := writeFile(gr, group); err != nil {
+		return nil, err
+	}
+	return []string{"LD_PRELOAD=" + lib, "NSS_WRAPPER_PASSWD=" + pw, "NSS_WRAPPER_GROUP=" + gr}, nil
 }
 
 // hostEntries returns the lines of a host database file, leaving out the
