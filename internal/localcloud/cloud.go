@@ -19,8 +19,8 @@
 // Volumes are folders, DataDir/volumes/<volume id>, that appear to the
 // machine of the server they are attached to as Hetzner's block devices
 // appear on a server: at their linux_device path under the machine's root,
-// as links. A machine whose document names one as its home device makes
-// it HOME, so a home outlives the server (see volumes.go and package
+// as links. A machine whose document names one as its home device mounts
+// it on HOME, so a home outlives the server (see volumes.go and package
 // machine).
 //
 // Metrics (GET /servers/{id}/metrics) report as CPU use the number in the

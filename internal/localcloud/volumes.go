@@ -25,9 +25,10 @@ import (
 // root (machine.RootDir) to the folder, made when the attach action ends
 // and removed when the detach action ends, on a running machine too (a
 // hot plug), and made again before each boot from the state. The machine
-// decides what to do with it: a document whose home_device names it makes
-// it HOME from the next session on, as the NixOS image mounts it (see
-// package machine). Deleting a server detaches its volumes, as on Hetzner,
+// decides what to do with it: a document whose home_device names it has
+// it mounted on HOME from the next session on, as the NixOS image mounts
+// it (see package machine). A snapshot copies the machine's own home
+// (machine.OwnHome), never a volume mounted on it. Deleting a server detaches its volumes, as on Hetzner,
 // and its folder goes with the links. A volume's size is only a number
 // here: nothing limits what its folder holds.
 //

@@ -7,8 +7,7 @@
 //   - Builtin is an in-process SSH server. It serves the document's host key,
 //     lets in exactly the document's user with exactly the document's keys,
 //     and runs shells, commands and the sftp subsystem as the OS user running
-//     the gateway, with HOME set to the session's home (below), starting
-//     in HOME. It forwards
+//     the gateway, with HOME set to Dir/home, starting in HOME. It forwards
 //     direct-tcpip channels (ssh -L), listens for remote forwards (ssh -R,
 //     port 0 included) on its own loopback address whatever address the
 //     client names, as sshd with GatewayPorts no listens on loopback, and
@@ -19,10 +18,9 @@
 //     after the command exits it sends what is buffered and ends the session.
 //   - OpenSSH runs a real sshd configured from the document, one for each
 //     connection, in inetd mode (sshd -i, as systemd's socket-activated
-//     sshd@.service runs it): the machine accepts the connection, finds the
-//     session's home (below) and hands the connection to a new sshd, which
-//     reads the machine's configuration and user database as they are
-//     then. sshd logs in real OS users only, so the user that logs in is
+//     sshd@.service runs it): the machine accepts the connection, mounts
+//     the home volume the record names (below) and hands the connection to
+//     a new sshd. sshd logs in real OS users only, so the user that logs in is
 //     the OS user running the gateway (root in CI): when this kind is used,
 //     the gateway's instance user must be that user (see OpenSSHUser). sshd
 //     serves no signal requests for root logins.
@@ -30,27 +28,33 @@
 // The instance user has no entry in the host's user database. With
 // nss_wrapper installed (Debian: libnss-wrapper), each machine writes
 // Dir/passwd and Dir/group, the host's entries with the instance user's
-// first and the current home as its home, and preloads nss_wrapper with them: into
+// first and Dir/home as its home, and preloads nss_wrapper with them: into
 // the builtin machine's sessions and into sshd and its sessions. So `~user`
 // expands to HOME (Ansible's scp transfers), `id -un` names the instance
 // user, and sshd starts sessions in HOME. Without nss_wrapper a warning is
 // logged once; `~user` then does not expand, and sshd starts sessions in the
 // OS user's own home folder.
 //
-// A machine's own home is Dir/home. Its document may name a home volume
-// (Document.HomeDevice), which boot records in
-// var/lib/cloud-instance/home-device under RootDir, as the image's
-// bootstrap script does, personalise mode included. The local cloud makes
-// an attached volume appear where the image finds its block device: a link
-// under RootDir at the device's path (dev/disk/by-id/scsi-0HC_Volume_<id>)
-// to the volume's folder. Each new session, of both kinds, takes its HOME
-// from these, as the image's cloud-instance-home unit does at boot (home.go):
-// a recorded device that is there makes the volume's folder HOME (seeded
-// with the login files below when empty, the agent state file removed when
-// the machine starts using it); a recorded device that is not there leaves
-// the machine's own home, with one warning in the log; no record, the
-// machine's own. So a volume attached to or detached from a running machine,
-// or a personalisation that names one, counts from the next session on.
+// The home volume. A machine's document may name one (Document.HomeDevice),
+// which boot records in var/lib/cloud-instance/home-device under RootDir,
+// as the image's bootstrap script does, personalise mode included. The
+// local cloud makes an attached volume appear where the image finds its
+// block device: a link under RootDir at the device's path
+// (dev/disk/by-id/scsi-0HC_Volume_<id>) to the volume's folder. Before
+// each session (builtin) or connection (OpenSSH) the machine mounts what
+// the record names, as the image's cloud-instance-home unit does at boot
+// (home.go): "mounting" makes Dir/home a link to the volume's folder and
+// sets the machine's own home aside in Dir/home.beneath (OwnHome), so HOME
+// stays Dir/home and a session on a connection opened earlier finds the
+// volume too. A recorded device that is there is mounted (its folder
+// seeded with the login files below when empty, the agent state file in it
+// removed); one that is not there leaves the machine's own home, with one
+// warning in the log; no record, the machine's own. A start begins
+// unmounted, as a boot does. cc-instance-personalise connects to its own
+// machine once it has recorded a device, so the personalisation's home is
+// mounted before it returns, as the image's personalise mode starts the
+// unit. So a volume attached to or detached from a running machine, or a
+// personalisation that names one, counts from the next session on.
 //
 // Both kinds keep their folder across Close and a later Start, so files in
 // HOME survive a power cycle, and both write Dir/instance-id and Dir/expires
