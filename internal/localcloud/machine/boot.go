@@ -137,10 +137,12 @@ func personaliseWrapper(dir, addr, user string) (string, error) {
 	}
 	return fmt.Sprintf(`#!/bin/sh
 # %s of a local machine: the image's bootstrap script, personalise mode.
-if ! command -v jq >/dev/null 2>&1; then
-	echo '%[1]s: jq is not installed on the gateway'"'"'s host (Debian: apt-get install jq); local machines need it to be personalised' >&2
-	exit 1
-fi
+for program in jq bash; do
+	if ! command -v "$program" >/dev/null 2>&1; then
+		echo "%[1]s: $program is not installed on the gateway's host (Debian: apt-get install $program); local machines need it to be personalised" >&2
+		exit 1
+	fi
+done
 CLOUD_INSTANCE_ROOT=%[2]s CLOUD_INSTANCE_DIR=%[3]s CLOUD_INSTANCE_USER=%[4]s CLOUD_INSTANCE_SSH_PORT=%[5]s
 export CLOUD_INSTANCE_ROOT CLOUD_INSTANCE_DIR CLOUD_INSTANCE_USER CLOUD_INSTANCE_SSH_PORT
 /bin/sh %[6]s personalise || exit
