@@ -404,7 +404,7 @@ func (c *Cloud) detachVolume(w http.ResponseWriter, r *http.Request) {
 		if s == nil {
 			return nil
 		}
-		return c.linkVolumes(s)
+		return c.plugVolumes(s)
 	})
 	c.respondVolumeAction(w, a)
 }
@@ -468,7 +468,7 @@ func (c *Cloud) attachAction(v *volumeRecord, s *serverRecord, after time.Durati
 		if err := c.persist(); err != nil {
 			return err
 		}
-		return c.linkVolumes(c.st.server(serverID))
+		return c.plugVolumes(c.st.server(serverID))
 	})
 }
 
@@ -643,6 +643,21 @@ func (c *Cloud) linkVolumes(s *serverRecord) error {
 		}
 		if err := os.Rename(tmp, link); err != nil {
 			return fmt.Errorf("link volume of %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// plugVolumes links s's volumes (linkVolumes) and, when its machine runs,
+// has it mount what its record names, as the NixOS image's udev and
+// home unit would see the device come or go. Callers hold c.mu.
+func (c *Cloud) plugVolumes(s *serverRecord) error {
+	if err := c.linkVolumes(s); err != nil {
+		return err
+	}
+	if m := c.machines[s.ID]; m != nil {
+		if err := m.Remount(); err != nil {
+			return fmt.Errorf("remount the home of %s: %w", s.Name, err)
 		}
 	}
 	return nil

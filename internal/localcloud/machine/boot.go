@@ -126,14 +126,16 @@ func authorizedKeysFile(dir, user string) string {
 // bootstrap script in its personalise mode, on the machine's tree, with the
 // machine's own values; as on NixOS, the caller's environment names none
 // of them. Where the image's personalise mode then starts the unit that
-// mounts the home volume, this one connects to its own machine, which
-// mounts what the record names when a connection comes (see homes), and
-// waits for the SSH banner, which comes after: so the next session, even
-// on the gateway's connection that ran this, has the person's home.
-func personaliseWrapper(dir, addr, user string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
+// mounts the home volume, this one asks the machine on its mount address
+// (see homes) and fails as that would if the mount fails.
+func personaliseWrapper(dir, addr, user, mount string) (string, error) {
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("machine address: %w", err)
+	}
+	mountHost, mountPort, err := net.SplitHostPort(mount)
+	if err != nil {
+		return "", fmt.Errorf("mount address: %w", err)
 	}
 	return fmt.Sprintf(`#!/bin/sh
 # %s of a local machine: the image's bootstrap script, personalise mode.
@@ -146,12 +148,13 @@ done
 CLOUD_INSTANCE_ROOT=%[2]s CLOUD_INSTANCE_DIR=%[3]s CLOUD_INSTANCE_USER=%[4]s CLOUD_INSTANCE_SSH_PORT=%[5]s
 export CLOUD_INSTANCE_ROOT CLOUD_INSTANCE_DIR CLOUD_INSTANCE_USER CLOUD_INSTANCE_SSH_PORT
 /bin/sh %[6]s personalise || exit
-if ! bash -c 'exec 3<>"/dev/tcp/$1/$2" && IFS= read -r -t 30 banner <&3' %[1]s %[7]s %[5]s; then
-	echo '%[1]s: personalised, but the machine did not answer at %[7]s port %[5]s to mount the home volume; the same document again tries again' >&2
+answer=$(bash -c 'exec 3<>"/dev/tcp/$1/$2" && IFS= read -r -t 30 line <&3 && printf %%s "$line"' %[1]s %[7]s %[8]s)
+if [ "$answer" != ok ]; then
+	echo "%[1]s: personalised, but the home volume is not mounted: ${answer:-the machine did not answer}; the same document again tries again" >&2
 	exit 1
 fi
 `, bootstrap.PersonaliseProgram, bootstrap.ShellQuote(filepath.Join(dir, RootDir)), bootstrap.ShellQuote(dir), bootstrap.ShellQuote(user), port,
-		bootstrap.ShellQuote(filepath.Join(dir, bootstrapScriptFile)), host), nil
+		bootstrap.ShellQuote(filepath.Join(dir, bootstrapScriptFile)), bootstrap.ShellQuote(mountHost), mountPort), nil
 }
 
 // installBootstrap writes the image's bootstrap script into the machine's

@@ -54,27 +54,35 @@ type builtin struct {
 // StartBuiltin starts an in-process SSH server on cfg.Addr and returns once
 // it listens.
 func StartBuiltin(cfg Config) (Machine, error) {
-	dir, err := prepare(&cfg)
+	dir, homes, err := prepare(&cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start builtin machine: %w", err)
 	}
+	m, err := startBuiltin(cfg, dir, homes)
+	if err != nil {
+		homes.close()
+		return nil, fmt.Errorf("start builtin machine: %w", err)
+	}
+	return m, nil
+}
+
+func startBuiltin(cfg Config, dir string, homes *homes) (*builtin, error) {
 	m := &builtin{
 		addr:  cfg.Addr,
 		user:  cfg.Doc.User,
 		dir:   dir,
 		home:  filepath.Join(dir, HomeDir),
+		homes: homes,
 		log:   logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "builtin"),
 		conns: make(map[net.Conn]struct{}),
 	}
+	var err error
 	if m.nssEnv, err = userDatabase(dir, m.user, m.home, m.log); err != nil {
-		return nil, fmt.Errorf("start builtin machine: %w", err)
-	}
-	if m.homes, err = newHomes(dir, m.log); err != nil {
-		return nil, fmt.Errorf("start builtin machine: %w", err)
+		return nil, err
 	}
 	hostKey, err := ssh.ParsePrivateKey([]byte(cfg.Doc.HostKey.Private))
 	if err != nil {
-		return nil, fmt.Errorf("start builtin machine: host key: %w", err)
+		return nil, fmt.Errorf("host key: %w", err)
 	}
 	m.config = &ssh.ServerConfig{
 		PublicKeyCallback: m.authorize,
@@ -84,11 +92,11 @@ func StartBuiltin(cfg Config) (Machine, error) {
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("start builtin machine: %w", err)
+		return nil, err
 	}
 	if m.tmux, err = newTmuxServer(); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("start builtin machine: %w", err)
+		return nil, err
 	}
 	m.ln = ln
 	m.ctx, m.cancel = context.WithCancel(context.Background())
@@ -184,10 +192,14 @@ func (m *builtin) Close() error {
 			m.closeErr = fmt.Errorf("close builtin machine %s: %w", m.addr, err)
 		}
 		m.tmux.stop(m.log)
+		m.homes.close()
 		m.log.Debug("machine closed")
 	})
 	return m.closeErr
 }
+
+// Remount mounts what the record names on HOME (see homes).
+func (m *builtin) Remount() error { return m.homes.resolve() }
 
 func (m *builtin) accept() {
 	defer m.wg.Done()

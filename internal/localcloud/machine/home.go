@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -42,27 +44,72 @@ const (
 // always Dir/home, and "mounting" a volume's folder there makes Dir/home
 // a link to the folder, the machine's own home set aside in
 // Dir/home.beneath, each step one atomic rename. So a session that
-// starts, on any connection, after a mount has its files in the volume,
-// whatever sshd read when the connection came.
+// starts after a mount, on any connection, even one that sshd accepted
+// before, has its files in the volume.
 //
-// The machine looks at the record before each session (builtin), each
-// connection (OpenSSH, and a personalisation makes a connection of its
-// own once it has recorded a device: see personaliseWrapper): a recorded
+// It mounts what the record names at the machine's start, when the local
+// cloud attaches or detaches a volume (Machine.Remount), and when asked on
+// its mount address, as cc-instance-personalise does once it has recorded
+// a device, where the image's personalise mode starts the unit. A recorded
 // device that is there is mounted, its folder seeded when empty as the
 // image formats an empty volume with the home's dotfiles, and the agent
 // state file in it removed, as the image does once it mounted the volume;
 // a recorded device that is not there leaves the machine's own home, with
-// one warning in the log (the image's unit fails); no record, the own
-// home. Unlike the unit, which runs at boot and when a personalisation
-// starts it, the machine looks each time: a folder needs no mount.
+// a warning in the log (the image's unit fails); no record, the own home.
 type homes struct {
-	dir string // the machine's folder
-	log *slog.Logger
+	dir string       // the machine's folder
+	log *slog.Logger // nil discards
+	ln  net.Listener // the mount address: each connection mounts, then hears "ok" or the error
+	wg  sync.WaitGroup
 
-	// mu makes one session at a time mount or unmount. Lock order: after
-	// nothing, before nothing.
+	// mu makes one mount at a time. Lock order: after nothing, before
+	// nothing.
 	mu      sync.Mutex
 	missing string // the recorded device last warned about as absent
+}
+
+// mountTimeout bounds the answer to a mount request.
+const mountTimeout = 30 * time.Second
+
+// startHomes mounts what the record of the machine in dir names and takes
+// mount requests on a free port of the machine's address.
+func startHomes(dir, addr string, log *slog.Logger) (*homes, error) {
+	h := &homes{dir: dir, log: log}
+	if err := h.resolve(); err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("machine address: %w", err)
+	}
+	if h.ln, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err != nil {
+		return nil, fmt.Errorf("listen for mount requests: %w", err)
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		acceptLoop(h.ln, log, h.serveMount)
+	}()
+	return h, nil
+}
+
+// serveMount answers one mount request.
+func (h *homes) serveMount(c net.Conn) bool {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(mountTimeout))
+	answer := "ok"
+	if err := h.resolve(); err != nil {
+		h.log.Warn("cannot mount the home volume", "err", err)
+		answer = err.Error()
+	}
+	io.WriteString(c, answer+"\n")
+	return true
+}
+
+// close stops taking mount requests.
+func (h *homes) close() {
+	h.ln.Close()
+	h.wg.Wait()
 }
 
 // resolve mounts on HOME what the record says, if it is not mounted yet.

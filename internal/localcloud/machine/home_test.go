@@ -16,8 +16,8 @@ const testDevice = "/dev/disk/by-id/scsi-0HC_Volume_7"
 
 // attachVolume links folder where the machine in dir finds device, as the
 // local cloud does when it attaches a volume (the localcloud tests go
-// through its API).
-func attachVolume(t *testing.T, dir, device, folder string) {
+// through its API), and has m, if running, remount as the cloud does.
+func attachVolume(t *testing.T, m Machine, dir, device, folder string) {
 	t.Helper()
 	link := filepath.Join(dir, RootDir, device)
 	if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
@@ -26,11 +26,19 @@ func attachVolume(t *testing.T, dir, device, folder string) {
 	if err := os.Symlink(folder, link); err != nil {
 		t.Fatal(err)
 	}
+	if m != nil {
+		if err := m.Remount(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
-func detachVolume(t *testing.T, dir, device string) {
+func detachVolume(t *testing.T, m Machine, dir, device string) {
 	t.Helper()
 	if err := os.Remove(filepath.Join(dir, RootDir, device)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remount(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -64,7 +72,7 @@ func TestHomeVolume(t *testing.T) {
 		if err := os.Mkdir(volume, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		attachVolume(t, f.cfg.Dir, testDevice, volume)
+		attachVolume(t, nil, f.cfg.Dir, testDevice, volume)
 		f.start(t)
 
 		if home := f.homeOf(t); home != volume {
@@ -85,7 +93,7 @@ func TestHomeVolume(t *testing.T) {
 		f.homeOf(t)
 		assertContent(t, filepath.Join(volume, bootstrap.AgentStateFile), "state\n")
 
-		detachVolume(t, f.cfg.Dir, testDevice)
+		detachVolume(t, f.m, f.cfg.Dir, testDevice)
 		for range 2 {
 			if home := f.homeOf(t); home != f.home() {
 				t.Fatalf("HOME with the volume detached %q, want the machine's own %q", home, f.home())
@@ -100,7 +108,7 @@ func TestHomeVolume(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(volume, ".profile"), []byte("# mine\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		attachVolume(t, f.cfg.Dir, testDevice, volume)
+		attachVolume(t, f.m, f.cfg.Dir, testDevice, volume)
 		r := f.ssh(t, f.user, f.kind.user, nil, `cat ~/x`)
 		if r.code != 0 || r.stdout != "kept\n" {
 			t.Errorf("the volume attached again: exit %d, stdout %q, stderr %q; want the file back", r.code, r.stdout, r.stderr)
@@ -137,7 +145,7 @@ func TestHomeVolume(t *testing.T) {
 func TestPersonaliseMountsHomeVolume(t *testing.T) {
 	forPoolKinds(t, func(t *testing.T, f *fixture) {
 		volume := t.TempDir()
-		attachVolume(t, f.cfg.Dir, testDevice, volume)
+		attachVolume(t, f.m, f.cfg.Dir, testDevice, volume)
 		person := f.document(t, time.Time{}, f.user.Public(), f.gateway.Public())
 		person.HomeDevice = testDevice
 		rendered, err := person.Render()

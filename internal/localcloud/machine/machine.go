@@ -126,8 +126,12 @@ type Config struct {
 }
 
 // Machine is a running machine. Close stops it and keeps its folder.
+// Remount mounts on HOME what the machine's record names, as the image's
+// home unit does when it is started: the local cloud calls it when a volume
+// is attached to or detached from the running machine.
 type Machine interface {
 	Close() error
+	Remount() error
 }
 
 // Names of the files a machine keeps in its folder.
@@ -162,8 +166,27 @@ func OpenSSHUser() (string, error) {
 }
 
 // prepare validates cfg and readies the machine's folder: Dir and its own
-// home with mode 0700, and the metadata files. It returns the absolute Dir.
-func prepare(cfg *Config) (string, error) {
+// home with mode 0700, the metadata files and programs, and the home
+// volume mounted (see homes). It returns the absolute Dir and the
+// machine's homes, which the machine closes when it closes.
+func prepare(cfg *Config) (string, *homes, error) {
+	dir, err := prepareFolder(cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	h, err := startHomes(dir, cfg.Addr, logger(*cfg).With("machine", cfg.Doc.InstanceID))
+	if err != nil {
+		return "", nil, err
+	}
+	if err := installPrograms(dir, cfg.Addr, cfg.Doc.User, h.ln.Addr().String()); err != nil {
+		h.close()
+		return "", nil, err
+	}
+	return dir, h, nil
+}
+
+// prepareFolder is prepare's part before the home volume.
+func prepareFolder(cfg *Config) (string, error) {
 	if cfg.Addr == "" {
 		return "", errors.New("no listen address")
 	}
@@ -213,9 +236,6 @@ func prepare(cfg *Config) (string, error) {
 	if err := os.Remove(filepath.Join(home, bootstrap.AgentStateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("forget the agent's state: %w", err)
 	}
-	if err := installPrograms(dir, cfg.Addr, cfg.Doc.User); err != nil {
-		return "", err
-	}
 	if err := writeFile(filepath.Join(dir, SecretsEnvFile), []byte(nix.SecretsEnvScript)); err != nil {
 		return "", err
 	}
@@ -225,19 +245,10 @@ func prepare(cfg *Config) (string, error) {
 	return dir, nil
 }
 
-// newHomes returns the machine's home mounter (see homes), having mounted
-// what the record says.
-func newHomes(dir string, log *slog.Logger) (*homes, error) {
-	h := &homes{dir: dir, log: log}
-	if err := h.resolve(); err != nil {
-		return nil, err
-	}
-	return h, nil
-}
-
 // installPrograms writes the image's commands into Dir/bin, and the
-// bootstrap script that one of them runs into Dir, fresh at every start.
-func installPrograms(dir, addr, user string) error {
+// bootstrap script that one of them runs into Dir, fresh at every start;
+// mount is where the machine takes mount requests (see homes).
+func installPrograms(dir, addr, user, mount string) error {
 	bin := filepath.Join(dir, BinDir)
 	if err := os.MkdirAll(bin, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", bin, err)
@@ -245,7 +256,7 @@ func installPrograms(dir, addr, user string) error {
 	if err := installBootstrap(dir); err != nil {
 		return err
 	}
-	personalise, err := personaliseWrapper(dir, addr, user)
+	personalise, err := personaliseWrapper(dir, addr, user, mount)
 	if err != nil {
 		return err
 	}

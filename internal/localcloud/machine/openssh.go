@@ -2,16 +2,16 @@ package machine
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,8 +21,8 @@ import (
 )
 
 const (
-	// checkTimeout bounds sshd's check of its configuration at start.
-	checkTimeout = 10 * time.Second
+	// startTimeout bounds how long sshd may take to listen.
+	startTimeout = 10 * time.Second
 	// stopTimeout bounds each wait for sshd to exit after a signal.
 	stopTimeout = 5 * time.Second
 	// stderrTail is how many of sshd's last log lines an error quotes.
@@ -31,41 +31,30 @@ const (
 	freezeRounds = 10
 )
 
-// The name of the file an OpenSSH machine keeps its sshd's configuration
-// in; its host key and authorized keys are in RootDir, where boot writes
-// them.
-const sshdConfigFile = "sshd_config"
+// Names of the files an OpenSSH machine keeps in its folder; its host key
+// and authorized keys are in RootDir, where boot writes them.
+const (
+	sshdConfigFile = "sshd_config"
+	sshdPidFile    = "sshd.pid"
+)
 
-// openSSH runs a real sshd for each connection, in inetd mode (sshd -i, as
-// systemd's socket-activated sshd@.service does), so that the machine
-// sees each connection come and mounts the home volume the record names
-// before sshd serves it (see homes): a daemon would serve connections
-// without the machine knowing.
+// openSSH is a real sshd process.
 type openSSH struct {
 	addr   string
-	dir    string
-	sshd   string
-	env    []string // sshd's own environment: the user database
-	homes  *homes
 	log    *slog.Logger
+	cmd    *exec.Cmd
 	stderr *logWriter
-	ln     net.Listener
+	done   chan struct{} // closed once sshd has been reaped
 	tmux   *tmuxServer
-	wg     sync.WaitGroup // the accept loop and each connection's sshd
-
-	// mu guards closed and procs. Lock order: after nothing, before
-	// nothing.
-	mu     sync.Mutex
-	closed bool
-	procs  map[*exec.Cmd]chan struct{} // each connection's sshd; closed once reaped
+	homes  *homes
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// StartOpenSSH starts a machine whose connections a real OpenSSH sshd
-// serves, listening on cfg.Addr. The document's user must be the OS user
-// running this process (see OpenSSHUser).
+// StartOpenSSH starts a real OpenSSH sshd process on cfg.Addr and returns
+// once it listens. The document's user must be the OS user running this
+// process (see OpenSSHUser).
 func StartOpenSSH(cfg Config) (Machine, error) {
 	m, err := startOpenSSH(cfg)
 	if err != nil {
@@ -75,10 +64,20 @@ func StartOpenSSH(cfg Config) (Machine, error) {
 }
 
 func startOpenSSH(cfg Config) (*openSSH, error) {
-	dir, err := prepare(&cfg)
+	dir, homes, err := prepare(&cfg)
 	if err != nil {
 		return nil, err
 	}
+	m, err := startSSHD(cfg, dir)
+	if err != nil {
+		homes.close()
+		return nil, err
+	}
+	m.homes = homes
+	return m, nil
+}
+
+func startSSHD(cfg Config, dir string) (*openSSH, error) {
 	osUser, err := OpenSSHUser()
 	if err != nil {
 		return nil, err
@@ -91,6 +90,11 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 		return nil, err
 	}
 	log := logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "openssh")
+	// sshd starts sessions in the home folder the user database names.
+	nssEnv, err := userDatabase(dir, osUser, filepath.Join(dir, HomeDir), log)
+	if err != nil {
+		return nil, err
+	}
 	if os.Geteuid() == 0 {
 		// sshd running as root insists on its privilege separation
 		// directory; Debian keeps it on a tmpfs that boots empty.
@@ -102,90 +106,54 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	if err != nil {
 		return nil, err
 	}
-	home := filepath.Join(dir, HomeDir)
-	// sshd starts sessions in the home folder the user database names.
-	nssEnv, err := userDatabase(dir, osUser, home, log)
+	m, err := configureSSHD(cfg, dir, osUser, sshd, nssEnv, tmux, log)
 	if err != nil {
 		tmux.stop(log)
 		return nil, err
 	}
-	m := &openSSH{
-		addr:   cfg.Addr,
-		dir:    dir,
-		sshd:   sshd,
-		env:    nssEnv,
-		log:    log,
-		stderr: &logWriter{log: log},
-		tmux:   tmux,
-		procs:  map[*exec.Cmd]chan struct{}{},
-	}
-	conf, err := sshdConfig(dir, home, osUser, append(slices.Clone(nssEnv), tmuxEnv+"="+tmux.dir))
-	if err == nil {
-		err = writeFile(filepath.Join(dir, sshdConfigFile), []byte(conf))
-	}
-	if err == nil {
-		m.homes, err = newHomes(dir, log)
-	}
-	if err == nil {
-		err = checkSSHD(sshd, filepath.Join(dir, sshdConfigFile), dir, m.env)
-	}
-	if err == nil {
-		m.ln, err = net.Listen("tcp", cfg.Addr)
-	}
-	if err != nil {
-		tmux.stop(log)
-		return nil, err
-	}
-	m.wg.Add(1)
-	go m.accept()
-	log.Debug("machine listening", "addr", cfg.Addr)
 	return m, nil
 }
 
-// checkSSHD has sshd check its configuration and keys (sshd -t), so that
-// a machine that could serve no connection fails to start, in sshd's own
-// words.
-func checkSSHD(sshd, conf, dir string, env []string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, sshd, "-t", "-f", conf)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("sshd refuses its configuration (%v): %s", err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-func (m *openSSH) accept() {
-	defer m.wg.Done()
-	acceptLoop(m.ln, m.log, func(c net.Conn) bool {
-		if err := m.serve(c); err != nil {
-			m.log.Warn("cannot serve a connection", "remote", c.RemoteAddr().String(), "err", err)
-		}
-		return true
-	})
-}
-
-// serve hands the connection to an sshd of its own, once the home volume
-// the record names is mounted.
-func (m *openSSH) serve(c net.Conn) error {
-	defer c.Close()
-	if err := m.homes.resolve(); err != nil {
-		return err
-	}
-	f, err := c.(*net.TCPConn).File()
+// configureSSHD writes sshd's config and runs it, its sessions' tmux on tmux.
+func configureSSHD(cfg Config, dir, osUser, sshd string, nssEnv []string, tmux *tmuxServer, log *slog.Logger) (*openSSH, error) {
+	sessionEnv := append(slices.Clone(nssEnv), tmuxEnv+"="+tmux.dir)
+	conf, err := sshdConfig(cfg.Addr, dir, filepath.Join(dir, HomeDir), osUser, sshdVersion(sshd), sessionEnv)
 	if err != nil {
-		return fmt.Errorf("hand over the connection: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	cmd := &exec.Cmd{
-		Path:   m.sshd,
-		Args:   []string{m.sshd, "-i", "-e", "-f", filepath.Join(m.dir, sshdConfigFile)},
-		Dir:    m.dir,
-		Env:    append(os.Environ(), m.env...),
-		Stdin:  f,
-		Stdout: f,
+	if err := writeFile(filepath.Join(dir, sshdConfigFile), []byte(conf)); err != nil {
+		return nil, err
+	}
+	// sshd would fail to bind a taken address, but a poll of the port
+	// would find the other listener first and call sshd ready.
+	probe, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	probe.Close()
+
+	m, err := runSSHD(sshd, filepath.Join(dir, sshdConfigFile), dir, cfg.Addr, nssEnv, log)
+	if err != nil {
+		return nil, err
+	}
+	m.tmux = tmux
+	return m, nil
+}
+
+// runSSHD starts sshd in the foreground on conf and waits until it listens
+// on addr.
+func runSSHD(sshd, conf, dir, addr string, env []string, log *slog.Logger) (*openSSH, error) {
+	m := &openSSH{
+		addr:   addr,
+		log:    log,
+		stderr: &logWriter{log: log},
+		done:   make(chan struct{}),
+	}
+	m.cmd = &exec.Cmd{
+		Path:   sshd,
+		Args:   []string{sshd, "-D", "-e", "-f", conf},
+		Dir:    dir,
+		Env:    append(os.Environ(), env...),
 		Stderr: m.stderr,
 		// Bounds Wait should a session child keep sshd's stderr open.
 		WaitDelay: stopTimeout,
@@ -196,78 +164,90 @@ func (m *openSSH) serve(c net.Conn) error {
 			Pdeathsig: syscall.SIGTERM,
 		},
 	}
-	// Started under the lock, so that Close, which takes it first, either
-	// finds the process among procs or keeps it from starting.
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil
+	if err := m.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("run %s: %w", sshd, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("run %s: %w", m.sshd, err)
-	}
-	done := make(chan struct{})
-	m.procs[cmd] = done
-	m.wg.Add(1)
 	go func() {
-		defer m.wg.Done()
-		cmd.Wait()
-		m.mu.Lock()
-		delete(m.procs, cmd)
-		m.mu.Unlock()
-		close(done)
+		m.cmd.Wait()
+		close(m.done)
 	}()
-	return nil
+	if err := m.waitListening(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	log.Debug("machine listening", "addr", addr, "pid", m.cmd.Process.Pid)
+	return m, nil
 }
 
-// Close stops listening and ends every connection's sshd and every
-// process it started: the sessions of a machine that powers off do not
-// live on. It keeps the folder.
+// waitListening polls the port until sshd accepts connections, failing with
+// sshd's own words if it exits first.
+func (m *openSSH) waitListening() error {
+	deadline := time.NewTimer(startTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.done:
+			return fmt.Errorf("sshd exited before listening (%s): %s", m.cmd.ProcessState, m.stderr.tail())
+		case <-deadline.C:
+			return fmt.Errorf("sshd did not listen on %s within %s: %s", m.addr, startTimeout, m.stderr.tail())
+		case <-tick.C:
+			c, err := net.DialTimeout("tcp", m.addr, time.Second)
+			if err == nil {
+				c.Close()
+				return nil
+			}
+		}
+	}
+}
+
+// Remount mounts what the record names on HOME (see homes): sshd's
+// sessions start there, on any connection.
+func (m *openSSH) Remount() error { return m.homes.resolve() }
+
+// Close ends sshd and every process it started: the sessions of a machine
+// that powers off do not live on. It keeps the folder.
 func (m *openSSH) Close() error {
 	m.closeOnce.Do(func() {
-		m.mu.Lock()
-		m.closed = true
-		procs := maps.Clone(m.procs)
-		m.mu.Unlock()
-		err := m.ln.Close()
-		for cmd, done := range procs {
-			err = errors.Join(err, m.stop(cmd, done))
-		}
-		m.wg.Wait()
-		if err != nil {
+		if err := m.stop(); err != nil {
 			m.closeErr = fmt.Errorf("close openssh machine %s: %w", m.addr, err)
 		}
-		m.tmux.stop(m.log)
+		if m.tmux != nil {
+			m.tmux.stop(m.log)
+		}
+		if m.homes != nil {
+			m.homes.close()
+		}
 		m.log.Debug("machine closed")
 	})
 	return m.closeErr
 }
 
-// stop ends one connection's sshd and its descendants.
-func (m *openSSH) stop(cmd *exec.Cmd, done <-chan struct{}) error {
+func (m *openSSH) stop() error {
 	select {
-	case <-done:
+	case <-m.done:
 		return nil
 	default:
 	}
-	pid := cmd.Process.Pid
-	// sshd forks for privilege separation and its sessions start their
-	// own, so its process group does not hold them. Freeze sshd and its
-	// descendants (so none forks away meanwhile), kill the descendants,
-	// then let sshd itself end.
-	cmd.Process.Signal(syscall.SIGSTOP)
+	pid := m.cmd.Process.Pid
+	// sshd forks a process per connection and those start their own
+	// sessions, so its process group does not hold them. Freeze sshd and
+	// its descendants (so none forks away meanwhile), kill the
+	// descendants, then let sshd itself end.
+	m.cmd.Process.Signal(syscall.SIGSTOP)
 	descendants := freezeDescendants(pid)
 	for _, d := range descendants {
 		syscall.Kill(d, syscall.SIGKILL)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Process.Signal(syscall.SIGCONT)
-	if waitClosed(done, stopTimeout) {
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	m.cmd.Process.Signal(syscall.SIGCONT)
+	if waitClosed(m.done, stopTimeout) {
 		return nil
 	}
 	m.log.Warn("sshd ignored SIGTERM; killing it", "pid", pid)
-	cmd.Process.Kill()
-	if waitClosed(done, stopTimeout) {
+	m.cmd.Process.Kill()
+	if waitClosed(m.done, stopTimeout) {
 		return nil
 	}
 	return fmt.Errorf("sshd (pid %d) did not exit within %s of SIGKILL", pid, stopTimeout)
@@ -319,8 +299,23 @@ func findSSHD() (string, error) {
 	return filepath.Abs(p)
 }
 
+var versionPattern = regexp.MustCompile(`OpenSSH_(\d+)\.(\d+)`)
+
+// sshdVersion returns sshd's version as major*100+minor, or 0 if unknown.
+// sshd -V prints it; older ones print it in their usage message instead.
+func sshdVersion(sshd string) int {
+	out, _ := exec.Command(sshd, "-V").CombinedOutput()
+	m := versionPattern.FindSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	major, _ := strconv.Atoi(string(m[1]))
+	minor, _ := strconv.Atoi(string(m[2]))
+	return major*100 + minor
+}
+
 // sshdConfig renders the machine's sshd_config.
-func sshdConfig(dir, home, user string, env []string) (string, error) {
+func sshdConfig(addr, dir, home, user string, version int, env []string) (string, error) {
 	q := func(s string) (string, error) {
 		if strings.ContainsAny(s, "\"\\\r\n") {
 			return "", fmt.Errorf("path %q holds a character sshd_config cannot quote", s)
@@ -339,7 +334,9 @@ func sshdConfig(dir, home, user string, env []string) (string, error) {
 	errs = append(errs, err)
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by cc-gateway for a local machine; rewritten on every start.\n")
+	fmt.Fprintf(&b, "ListenAddress %s\n", addr)
 	fmt.Fprintf(&b, "HostKey %s\n", path(filepath.Join(RootDir, hostKeyPath)))
+	fmt.Fprintf(&b, "PidFile %s\n", path(sshdPidFile))
 	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", authorized)
 	fmt.Fprintf(&b, "RevokedKeys %s\n", path(RevokedKeys))
 	fmt.Fprintf(&b, "AllowUsers %s\n", user)
@@ -378,6 +375,12 @@ LogLevel INFO
 		fmt.Fprintf(&b, " %s=%s", name, v)
 	}
 	b.WriteString("\n")
+	if version >= 908 {
+		// Every local connection comes from loopback, often through the
+		// gateway: penalising the source for a failed login would lock
+		// everyone out.
+		b.WriteString("PerSourcePenalties no\n")
+	}
 	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}

@@ -258,10 +258,6 @@ func (s *session) start(kind, arg string) (bool, func()) {
 }
 
 func (s *session) command(kind, arg string) (*exec.Cmd, error) {
-	if err := s.m.homes.resolve(); err != nil {
-		s.log.Warn("cannot mount the home volume", "err", err)
-		return nil, err
-	}
 	shell := loginShell()
 	var cmd *exec.Cmd
 	switch kind {
