@@ -24,10 +24,10 @@ import (
 // linux_device (/dev/disk/by-id/scsi-0HC_Volume_<id>) under the machine's
 // root (machine.RootDir) to the folder, made when the attach action ends
 // and removed when the detach action ends, on a running machine too (a
-// hot plug), and made again before each boot from the state. The machine
-// decides what to do with it: a document whose home_device names it has
-// it mounted on HOME from the next session on, as the NixOS image mounts
-// it (see package machine). A snapshot copies the machine's own home
+// hot plug, after which the machine is told to remount), and made again
+// before each boot from the state. The machine decides what to do with
+// it: a document whose home_device names it has it mounted on HOME, as the
+// NixOS image mounts it (see package machine). A snapshot copies the machine's own home
 // (machine.OwnHome), never a volume mounted on it. Deleting a server detaches its volumes, as on Hetzner,
 // and its folder goes with the links. A volume's size is only a number
 // here: nothing limits what its folder holds.
@@ -649,8 +649,8 @@ func (c *Cloud) linkVolumes(s *serverRecord) error {
 }
 
 // plugVolumes links s's volumes (linkVolumes) and, when its machine runs,
-// has it mount what its record names, as the NixOS image's udev and
-// home unit would see the device come or go. Callers hold c.mu.
+// has it mount what its record names. Callers hold c.mu, which comes
+// before the machine's own mount lock.
 func (c *Cloud) plugVolumes(s *serverRecord) error {
 	if err := c.linkVolumes(s); err != nil {
 		return err

@@ -16,14 +16,11 @@
 //     shell's error on stderr, exit status 1. Unlike sshd, it does not wait
 //     for background jobs that keep a command's output open: two seconds
 //     after the command exits it sends what is buffered and ends the session.
-//   - OpenSSH runs a real sshd configured from the document, one for each
-//     connection, in inetd mode (sshd -i, as systemd's socket-activated
-//     sshd@.service runs it): the machine accepts the connection, mounts
-//     the home volume the record names (below) and hands the connection to
-//     a new sshd. sshd logs in real OS users only, so the user that logs in is
-//     the OS user running the gateway (root in CI): when this kind is used,
-//     the gateway's instance user must be that user (see OpenSSHUser). sshd
-//     serves no signal requests for root logins.
+//   - OpenSSH runs a real sshd process configured from the document. sshd
+//     logs in real OS users only, so the user that logs in is the OS user
+//     running the gateway (root in CI): when this kind is used, the gateway's
+//     instance user must be that user (see OpenSSHUser). sshd serves no
+//     signal requests for root logins.
 //
 // The instance user has no entry in the host's user database. With
 // nss_wrapper installed (Debian: libnss-wrapper), each machine writes
@@ -40,21 +37,22 @@
 // as the image's bootstrap script does, personalise mode included. The
 // local cloud makes an attached volume appear where the image finds its
 // block device: a link under RootDir at the device's path
-// (dev/disk/by-id/scsi-0HC_Volume_<id>) to the volume's folder. Before
-// each session (builtin) or connection (OpenSSH) the machine mounts what
-// the record names, as the image's cloud-instance-home unit does at boot
-// (home.go): "mounting" makes Dir/home a link to the volume's folder and
-// sets the machine's own home aside in Dir/home.beneath (OwnHome), so HOME
-// stays Dir/home and a session on a connection opened earlier finds the
-// volume too. A recorded device that is there is mounted (its folder
-// seeded with the login files below when empty, the agent state file in it
-// removed); one that is not there leaves the machine's own home, with one
-// warning in the log; no record, the machine's own. A start begins
-// unmounted, as a boot does. cc-instance-personalise connects to its own
-// machine once it has recorded a device, so the personalisation's home is
-// mounted before it returns, as the image's personalise mode starts the
-// unit. So a volume attached to or detached from a running machine, or a
-// personalisation that names one, counts from the next session on.
+// (dev/disk/by-id/scsi-0HC_Volume_<id>) to the volume's folder. The
+// machine mounts what the record names (home.go), as the image's
+// cloud-instance-home unit does: "mounting" makes Dir/home a link to the
+// volume's folder and sets the machine's own home aside in
+// Dir/home.beneath (OwnHome), so HOME stays Dir/home and a session on a
+// connection opened earlier (sshd keeps the home folder per connection,
+// the gateway shares connections) finds the volume too. A recorded device
+// that is there is mounted, its folder seeded with the login files below
+// when empty and the agent state file in it removed; one that is not there
+// leaves the machine's own home, with a warning in the log; no record, the
+// machine's own. It mounts at each start (which begins unmounted, as a
+// boot does), when the local cloud attaches or detaches a volume
+// (Machine.Remount), and when cc-instance-personalise, once the script has
+// recorded the person's device, asks on the machine's mount address, as
+// the image's personalise mode starts the unit: so the personalisation
+// returns with the person's home mounted, or fails saying why.
 //
 // Both kinds keep their folder across Close and a later Start, so files in
 // HOME survive a power cycle, and both write Dir/instance-id and Dir/expires
