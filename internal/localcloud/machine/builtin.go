@@ -199,7 +199,7 @@ func (m *builtin) Close() error {
 }
 
 // Remount mounts what the record names on HOME (see homes).
-func (m *builtin) Remount() error { return m.homes.resolve() }
+func (m *builtin) Remount() error { return m.homes.remount() }
 
 func (m *builtin) accept() {
 	defer m.wg.Done()

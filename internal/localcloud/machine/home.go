@@ -57,13 +57,13 @@ const (
 // a recorded device that is not there leaves the machine's own home, with
 // a warning in the log (the image's unit fails); no record, the own home.
 type homes struct {
-	dir string       // the machine's folder
-	log *slog.Logger // nil discards
+	dir string // the machine's folder
+	log *slog.Logger
 	ln  net.Listener // the mount address: each connection mounts, then hears "ok" or the error
 	wg  sync.WaitGroup
 
-	// mu makes one mount at a time. Lock order: after nothing, before
-	// nothing.
+	// mu makes one mount at a time. Lock order: after the local cloud's
+	// (it calls Remount holding it), before nothing.
 	mu      sync.Mutex
 	missing string // the recorded device last warned about as absent
 }
@@ -75,7 +75,7 @@ const mountTimeout = 30 * time.Second
 // mount requests on a free port of the machine's address.
 func startHomes(dir, addr string, log *slog.Logger) (*homes, error) {
 	h := &homes{dir: dir, log: log}
-	if err := h.resolve(); err != nil {
+	if err := h.remount(); err != nil {
 		return nil, err
 	}
 	host, _, err := net.SplitHostPort(addr)
@@ -98,7 +98,7 @@ func (h *homes) serveMount(c net.Conn) bool {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(mountTimeout))
 	answer := "ok"
-	if err := h.resolve(); err != nil {
+	if err := h.remount(); err != nil {
 		h.log.Warn("cannot mount the home volume", "err", err)
 		answer = err.Error()
 	}
@@ -112,8 +112,8 @@ func (h *homes) close() {
 	h.wg.Wait()
 }
 
-// resolve mounts on HOME what the record says, if it is not mounted yet.
-func (h *homes) resolve() error {
+// remount mounts on HOME what the record names, unless it is mounted.
+func (h *homes) remount() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	want := h.find()

@@ -204,7 +204,7 @@ func (m *openSSH) waitListening() error {
 
 // Remount mounts what the record names on HOME (see homes): sshd's
 // sessions start there, on any connection.
-func (m *openSSH) Remount() error { return m.homes.resolve() }
+func (m *openSSH) Remount() error { return m.homes.remount() }
 
 // Close ends sshd and every process it started: the sessions of a machine
 // that powers off do not live on. It keeps the folder.
