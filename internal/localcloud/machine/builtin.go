@@ -54,7 +54,11 @@ type builtin struct {
 // StartBuiltin starts an in-process SSH server on cfg.Addr and returns once
 // it listens.
 func StartBuiltin(cfg Config) (Machine, error) {
-	dir, homes, err := prepare(&cfg)
+	dir, err := prepare(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start builtin machine: %w", err)
+	}
+	homes, err := startHomes(dir, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start builtin machine: %w", err)
 	}

@@ -71,14 +71,15 @@ type homes struct {
 // mountTimeout bounds the answer to a mount request.
 const mountTimeout = 30 * time.Second
 
-// startHomes mounts what the record of the machine in dir names and takes
-// mount requests on a free port of the machine's address.
-func startHomes(dir, addr string, log *slog.Logger) (*homes, error) {
-	h := &homes{dir: dir, log: log}
+// startHomes mounts what the record of the machine in dir (prepared)
+// names, takes mount requests on a free port of the machine's address and
+// writes cc-instance-personalise, which makes them.
+func startHomes(dir string, cfg Config) (*homes, error) {
+	h := &homes{dir: dir, log: logger(cfg).With("machine", cfg.Doc.InstanceID)}
 	if err := h.remount(); err != nil {
 		return nil, err
 	}
-	host, _, err := net.SplitHostPort(addr)
+	host, _, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("machine address: %w", err)
 	}
@@ -88,8 +89,16 @@ func startHomes(dir, addr string, log *slog.Logger) (*homes, error) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		acceptLoop(h.ln, log, h.serveMount)
+		acceptLoop(h.ln, h.log, h.serveMount)
 	}()
+	personalise, err := personaliseWrapper(dir, cfg.Addr, cfg.Doc.User, h.ln.Addr().String())
+	if err == nil {
+		err = installProgram(dir, bootstrap.PersonaliseProgram, personalise)
+	}
+	if err != nil {
+		h.close()
+		return nil, err
+	}
 	return h, nil
 }
 

@@ -163,28 +163,10 @@ func OpenSSHUser() (string, error) {
 	return u.Username, nil
 }
 
-// prepare validates cfg and readies the machine's folder: Dir and its own
-// home with mode 0700, the metadata files and programs, and the home
-// volume mounted (see homes). It returns the absolute Dir and the
-// machine's homes, which the machine closes when it closes.
-func prepare(cfg *Config) (string, *homes, error) {
-	dir, err := prepareFolder(cfg)
-	if err != nil {
-		return "", nil, err
-	}
-	h, err := startHomes(dir, cfg.Addr, logger(*cfg).With("machine", cfg.Doc.InstanceID))
-	if err != nil {
-		return "", nil, err
-	}
-	if err := installPrograms(dir, cfg.Addr, cfg.Doc.User, h.ln.Addr().String()); err != nil {
-		h.close()
-		return "", nil, err
-	}
-	return dir, h, nil
-}
-
-// prepareFolder is prepare's part before the home volume.
-func prepareFolder(cfg *Config) (string, error) {
+// prepare validates cfg and readies the machine's folder: Dir and HOME
+// (its own home: nothing is mounted on it yet, see homes) with mode 0700,
+// the metadata files and programs. It returns the absolute Dir.
+func prepare(cfg *Config) (string, error) {
 	if cfg.Addr == "" {
 		return "", errors.New("no listen address")
 	}
@@ -234,6 +216,9 @@ func prepareFolder(cfg *Config) (string, error) {
 	if err := os.Remove(filepath.Join(home, bootstrap.AgentStateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("forget the agent's state: %w", err)
 	}
+	if err := installPrograms(dir); err != nil {
+		return "", err
+	}
 	if err := writeFile(filepath.Join(dir, SecretsEnvFile), []byte(nix.SecretsEnvScript)); err != nil {
 		return "", err
 	}
@@ -245,31 +230,35 @@ func prepareFolder(cfg *Config) (string, error) {
 
 // installPrograms writes the image's commands into Dir/bin, and the
 // bootstrap script that one of them runs into Dir, fresh at every start;
-// mount is where the machine takes mount requests (see homes).
-func installPrograms(dir, addr, user, mount string) error {
+// cc-instance-personalise comes with the machine's mount address (see
+// startHomes).
+func installPrograms(dir string) error {
+	if err := installBootstrap(dir); err != nil {
+		return err
+	}
+	for name, script := range map[string]string{
+		bootstrap.RevokeKeyProgram:  nix.RevokeKeyScript,
+		bootstrap.AgentStateProgram: nix.AgentStateScript,
+	} {
+		if err := installProgram(dir, name, script); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// installProgram writes one command into Dir/bin.
+func installProgram(dir, name, script string) error {
 	bin := filepath.Join(dir, BinDir)
 	if err := os.MkdirAll(bin, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", bin, err)
 	}
-	if err := installBootstrap(dir); err != nil {
+	program := filepath.Join(bin, name)
+	if err := writeFile(program, []byte(script)); err != nil {
 		return err
 	}
-	personalise, err := personaliseWrapper(dir, addr, user, mount)
-	if err != nil {
-		return err
-	}
-	for name, script := range map[string]string{
-		bootstrap.RevokeKeyProgram:   nix.RevokeKeyScript,
-		bootstrap.AgentStateProgram:  nix.AgentStateScript,
-		bootstrap.PersonaliseProgram: personalise,
-	} {
-		program := filepath.Join(bin, name)
-		if err := writeFile(program, []byte(script)); err != nil {
-			return err
-		}
-		if err := os.Chmod(program, 0o700); err != nil {
-			return fmt.Errorf("make %s executable: %w", program, err)
-		}
+	if err := os.Chmod(program, 0o700); err != nil {
+		return fmt.Errorf("make %s executable: %w", program, err)
 	}
 	return nil
 }

@@ -64,20 +64,10 @@ func StartOpenSSH(cfg Config) (Machine, error) {
 }
 
 func startOpenSSH(cfg Config) (*openSSH, error) {
-	dir, homes, err := prepare(&cfg)
+	dir, err := prepare(&cfg)
 	if err != nil {
 		return nil, err
 	}
-	m, err := startSSHD(cfg, dir)
-	if err != nil {
-		homes.close()
-		return nil, err
-	}
-	m.homes = homes
-	return m, nil
-}
-
-func startSSHD(cfg Config, dir string) (*openSSH, error) {
 	osUser, err := OpenSSHUser()
 	if err != nil {
 		return nil, err
@@ -106,11 +96,20 @@ func startSSHD(cfg Config, dir string) (*openSSH, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := configureSSHD(cfg, dir, osUser, sshd, nssEnv, tmux, log)
+	// Mounted before sshd takes connections, as the image's home unit
+	// runs before sshd.
+	homes, err := startHomes(dir, cfg)
 	if err != nil {
 		tmux.stop(log)
 		return nil, err
 	}
+	m, err := configureSSHD(cfg, dir, osUser, sshd, nssEnv, tmux, log)
+	if err != nil {
+		tmux.stop(log)
+		homes.close()
+		return nil, err
+	}
+	m.homes = homes
 	return m, nil
 }
 
