@@ -55,12 +55,13 @@ func (f *fixture) homeOf(t *testing.T) string {
 	return got[1]
 }
 
-// TestHomeVolume: a machine whose document names a home device mounts the
-// attached volume's folder on HOME for each session, seeded once with the
+// TestHomeVolume: a machine whose document names a home device starts
+// with the attached volume's folder mounted on HOME, seeded once with the
 // login files and without the last machine's agent state; with the volume
-// detached the next session's HOME is the machine's own, warned about
-// once; attached again, the person's files are back; a restart starts
-// with the own home and mounts again. A machine whose document names no
+// detached (and the machine told, as the cloud does) the next session's
+// HOME is the machine's own, warned about once; attached again, the
+// person's files are back; a restart starts with the own home and mounts
+// again. A machine whose document names no
 // device keeps its own home, volume or not.
 func TestHomeVolume(t *testing.T) {
 	forKinds(t, func(t *testing.T, f *fixture) {
