@@ -142,7 +142,8 @@ func TestHomeVolume(t *testing.T) {
 // TestPersonaliseMountsHomeVolume: a pool machine with the volume attached,
 // personalised with a document naming it as the gateway does it (one
 // connection, kept for the sessions that follow), has the volume as HOME
-// in the very next session on that same connection.
+// in the very next session on that same connection. A mount that fails
+// fails the personalisation, which the same document again retries.
 func TestPersonaliseMountsHomeVolume(t *testing.T) {
 	forPoolKinds(t, func(t *testing.T, f *fixture) {
 		volume := t.TempDir()
@@ -170,6 +171,22 @@ func TestPersonaliseMountsHomeVolume(t *testing.T) {
 		}
 		if got := run("", "pwd -P"); got != f.home()+"\n" {
 			t.Fatalf("HOME of the pool machine is %q, want its own %s", got, f.home())
+		}
+
+		// Something in the way of the mount: the personalisation says so
+		// and fails; the same document again, once it is gone, mounts.
+		inTheWay := filepath.Join(f.cfg.Dir, homeBeneath)
+		if err := os.Mkdir(inTheWay, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		s := f.session(t, c)
+		s.Stdin = strings.NewReader(rendered)
+		out, err := s.CombinedOutput(bootstrap.PersonaliseCommand)
+		if err == nil || !strings.Contains(string(out), "personalised, but the home volume is not mounted: mount the home volume:") {
+			t.Fatalf("personalise with the mount blocked: %v, output %q; want it to fail saying why", err, out)
+		}
+		if err := os.Remove(inTheWay); err != nil {
+			t.Fatal(err)
 		}
 		run(rendered, bootstrap.PersonaliseCommand)
 		if got := run("", "pwd -P"); got != volume+"\n" {
