@@ -16,9 +16,12 @@
 // with a copy of it, so a machine hibernated (snapshot, delete) and resumed
 // (create from the snapshot) has its files back.
 //
-// Volumes are folders, DataDir/volumes/<volume id>: a machine that starts
-// with a volume attached uses the folder as its HOME, so a home outlives
-// the server (see volumes.go).
+// Volumes are folders, DataDir/volumes/<volume id>, that appear to the
+// machine of the server they are attached to as Hetzner's block devices
+// appear on a server: at their linux_device path under the machine's root,
+// as links. A machine whose document names one as its home device mounts
+// it on HOME, so a home outlives the server (see volumes.go and package
+// machine).
 //
 // Metrics (GET /servers/{id}/metrics) report as CPU use the number in the
 // machine's file DataDir/machines/<server name>/cpu (see CPUFile), in
@@ -369,11 +372,14 @@ func (c *Cloud) machineConfig(s *serverRecord) (machine.Config, error) {
 	if port == 0 {
 		port = doc.SSHPort
 	}
+	// The machine boots with its server's volumes there.
+	if err := c.linkVolumes(s); err != nil {
+		return machine.Config{}, err
+	}
 	return machine.Config{
 		Addr:   net.JoinHostPort(s.IPv4, strconv.Itoa(port)),
 		Doc:    doc,
 		Dir:    c.machineDir(s.Name),
-		Home:   c.machineHome(s.ID),
 		Logger: c.opts.Logger.With("component", "machine", "server", s.Name),
 	}, nil
 }

@@ -46,6 +46,7 @@ type openSSH struct {
 	stderr *logWriter
 	done   chan struct{} // closed once sshd has been reaped
 	tmux   *tmuxServer
+	homes  *homes
 
 	closeOnce sync.Once
 	closeErr  error
@@ -77,7 +78,7 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	}
 	log := logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "openssh")
 	// sshd starts sessions in the home folder the user database names.
-	nssEnv, err := userDatabase(dir, osUser, cfg.Home, log)
+	nssEnv, err := userDatabase(dir, osUser, filepath.Join(dir, HomeDir), log)
 	if err != nil {
 		return nil, err
 	}
@@ -92,18 +93,27 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := configureSSHD(cfg, dir, osUser, sshd, nssEnv, tmux, log)
+	// Mounted before sshd takes connections, as the image's home unit
+	// runs before sshd.
+	homes, err := startHomes(dir, cfg)
 	if err != nil {
 		tmux.stop(log)
 		return nil, err
 	}
+	m, err := configureSSHD(cfg, dir, osUser, sshd, nssEnv, tmux, log)
+	if err != nil {
+		tmux.stop(log)
+		homes.close()
+		return nil, err
+	}
+	m.homes = homes
 	return m, nil
 }
 
 // configureSSHD writes sshd's config and runs it, its sessions' tmux on tmux.
 func configureSSHD(cfg Config, dir, osUser, sshd string, nssEnv []string, tmux *tmuxServer, log *slog.Logger) (*openSSH, error) {
 	sessionEnv := append(slices.Clone(nssEnv), tmuxEnv+"="+tmux.dir)
-	conf, err := sshdConfig(cfg.Addr, dir, cfg.Home, osUser, sshdVersion(sshd), sessionEnv)
+	conf, err := sshdConfig(cfg.Addr, dir, filepath.Join(dir, HomeDir), osUser, sshdVersion(sshd), sessionEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +198,10 @@ func (m *openSSH) waitListening() error {
 	}
 }
 
+// Remount mounts what the record names on HOME (see homes): sshd's
+// sessions start there, on any connection.
+func (m *openSSH) Remount() error { return m.homes.remount() }
+
 // Close ends sshd and every process it started: the sessions of a machine
 // that powers off do not live on. It keeps the folder.
 func (m *openSSH) Close() error {
@@ -197,6 +211,9 @@ func (m *openSSH) Close() error {
 		}
 		if m.tmux != nil {
 			m.tmux.stop(m.log)
+		}
+		if m.homes != nil {
+			m.homes.close()
 		}
 		m.log.Debug("machine closed")
 	})
