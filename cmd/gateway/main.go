@@ -48,6 +48,9 @@ func main() {
 		stop()
 		os.Exit(code)
 	}
+	if len(args) > 0 && args[0] == "store" {
+		os.Exit(runStore(args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+	}
 	if len(args) > 0 && args[0] == "preflight" {
 		args, check = args[1:], true
 	}

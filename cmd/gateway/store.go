@@ -21,8 +21,15 @@ type leaseStore interface {
 	Close() error
 }
 
+// openedStore is a lease store that `gateway store` can also export and
+// import.
+type openedStore interface {
+	leaseStore
+	dumpable
+}
+
 // openStore opens the store the options name.
-func openStore(cfg config.Config) (leaseStore, error) {
+func openStore(cfg config.Config) (openedStore, error) {
 	if !cfg.Etcd() {
 		s, err := bolt.Open(cfg.StorePath())
 		if err != nil {
