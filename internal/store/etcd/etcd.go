@@ -228,6 +228,9 @@ func (s *Store) context() (context.Context, context.CancelFunc) {
 // failure wraps an etcd error in the domain's: unavailable when the
 // cluster cannot serve now, failed otherwise.
 func (s *Store) failure(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+		return fmt.Errorf("%w: etcd %s: no answer within %s (are a majority of its members up and reachable?): %w", lease.ErrStoreUnavailable, s.endpoints, s.timeout, err)
+	}
 	if unavailable(err) {
 		return fmt.Errorf("%w: etcd %s: %w", lease.ErrStoreUnavailable, s.endpoints, err)
 	}
