@@ -14,7 +14,9 @@ import (
 // TestEtcdStore: a gateway whose store is a 3-member etcd cluster serves a
 // person end to end with the real ssh (a command on the machine, status,
 // extend) and keeps nothing in --data-dir's database; restarted, it finds
-// the lease as it was, and with one member stopped nobody notices.
+// the lease as it was, and with one member stopped nobody notices. With a
+// second stopped (no quorum) a person is told the store is temporarily
+// unavailable; with both back, the same gateway serves again.
 func TestEtcdStore(t *testing.T) {
 	cluster := testkit.StartEtcd(t, 3)
 	dir := t.TempDir()
@@ -48,5 +50,15 @@ func TestEtcdStore(t *testing.T) {
 	}
 	if r := heidi.ssh(g, "", "echo", "still"); r.code != 0 || strings.TrimSpace(r.stdout) != "still" {
 		t.Errorf("a command with one member stopped: %+v", r)
+	}
+
+	cluster.Members[1].Stop()
+	if r := heidi.ssh(g, "", "extend", "1h"); r.code != 1 || !strings.Contains(r.stderr, "the gateway's store is temporarily unavailable; try again") {
+		t.Errorf("extend without quorum: %+v, want exit 1 and the store temporarily unavailable", r)
+	}
+	cluster.Members[0].Start()
+	cluster.Members[1].Start()
+	if back := heidi.status(g); !back.Expires.Equal(extended.Expires) {
+		t.Errorf("with quorum back the lease expires at %s, want %s: the refused extend wrote nothing", back.Expires, extended.Expires)
 	}
 }
