@@ -16,7 +16,7 @@ import (
 type leaseStore interface {
 	lease.Store
 	lease.PoolStore
-	// Healthy is a /readyz check.
+	// Healthy is a /readyz check: nil while the store works.
 	Healthy() error
 	Close() error
 }
