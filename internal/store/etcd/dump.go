@@ -92,7 +92,7 @@ func (s *Store) Import(d dump.Document) error {
 
 // putLog writes the newest limit of records to l numbered from 1, and l's
 // sequence after them.
-func putLog[T any](b *batches, l log, records []T, limit int) {
+func putLog[T any](b *batches, l seqLog, records []T, limit int) {
 	records = records[max(len(records)-limit, 0):]
 	for i, r := range records {
 		b.put(strings.TrimPrefix(b.s.logKey(l, int64(i+1)), b.s.prefix), r)

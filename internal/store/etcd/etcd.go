@@ -94,16 +94,16 @@ const (
 	poolDir          = "pool/"
 )
 
-// A log is a bounded, sequence-keyed list of records.
-type log struct {
+// A seqLog is a bounded, sequence-keyed list of records.
+type seqLog struct {
 	dir     string // events/ or refusals/
 	seqKey  string // meta/events_seq or meta/refusals_seq
 	records string // names the records in errors
 }
 
 var (
-	eventsLog   = log{dir: "events/", seqKey: "meta/events_seq", records: "events"}
-	refusalsLog = log{dir: "refusals/", seqKey: "meta/refusals_seq", records: "refusals"}
+	eventsLog   = seqLog{dir: "events/", seqKey: "meta/events_seq", records: "events"}
+	refusalsLog = seqLog{dir: "refusals/", seqKey: "meta/refusals_seq", records: "refusals"}
 )
 
 // ErrNewerSchema means the keys were written by a newer gateway.
@@ -295,7 +295,7 @@ type change struct {
 // reads what the change depends on (with ctx, the write's deadline) and
 // returns the change, or an error that ends the write; it runs again
 // after an attempt another writer beat.
-func (s *Store) write(l log, records [][]byte, plan func(ctx context.Context) (change, error)) error {
+func (s *Store) write(l seqLog, records [][]byte, plan func(ctx context.Context) (change, error)) error {
 	ctx, cancel := s.context()
 	defer cancel()
 	for range maxAttempts {
@@ -324,7 +324,7 @@ func (s *Store) write(l log, records [][]byte, plan func(ctx context.Context) (c
 // appendOps returns what appends records to l after its newest sequence
 // as read now: the condition that nobody appended meanwhile, the puts,
 // the new sequence, and the deletion of every record beyond l's bound.
-func (s *Store) appendOps(ctx context.Context, l log, records [][]byte) (clientv3.Cmp, []clientv3.Op, error) {
+func (s *Store) appendOps(ctx context.Context, l seqLog, records [][]byte) (clientv3.Cmp, []clientv3.Op, error) {
 	seqKey := s.prefix + l.seqKey
 	resp, err := s.cli.Get(ctx, seqKey)
 	if err != nil {
@@ -355,14 +355,14 @@ func (s *Store) appendOps(ctx context.Context, l log, records [][]byte) (clientv
 	return clientv3.Compare(clientv3.ModRevision(seqKey), "=", rev), ops, nil
 }
 
-func (s *Store) limit(l log) int {
+func (s *Store) limit(l seqLog) int {
 	if l == refusalsLog {
 		return s.refusalLimit
 	}
 	return s.eventLimit
 }
 
-func (s *Store) logKey(l log, seq int64) string {
+func (s *Store) logKey(l seqLog, seq int64) string {
 	return fmt.Sprintf("%s%s%020d", s.prefix, l.dir, seq)
 }
 
@@ -526,7 +526,7 @@ func (s *Store) Refusals(n int) ([]lease.Refusal, error) {
 
 // newest decodes the newest n records of l (all of them when n <= 0),
 // oldest first.
-func newest[T any](s *Store, l log, n int) ([]T, error) {
+func newest[T any](s *Store, l seqLog, n int) ([]T, error) {
 	opts := []clientv3.OpOption{clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}
 	if n > 0 {
 		opts = append(opts, clientv3.WithLimit(int64(n)))
