@@ -13,6 +13,7 @@ func WriteHelp(w io.Writer) {
 	b.WriteString(`Usage: gateway [options]
        gateway preflight [options]
        gateway localcloud [--listen ADDR] [--data-dir DIR] (see its --help)
+       gateway store export|import [--out FILE | --in FILE [--force]] [options]
 
 cc-gateway is an SSH gateway: each person who connects gets a machine of
 their own, created or resumed on demand and proxied to. Without a Hetzner
@@ -28,6 +29,10 @@ deletes it: the smoke test against the real cloud.
 
 gateway localcloud serves the local cloud alone, so several gateways in
 hcloud mode can share it (docs/operations.md).
+
+gateway store export writes everything the lease store of the options keeps
+(bbolt in --data-dir, or etcd with --etcd-endpoints) as one JSON document;
+gateway store import replaces a store's content with one (docs/ha.md).
 
 Options:
 `)

@@ -24,7 +24,8 @@ type Store interface {
 	lease.Store
 	lease.PoolStore
 	// Healthy returns nil while the store works; otherwise an error
-	// wrapping lease.ErrStoreFailed (it is a /readyz check).
+	// wrapping lease.ErrStoreFailed, or lease.ErrStoreUnavailable while a
+	// store on a cluster cannot reach it (it is a /readyz check).
 	Healthy() error
 	Close() error
 }
