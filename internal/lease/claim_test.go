@@ -336,7 +336,7 @@ func (d *domain) crashedClaim(key ssh.PublicKey, point string) string {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer d.m.lock(fp)()
+		defer d.m.localLock(fp)()
 		_, _ = d.m.ensure(context.Background(), fp, key, func(string, ...any) {})
 	}()
 	<-done

@@ -66,6 +66,10 @@ type Config struct {
 	// Sealer, if set, seals people's secrets at rest; without one the
 	// gateway keeps no secrets.
 	Sealer Sealer
+	// Coordinator serialises each person's operations with the other
+	// gateways on the store and elects the one that reaps; default
+	// SoleGateway.
+	Coordinator Coordinator
 }
 
 // Manager creates, resumes, extends, stops and destroys machines. All
@@ -130,6 +134,9 @@ func NewManager(cfg Config) *Manager {
 	if cfg.Teller == nil {
 		cfg.Teller = nopTeller{}
 	}
+	if cfg.Coordinator == nil {
+		cfg.Coordinator = SoleGateway{}
+	}
 	return &Manager{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "lease"),
@@ -183,12 +190,7 @@ func (m *Manager) fly(ctx context.Context, fp string, key ssh.PublicKey, f *flig
 	report := func(format string, args ...any) {
 		f.publish(Step{Elapsed: m.cfg.Clock.Now().Sub(f.start), Text: fmt.Sprintf(format, args...)})
 	}
-	unlock := m.lock(fp)
-	l, err := m.ensure(ctx, fp, key, report)
-	if err == nil {
-		m.syncSecrets(ctx, l)
-	}
-	unlock()
+	l, err := m.ensureLocked(ctx, fp, key, report)
 	if err != nil {
 		var expired *ExpiredError
 		if errors.As(err, &expired) {
@@ -203,6 +205,22 @@ func (m *Manager) fly(ctx context.Context, fp string, key ssh.PublicKey, f *flig
 	m.mu.Unlock()
 	f.lease, f.err = l, err
 	close(f.done)
+}
+
+// ensureLocked runs ensure under the person's lock. ensure reads the
+// lease only once the lock is held, so a flight that waited for another
+// gateway's sees the machine that one made rather than making a second.
+func (m *Manager) ensureLocked(ctx context.Context, fp string, key ssh.PublicKey, report func(string, ...any)) (Lease, error) {
+	unlock, err := m.lock(ctx, fp)
+	if err != nil {
+		return Lease{}, err
+	}
+	defer unlock()
+	l, err := m.ensure(ctx, fp, key, report)
+	if err == nil {
+		m.syncSecrets(ctx, l)
+	}
+	return l, err
 }
 
 // Touch records activity on the person's machine. It is cheap: the time is
@@ -258,8 +276,25 @@ func (m *Manager) put(l Lease, events ...Event) error {
 	return nil
 }
 
-// lock serialises changes to one person's lease and returns the unlock.
-func (m *Manager) lock(fp string) func() {
+// lock serialises changes to one person's lease, in this process and
+// then across gateways (the Coordinator), and returns the unlock. It
+// fails when ctx ends before the Coordinator's lock is taken, or the
+// Coordinator cannot be reached.
+func (m *Manager) lock(ctx context.Context, fp string) (func(), error) {
+	unlock := m.localLock(fp)
+	shared, err := m.cfg.Coordinator.Lock(ctx, fp)
+	if err != nil {
+		unlock()
+		return nil, fmt.Errorf("lock the lease of %s: %w", fp, err)
+	}
+	return func() {
+		shared()
+		unlock()
+	}, nil
+}
+
+// localLock serialises one person's operations in this process.
+func (m *Manager) localLock(fp string) func() {
 	m.mu.Lock()
 	k, ok := m.locks[fp]
 	if !ok {

@@ -24,6 +24,9 @@ type Observer interface {
 	// last report, apart from any lease's: a claimed machine's cost is
 	// the pool's until its claim and the lease's from then on.
 	PoolCost(amount float64, currency string)
+	// Leader reports whether this gateway now leads the reaping of the
+	// gateways sharing its store (see Reaper.Run).
+	Leader(leading bool)
 }
 
 // Operation names a machine operation as operators see it. The Manager's
@@ -100,6 +103,7 @@ func (nopObserver) ReaperAction(ReaperAction)                  {}
 func (nopObserver) ReaperPass(time.Time, time.Duration, bool)  {}
 func (nopObserver) Cost(float64, string)                       {}
 func (nopObserver) PoolCost(float64, string)                   {}
+func (nopObserver) Leader(bool)                                {}
 
 // timed starts timing op; the returned function reports it with the error
 // it ended with: defer m.timed(op)(&err).

@@ -22,6 +22,7 @@ type recObserver struct {
 	cost    float64
 	// poolCost is the warm pool's, apart.
 	poolCost float64
+	leading  bool
 }
 
 func (o *recObserver) Operation(op Operation, result Result, took time.Duration) {
@@ -44,6 +45,12 @@ func (o *recObserver) ReaperPass(end time.Time, took time.Duration, ok bool) {
 
 func (o *recObserver) Cost(amount float64, currency string)     { o.add(&o.cost, amount, currency) }
 func (o *recObserver) PoolCost(amount float64, currency string) { o.add(&o.poolCost, amount, currency) }
+
+func (o *recObserver) Leader(leading bool) {
+	o.mu.Lock()
+	o.leading = leading
+	o.mu.Unlock()
+}
 
 func (o *recObserver) add(to *float64, amount float64, currency string) {
 	if currency != "EUR" {

@@ -386,7 +386,11 @@ func (m *Manager) List() ([]Lease, error) {
 // finished with the document of the expiry it was claimed with, which the
 // machine takes only once.
 func (m *Manager) Extend(ctx context.Context, fp string, d time.Duration) (Lease, error) {
-	defer m.lock(fp)()
+	unlock, err := m.lock(ctx, fp)
+	if err != nil {
+		return Lease{}, err
+	}
+	defer unlock()
 	l, err := m.cfg.Store.Get(fp)
 	if err != nil {
 		return Lease{}, err
@@ -408,7 +412,11 @@ func (m *Manager) Extend(ctx context.Context, fp string, d time.Duration) (Lease
 
 // Stop powers the person's machine off, keeping its disk.
 func (m *Manager) Stop(ctx context.Context, fp string) (Lease, error) {
-	defer m.lock(fp)()
+	unlock, err := m.lock(ctx, fp)
+	if err != nil {
+		return Lease{}, err
+	}
+	defer unlock()
 	l, err := m.cfg.Store.Get(fp)
 	if err != nil {
 		return Lease{}, err
@@ -447,7 +455,11 @@ func (m *Manager) stop(ctx context.Context, l Lease, why string) (_ Lease, err e
 // disk is kept for less than a stopped server costs, and the next
 // connection restores it.
 func (m *Manager) Hibernate(ctx context.Context, fp string) (Lease, error) {
-	defer m.lock(fp)()
+	unlock, err := m.lock(ctx, fp)
+	if err != nil {
+		return Lease{}, err
+	}
+	defer unlock()
 	l, err := m.cfg.Store.Get(fp)
 	if err != nil {
 		return Lease{}, err
@@ -529,7 +541,11 @@ func (m *Manager) dropImage(ctx context.Context, l Lease) (Lease, error) {
 
 // Destroy deletes the person's machine, its snapshot and its lease.
 func (m *Manager) Destroy(ctx context.Context, fp string) (Lease, error) {
-	defer m.lock(fp)()
+	unlock, err := m.lock(ctx, fp)
+	if err != nil {
+		return Lease{}, err
+	}
+	defer unlock()
 	l, err := m.cfg.Store.Get(fp)
 	if err != nil {
 		return Lease{}, err
@@ -575,7 +591,11 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) (err error) 
 func (m *Manager) Revoke(ctx context.Context, fp string) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.OperationTimeout)
 	defer cancel()
-	defer m.lock(fp)()
+	unlock, err := m.lock(ctx, fp)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	action := m.cfg.Policy.RevokedAction
 	if action == "" {
 		action = RevokedStop

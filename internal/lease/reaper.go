@@ -129,22 +129,84 @@ func NewReaper(m *Manager, notify Notifier, cfg ReaperConfig) *Reaper {
 	}
 }
 
-// Run makes a pass at once, then one every Interval until ctx ends, and
-// returns once all the work it started has stopped and the refusals
-// counted in memory are written. A claim of a pool machine starts a
-// round of the pool keeper at once, so the pool refills without waiting
-// for the next pass.
+// Run leads the reaping of the gateways sharing the store, when elected
+// (the Manager's Coordinator): it waits to lead, makes a pass at once
+// and one every Interval until the leadership ends, and then waits to
+// lead again, until ctx ends. A new term starts with a reconcile, so a
+// dead leader's unfinished intents are finished before they wait
+// ReconcileEvery. Every gateway, leading or not, writes the refusals it
+// counted once their minute is over. Run returns once all the work it
+// started has stopped and the refusals counted in memory are written. A
+// claim of a pool machine on this gateway starts a round of the pool
+// keeper at once when it leads, so the pool refills without waiting for
+// the next pass.
 func (r *Reaper) Run(ctx context.Context) {
-	defer r.all.Wait()
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		r.flushRefusalsEvery(ctx)
+	}()
+	defer func() { <-flushed }()
 	for {
-		r.pass(ctx)
-		if !r.waitTick(ctx, t.C) {
-			// The refusals still counted in memory, this minute's too.
-			r.m.flushRefusals(r.m.cfg.Clock.Now().Add(time.Minute))
+		leading, resign, err := r.m.cfg.Coordinator.Lead(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.m.log.Error("reaper: campaign to lead; trying again after the next interval", "err", err)
+			if !sleepTick(ctx, t.C) {
+				return
+			}
+			continue
+		}
+		r.m.log.Info("reaper: this gateway leads: it reaps, reconciles and keeps the pool")
+		r.m.cfg.Observer.Leader(true)
+		r.lead(leading, t.C)
+		r.m.cfg.Observer.Leader(false)
+		resign()
+		if ctx.Err() != nil {
 			return
 		}
+		r.m.log.Warn("reaper: this gateway no longer leads; its passes stopped")
+	}
+}
+
+// lead makes passes until leading ends, and returns once their work has
+// stopped, so no two terms overlap.
+func (r *Reaper) lead(leading context.Context, tick <-chan time.Time) {
+	defer r.all.Wait()
+	r.mu.Lock()
+	r.lastReconcile = time.Time{} // due at once
+	r.mu.Unlock()
+	for {
+		r.pass(leading)
+		if !r.waitTick(leading, tick) {
+			return
+		}
+	}
+}
+
+// flushRefusalsEvery writes the refusal counts whose minute is over
+// every Interval, and all of them, this minute's too, when ctx ends.
+func (r *Reaper) flushRefusalsEvery(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for sleepTick(ctx, t.C) {
+		r.m.flushRefusals(r.m.cfg.Clock.Now().Truncate(time.Minute))
+	}
+	r.m.flushRefusals(r.m.cfg.Clock.Now().Add(time.Minute))
+}
+
+// sleepTick waits for the next tick and reports false when ctx ended
+// first.
+func sleepTick(ctx context.Context, tick <-chan time.Time) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tick:
+		return true
 	}
 }
 
@@ -432,7 +494,11 @@ func minTime(a, b time.Time) time.Time {
 // reap looks at one lease under its lock.
 func (r *Reaper) reap(ctx context.Context, fp string, now time.Time) error {
 	m := r.m
-	defer m.lock(fp)()
+	unlock, err := m.lock(ctx, fp)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	l, err := m.cfg.Store.Get(fp)
 	if errors.Is(err, ErrNotFound) {
 		return nil

@@ -133,7 +133,11 @@ func (r *Reaper) drainAbandonedClaims(ctx context.Context, pool []PoolMachine) e
 			continue
 		}
 		err := func() error {
-			defer m.lock(p.Claimant)()
+			unlock, err := m.lock(ctx, p.Claimant)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			l, err := m.cfg.Store.Get(p.Claimant)
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
@@ -584,7 +588,11 @@ func imageKept(l Lease, images []Image) bool {
 // the change.
 func (r *Reaper) settle(ctx context.Context, seen Lease, servers []Server, images []Image) error {
 	m := r.m
-	defer m.lock(seen.Fingerprint)()
+	unlock, err := m.lock(ctx, seen.Fingerprint)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	l, err := m.cfg.Store.Get(seen.Fingerprint)
 	if errors.Is(err, ErrNotFound) {
 		return nil

@@ -125,7 +125,11 @@ func (m *Manager) SetSecret(ctx context.Context, fp, name string, value []byte) 
 	if m.cfg.Sealer == nil {
 		return false, errNoSealer
 	}
-	defer m.lock(fp)()
+	unlock, err := m.lock(ctx, fp)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	p, _, err := m.changePerson(fp, func(p *Person) error {
 		// A copy: the store's own slice is never changed in place.
 		p.Secrets = slices.Clone(p.Secrets)
@@ -154,7 +158,11 @@ func (m *Manager) SetSecret(ctx context.Context, fp, name string, value []byte) 
 // RemoveSecret removes the person's secret name, from their machine too at
 // once if it runs; delivered says whether it did.
 func (m *Manager) RemoveSecret(ctx context.Context, fp, name string) (delivered bool, err error) {
-	defer m.lock(fp)()
+	unlock, err := m.lock(ctx, fp)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	p, _, err := m.changePerson(fp, func(p *Person) error {
 		i := slices.IndexFunc(p.Secrets, func(s Secret) bool { return s.Name == name })
 		if i < 0 {

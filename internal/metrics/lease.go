@@ -18,6 +18,7 @@ type Lease struct {
 	lastSuccess prometheus.Gauge
 	cost        prometheus.Counter
 	poolCost    prometheus.Counter
+	leader      prometheus.Gauge
 }
 
 var _ lease.Observer = (*Lease)(nil)
@@ -72,6 +73,10 @@ func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Leas
 			Namespace: Namespace, Name: "pool_cost_euros_total",
 			Help: "Cost the cloud accrued for the warm pool's machines, nobody's leases, since the gateway started, in gross EUR (VAT included); a claimed machine's is the pool's until its claim.",
 		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "leader",
+			Help: "1 while this gateway leads the reaping (idle stops, expiry, reconcile, warm pool) of the gateways sharing its store, else 0.",
+		}),
 	}
 	interval := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "reaper_interval_seconds",
@@ -89,7 +94,7 @@ func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Leas
 	for _, a := range lease.ReaperActions {
 		m.actions.WithLabelValues(string(a))
 	}
-	r.register(m.ops, m.durations, m.actions, m.passes, m.lastSuccess, m.cost, m.poolCost, interval, leaseStates{leases})
+	r.register(m.ops, m.durations, m.actions, m.passes, m.lastSuccess, m.cost, m.poolCost, m.leader, interval, leaseStates{leases})
 	return m
 }
 
@@ -123,6 +128,15 @@ func (m *Lease) PoolCost(amount float64, currency string) {
 	if currency == "EUR" && amount > 0 {
 		m.poolCost.Add(amount)
 	}
+}
+
+// Leader sets cc_gateway_leader.
+func (m *Lease) Leader(leading bool) {
+	if leading {
+		m.leader.Set(1)
+		return
+	}
+	m.leader.Set(0)
 }
 
 // leaseStates collects cc_gateway_leases at scrape time from the store:
