@@ -160,6 +160,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Observer:         obs.lease,
 		Sealer:           sealer,
 		Teller:           teller,
+		Coordinator:      coordinator(cfg, store, gatewayName(cfg)),
 	})
 
 	if err := manager.CheckStore(ctx, cfg.Orphans); err != nil {

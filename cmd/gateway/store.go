@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/cc-gateway/cc-gateway/internal/config"
@@ -51,6 +52,16 @@ func openStore(cfg config.Config) (openedStore, error) {
 	return s, nil
 }
 
+// coordinator is how this gateway works with the others on its store:
+// through etcd, or, with bbolt, alone. name tells operators reading the
+// election's keys which gateway leads.
+func coordinator(cfg config.Config, s leaseStore, name string) lease.Coordinator {
+	if es, ok := s.(*etcd.Store); ok {
+		return es.Coordinator(cfg.LeaderTTL, name)
+	}
+	return lease.SoleGateway{}
+}
+
 func hasHTTPS(urls []string) bool {
 	for _, u := range urls {
 		if strings.HasPrefix(u, "https://") {
@@ -66,4 +77,13 @@ func storeName(cfg config.Config) string {
 		return fmt.Sprintf("etcd %s under %s", cfg.EtcdEndpoints, cfg.EtcdPrefix)
 	}
 	return cfg.StorePath()
+}
+
+// gatewayName names this gateway process among those sharing a store.
+func gatewayName(cfg config.Config) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown host"
+	}
+	return fmt.Sprintf("%s pid %d (--listen %s)", host, os.Getpid(), cfg.Listen)
 }

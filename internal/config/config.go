@@ -55,6 +55,7 @@ type Config struct {
 	EtcdCA               string              // PEM CA certificates of the etcd members; empty: the system's
 	EtcdCert             string              // PEM client certificate for etcd
 	EtcdKey              string              // its private key
+	LeaderTTL            time.Duration       // how long a dead gateway's locks and leadership last, with etcd
 	HostKeyDir           string              // holds the gateway's host keys
 	Users                string              // authorized_keys allow list; empty: anyone (local mode, loopback only)
 	Admins               string              // authorized_keys file of admin keys

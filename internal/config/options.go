@@ -173,6 +173,25 @@ func localDelay(p *time.Duration) value {
 	return v
 }
 
+// The leader TTL's bounds: etcd refuses leases shorter than about 1.5s
+// on its default timing, and a longer one only slows a takeover.
+const (
+	minLeaderTTL = 2 * time.Second
+	maxLeaderTTL = 5 * time.Minute
+)
+
+// leaderTTL is --leader-ttl, from minLeaderTTL to maxLeaderTTL.
+func leaderTTL(p *time.Duration) value {
+	v := duration(p)
+	v.check = func() string {
+		if *p < minLeaderTTL || *p > maxLeaderTTL {
+			return fmtDuration(*p) + " is not from " + fmtDuration(minLeaderTTL) + " to " + fmtDuration(maxLeaderTTL)
+		}
+		return ""
+	}
+	return v
+}
+
 // maxStartups bounds the startup limits: the gateway keeps a little state
 // per connection, so no limit should let in an unbounded number.
 const maxStartups = 100000
@@ -286,6 +305,8 @@ var options = []*option{
 		bind: func(c *Config) value { return text(&c.EtcdCert, checkFile("a PEM client certificate")) }},
 	{name: "etcd-key", arg: "PATH", usage: "PEM private key of --etcd-cert",
 		bind: func(c *Config) value { return text(&c.EtcdKey, checkFile("the PEM private key of --etcd-cert")) }},
+	{name: "leader-ttl", arg: "DURATION", usage: "with etcd: how long a dead gateway keeps its people's locks and the lead of the reaper, the longest a takeover waits (whole seconds)", def: "15s",
+		bind: func(c *Config) value { return leaderTTL(&c.LeaderTTL) }},
 	{name: "secrets-key-file", arg: "PATH", usage: "key that seals people's secrets at rest (created with mode 0600 on first start; keep it apart from database backups)",
 		defHelp: "secrets.key in --data-dir",
 		bind:    func(c *Config) value { return text(&c.SecretsKeyFile, nil) }},
