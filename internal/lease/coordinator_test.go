@@ -54,18 +54,6 @@ func (c *termCoordinator) Lead(ctx context.Context) (context.Context, func(), er
 	}
 }
 
-// receive waits for a value from ch, a bounded wait.
-func receive[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(time.Minute):
-		t.Fatalf("no %s within a minute", what)
-		panic("unreachable")
-	}
-}
-
 // The reaper passes only while its gateway leads: none while it
 // campaigns, one at once when a term starts (its reconcile first, though
 // the last was recent), none once the term ends; a lost term is resigned
@@ -97,7 +85,7 @@ func TestReaperPassesOnlyWhileLeading(t *testing.T) {
 		defer close(stopped)
 		d.r.Run(ctx)
 	}()
-	receive(t, coord.campaigns, "campaign")
+	testkit.Receive(t, time.Minute, coord.campaigns, "campaign")
 	if n := passes(); n != 0 {
 		t.Fatalf("%d passes before leading", n)
 	}
@@ -111,14 +99,14 @@ func TestReaperPassesOnlyWhileLeading(t *testing.T) {
 			return nil
 		})
 		lose()
-		receive(t, coord.resigned, "resign")
-		receive(t, coord.campaigns, "campaign after the term")
+		testkit.Receive(t, time.Minute, coord.resigned, "resign")
+		testkit.Receive(t, time.Minute, coord.campaigns, "campaign after the term")
 		if leading() || passes() != term {
 			t.Errorf("after term %d: leading %v, %d passes", term, leading(), passes())
 		}
 	}
 	cancel()
-	receive(t, stopped, "end of Run")
+	testkit.Receive(t, time.Minute, stopped, "end of Run")
 }
 
 // Every change to a person's lease takes the Coordinator's lock, and a

@@ -38,3 +38,19 @@ func GoroutinesAtMost(n int) error {
 	}
 	return nil
 }
+
+// Receive waits for a value from ch and returns it, failing the test
+// once limit has passed without one; what names the value in the
+// failure.
+func Receive[T any](t testing.TB, limit time.Duration, ch <-chan T, what string) T {
+	t.Helper()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("no %s within %s", what, limit)
+		panic("unreachable: Fatalf ends the test")
+	}
+}

@@ -28,3 +28,11 @@ func TestGoroutinesAtMost(t *testing.T) {
 		t.Errorf("GoroutinesAtMost(0) = %v, want an error with this test's stack", err)
 	}
 }
+
+func TestReceive(t *testing.T) {
+	ch := make(chan int, 1)
+	ch <- 7
+	if got := Receive(t, time.Minute, ch, "number"); got != 7 {
+		t.Errorf("Receive = %d, want the 7 sent", got)
+	}
+}

@@ -28,18 +28,6 @@ func gateways(t *testing.T, n int) []*Store {
 	return stores
 }
 
-// receive waits for a value from ch, a bounded wait.
-func receive[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(time.Minute):
-		t.Fatalf("no %s within a minute", what)
-		panic("unreachable")
-	}
-}
-
 // keys counts the keys under the prefix's dir.
 func keys(t *testing.T, s *Store, dir string) int {
 	t.Helper()
@@ -85,7 +73,7 @@ func TestCoordinatorLock(t *testing.T) {
 	default:
 	}
 	unlockA()
-	unlockB := receive(t, got, "lock for b after a's unlock")
+	unlockB := testkit.Receive(t, time.Minute, got, "lock for b after a's unlock")
 
 	// b dies holding it: c gets it once b's session lapses.
 	if err := stores[1].cli.Close(); err != nil {
@@ -146,14 +134,14 @@ func TestCoordinatorLead(t *testing.T) {
 	if aLeading.Err() == nil {
 		t.Error("a's term goes on after its resign")
 	}
-	bTerm := receive(t, b, "leadership for b after a's resign")
+	bTerm := testkit.Receive(t, time.Minute, b, "leadership for b after a's resign")
 
 	c := campaign(stores[2], "c")
 	if err := stores[1].cli.Close(); err != nil { // b dies
 		t.Fatal(err)
 	}
-	receive(t, bTerm.leading.Done(), "end of the dead b's term") // its session lapsed
-	cTerm := receive(t, c, "leadership for c after b died")
+	testkit.Receive(t, time.Minute, bTerm.leading.Done(), "end of the dead b's term") // its session lapsed
+	cTerm := testkit.Receive(t, time.Minute, c, "leadership for c after b died")
 	if cTerm.leading.Err() != nil {
 		t.Fatal("c's term ended at once")
 	}
