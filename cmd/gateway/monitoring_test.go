@@ -72,6 +72,7 @@ func TestMonitoring(t *testing.T) {
 		`cc_gateway_auth_attempts_total{job="cc-gateway", result="accepted"} >= 1`,
 		`cc_gateway_machine_operations_total{job="cc-gateway", op="create", result="ok"} == 1`,
 		`cc_gateway_reaper_interval_seconds{job="cc-gateway"} == 2`,
+		`cc_gateway_leader{job="cc-gateway"} == 1`, // alone, it leads
 		`cc_gateway_machine_operation_duration_seconds_count{job="cc-gateway", op="first_shell"} >= 1`,
 		`cc_gateway_proxy_bytes_total{job="cc-gateway", direction="from_machine"} > 0`,
 		`cc_gateway_leases{job="cc-gateway", state="running"} == 1`,
