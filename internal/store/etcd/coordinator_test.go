@@ -2,12 +2,14 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
@@ -146,4 +148,47 @@ func TestCoordinatorLead(t *testing.T) {
 		t.Fatal("c's term ended at once")
 	}
 	cTerm.resign()
+}
+
+// A leader cut off from the quorum stands down once its session lapses,
+// and a lock cannot be had meanwhile (the store is unavailable); with the
+// quorum back, the same Coordinator leads and locks again.
+func TestCoordinatorQuorumLost(t *testing.T) {
+	cluster := testkit.StartEtcd(t, 3)
+	s, err := Open(Config{Endpoints: cluster.Endpoints(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := s.Coordinator(2*time.Second, "a")
+	leading, resign, err := c.Lead(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.Members[1].Stop()
+	cluster.Members[2].Stop()
+	testkit.Receive(t, time.Minute, leading.Done(), "end of the term without quorum")
+	resign()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Lock(ctx, "SHA256:person"); !errors.Is(err, lease.ErrStoreUnavailable) {
+		t.Errorf("Lock without quorum: %v, want the store unavailable", err)
+	}
+
+	cluster.Members[1].Start()
+	cluster.Members[2].Start()
+	testkit.Eventually(t, time.Minute, func() error { return s.Healthy() })
+	leading, resign, err = c.Lead(ctx)
+	if err != nil {
+		t.Fatalf("Lead with quorum back: %v", err)
+	}
+	defer resign()
+	if leading.Err() != nil {
+		t.Fatal("the new term ended at once")
+	}
+	unlock, err := c.Lock(ctx, "SHA256:person")
+	if err != nil {
+		t.Fatalf("Lock with quorum back: %v", err)
+	}
+	unlock()
 }
