@@ -172,11 +172,15 @@ func TestGatewaysOnEtcd(t *testing.T) {
 		})
 	})
 
-	// A gateway dies (SIGKILL) at each fault point of a create: the person
-	// connects through another and gets a working machine, the one
-	// machine; the survivor (the leader once the dead one's TTL lapses, or
-	// already) leaves no orphan.
-	for _, point := range []string{lease.FaultCreateIntent, lease.FaultCreateRequested, lease.FaultCreateRecorded} {
+	// A gateway dies (SIGKILL) at each fault point of a create, a stop
+	// and a destroy: the person connects through another and gets a
+	// working machine, the one machine; the survivor (the leader once the
+	// dead one's TTL lapses, or already) leaves no orphan.
+	for _, point := range []string{
+		lease.FaultCreateIntent, lease.FaultCreateRequested, lease.FaultCreateRecorded,
+		lease.FaultStopIntent, lease.FaultStopPoweredOff,
+		lease.FaultDestroyIntent, lease.FaultDestroyDeleted,
+	} {
 		t.Run("crash at "+point, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
@@ -184,7 +188,15 @@ func TestGatewaysOnEtcd(t *testing.T) {
 			d := newDeployment(t, cluster, []*person{kim}, "--reconcile-interval", "2s", "--reaper-interval", "1s")
 			survivor := d.start(t, 1)[0]
 			doomed := d.start(t, 1, "CC_GATEWAY_CRASH_AT="+point)[0]
-			kim.ssh(doomed, "", "true")
+			switch op := strings.Split(point, ".")[0]; op {
+			case "create":
+				kim.ssh(doomed, "", "true")
+			default:
+				if r := kim.ssh(survivor, "", "true"); r.code != 0 {
+					t.Fatalf("create: %+v", r)
+				}
+				kim.ssh(doomed, "", map[string][]string{"stop": {"stop"}, "destroy": {"destroy", "--yes"}}[op]...)
+			}
 			waitCrash(t, doomed, point)
 			if r := kim.ssh(survivor, "", "echo alive"); r.code != 0 || r.stdout != "alive\n" {
 				t.Fatalf("through the survivor: %+v", r)
