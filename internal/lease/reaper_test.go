@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -413,15 +414,17 @@ func TestLeaseDeadline(t *testing.T) {
 // returns after ctx ends only once its workers have.
 func TestRunPassesAtOnceAndWaitsForItsWork(t *testing.T) {
 	d := newDomain(t, Policy{IdleTimeout: 30 * time.Minute}, ReaperConfig{Interval: time.Hour})
-	d.reconciled()
 	d.running(t, "a", 1)
 	d.clock.Advance(31 * time.Minute)
 	stopping := make(chan struct{})
-	var returned bool // written by the worker before Run returns
+	var once sync.Once
+	// Set by the worker before Run returns. The term's first reconcile,
+	// beside the worker, may finish the stop cut off, and power off too.
+	var returned atomic.Bool
 	d.cloud.powerOffFn = func(ctx context.Context, id int64) error {
-		close(stopping)
+		once.Do(func() { close(stopping) })
 		<-ctx.Done()
-		returned = true
+		returned.Store(true)
 		return ctx.Err()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -433,7 +436,7 @@ func TestRunPassesAtOnceAndWaitsForItsWork(t *testing.T) {
 	<-stopping
 	cancel()
 	<-done
-	if !returned {
+	if !returned.Load() {
 		t.Error("Run returned before its worker")
 	}
 }
