@@ -182,14 +182,22 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 		op = OpResume
 	}
 	defer m.timed(op)(&err)
+	// The home first: the machine goes where it is.
+	home, err := m.ensureHome(ctx, fp, l.Location, report)
+	if err != nil {
+		return l, err
+	}
+	spec := CreateSpec{Name: l.ServerName, LeaseID: l.ID, PublicKey: l.PublicKey, ImageID: l.ImageID, Progress: report}
+	if home != nil {
+		l.Location, spec.HomeVolume = home.Location, home.VolumeID
+	}
 	l.State = StateCreating
 	if err := m.put(l, events...); err != nil {
 		return l, err
 	}
 	m.fault(FaultCreateIntent)
 
-	userData, err := m.cfg.Machine.userData(l, false)
-	if err != nil {
+	if spec.UserData, err = m.cfg.Machine.userData(l, false, home); err != nil {
 		return l, err
 	}
 	if restoring {
@@ -197,10 +205,7 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	} else {
 		report("Creating your machine %s (%s in %s)", l.ServerName, l.ServerType, l.Location)
 	}
-	srv, err := m.cfg.Provider.Create(ctx, CreateSpec{
-		Name: l.ServerName, LeaseID: l.ID, UserData: userData, PublicKey: l.PublicKey, ImageID: l.ImageID,
-		Progress: report,
-	})
+	srv, err := m.cfg.Provider.Create(ctx, spec)
 	if err != nil {
 		return l, fmt.Errorf("create server %s: %w", l.ServerName, err)
 	}
@@ -564,6 +569,7 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) (err error) 
 	m.mu.Lock()
 	delete(m.activity, l.Fingerprint)
 	m.mu.Unlock()
+	m.keepHome(ctx, l.Fingerprint)
 	return nil
 }
 
