@@ -146,6 +146,21 @@ func (m *Manager) Home(fp string) (*Home, error) {
 	return p.Home, nil
 }
 
+// Homes returns the people who have a home, by fingerprint.
+func (m *Manager) Homes() ([]Person, error) {
+	people, err := m.cfg.Store.People()
+	if err != nil {
+		return nil, fmt.Errorf("list people: %w", err)
+	}
+	var out []Person
+	for _, p := range people {
+		if p.Home != nil {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
 // homeEvent is an audit event about fp's home.
 func (m *Manager) homeEvent(ctx context.Context, fp, format string, args ...any) Event {
 	detail := fmt.Sprintf(format, args...)
