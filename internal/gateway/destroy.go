@@ -58,7 +58,11 @@ func (g *Gateway) destroyWithHome(ctx context.Context, c call) int {
 		return g.leaseError(c, forPerson(err, "could not read your home volume"))
 	}
 	if p.Home != nil {
-		fmt.Fprintf(c.stdout, "Deleting your machine and %s.\n", lease.HomeLoss(*p.Home))
+		what := lease.HomeLoss(*p.Home)
+		if _, err := g.opts.Leases.Status(c.fingerprint); err == nil {
+			what = "your machine and " + what
+		}
+		fmt.Fprintf(c.stdout, "Deleting %s.\n", what)
 	}
 	l, home, err := g.opts.Leases.DestroyWithHome(ctx, c.fingerprint)
 	if errors.Is(err, lease.ErrNotFound) {
