@@ -292,6 +292,11 @@ type statusDoc struct {
 	Currency  string    `json:"currency"`
 	Address   string    `json:"address"`  // the machine's SSH address
 	HostKey   string    `json:"host_key"` // the machine's, authorized_keys form
+	Home      *struct {
+		Name      string    `json:"name"`
+		State     string    `json:"state"`
+		KeptUntil time.Time `json:"kept_until"`
+	} `json:"home"`
 }
 
 func (p *person) status(g *gatewayProc) statusDoc {
