@@ -198,3 +198,60 @@ func TestAttachWaitsForTheVolumesCreation(t *testing.T) {
 		t.Fatalf("the volume after attach: %+v, %v", v, err)
 	}
 }
+
+// TestCreateWithHomeVolume: a server created with a home volume goes to
+// the volume's location, whatever the order of preference, boots with
+// the volume attached and uses it as the home; a later server of the same
+// person finds the files there. A location the gateway does not create in
+// gets one sentence naming it.
+func TestCreateWithHomeVolume(t *testing.T) {
+	e, ctx := newEnv(t, 60*time.Second)
+	p := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) { c.Locations = []string{"fsn1", "hel1"} })
+	home, err := p.CreateVolume(ctx, lease.VolumeSpec{Name: "cc-home-test-erin", Owner: "erin", SizeGB: 10, Location: "hel1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	erin := newPerson(t, "home1", e.port)
+	erin.spec.HomeVolume = home.ID
+	srv, err := p.Create(ctx, erin.spec)
+	if err != nil {
+		t.Fatalf("create with the home volume: %v", err)
+	}
+	if srv.Location != "hel1" {
+		t.Errorf("server in %s, want hel1, the volume's", srv.Location)
+	}
+	if list, err := p.Volumes(ctx, "erin"); err != nil || len(list) != 1 || list[0].Server != srv.ID {
+		t.Fatalf("erin's volumes: %+v, %v; want the one attached to server %d", list, err, srv.ID)
+	}
+	if err := erin.wait(ctx, e.addr(srv), erin.hostKey); err != nil {
+		t.Fatal(err)
+	}
+	runOnMachine(t, e.addr(srv), erin, "echo kept > notes")
+	if err := p.Delete(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	again := newPerson(t, "home2", e.port)
+	again.spec.HomeVolume = home.ID
+	srv, err = p.Create(ctx, again.spec)
+	if err != nil {
+		t.Fatalf("create again with the home volume: %v", err)
+	}
+	if err := again.wait(ctx, e.addr(srv), again.hostKey); err != nil {
+		t.Fatal(err)
+	}
+	if out := runOnMachine(t, e.addr(srv), again, "cat notes"); out != "kept\n" {
+		t.Errorf("the home's file on the next server: %q", out)
+	}
+
+	onlyFsn := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) { c.Locations = []string{"fsn1"} })
+	third := newPerson(t, "home3", e.port)
+	third.spec.HomeVolume = home.ID
+	if err := p.Delete(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = onlyFsn.Create(ctx, third.spec)
+	if err == nil || !strings.Contains(err.Error(), "your home volume is in hel1") || !strings.Contains(err.Error(), "add hel1 to --location") {
+		t.Errorf("create where the volume is not: %v, want a sentence naming hel1", err)
+	}
+}
