@@ -139,6 +139,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		`cc_gateway_limited_total{limit="max-startups"}`:       0,
 		// What alice typed; the extend is the gateway's own command.
 		`cc_gateway_proxy_bytes_total{direction="to_machine"}`: 6,
+		// Alice's home volume, made with her machine.
+		`cc_gateway_home_volumes{state="ready"}`:    1,
+		`cc_gateway_home_volumes{state="creating"}`: 0,
 	} {
 		if got, err := sample(scrape, series); err != nil || got != want {
 			t.Errorf("%s = %v (%v), want %v", series, got, err, want)
