@@ -204,11 +204,13 @@ func TestWarmPoolClaim(t *testing.T) {
 }
 
 // TestClaimCrashAtEveryStep kills the gateway with SIGKILL at each step of
-// a claim, restarts it, and checks that the person gets a working machine,
-// the one they claimed, and that the pool refills beside it: no machine
+// a claim, the new person's home's included, restarts it, and checks that
+// the person gets a working machine, the one they claimed, with one home
+// volume, and that the pool refills beside it: no machine or volume
 // shared, none lost.
 func TestClaimCrashAtEveryStep(t *testing.T) {
-	for _, point := range lease.ClaimFaultPoints {
+	points := append(slices.Clone(lease.ClaimFaultPoints), lease.FaultHomeIntent, lease.FaultHomeCreated, lease.FaultHomeAttached)
+	for _, point := range points {
 		t.Run(point, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
@@ -232,6 +234,7 @@ func TestClaimCrashAtEveryStep(t *testing.T) {
 				t.Errorf("after recovery: %+v", r)
 			}
 			waitPoolBeside(t, lg, g, 1, 1)
+			checkVolumes(t, lg, 1)
 			servers, _ := cloudContents(t, lg)
 			for _, s := range servers {
 				_, pooled := s.Labels[lease.PoolLabel]
