@@ -409,3 +409,44 @@ func TestClaimCrashAfterTheHomeIsAttached(t *testing.T) {
 		t.Errorf("personalised with home device %q (%v), want %s", doc.HomeDevice, err, h.Device)
 	}
 }
+
+// A hibernation keeps the home (the volume is no part of the snapshot),
+// and the restore creates the server from the snapshot with the home
+// attached; a stop and resume need nothing of the home.
+func TestHibernateAndResumeKeepTheHome(t *testing.T) {
+	d, c, key := homeDomain(t, 0)
+	l, _, err := d.ensure(t, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := d.home(t, l.Fingerprint)
+	d.cloud.snapshotFn = func(_ context.Context, id int64, leaseID string) (Image, error) {
+		return Image{ID: 9, LeaseID: leaseID, SizeGB: 2, Created: d.clock.Now()}, nil
+	}
+	if _, err := d.m.Hibernate(context.Background(), l.Fingerprint); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.ensure(t, key); err != nil {
+		t.Fatal(err)
+	}
+	restore := c.specs[len(c.specs)-1]
+	if restore.ImageID != 9 || restore.HomeVolume != h.VolumeID {
+		t.Errorf("restored with %+v, want snapshot 9 and volume %d", restore, h.VolumeID)
+	}
+	if _, err := d.m.Stop(context.Background(), l.Fingerprint); err != nil {
+		t.Fatal(err)
+	}
+	d.cloud.getFn = func(_ context.Context, id int64) (Server, error) { return Server{ID: id, Status: "off"}, nil }
+	before := len(d.cloud.made(""))
+	if _, _, err := d.ensure(t, key); err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range d.cloud.made("")[before:] {
+		if strings.Contains(call, "Volume") {
+			t.Errorf("a resume called %s", call)
+		}
+	}
+	if got := d.home(t, l.Fingerprint); got == nil || *got != *h || len(d.cloud.volumeList()) != 1 {
+		t.Errorf("home %+v after hibernate and stop, want %+v unchanged", got, h)
+	}
+}
