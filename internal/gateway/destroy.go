@@ -22,18 +22,20 @@ func (g *Gateway) destroy(ctx context.Context, c call) int {
 	withHome := slices.Contains(args, "--with-home")
 	valid := len(args) == 1 && args[0] == "--yes" ||
 		len(args) == 2 && slices.Contains(args, "--yes") && withHome
-	if !valid && withHome && !slices.Contains(args, "--yes") {
+	if !valid {
 		p, err := g.opts.Leases.Person(c.fingerprint)
 		if err != nil {
 			return g.leaseError(c, forPerson(err, "could not read your home volume"))
 		}
-		if p.Home == nil {
+		switch {
+		case withHome && p.Home == nil:
 			return refuse(c, "you have no home volume; to delete your machine, run: %s destroy --yes", g.opts.Invocation)
+		case withHome:
+			return refuse(c, "this deletes your machine, and %s; to confirm, run: %s destroy --yes --with-home", lease.HomeLoss(*p.Home), g.opts.Invocation)
+		case p.Home != nil:
+			return refuse(c, "this deletes your machine and every file on it outside your home folder; to confirm, run: %s destroy --yes", g.opts.Invocation)
 		}
-		return refuse(c, "this deletes your machine, and %s; to confirm, run: %s destroy --yes --with-home", lease.HomeLoss(*p.Home), g.opts.Invocation)
-	}
-	if !valid {
-		return refuse(c, "this deletes your machine and every file on it outside your home folder; to confirm, run: %s destroy --yes", g.opts.Invocation)
+		return refuse(c, "this deletes your machine and every file on it; to confirm, run: %s destroy --yes", g.opts.Invocation)
 	}
 	if withHome {
 		return g.destroyWithHome(ctx, c)
