@@ -450,3 +450,38 @@ func TestHibernateAndResumeKeepTheHome(t *testing.T) {
 		t.Errorf("home %+v after hibernate and stop, want %+v unchanged", got, h)
 	}
 }
+
+// A home's cost (its size at the price per GB-month, for as long as it
+// exists) is reported apart from the lease's, and counted once: a pass
+// adds what it grew by, its deletion the rest.
+func TestHomeCost(t *testing.T) {
+	d, _, key := homeDomain(t, 0)
+	prices := testPrices
+	prices.VolumePerGBMonth = 0.05
+	d.cloud.pricesFn = func(context.Context, string, string) (Prices, error) { return prices, nil }
+	fp := Fingerprint(key)
+	if _, _, err := d.ensure(t, key); err != nil {
+		t.Fatal(err)
+	}
+	d.m.refreshPrices(context.Background(), nil)
+	d.clock.Advance(hoursPerMonth * time.Hour / 2)
+	d.r.Tick(context.Background())
+	home := d.home(t, fp)
+	if cost, cur := d.m.HomeCost(*home); cur != "EUR" || cost < 0.2499 || cost > 0.2501 {
+		t.Errorf("HomeCost after half a month = %v %s, want 0.25 EUR (10 GB at 0.05)", cost, cur)
+	}
+	d.clock.Advance(hoursPerMonth * time.Hour / 2)
+	if _, _, err := d.m.DestroyWithHome(context.Background(), fp); err != nil {
+		t.Fatal(err)
+	}
+	d.r.Tick(context.Background())
+	d.obs.mu.Lock()
+	homes, leases := d.obs.homeCost, d.obs.cost
+	d.obs.mu.Unlock()
+	if homes < 0.4999 || homes > 0.5001 {
+		t.Errorf("homes' cost reported %v, want 0.5 once", homes)
+	}
+	if leases > 5.01 {
+		t.Errorf("the leases' cost %v has the home's in it", leases)
+	}
+}
