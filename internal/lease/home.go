@@ -45,6 +45,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -183,20 +184,27 @@ func (m *Manager) putHome(fp string, h *Home, e Event) error {
 // an interrupted create or delete first, and clears KeepUntil: the person
 // has a machine again. It runs under fp's lease lock.
 func (m *Manager) ensureHome(ctx context.Context, fp, location string, report func(string, ...any)) (*Home, error) {
+	h, _, err := m.ensureHomeMade(ctx, fp, location, report)
+	return h, err
+}
+
+// ensureHomeMade is ensureHome, also reporting whether the home was made
+// by this call: empty, and no machine's yet.
+func (m *Manager) ensureHomeMade(ctx context.Context, fp, location string, report func(string, ...any)) (_ *Home, made bool, _ error) {
 	p, err := m.Person(fp)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	h := p.Home
 	if h != nil && h.State == HomeDeleting {
 		if err := m.deleteHome(ctx, fp, *h); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		h = nil
 	}
 	if h == nil {
 		if m.cfg.Home.SizeGB <= 0 {
-			return nil, nil
+			return nil, false, nil
 		}
 		owner := HomeOwner(fp)
 		h = &Home{
@@ -204,32 +212,33 @@ func (m *Manager) ensureHome(ctx context.Context, fp, location string, report fu
 			SizeGB: m.cfg.Home.SizeGB, Location: location, Created: m.cfg.Clock.Now(),
 		}
 		if err := m.putHome(fp, h, m.homeEvent(ctx, fp, "creating home %s (%d GB in %s)", h.Name, h.SizeGB, h.Location)); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		m.fault(FaultHomeIntent)
+		made = true
 	}
 	if h.State == HomeCreating {
 		report("Creating your home volume (%d GB in %s)", h.SizeGB, h.Location)
 		v, err := m.cfg.Provider.CreateVolume(ctx, VolumeSpec{Name: h.Name, Owner: h.Owner, SizeGB: h.SizeGB, Location: h.Location})
 		if err != nil {
-			return nil, fmt.Errorf("create home volume %s: %w", h.Name, err)
+			return nil, false, fmt.Errorf("create home volume %s: %w", h.Name, err)
 		}
 		m.fault(FaultHomeCreated)
 		ready := readyHome(*h, v)
 		if err := m.putHome(fp, &ready, m.homeEvent(ctx, fp, "home %s is volume %d (%d GB in %s)", ready.Name, v.ID, v.SizeGB, v.Location)); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return &ready, nil
+		return &ready, made, nil
 	}
 	if !h.KeepUntil.IsZero() {
 		kept := *h
 		kept.KeepUntil, kept.Warned = time.Time{}, 0
 		if err := m.putHome(fp, &kept, m.homeEvent(ctx, fp, "home %s is in use again", h.Name)); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return &kept, nil
+		return &kept, false, nil
 	}
-	return h, nil
+	return h, false, nil
 }
 
 // readyHome is h made ready as volume v: what the provider made is what
@@ -238,6 +247,17 @@ func readyHome(h Home, v Volume) Home {
 	h.State, h.VolumeID, h.Device = HomeReady, v.ID, v.Device
 	h.SizeGB, h.Location = v.SizeGB, v.Location
 	return h
+}
+
+// nextLocation is the location after location in the order new machines
+// take; false when it is the last (or not among them).
+func (m *Manager) nextLocation(location string) (string, bool) {
+	locs := m.cfg.Machine.Locations
+	i := slices.Index(locs, location)
+	if i < 0 || i+1 >= len(locs) {
+		return "", false
+	}
+	return locs[i+1], true
 }
 
 // keepHome starts the retention of fp's home, whose machine is gone. A

@@ -485,3 +485,46 @@ func TestHomeCost(t *testing.T) {
 		t.Errorf("the leases' cost %v has the home's in it", leases)
 	}
 }
+
+// A home made for this machine, still empty, moves to the next location
+// when its own has no room, as a server without a home would; a home in
+// use never moves: the person is told there is no room where it is.
+func TestNewHomeMovesWhenItsLocationIsFull(t *testing.T) {
+	d, c, key := homeDomain(t, 0)
+	d.m.cfg.Machine.Locations = []string{"fsn1", "hel1"}
+	create := d.cloud.createFn
+	full := "fsn1"
+	d.cloud.createFn = func(ctx context.Context, spec CreateSpec) (Server, error) {
+		for _, v := range d.cloud.volumeList() {
+			if v.ID == spec.HomeVolume && v.Location == full {
+				return Server{}, fmt.Errorf("create server: Hetzner has no room for cx23 in %s: %w", full, ErrNoRoom)
+			}
+		}
+		return create(ctx, spec)
+	}
+	l, progress, err := d.ensure(t, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := d.home(t, l.Fingerprint)
+	vols := d.cloud.volumeList()
+	if h == nil || h.Location != "hel1" || len(vols) != 1 || vols[0].Location != "hel1" ||
+		c.specs[len(c.specs)-1].HomeVolume != h.VolumeID || len(d.cloud.made("DeleteVolume")) != 1 {
+		t.Fatalf("home %+v, volumes %v: want the new home moved to hel1, the machine created with it", h, vols)
+	}
+	if !slices.Contains(progress, "Hetzner has no room in fsn1; trying hel1, where your new home volume goes too") {
+		t.Errorf("progress %q does not tell of the move", progress)
+	}
+
+	// Now in use: a full hel1 leaves it there.
+	if _, err := d.m.Destroy(context.Background(), l.Fingerprint); err != nil {
+		t.Fatal(err)
+	}
+	full = "hel1"
+	if _, _, err := d.ensure(t, key); !errors.Is(err, ErrNoRoom) {
+		t.Errorf("a home in use in a full location: %v, want the provider's no room", err)
+	}
+	if got := d.home(t, l.Fingerprint); got == nil || got.VolumeID != h.VolumeID || len(d.cloud.volumeList()) != 1 {
+		t.Errorf("home %+v, want volume %d kept where it is", got, h.VolumeID)
+	}
+}

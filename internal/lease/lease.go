@@ -194,6 +194,10 @@ type Prices struct {
 // with a key other than the pinned one.
 var ErrHostKeyMismatch = errors.New("ssh host key does not match the pinned key")
 
+// ErrNoRoom is wrapped by Provider.Create's error when the cloud has no
+// room for a new server on any pair it may use (all sold out).
+var ErrNoRoom = errors.New("no room for a new server")
+
 // ErrImageNotFound is returned by a Provider for an image that does not exist.
 var ErrImageNotFound = errors.New("image not found")
 

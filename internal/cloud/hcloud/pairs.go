@@ -134,12 +134,12 @@ func (p *Provider) createOnPairs(ctx context.Context, spec lease.CreateSpec, loc
 		return hc.ServerCreateResult{}, &providerError{
 			msg: fmt.Sprintf("create server: Hetzner has no room for %s right now (%s, %s), and your home volume binds your machine to %s: try again later, or add server types to --server-type",
 				strings.Join(tried, ", "), strings.TrimSuffix(said.Message, "."), said.Code, location),
-			err: last,
+			err: errors.Join(lease.ErrNoRoom, last),
 		}
 	}
 	return hc.ServerCreateResult{}, &providerError{
 		msg: fmt.Sprintf("create server: Hetzner has no room for %s right now (%s, %s): try again later, or add server types to --server-type or locations to --location",
 			strings.Join(tried, ", "), strings.TrimSuffix(said.Message, "."), said.Code),
-		err: last,
+		err: errors.Join(lease.ErrNoRoom, last),
 	}
 }
