@@ -18,7 +18,7 @@ import (
 func TestHomeOutlivesExpiry(t *testing.T) {
 	dir := t.TempDir()
 	ivy := newPerson(t, filepath.Join(dir, "ivy"))
-	lg := newLocalGatewayIn(t, dir, "--default-ttl", "20s", "--warn-before", "5s", "--reaper-interval", "1s")
+	lg := newLocalGatewayIn(t, dir, withHomes("--default-ttl", "20s", "--warn-before", "5s", "--reaper-interval", "1s")...)
 	g := lg.start(t)
 	if r := ivy.ssh(g, "", "echo survived > notes"); r.code != 0 {
 		t.Fatalf("write a file in the home: %+v", r)
@@ -53,7 +53,7 @@ func TestCrashAtHomeSteps(t *testing.T) {
 func crashAtHomeStep(t *testing.T, point string) {
 	dir := t.TempDir()
 	judy := newPerson(t, filepath.Join(dir, "judy"))
-	lg := newLocalGatewayIn(t, dir, "--reaper-interval", "1s")
+	lg := newLocalGatewayIn(t, dir, withHomes("--reaper-interval", "1s")...)
 	ssh := func(g *gatewayProc, args ...string) result { return judy.ssh(g, "", args...) }
 	deleting := point == lease.FaultHomeDeleting || point == lease.FaultHomeDeleted
 

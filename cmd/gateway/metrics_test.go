@@ -80,8 +80,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	alice := newPerson(t, filepath.Join(dir, "alice"))
 	stranger := newPerson(t, filepath.Join(dir, "stranger"))
 	users := writeKeyList(t, filepath.Join(dir, "users"), alice)
-	lg := newLocalGatewayIn(t, dir, "--users", users, "--metrics-listen", "127.0.0.1:0", "--max-early-requests", "8",
-		"--shutdown-grace", "1m")
+	lg := newLocalGatewayIn(t, dir, withHomes("--users", users, "--metrics-listen", "127.0.0.1:0", "--max-early-requests", "8",
+		"--shutdown-grace", "1m")...)
 	g := lg.start(t)
 	m := metricsOf(t, g)
 

@@ -214,7 +214,7 @@ func TestClaimCrashAtEveryStep(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			lg := newLocalGatewayIn(t, dir, "--warm-pool", "1", "--metrics-listen", "127.0.0.1:0")
+			lg := newLocalGatewayIn(t, dir, withHomes("--warm-pool", "1", "--metrics-listen", "127.0.0.1:0")...)
 			g := lg.start(t)
 			waitPool(t, lg, g, 1)
 			g.stop()

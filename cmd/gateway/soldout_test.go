@@ -11,7 +11,7 @@ import (
 // so; the shell works, and status shows where the machine and the home
 // really are.
 func TestSoldOutLocation(t *testing.T) {
-	lg := newLocalGateway(t, "--local-faults", "unavailable=cx23@fsn1", "--server-type", "cx23", "--location", "fsn1,nbg1")
+	lg := newLocalGateway(t, withHomes("--local-faults", "unavailable=cx23@fsn1", "--server-type", "cx23", "--location", "fsn1,nbg1")...)
 	g := lg.start(t)
 	mia := newPerson(t, lg.dir+"/mia")
 
