@@ -29,7 +29,6 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/preflight"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/secrets"
-	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 )
 
 // gcPercent trades memory for CPU: the proxy's copying allocates a packet
@@ -43,6 +42,15 @@ func main() {
 		debug.SetGCPercent(gcPercent)
 	}
 	args, check := os.Args[1:], false
+	if len(args) > 0 && args[0] == "localcloud" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := runLocalCloud(ctx, args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	if len(args) > 0 && args[0] == "store" {
+		os.Exit(runStore(args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+	}
 	if len(args) > 0 && args[0] == "preflight" {
 		args, check = args[1:], true
 	}
@@ -97,7 +105,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return err
 	}
 
-	store, err := bolt.Open(cfg.StorePath())
+	store, err := openStore(cfg)
 	if err != nil {
 		return err
 	}
@@ -156,7 +164,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	})
 
 	if err := manager.CheckStore(ctx, cfg.Orphans); err != nil {
-		return fmt.Errorf("lease database %s: %w", cfg.StorePath(), err)
+		return fmt.Errorf("lease database %s: %w", storeName(cfg), err)
 	}
 
 	_, guarded := cfg.Firewall()
@@ -268,7 +276,7 @@ type observers struct {
 	notify       notify.Observer
 }
 
-func newObservers(cfg config.Config, store *bolt.Store) observers {
+func newObservers(cfg config.Config, store leaseStore) observers {
 	if cfg.MetricsListen == "" {
 		return observers{}
 	}
@@ -392,6 +400,7 @@ func newProvider(cfg config.Config, log *slog.Logger, observer hcloud.Observer) 
 			DataDir: cfg.LocalCloudDir(),
 			SSHPort: cfg.MachineSSHPort,
 			Kind:    string(cfg.LocalMachines),
+			User:    cfg.InstanceUser,
 			Faults:  faults,
 			Logger:  log,
 			// Zero means no boot delay and the fake's default action time.

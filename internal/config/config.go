@@ -50,6 +50,11 @@ type Config struct {
 	PublicName           string              // how people reach the gateway, for hints
 	DataDir              string              // holds the lease database
 	SecretsKeyFile       string              // seals people's secrets; empty: in DataDir
+	EtcdEndpoints        string              // etcd client URLs, comma-separated; empty: the store is in DataDir
+	EtcdPrefix           string              // where the store keeps its keys in etcd
+	EtcdCA               string              // PEM CA certificates of the etcd members; empty: the system's
+	EtcdCert             string              // PEM client certificate for etcd
+	EtcdKey              string              // its private key
 	HostKeyDir           string              // holds the gateway's host keys
 	Users                string              // authorized_keys allow list; empty: anyone (local mode, loopback only)
 	Admins               string              // authorized_keys file of admin keys

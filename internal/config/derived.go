@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -106,6 +107,33 @@ func (c Config) HostKeyPath() string { return filepath.Join(c.HostKeyDir, "ssh_h
 
 // UpstreamKeyPath is the key the gateway logs in to machines with.
 func (c Config) UpstreamKeyPath() string { return filepath.Join(c.DataDir, "upstream_ed25519_key") }
+
+// Etcd reports whether the lease store is in etcd (--etcd-endpoints).
+func (c Config) Etcd() bool { return c.EtcdEndpoints != "" }
+
+// EtcdEndpointList returns the etcd client URLs; Load has validated them.
+func (c Config) EtcdEndpointList() []string {
+	urls, _ := parseEtcdEndpoints(c.EtcdEndpoints)
+	return urls
+}
+
+// parseEtcdEndpoints splits a comma-separated list of http or https URLs
+// naming a host and port each.
+func parseEtcdEndpoints(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var urls []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		u, err := url.Parse(part)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("%q is not an etcd client URL; give http://HOST:PORT or https://HOST:PORT, comma-separated like http://10.0.0.2:2379,http://10.0.0.3:2379", part)
+		}
+		urls = append(urls, part)
+	}
+	return urls, nil
+}
 
 // StorePath is the lease database.
 func (c Config) StorePath() string { return filepath.Join(c.DataDir, "gateway.db") }

@@ -12,6 +12,8 @@ func WriteHelp(w io.Writer) {
 	var b strings.Builder
 	b.WriteString(`Usage: gateway [options]
        gateway preflight [options]
+       gateway localcloud [--listen ADDR] [--data-dir DIR] (see its --help)
+       gateway store export|import [--out FILE | --in FILE [--force]] [options]
 
 cc-gateway is an SSH gateway: each person who connects gets a machine of
 their own, created or resumed on demand and proxied to. Without a Hetzner
@@ -24,6 +26,13 @@ prints them as a table, warnings included, and exits 0 when the gateway
 can serve, 1 otherwise. With --create-test-machine it then creates one
 machine as a person would get it, times create, boot and SSH ready, and
 deletes it: the smoke test against the real cloud.
+
+gateway localcloud serves the local cloud alone, so several gateways in
+hcloud mode can share it (docs/operations.md).
+
+gateway store export writes everything the lease store of the options keeps
+(bbolt in --data-dir, or etcd with --etcd-endpoints) as one JSON document;
+gateway store import replaces a store's content with one (docs/ha.md).
 
 Options:
 `)

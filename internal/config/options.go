@@ -289,6 +289,16 @@ var options = []*option{
 		bind:    func(c *Config) value { return text(&c.PublicName, nil) }},
 	{name: "data-dir", arg: "DIR", usage: "directory of the lease database", def: "./data",
 		bind: func(c *Config) value { return text(&c.DataDir, required("a directory for the lease database")) }},
+	{name: "etcd-endpoints", arg: "URL[,URL...]", usage: "client URLs of an etcd cluster (http://HOST:PORT or https://…), comma-separated: keeps the lease store there, shared by several gateways, instead of in --data-dir (docs/ha.md)",
+		bind: func(c *Config) value { return text(&c.EtcdEndpoints, checkEtcdEndpoints) }},
+	{name: "etcd-prefix", arg: "PREFIX", usage: "where the gateway keeps its keys in etcd; gateways sharing one prefix share leases", def: "/cc-gateway/",
+		bind: func(c *Config) value { return text(&c.EtcdPrefix, checkEtcdPrefix) }},
+	{name: "etcd-ca", arg: "PATH", usage: "PEM file of the CA that signed the etcd members' certificates; empty: the system's",
+		bind: func(c *Config) value { return text(&c.EtcdCA, checkFile("a PEM file of CA certificates")) }},
+	{name: "etcd-cert", arg: "PATH", usage: "PEM client certificate the gateway shows etcd (with --etcd-key)",
+		bind: func(c *Config) value { return text(&c.EtcdCert, checkFile("a PEM client certificate")) }},
+	{name: "etcd-key", arg: "PATH", usage: "PEM private key of --etcd-cert",
+		bind: func(c *Config) value { return text(&c.EtcdKey, checkFile("the PEM private key of --etcd-cert")) }},
 	{name: "secrets-key-file", arg: "PATH", usage: "key that seals people's secrets at rest (created with mode 0600 on first start; keep it apart from database backups)",
 		defHelp: "secrets.key in --data-dir",
 		bind:    func(c *Config) value { return text(&c.SecretsKeyFile, nil) }},
@@ -464,6 +474,44 @@ func checkKeyFile(path string) string {
 		return fmt.Sprintf("cannot use %s: %v", path, err)
 	case info.IsDir():
 		return path + " is a directory, not an authorized_keys file"
+	}
+	return ""
+}
+
+// checkFile says why path is not a readable file holding what; empty is
+// fine: the option is off.
+func checkFile(what string) func(string) string {
+	return func(path string) string {
+		if path == "" {
+			return ""
+		}
+		info, err := os.Stat(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return path + " does not exist; give " + what
+		case err != nil:
+			return fmt.Sprintf("cannot use %s: %v", path, err)
+		case info.IsDir():
+			return path + " is a directory; give " + what
+		}
+		return ""
+	}
+}
+
+// checkEtcdEndpoints says why s is not a list of etcd client URLs; empty
+// is fine: the store stays in --data-dir.
+func checkEtcdEndpoints(s string) string {
+	if _, err := parseEtcdEndpoints(s); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// checkEtcdPrefix: the store keeps its keys as prefix + name, so a prefix
+// is a path of its own.
+func checkEtcdPrefix(s string) string {
+	if !strings.HasPrefix(s, "/") || !strings.HasSuffix(s, "/") {
+		return fmt.Sprintf("%q does not begin and end with /; give one like /cc-gateway/", s)
 	}
 	return ""
 }

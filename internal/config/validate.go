@@ -58,6 +58,7 @@ var rules = []rule{
 	someImage,
 	infectNeedsFlake,
 	pprofNeedsMetrics,
+	etcdTLS,
 }
 
 // leaseBoundsInOrder: a new lease fits the extension cap, which fits the
@@ -151,6 +152,26 @@ func infectNeedsFlake(c Config, valid func(string) bool, report report) {
 func pprofNeedsMetrics(c Config, valid func(string) bool, report report) {
 	if valid("pprof") && valid("metrics-listen") && c.Pprof && c.MetricsListen == "" {
 		report("pprof", "the profiler is served on the metrics listener, which is off; set --metrics-listen too, like 127.0.0.1:9464")
+	}
+}
+
+// etcdTLS: a client certificate needs its key and the key its
+// certificate; TLS options without etcd would silently do nothing.
+func etcdTLS(c Config, valid func(string) bool, report report) {
+	if valid("etcd-cert") && valid("etcd-key") && (c.EtcdCert == "") != (c.EtcdKey == "") {
+		if c.EtcdCert == "" {
+			report("etcd-key", "is set without --etcd-cert; give both, or neither")
+		} else {
+			report("etcd-cert", "is set without --etcd-key; give both, or neither")
+		}
+	}
+	if !valid("etcd-endpoints") || c.Etcd() {
+		return
+	}
+	for _, o := range []struct{ name, value string }{{"etcd-ca", c.EtcdCA}, {"etcd-cert", c.EtcdCert}, {"etcd-key", c.EtcdKey}} {
+		if valid(o.name) && o.value != "" {
+			report(o.name, "is for the etcd store, which is off; set --etcd-endpoints too")
+		}
 	}
 }
 

@@ -34,6 +34,10 @@ const genericSentence = "the gateway could not do this"
 // nothing works until the operator repairs it.
 const storeSentence = "the gateway's lease database has failed, so no machine can be started or changed until its operator repairs it"
 
+// storeUnavailableSentence is told when the store cannot be reached for
+// now (etcd without quorum): it passes without repair.
+const storeUnavailableSentence = "the gateway's store is temporarily unavailable"
+
 // tell returns the line a person is told for err. The lease domain's
 // errors that are worded for people (an expired lease, a refused
 // extension, a machine still being created) are told as they are;
@@ -60,6 +64,8 @@ func (t *connTrace) tell(err error, attrs ...any) string {
 		claim *lease.ClaimError
 	)
 	switch {
+	case errors.Is(err, lease.ErrStoreUnavailable):
+		sentence = storeUnavailableSentence
 	case errors.Is(err, lease.ErrStoreFailed):
 		sentence = storeSentence
 	case errors.As(err, &claim):

@@ -187,6 +187,20 @@ func TestStoreFailureIsToldPlainly(t *testing.T) {
 	}
 }
 
+// TestStoreUnavailableIsToldAsPassing: an etcd store without quorum is
+// told as temporary, not as a failed database.
+func TestStoreUnavailableIsToldAsPassing(t *testing.T) {
+	var logs bytes.Buffer
+	err := fmt.Errorf("put lease SHA256:x: %w: etcd http://127.0.0.1:2379: etcdserver: no leader", lease.ErrStoreUnavailable)
+	told := traceTo(&logs).tell(forPerson(err, "could not connect to your machine"))
+	if !strings.HasPrefix(told, storeUnavailableSentence+"; try again") || !strings.Contains(told, "ref ") {
+		t.Errorf("told %q, want the unavailable store's sentence and a reference", told)
+	}
+	if strings.Contains(told, "2379") || !strings.Contains(logs.String(), "no leader") {
+		t.Errorf("told %q, logged %s: the cluster is for the log only", told, logs.String())
+	}
+}
+
 // TestClaimFailureIsToldAsItsSentence: a claim of a warm pool machine
 // cut short is told as the domain words it, with a reference, and the
 // cause goes to the log only.

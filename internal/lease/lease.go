@@ -81,6 +81,12 @@ var ErrNotFound = errors.New("no lease")
 // (damaged, or its disk failing) rather than a request being wrong.
 var ErrStoreFailed = errors.New("the lease database failed")
 
+// ErrStoreUnavailable is wrapped by a Store's errors when it cannot reach
+// its database for now (an etcd cluster without quorum): unlike
+// ErrStoreFailed it passes without repair, and the write that failed
+// wrote nothing.
+var ErrStoreUnavailable = errors.New("the lease store is temporarily unavailable")
+
 // ErrServerNotFound is returned by a Provider for a server that does not exist.
 var ErrServerNotFound = errors.New("server not found")
 

@@ -19,6 +19,7 @@ import (
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud/localcloudtest"
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/proxy"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
@@ -495,4 +496,23 @@ func TestRestartFinishesInterruptedWork(t *testing.T) {
 	if _, err := os.Stat(doomedDir); !os.IsNotExist(err) {
 		t.Fatalf("folder of the deleted server: %v", err)
 	}
+}
+
+// An instance user that OpenSSH machines cannot log in is refused when the
+// cloud starts, naming the flag to set, not at every machine's boot.
+func TestStartRefusesAnInstanceUserSSHDCannotLogIn(t *testing.T) {
+	osUser, err := machine.OpenSSHUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "cc-not-" + osUser
+	_, err = localcloud.Start(localcloud.Options{DataDir: t.TempDir(), Kind: localcloud.KindOpenSSH, User: other})
+	if err == nil || !strings.Contains(err.Error(), "--instance-user "+osUser) {
+		t.Fatalf("start with instance user %q: %v, want a refusal naming --instance-user %s", other, err, osUser)
+	}
+	c, err := localcloud.Start(localcloud.Options{DataDir: t.TempDir(), Kind: localcloud.KindOpenSSH, User: osUser})
+	if err != nil {
+		t.Fatalf("start with the OS user: %v", err)
+	}
+	c.Close()
 }

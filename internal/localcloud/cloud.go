@@ -16,9 +16,12 @@
 // with a copy of it, so a machine hibernated (snapshot, delete) and resumed
 // (create from the snapshot) has its files back.
 //
-// Volumes are folders, DataDir/volumes/<volume id>: a machine that starts
-// with a volume attached uses the folder as its HOME, so a home outlives
-// the server (see volumes.go).
+// Volumes are folders, DataDir/volumes/<volume id>, that appear to the
+// machine of the server they are attached to as Hetzner's block devices
+// appear on a server: at their linux_device path under the machine's root,
+// as links. A machine whose document names one as its home device mounts
+// it on HOME, so a home outlives the server (see volumes.go and package
+// machine).
 //
 // Metrics (GET /servers/{id}/metrics) report as CPU use the number in the
 // machine's file DataDir/machines/<server name>/cpu (see CPUFile), in
@@ -74,12 +77,20 @@ const DefaultActionDuration = 500 * time.Millisecond
 type Options struct {
 	// DataDir holds state.json and machines/<server name>/. Required.
 	DataDir string
+	// Listen is the API's address, host:port; empty means 127.0.0.1 at a
+	// free port. Only a loopback host is accepted: whoever reaches the API
+	// drives machines that are shells as this OS user.
+	Listen string
 	// SSHPort is the port every machine listens on; each machine has its
 	// own loopback address. Zero means the port named in the server's
 	// bootstrap document.
 	SSHPort int
 	// Kind is KindBuiltin (the default) or KindOpenSSH.
 	Kind string
+	// User, when set, is the instance user the gateway names in its
+	// bootstrap documents. Start refuses one that OpenSSH machines cannot
+	// log in, rather than every machine failing to boot later.
+	User string
 	// ActionDuration is how long async actions stay "running".
 	ActionDuration time.Duration
 	// ShutdownDelay is how long a machine takes to act on an ACPI shutdown
@@ -142,6 +153,17 @@ func Start(opts Options) (*Cloud, error) {
 	default:
 		return nil, fmt.Errorf("local cloud: machine kind %q is neither %q nor %q", opts.Kind, KindBuiltin, KindOpenSSH)
 	}
+	if opts.Kind == KindOpenSSH && opts.User != "" {
+		if _, err := machine.CheckOpenSSHUser(opts.User); err != nil {
+			return nil, fmt.Errorf("local cloud: %w", err)
+		}
+	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	if err := loopbackOnly(opts.Listen); err != nil {
+		return nil, err
+	}
 	if opts.SSHPort < 0 || opts.SSHPort > 65535 {
 		return nil, fmt.Errorf("local cloud: ssh port %d is out of range", opts.SSHPort)
 	}
@@ -189,7 +211,7 @@ func Start(opts Options) (*Cloud, error) {
 	}
 	c.handler = c.routes()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		c.stopMachines()
 		return nil, fmt.Errorf("local cloud: listen: %w", err)
@@ -210,6 +232,18 @@ func Start(opts Options) (*Cloud, error) {
 	c.log.Info("local cloud started", "endpoint", c.Endpoint(), "data_dir", opts.DataDir,
 		"kind", opts.Kind, "servers", len(c.st.Servers))
 	return c, nil
+}
+
+// loopbackOnly refuses an API address other hosts could reach.
+func loopbackOnly(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("local cloud: listen address %q: %w; give host:port, such as 127.0.0.1:8080", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("local cloud: listen address %q is not on loopback: its machines are shells as this OS user, so its API serves this host only; listen on 127.0.0.1", addr)
+	}
+	return nil
 }
 
 // Endpoint is the API's base URL, for hcloud.WithEndpoint.
@@ -338,11 +372,14 @@ func (c *Cloud) machineConfig(s *serverRecord) (machine.Config, error) {
 	if port == 0 {
 		port = doc.SSHPort
 	}
+	// The machine boots with its server's volumes there.
+	if err := c.linkVolumes(s); err != nil {
+		return machine.Config{}, err
+	}
 	return machine.Config{
 		Addr:   net.JoinHostPort(s.IPv4, strconv.Itoa(port)),
 		Doc:    doc,
 		Dir:    c.machineDir(s.Name),
-		Home:   c.machineHome(s.ID),
 		Logger: c.opts.Logger.With("component", "machine", "server", s.Name),
 	}, nil
 }

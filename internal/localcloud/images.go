@@ -210,8 +210,10 @@ func (c *Cloud) createImage(w http.ResponseWriter, r *http.Request) {
 	c.st.NextImageID++
 	c.st.Images = append(c.st.Images, rec)
 
-	home := filepath.Join(c.machineDir(s.Name), machine.HomeDir)
-	a := c.startAction("create_image", id, c.opts.ActionDuration, "", func() error { return c.finishImage(rec.ID, home) })
+	// The machine's own home, not a home volume mounted on it: a snapshot
+	// is of the server's disk. Looked at when the copy starts.
+	dir := c.machineDir(s.Name)
+	a := c.startAction("create_image", id, c.opts.ActionDuration, "", func() error { return c.finishImage(rec.ID, machine.OwnHome(dir)) })
 	a.resources = append(a.resources, actionResource{ID: rec.ID, Type: "image"})
 	a.onFault = func() { c.st.removeImage(rec.ID) }
 	if err := c.persist(); err != nil {

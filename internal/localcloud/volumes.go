@@ -11,19 +11,25 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 )
 
 // Volumes as the API keeps them: block storage bound to a location,
 // attached to at most one server of that location at a time, that grows
 // but never shrinks. The local cloud's volume is a folder,
-// DataDir/volumes/<id>, made when a machine first uses it and removed with
-// the volume. A machine that starts with a volume attached uses its folder
-// as the instance user's HOME (the first volume, by id, when it has
-// several), as the NixOS image mounts the volume there. A folder cannot be
-// pulled out from under a running machine the way Hetzner detaches a block
-// device, so an attach or a detach takes effect at the machine's next
-// start; a server created with volumes boots with them. Deleting a server
-// detaches its volumes, as on Hetzner. A volume's size is only a number
+// DataDir/volumes/<id>, made when the volume is first attached and removed
+// with the volume. An attached volume appears on its server's machine as
+// Hetzner's udev makes a block device appear: a link at the volume's
+// linux_device (/dev/disk/by-id/scsi-0HC_Volume_<id>) under the machine's
+// root (machine.RootDir) to the folder, made when the attach action ends
+// and removed when the detach action ends, on a running machine too (a
+// hot plug, after which the machine is told to remount), and made again
+// before each boot from the state. The machine decides what to do with
+// it: a document whose home_device names it has it mounted on HOME, as the
+// NixOS image mounts it (see package machine). A snapshot copies the machine's own home
+// (machine.OwnHome), never a volume mounted on it. Deleting a server detaches its volumes, as on Hetzner,
+// and its folder goes with the links. A volume's size is only a number
 // here: nothing limits what its folder holds.
 //
 // Where the API description names no error code, the fake answers as
@@ -81,7 +87,7 @@ func (c *Cloud) volumeView(v *volumeRecord) volumeJSON {
 	view := volumeJSON{
 		ID: v.ID, Name: v.Name, Status: "available", Size: v.Size, Location: l.loc,
 		Labels: labelsView(v.Labels), Created: v.Created,
-		LinuxDevice: fmt.Sprintf("/dev/disk/by-id/scsi-0HC_Volume_%d", v.ID),
+		LinuxDevice: linuxDevice(v.ID),
 	}
 	if c.volumeCreating(v.ID) {
 		view.Status = "creating"
@@ -386,14 +392,19 @@ func (c *Cloud) detachVolume(w http.ResponseWriter, r *http.Request) {
 	a := c.volumeAction(cmdDetachVolume, v, v.Server, c.opts.ActionDuration, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if v := c.st.volume(id); v != nil && !c.closed {
-			if c.machines[v.Server] != nil {
-				c.log.Info("volume detached from a running machine: it stays HOME until the machine's next start", "volume", v.Name, "server_id", v.Server)
-			}
-			v.Server = 0
-			return c.persist()
+		v := c.st.volume(id)
+		if v == nil || c.closed {
+			return nil
 		}
-		return nil
+		s := c.st.server(v.Server)
+		v.Server = 0
+		if err := c.persist(); err != nil {
+			return err
+		}
+		if s == nil {
+			return nil
+		}
+		return c.plugVolumes(s)
 	})
 	c.respondVolumeAction(w, a)
 }
@@ -454,10 +465,10 @@ func (c *Cloud) attachAction(v *volumeRecord, s *serverRecord, after time.Durati
 			return fmt.Errorf("server %d was deleted", serverID)
 		}
 		v.Server = serverID
-		if c.machines[serverID] != nil {
-			c.log.Info("volume attached to a running machine: it becomes HOME at the machine's next start", "volume", v.Name, "server_id", serverID)
+		if err := c.persist(); err != nil {
+			return err
 		}
-		return c.persist()
+		return c.plugVolumes(c.st.server(serverID))
 	})
 }
 
@@ -583,14 +594,73 @@ func (c *Cloud) serverVolumes(serverID int64) []int64 {
 	return ids
 }
 
-// machineHome is the HOME a server's machine starts with: the folder of
-// its first attached volume, or "" for the machine's own. Callers hold
-// c.mu.
-func (c *Cloud) machineHome(serverID int64) string {
-	if ids := c.serverVolumes(serverID); len(ids) > 0 {
-		return c.volumeDir(ids[0])
+// linuxDevice is the stable path of volume id on the server it is attached
+// to, as Hetzner names it.
+func linuxDevice(id int64) string {
+	return fmt.Sprintf("/dev/disk/by-id/scsi-0HC_Volume_%d", id)
+}
+
+// linkVolumes makes the by-id folder under the root of s's machine hold a
+// link to the folder of each volume attached to s, at the volume's
+// linuxDevice, and no other: so the machine finds its volumes as the
+// NixOS image finds the block devices udev links there, at once after an
+// attach or a detach. A volume's folder is made when it is first linked.
+// Callers hold c.mu.
+func (c *Cloud) linkVolumes(s *serverRecord) error {
+	root := filepath.Join(c.machineDir(s.Name), machine.RootDir)
+	byID := filepath.Join(root, filepath.Dir(linuxDevice(1)))
+	if err := os.MkdirAll(byID, 0o700); err != nil {
+		return fmt.Errorf("link volumes of %s: %w", s.Name, err)
 	}
-	return ""
+	want := map[string]string{}
+	for _, id := range c.serverVolumes(s.ID) {
+		want[filepath.Base(linuxDevice(id))] = c.volumeDir(id)
+	}
+	entries, err := os.ReadDir(byID)
+	if err != nil {
+		return fmt.Errorf("link volumes of %s: %w", s.Name, err)
+	}
+	for _, e := range entries {
+		if _, ok := want[e.Name()]; !ok {
+			if err := os.Remove(filepath.Join(byID, e.Name())); err != nil {
+				return fmt.Errorf("unlink a detached volume of %s: %w", s.Name, err)
+			}
+		}
+	}
+	for name, folder := range want {
+		link := filepath.Join(byID, name)
+		if target, err := os.Readlink(link); err == nil && target == folder {
+			continue
+		}
+		if err := os.MkdirAll(folder, 0o700); err != nil {
+			return fmt.Errorf("create volume folder: %w", err)
+		}
+		// A new link renamed over the old one: the machine never sees none.
+		tmp := filepath.Join(byID, "."+name)
+		_ = os.Remove(tmp)
+		if err := os.Symlink(folder, tmp); err != nil {
+			return fmt.Errorf("link volume of %s: %w", s.Name, err)
+		}
+		if err := os.Rename(tmp, link); err != nil {
+			return fmt.Errorf("link volume of %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// plugVolumes links s's volumes (linkVolumes) and, when its machine runs,
+// has it mount what its record names. Callers hold c.mu, which comes
+// before the machine's own mount lock.
+func (c *Cloud) plugVolumes(s *serverRecord) error {
+	if err := c.linkVolumes(s); err != nil {
+		return err
+	}
+	if m := c.machines[s.ID]; m != nil {
+		if err := m.Remount(); err != nil {
+			return fmt.Errorf("remount the home of %s: %w", s.Name, err)
+		}
+	}
+	return nil
 }
 
 func (c *Cloud) volumeDir(id int64) string {

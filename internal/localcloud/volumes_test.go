@@ -13,6 +13,7 @@ import (
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
+	"github.com/cc-gateway/cc-gateway/internal/localcloud/machine"
 	"github.com/cc-gateway/cc-gateway/internal/testkit"
 )
 
@@ -220,11 +221,13 @@ func TestVolumesMatchOpenAPI(t *testing.T) {
 	})
 }
 
-// TestVolumeIsTheMachinesHome: a server created with a volume boots with
-// the volume's folder as HOME; the home outlives the server and comes
-// back on the next server it is attached to; deleting the volume deletes
-// the folder.
-func TestVolumeIsTheMachinesHome(t *testing.T) {
+// TestVolumeIsLinkedLikeADevice: a server created with a volume finds it
+// where the NixOS image finds the block device, a link at its linux_device
+// under the machine's root to the volume's folder; the folder outlives the
+// server and comes back on the next server it is attached to; a snapshot
+// leaves it out; deleting the volume deletes the folder. (home_test.go has
+// the machines make it HOME.)
+func TestVolumeIsLinkedLikeADevice(t *testing.T) {
 	ctx := testkit.Context(t, 30*time.Second)
 	dir, port := t.TempDir(), testkit.FreePort(t)
 	cloud := startCloud(t, dir, port)
@@ -250,13 +253,16 @@ func TestVolumeIsTheMachinesHome(t *testing.T) {
 		}
 		return res.Server
 	}
-	first := create("home1")
-	// The machine prepared its HOME in the volume's folder, not its own.
-	if _, err := os.Stat(filepath.Join(folder, ".profile")); err != nil {
-		t.Fatalf("the machine did not make its HOME in the volume: %v", err)
+	linked := func(s *hc.Server) string {
+		target, _ := os.Readlink(filepath.Join(dir, "machines", s.Name, machine.RootDir, vol.LinuxDevice))
+		return target
 	}
-	if _, err := os.Stat(filepath.Join(dir, "machines", first.Name, "home")); !os.IsNotExist(err) {
-		t.Fatalf("the machine made its own home beside the volume: %v", err)
+	first := create("home1")
+	if got := linked(first); got != folder {
+		t.Fatalf("the machine's link to its volume: %q, want %q", got, folder)
+	}
+	if fi, err := os.Stat(folder); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("the volume's folder: %v, %v; want it made private", fi, err)
 	}
 	if err := os.WriteFile(filepath.Join(folder, "work.txt"), []byte("kept\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -280,8 +286,8 @@ func TestVolumeIsTheMachinesHome(t *testing.T) {
 	deleted, _, err := raw.Server.DeleteWithResult(ctx, first)
 	waitFor(ctx, t, raw, deleted.Action, err)
 	third := create("home3")
-	if b, err := os.ReadFile(filepath.Join(folder, "work.txt")); err != nil || string(b) != "kept\n" {
-		t.Fatalf("the home after a new server: %q, %v", b, err)
+	if b, err := os.ReadFile(filepath.Join(folder, "work.txt")); err != nil || string(b) != "kept\n" || linked(third) != folder {
+		t.Fatalf("the volume on a new server: %q, %v, linked to %q", b, err, linked(third))
 	}
 	// A snapshot is of the server's own disk: the volume is not in it.
 	im := snapshot(t, ctx, raw, third, nil)
@@ -292,6 +298,9 @@ func TestVolumeIsTheMachinesHome(t *testing.T) {
 	// Detached, the volume deletes and its folder goes.
 	a, _, err := raw.Volume.Detach(ctx, vol)
 	waitFor(ctx, t, raw, a, err)
+	if got := linked(third); got != "" {
+		t.Fatalf("the machine's link after the detach: %q", got)
+	}
 	if _, err := raw.Volume.Delete(ctx, vol); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,8 @@
 // loggers for the code under test, the ssh_config and known_hosts files that
 // point the real OpenSSH client at a gateway and its machines, free loopback
 // ports, a loopback echo server, bounded contexts, polling for state that
-// nothing signals, and a real Prometheus server to scrape and query. Only tests import it, and it imports nothing of the
+// nothing signals, a real Prometheus server to scrape and query, and a real
+// etcd cluster (StartEtcd) whose members a test can kill and restart. Only tests import it, and it imports nothing of the
 // project's, so any package's own tests can use it (the lease package's
 // in-package tests do).
 //

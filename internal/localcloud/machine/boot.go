@@ -40,7 +40,7 @@ const bootstrapScriptFile = "bootstrap.sh"
 // off and on boots with its pool document again, and keeps its person. Any
 // other document forgets the pool state. The machine's host key and the
 // authorized keys of the document it runs with go where the image's sshd
-// has them.
+// has them, its home device where the image's home unit finds it.
 func boot(dir string, doc bootstrap.Document, log *slog.Logger) (bootstrap.Document, error) {
 	root := filepath.Join(dir, RootDir)
 	for _, d := range []string{authorizedKeysDir, stateDir} {
@@ -80,6 +80,9 @@ func boot(dir string, doc bootstrap.Document, log *slog.Logger) (bootstrap.Docum
 		if err := writeFile(filepath.Join(root, path), []byte(content)); err != nil {
 			return bootstrap.Document{}, err
 		}
+	}
+	if err := recordHomeDevice(root, doc); err != nil {
+		return bootstrap.Document{}, err
 	}
 	return doc, nil
 }
@@ -122,23 +125,36 @@ func authorizedKeysFile(dir, user string) string {
 // personaliseWrapper is the machine's cc-instance-personalise: the image's
 // bootstrap script in its personalise mode, on the machine's tree, with the
 // machine's own values; as on NixOS, the caller's environment names none
-// of them.
-func personaliseWrapper(dir, addr, user string) (string, error) {
+// of them. Where the image's personalise mode then starts the unit that
+// mounts the home volume, this one asks the machine on its mount address
+// (see homes) and fails as that would if the mount fails.
+func personaliseWrapper(dir, addr, user, mount string) (string, error) {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("machine address: %w", err)
 	}
+	mountHost, mountPort, err := net.SplitHostPort(mount)
+	if err != nil {
+		return "", fmt.Errorf("mount address: %w", err)
+	}
 	return fmt.Sprintf(`#!/bin/sh
 # %s of a local machine: the image's bootstrap script, personalise mode.
-if ! command -v jq >/dev/null 2>&1; then
-	echo '%[1]s: jq is not installed on the gateway'"'"'s host (Debian: apt-get install jq); local machines need it to be personalised' >&2
-	exit 1
-fi
+for program in jq bash; do
+	if ! command -v "$program" >/dev/null 2>&1; then
+		echo "%[1]s: $program is not installed on the gateway's host (Debian: apt-get install $program); local machines need it to be personalised" >&2
+		exit 1
+	fi
+done
 CLOUD_INSTANCE_ROOT=%[2]s CLOUD_INSTANCE_DIR=%[3]s CLOUD_INSTANCE_USER=%[4]s CLOUD_INSTANCE_SSH_PORT=%[5]s
 export CLOUD_INSTANCE_ROOT CLOUD_INSTANCE_DIR CLOUD_INSTANCE_USER CLOUD_INSTANCE_SSH_PORT
-exec /bin/sh %[6]s personalise
+/bin/sh %[6]s personalise || exit
+answer=$(bash -c 'exec 3<>"/dev/tcp/$1/$2" && IFS= read -r -t 30 line <&3 && printf %%s "$line"' %[1]s %[7]s %[8]s)
+if [ "$answer" != ok ]; then
+	echo "%[1]s: personalised, but the home volume is not mounted: ${answer:-the machine did not answer}; the same document again tries again" >&2
+	exit 1
+fi
 `, bootstrap.PersonaliseProgram, bootstrap.ShellQuote(filepath.Join(dir, RootDir)), bootstrap.ShellQuote(dir), bootstrap.ShellQuote(user), port,
-		bootstrap.ShellQuote(filepath.Join(dir, bootstrapScriptFile))), nil
+		bootstrap.ShellQuote(filepath.Join(dir, bootstrapScriptFile)), bootstrap.ShellQuote(mountHost), mountPort), nil
 }
 
 // installBootstrap writes the image's bootstrap script into the machine's

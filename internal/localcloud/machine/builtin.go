@@ -31,7 +31,8 @@ type builtin struct {
 	addr   string
 	user   string
 	dir    string // the machine's folder, where its expires file is
-	home   string
+	home   string // Dir/home, where the home volume is mounted
+	homes  *homes
 	nssEnv []string // preloads the machine's user database; nil without nss_wrapper
 	tmux   *tmuxServer
 	config *ssh.ServerConfig
@@ -57,20 +58,35 @@ func StartBuiltin(cfg Config) (Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start builtin machine: %w", err)
 	}
+	homes, err := startHomes(dir, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start builtin machine: %w", err)
+	}
+	m, err := startBuiltin(cfg, dir, homes)
+	if err != nil {
+		homes.close()
+		return nil, fmt.Errorf("start builtin machine: %w", err)
+	}
+	return m, nil
+}
+
+func startBuiltin(cfg Config, dir string, homes *homes) (*builtin, error) {
 	m := &builtin{
 		addr:  cfg.Addr,
 		user:  cfg.Doc.User,
 		dir:   dir,
-		home:  cfg.Home,
+		home:  filepath.Join(dir, HomeDir),
+		homes: homes,
 		log:   logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "builtin"),
 		conns: make(map[net.Conn]struct{}),
 	}
+	var err error
 	if m.nssEnv, err = userDatabase(dir, m.user, m.home, m.log); err != nil {
-		return nil, fmt.Errorf("start builtin machine: %w", err)
+		return nil, err
 	}
 	hostKey, err := ssh.ParsePrivateKey([]byte(cfg.Doc.HostKey.Private))
 	if err != nil {
-		return nil, fmt.Errorf("start builtin machine: host key: %w", err)
+		return nil, fmt.Errorf("host key: %w", err)
 	}
 	m.config = &ssh.ServerConfig{
 		PublicKeyCallback: m.authorize,
@@ -80,11 +96,11 @@ func StartBuiltin(cfg Config) (Machine, error) {
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("start builtin machine: %w", err)
+		return nil, err
 	}
 	if m.tmux, err = newTmuxServer(); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("start builtin machine: %w", err)
+		return nil, err
 	}
 	m.ln = ln
 	m.ctx, m.cancel = context.WithCancel(context.Background())
@@ -180,27 +196,42 @@ func (m *builtin) Close() error {
 			m.closeErr = fmt.Errorf("close builtin machine %s: %w", m.addr, err)
 		}
 		m.tmux.stop(m.log)
+		m.homes.close()
 		m.log.Debug("machine closed")
 	})
 	return m.closeErr
 }
 
+// Remount mounts what the record names on HOME (see homes).
+func (m *builtin) Remount() error { return m.homes.remount() }
+
 func (m *builtin) accept() {
 	defer m.wg.Done()
-	for {
-		c, err := m.ln.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				m.log.Warn("accept failed; machine stops listening", "err", err)
-			}
-			return
-		}
+	acceptLoop(m.ln, m.log, func(c net.Conn) bool {
 		if !m.track(c) {
 			c.Close()
-			return
+			return false
 		}
 		m.wg.Add(1)
 		go m.serveConn(c)
+		return true
+	})
+}
+
+// acceptLoop passes each connection ln accepts to handle, until ln is
+// closed or handle returns false.
+func acceptLoop(ln net.Listener, log *slog.Logger, handle func(net.Conn) bool) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				log.Warn("accept failed; machine stops listening", "err", err)
+			}
+			return
+		}
+		if !handle(c) {
+			return
+		}
 	}
 }
 

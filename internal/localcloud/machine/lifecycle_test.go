@@ -156,7 +156,7 @@ func TestStartErrors(t *testing.T) {
 		cfg.Dir = t.TempDir()
 		cfg.Addr = "127.0.0.1:0"
 		_, err := StartOpenSSH(cfg)
-		if err == nil || !strings.Contains(err.Error(), "set the instance user") {
+		if err == nil || !strings.Contains(err.Error(), "set --instance-user") {
 			t.Errorf("got %v, want advice to set the instance user", err)
 		}
 	})

@@ -32,6 +32,28 @@
 // logged once; `~user` then does not expand, and sshd starts sessions in the
 // OS user's own home folder.
 //
+// The home volume. A machine's document may name one (Document.HomeDevice),
+// which boot records in var/lib/cloud-instance/home-device under RootDir,
+// as the image's bootstrap script does, personalise mode included. The
+// local cloud makes an attached volume appear where the image finds its
+// block device: a link under RootDir at the device's path
+// (dev/disk/by-id/scsi-0HC_Volume_<id>) to the volume's folder. The
+// machine mounts what the record names (home.go), as the image's
+// cloud-instance-home unit does: "mounting" makes Dir/home a link to the
+// volume's folder and sets the machine's own home aside in
+// Dir/home.beneath (OwnHome), so HOME stays Dir/home and a session on a
+// connection opened earlier (sshd keeps the home folder per connection,
+// the gateway shares connections) finds the volume too. A recorded device
+// that is there is mounted, its folder seeded with the login files below
+// when empty and the agent state file in it removed; one that is not there
+// leaves the machine's own home, with a warning in the log; no record, the
+// machine's own. It mounts at each start (which begins unmounted, as a
+// boot does), when the local cloud attaches or detaches a volume
+// (Machine.Remount), and when cc-instance-personalise, once the script has
+// recorded the person's device, asks on the machine's mount address, as
+// the image's personalise mode starts the unit: so the personalisation
+// returns with the person's home mounted, or fails saying why.
+//
 // Both kinds keep their folder across Close and a later Start, so files in
 // HOME survive a power cycle, and both write Dir/instance-id and Dir/expires
 // from the document, where the NixOS image keeps /etc/cloud-instance/{id,expires}.
@@ -70,13 +92,15 @@
 // revocation (bootstrap.RevokeKeyCommand) is the same command line as on
 // NixOS. Unlike there, it runs as the machine's user, not root. Beside it
 // is the image's cc-agent-state (nix.AgentStateScript), which records the
-// agent's state under HOME; a start removes that record, as a boot does.
+// agent's state under HOME; a start removes that record from Dir/home, as a
+// boot does.
 //
 // Login shells of both kinds read the person's current secrets, as the
 // NixOS image's /etc/profile makes them (nix.SecretsEnvScript): each start
-// writes the snippet to Dir/secrets-env.sh and, when HOME has no .profile
-// or .zprofile, ones that source it. So a new window of a persistent session sees a
-// secret set or removed after its tmux server started.
+// writes the snippet to Dir/secrets-env.sh and, when Dir/home has no
+// .profile or .zprofile, ones that source it. So a new window of a
+// persistent session sees a secret set or removed after its tmux server
+// started.
 package machine
 
 import (
@@ -95,14 +119,17 @@ import (
 type Config struct {
 	Addr   string             // host:port to listen on, e.g. 127.1.0.5:2022
 	Doc    bootstrap.Document // host key, authorized keys, user, instance id
-	Dir    string             // the machine's own folder; HOME lives under it
-	Home   string             // when set, HOME instead of Dir/home: an attached volume's folder
+	Dir    string             // the machine's own folder; its own HOME lives under it
 	Logger *slog.Logger       // nil discards; sessions and sshd's lines log at debug level
 }
 
 // Machine is a running machine. Close stops it and keeps its folder.
+// Remount mounts on HOME what the machine's record names, as the image's
+// home unit does when it is started: the local cloud calls it when a volume
+// is attached to or detached from the running machine.
 type Machine interface {
 	Close() error
+	Remount() error
 }
 
 // Names of the files a machine keeps in its folder.
@@ -136,9 +163,23 @@ func OpenSSHUser() (string, error) {
 	return u.Username, nil
 }
 
+// CheckOpenSSHUser returns the OS user an OpenSSH machine logs in, or an
+// error saying what to set when user, the instance user, is another one:
+// sshd only logs in real users.
+func CheckOpenSSHUser(user string) (string, error) {
+	osUser, err := OpenSSHUser()
+	if err != nil {
+		return "", err
+	}
+	if user != osUser {
+		return "", fmt.Errorf("the instance user %q is not %q, the OS user running the gateway; sshd machines only log in real users, so set --instance-user %s (or use builtin machines)", user, osUser, osUser)
+	}
+	return osUser, nil
+}
+
 // prepare validates cfg and readies the machine's folder: Dir and HOME
-// with mode 0700, and the metadata files. It returns the absolute Dir and
-// sets cfg.Home to the absolute HOME.
+// (its own home: nothing is mounted on it yet, see homes) with mode 0700,
+// the metadata files and programs. It returns the absolute Dir.
 func prepare(cfg *Config) (string, error) {
 	if cfg.Addr == "" {
 		return "", errors.New("no listen address")
@@ -153,13 +194,10 @@ func prepare(cfg *Config) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("machine folder: %w", err)
 	}
-	home := filepath.Join(dir, HomeDir)
-	if cfg.Home != "" {
-		if home, err = filepath.Abs(cfg.Home); err != nil {
-			return "", fmt.Errorf("home folder: %w", err)
-		}
+	if err := unmountAtStart(dir); err != nil {
+		return "", err
 	}
-	cfg.Home = home
+	home := filepath.Join(dir, HomeDir)
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return "", fmt.Errorf("create home: %w", err)
 	}
@@ -192,51 +230,56 @@ func prepare(cfg *Config) (string, error) {
 	if err := os.Remove(filepath.Join(home, bootstrap.AgentStateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("forget the agent's state: %w", err)
 	}
-	if err := installPrograms(dir, cfg.Addr, cfg.Doc.User); err != nil {
+	if err := installPrograms(dir); err != nil {
 		return "", err
 	}
-	if err := installProfile(dir, home); err != nil {
+	if err := writeFile(filepath.Join(dir, SecretsEnvFile), []byte(nix.SecretsEnvScript)); err != nil {
+		return "", err
+	}
+	if err := installLoginFiles(home); err != nil {
 		return "", err
 	}
 	return dir, nil
 }
 
 // installPrograms writes the image's commands into Dir/bin, and the
-// bootstrap script that one of them runs into Dir, fresh at every start.
-func installPrograms(dir, addr, user string) error {
-	bin := filepath.Join(dir, BinDir)
-	if err := os.MkdirAll(bin, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", bin, err)
-	}
+// bootstrap script that one of them runs into Dir, fresh at every start;
+// cc-instance-personalise comes with the machine's mount address (see
+// startHomes).
+func installPrograms(dir string) error {
 	if err := installBootstrap(dir); err != nil {
 		return err
 	}
-	personalise, err := personaliseWrapper(dir, addr, user)
-	if err != nil {
-		return err
-	}
 	for name, script := range map[string]string{
-		bootstrap.RevokeKeyProgram:   nix.RevokeKeyScript,
-		bootstrap.AgentStateProgram:  nix.AgentStateScript,
-		bootstrap.PersonaliseProgram: personalise,
+		bootstrap.RevokeKeyProgram:  nix.RevokeKeyScript,
+		bootstrap.AgentStateProgram: nix.AgentStateScript,
 	} {
-		program := filepath.Join(bin, name)
-		if err := writeFile(program, []byte(script)); err != nil {
+		if err := installProgram(dir, name, script); err != nil {
 			return err
-		}
-		if err := os.Chmod(program, 0o700); err != nil {
-			return fmt.Errorf("make %s executable: %w", program, err)
 		}
 	}
 	return nil
 }
 
-// installProfile writes the secrets snippet, fresh at every start, and
-// the login shells' files that source it where HOME has none.
-func installProfile(dir, home string) error {
-	if err := writeFile(filepath.Join(dir, SecretsEnvFile), []byte(nix.SecretsEnvScript)); err != nil {
+// installProgram writes one command into Dir/bin.
+func installProgram(dir, name, script string) error {
+	bin := filepath.Join(dir, BinDir)
+	if err := os.MkdirAll(bin, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", bin, err)
+	}
+	program := filepath.Join(bin, name)
+	if err := writeFile(program, []byte(script)); err != nil {
 		return err
 	}
+	if err := os.Chmod(program, 0o700); err != nil {
+		return fmt.Errorf("make %s executable: %w", program, err)
+	}
+	return nil
+}
+
+// installLoginFiles writes the login shells' files that source the
+// secrets snippet (written fresh at every start) where home has none.
+func installLoginFiles(home string) error {
 	for _, name := range []string{".profile", ".zprofile"} {
 		path := filepath.Join(home, name)
 		switch _, err := os.Lstat(path); {

@@ -46,6 +46,7 @@ type openSSH struct {
 	stderr *logWriter
 	done   chan struct{} // closed once sshd has been reaped
 	tmux   *tmuxServer
+	homes  *homes
 
 	closeOnce sync.Once
 	closeErr  error
@@ -67,12 +68,9 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	if err != nil {
 		return nil, err
 	}
-	osUser, err := OpenSSHUser()
+	osUser, err := CheckOpenSSHUser(cfg.Doc.User)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Doc.User != osUser {
-		return nil, fmt.Errorf("the document's user %q is not %q, the OS user running the gateway; sshd only logs in real users, so set the instance user to %q", cfg.Doc.User, osUser, osUser)
 	}
 	sshd, err := findSSHD()
 	if err != nil {
@@ -80,7 +78,7 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	}
 	log := logger(cfg).With("machine", cfg.Doc.InstanceID, "kind", "openssh")
 	// sshd starts sessions in the home folder the user database names.
-	nssEnv, err := userDatabase(dir, osUser, cfg.Home, log)
+	nssEnv, err := userDatabase(dir, osUser, filepath.Join(dir, HomeDir), log)
 	if err != nil {
 		return nil, err
 	}
@@ -95,18 +93,27 @@ func startOpenSSH(cfg Config) (*openSSH, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := configureSSHD(cfg, dir, osUser, sshd, nssEnv, tmux, log)
+	// Mounted before sshd takes connections, as the image's home unit
+	// runs before sshd.
+	homes, err := startHomes(dir, cfg)
 	if err != nil {
 		tmux.stop(log)
 		return nil, err
 	}
+	m, err := configureSSHD(cfg, dir, osUser, sshd, nssEnv, tmux, log)
+	if err != nil {
+		tmux.stop(log)
+		homes.close()
+		return nil, err
+	}
+	m.homes = homes
 	return m, nil
 }
 
 // configureSSHD writes sshd's config and runs it, its sessions' tmux on tmux.
 func configureSSHD(cfg Config, dir, osUser, sshd string, nssEnv []string, tmux *tmuxServer, log *slog.Logger) (*openSSH, error) {
 	sessionEnv := append(slices.Clone(nssEnv), tmuxEnv+"="+tmux.dir)
-	conf, err := sshdConfig(cfg.Addr, dir, cfg.Home, osUser, sshdVersion(sshd), sessionEnv)
+	conf, err := sshdConfig(cfg.Addr, dir, filepath.Join(dir, HomeDir), osUser, sshdVersion(sshd), sessionEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +198,10 @@ func (m *openSSH) waitListening() error {
 	}
 }
 
+// Remount mounts what the record names on HOME (see homes): sshd's
+// sessions start there, on any connection.
+func (m *openSSH) Remount() error { return m.homes.remount() }
+
 // Close ends sshd and every process it started: the sessions of a machine
 // that powers off do not live on. It keeps the folder.
 func (m *openSSH) Close() error {
@@ -200,6 +211,9 @@ func (m *openSSH) Close() error {
 		}
 		if m.tmux != nil {
 			m.tmux.stop(m.log)
+		}
+		if m.homes != nil {
+			m.homes.close()
 		}
 		m.log.Debug("machine closed")
 	})

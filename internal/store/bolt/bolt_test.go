@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,117 +50,6 @@ func openTemp(t *testing.T) (*Store, string) {
 	return s, path
 }
 
-func TestPutGetSurvivesReopen(t *testing.T) {
-	s, path := openTemp(t)
-	want := sampleLease("SHA256:aaa")
-	if err := s.Put(want); err != nil {
-		t.Fatalf("Put: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-
-	s2, err := Open(path)
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	defer s2.Close()
-	got, err := s2.Get("SHA256:aaa")
-	if err != nil {
-		t.Fatalf("Get: %v", err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("Get after reopen\n got %+v\nwant %+v", got, want)
-	}
-}
-
-func TestPutReplaces(t *testing.T) {
-	s, _ := openTemp(t)
-	l := sampleLease("SHA256:aaa")
-	if err := s.Put(l); err != nil {
-		t.Fatal(err)
-	}
-	l.State = lease.StateStopped
-	l.Address = ""
-	if err := s.Put(l); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Get("SHA256:aaa")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.State != lease.StateStopped || got.Address != "" {
-		t.Fatalf("second Put not applied: %+v", got)
-	}
-}
-
-func TestGetMissingIsNotFound(t *testing.T) {
-	s, _ := openTemp(t)
-	_, err := s.Get("SHA256:nobody")
-	if !errors.Is(err, lease.ErrNotFound) {
-		t.Fatalf("Get missing: err = %v, want lease.ErrNotFound", err)
-	}
-	if !strings.Contains(err.Error(), "SHA256:nobody") {
-		t.Fatalf("error %q does not name the fingerprint", err)
-	}
-}
-
-func TestDelete(t *testing.T) {
-	s, _ := openTemp(t)
-	if err := s.Put(sampleLease("SHA256:aaa")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Put(sampleLease("SHA256:bbb")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Delete("SHA256:aaa"); err != nil {
-		t.Fatalf("Delete: %v", err)
-	}
-	if _, err := s.Get("SHA256:aaa"); !errors.Is(err, lease.ErrNotFound) {
-		t.Fatalf("Get after Delete: err = %v, want ErrNotFound", err)
-	}
-	if _, err := s.Get("SHA256:bbb"); err != nil {
-		t.Fatalf("Delete removed another lease: %v", err)
-	}
-	if err := s.Delete("SHA256:aaa"); err != nil {
-		t.Fatalf("Delete again should be a no-op, got %v", err)
-	}
-}
-
-func TestListSortedByFingerprint(t *testing.T) {
-	s, _ := openTemp(t)
-	if got, err := s.List(); err != nil || len(got) != 0 {
-		t.Fatalf("List on empty store = %v, %v; want empty", got, err)
-	}
-	for _, fp := range []string{"SHA256:mmm", "SHA256:Zed", "SHA256:aaa", "SHA256:+/9"} {
-		if err := s.Put(sampleLease(fp)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := s.List()
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
-	var fps []string
-	for _, l := range got {
-		fps = append(fps, l.Fingerprint)
-	}
-	want := []string{"SHA256:+/9", "SHA256:Zed", "SHA256:aaa", "SHA256:mmm"}
-	if !reflect.DeepEqual(fps, want) {
-		t.Fatalf("List order = %v, want %v", fps, want)
-	}
-}
-
-func TestPutWithoutFingerprintRefused(t *testing.T) {
-	s, _ := openTemp(t)
-	if err := s.Put(lease.Lease{ID: "x"}); err == nil {
-		t.Fatal("Put of a lease without fingerprint succeeded")
-	}
-	if got, _ := s.List(); len(got) != 0 {
-		t.Fatalf("refused Put left %d records", len(got))
-	}
-}
-
 func TestDamagedRecordIsReported(t *testing.T) {
 	s, _ := openTemp(t)
 	err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -175,34 +63,6 @@ func TestDamagedRecordIsReported(t *testing.T) {
 	}
 	if _, err := s.List(); err == nil || !strings.Contains(err.Error(), "SHA256:bad") {
 		t.Fatalf("List with damaged record: err = %v, want one naming the record", err)
-	}
-}
-
-func TestConcurrentPuts(t *testing.T) {
-	s, _ := openTemp(t)
-	const n = 20
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- s.Put(sampleLease(fmt.Sprintf("SHA256:%02d", i)))
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("Put: %v", err)
-		}
-	}
-	got, err := s.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != n {
-		t.Fatalf("List has %d leases, want %d", len(got), n)
 	}
 }
 

@@ -112,13 +112,3 @@ func TestDamageAtRunTimeIsReportedOnce(t *testing.T) {
 		t.Errorf("the log does not name the file:\n%s", logs)
 	}
 }
-
-func TestAMissingLeaseKeepsTheStoreHealthy(t *testing.T) {
-	s, _ := openTemp(t)
-	if _, err := s.Get("SHA256:none"); !errors.Is(err, lease.ErrNotFound) {
-		t.Fatal(err)
-	}
-	if err := s.Healthy(); err != nil {
-		t.Errorf("a missing lease made the store unhealthy: %v", err)
-	}
-}

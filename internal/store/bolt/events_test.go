@@ -3,7 +3,6 @@ package bolt
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -18,43 +17,6 @@ func event(i int) lease.Event {
 	return lease.Event{
 		Time: time.Date(2026, 11, 25, 9, 0, i, 0, time.UTC), Kind: "extend",
 		Fingerprint: "SHA256:x", LeaseID: "abc", Detail: fmt.Sprintf("event %d", i),
-	}
-}
-
-func TestEventsKeepOrderAndLimit(t *testing.T) {
-	s, path := openTemp(t)
-	s.eventLimit = 5
-	for i := range 12 {
-		if err := s.AppendEvent(event(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	all, err := s.Events(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(all) != 5 || all[0].Detail != "event 7" || all[4].Detail != "event 11" {
-		t.Fatalf("events after 12 appends with a limit of 5: %+v", all)
-	}
-	newest, err := s.Events(2)
-	if err != nil || len(newest) != 2 || newest[0].Detail != "event 10" || newest[1].Detail != "event 11" {
-		t.Fatalf("newest 2: %+v, %v", newest, err)
-	}
-
-	// The log survives a reopen and keeps counting from where it was.
-	s.Close()
-	s, err = Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.eventLimit = 5
-	if err := s.AppendEvent(event(12)); err != nil {
-		t.Fatal(err)
-	}
-	all, _ = s.Events(0)
-	if len(all) != 5 || all[0].Detail != "event 8" || all[4].Detail != "event 12" {
-		t.Fatalf("after reopen: %+v", all)
 	}
 }
 
@@ -119,40 +81,39 @@ func lastTx(t *testing.T, s *Store) int {
 	return id
 }
 
-// TestLeaseChangeAndItsEventsAreOneWrite: Put and Delete write the lease
-// and its audit events in one transaction, and both survive a reopen.
-func TestLeaseChangeAndItsEventsAreOneWrite(t *testing.T) {
-	s, path := openTemp(t)
+// TestEachWriteIsOneTransaction: a change and its audit events, and a
+// batch of refusal counts, are each one bbolt transaction, so one fsync
+// (the contract, storetest, sees only that they land together).
+func TestEachWriteIsOneTransaction(t *testing.T) {
+	s, _ := openTemp(t)
 	keep, gone := sampleLease("SHA256:keep"), sampleLease("SHA256:gone")
 	if err := s.Put(gone); err != nil {
 		t.Fatal(err)
 	}
-	before := lastTx(t, s)
-	if err := s.Put(keep, event(1), event(2)); err != nil {
-		t.Fatal(err)
+	keep.ID = "a" // the pool machine it claims
+	claiming := readyMachine("a")
+	claiming.State = lease.PoolClaiming
+	writes := []struct {
+		what  string
+		write func() error
+	}{
+		{"a put with events", func() error { return s.Put(keep, event(1), event(2)) }},
+		{"a delete with events", func() error { return s.Delete(gone.Fingerprint, event(3)) }},
+		{"a person with events", func() error { return s.PutPerson(lease.Person{Fingerprint: "SHA256:p"}, event(4), event(5)) }},
+		{"a pool write", func() error { return s.PutPoolMachine(readyMachine("a"), "", event(6), event(7)) }},
+		{"a claim", func() error { return s.ClaimPoolMachine(claiming, keep, event(8), event(9)) }},
+		{"a finished claim", func() error { return s.FinishPoolClaim(keep, event(10)) }},
+		{"a batch of refusals", func() error { return s.AppendRefusals([]lease.Refusal{refusal(0), refusal(1), refusal(2)}) }},
+		{"a pool delete", func() error { return s.DeletePoolMachine("b", event(11), event(12)) }},
 	}
-	if err := s.Delete(gone.Fingerprint, event(3)); err != nil {
-		t.Fatal(err)
-	}
-	if n := lastTx(t, s) - before; n != 2 {
-		t.Errorf("a put and a delete, each with events, took %d write transactions, want 2", n)
-	}
-
-	s.Close()
-	s, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.Get(keep.Fingerprint); err != nil {
-		t.Errorf("lease after reopen: %v", err)
-	}
-	if _, err := s.Get(gone.Fingerprint); !errors.Is(err, lease.ErrNotFound) {
-		t.Errorf("deleted lease after reopen: %v", err)
-	}
-	all, err := s.Events(0)
-	if err != nil || len(all) != 3 || all[0].Detail != "event 1" || all[2].Detail != "event 3" {
-		t.Errorf("events after reopen: %+v, %v", all, err)
+	for _, w := range writes {
+		before := lastTx(t, s)
+		if err := w.write(); err != nil {
+			t.Fatalf("%s: %v", w.what, err)
+		}
+		if n := lastTx(t, s) - before; n != 1 {
+			t.Errorf("%s took %d write transactions, want 1", w.what, n)
+		}
 	}
 }
 
@@ -161,55 +122,6 @@ func refusal(i int) lease.Refusal {
 	return lease.Refusal{
 		Minute: minute, Source: fmt.Sprintf("192.0.2.%d", i), Kind: lease.RefusedKey, Count: 100 + i,
 		Fingerprints: []string{"SHA256:a", "SHA256:b"}, First: minute, Last: minute.Add(59 * time.Second),
-	}
-}
-
-// TestRefusalsApartFromEvents: a batch of refusal counts is one write, is
-// bounded by its own limit, and never pushes an audit event out.
-func TestRefusalsApartFromEvents(t *testing.T) {
-	s, path := openTemp(t)
-	s.eventLimit, s.refusalLimit = 3, 5
-	if err := s.AppendEvent(event(1)); err != nil {
-		t.Fatal(err)
-	}
-	before := lastTx(t, s)
-	var batch []lease.Refusal
-	for i := range 8 {
-		batch = append(batch, refusal(i))
-	}
-	if err := s.AppendRefusals(batch); err != nil {
-		t.Fatal(err)
-	}
-	if n := lastTx(t, s) - before; n != 1 {
-		t.Errorf("a batch of 8 refusal counts took %d write transactions, want 1", n)
-	}
-	if err := s.AppendRefusals([]lease.Refusal{refusal(8)}); err != nil {
-		t.Fatal(err)
-	}
-
-	s.Close()
-	s, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	all, err := s.Refusals(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(all) != 5 || all[0].Source != "192.0.2.4" || all[4].Source != "192.0.2.8" {
-		t.Fatalf("refusals after 9 with a limit of 5: %+v", all)
-	}
-	if got, want := all[4], refusal(8); got.Count != want.Count || !got.Minute.Equal(want.Minute) || len(got.Fingerprints) != 2 || !got.Last.Equal(want.Last) {
-		t.Errorf("refusal read back as %+v, want %+v", got, want)
-	}
-	newest, err := s.Refusals(2)
-	if err != nil || len(newest) != 2 || newest[0].Source != "192.0.2.7" {
-		t.Errorf("newest 2 refusals: %+v, %v", newest, err)
-	}
-	events, err := s.Events(0)
-	if err != nil || len(events) != 1 || events[0].Detail != "event 1" {
-		t.Errorf("events after the refusals: %+v, %v", events, err)
 	}
 }
 

@@ -4,56 +4,11 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"testing"
-	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 )
-
-// A person who kept nothing is their fingerprint alone; what they keep is
-// read back whole after a reopen, and written with its event as one write.
-func TestPeople(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "gateway.db")
-	s, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p, err := s.Person("SHA256:nobody"); err != nil || p.Fingerprint != "SHA256:nobody" || p.Notify != nil || p.Secrets != nil {
-		t.Fatalf("a person who kept nothing: %+v, %v", p, err)
-	}
-	at := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
-	want := lease.Person{
-		Fingerprint: "SHA256:alice",
-		Notify:      []lease.NotifyTarget{{URL: "https://ntfy.sh/alice-agent", Added: at}},
-		Secrets:     []lease.Secret{{Name: "GH_TOKEN", Sealed: []byte{1, 2, 3}, Set: at}},
-	}
-	if err := s.PutPerson(want, lease.Event{Time: at, Kind: "notify", Fingerprint: want.Fingerprint, Detail: "added a target"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutPerson(lease.Person{}); err == nil {
-		t.Error("a person without a fingerprint was written")
-	}
-	s.Close()
-
-	s, err = Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	got, err := s.Person("SHA256:alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _ := json.Marshal(got)
-	b, _ := json.Marshal(want)
-	if string(a) != string(b) {
-		t.Errorf("read back %s, want %s", a, b)
-	}
-	if events, err := s.Events(0); err != nil || len(events) != 1 || events[0].Kind != "notify" {
-		t.Errorf("the person's event: %+v, %v", events, err)
-	}
-}
 
 // TestMigrateFromV3 opens a version 3 file (no people bucket): its leases
 // stay, and people can be written.

@@ -468,7 +468,7 @@ start_home() {
 		return 0
 	fi
 	if [ -z "$home_unit" ]; then
-		log "recorded the home device $home_device; nothing here mounts it (CLOUD_INSTANCE_HOME_UNIT is unset)"
+		log "recorded the home device $home_device; whatever runs this script mounts it (CLOUD_INSTANCE_HOME_UNIT is unset)"
 		return 0
 	fi
 	systemctl start "$home_unit" ||

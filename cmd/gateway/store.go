@@ -1,0 +1,69 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"strings"
+
+	"github.com/cc-gateway/cc-gateway/internal/config"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
+	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
+	"github.com/cc-gateway/cc-gateway/internal/store/etcd"
+)
+
+// leaseStore is what the gateway asks of its lease store, whichever keeps
+// it: bbolt in --data-dir, or etcd with --etcd-endpoints.
+type leaseStore interface {
+	lease.Store
+	lease.PoolStore
+	// Healthy is a /readyz check: nil while the store works.
+	Healthy() error
+	Close() error
+}
+
+// openedStore is a lease store that `gateway store` can also export and
+// import.
+type openedStore interface {
+	leaseStore
+	dumpable
+}
+
+// openStore opens the store the options name.
+func openStore(cfg config.Config) (openedStore, error) {
+	if !cfg.Etcd() {
+		s, err := bolt.Open(cfg.StorePath())
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	var tlsConfig *tls.Config
+	if cfg.EtcdCA != "" || cfg.EtcdCert != "" || hasHTTPS(cfg.EtcdEndpointList()) {
+		var err error
+		if tlsConfig, err = etcd.TLSConfig(cfg.EtcdCA, cfg.EtcdCert, cfg.EtcdKey); err != nil {
+			return nil, err
+		}
+	}
+	s, err := etcd.Open(etcd.Config{Endpoints: cfg.EtcdEndpointList(), Prefix: cfg.EtcdPrefix, TLS: tlsConfig})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func hasHTTPS(urls []string) bool {
+	for _, u := range urls {
+		if strings.HasPrefix(u, "https://") {
+			return true
+		}
+	}
+	return false
+}
+
+// storeName names the store in the operator's messages.
+func storeName(cfg config.Config) string {
+	if cfg.Etcd() {
+		return fmt.Sprintf("etcd %s under %s", cfg.EtcdEndpoints, cfg.EtcdPrefix)
+	}
+	return cfg.StorePath()
+}
