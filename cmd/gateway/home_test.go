@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +136,28 @@ func volumeNames(volumes []*hcloud.Volume) []string {
 		out = append(out, fmt.Sprintf("%s(%d)", v.Name, v.ID))
 	}
 	return out
+}
+
+// TestHomeWithTheWarmPool: a new person takes a pool machine and gets
+// their home attached to it hot, mounted as their home; after destroy,
+// the next pool machine they take has the home's files.
+func TestHomeWithTheWarmPool(t *testing.T) {
+	dir := t.TempDir()
+	kim := newPerson(t, filepath.Join(dir, "kim"))
+	lg := newLocalGatewayIn(t, dir, withHomes("--warm-pool", "1", "--metrics-listen", "127.0.0.1:0")...)
+	g := lg.start(t)
+	waitPool(t, lg, g, 1)
+	r := kim.ssh(g, "", "echo claimed > notes")
+	if r.code != 0 || !strings.Contains(r.stderr, "A machine was ready for you") {
+		t.Fatalf("the first connection, from the pool: %+v", r)
+	}
+	if r := kim.ssh(g, "", "destroy", "--yes"); r.code != 0 {
+		t.Fatalf("destroy: %+v", r)
+	}
+	waitPool(t, lg, g, 1)
+	r = kim.ssh(g, "", "cat notes")
+	if r.code != 0 || r.stdout != "claimed\n" || !strings.Contains(r.stderr, "A machine was ready for you") {
+		t.Errorf("the home's file on the next pool machine: %+v", r)
+	}
+	checkVolumes(t, lg, 1)
 }
