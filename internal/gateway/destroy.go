@@ -41,6 +41,12 @@ func (g *Gateway) destroy(ctx context.Context, c call) int {
 		return g.destroyWithHome(ctx, c)
 	}
 	l, err := g.opts.Leases.Destroy(ctx, c.fingerprint)
+	if errors.Is(err, lease.ErrNotFound) {
+		if p, perr := g.opts.Leases.Person(c.fingerprint); perr == nil && p.Home != nil {
+			return refuse(c, "you have no machine; your home volume %s is kept until %s, and `%s destroy --yes --with-home` deletes it now",
+				p.Home.Name, p.Home.KeepUntil.UTC().Format(timeLayout), g.opts.Invocation)
+		}
+	}
 	if err != nil {
 		return g.leaseError(c, forPerson(err, "could not destroy your machine"))
 	}
