@@ -25,7 +25,7 @@ buildGoModule {
   # The hash of the Go module dependencies (the NAR hash of `go mod vendor`'s
   # output). It changes whenever go.sum does; a test (nix/nix_test.go)
   # recomputes it and fails when this line is stale. See docs/nixos.md.
-  vendorHash = "sha256-HR5h3YPbe05dxlwoWyXQwCdiQAc9MytXmqOpvP/6NCk=";
+  vendorHash = "sha256-+S56gcOOEPTHKLnrDs1YLnXd7MWk6ZUfKkkiBg992WI=";
 
   subPackages = [ "cmd/gateway" ];
   env.CGO_ENABLED = 0;

@@ -178,24 +178,39 @@ func TestGatewaysOnEtcd(t *testing.T) {
 	// dead one's TTL lapses, or already) leaves no orphan.
 	for _, point := range []string{
 		lease.FaultCreateIntent, lease.FaultCreateRequested, lease.FaultCreateRecorded,
+		lease.FaultResumeIntent, lease.FaultResumePoweredOn,
 		lease.FaultStopIntent, lease.FaultStopPoweredOff,
+		lease.FaultHibernateIntent, lease.FaultHibernateSnapshot, lease.FaultHibernateRecorded, lease.FaultHibernateDeleted,
 		lease.FaultDestroyIntent, lease.FaultDestroyDeleted,
 	} {
 		t.Run("crash at "+point, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			kim := newPerson(t, filepath.Join(dir, "kim"))
-			d := newDeployment(t, cluster, []*person{kim}, "--reconcile-interval", "2s", "--reaper-interval", "1s")
+			d := newDeployment(t, cluster, []*person{kim}, "--reconcile-interval", "2s", "--reaper-interval", "1s",
+				"--admins", writeKeyList(t, filepath.Join(dir, "admins"), kim))
 			survivor := d.start(t, 1)[0]
 			doomed := d.start(t, 1, "CC_GATEWAY_CRASH_AT="+point)[0]
-			switch op := strings.Split(point, ".")[0]; op {
-			case "create":
-				kim.ssh(doomed, "", "true")
-			default:
+			op := strings.Split(point, ".")[0]
+			if op != "create" {
 				if r := kim.ssh(survivor, "", "true"); r.code != 0 {
 					t.Fatalf("create: %+v", r)
 				}
-				kim.ssh(doomed, "", map[string][]string{"stop": {"stop"}, "destroy": {"destroy", "--yes"}}[op]...)
+			}
+			if op == "resume" {
+				if r := kim.ssh(survivor, "", "stop"); r.code != 0 {
+					t.Fatalf("stop: %+v", r)
+				}
+			}
+			switch op {
+			case "create", "resume":
+				kim.ssh(doomed, "", "true")
+			case "stop":
+				kim.ssh(doomed, "", "stop")
+			case "hibernate":
+				kim.ssh(doomed, "", "admin", "hibernate", kim.status(survivor).Name)
+			case "destroy":
+				kim.ssh(doomed, "", "destroy", "--yes")
 			}
 			waitCrash(t, doomed, point)
 			if r := kim.ssh(survivor, "", "echo alive"); r.code != 0 || r.stdout != "alive\n" {

@@ -10,6 +10,7 @@ import (
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
+	"github.com/cc-gateway/cc-gateway/internal/bootstrap"
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
@@ -199,6 +200,23 @@ func TestAttachWaitsForTheVolumesCreation(t *testing.T) {
 	}
 }
 
+// withHome makes p's server boot with home attached and mounted as the
+// home, as the lease's create does: the volume in the create request, its
+// device in the bootstrap document.
+func withHome(t *testing.T, p person, home lease.Volume) person {
+	t.Helper()
+	doc, err := bootstrap.Parse([]byte(p.spec.UserData))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.HomeDevice = home.Device
+	if p.spec.UserData, err = doc.Render(); err != nil {
+		t.Fatal(err)
+	}
+	p.spec.HomeVolume = home.ID
+	return p
+}
+
 // TestCreateWithHomeVolume: a server created with a home volume goes to
 // the volume's location, whatever the order of preference, boots with
 // the volume attached and uses it as the home; a later server of the same
@@ -211,8 +229,7 @@ func TestCreateWithHomeVolume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	erin := newPerson(t, "home1", e.port)
-	erin.spec.HomeVolume = home.ID
+	erin := withHome(t, newPerson(t, "home1", e.port), home)
 	srv, err := p.Create(ctx, erin.spec)
 	if err != nil {
 		t.Fatalf("create with the home volume: %v", err)
@@ -231,8 +248,7 @@ func TestCreateWithHomeVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	again := newPerson(t, "home2", e.port)
-	again.spec.HomeVolume = home.ID
+	again := withHome(t, newPerson(t, "home2", e.port), home)
 	srv, err = p.Create(ctx, again.spec)
 	if err != nil {
 		t.Fatalf("create again with the home volume: %v", err)
