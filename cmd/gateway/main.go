@@ -218,6 +218,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Invocation: invocation,
 	})
 	defer inBackground(ctx, reaper.Run)()
+	// Whichever gateway's reaper decides, it reads this one's activity
+	// from the store: write it every fraction of the reaper's interval.
+	defer inBackground(ctx, func(ctx context.Context) {
+		manager.RunActivityFlush(ctx, lease.ActivityFlushEvery(cfg.ReaperInterval))
+	})()
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve(ln) }()
 	select {

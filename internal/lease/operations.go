@@ -563,6 +563,7 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) (err error) 
 	m.forgetCost(l)
 	m.mu.Lock()
 	delete(m.activity, l.Fingerprint)
+	delete(m.touched, l.Fingerprint)
 	m.mu.Unlock()
 	return nil
 }

@@ -1,0 +1,86 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Activity is kept in memory (Touch) and reaches the store with the lease's
+// next write. With one gateway that is enough: its reaper reads the memory.
+// With several sharing a store, the reaper runs on one of them and sees
+// only what the others wrote, so each gateway also writes its people's
+// activity every so often (RunActivityFlush): at most one write per active
+// person per round, however busy their sessions are.
+
+// ActivityFlushEvery is the round of RunActivityFlush for a reaper that
+// passes every interval: a fraction of it, so the reaper decides on
+// activity at most that stale.
+func ActivityFlushEvery(interval time.Duration) time.Duration {
+	return max(interval/4, 100*time.Millisecond)
+}
+
+// RunActivityFlush writes the activity seen since the last round, every
+// round, until ctx ends.
+func (m *Manager) RunActivityFlush(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.FlushActivity()
+		}
+	}
+}
+
+// FlushActivity writes the activity of every person touched since their
+// last flush into their lease, one write each. A person whose lease is
+// being worked on (a flight, the reaper) is left for the next round: that
+// work writes the activity with the lease anyway, and the flush never
+// waits for it.
+func (m *Manager) FlushActivity() {
+	m.mu.Lock()
+	touched := slices.Collect(maps.Keys(m.touched))
+	m.mu.Unlock()
+	for _, fp := range touched {
+		if err := m.flushOne(fp); err != nil {
+			m.log.Warn("write activity", "fingerprint", fp, "err", err)
+		}
+	}
+}
+
+func (m *Manager) flushOne(fp string) error {
+	unlock, ok := m.tryLock(fp)
+	if !ok {
+		return nil
+	}
+	defer unlock()
+	m.mu.Lock()
+	delete(m.touched, fp)
+	m.mu.Unlock()
+	l, err := m.cfg.Store.Get(fp)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		m.markTouched(fp)
+		return err
+	}
+	if merged := m.withActivity(l); merged.LastActivity.After(l.LastActivity) {
+		if err := m.put(merged); err != nil {
+			m.markTouched(fp)
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Manager) markTouched(fp string) {
+	m.mu.Lock()
+	m.touched[fp] = true
+	m.mu.Unlock()
+}
