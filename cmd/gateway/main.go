@@ -218,11 +218,14 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Invocation: invocation,
 	})
 	defer inBackground(ctx, reaper.Run)()
-	// Whichever gateway's reaper decides, it reads this one's activity
-	// from the store: write it every fraction of the reaper's interval.
-	defer inBackground(ctx, func(ctx context.Context) {
-		manager.RunActivityFlush(ctx, lease.ActivityFlushEvery(cfg.ReaperInterval))
-	})()
+	if cfg.Etcd() {
+		// Whichever gateway's reaper decides, it reads this one's activity
+		// from the store: write it every fraction of the reaper's interval.
+		// (One gateway alone has it in memory.)
+		defer inBackground(ctx, func(ctx context.Context) {
+			manager.RunActivityFlush(ctx, lease.ActivityFlushEvery(cfg.ReaperInterval))
+		})()
+	}
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve(ln) }()
 	select {
