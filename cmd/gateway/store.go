@@ -3,9 +3,11 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/cc-gateway/cc-gateway/internal/config"
+	"github.com/cc-gateway/cc-gateway/internal/gateway"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 	"github.com/cc-gateway/cc-gateway/internal/store/etcd"
@@ -66,4 +68,16 @@ func storeName(cfg config.Config) string {
 		return fmt.Sprintf("etcd %s under %s", cfg.EtcdEndpoints, cfg.EtcdPrefix)
 	}
 	return cfg.StorePath()
+}
+
+// sharedWith returns what the gateway shares with the other gateways on
+// an etcd store, and the presence that keeps it up; nil for bbolt, which
+// serves one gateway.
+func sharedWith(store leaseStore, log *slog.Logger) (gateway.Shared, *etcd.Presence) {
+	s, ok := store.(*etcd.Store)
+	if !ok {
+		return nil, nil
+	}
+	p := s.Presence(log)
+	return p, p
 }
