@@ -219,7 +219,9 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		OrphanGrace: cfg.OrphanGrace, Orphans: cfg.Orphans, OrphanDeletes: cfg.OrphanDeletes,
 		Invocation: invocation,
 	})
-	defer inBackground(ctx, reaper.Run)()
+	if os.Getenv(noReaperEnv) == "" {
+		defer inBackground(ctx, reaper.Run)()
+	}
 	if presence != nil {
 		defer inBackground(ctx, func(ctx context.Context) { presence.Run(ctx, gw.Counts, gw.Deliver) })()
 	}
@@ -432,6 +434,11 @@ func newProvider(cfg config.Config, log *slog.Logger, observer hcloud.Observer) 
 	}
 	return p, closeCloud, nil
 }
+
+// noReaperEnv, set, keeps the reaper from running, so tests of several
+// gateways on one store can have one of them decide, until the gateways
+// elect the one that runs it; never set it in production.
+const noReaperEnv = "CC_GATEWAY_TEST_NO_REAPER"
 
 // crashEnv names a fault point (lease.FaultPoints) at which the gateway
 // kills itself with SIGKILL. It exists for the crash-safety tests, which
