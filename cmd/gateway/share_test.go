@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +48,7 @@ func startSharedGateways(t *testing.T, names []string, extra ...string) *sharedG
 // session is a person's ssh running in the background.
 type session struct {
 	*testkit.Process
+	stdin          io.WriteCloser
 	stdout, stderr *testkit.Buffer
 }
 
@@ -66,6 +68,9 @@ func (p *person) sshStart(g *gatewayProc, args ...string) *session {
 	s := &session{stdout: &testkit.Buffer{}, stderr: &testkit.Buffer{}}
 	cmd := exec.Command("ssh", append(append(opts, "gw"), args...)...)
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
+	if s.stdin, err = cmd.StdinPipe(); err != nil {
+		p.t.Fatal(err)
+	}
 	if s.Process, err = testkit.StartProcess(cmd); err != nil {
 		p.t.Fatal(err)
 	}
@@ -143,4 +148,70 @@ func TestSharedGateways(t *testing.T) {
 	if st := bob.status(sg.a); st.State != "running" {
 		t.Errorf("bob's machine: %+v, want running (his session through a is busy)", st)
 	}
+}
+
+// echoes checks that an interactive session still answers: a line written
+// to its cat comes back.
+func (s *session) echoes(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(s.stdin, line+"\n"); err != nil {
+		t.Fatalf("write %q to the session: %v", line, err)
+	}
+	if !s.stdout.WaitFor(line, time.Minute) {
+		t.Fatalf("the session did not echo %q: stdout %q stderr %q", line, s.stdout, s.stderr)
+	}
+}
+
+// TestSharedGatewaysQuorum: with one etcd member of three stopped, nobody
+// notices; with two, bob's open sessions through both gateways keep
+// working while a new status is told the store is temporarily unavailable;
+// with the members back, new connections work and status counts bob's
+// sessions on both gateways again, with no restart.
+func TestSharedGatewaysQuorum(t *testing.T) {
+	t.Parallel()
+	sg := startSharedGateways(t, []string{"bob"})
+	bob := sg.people[0]
+	onA := bob.sshStart(sg.a, "cat")
+	onA.echoes(t, "first-a")
+	onB := bob.sshStart(sg.b, "cat")
+	onB.echoes(t, "first-b")
+	sessions := func(want int) {
+		t.Helper()
+		for _, g := range []*gatewayProc{sg.a, sg.b} {
+			testkit.Eventually(t, 30*time.Second, func() error {
+				if st := bob.status(g); st.Sessions != want {
+					return fmt.Errorf("bob's status through %s says %d sessions, want %d", g.addr, st.Sessions, want)
+				}
+				return nil
+			})
+		}
+	}
+	sessions(2)
+
+	sg.cluster.Members[0].Stop()
+	if r := bob.ssh(sg.b, "", "echo", "one-down"); r.code != 0 || r.stdout != "one-down\n" {
+		t.Errorf("a command with one member stopped: %+v", r)
+	}
+	onA.echoes(t, "one-down-a")
+	sessions(2)
+
+	sg.cluster.Members[1].Stop()
+	onA.echoes(t, "no-quorum-a")
+	onB.echoes(t, "no-quorum-b")
+	for _, g := range []*gatewayProc{sg.a, sg.b} {
+		if r := bob.ssh(g, "", "status"); r.code != 1 || !strings.Contains(r.stderr, "the gateway's store is temporarily unavailable; try again") {
+			t.Errorf("status through %s without quorum: %+v, want exit 1 and the store temporarily unavailable", g.addr, r)
+		}
+	}
+	onA.echoes(t, "still-a")
+	onB.echoes(t, "still-b")
+
+	sg.cluster.Members[0].Start()
+	sg.cluster.Members[1].Start()
+	if r := bob.ssh(sg.b, "", "echo", "back"); r.code != 0 || r.stdout != "back\n" {
+		t.Errorf("a command with quorum back: %+v", r)
+	}
+	sessions(2)
+	onA.echoes(t, "after-a")
+	onB.echoes(t, "after-b")
 }
