@@ -91,14 +91,20 @@ func TestPresence(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Notices arrive in order; a warning told twice above may come again.
-	for d := range delivered {
-		if d.msg == "warned" {
-			continue
+	limit := time.After(10 * time.Second)
+	for ended := false; !ended; {
+		select {
+		case d := <-delivered:
+			if d.msg == "warned" {
+				continue
+			}
+			if d != (got{fp, "ended", true}) {
+				t.Fatalf("a delivered %+v, want bob's sessions ended (and never its own notice)", d)
+			}
+			ended = true
+		case <-limit:
+			t.Fatal("the end of bob's sessions did not reach a within 10s")
 		}
-		if d != (got{fp, "ended", true}) {
-			t.Fatalf("a delivered %+v, want bob's sessions ended (and never its own notice)", d)
-		}
-		break
 	}
 	cancel()
 	<-stopped
