@@ -53,6 +53,13 @@ func (m *Manager) FlushActivity() {
 	}
 }
 
+// activityStore is a Store that moves a lease's last activity alone,
+// leaving the rest as the store holds it: gateways sharing a store need
+// it, or one's activity write could undo another's change (etcd's store).
+type activityStore interface {
+	PutActivity(fingerprint string, t time.Time) error
+}
+
 func (m *Manager) flushOne(fp string) error {
 	unlock, ok := m.tryLock(fp)
 	if !ok {
@@ -61,7 +68,15 @@ func (m *Manager) flushOne(fp string) error {
 	defer unlock()
 	m.mu.Lock()
 	delete(m.touched, fp)
+	t := m.activity[fp]
 	m.mu.Unlock()
+	if s, ok := m.cfg.Store.(activityStore); ok {
+		if err := s.PutActivity(fp, t); err != nil {
+			m.markTouched(fp)
+			return err
+		}
+		return nil
+	}
 	l, err := m.cfg.Store.Get(fp)
 	if errors.Is(err, ErrNotFound) {
 		return nil
