@@ -1,13 +1,9 @@
 package nix_test
 
 import (
-	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/cc-gateway/cc-gateway/internal/config"
 )
 
 // TestGatewayModuleEtcd: the module's etcd settings reach the gateway's
@@ -26,14 +22,7 @@ func TestGatewayModuleEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(t.TempDir(), "cc-gateway.conf")
-	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load([]string{"--config", file}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatalf("the gateway refuses the module's config file:\n%s\n%v", text, err)
-	}
+	cfg := loadConfigFile(t, text)
 	if !cfg.Etcd() || cfg.EtcdEndpoints != "https://10.0.0.2:2379,https://10.0.0.3:2379,https://10.0.0.4:2379" || cfg.EtcdPrefix != "/team-a/" {
 		t.Errorf("the gateway read the module's etcd settings as endpoints %q prefix %q:\n%s", cfg.EtcdEndpoints, cfg.EtcdPrefix, text)
 	}

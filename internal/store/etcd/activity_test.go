@@ -13,15 +13,7 @@ import (
 // gateway wrote to the rest of the lease, and creates no lease.
 func TestPutActivity(t *testing.T) {
 	cluster := testkit.StartEtcd(t, 1)
-	open := func() *Store {
-		s, err := Open(Config{Endpoints: cluster.Endpoints(), Prefix: "/activity/"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	a, b := open(), open()
+	a, b := openOn(t, cluster, "/activity/"), openOn(t, cluster, "/activity/")
 	t0 := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 	l := lease.Lease{Fingerprint: "SHA256:bob", ID: "l1", State: lease.StateRunning, LastActivity: t0}
 	if err := a.Put(l); err != nil {

@@ -18,15 +18,8 @@ import (
 // its counts at once.
 func TestPresence(t *testing.T) {
 	cluster := testkit.StartEtcd(t, 1)
-	open := func() *Presence {
-		s, err := Open(Config{Endpoints: cluster.Endpoints(), Prefix: "/presence/"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s.Presence(testkit.Quiet)
-	}
-	a, b := open(), open()
+	a := openOn(t, cluster, "/presence/").Presence(testkit.Quiet)
+	b := openOn(t, cluster, "/presence/").Presence(testkit.Quiet)
 	const fp = "SHA256:bob"
 	elsewhere := func(p *Presence, want int) {
 		t.Helper()
@@ -111,4 +104,15 @@ func TestPresence(t *testing.T) {
 	if n, err := b.SessionsElsewhere(fp); err != nil || n != 0 {
 		t.Errorf("after a stopped, b counts %d sessions on it (%v), want 0", n, err)
 	}
+}
+
+// openOn opens a store on the cluster under prefix, closed at the test's end.
+func openOn(t *testing.T, cluster *testkit.Etcd, prefix string) *Store {
+	t.Helper()
+	s, err := Open(Config{Endpoints: cluster.Endpoints(), Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
