@@ -47,8 +47,15 @@ func (m *Manager) FlushActivity() {
 	touched := slices.Collect(maps.Keys(m.touched))
 	m.mu.Unlock()
 	for _, fp := range touched {
-		if err := m.flushOne(fp); err != nil {
-			m.log.Warn("write activity", "fingerprint", fp, "err", err)
+		err := m.flushOne(fp)
+		if err == nil {
+			continue
+		}
+		m.log.Warn("write activity", "fingerprint", fp, "err", err)
+		if errors.Is(err, ErrStoreUnavailable) {
+			// The others would wait as long each: they keep their
+			// activity in memory for the next round.
+			return
 		}
 	}
 }

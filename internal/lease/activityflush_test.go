@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -62,4 +63,45 @@ func TestActivityFlushSkipsABusyLease(t *testing.T) {
 	if got, _ := d.store.Get(l.Fingerprint); !got.LastActivity.Equal(d.clock.Now()) {
 		t.Errorf("the next flush wrote activity %s, want %s", got.LastActivity, d.clock.Now())
 	}
+}
+
+// TestActivityFlushStopsWhenTheStoreIsDown: a round stops at the first
+// write the store cannot take, and what it did not write is written by the
+// round after the store is back.
+func TestActivityFlushStopsWhenTheStoreIsDown(t *testing.T) {
+	d := newDomain(t, Policy{IdleTimeout: 30 * time.Minute}, ReaperConfig{})
+	a, b := d.running(t, "a", 1), d.running(t, "b", 2)
+	store := &triedStore{memStore: d.store}
+	m := NewManager(Config{Store: store, Pool: d.pool, Provider: d.cloud, Machines: d.machines, Clock: d.clock, Logger: testkit.Quiet})
+	d.clock.Set(a.LastActivity.Add(time.Minute))
+	m.Touch(a.Fingerprint)
+	m.Touch(b.Fingerprint)
+	d.store.mu.Lock()
+	d.store.failPut = fmt.Errorf("%w: no leader", ErrStoreUnavailable)
+	d.store.mu.Unlock()
+	m.FlushActivity()
+	if store.puts != 1 {
+		t.Errorf("a round with the store down tried %d writes, want 1", store.puts)
+	}
+	d.store.mu.Lock()
+	d.store.failPut = nil
+	d.store.mu.Unlock()
+	m.FlushActivity()
+	for _, l := range []Lease{a, b} {
+		if got, _ := d.store.Get(l.Fingerprint); !got.LastActivity.Equal(d.clock.Now()) {
+			t.Errorf("%s's activity after the store came back: %s, want %s", l.ID, got.LastActivity, d.clock.Now())
+		}
+	}
+}
+
+// triedStore counts the Puts tried, failed ones too. FlushActivity calls
+// it from the test's goroutine only.
+type triedStore struct {
+	*memStore
+	puts int
+}
+
+func (s *triedStore) Put(l Lease, events ...Event) error {
+	s.puts++
+	return s.memStore.Put(l, events...)
 }
