@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -84,14 +85,25 @@ func newLocalGateway(t *testing.T, extra ...string) *localGateway {
 
 func newLocalGatewayIn(t testing.TB, dir string, extra ...string) *localGateway {
 	lg := &localGateway{dir: dir, hostKeys: filepath.Join(dir, "hostkeys")}
-	lg.args = append([]string{
+	lg.args = []string{
 		"--listen", "127.0.0.1:0",
 		"--data-dir", filepath.Join(dir, "data"),
 		"--host-key-dir", lg.hostKeys,
 		"--machine-ssh-port", machinePort(t),
-	}, extra...)
+	}
+	// Tests of the machine's own files find them in the machine's folder
+	// of the local cloud; a home volume would hold them instead. Tests of
+	// homes ask for one (withHomes).
+	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--home-volume") }) {
+		lg.args = append(lg.args, "--home-volume", "0")
+	}
+	lg.args = append(lg.args, extra...)
 	return lg
 }
+
+// withHomes is args with the flag that gives people home volumes of the
+// default size.
+func withHomes(args ...string) []string { return append([]string{"--home-volume", "10"}, args...) }
 
 // start runs the binary with env added to this process's and waits until
 // it listens; the test's end kills it if it still runs.
@@ -292,6 +304,11 @@ type statusDoc struct {
 	Currency  string    `json:"currency"`
 	Address   string    `json:"address"`  // the machine's SSH address
 	HostKey   string    `json:"host_key"` // the machine's, authorized_keys form
+	Home      *struct {
+		Name      string    `json:"name"`
+		State     string    `json:"state"`
+		KeptUntil time.Time `json:"kept_until"`
+	} `json:"home"`
 }
 
 func (p *person) status(g *gatewayProc) statusDoc {

@@ -144,6 +144,7 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Store:    store,
 		Pool:     store,
 		WarmPool: lease.PoolConfig{Size: cfg.WarmPool, MaxAge: cfg.WarmPoolMaxAge},
+		Home:     lease.HomeConfig{SizeGB: cfg.HomeVolume, Retention: cfg.HomeRetention},
 		Provider: provider,
 		Machines: proxy.NewMachines(pool, cfg.InstanceUser),
 		Policy: lease.Policy{

@@ -80,8 +80,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	alice := newPerson(t, filepath.Join(dir, "alice"))
 	stranger := newPerson(t, filepath.Join(dir, "stranger"))
 	users := writeKeyList(t, filepath.Join(dir, "users"), alice)
-	lg := newLocalGatewayIn(t, dir, "--users", users, "--metrics-listen", "127.0.0.1:0", "--max-early-requests", "8",
-		"--shutdown-grace", "1m")
+	lg := newLocalGatewayIn(t, dir, withHomes("--users", users, "--metrics-listen", "127.0.0.1:0", "--max-early-requests", "8",
+		"--shutdown-grace", "1m")...)
 	g := lg.start(t)
 	m := metricsOf(t, g)
 
@@ -139,6 +139,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		`cc_gateway_limited_total{limit="max-startups"}`:       0,
 		// What alice typed; the extend is the gateway's own command.
 		`cc_gateway_proxy_bytes_total{direction="to_machine"}`: 6,
+		// Alice's home volume, made with her machine.
+		`cc_gateway_home_volumes{state="ready"}`:    1,
+		`cc_gateway_home_volumes{state="creating"}`: 0,
 	} {
 		if got, err := sample(scrape, series); err != nil || got != want {
 			t.Errorf("%s = %v (%v), want %v", series, got, err, want)

@@ -204,15 +204,17 @@ func TestWarmPoolClaim(t *testing.T) {
 }
 
 // TestClaimCrashAtEveryStep kills the gateway with SIGKILL at each step of
-// a claim, restarts it, and checks that the person gets a working machine,
-// the one they claimed, and that the pool refills beside it: no machine
+// a claim, the new person's home's included, restarts it, and checks that
+// the person gets a working machine, the one they claimed, with one home
+// volume, and that the pool refills beside it: no machine or volume
 // shared, none lost.
 func TestClaimCrashAtEveryStep(t *testing.T) {
-	for _, point := range lease.ClaimFaultPoints {
+	points := append(slices.Clone(lease.ClaimFaultPoints), lease.FaultHomeIntent, lease.FaultHomeCreated, lease.FaultHomeAttached)
+	for _, point := range points {
 		t.Run(point, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			lg := newLocalGatewayIn(t, dir, "--warm-pool", "1", "--metrics-listen", "127.0.0.1:0")
+			lg := newLocalGatewayIn(t, dir, withHomes("--warm-pool", "1", "--metrics-listen", "127.0.0.1:0")...)
 			g := lg.start(t)
 			waitPool(t, lg, g, 1)
 			g.stop()
@@ -232,6 +234,7 @@ func TestClaimCrashAtEveryStep(t *testing.T) {
 				t.Errorf("after recovery: %+v", r)
 			}
 			waitPoolBeside(t, lg, g, 1, 1)
+			checkVolumes(t, lg, 1)
 			servers, _ := cloudContents(t, lg)
 			for _, s := range servers {
 				_, pooled := s.Labels[lease.PoolLabel]

@@ -79,6 +79,8 @@ type Config struct {
 	OrphanDeletes        int                 // the most orphans one reconcile deletes
 	WarmPool             int                 // booted machines kept ready for new people; 0: none
 	WarmPoolMaxAge       time.Duration       // age at which a ready pool machine is replaced
+	HomeVolume           int                 // GB of each person's home volume; 0: none
+	HomeRetention        time.Duration       // how long a home is kept after its last machine
 	LocalFaults          string              // fault injection spec for the local cloud
 	LocalBootDelay       time.Duration       // local cloud: create or power-on to SSH answering
 	LocalActionDelay     time.Duration       // local cloud: how long actions run; 0: its default

@@ -129,6 +129,19 @@ func number(p *int, lo, hi int, what string) value {
 	})
 }
 
+// homeSize is the size of a home volume in GB: 0 (none) or a size
+// Hetzner offers.
+func homeSize(p *int) value {
+	v := number(p, 0, 10240, "a volume size in GB")
+	v.check = func() string {
+		if *p != 0 && (*p < 10 || *p > 10240) {
+			return fmt.Sprintf("%d is not a volume size Hetzner offers: give 10 to 10240 GB, or 0 for no home volumes", *p)
+		}
+		return ""
+	}
+	return v
+}
+
 // switched is an option that is on or off; --NAME alone turns it on.
 func switched(p *bool) value {
 	parse := func(s string) (bool, error) {
@@ -340,6 +353,10 @@ var options = []*option{
 		bind: func(c *Config) value { return number(&c.WarmPool, 0, 50, "a count of machines") }},
 	{name: "warm-pool-max-age", arg: "DURATION", usage: "how old a ready pool machine may grow before it is replaced, so none goes stale", def: "6h",
 		bind: func(c *Config) value { return duration(&c.WarmPoolMaxAge) }},
+	{name: "home-volume", arg: "SIZE_GB", usage: "size of the home volume each person gets, which outlives their machines (0: none; 10 to 10240). It costs per GB and month whether a machine uses it or not: the default 10 GB is about EUR 0.52 a month on Hetzner (EUR 0.044 per GB-month before VAT)", def: "10",
+		bind: func(c *Config) value { return homeSize(&c.HomeVolume) }},
+	{name: "home-retention", arg: "DURATION", usage: "how long a person's home volume is kept after their last machine is gone (destroyed or expired); they are told 7 days and 1 day before it is deleted", def: "720h",
+		bind: func(c *Config) value { return duration(&c.HomeRetention) }},
 	{name: "instance-user", arg: "NAME", usage: "Unix user people land as on their machine", def: "claude",
 		bind: func(c *Config) value {
 			return text(&c.InstanceUser, matching(unixUser, "is not a valid Unix user name: lower case letters, digits, _ and -, starting with a letter or _, at most 32 characters"))

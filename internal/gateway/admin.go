@@ -69,7 +69,38 @@ func (g *Gateway) adminList(c call) int {
 	}
 	w.Flush()
 	fmt.Fprintf(c.stdout, "%d leases, %s so far\n", len(leases), money(total, currency))
-	return g.adminPool(c, now)
+	if code := g.adminPool(c, now); code != 0 {
+		return code
+	}
+	return g.adminHomes(c)
+}
+
+// adminHomes lists people's home volumes, if any, and their cost apart
+// from the leases': a home outlives them.
+func (g *Gateway) adminHomes(c call) int {
+	people, err := g.opts.Leases.Homes()
+	if err != nil {
+		return g.leaseError(c, forPerson(err, "could not list the home volumes"))
+	}
+	if len(people) == 0 {
+		return 0
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "\nHOME\tSTATE\tSIZE\tLOCATION\tKEPT UNTIL\tCOST\tOWNER")
+	total, currency := 0.0, ""
+	for _, p := range people {
+		h := *p.Home
+		cost, cur := g.opts.Leases.HomeCost(h)
+		total, currency = total+cost, cur
+		kept := "-"
+		if !h.KeepUntil.IsZero() {
+			kept = h.KeepUntil.UTC().Format(timeLayout)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d GB\t%s\t%s\t%s\t%s\n", h.Name, h.State, h.SizeGB, h.Location, kept, money(cost, cur), p.Fingerprint)
+	}
+	w.Flush()
+	fmt.Fprintf(c.stdout, "%d home volumes, %s so far, apart from the leases\n", len(people), money(total, currency))
+	return 0
 }
 
 // adminPool lists the warm pool's machines, if any, and their cost apart

@@ -34,6 +34,8 @@ type Leases interface {
 	Extend(ctx context.Context, fingerprint string, d time.Duration) (lease.Lease, error)
 	Stop(ctx context.Context, fingerprint string) (lease.Lease, error)
 	Destroy(ctx context.Context, fingerprint string) (lease.Lease, error)
+	// DestroyWithHome deletes the machine, if any, and the home volume.
+	DestroyWithHome(ctx context.Context, fingerprint string) (lease.Lease, *lease.Home, error)
 	Touch(fingerprint string)
 
 	// For admins, status and the audit log.
@@ -43,6 +45,9 @@ type Leases interface {
 	// The warm pool's machines, and what each has cost, apart from leases.
 	Pool() ([]lease.PoolMachine, error)
 	PoolCost(p lease.PoolMachine) (amount float64, currency string)
+	// People's home volumes, and what each has cost, apart from leases.
+	Homes() ([]lease.Person, error)
+	HomeCost(h lease.Home) (amount float64, currency string)
 	Record(e lease.Event)
 	Events(n int) ([]lease.Event, error)
 

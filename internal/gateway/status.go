@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -42,6 +43,21 @@ type statusJSON struct {
 	Currency     string    `json:"currency,omitempty"` // empty when prices are unknown
 	// Agent is what the reaper last read of the running machine's agent.
 	Agent *statusAgent `json:"agent,omitempty"`
+	// Home is the person's home volume, which outlives the machine.
+	Home *statusHome `json:"home,omitempty"`
+}
+
+type statusHome struct {
+	Name     string    `json:"name"`
+	State    string    `json:"state"` // creating, ready or deleting
+	SizeGB   int       `json:"size_gb"`
+	Location string    `json:"location"`
+	Created  time.Time `json:"created"`
+	// KeptUntil is when it is deleted; absent while the person has a
+	// machine.
+	KeptUntil time.Time `json:"kept_until,omitzero"`
+	Cost      float64   `json:"cost"`
+	Currency  string    `json:"currency,omitempty"`
 }
 
 type statusAgent struct {
@@ -58,12 +74,22 @@ func (g *Gateway) status(_ context.Context, c call) int {
 		}
 		asJSON = true
 	}
+	p, err := g.opts.Leases.Person(c.fingerprint)
+	if err != nil {
+		return g.leaseError(c, forPerson(err, "could not read your home volume"))
+	}
+	home := g.statusHome(p.Home)
 	l, err := g.opts.Leases.Status(c.fingerprint)
 	if errors.Is(err, lease.ErrNotFound) {
 		if asJSON {
-			return writeJSON(c, statusJSON{State: "none"})
+			return writeJSON(c, statusJSON{State: "none", Home: home})
 		}
 		fmt.Fprintf(c.stdout, "You have no machine. `%s` creates one.\n", g.opts.Invocation)
+		if home != nil {
+			w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+			writeHome(w, home)
+			w.Flush()
+		}
 		return 0
 	}
 	if err != nil {
@@ -77,6 +103,7 @@ func (g *Gateway) status(_ context.Context, c call) int {
 		ExpiresIn:   int64(l.Expires.Sub(now).Seconds()),
 		IdleSeconds: int64(now.Sub(l.LastActivity).Seconds()),
 		Sessions:    g.Sessions(c.fingerprint),
+		Home:        home,
 	}
 	if g.opts.Guarded {
 		st.Address = "" // no use to anyone but the gateway
@@ -107,8 +134,34 @@ func (g *Gateway) status(_ context.Context, c call) int {
 		fmt.Fprintf(w, "Agent\t%s since %s (seen %s ago)\n", a.State, a.Since.Format(timeLayout), lease.FormatDuration(now.Sub(a.Seen)))
 	}
 	fmt.Fprintf(w, "Cost so far\t%s\n", money(st.Cost, st.Currency))
+	writeHome(w, home)
 	w.Flush()
 	return 0
+}
+
+func (g *Gateway) statusHome(h *lease.Home) *statusHome {
+	if h == nil {
+		return nil
+	}
+	out := &statusHome{Name: h.Name, State: string(h.State), SizeGB: h.SizeGB, Location: h.Location, Created: h.Created.UTC(), KeptUntil: h.KeepUntil.UTC()}
+	out.Cost, out.Currency = g.opts.Leases.HomeCost(*h)
+	return out
+}
+
+// writeHome adds the home's lines to status, if there is a home.
+func writeHome(w io.Writer, h *statusHome) {
+	if h == nil {
+		return
+	}
+	kept := "kept while you have a machine"
+	switch {
+	case h.State != string(lease.HomeReady):
+		kept = h.State
+	case !h.KeptUntil.IsZero():
+		kept = "kept until " + h.KeptUntil.Format(timeLayout) + ", then deleted"
+	}
+	fmt.Fprintf(w, "Home\t%s, %d GB in %s (%s)\n", h.Name, h.SizeGB, h.Location, kept)
+	fmt.Fprintf(w, "Home cost\t%s so far\n", money(h.Cost, h.Currency))
 }
 
 func writeJSON(c call, v any) int {

@@ -58,9 +58,18 @@ func (m *Manager) claimPoolMachine(ctx context.Context, fp string, key ssh.Publi
 	if err != nil {
 		return Lease{}, false, fmt.Errorf("read the warm pool: %w", err)
 	}
+	// A home binds its person's machines to its location.
+	locations := m.cfg.Machine.Locations
+	home, err := m.Home(fp)
+	if err != nil {
+		return Lease{}, false, err
+	}
+	if home != nil && home.State != HomeDeleting {
+		locations = []string{home.Location}
+	}
 	for range maxClaimTries {
 		now := m.cfg.Clock.Now()
-		p, ok := pickPoolMachine(machines, m.cfg.Machine.ServerTypes, m.cfg.Machine.Locations, m.cfg.WarmPool.MaxAge, now)
+		p, ok := pickPoolMachine(machines, m.cfg.Machine.ServerTypes, locations, m.cfg.WarmPool.MaxAge, now)
 		if !ok {
 			break
 		}
@@ -105,9 +114,11 @@ func claimLease(l Lease, p PoolMachine, now time.Time) Lease {
 	return l
 }
 
-// finishClaim makes the claimed pool machine l's wholly: personalised
-// with l's document (the person's key beside the gateway's, the expiry;
-// the same instance id and host key), no longer pool-labelled, and l
+// finishClaim makes the claimed pool machine l's wholly: the person's
+// home made (when new, in the machine's location) and attached,
+// personalised with l's document (the person's key beside the gateway's,
+// the expiry, the home's device; the same instance id and host key), no
+// longer pool-labelled, and l
 // running with the pool record gone, in one write. Each step may run
 // again after a crash. The person's secrets follow as after any start
 // (syncSecrets, once Ensure has the machine). Any failure leaves l
@@ -117,7 +128,17 @@ func claimLease(l Lease, p PoolMachine, now time.Time) Lease {
 func (m *Manager) finishClaim(ctx context.Context, l Lease) (_ Lease, err error) {
 	defer m.timed(OpClaim)(&err)
 	failed := func(err error) error { return &ClaimError{Name: l.ServerName, Err: err} }
-	doc, err := m.cfg.Machine.personalisation(l)
+	home, err := m.ensureHome(ctx, l.Fingerprint, l.Location, func(string, ...any) {})
+	if err != nil {
+		return l, failed(err)
+	}
+	if home != nil {
+		if err := m.cfg.Provider.AttachVolume(ctx, home.VolumeID, l.ServerID); err != nil {
+			return l, failed(fmt.Errorf("attach home volume %s: %w", home.Name, err))
+		}
+		m.fault(FaultHomeAttached)
+	}
+	doc, err := m.cfg.Machine.personalisation(l, home)
 	if err != nil {
 		return l, failed(err)
 	}

@@ -71,6 +71,25 @@ func (m *Manager) PoolCost(p PoolMachine) (float64, string) {
 	return serverCost(prices, p.Created, m.cfg.Clock.Now()), prices.Currency
 }
 
+// volumeCost is what a volume of sizeGB kept from from to to costs.
+func volumeCost(p Prices, sizeGB int, from, to time.Time) float64 {
+	if from.IsZero() || !to.After(from) {
+		return 0
+	}
+	return float64(sizeGB) * p.VolumePerGBMonth * to.Sub(from).Hours() / hoursPerMonth
+}
+
+// HomeCost is what the home h has cost since it was created; zero and an
+// empty currency when prices are unknown. A volume's price is the same
+// for every server type, so any cached price of its location will do.
+func (m *Manager) HomeCost(h Home) (float64, string) {
+	prices, ok := m.cachedPrices(Lease{ServerType: first(m.cfg.Machine.ServerTypes), Location: h.Location})
+	if !ok || h.VolumeID == 0 {
+		return 0, ""
+	}
+	return volumeCost(prices, h.SizeGB, h.Created, m.cfg.Clock.Now()), prices.Currency
+}
+
 // priceKey names what a price applies to.
 func priceKey(serverType, location string) string { return serverType + "/" + location }
 

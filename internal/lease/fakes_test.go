@@ -85,6 +85,17 @@ func (s *memStore) Delete(fp string, events ...Event) error {
 	return nil
 }
 
+func (s *memStore) People() ([]Person, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Person
+	for _, p := range s.people {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b Person) int { return strings.Compare(a.Fingerprint, b.Fingerprint) })
+	return out, nil
+}
+
 // List returns the leases ordered by fingerprint, so tests know the order.
 func (s *memStore) List() ([]Lease, error) {
 	s.mu.Lock()
@@ -255,9 +266,14 @@ type fakeProvider struct {
 	cpuUsageFn    func(ctx context.Context, id int64, window time.Duration) (float64, error)
 	pricesFn      func(ctx context.Context, serverType, location string) (Prices, error)
 	guardFn       func(ctx context.Context) ([]string, error)
+	// volumeFault, if set, is asked before every volume call (its text as
+	// recorded) and fails it with what it returns.
+	volumeFault func(call string) error
 
-	mu    sync.Mutex
-	calls []string
+	mu         sync.Mutex
+	calls      []string
+	volumes    map[int64]Volume // the volumes the fake cloud holds
+	nextVolume int64
 }
 
 var errUnexpected = errors.New("unexpected provider call")
@@ -295,7 +311,7 @@ func (p *fakeProvider) made(prefix string) []string {
 func (p *fakeProvider) changes() []string {
 	var out []string
 	for _, c := range p.made("") {
-		if c != "List" && c != "Images" && c != "GuardMachines" && !strings.HasPrefix(c, "Prices ") {
+		if c != "List" && c != "Images" && c != "GuardMachines" && !strings.HasPrefix(c, "Prices ") && !strings.HasPrefix(c, "Volumes ") {
 			out = append(out, c)
 		}
 	}
@@ -358,6 +374,115 @@ func (p *fakeProvider) GuardMachines(ctx context.Context) ([]string, error) {
 		return nil, nil
 	}
 	return p.guardFn(ctx)
+}
+
+// volumeCall records call and returns the fault volumeFault has for it.
+func (p *fakeProvider) volumeCall(format string, args ...any) error {
+	call := p.record(format, args...)
+	if p.volumeFault != nil {
+		return p.volumeFault(call)
+	}
+	return nil
+}
+
+// CreateVolume keeps one volume per owner, as the real provider does.
+func (p *fakeProvider) CreateVolume(ctx context.Context, spec VolumeSpec) (Volume, error) {
+	if err := p.volumeCall("CreateVolume %s %s", spec.Name, spec.Location); err != nil {
+		return Volume{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, v := range p.volumes {
+		if v.Owner == spec.Owner {
+			return v, nil
+		}
+	}
+	if p.volumes == nil {
+		p.volumes = map[int64]Volume{}
+	}
+	p.nextVolume++
+	v := Volume{ID: 100 + p.nextVolume, Name: spec.Name, Owner: spec.Owner, SizeGB: spec.SizeGB, Location: spec.Location,
+		Device: fmt.Sprintf("/dev/disk/by-id/scsi-0HC_Volume_%d", 100+p.nextVolume)}
+	p.volumes[v.ID] = v
+	return v, nil
+}
+
+func (p *fakeProvider) AttachVolume(ctx context.Context, volumeID, serverID int64) error {
+	if err := p.volumeCall("AttachVolume %d %d", volumeID, serverID); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.volumes[volumeID]
+	switch {
+	case !ok:
+		return ErrVolumeNotFound
+	case v.Server != 0 && v.Server != serverID:
+		return fmt.Errorf("volume %d is attached to server %d", volumeID, v.Server)
+	}
+	v.Server = serverID
+	p.volumes[volumeID] = v
+	return nil
+}
+
+func (p *fakeProvider) DetachVolume(ctx context.Context, volumeID int64) error {
+	if err := p.volumeCall("DetachVolume %d", volumeID); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.volumes[volumeID]
+	if !ok {
+		return ErrVolumeNotFound
+	}
+	v.Server = 0
+	p.volumes[volumeID] = v
+	return nil
+}
+
+func (p *fakeProvider) DeleteVolume(ctx context.Context, volumeID int64) error {
+	if err := p.volumeCall("DeleteVolume %d", volumeID); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.volumes[volumeID]
+	switch {
+	case !ok:
+		return ErrVolumeNotFound
+	case v.Server != 0:
+		return fmt.Errorf("volume %d is attached to server %d", volumeID, v.Server)
+	}
+	delete(p.volumes, volumeID)
+	return nil
+}
+
+func (p *fakeProvider) Volumes(ctx context.Context, owner string) ([]Volume, error) {
+	if err := p.volumeCall("Volumes %s", owner); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Volume
+	for _, v := range p.volumes {
+		if owner == "" || v.Owner == owner {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b Volume) int { return int(a.ID - b.ID) })
+	return out, nil
+}
+
+// volumeList is the volumes the fake cloud holds, by id.
+func (p *fakeProvider) volumeList() []Volume {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Volume
+	for _, v := range p.volumes {
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b Volume) int { return int(a.ID - b.ID) })
+	return out
 }
 
 func callOr(fn func(context.Context, int64) error, ctx context.Context, id int64) error {

@@ -108,6 +108,8 @@ type Store interface {
 	// PutPerson writes p (replacing what the person kept) and appends
 	// events to the audit log, as one write.
 	PutPerson(p Person, events ...Event) error
+	// People returns every person's record, sorted by fingerprint.
+	People() ([]Person, error)
 	// AppendEvent adds an event without a lease change to the audit log,
 	// which keeps a bounded number of the newest events.
 	AppendEvent(e Event) error
@@ -164,6 +166,9 @@ type CreateSpec struct {
 	// Pool marks a warm pool machine (pool.go): nobody's yet, labelled so
 	// reconcile and operators tell it from a person's until it is claimed.
 	Pool bool
+	// HomeVolume, if not zero, is the person's home volume: the server is
+	// created in its location, with it attached.
+	HomeVolume int64
 	// Progress, if not nil, tells the person waiting what the provider
 	// does that they would otherwise wonder about (a sold-out server type
 	// it moves away from).
@@ -188,11 +193,16 @@ type Prices struct {
 	IPv4Hourly         float64
 	IPv4Monthly        float64
 	SnapshotPerGBMonth float64
+	VolumePerGBMonth   float64
 }
 
 // ErrHostKeyMismatch is returned by Machines.Wait when the machine answers
 // with a key other than the pinned one.
 var ErrHostKeyMismatch = errors.New("ssh host key does not match the pinned key")
+
+// ErrNoRoom is wrapped by Provider.Create's error when the cloud has no
+// room for a new server on any pair it may use (all sold out).
+var ErrNoRoom = errors.New("no room for a new server")
 
 // ErrImageNotFound is returned by a Provider for an image that does not exist.
 var ErrImageNotFound = errors.New("image not found")
@@ -223,8 +233,21 @@ type Provider interface {
 	// CPUUsage is the server's average CPU use over the last window, in
 	// percent of one core times cores (Hetzner's "cpu" metric).
 	CPUUsage(ctx context.Context, id int64, window time.Duration) (float64, error)
-	// Prices of a server type in a location, and of snapshots.
+	// Prices of a server type in a location, and of snapshots and volumes.
 	Prices(ctx context.Context, serverType, location string) (Prices, error)
+
+	// CreateVolume makes the volume spec describes, or returns the one
+	// spec.Owner has already (so a retry after a crash makes no second).
+	CreateVolume(ctx context.Context, spec VolumeSpec) (Volume, error)
+	// AttachVolume attaches the volume to the server; attached there
+	// already is no error.
+	AttachVolume(ctx context.Context, volumeID, serverID int64) error
+	// DetachVolume detaches the volume from its server, if it has one.
+	DetachVolume(ctx context.Context, volumeID int64) error
+	// DeleteVolume deletes a detached volume; one gone is ErrVolumeNotFound.
+	DeleteVolume(ctx context.Context, volumeID int64) error
+	// Volumes lists this gateway's volumes of owner, all when owner is "".
+	Volumes(ctx context.Context, owner string) ([]Volume, error)
 
 	// GuardMachines makes sure the machines can be reached only through the
 	// gateway (on Hetzner: the gateway's firewall exists, has its rules and

@@ -28,15 +28,17 @@ func (s MachineSpec) document(l Lease) (bootstrap.Document, error) {
 }
 
 // userData renders the user_data of l's new server: its bootstrap
-// document, marked as a warm pool machine's when pool is set. A fresh
+// document, marked as a warm pool machine's when pool is set, naming the
+// person's home volume's device when home is not nil. A fresh
 // machine under infect provisioning gets the document that installs
 // NixOS; one restored from its snapshot has NixOS already.
-func (s MachineSpec) userData(l Lease, pool bool) (string, error) {
+func (s MachineSpec) userData(l Lease, pool bool, home *Home) (string, error) {
 	doc, err := s.document(l)
 	if err != nil {
 		return "", err
 	}
 	doc.Pool = pool
+	doc.HomeDevice = homeDevice(home)
 	if s.Infect != nil && l.ImageID == 0 {
 		return doc.RenderInfect(*s.Infect)
 	}
@@ -45,14 +47,24 @@ func (s MachineSpec) userData(l Lease, pool bool) (string, error) {
 
 // personalisation renders the document that gives a claimed pool
 // machine its person (Machines.Personalise): l's, with the pool
-// machine's instance id and host key, which l took over. It depends only
-// on l, so a claim finished again sends the same document.
-func (s MachineSpec) personalisation(l Lease) (string, error) {
+// machine's instance id and host key, which l took over, and the
+// person's home (nil: none). It depends only on stored values, so a claim
+// finished again sends the same document.
+func (s MachineSpec) personalisation(l Lease, home *Home) (string, error) {
 	doc, err := s.document(l)
 	if err != nil {
 		return "", err
 	}
+	doc.HomeDevice = homeDevice(home)
 	return doc.Render()
+}
+
+// homeDevice is where the machine finds home; "" for none.
+func homeDevice(home *Home) string {
+	if home == nil {
+		return ""
+	}
+	return home.Device
 }
 
 // infectPoll is how often an installing machine is asked for its host key.

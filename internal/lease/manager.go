@@ -49,7 +49,10 @@ type Config struct {
 	Clock    Clock
 	Policy   Policy
 	Machine  MachineSpec
-	Logger   *slog.Logger
+	// Home gives people homes that outlive their machines (home.go); the
+	// zero value gives none.
+	Home   HomeConfig
+	Logger *slog.Logger
 	// OperationTimeout bounds one create or resume, including waiting for SSH.
 	OperationTimeout time.Duration
 	// SSHProbeTimeout bounds the check that a running machine answers SSH

@@ -24,6 +24,12 @@ type Observer interface {
 	// last report, apart from any lease's: a claimed machine's cost is
 	// the pool's until its claim and the lease's from then on.
 	PoolCost(amount float64, currency string)
+	// HomeCost reports what people's home volumes accrued since the last
+	// report, apart from leases' (a home outlives them).
+	HomeCost(amount float64, currency string)
+	// UnattributedVolumes reports how many labelled volumes the latest
+	// reconcile found that no person's home names (kept, never deleted).
+	UnattributedVolumes(n int)
 }
 
 // Operation names a machine operation as operators see it. The Manager's
@@ -100,6 +106,8 @@ func (nopObserver) ReaperAction(ReaperAction)                  {}
 func (nopObserver) ReaperPass(time.Time, time.Duration, bool)  {}
 func (nopObserver) Cost(float64, string)                       {}
 func (nopObserver) PoolCost(float64, string)                   {}
+func (nopObserver) HomeCost(float64, string)                   {}
+func (nopObserver) UnattributedVolumes(int)                    {}
 
 // timed starts timing op; the returned function reports it with the error
 // it ended with: defer m.timed(op)(&err).
@@ -156,6 +164,16 @@ func (m *Manager) accrueAs(key string, created time.Time, cost float64, currency
 		observe(cost-last, currency)
 	}
 }
+
+// accrueHome is accrue for the home h of fp, reported apart
+// (Observer.HomeCost).
+func (m *Manager) accrueHome(h Home) {
+	cost, currency := m.HomeCost(h)
+	m.accrueAs(homeCostKey(h), h.Created, cost, currency, m.cfg.Observer.HomeCost)
+}
+
+// homeCostKey names a home in Manager.accrued.
+func homeCostKey(h Home) string { return "home/" + h.Owner }
 
 // poolCostKey names a pool machine in Manager.accrued, apart from the
 // lease that takes its id when it is claimed.

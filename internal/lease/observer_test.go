@@ -20,8 +20,10 @@ type recObserver struct {
 	actions []string
 	passes  []string // "end took ok"
 	cost    float64
-	// poolCost is the warm pool's, apart.
-	poolCost float64
+	// poolCost is the warm pool's, apart; homeCost the homes'.
+	poolCost     float64
+	homeCost     float64
+	unattributed int
 }
 
 func (o *recObserver) Operation(op Operation, result Result, took time.Duration) {
@@ -44,6 +46,13 @@ func (o *recObserver) ReaperPass(end time.Time, took time.Duration, ok bool) {
 
 func (o *recObserver) Cost(amount float64, currency string)     { o.add(&o.cost, amount, currency) }
 func (o *recObserver) PoolCost(amount float64, currency string) { o.add(&o.poolCost, amount, currency) }
+func (o *recObserver) HomeCost(amount float64, currency string) { o.add(&o.homeCost, amount, currency) }
+
+func (o *recObserver) UnattributedVolumes(n int) {
+	o.mu.Lock()
+	o.unattributed = n
+	o.mu.Unlock()
+}
 
 func (o *recObserver) add(to *float64, amount float64, currency string) {
 	if currency != "EUR" {

@@ -182,25 +182,44 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 		op = OpResume
 	}
 	defer m.timed(op)(&err)
+	// The home first: the machine goes where it is.
+	home, made, err := m.ensureHomeMade(ctx, fp, l.Location, report)
+	if err != nil {
+		return l, err
+	}
+	if home != nil {
+		l.Location = home.Location
+	}
 	l.State = StateCreating
 	if err := m.put(l, events...); err != nil {
 		return l, err
 	}
 	m.fault(FaultCreateIntent)
 
-	userData, err := m.cfg.Machine.userData(l, false)
-	if err != nil {
-		return l, err
-	}
 	if restoring {
 		report("Restoring your machine %s from its snapshot (%s in %s)", l.ServerName, l.ServerType, l.Location)
 	} else {
 		report("Creating your machine %s (%s in %s)", l.ServerName, l.ServerType, l.Location)
 	}
-	srv, err := m.cfg.Provider.Create(ctx, CreateSpec{
-		Name: l.ServerName, LeaseID: l.ID, UserData: userData, PublicKey: l.PublicKey, ImageID: l.ImageID,
-		Progress: report,
-	})
+	srv, err := m.createServer(ctx, l, home, report)
+	// A home made just now is empty and no machine's yet: when its
+	// location has no room, it moves to the next, as a server without a
+	// home would. Each move advances through the locations.
+	for made && errors.Is(err, ErrNoRoom) {
+		next, ok := m.nextLocation(home.Location)
+		if !ok {
+			break
+		}
+		report("Hetzner has no room in %s; trying %s, where your new home volume goes too", home.Location, next)
+		if err := m.deleteHome(ctx, fp, *home); err != nil {
+			return l, err
+		}
+		if home, err = m.ensureHome(ctx, fp, next, report); err != nil {
+			return l, err
+		}
+		l.Location = home.Location
+		srv, err = m.createServer(ctx, l, home, report)
+	}
 	if err != nil {
 		return l, fmt.Errorf("create server %s: %w", l.ServerName, err)
 	}
@@ -226,6 +245,21 @@ func (m *Manager) create(ctx context.Context, l Lease, fp string, key ssh.Public
 	}
 	m.tellIfAway(ctx, l, "created")
 	return l, nil
+}
+
+// createServer asks the provider for l's server, with home (nil: none)
+// attached at creation and named in its bootstrap document.
+func (m *Manager) createServer(ctx context.Context, l Lease, home *Home, report func(string, ...any)) (Server, error) {
+	spec := CreateSpec{Name: l.ServerName, LeaseID: l.ID, PublicKey: l.PublicKey, ImageID: l.ImageID, Progress: report}
+	if home != nil {
+		spec.HomeVolume = home.VolumeID
+	}
+	userData, err := m.cfg.Machine.userData(l, false, home)
+	if err != nil {
+		return Server{}, err
+	}
+	spec.UserData = userData
+	return m.cfg.Provider.Create(ctx, spec)
 }
 
 // adopt records srv as l's server, and where it is: the provider may
@@ -565,6 +599,7 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) (err error) 
 	delete(m.activity, l.Fingerprint)
 	delete(m.touched, l.Fingerprint)
 	m.mu.Unlock()
+	m.keepHome(ctx, l.Fingerprint)
 	return nil
 }
 

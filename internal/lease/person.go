@@ -10,6 +10,7 @@ type Person struct {
 	Fingerprint string         `json:"fingerprint"`
 	Notify      []NotifyTarget `json:"notify,omitempty"`
 	Secrets     []Secret       `json:"secrets,omitempty"`
+	Home        *Home          `json:"home,omitempty"` // home.go
 }
 
 // NotifyTarget is a URL the person asked to be told things at.

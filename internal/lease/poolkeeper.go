@@ -103,7 +103,7 @@ func (m *Manager) createPoolMachine(ctx context.Context) error {
 		return err
 	}
 	l := p.lease(m.cfg.Machine.GatewayKey)
-	userData, err := m.cfg.Machine.userData(l, true)
+	userData, err := m.cfg.Machine.userData(l, true, nil)
 	if err != nil {
 		return err
 	}

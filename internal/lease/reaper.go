@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -238,7 +239,40 @@ func (r *Reaper) startWork(ctx context.Context, now time.Time, work *sync.WaitGr
 			break
 		}
 	}
+	if err := r.startHomes(ctx, leases, work, failed); err != nil {
+		m.log.Error("reaper: list homes", "err", err)
+		failed.Store(true)
+	}
 	r.forgetWarnings(now)
+	return nil
+}
+
+// startHomes reports what homes cost, and starts, in work, the reaping
+// of every home whose person has no lease (Manager.reapHome).
+func (r *Reaper) startHomes(ctx context.Context, leases []Lease, work *sync.WaitGroup, failed *atomic.Bool) error {
+	m := r.m
+	people, err := m.cfg.Store.People()
+	if err != nil {
+		return err
+	}
+	for _, p := range people {
+		if p.Home != nil {
+			m.accrueHome(*p.Home)
+		}
+		if p.Home == nil || m.busy(p.Fingerprint) || slices.ContainsFunc(leases, func(l Lease) bool { return l.Fingerprint == p.Fingerprint }) {
+			continue
+		}
+		fp := p.Fingerprint
+		started := r.work(ctx, work, fp, func(ctx context.Context) {
+			if err := m.reapHome(ctx, fp); err != nil {
+				m.log.Error("reaper: home", "fingerprint", fp, "err", err)
+				failed.Store(true)
+			}
+		})
+		if !started {
+			break
+		}
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -62,7 +63,7 @@ func (r *Reaper) Reconcile(ctx context.Context) error {
 		}
 	}
 
-	errs = append(errs, r.drainAbandonedClaims(ctx, pool))
+	errs = append(errs, r.drainAbandonedClaims(ctx, pool), r.reconcileHomes(ctx))
 
 	// Read the leases again: settling may have adopted servers. A lease
 	// settling closed still claims what it had: that went with it, and the
@@ -641,4 +642,67 @@ func (r *Reaper) settle(ctx context.Context, seen Lease, servers []Server, image
 		return m.put(l, notes...)
 	}
 	return nil
+}
+
+// reconcileHomes drops the record of a ready home whose volume is gone,
+// and reports each labelled volume no home names: never deleted, for it
+// may hold someone's work. The volumes are listed before the people are
+// read, so a home made meanwhile has its record (creating, with its
+// owner) by then.
+func (r *Reaper) reconcileHomes(ctx context.Context) error {
+	m := r.m
+	volumes, err := m.cfg.Provider.Volumes(ctx, "")
+	if err != nil {
+		return fmt.Errorf("list volumes: %w", err)
+	}
+	people, err := m.cfg.Store.People()
+	if err != nil {
+		return err
+	}
+	owners := map[string]bool{}
+	var errs []error
+	for _, p := range people {
+		if p.Home == nil {
+			continue
+		}
+		owners[p.Home.Owner] = true
+		listed := slices.ContainsFunc(volumes, func(v Volume) bool { return v.ID == p.Home.VolumeID })
+		if p.Home.State != HomeReady || listed || m.busy(p.Fingerprint) {
+			continue
+		}
+		if err := m.dropVanishedHome(ctx, p.Fingerprint); err != nil {
+			errs = append(errs, fmt.Errorf("home of %s: %w", p.Fingerprint, err))
+		}
+	}
+	unattributed := 0
+	for _, v := range volumes {
+		if owners[v.Owner] {
+			continue
+		}
+		unattributed++
+		m.log.Warn("reconcile: a labelled volume is no person's home; it is kept, delete it by hand if it is not needed",
+			"volume", v.Name, "id", v.ID, "owner", v.Owner, "size_gb", v.SizeGB, "location", v.Location)
+		m.Record(Event{Time: m.cfg.Clock.Now(), Kind: "orphan", Detail: fmt.Sprintf("volume %s (%d, %d GB in %s) is no person's home; kept", v.Name, v.ID, v.SizeGB, v.Location)})
+	}
+	m.cfg.Observer.UnattributedVolumes(unattributed)
+	return errors.Join(errs...)
+}
+
+// dropVanishedHome drops fp's ready home if its volume is gone, asking
+// the provider again under fp's lock: the listing may predate the volume.
+func (m *Manager) dropVanishedHome(ctx context.Context, fp string) error {
+	defer m.lock(fp)()
+	p, err := m.Person(fp)
+	if err != nil || p.Home == nil || p.Home.State != HomeReady {
+		return err
+	}
+	vs, err := m.cfg.Provider.Volumes(ctx, p.Home.Owner)
+	if err != nil {
+		return fmt.Errorf("look for home volume %s: %w", p.Home.Name, err)
+	}
+	if slices.ContainsFunc(vs, func(v Volume) bool { return v.ID == p.Home.VolumeID }) {
+		return nil
+	}
+	m.log.Error("reconcile: a home's volume is gone; its record is dropped", "fingerprint", fp, "volume", p.Home.Name, "id", p.Home.VolumeID)
+	return m.putHome(fp, nil, m.homeEvent(ctx, fp, "volume %d of home %s is gone; record dropped", p.Home.VolumeID, p.Home.Name))
 }

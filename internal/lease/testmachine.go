@@ -174,7 +174,7 @@ func (t TestMachine) run(ctx context.Context, l Lease) ([]Phase, Server, error) 
 		return p
 	}
 
-	userData, err := t.Machine.userData(l, false)
+	userData, err := t.Machine.userData(l, false, nil)
 	if err != nil {
 		return nil, Server{}, err
 	}

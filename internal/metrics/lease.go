@@ -18,6 +18,8 @@ type Lease struct {
 	lastSuccess prometheus.Gauge
 	cost        prometheus.Counter
 	poolCost    prometheus.Counter
+	homeCost    prometheus.Counter
+	orphanVols  prometheus.Gauge
 }
 
 var _ lease.Observer = (*Lease)(nil)
@@ -30,15 +32,17 @@ var operationBuckets = []float64{0.25, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 1
 // do, up to the minutes a provider call may take.
 var passBuckets = []float64{0.005, 0.025, 0.1, 0.5, 1, 5, 15, 60, 300}
 
-// leaseLister reads every lease and the warm pool's machines; the store
-// is one.
+// leaseLister reads every lease, the warm pool's machines and people's
+// records (their homes); the store is one.
 type leaseLister interface {
 	List() ([]lease.Lease, error)
 	PoolMachines() ([]lease.PoolMachine, error)
+	People() ([]lease.Person, error)
 }
 
 // Lease registers the lease domain's metrics. leases is read at every
-// scrape for cc_gateway_leases and cc_gateway_pool_machines; reaperInterval is the time between the
+// scrape for cc_gateway_leases, cc_gateway_pool_machines and
+// cc_gateway_home_volumes; reaperInterval is the time between the
 // reaper's passes, exported for alert rules.
 func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Lease {
 	m := &Lease{
@@ -72,6 +76,14 @@ func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Leas
 			Namespace: Namespace, Name: "pool_cost_euros_total",
 			Help: "Cost the cloud accrued for the warm pool's machines, nobody's leases, since the gateway started, in gross EUR (VAT included); a claimed machine's is the pool's until its claim.",
 		}),
+		homeCost: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "home_cost_euros_total",
+			Help: "Cost the cloud accrued for people's home volumes, apart from their leases, since the gateway started, in gross EUR (VAT included).",
+		}),
+		orphanVols: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "unattributed_volumes",
+			Help: "Volumes labelled as this gateway's that no person's home names, as the latest reconcile found them; kept, never deleted: look at them.",
+		}),
 	}
 	interval := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "reaper_interval_seconds",
@@ -89,7 +101,7 @@ func (r *Registry) Lease(leases leaseLister, reaperInterval time.Duration) *Leas
 	for _, a := range lease.ReaperActions {
 		m.actions.WithLabelValues(string(a))
 	}
-	r.register(m.ops, m.durations, m.actions, m.passes, m.lastSuccess, m.cost, m.poolCost, interval, leaseStates{leases})
+	r.register(m.ops, m.durations, m.actions, m.passes, m.lastSuccess, m.cost, m.poolCost, m.homeCost, m.orphanVols, interval, leaseStates{leases})
 	return m
 }
 
@@ -125,6 +137,16 @@ func (m *Lease) PoolCost(amount float64, currency string) {
 	}
 }
 
+// HomeCost adds the homes' accrued cost, in euros as Cost.
+func (m *Lease) HomeCost(amount float64, currency string) {
+	if currency == "EUR" && amount > 0 {
+		m.homeCost.Add(amount)
+	}
+}
+
+// UnattributedVolumes sets how many labelled volumes are no one's home.
+func (m *Lease) UnattributedVolumes(n int) { m.orphanVols.Set(float64(n)) }
+
 // leaseStates collects cc_gateway_leases at scrape time from the store:
 // always true, never drifting from it, and cheap (one read of a few
 // hundred leases at most).
@@ -133,11 +155,13 @@ type leaseStates struct{ leases leaseLister }
 var (
 	leasesDesc = prometheus.NewDesc(Namespace+"_leases", "Leases by the state of their machine.", []string{"state"}, nil)
 	poolDesc   = prometheus.NewDesc(Namespace+"_pool_machines", "The warm pool's machines, nobody's leases, by state.", []string{"state"}, nil)
+	homesDesc  = prometheus.NewDesc(Namespace+"_home_volumes", "People's home volumes by state (creating, ready, deleting).", []string{"state"}, nil)
 )
 
 func (c leaseStates) Describe(ch chan<- *prometheus.Desc) {
 	ch <- leasesDesc
 	ch <- poolDesc
+	ch <- homesDesc
 }
 
 func (c leaseStates) Collect(ch chan<- prometheus.Metric) {
@@ -164,5 +188,18 @@ func (c leaseStates) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range lease.PoolStates {
 		ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(inPool[s]), string(s))
+	}
+	people, err := c.leases.People()
+	if err != nil {
+		return
+	}
+	homes := map[lease.HomeState]int{}
+	for _, p := range people {
+		if p.Home != nil {
+			homes[p.Home.State]++
+		}
+	}
+	for _, s := range lease.HomeStates {
+		ch <- prometheus.MustNewConstMetric(homesDesc, prometheus.GaugeValue, float64(homes[s]), string(s))
 	}
 }

@@ -19,17 +19,20 @@ import (
 type leaseList struct {
 	leases []lease.Lease
 	pool   []lease.PoolMachine
+	people []lease.Person
 	err    error
 }
 
 func (l *leaseList) List() ([]lease.Lease, error)               { return l.leases, l.err }
 func (l *leaseList) PoolMachines() ([]lease.PoolMachine, error) { return l.pool, l.err }
+func (l *leaseList) People() ([]lease.Person, error)            { return l.people, l.err }
 
 func TestLeaseMetrics(t *testing.T) {
 	r := New()
 	list := &leaseList{
 		leases: []lease.Lease{{State: lease.StateRunning}, {State: lease.StateRunning}, {State: lease.StateStopped}},
 		pool:   []lease.PoolMachine{{State: lease.PoolReady}, {State: lease.PoolReady}, {State: lease.PoolCreating}},
+		people: []lease.Person{{Home: &lease.Home{State: lease.HomeReady}}, {}, {Home: &lease.Home{State: lease.HomeDeleting}}},
 	}
 	m := r.Lease(list, 30*time.Second)
 
@@ -45,6 +48,8 @@ func TestLeaseMetrics(t *testing.T) {
 	m.Cost(7, "USD") // not euros: left out
 	m.PoolCost(0.125, "EUR")
 	m.PoolCost(7, "USD")
+	m.HomeCost(0.0625, "EUR")
+	m.UnattributedVolumes(2)
 
 	for _, tc := range []struct {
 		name string
@@ -58,6 +63,8 @@ func TestLeaseMetrics(t *testing.T) {
 		{"last success", testutil.ToFloat64(m.lastSuccess), 1000.5},
 		{"cost", testutil.ToFloat64(m.cost), 0.75},
 		{"pool cost, apart", testutil.ToFloat64(m.poolCost), 0.125},
+		{"home cost, apart", testutil.ToFloat64(m.homeCost), 0.0625},
+		{"unattributed volumes", testutil.ToFloat64(m.orphanVols), 2},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, tc.got, tc.want)
@@ -65,6 +72,11 @@ func TestLeaseMetrics(t *testing.T) {
 	}
 
 	want := `
+# HELP cc_gateway_home_volumes People's home volumes by state (creating, ready, deleting).
+# TYPE cc_gateway_home_volumes gauge
+cc_gateway_home_volumes{state="creating"} 0
+cc_gateway_home_volumes{state="deleting"} 1
+cc_gateway_home_volumes{state="ready"} 1
 # HELP cc_gateway_leases Leases by the state of their machine.
 # TYPE cc_gateway_leases gauge
 cc_gateway_leases{state="creating"} 0
@@ -85,7 +97,7 @@ cc_gateway_pool_machines{state="ready"} 2
 # TYPE cc_gateway_reaper_interval_seconds gauge
 cc_gateway_reaper_interval_seconds 30
 `
-	if err := testutil.GatherAndCompare(r.reg, strings.NewReader(want), "cc_gateway_leases", "cc_gateway_pool_machines", "cc_gateway_reaper_interval_seconds"); err != nil {
+	if err := testutil.GatherAndCompare(r.reg, strings.NewReader(want), "cc_gateway_home_volumes", "cc_gateway_leases", "cc_gateway_pool_machines", "cc_gateway_reaper_interval_seconds"); err != nil {
 		t.Error(err)
 	}
 	// Every op's histogram is there before its first observation.

@@ -437,20 +437,19 @@ func TestLifecycleUnderRandomFaults(t *testing.T) {
 	var cpu float64
 	step("cpu", func() (err error) { cpu, err = p.CPUUsage(ctx, srv.ID, time.Minute); return err })
 	step("prices", func() error { _, err := p.Prices(ctx, "cx23", "fsn1"); return err })
-	var home hcloud.Volume
+	var home lease.Volume
 	step("create volume", func() (err error) {
-		home, err = p.CreateVolume(ctx, hcloud.VolumeSpec{Name: "cc-home-chaos1", Owner: "chaos1", SizeGB: 10, Location: "fsn1"})
+		home, err = p.CreateVolume(ctx, lease.VolumeSpec{Name: "cc-home-chaos1", Owner: "chaos1", SizeGB: 10, Location: "fsn1"})
 		return err
 	})
 	step("attach volume", func() error { return p.AttachVolume(ctx, home.ID, srv.ID) })
 	step("detach volume", func() error { return p.DetachVolume(ctx, home.ID) })
 	step("delete volume", func() error {
-		if err := p.DeleteVolume(ctx, home.ID); !errors.Is(err, hcloud.ErrVolumeNotFound) {
+		if err := p.DeleteVolume(ctx, home.ID); !errors.Is(err, lease.ErrVolumeNotFound) {
 			return err
 		}
 		return nil // an earlier try did it
 	})
-	step("volume price", func() error { _, err := p.VolumePrice(ctx); return err })
 	step("destroy", func() error { return gone(p.Delete(ctx, srv.ID)) })
 	step("delete snapshot", func() error { return gone(p.DeleteImage(ctx, im.ID)) })
 
@@ -458,7 +457,7 @@ func TestLifecycleUnderRandomFaults(t *testing.T) {
 	step("list", func() (err error) { servers, err = p.List(ctx); return err })
 	var images []lease.Image
 	step("images", func() (err error) { images, err = p.Images(ctx); return err })
-	var volumes []hcloud.Volume
+	var volumes []lease.Volume
 	step("volumes", func() (err error) { volumes, err = p.Volumes(ctx, ""); return err })
 	if len(servers) != 0 || len(images) != 0 || len(volumes) != 0 || cpu != 0 {
 		t.Fatalf("after the life: servers %+v, images %+v, volumes %+v, cpu %v", servers, images, volumes, cpu)

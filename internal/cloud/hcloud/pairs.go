@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,8 +95,16 @@ func soldOut(err error) bool {
 // createOnPairs asks Hetzner for the server opts describes on each pair in
 // turn, moving on while a pair is sold out and telling spec.Progress so.
 // Any other error ends it at once; Hetzner's own error stays reachable.
-func (p *Provider) createOnPairs(ctx context.Context, spec lease.CreateSpec, opts hc.ServerCreateOpts) (hc.ServerCreateResult, error) {
+// A location, if not "", is the only one tried: the home volume's.
+func (p *Provider) createOnPairs(ctx context.Context, spec lease.CreateSpec, location string, opts hc.ServerCreateOpts) (hc.ServerCreateResult, error) {
 	pairs := p.placeable(ctx, opts.Image.DiskSize)
+	if location != "" {
+		pairs = slices.DeleteFunc(pairs, func(pr pair) bool { return pr.location != location })
+		if len(pairs) == 0 {
+			return hc.ServerCreateResult{}, fmt.Errorf("create server: your home volume is in %s, and none of the server types %s can go there; add %s to --location (or a server type Hetzner offers there)",
+				location, strings.Join(p.cfg.ServerTypes, ", "), location)
+		}
+	}
 	var tried []string
 	var last error
 	for i, pr := range pairs {
@@ -121,9 +130,16 @@ func (p *Provider) createOnPairs(ctx context.Context, spec lease.CreateSpec, opt
 	}
 	var said hc.Error
 	errors.As(last, &said)
+	if location != "" {
+		return hc.ServerCreateResult{}, &providerError{
+			msg: fmt.Sprintf("create server: Hetzner has no room for %s right now (%s, %s), and your home volume binds your machine to %s: try again later, or add server types to --server-type",
+				strings.Join(tried, ", "), strings.TrimSuffix(said.Message, "."), said.Code, location),
+			err: errors.Join(lease.ErrNoRoom, last),
+		}
+	}
 	return hc.ServerCreateResult{}, &providerError{
 		msg: fmt.Sprintf("create server: Hetzner has no room for %s right now (%s, %s): try again later, or add server types to --server-type or locations to --location",
 			strings.Join(tried, ", "), strings.TrimSuffix(said.Message, "."), said.Code),
-		err: last,
+		err: errors.Join(lease.ErrNoRoom, last),
 	}
 }

@@ -208,8 +208,7 @@ func (p *Provider) create(ctx context.Context, spec lease.CreateSpec) (lease.Ser
 		return lease.Server{}, err
 	}
 	start := true
-	// createOnPairs sets the server type and location.
-	res, err := p.createOnPairs(ctx, spec, hc.ServerCreateOpts{
+	opts := hc.ServerCreateOpts{
 		Name:             spec.Name,
 		Image:            image,
 		SSHKeys:          []*hc.SSHKey{key},
@@ -217,7 +216,20 @@ func (p *Provider) create(ctx context.Context, spec lease.CreateSpec) (lease.Ser
 		StartAfterCreate: &start,
 		Labels:           p.serverLabels(spec),
 		Firewalls:        firewalls,
-	})
+	}
+	// A home volume goes in the create request, so the machine boots with
+	// it, and binds the server to its location.
+	location := ""
+	if spec.HomeVolume != 0 {
+		home, err := p.ownedIdleVolume(ctx, spec.HomeVolume)
+		if err != nil {
+			return lease.Server{}, err
+		}
+		opts.Volumes, opts.Automount = []*hc.Volume{home}, hc.Ptr(false)
+		location = locationName(home.Location)
+	}
+	// createOnPairs sets the server type and location.
+	res, err := p.createOnPairs(ctx, spec, location, opts)
 	if hc.IsError(err, hc.ErrorCodeUniquenessError) {
 		// Someone (a previous attempt whose answer we lost) made it already.
 		if existing, ferr := p.findExisting(ctx, spec); ferr == nil && existing != nil {

@@ -90,6 +90,10 @@ func (p *Provider) Prices(ctx context.Context, serverType, location string) (lea
 	if err != nil {
 		return lease.Prices{}, fmt.Errorf("%s: snapshot price: %w", op, err)
 	}
+	volume, err := gross(pr.Volume.PerGBMonthly)
+	if err != nil {
+		return lease.Prices{}, fmt.Errorf("%s: volume price: %w", op, err)
+	}
 	for _, st := range pr.ServerTypes {
 		if st.ServerType == nil || st.ServerType.Name != serverType {
 			continue
@@ -117,6 +121,7 @@ func (p *Provider) Prices(ctx context.Context, serverType, location string) (lea
 				IPv4Hourly:         ipv4Hourly,
 				IPv4Monthly:        ipv4Monthly,
 				SnapshotPerGBMonth: snapshot,
+				VolumePerGBMonth:   volume,
 			}, nil
 		}
 		return lease.Prices{}, fmt.Errorf("%s: Hetzner does not offer %s in %s; choose another location or server type", op, serverType, location)

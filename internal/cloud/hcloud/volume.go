@@ -2,12 +2,12 @@ package hcloud
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
-	"time"
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+
+	"github.com/cc-gateway/cc-gateway/internal/lease"
 )
 
 // A person's home that outlives their machines lives on a Hetzner Volume:
@@ -21,9 +21,6 @@ import (
 // LabelHome names whose home a volume is.
 const LabelHome = "cc-gateway-home"
 
-// ErrVolumeNotFound is returned for a volume that is gone.
-var ErrVolumeNotFound = errors.New("volume not found")
-
 // Hetzner's limits on a volume's size, in GB.
 const (
 	MinVolumeSize = 10
@@ -33,58 +30,36 @@ const (
 // volumeNamePattern is Hetzner's rule for volume names.
 var volumeNamePattern = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9._-]{0,62}[a-zA-Z0-9])?$`)
 
-// Volume is one of the gateway's volumes.
-type Volume struct {
-	ID       int64
-	Name     string
-	Owner    string // the cc-gateway-home label
-	SizeGB   int
-	Location string
-	Server   int64 // attached to; 0 for none
-	// Device is where the volume shows on its server, stable across
-	// attaches: /dev/disk/by-id/scsi-0HC_Volume_<id>.
-	Device  string
-	Created time.Time
-}
-
-// VolumeSpec says what CreateVolume makes.
-type VolumeSpec struct {
-	Name     string // unique in the project
-	Owner    string // whose home: a label value
-	SizeGB   int    // MinVolumeSize to MaxVolumeSize
-	Location string // where its machines will be
-}
-
 // CreateVolume makes the volume spec describes and waits until it is
 // available. It is safe to repeat after a crash: a volume the owner
 // already has is returned instead of a second one, wherever and however
 // large it is.
-func (p *Provider) CreateVolume(ctx context.Context, spec VolumeSpec) (Volume, error) {
+func (p *Provider) CreateVolume(ctx context.Context, spec lease.VolumeSpec) (lease.Volume, error) {
 	switch {
 	case !volumeNamePattern.MatchString(spec.Name):
-		return Volume{}, fmt.Errorf("create volume: name %q is not usable: use up to 64 letters, digits, '-', '_' or '.'", spec.Name)
+		return lease.Volume{}, fmt.Errorf("create volume: name %q is not usable: use up to 64 letters, digits, '-', '_' or '.'", spec.Name)
 	case spec.Owner == "" || !labelValuePattern.MatchString(spec.Owner):
-		return Volume{}, fmt.Errorf("create volume %s: owner %q cannot be a Hetzner label value", spec.Name, spec.Owner)
+		return lease.Volume{}, fmt.Errorf("create volume %s: owner %q cannot be a Hetzner label value", spec.Name, spec.Owner)
 	case spec.SizeGB < MinVolumeSize || spec.SizeGB > MaxVolumeSize:
-		return Volume{}, fmt.Errorf("create volume %s: %d GB is not a volume size Hetzner offers: choose %d to %d GB", spec.Name, spec.SizeGB, MinVolumeSize, MaxVolumeSize)
+		return lease.Volume{}, fmt.Errorf("create volume %s: %d GB is not a volume size Hetzner offers: choose %d to %d GB", spec.Name, spec.SizeGB, MinVolumeSize, MaxVolumeSize)
 	case spec.Location == "":
-		return Volume{}, fmt.Errorf("create volume %s: no location", spec.Name)
+		return lease.Volume{}, fmt.Errorf("create volume %s: no location", spec.Name)
 	}
-	return retryOp(ctx, p, "create volume", func() (Volume, error) { return p.createVolume(ctx, spec) })
+	return retryOp(ctx, p, "create volume", func() (lease.Volume, error) { return p.createVolume(ctx, spec) })
 }
 
-func (p *Provider) createVolume(ctx context.Context, spec VolumeSpec) (Volume, error) {
+func (p *Provider) createVolume(ctx context.Context, spec lease.VolumeSpec) (lease.Volume, error) {
 	op := "create volume " + spec.Name
 	existing, err := p.ownerVolumes(ctx, spec.Owner)
 	if err != nil {
-		return Volume{}, err
+		return lease.Volume{}, err
 	}
 	if len(existing) > 0 {
 		// Made before a crash, or by a create whose answer was lost: wait
 		// for its creation to end, then it is the one.
 		v := existing[0]
 		if err := p.waitVolumeIdle(ctx, v.ID); err != nil {
-			return Volume{}, err
+			return lease.Volume{}, err
 		}
 		return p.volume(ctx, v.ID)
 	}
@@ -94,13 +69,13 @@ func (p *Provider) createVolume(ctx context.Context, spec VolumeSpec) (Volume, e
 	})
 	if err != nil {
 		if hc.IsError(err, hc.ErrorCodeUniquenessError) {
-			return Volume{}, fmt.Errorf("%s: another volume in the project has that name, without the labels %s=%s,%s=%s; rename or delete it", op, LabelGateway, p.cfg.Gateway, LabelHome, spec.Owner)
+			return lease.Volume{}, fmt.Errorf("%s: another volume in the project has that name, without the labels %s=%s,%s=%s; rename or delete it", op, LabelGateway, p.cfg.Gateway, LabelHome, spec.Owner)
 		}
-		return Volume{}, explain(op, err)
+		return lease.Volume{}, explain(op, err)
 	}
 	p.log.Info("volume created", "volume", spec.Name, "id", res.Volume.ID, "size_gb", spec.SizeGB, "location", spec.Location, "owner", spec.Owner)
 	if err := p.wait(ctx, op, res.Action); err != nil {
-		return Volume{}, err
+		return lease.Volume{}, err
 	}
 	return p.volume(ctx, res.Volume.ID)
 }
@@ -167,7 +142,7 @@ func (p *Provider) DetachVolume(ctx context.Context, volumeID int64) error {
 }
 
 // DeleteVolume deletes a detached volume and everything on it. An attached
-// one is refused; one that is gone is ErrVolumeNotFound.
+// one is refused; one that is gone is lease.ErrVolumeNotFound.
 func (p *Provider) DeleteVolume(ctx context.Context, volumeID int64) error {
 	return retryOpErr(ctx, p, "delete volume", func() error {
 		v, err := p.ownedIdleVolume(ctx, volumeID)
@@ -188,30 +163,16 @@ func (p *Provider) DeleteVolume(ctx context.Context, volumeID int64) error {
 
 // Volumes lists the gateway's volumes of owner, or all of them when owner
 // is empty.
-func (p *Provider) Volumes(ctx context.Context, owner string) ([]Volume, error) {
+func (p *Provider) Volumes(ctx context.Context, owner string) ([]lease.Volume, error) {
 	list, err := p.ownerVolumes(ctx, owner)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Volume, 0, len(list))
+	out := make([]lease.Volume, 0, len(list))
 	for _, v := range list {
 		out = append(out, toVolume(v))
 	}
 	return out, nil
-}
-
-// VolumePrice reads what Hetzner charges, gross, per GB of volume and
-// month, in the currency Prices reports.
-func (p *Provider) VolumePrice(ctx context.Context) (float64, error) {
-	pr, err := p.pricing(ctx)
-	if err != nil {
-		return 0, explain("read the volume price", err)
-	}
-	price, err := gross(pr.Volume.PerGBMonthly)
-	if err != nil {
-		return 0, fmt.Errorf("read the volume price: %w", err)
-	}
-	return price, nil
 }
 
 // ownerVolumes lists the gateway's volumes of owner (all, when empty),
@@ -229,10 +190,10 @@ func (p *Provider) ownerVolumes(ctx context.Context, owner string) ([]*hc.Volume
 }
 
 // volume fetches one of the gateway's volumes.
-func (p *Provider) volume(ctx context.Context, id int64) (Volume, error) {
+func (p *Provider) volume(ctx context.Context, id int64) (lease.Volume, error) {
 	v, err := p.ownedVolume(ctx, id)
 	if err != nil {
-		return Volume{}, err
+		return lease.Volume{}, err
 	}
 	return toVolume(v), nil
 }
@@ -246,7 +207,7 @@ func (p *Provider) ownedVolume(ctx context.Context, id int64) (*hc.Volume, error
 		return nil, volumeErr(op, err)
 	}
 	if v == nil {
-		return nil, fmt.Errorf("%s: %w", op, ErrVolumeNotFound)
+		return nil, fmt.Errorf("%s: %w", op, lease.ErrVolumeNotFound)
 	}
 	if v.Labels[LabelGateway] != p.cfg.Gateway {
 		return nil, fmt.Errorf("volume %s (%d) is not labelled %s=%s; the gateway leaves it alone", v.Name, id, LabelGateway, p.cfg.Gateway)
@@ -276,11 +237,11 @@ func (p *Provider) waitVolumeIdle(ctx context.Context, id int64) error {
 }
 
 // volumeErr is explain for calls on one volume: a volume that vanished
-// meanwhile becomes ErrVolumeNotFound.
+// meanwhile becomes lease.ErrVolumeNotFound.
 func volumeErr(op string, err error) error {
 	switch {
 	case hc.IsError(err, hc.ErrorCodeNotFound):
-		return fmt.Errorf("%s: %w", op, ErrVolumeNotFound)
+		return fmt.Errorf("%s: %w", op, lease.ErrVolumeNotFound)
 	case hc.IsError(err, hc.ErrorCodeVolumeAlreadyAttached):
 		return &providerError{msg: op + ": the volume is attached to a server; detach it first", err: err}
 	}
@@ -294,8 +255,8 @@ func locationName(l *hc.Location) string {
 	return l.Name
 }
 
-func toVolume(v *hc.Volume) Volume {
-	out := Volume{
+func toVolume(v *hc.Volume) lease.Volume {
+	out := lease.Volume{
 		ID: v.ID, Name: v.Name, Owner: v.Labels[LabelHome], SizeGB: v.Size,
 		Location: locationName(v.Location), Device: v.LinuxDevice, Created: v.Created,
 	}

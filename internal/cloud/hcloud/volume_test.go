@@ -11,6 +11,7 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/cc-gateway/cc-gateway/internal/cloud/hcloud"
+	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/localcloud"
 )
 
@@ -35,7 +36,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	e, ctx := newEnv(t, 60*time.Second)
 	_, srv := e.server(t, ctx, "vol1") // in fsn1, the default location
 
-	spec := hcloud.VolumeSpec{Name: "cc-home-test-alice", Owner: "alice", SizeGB: 10, Location: "fsn1"}
+	spec := lease.VolumeSpec{Name: "cc-home-test-alice", Owner: "alice", SizeGB: 10, Location: "fsn1"}
 	v, err := e.p.CreateVolume(ctx, spec)
 	if err != nil {
 		t.Fatalf("create volume: %v", err)
@@ -66,7 +67,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	}
 
 	// Bound to its location.
-	far, err := e.p.CreateVolume(ctx, hcloud.VolumeSpec{Name: "cc-home-test-bob", Owner: "bob", SizeGB: 10, Location: "hel1"})
+	far, err := e.p.CreateVolume(ctx, lease.VolumeSpec{Name: "cc-home-test-bob", Owner: "bob", SizeGB: 10, Location: "hel1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	if err := e.p.DeleteVolume(ctx, v.ID); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	if err := e.p.DeleteVolume(ctx, v.ID); !errors.Is(err, hcloud.ErrVolumeNotFound) {
+	if err := e.p.DeleteVolume(ctx, v.ID); !errors.Is(err, lease.ErrVolumeNotFound) {
 		t.Errorf("delete again: %v, want ErrVolumeNotFound", err)
 	}
 }
@@ -120,7 +121,7 @@ func TestVolumeOfAnotherGatewayIsLeftAlone(t *testing.T) {
 // TestVolumeSpecRefused: bad specs get a sentence before any call.
 func TestVolumeSpecRefused(t *testing.T) {
 	e, ctx := newEnv(t, 10*time.Second)
-	for name, spec := range map[string]hcloud.VolumeSpec{
+	for name, spec := range map[string]lease.VolumeSpec{
 		"small":    {Name: "v", Owner: "a", SizeGB: 5, Location: "fsn1"},
 		"name":     {Name: "-v", Owner: "a", SizeGB: 10, Location: "fsn1"},
 		"owner":    {Name: "v", Owner: "a b", SizeGB: 10, Location: "fsn1"},
@@ -134,9 +135,9 @@ func TestVolumeSpecRefused(t *testing.T) {
 
 func TestVolumePrice(t *testing.T) {
 	e, ctx := newEnv(t, 10*time.Second)
-	price, err := e.p.VolumePrice(ctx)
+	prices, err := e.p.Prices(ctx, "cx23", "fsn1")
 	// The local cloud's catalogue: 0.044 net, 19 % VAT.
-	if err != nil || price < 0.0523 || price > 0.0524 {
+	if price := prices.VolumePerGBMonth; err != nil || price < 0.0523 || price > 0.0524 {
 		t.Fatalf("volume price %v, %v; want 0.05236 per GB-month gross", price, err)
 	}
 }
@@ -147,7 +148,7 @@ func TestCreateVolumeFindsOneStillBeingCreated(t *testing.T) {
 	e, ctx := newEnv(t, 30*time.Second)
 	e.faults.set("create_volume", localcloud.ActionFault{Delay: 300 * time.Millisecond})
 	res := e.volumeBehindItsBack(t, ctx, "carol")
-	v, err := e.p.CreateVolume(ctx, hcloud.VolumeSpec{Name: "cc-home-test-carol", Owner: "carol", SizeGB: 10, Location: "fsn1"})
+	v, err := e.p.CreateVolume(ctx, lease.VolumeSpec{Name: "cc-home-test-carol", Owner: "carol", SizeGB: 10, Location: "fsn1"})
 	if err != nil || v.ID != res.Volume.ID {
 		t.Fatalf("create after a lost answer: %+v, %v; want volume %d", v, err, res.Volume.ID)
 	}
@@ -165,7 +166,7 @@ func TestCreateVolumeFindsOneStillBeingCreated(t *testing.T) {
 func TestCreateVolumeActionFails(t *testing.T) {
 	e, ctx := newEnv(t, 30*time.Second)
 	e.faults.set("create_volume", localcloud.ActionFault{Code: "action_failed", Message: "test fault"})
-	spec := hcloud.VolumeSpec{Name: "cc-home-test-dave", Owner: "dave", SizeGB: 10, Location: "fsn1"}
+	spec := lease.VolumeSpec{Name: "cc-home-test-dave", Owner: "dave", SizeGB: 10, Location: "fsn1"}
 	_, err := e.p.CreateVolume(ctx, spec)
 	if err == nil || !strings.Contains(err.Error(), "action create_volume failed") {
 		t.Fatalf("create with failing actions: %v", err)
@@ -195,5 +196,62 @@ func TestAttachWaitsForTheVolumesCreation(t *testing.T) {
 	}
 	if v, _, err := e.raw.Volume.GetByID(ctx, res.Volume.ID); err != nil || v.Server == nil || v.Server.ID != srv.ID {
 		t.Fatalf("the volume after attach: %+v, %v", v, err)
+	}
+}
+
+// TestCreateWithHomeVolume: a server created with a home volume goes to
+// the volume's location, whatever the order of preference, boots with
+// the volume attached and uses it as the home; a later server of the same
+// person finds the files there. A location the gateway does not create in
+// gets one sentence naming it.
+func TestCreateWithHomeVolume(t *testing.T) {
+	e, ctx := newEnv(t, 60*time.Second)
+	p := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) { c.Locations = []string{"fsn1", "hel1"} })
+	home, err := p.CreateVolume(ctx, lease.VolumeSpec{Name: "cc-home-test-erin", Owner: "erin", SizeGB: 10, Location: "hel1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	erin := newPerson(t, "home1", e.port)
+	erin.spec.HomeVolume = home.ID
+	srv, err := p.Create(ctx, erin.spec)
+	if err != nil {
+		t.Fatalf("create with the home volume: %v", err)
+	}
+	if srv.Location != "hel1" {
+		t.Errorf("server in %s, want hel1, the volume's", srv.Location)
+	}
+	if list, err := p.Volumes(ctx, "erin"); err != nil || len(list) != 1 || list[0].Server != srv.ID {
+		t.Fatalf("erin's volumes: %+v, %v; want the one attached to server %d", list, err, srv.ID)
+	}
+	if err := erin.wait(ctx, e.addr(srv), erin.hostKey); err != nil {
+		t.Fatal(err)
+	}
+	runOnMachine(t, e.addr(srv), erin, "echo kept > notes")
+	if err := p.Delete(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	again := newPerson(t, "home2", e.port)
+	again.spec.HomeVolume = home.ID
+	srv, err = p.Create(ctx, again.spec)
+	if err != nil {
+		t.Fatalf("create again with the home volume: %v", err)
+	}
+	if err := again.wait(ctx, e.addr(srv), again.hostKey); err != nil {
+		t.Fatal(err)
+	}
+	if out := runOnMachine(t, e.addr(srv), again, "cat notes"); out != "kept\n" {
+		t.Errorf("the home's file on the next server: %q", out)
+	}
+
+	onlyFsn := newProvider(t, e.cloud.Endpoint(), e.cloud.Token(), func(c *hcloud.Config) { c.Locations = []string{"fsn1"} })
+	third := newPerson(t, "home3", e.port)
+	third.spec.HomeVolume = home.ID
+	if err := p.Delete(ctx, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = onlyFsn.Create(ctx, third.spec)
+	if err == nil || !strings.Contains(err.Error(), "your home volume is in hel1") || !strings.Contains(err.Error(), "add hel1 to --location") {
+		t.Errorf("create where the volume is not: %v, want a sentence naming hel1", err)
 	}
 }

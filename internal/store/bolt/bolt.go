@@ -573,6 +573,25 @@ func (s *Store) Person(fingerprint string) (lease.Person, error) {
 	return p, nil
 }
 
+// People returns every person's record, sorted by fingerprint.
+func (s *Store) People() ([]lease.Person, error) {
+	var all []lease.Person
+	err := s.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(peopleBucket).ForEach(func(k, v []byte) error {
+			var p lease.Person
+			if err := decodeIn(peopleBucket, string(k), v, &p); err != nil {
+				return err
+			}
+			all = append(all, p)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list people: %w", err)
+	}
+	return all, nil
+}
+
 // PutPerson writes p under its fingerprint and appends events, in one
 // transaction.
 func (s *Store) PutPerson(p lease.Person, events ...lease.Event) error {

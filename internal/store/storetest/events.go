@@ -3,6 +3,7 @@ package storetest
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 )
@@ -155,6 +156,8 @@ func testPeople(t *testing.T, h Harness) {
 		Fingerprint: "SHA256:alice",
 		Notify:      []lease.NotifyTarget{{URL: "https://ntfy.sh/alice-agent", Added: t0}},
 		Secrets:     []lease.Secret{{Name: "GH_TOKEN", Sealed: []byte{1, 2, 3}, Set: t0}},
+		Home: &lease.Home{VolumeID: 7, Name: "cc-home-a", Owner: "a", State: lease.HomeReady, SizeGB: 10, Location: "fsn1",
+			Device: "/dev/disk/by-id/scsi-0HC_Volume_7", Created: t0, KeepUntil: t0.Add(720 * time.Hour), Warned: 1},
 	}
 	if err := s.PutPerson(want); err != nil {
 		t.Fatal(err)
@@ -176,4 +179,15 @@ func testPeople(t *testing.T, h Harness) {
 	if _, err := s.Get(want.Fingerprint); err == nil {
 		t.Error("PutPerson made a lease")
 	}
+
+	// People lists every record whole, by fingerprint (the reaper finds
+	// homes whose person has no lease this way).
+	if err := s.PutPerson(lease.Person{Fingerprint: "SHA256:"}); err != nil {
+		t.Fatal(err)
+	}
+	people, err := s.People()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameJSON(t, "People", people, []lease.Person{{Fingerprint: "SHA256:"}, want})
 }
