@@ -156,6 +156,22 @@ func evalConfigFile(t *testing.T, settings string) (string, error) {
 	return text, nil
 }
 
+// loadConfigFile has the gateway read text as its config file, failing the
+// test if it refuses it.
+func loadConfigFile(t *testing.T, text string) config.Config {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "cc-gateway.conf")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noEnv := func(string) string { return "" }
+	cfg, err := config.Load([]string{"--config", file}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatalf("the gateway refuses the module's config file:\n%s\n%v", text, err)
+	}
+	return cfg
+}
+
 func TestGatewayModuleConfigFileLoads(t *testing.T) {
 	text, err := evalConfigFile(t, `{
 		listen = "127.0.0.1:2022";
@@ -172,15 +188,7 @@ func TestGatewayModuleConfigFileLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(t.TempDir(), "cc-gateway.conf")
-	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	noEnv := func(string) string { return "" }
-	cfg, err := config.Load([]string{"--config", file}, noEnv, io.Discard)
-	if err != nil {
-		t.Fatalf("the gateway refuses the module's config file:\n%s\n%v", text, err)
-	}
+	cfg := loadConfigFile(t, text)
 	if cfg.Listen != "127.0.0.1:2022" || cfg.DataDir != "/var/lib/cc-gateway" || cfg.IdleTimeout != 45*time.Minute ||
 		cfg.MachineSSHPort != 2222 || cfg.Cloud != "local" || cfg.PublicName != "cc.example.com" || cfg.LogLevel != "info" ||
 		cfg.MetricsListen != "127.0.0.1:9464" || !cfg.Pprof {
@@ -239,14 +247,15 @@ func TestGatewayModuleMirrorsOptions(t *testing.T) {
 		}
 	}
 
-	// The module sets these two itself.
-	for _, arg := range []string{`"--config"`, `"--hcloud-token-file"`} {
+	// The module sets these itself.
+	set := []string{"config", "hcloud-token-file", "etcd-ca", "etcd-cert", "etcd-key"}
+	for _, arg := range []string{`"--config"`, `"--hcloud-token-file"`, `"--etcd-ca"`, `"--etcd-cert"`, `"--etcd-key"`} {
 		if !bytes.Contains(module, []byte(arg)) {
 			t.Errorf("modules/gateway.nix does not pass %s", arg)
 		}
 	}
 	for _, name := range options {
-		if name != "config" && name != "hcloud-token-file" && !slices.Contains(declared, name) {
+		if !slices.Contains(set, name) && !slices.Contains(declared, name) {
 			t.Logf("--%s has no typed setting in nix/modules/gateway.nix yet; it passes through as a freeform one", name)
 		}
 	}

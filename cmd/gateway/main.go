@@ -174,11 +174,13 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	invocation := gateway.Invocation(cfg.PublicName, ln.Addr().String())
+	shared, presence := sharedWith(store, log)
 	gw, err := gateway.New(gateway.Options{
 		HostKey: hostKey, Users: users, Admins: admins, OpenAccess: cfg.OpenAccess(),
 		Leases: manager, Pool: pool, InstanceUser: cfg.InstanceUser,
 		Invocation: invocation, Logger: log, Guarded: guarded, Observer: obs.gateway,
 		Notify:             teller,
+		Shared:             shared,
 		PersistentSessions: cfg.PersistentSessions,
 		MaxStartups: gateway.StartupLimits{
 			Start: cfg.MaxStartups.Start, Rate: cfg.MaxStartups.Rate, Full: cfg.MaxStartups.Full,
@@ -220,6 +222,17 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 		Invocation: invocation,
 	})
 	defer inBackground(ctx, reaper.Run)()
+	if presence != nil {
+		defer inBackground(ctx, func(ctx context.Context) { presence.Run(ctx, gw.Counts, gw.Deliver) })()
+	}
+	if cfg.Etcd() {
+		// Whichever gateway's reaper decides, it reads this one's activity
+		// from the store: write it every fraction of the reaper's interval.
+		// (One gateway alone has it in memory.)
+		defer inBackground(ctx, func(ctx context.Context) {
+			manager.RunActivityFlush(ctx, lease.ActivityFlushEvery(cfg.ReaperInterval))
+		})()
+	}
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve(ln) }()
 	select {

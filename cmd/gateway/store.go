@@ -3,10 +3,12 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/cc-gateway/cc-gateway/internal/config"
+	"github.com/cc-gateway/cc-gateway/internal/gateway"
 	"github.com/cc-gateway/cc-gateway/internal/lease"
 	"github.com/cc-gateway/cc-gateway/internal/store/bolt"
 	"github.com/cc-gateway/cc-gateway/internal/store/etcd"
@@ -86,4 +88,16 @@ func gatewayName(cfg config.Config) string {
 		host = "unknown host"
 	}
 	return fmt.Sprintf("%s pid %d (--listen %s)", host, os.Getpid(), cfg.Listen)
+}
+
+// sharedWith returns what the gateway shares with the other gateways on
+// an etcd store, and the presence that keeps it up; nil for bbolt, which
+// serves one gateway.
+func sharedWith(store leaseStore, log *slog.Logger) (gateway.Shared, *etcd.Presence) {
+	s, ok := store.(*etcd.Store)
+	if !ok {
+		return nil, nil
+	}
+	p := s.Presence(log)
+	return p, p
 }

@@ -119,6 +119,9 @@ type Options struct {
 	// Notify, if not nil, checks and tries people's notification targets;
 	// without it the notify command says the gateway sends none.
 	Notify Notifications
+	// Shared, if not nil, reaches the other gateways on the same store:
+	// their session counts, and notices to their sessions (shared.go).
+	Shared Shared
 }
 
 // Gateway is the SSH front door.
@@ -409,8 +412,11 @@ func (g *Gateway) Shutdown(grace time.Duration) {
 	g.pool.Close()
 }
 
-// Sessions counts the live proxied sessions of one person.
-func (g *Gateway) Sessions(fingerprint string) int { return len(g.sessionsOf(fingerprint)) }
+// Sessions counts the live proxied sessions of one person, on every
+// gateway sharing the store.
+func (g *Gateway) Sessions(fingerprint string) int {
+	return len(g.sessionsOf(fingerprint)) + g.sessionsElsewhere(fingerprint)
+}
 
 func (g *Gateway) track(s *liveSession) (untrack func()) {
 	g.mu.Lock()

@@ -123,15 +123,26 @@ func ownedBy[T owned](g *Gateway, set map[T]struct{}, fingerprint string) []T {
 }
 
 // Warn writes message on every live session of the person (the reaper's
-// warnings) and reports on how many.
+// warnings), here and on the other gateways, and reports on how many.
 func (g *Gateway) Warn(fingerprint, message string) int {
+	g.tellElsewhere(fingerprint, message, false)
+	return g.warnHere(fingerprint, message) + g.sessionsElsewhere(fingerprint)
+}
+
+// End ends every live session of the person, here and on the other
+// gateways, saying why.
+func (g *Gateway) End(fingerprint, message string) {
+	g.tellElsewhere(fingerprint, message, true)
+	g.endHere(fingerprint, message)
+}
+
+func (g *Gateway) warnHere(fingerprint, message string) int {
 	sessions := g.sessionsOf(fingerprint)
 	forEach(sessions, func(s *liveSession) { s.notify(message) })
 	return len(sessions)
 }
 
-// End ends every live session of the person, saying why.
-func (g *Gateway) End(fingerprint, message string) {
+func (g *Gateway) endHere(fingerprint, message string) {
 	forEach(g.sessionsOf(fingerprint), func(s *liveSession) { s.end(message) })
 }
 

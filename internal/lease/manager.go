@@ -91,6 +91,7 @@ type Manager struct {
 	flights  map[string]*flight
 	locks    map[string]*keyLock
 	activity map[string]time.Time // in memory; written to the store with the next change
+	touched  map[string]bool      // people whose activity moved since their last flush
 	prices   map[string]cachedPrices
 	// accrued is each lease's cost as last reported to the Observer, and
 	// started when this Manager began reporting (see accrue).
@@ -146,6 +147,7 @@ func NewManager(cfg Config) *Manager {
 		flights:  map[string]*flight{},
 		locks:    map[string]*keyLock{},
 		activity: map[string]time.Time{},
+		touched:  map[string]bool{},
 		prices:   map[string]cachedPrices{},
 		accrued:  map[string]float64{},
 		started:  cfg.Clock.Now(),
@@ -235,6 +237,7 @@ func (m *Manager) touchAt(fp string, t time.Time) {
 	m.mu.Lock()
 	if t.After(m.activity[fp]) {
 		m.activity[fp] = t
+		m.touched[fp] = true
 	}
 	m.mu.Unlock()
 }
@@ -307,6 +310,25 @@ func (m *Manager) localLock(fp string) func() {
 	k.refs++
 	m.mu.Unlock()
 	k.Lock()
+	return m.unlocker(fp, k)
+}
+
+// tryLock is lock without the wait: ok is false when someone holds it.
+func (m *Manager) tryLock(fp string) (unlock func(), ok bool) {
+	m.mu.Lock()
+	k, held := m.locks[fp]
+	if held {
+		m.mu.Unlock()
+		return nil, false
+	}
+	k = &keyLock{refs: 1}
+	k.Lock()
+	m.locks[fp] = k
+	m.mu.Unlock()
+	return m.unlocker(fp, k), true
+}
+
+func (m *Manager) unlocker(fp string, k *keyLock) func() {
 	return func() {
 		k.Unlock()
 		m.mu.Lock()

@@ -613,6 +613,7 @@ func (m *Manager) destroy(ctx context.Context, l Lease, why string) (err error) 
 	m.forgetCost(l)
 	m.mu.Lock()
 	delete(m.activity, l.Fingerprint)
+	delete(m.touched, l.Fingerprint)
 	m.mu.Unlock()
 	m.keepHome(ctx, l.Fingerprint)
 	return nil

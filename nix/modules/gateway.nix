@@ -4,7 +4,8 @@
 # --help`) by name and goes to its config file; options this module does not
 # know yet pass through as they are. The Hetzner token never enters the Nix
 # store: systemd hands the file named by hcloudTokenFile to the service as a
-# credential, and the gateway reads it with --hcloud-token-file.
+# credential, and the gateway reads it with --hcloud-token-file. The etcd
+# client TLS files (etcd.caFile, certFile, keyFile) travel the same way.
 {
   config,
   lib,
@@ -44,6 +45,26 @@ let
 
   configFile = pkgs.writeText "cc-gateway.conf" (import ./gateway/config-file.nix cfg.settings);
 
+  # The etcd TLS files given: each the gateway's option, the credential's
+  # name and the file it comes from.
+  etcdCredentials = lib.filter (c: c.file != null) [
+    {
+      option = "--etcd-ca";
+      name = "etcd-ca";
+      file = cfg.etcd.caFile;
+    }
+    {
+      option = "--etcd-cert";
+      name = "etcd-cert";
+      file = cfg.etcd.certFile;
+    }
+    {
+      option = "--etcd-key";
+      name = "etcd-key";
+      file = cfg.etcd.keyFile;
+    }
+  ];
+
   listenPort = lib.toInt (lib.last (lib.splitString ":" cfg.settings.listen));
 in
 {
@@ -62,6 +83,33 @@ in
         never copied to the Nix store; give a path as a string, not a Nix
         path.
       '';
+    };
+
+    etcd = {
+      caFile = mkOption {
+        type = types.nullOr (types.strMatching "/[^\n\r]*");
+        default = null;
+        example = "/run/secrets/etcd-ca.pem";
+        description = ''
+          PEM CA certificates that signed the etcd members' server
+          certificates (null: the system's roots). Like the client
+          certificate and key, it is passed to the service as a systemd
+          credential (LoadCredential=), so the file may stay readable by root
+          only, and is never copied to the Nix store: give a string.
+        '';
+      };
+      certFile = mkOption {
+        type = types.nullOr (types.strMatching "/[^\n\r]*");
+        default = null;
+        example = "/run/secrets/etcd-gateway.pem";
+        description = "PEM client certificate the gateway presents to etcd; needs keyFile.";
+      };
+      keyFile = mkOption {
+        type = types.nullOr (types.strMatching "/[^\n\r]*");
+        default = null;
+        example = "/run/secrets/etcd-gateway-key.pem";
+        description = "PEM private key of certFile.";
+      };
     };
 
     allowedKeys = mkOption {
@@ -92,7 +140,8 @@ in
       description = ''
         The gateway's options, named as its flags without the dashes in
         front; see `cc-gateway --help`. Null leaves the gateway's default.
-        `config` and `hcloud-token-file` are set by this module.
+        `config`, `hcloud-token-file` and the etcd TLS files (`etcd-ca`,
+        `etcd-cert`, `etcd-key`: see `etcd`) are set by this module.
       '';
       type = types.submodule {
         freeformType = types.attrsOf (
@@ -163,6 +212,13 @@ in
           image = setting line "Image of new machines when no image matches image-selector (debian-12).";
           "image-selector" = setting line "Label selector of the machine image; the newest match wins (cc-gateway=image).";
           "machine-ssh-port" = setting types.port "Port the machines' sshd listens on (22).";
+          "etcd-endpoints" = setting (types.strMatching "https?://[^,\n\r ]+(,https?://[^,\n\r ]+)*") ''
+            Client URLs of the etcd members, comma-separated, like
+            https://10.0.0.2:2379,https://10.0.0.3:2379,https://10.0.0.4:2379:
+            the lease store is then in etcd, shared by every gateway on the
+            same prefix (null: bbolt in data-dir, one gateway). See docs/ha.md.
+          '';
+          "etcd-prefix" = setting (types.strMatching "/([^\n\r]*/)?") "Where the gateway keeps its keys in etcd; gateways on one prefix share leases (/cc-gateway/).";
           "gateway-name" = setting line "Name in the labels of everything this gateway creates; one per gateway sharing a project.";
           "local-machines" = setting (types.enum [
             "builtin"
@@ -214,6 +270,18 @@ in
         message = "services.cc-gateway: hcloud mode needs an allow list: allowedKeys or settings.users.";
       }
       {
+        assertion = !(cfg.settings ? "etcd-ca" || cfg.settings ? "etcd-cert" || cfg.settings ? "etcd-key");
+        message = "services.cc-gateway.settings: etcd-ca, etcd-cert and etcd-key are set by the module; use etcd.caFile, etcd.certFile and etcd.keyFile.";
+      }
+      {
+        assertion = (cfg.etcd.certFile == null) == (cfg.etcd.keyFile == null);
+        message = "services.cc-gateway.etcd: give both certFile and keyFile, or neither.";
+      }
+      {
+        assertion = etcdCredentials != [ ] -> cfg.settings."etcd-endpoints" != null;
+        message = "services.cc-gateway.etcd: the TLS files are for etcd; set settings.etcd-endpoints too.";
+      }
+      {
         assertion = cfg.settings.pprof == true -> cfg.settings."metrics-listen" != null;
         message = "services.cc-gateway.settings: pprof is served on the metrics listener; set metrics-listen too, like \"127.0.0.1:9464\".";
       }
@@ -249,8 +317,14 @@ in
             "--hcloud-token-file"
             "%d/hcloud-token"
           ]
+          ++ lib.concatMap (c: [
+            c.option
+            "%d/${c.name}"
+          ]) etcdCredentials
         );
-        LoadCredential = lib.optional (cfg.hcloudTokenFile != null) "hcloud-token:${cfg.hcloudTokenFile}";
+        LoadCredential =
+          lib.optional (cfg.hcloudTokenFile != null) "hcloud-token:${cfg.hcloudTokenFile}"
+          ++ map (c: "${c.name}:${c.file}") etcdCredentials;
         # The gateway re-reads its allow lists on SIGHUP.
         ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
         Restart = "on-failure";

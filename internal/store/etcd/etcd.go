@@ -14,6 +14,7 @@
 //	<prefix>events/<sequence>        JSON of lease.Event, the sequence as 20
 //	                                 decimal digits, so key order is time order
 //	<prefix>refusals/<sequence>      JSON of lease.Refusal, keyed as events
+//	<prefix>sessions/, notices/      what gateways show each other (presence.go)
 //
 // Values are the JSON bolt keeps, so moving a gateway's state from one
 // store to the other (`gateway store export` and `import`) copies records
