@@ -135,11 +135,15 @@ func TestGatewaysOnEtcd(t *testing.T) {
 
 	// The leader dies (SIGKILL): another gateway leads once its TTL
 	// lapses, and the idle machine is still stopped.
+	// The leader dies: within the TTL the other gateway leads, and the
+	// reaper's work goes on there: judy's idle machine is stopped, and
+	// kai, busy, is warned of his lease's expiry, then it ends.
 	t.Run("leader killed", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
-		judy := newPerson(t, filepath.Join(dir, "judy"))
-		d := newDeployment(t, cluster, []*person{judy}, "--idle-timeout", "5s", "--reaper-interval", "1s")
+		judy, kai := newPerson(t, filepath.Join(dir, "judy")), newPerson(t, filepath.Join(dir, "kai"))
+		d := newDeployment(t, cluster, []*person{judy, kai}, "--idle-timeout", "5s", "--reaper-interval", "1s",
+			"--default-ttl", "40s", "--warn-before", "30s")
 		gws := d.start(t, 2)
 		first := leader(t, gws...)
 		var other *gatewayProc
@@ -152,8 +156,13 @@ func TestGatewaysOnEtcd(t *testing.T) {
 			t.Fatalf("both gateways lead:\n%s\n%s", first.logs, other.logs)
 		}
 		if r := judy.ssh(other, "", "true"); r.code != 0 {
-			t.Fatalf("first connection: %+v", r)
+			t.Fatalf("judy's first connection: %+v", r)
 		}
+		busy := kai.sshStart(other, ticker)
+		if !busy.stdout.WaitFor("tick", 2*time.Minute) {
+			t.Fatalf("kai's session: stdout %q stderr %q", busy.stdout, busy.stderr)
+		}
+		judyLease := judy.status(other).LeaseID
 		first.Stop(syscall.SIGKILL, time.Minute)
 		killed := time.Now()
 		if leader(t, other) != other {
@@ -161,15 +170,20 @@ func TestGatewaysOnEtcd(t *testing.T) {
 		}
 		t.Logf("the other gateway leads %s after the leader's SIGKILL", time.Since(killed).Round(time.Millisecond))
 		testkit.Eventually(t, 2*time.Minute, func() error {
-			servers := d.servers(t)
-			if len(servers) != 1 || servers[0].Status != hcloud.ServerStatusOff {
-				return fmt.Errorf("servers %v, want one, off", serverNames(servers))
+			for _, srv := range d.servers(t) {
+				if srv.Labels[lease.LeaseLabel] == judyLease && srv.Status != hcloud.ServerStatusOff {
+					return fmt.Errorf("judy's server %s is %s, want off", srv.Name, srv.Status)
+				}
 			}
 			if st := judy.status(other); st.State != "stopped" {
-				return fmt.Errorf("the server is off, the lease %s", st.State)
+				return fmt.Errorf("judy's lease is %s, want stopped", st.State)
 			}
 			return nil
 		})
+		busy.wait(t, 2*time.Minute)
+		if err := busy.stderr.String(); !strings.Contains(err, "expires in") {
+			t.Errorf("kai's busy session ended with stderr %q; want the expiry warning first", err)
+		}
 	})
 
 	// A gateway dies (SIGKILL) at each fault point of a create, a stop
