@@ -53,7 +53,7 @@ func TestActivityFlushSkipsABusyLease(t *testing.T) {
 	l := d.running(t, "a", 1)
 	d.clock.Set(l.LastActivity.Add(time.Minute))
 	d.m.Touch(l.Fingerprint)
-	unlock := d.m.lock(l.Fingerprint)
+	unlock := d.m.localLock(l.Fingerprint)
 	d.m.FlushActivity()
 	unlock()
 	if got, _ := d.store.Get(l.Fingerprint); !got.LastActivity.Equal(l.LastActivity) {
