@@ -25,9 +25,10 @@ type Etcd struct {
 // EtcdMember is one member of an Etcd cluster.
 type EtcdMember struct {
 	Name      string
-	ClientURL string // http://127.0.0.1:PORT, for clients
+	ClientURL string // http://127.0.0.1:PORT (https with TLS), for clients
 	t         testing.TB
-	cmd       []string // the etcd command line, the same at every start
+	health    *http.Client // bounded; with TLS, presents the client certificate
+	cmd       []string     // the etcd command line, the same at every start
 	logs      *Buffer
 	proc      *Process // nil while stopped
 }
@@ -36,13 +37,20 @@ type EtcdMember struct {
 // takes about a second, a busy machine a few.
 const etcdReady = time.Minute
 
-// etcdHealthClient bounds each health check.
-var etcdHealthClient = &http.Client{Timeout: 5 * time.Second}
+// etcdHealthTimeout bounds each health check.
+const etcdHealthTimeout = 5 * time.Second
 
 // StartEtcd starts a cluster of members (1 to 5) with fresh data folders on
 // free loopback ports and waits until every member is healthy (the cluster
 // has a leader). The test's end stops them.
 func StartEtcd(t testing.TB, members int) *Etcd {
+	t.Helper()
+	return startEtcd(t, members, nil)
+}
+
+// startEtcd starts the cluster; with pki its members serve clients over
+// TLS only and require a client certificate its CA signed.
+func startEtcd(t testing.TB, members int, pki *etcdPKI) *Etcd {
 	t.Helper()
 	if members < 1 || members > 5 {
 		t.Fatalf("StartEtcd: %d members; a test cluster has 1 to 5", members)
@@ -53,12 +61,20 @@ func StartEtcd(t testing.TB, members int) *Etcd {
 	var peers []string
 	ports := freePorts(t, 2*members)
 	peerURLs := make([]string, members)
+	scheme, health := "http", &http.Client{Timeout: etcdHealthTimeout}
+	var tlsFlags []string
+	if pki != nil {
+		scheme = "https"
+		health.Transport = &http.Transport{TLSClientConfig: pki.client}
+		tlsFlags = []string{"--cert-file=" + pki.serverCert, "--key-file=" + pki.serverKey,
+			"--trusted-ca-file=" + pki.files.CA, "--client-cert-auth"}
+	}
 	for i := range members {
 		name := "m" + strconv.Itoa(i)
 		peerURLs[i] = "http://127.0.0.1:" + strconv.Itoa(ports[2*i])
 		peers = append(peers, name+"="+peerURLs[i])
 		e.Members = append(e.Members, &EtcdMember{
-			Name: name, ClientURL: "http://127.0.0.1:" + strconv.Itoa(ports[2*i+1]), t: t, logs: &Buffer{},
+			Name: name, ClientURL: scheme + "://127.0.0.1:" + strconv.Itoa(ports[2*i+1]), t: t, logs: &Buffer{}, health: health,
 		})
 	}
 	for i, m := range e.Members {
@@ -71,6 +87,7 @@ func StartEtcd(t testing.TB, members int) *Etcd {
 			"--initial-cluster-state=new", "--initial-cluster-token=" + filepath.Base(dir),
 			"--logger=zap", "--log-outputs=stderr", "--log-level=warn",
 		}
+		m.cmd = append(m.cmd, tlsFlags...)
 		t.Cleanup(func() {
 			m.Stop()
 			if t.Failed() {
@@ -173,7 +190,7 @@ func (m *EtcdMember) waitHealthy() {
 }
 
 func (m *EtcdMember) healthy() error {
-	resp, err := etcdHealthClient.Get(m.ClientURL + "/health")
+	resp, err := m.health.Get(m.ClientURL + "/health")
 	if err != nil {
 		return err
 	}

@@ -161,6 +161,11 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if err := s.prepare(); err != nil {
 		_ = cli.Close()
+		if cfg.TLS != nil && errors.Is(err, lease.ErrStoreUnavailable) {
+			if problem := tlsProblem(cfg.Endpoints, cfg.TLS, cfg.Timeout); problem != nil {
+				return nil, fmt.Errorf("open etcd store %s under %s: %w", s.endpoints, s.prefix, problem)
+			}
+		}
 		return nil, fmt.Errorf("open etcd store %s under %s: %w", s.endpoints, s.prefix, err)
 	}
 	return s, nil
