@@ -28,6 +28,7 @@ type agentStatus struct {
 // nobody there, the person is told at their notification target, and the
 // machine stops at the timeout.
 func TestWorkingAgentKeepsTheMachine(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	alice := newPerson(t, filepath.Join(dir, "alice"))
 	list := writeKeyList(t, filepath.Join(dir, "users"), alice)

@@ -18,6 +18,7 @@ import (
 // second stopped (no quorum) a person is told the store is temporarily
 // unavailable; with both back, the same gateway serves again.
 func TestEtcdStore(t *testing.T) {
+	t.Parallel()
 	cluster := testkit.StartEtcd(t, 3)
 	dir := t.TempDir()
 	heidi := newPerson(t, filepath.Join(dir, "heidi"))

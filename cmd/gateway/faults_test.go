@@ -10,6 +10,7 @@ import (
 // actions. Every command succeeds, or fails with one clean line (no stack
 // trace, no secret), and nothing is left behind.
 func TestCloudFaults(t *testing.T) {
+	t.Parallel()
 	lg := newLocalGateway(t, "--local-faults", "rate=0.2,seed=11,reset=200ms")
 	g := lg.start(t)
 	liam := newPerson(t, lg.dir+"/liam")

@@ -17,6 +17,7 @@ import (
 // TestHomeOutlivesExpiry: the reaper deletes an expired machine and keeps
 // its home volume, whose files are back on the next connection's machine.
 func TestHomeOutlivesExpiry(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ivy := newPerson(t, filepath.Join(dir, "ivy"))
 	lg := newLocalGatewayIn(t, dir, withHomes("--default-ttl", "20s", "--warn-before", "5s", "--reaper-interval", "1s")...)

@@ -163,6 +163,7 @@ func waitPoolBeside(t *testing.T, lg *localGateway, g *gatewayProc, n, leases in
 // was ready, their key is authorised on it (a direct login proves it),
 // and the pool is back to two ready machines, none of them theirs.
 func TestWarmPoolClaim(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	root := newPerson(t, filepath.Join(dir, "root"))
 	// No firewall: status shows the machine's address, to reach it directly.

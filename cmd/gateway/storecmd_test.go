@@ -19,6 +19,7 @@ import (
 // Import refuses a store that holds anything unless --force, saying what,
 // and a document of an unknown version.
 func TestStoreExportImport(t *testing.T) {
+	t.Parallel()
 	cluster := testkit.StartEtcd(t, 3)
 	dir := t.TempDir()
 	t0 := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
