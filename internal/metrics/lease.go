@@ -189,9 +189,7 @@ func (c leaseStates) Collect(ch chan<- prometheus.Metric) {
 	for _, l := range all {
 		counts[l.State]++
 	}
-	for _, s := range lease.States {
-		ch <- prometheus.MustNewConstMetric(leasesDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
-	}
+	sendByState(ch, leasesDesc, lease.States, counts)
 	pool, err := c.leases.PoolMachines()
 	if err != nil {
 		return
@@ -200,9 +198,7 @@ func (c leaseStates) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range pool {
 		inPool[p.State]++
 	}
-	for _, s := range lease.PoolStates {
-		ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(inPool[s]), string(s))
-	}
+	sendByState(ch, poolDesc, lease.PoolStates, inPool)
 	people, err := c.leases.People()
 	if err != nil {
 		return
@@ -213,7 +209,13 @@ func (c leaseStates) Collect(ch chan<- prometheus.Metric) {
 			homes[p.Home.State]++
 		}
 	}
-	for _, s := range lease.HomeStates {
-		ch <- prometheus.MustNewConstMetric(homesDesc, prometheus.GaugeValue, float64(homes[s]), string(s))
+	sendByState(ch, homesDesc, lease.HomeStates, homes)
+}
+
+// sendByState sends one gauge of desc per state, every state present
+// from zero, so a series never vanishes when its count drops to none.
+func sendByState[S ~string](ch chan<- prometheus.Metric, desc *prometheus.Desc, states []S, counts map[S]int) {
+	for _, s := range states {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
 }
