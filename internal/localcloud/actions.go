@@ -229,11 +229,15 @@ func (c *Cloud) getAction(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	c.writeAction(w, id, func(a *action) bool { return serverID == 0 || a.serverID == serverID })
+}
+
+// writeAction answers with action id if belongs says it is the one the
+// path names; otherwise, or when there is none, not found.
+func (c *Cloud) writeAction(w http.ResponseWriter, id int64, belongs func(*action) bool) {
 	c.mu.Lock()
 	a, found := c.actions[id]
-	if found && serverID != 0 && a.serverID != serverID {
-		found = false
-	}
+	found = found && belongs(a)
 	var view actionJSON
 	if found {
 		view = c.actionJSON(a)
@@ -282,19 +286,7 @@ func (c *Cloud) getResourceAction(w http.ResponseWriter, r *http.Request, kind s
 	if !ok {
 		return
 	}
-	c.mu.Lock()
-	a, found := c.actions[actionID]
-	found = found && slices.Contains(a.resources, actionResource{ID: id, Type: kind})
-	var view actionJSON
-	if found {
-		view = c.actionJSON(a)
-	}
-	c.mu.Unlock()
-	if !found {
-		writeNotFound(w, "action", actionID)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Action actionJSON `json:"action"`
-	}{view})
+	c.writeAction(w, actionID, func(a *action) bool {
+		return slices.Contains(a.resources, actionResource{ID: id, Type: kind})
+	})
 }
