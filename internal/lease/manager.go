@@ -316,12 +316,11 @@ func (m *Manager) localLock(fp string) func() {
 // tryLock is lock without the wait: ok is false when someone holds it.
 func (m *Manager) tryLock(fp string) (unlock func(), ok bool) {
 	m.mu.Lock()
-	k, held := m.locks[fp]
-	if held {
+	if _, held := m.locks[fp]; held {
 		m.mu.Unlock()
 		return nil, false
 	}
-	k = &keyLock{refs: 1}
+	k := &keyLock{refs: 1}
 	k.Lock()
 	m.locks[fp] = k
 	m.mu.Unlock()
